@@ -1,0 +1,117 @@
+/**
+ * Backend selection: the fastest TensorFlow.js backend present wins
+ * (node-gpu → node → wasm → cpu). The two native packages are optional
+ * dependencies that cannot install on machines without access to the
+ * libtensorflow download, so each is probed with a dynamic import.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+
+export type BackendName = 'node-gpu' | 'node' | 'wasm' | 'cpu';
+export const BACKEND_ORDER: readonly BackendName[] = ['node-gpu', 'node', 'wasm', 'cpu'];
+
+export interface EngineInfo {
+  /** Our name for the backend (node-gpu, node, wasm, cpu). */
+  backend: BackendName;
+  /** The name tf.getBackend() reports. */
+  tfBackend: string;
+  threads: number;
+  simd: boolean | null;
+  tfjsVersion: string;
+  nodeVersion: string;
+}
+
+const require = createRequire(import.meta.url);
+let current: EngineInfo | null = null;
+
+export interface InitOptions {
+  /** Force one backend; error if it is not available. */
+  backend?: BackendName | 'auto';
+  /** Threads for wasm; default: all cores. */
+  threads?: number;
+  /** Print the chosen backend to stderr. */
+  quiet?: boolean;
+}
+
+async function tryNative(pkg: string): Promise<boolean> {
+  try {
+    await import(pkg);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function initWasm(threads: number): Promise<{ threads: number; simd: boolean }> {
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
+  wasm.setWasmPaths(path.join(dir, 'dist') + path.sep);
+  const { enableWasmThreads } = await import('./wasm-threads.js');
+  const threaded = threads > 1 && enableWasmThreads(threads);
+  if (threaded) wasm.setThreadsCount(threads);
+  const ok = await tf.setBackend('wasm');
+  if (!ok) throw new Error('the wasm backend failed to initialise');
+  const simd = (await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) as boolean;
+  return { threads: wasm.getThreadsCount(), simd };
+}
+
+async function initOne(name: BackendName, threads: number): Promise<EngineInfo | null> {
+  const base = { tfjsVersion: tf.version_core, nodeVersion: process.version };
+  switch (name) {
+    case 'node-gpu':
+    case 'node': {
+      const pkg = name === 'node-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
+      if (!(await tryNative(pkg))) return null;
+      if (!(await tf.setBackend('tensorflow'))) return null;
+      return { ...base, backend: name, tfBackend: 'tensorflow', threads: os.cpus().length, simd: null };
+    }
+    case 'wasm': {
+      try {
+        const r = await initWasm(threads);
+        return { ...base, backend: 'wasm', tfBackend: 'wasm', threads: r.threads, simd: r.simd };
+      } catch {
+        return null;
+      }
+    }
+    case 'cpu': {
+      await import('@tensorflow/tfjs-backend-cpu');
+      if (!(await tf.setBackend('cpu'))) return null;
+      return { ...base, backend: 'cpu', tfBackend: 'cpu', threads: 1, simd: null };
+    }
+  }
+}
+
+/** Initialise the tensor engine once per process; later calls return the same info. */
+export async function initEngine(opts: InitOptions = {}): Promise<EngineInfo> {
+  const want = opts.backend ?? (process.env.VMOE_BACKEND as BackendName | undefined) ?? 'auto';
+  if (current && (want === 'auto' || want === current.backend)) return current;
+  const threads = opts.threads ?? (Number(process.env.VMOE_THREADS) || os.cpus().length);
+  const order = want === 'auto' ? BACKEND_ORDER : [want];
+  if (want !== 'auto' && !BACKEND_ORDER.includes(want)) {
+    throw new Error(`unknown backend "${want}"; choose one of ${BACKEND_ORDER.join(', ')} or auto`);
+  }
+  for (const name of order) {
+    const info = await initOne(name, threads);
+    if (info) {
+      current = info;
+      if (!opts.quiet) {
+        process.stderr.write(`[vmoe] backend ${info.backend} (${info.threads} thread${info.threads === 1 ? '' : 's'}${info.simd ? ', SIMD' : ''})\n`);
+      }
+      return info;
+    }
+  }
+  if (want !== 'auto') {
+    const hint = want === 'node' || want === 'node-gpu'
+      ? ` (install it with: npm install @tensorflow/tfjs-${want === 'node' ? 'node' : 'node-gpu'})`
+      : '';
+    throw new Error(`backend "${want}" is not available${hint}`);
+  }
+  throw new Error('no TensorFlow.js backend could be initialised');
+}
+
+export function engineInfo(): EngineInfo {
+  if (!current) throw new Error('engine not initialised: call initEngine() first');
+  return current;
+}
