@@ -5,6 +5,9 @@
  * libtensorflow download, so each is probed with a dynamic import.
  */
 import * as tf from '@tensorflow/tfjs-core';
+// Gradient functions live only in the union package's Node bundle (tfjs-core's
+// own CommonJS build ships none); loading it registers them with tfjs-core.
+import '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';

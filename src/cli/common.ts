@@ -1,0 +1,39 @@
+/** Options and error handling shared by the commands. */
+import type { Command } from 'commander';
+import { initEngine, type BackendName, type EngineInfo } from '../engine/index.js';
+
+export function addEngineOptions(cmd: Command): Command {
+  return cmd
+    .option('--backend <name>', 'tensor backend: auto, node-gpu, node, wasm, cpu', 'auto')
+    .option('--threads <n>', 'threads for the wasm backend (default: all cores)');
+}
+
+export async function startEngine(opts: { backend?: string; threads?: string }): Promise<EngineInfo> {
+  return initEngine({
+    backend: (opts.backend ?? 'auto') as BackendName | 'auto',
+    threads: opts.threads ? parsePositiveInt(opts.threads, '--threads') : undefined,
+  });
+}
+
+export function parsePositiveInt(s: string, flag: string): number {
+  const v = Number(s);
+  if (!Number.isInteger(v) || v < 1) throw new UsageError(`${flag}: expected a positive integer, got "${s}"`);
+  return v;
+}
+
+export function parsePositiveNumber(s: string, flag: string): number {
+  const v = Number(s);
+  if (!Number.isFinite(v) || v <= 0) throw new UsageError(`${flag}: expected a positive number, got "${s}"`);
+  return v;
+}
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}

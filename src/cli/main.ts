@@ -1,0 +1,21 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { PACKAGE_VERSION } from '../train/record.js';
+import { registerTrainCommands } from './train.js';
+
+const program = new Command();
+program
+  .name('vmoe')
+  .description('Sparse Mixture-of-Experts vision models (V-MoE, E³) and the metrics to trust their predictions')
+  .version(PACKAGE_VERSION)
+  .showHelpAfterError();
+
+registerTrainCommands(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof CommanderError) process.exit(err.exitCode);
+  const e = err as Error;
+  const known = ['ConfigError', 'DataError', 'CheckpointError', 'TrainingError', 'UsageError'].includes(e.name) || e.constructor?.name === 'CheckpointError';
+  process.stderr.write(`vmoe: ${known ? e.message : e.stack ?? String(e)}\n`);
+  process.exit(known ? 2 : 1);
+});

@@ -1,0 +1,157 @@
+/**
+ * IDX files (the MNIST container format), raw or gzip-compressed.
+ *
+ * Layout: two zero bytes, a type byte, a dimension-count byte, then one big-endian
+ * uint32 per dimension, then the data in row-major order. Only the unsigned-byte
+ * type (0x08) is supported: every data set this toolkit uses stores pixels and
+ * labels that way, and writing other types would invite silent precision bugs.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
+
+/** A missing, unreadable or malformed data file or data set. */
+export class DataError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DataError';
+  }
+}
+
+export interface IdxArray {
+  dims: number[];
+  data: Uint8Array;
+}
+
+export interface ReadIdxOptions {
+  /** Allowed number of dimensions (e.g. 1 for labels, [3, 4] for images). */
+  ndim?: number | number[];
+}
+
+const UBYTE = 0x08;
+const TYPE_NAMES: Record<number, string> = {
+  0x08: 'unsigned byte',
+  0x09: 'signed byte',
+  0x0b: 'int16',
+  0x0c: 'int32',
+  0x0d: 'float32',
+  0x0e: 'float64',
+};
+
+function isGzip(bytes: Uint8Array): boolean {
+  return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
+}
+
+/** Reads and validates an IDX file; gzip is detected from the content, not the name. */
+export function readIdx(path: string, opts: ReadIdxOptions = {}): IdxArray {
+  let raw: Buffer;
+  try {
+    raw = readFileSync(path);
+  } catch (e) {
+    throw new DataError(`cannot read IDX file ${path}: ${(e as Error).message}`);
+  }
+  let bytes: Uint8Array = raw;
+  if (isGzip(raw)) {
+    try {
+      bytes = gunzipSync(raw);
+    } catch (e) {
+      throw new DataError(`IDX file ${path} is not valid gzip (corrupt or truncated download?): ${(e as Error).message}`);
+    }
+  }
+  return parseIdx(bytes, path, opts);
+}
+
+/** Parses IDX bytes (already decompressed); `source` names the file in error messages. */
+export function parseIdx(bytes: Uint8Array, source: string, opts: ReadIdxOptions = {}): IdxArray {
+  if (bytes.length < 4) {
+    throw new DataError(`IDX file ${source} is too short (${bytes.length} bytes) to hold the 4-byte magic number`);
+  }
+  const magic = ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0;
+  const magicHex = '0x' + magic.toString(16).padStart(8, '0');
+  if (bytes[0] !== 0 || bytes[1] !== 0) {
+    throw new DataError(
+      `IDX file ${source} has a bad magic number ${magicHex}: the first two bytes must be zero ` +
+        `(expected e.g. 0x00000803 for images or 0x00000801 for labels)`,
+    );
+  }
+  const type = bytes[2]!;
+  if (type !== UBYTE) {
+    const what = TYPE_NAMES[type] ?? 'unknown';
+    throw new DataError(
+      `IDX file ${source} has magic number ${magicHex} with data type 0x${type.toString(16).padStart(2, '0')} (${what}); ` +
+        `only 0x08 (unsigned byte) is supported`,
+    );
+  }
+  const ndim = bytes[3]!;
+  if (ndim === 0) {
+    throw new DataError(`IDX file ${source} has magic number ${magicHex} declaring 0 dimensions`);
+  }
+  if (opts.ndim !== undefined) {
+    const allowed = Array.isArray(opts.ndim) ? opts.ndim : [opts.ndim];
+    if (!allowed.includes(ndim)) {
+      throw new DataError(
+        `IDX file ${source} has ${ndim} dimension(s) (magic ${magicHex}) but ${allowed.join(' or ')} expected`,
+      );
+    }
+  }
+  const headerLen = 4 + 4 * ndim;
+  if (bytes.length < headerLen) {
+    throw new DataError(
+      `IDX file ${source} is truncated inside its header: ${ndim} dimensions need ${headerLen} header bytes, file has ${bytes.length}`,
+    );
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const dims: number[] = [];
+  let size = 1;
+  for (let d = 0; d < ndim; d++) {
+    const v = view.getUint32(4 + 4 * d, false);
+    dims.push(v);
+    size *= v;
+  }
+  const body = bytes.length - headerLen;
+  if (body < size) {
+    throw new DataError(
+      `IDX file ${source} is truncated: header dims [${dims.join(', ')}] need ${size} data bytes ` +
+        `but only ${body} follow the ${headerLen}-byte header`,
+    );
+  }
+  if (body > size) {
+    throw new DataError(
+      `IDX file ${source} has ${body - size} extra bytes: header dims [${dims.join(', ')}] need ${size} data bytes ` +
+        `but ${body} follow the ${headerLen}-byte header`,
+    );
+  }
+  // A plain Uint8Array view (not a Buffer), so callers see one array type whatever the source.
+  return { dims, data: new Uint8Array(bytes.buffer, bytes.byteOffset + headerLen, size) };
+}
+
+/** Encodes an unsigned-byte IDX file in memory (uncompressed). */
+export function encodeIdx(dims: readonly number[], data: Uint8Array): Uint8Array {
+  if (dims.length < 1 || dims.length > 255) {
+    throw new DataError(`writeIdx: number of dims must be 1..255, got ${dims.length}`);
+  }
+  let size = 1;
+  for (const [i, d] of dims.entries()) {
+    if (!Number.isInteger(d) || d < 0 || d > 0xffffffff) {
+      throw new DataError(`writeIdx: dims[${i}] = ${d} is not an unsigned 32-bit integer`);
+    }
+    size *= d;
+  }
+  if (data.length !== size) {
+    throw new DataError(`writeIdx: dims [${dims.join(', ')}] hold ${size} values but data has ${data.length}`);
+  }
+  const headerLen = 4 + 4 * dims.length;
+  const out = new Uint8Array(headerLen + size);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, (UBYTE << 8) | dims.length, false);
+  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
+  out.set(data, headerLen);
+  return out;
+}
+
+/** Writes an unsigned-byte IDX file, gzip-compressed when the path ends in `.gz`. */
+export function writeIdx(path: string, dims: readonly number[], data: Uint8Array): void {
+  const encoded = encodeIdx(dims, data);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, path.endsWith('.gz') ? gzipSync(encoded) : encoded);
+}

@@ -1,0 +1,111 @@
+/**
+ * The harness side of the Outputs contract (shared/design.md): run a model once
+ * over a data set and hand back plain arrays — logits, pre-logits, labels and
+ * router statistics — that evaluators consume without touching tensors.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { makeBatch, sequentialBatches, type ImageDataset, type PixelScale } from '../data/index.js';
+import type { ForwardOptions, RoutingOverrides, VisionMoE } from '../vmoe/model.js';
+import type { MoeLayerStats } from '../vmoe/moe.js';
+import type { Rng } from '../util/rng.js';
+
+export interface RouterSummary {
+  block: number;
+  processedFraction: number;
+  dropFraction: number;
+  expertLoad: number[];
+  capacity: number;
+  groupSize: number;
+}
+
+export interface Outputs {
+  n: number;
+  numClasses: number;
+  /** (N, K) row-major. */
+  logits: Float32Array;
+  /** (N, D) row-major. */
+  preLogits: Float32Array;
+  preLogitsDim: number;
+  labels: Int32Array;
+  /** Per MoE layer, averaged over batches weighted by batch size. */
+  router: RouterSummary[];
+  seconds: number;
+}
+
+export interface OutputOptions {
+  batchSize: number;
+  scale: PixelScale;
+  routing?: RoutingOverrides;
+  /** MC dropout: keep dropout on (needs rng). */
+  mcDropout?: boolean;
+  rng?: Rng;
+  keepPreLogits?: boolean;
+  onBatch?: (done: number, total: number) => void;
+}
+
+export function computeOutputs(model: VisionMoE, ds: ImageDataset, opts: OutputOptions): Outputs {
+  const K = model.cfg.numClasses;
+  const logits = new Float32Array(ds.n * K);
+  let preLogits = new Float32Array(0);
+  let D = 0;
+  const acc = new Map<number, { w: number; s: RouterSummary }>();
+  const t0 = performance.now();
+  let done = 0;
+  for (const idx of sequentialBatches(ds.n, opts.batchSize)) {
+    const batch = makeBatch(ds, idx, { scale: opts.scale });
+    const fwd: ForwardOptions = { train: false, routing: opts.routing, mcDropout: opts.mcDropout, rng: opts.rng };
+    let lg: Float32Array = new Float32Array(0);
+    let pl: Float32Array | null = null;
+    let stats: (MoeLayerStats & { block: number })[] = [];
+    tf.tidy(() => {
+      const x = tf.tensor4d(batch.x, batch.shape);
+      const r = model.forward(x, fwd);
+      lg = r.logits.dataSync() as Float32Array;
+      if (opts.keepPreLogits) pl = r.preLogits.dataSync() as Float32Array;
+      stats = r.moe;
+    });
+    logits.set(lg, done * K);
+    if (pl !== null) {
+      const plv: Float32Array = pl;
+      if (D === 0) {
+        D = plv.length / idx.length;
+        preLogits = new Float32Array(ds.n * D);
+      }
+      preLogits.set(plv, done * D);
+    }
+    accumulateRouter(acc, stats, idx.length);
+    done += idx.length;
+    opts.onBatch?.(done, ds.n);
+  }
+  const router = [...acc.values()].map(({ w, s }) => ({
+    ...s,
+    processedFraction: s.processedFraction / w,
+    dropFraction: s.dropFraction / w,
+    expertLoad: s.expertLoad.map((x) => x / w),
+  }));
+  return {
+    n: ds.n, numClasses: K, logits, preLogits, preLogitsDim: D, labels: ds.labels, router,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+function accumulateRouter(acc: Map<number, { w: number; s: RouterSummary }>, stats: (MoeLayerStats & { block: number })[], weight: number): void {
+  for (const st of stats) {
+    const cur = acc.get(st.block);
+    if (!cur) {
+      acc.set(st.block, {
+        w: weight,
+        s: {
+          block: st.block, capacity: st.capacity, groupSize: st.groupSize,
+          processedFraction: st.processedFraction * weight, dropFraction: st.dropFraction * weight,
+          expertLoad: st.expertLoad.map((x) => x * weight),
+        },
+      });
+    } else {
+      cur.w += weight;
+      cur.s.processedFraction += st.processedFraction * weight;
+      cur.s.dropFraction += st.dropFraction * weight;
+      st.expertLoad.forEach((x, i) => (cur.s.expertLoad[i]! += x * weight));
+    }
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * Adam / AdamW with decoupled weight decay on kernels, learning-rate schedules
+ * and global-norm gradient clipping. State lives in named tensors so it can be
+ * checkpointed and restored exactly.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { ExperimentConfig } from './config.js';
+
+export type OptimConfig = ExperimentConfig['optim'];
+
+/** Learning rate at 1-based step `step` of `total`. */
+export function learningRate(o: OptimConfig, step: number, total: number): number {
+  if (o.warmupSteps > 0 && step <= o.warmupSteps) return (o.lr * step) / o.warmupSteps;
+  if (o.schedule === 'constant') return o.lr;
+  const span = Math.max(1, total - o.warmupSteps);
+  const frac = Math.min(1, Math.max(0, (step - o.warmupSteps) / span));
+  const floor = o.lr * o.minLrRatio;
+  if (o.schedule === 'linear') return floor + (o.lr - floor) * (1 - frac);
+  return floor + (o.lr - floor) * 0.5 * (1 + Math.cos(Math.PI * frac));
+}
+
+export class Adam {
+  readonly m = new Map<string, tf.Variable>();
+  readonly v = new Map<string, tf.Variable>();
+  /** Number of updates applied so far. */
+  t = 0;
+
+  constructor(
+    readonly cfg: OptimConfig,
+    private readonly decayed: (name: string) => boolean,
+  ) {}
+
+  private slot(map: Map<string, tf.Variable>, name: string, like: tf.Tensor): tf.Variable {
+    let s = map.get(name);
+    if (!s) {
+      s = tf.variable(tf.zerosLike(like), false);
+      map.set(name, s);
+    }
+    return s;
+  }
+
+  /**
+   * Applies one update. grads are by parameter name. Returns the global gradient
+   * norm before clipping.
+   */
+  apply(params: Map<string, tf.Variable>, grads: Record<string, tf.Tensor>, lr: number): number {
+    const names = Object.keys(grads);
+    const sq = tf.tidy(() => tf.addN(names.map((n) => tf.sum(tf.square(grads[n]!)))));
+    const gnorm = Math.sqrt(sq.dataSync()[0]!);
+    sq.dispose();
+    const clip = this.cfg.gradClipNorm;
+    const scale = clip !== null && gnorm > clip ? clip / gnorm : 1;
+    this.t += 1;
+    const { beta1: b1, beta2: b2, eps } = this.cfg;
+    const bc1 = 1 - Math.pow(b1, this.t);
+    const bc2 = 1 - Math.pow(b2, this.t);
+    const wd = this.cfg.optimizer === 'adamw' ? this.cfg.weightDecay : 0;
+    for (const name of names) {
+      const p = params.get(name)!;
+      const m = this.slot(this.m, name, p);
+      const v = this.slot(this.v, name, p);
+      tf.tidy(() => {
+        const g = scale === 1 ? grads[name]! : tf.mul(grads[name]!, scale);
+        const mNew = tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1));
+        const vNew = tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2));
+        const stepSize = lr / bc1;
+        let update = tf.div(tf.mul(mNew, stepSize), tf.add(tf.sqrt(tf.div(vNew, bc2)), eps));
+        if (wd > 0 && this.decayed(name)) update = tf.add(update, tf.mul(p, lr * wd));
+        m.assign(mNew);
+        v.assign(vNew);
+        p.assign(tf.sub(p, update));
+      });
+    }
+    return gnorm;
+  }
+
+  dispose(): void {
+    for (const s of [...this.m.values(), ...this.v.values()]) s.dispose();
+    this.m.clear();
+    this.v.clear();
+  }
+}

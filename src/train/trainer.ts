@@ -1,0 +1,293 @@
+/**
+ * The training loop: seeded data order, router noise and dropout; Adam(W) with
+ * warmup + decay; periodic validation; atomic checkpoints that let --resume
+ * continue with exactly the losses an uninterrupted run would have had.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { BatchSampler, loadDataset, makeBatch, type ImageDataset } from '../data/index.js';
+import { engineInfo } from '../engine/index.js';
+import { computeOutputs } from '../eval/outputs.js';
+import { accuracy, nll } from '../metrics/likelihood.js';
+import { probsFromLogits } from '../metrics/softmax.js';
+import { VisionMoE } from '../vmoe/model.js';
+import { paramSpecs } from '../vmoe/params.js';
+import { Rng, type RngState } from '../util/rng.js';
+import { Adam, learningRate } from './optimizer.js';
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type NamedArray } from './checkpoint.js';
+import type { ExperimentConfig } from './config.js';
+import type { SamplerState } from '../data/batches.js';
+import { Progress } from './progress.js';
+import { runRecord } from './record.js';
+
+export class TrainingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TrainingError';
+  }
+}
+
+export interface TrainOptions {
+  config: ExperimentConfig;
+  outDir: string;
+  /** Continue from the latest checkpoint in outDir. */
+  resume?: boolean;
+  /** Initialise from another run's checkpoint (fine-tuning). */
+  initFrom?: string;
+  /** Stop (after checkpointing) once this step is reached — used to test interruption. */
+  stopAtStep?: number;
+  quiet?: boolean;
+}
+
+export interface EvalSummary {
+  step: number;
+  split: string;
+  n: number;
+  accuracy: number;
+  nll: number;
+}
+
+export interface TrainResult {
+  step: number;
+  losses: number[];
+  lastVal: EvalSummary | null;
+  checkpoint: string;
+  seconds: number;
+  imagesPerSecond: number;
+}
+
+interface RunState {
+  step: number;
+  rng: RngState;
+  augRng: RngState;
+  sampler: SamplerState;
+  optT: number;
+}
+
+export function classificationLoss(logits: tf.Tensor2D, labels: tf.Tensor1D, numClasses: number, smoothing: number): tf.Scalar {
+  const onehot = tf.oneHot(labels, numClasses);
+  const targets = smoothing > 0 ? tf.add(tf.mul(onehot, 1 - smoothing), smoothing / numClasses) : onehot;
+  return tf.neg(tf.mean(tf.sum(tf.mul(targets, tf.logSoftmax(logits)), -1))) as tf.Scalar;
+}
+
+export function evaluateSplit(model: VisionMoE, ds: ImageDataset, cfg: ExperimentConfig, step: number): EvalSummary {
+  const out = computeOutputs(model, ds, { batchSize: cfg.eval.batchSize, scale: cfg.data.scale });
+  const logits = { data: out.logits, n: out.n, k: out.numClasses };
+  return { step, split: ds.split, n: ds.n, accuracy: accuracy(probsFromLogits(logits), out.labels), nll: nll(logits, out.labels) };
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Copies matching parameters from a checkpoint into a freshly initialised model (fine-tuning). */
+export function initFromCheckpoint(model: VisionMoE, file: string): { copied: string[]; resized: string[]; fresh: string[] } {
+  const ck = loadCheckpoint(file);
+  const copied: string[] = [], resized: string[] = [], fresh: string[] = [];
+  for (const [name, v] of model.params) {
+    const src = ck.tensors[`params/${name}`];
+    if (!src) {
+      fresh.push(name);
+      continue;
+    }
+    if (src.shape.join(',') === v.shape.join(',')) {
+      v.assign(tf.tensor(src.data as Float32Array, src.shape));
+      copied.push(name);
+    } else if (name === 'pos') {
+      v.assign(resizePositions(src, v.shape as [number, number], model.cfg.readout === 'token'));
+      resized.push(name);
+    } else {
+      fresh.push(name);
+    }
+  }
+  return { copied, resized, fresh };
+}
+
+/** Bilinear resize of the patch-grid part of a position embedding (T, H); the class row is kept. */
+function resizePositions(src: NamedArray, target: [number, number], hasCls: boolean): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [Tsrc, H] = src.shape as [number, number];
+    const table = tf.tensor2d(src.data as Float32Array, [Tsrc, H]);
+    const off = hasCls ? 1 : 0;
+    const gs = Math.round(Math.sqrt(Tsrc - off));
+    const gt = Math.round(Math.sqrt(target[0] - off));
+    const grid = tf.reshape(tf.slice(table, [off, 0], [gs * gs, H]), [1, gs, gs, H]) as tf.Tensor4D;
+    const resized = tf.reshape(tf.image.resizeBilinear(grid, [gt, gt], true), [gt * gt, H]);
+    return (hasCls ? tf.concat([tf.slice(table, [0, 0], [1, H]), resized], 0) : resized) as tf.Tensor2D;
+  });
+}
+
+export async function train(opts: TrainOptions): Promise<TrainResult> {
+  const cfg = opts.config;
+  fs.mkdirSync(opts.outDir, { recursive: true });
+  const ckptDir = path.join(opts.outDir, 'checkpoints');
+  const metricsPath = path.join(opts.outDir, 'metrics.jsonl');
+  const log = (s: string) => { if (!opts.quiet) process.stderr.write(s + '\n'); };
+
+  const trainDs = loadDataset(cfg.data.dataset, cfg.data.valSize > 0 ? 'train' : 'train_full', {
+    dataDir: cfg.data.dataDir ?? undefined, valSize: cfg.data.valSize, limit: cfg.data.trainLimit ?? undefined,
+  });
+  const valDs = cfg.data.valSize > 0
+    ? loadDataset(cfg.data.dataset, 'val', { dataDir: cfg.data.dataDir ?? undefined, valSize: cfg.data.valSize, limit: cfg.train.evalLimit ?? undefined })
+    : null;
+  const mc = cfg.model;
+  if (trainDs.height !== mc.imageSize || trainDs.channels !== mc.channels || trainDs.numClasses > mc.numClasses) {
+    throw new TrainingError(
+      `data set ${trainDs.name} has ${trainDs.height}×${trainDs.width}×${trainDs.channels} images and ${trainDs.numClasses} classes, ` +
+      `but model.imageSize=${mc.imageSize}, model.channels=${mc.channels}, model.numClasses=${mc.numClasses}`,
+    );
+  }
+
+  const model = VisionMoE.init(cfg.model, cfg.seed);
+  const specs = paramSpecs(cfg.model);
+  const opt = new Adam(cfg.optim, (n) => specs.get(n)?.decay ?? false);
+  const rng = new Rng(cfg.seed + 1);
+  const augRng = new Rng(cfg.seed + 2);
+  const sampler = new BatchSampler(trainDs.n, { batchSize: cfg.train.batchSize, seed: cfg.seed + 3, shuffle: true, dropRemainder: true });
+  let step = 0;
+
+  const existing = latestCheckpoint(ckptDir);
+  if (existing && !opts.resume) {
+    throw new TrainingError(`${opts.outDir} already holds checkpoints (${path.basename(existing)}); pass --resume to continue that run, or choose another --out`);
+  }
+  if (opts.resume && existing) {
+    const ck = loadCheckpoint(existing);
+    const saved = ck.meta.config as ExperimentConfig;
+    for (const key of ['model', 'data', 'optim', 'seed'] as const) {
+      if (!sameJson(saved[key], cfg[key])) {
+        throw new TrainingError(`cannot resume ${existing}: its "${key}" config differs from the one given; resume with the run's own config (${path.join(opts.outDir, 'config.json')})`);
+      }
+    }
+    for (const [name, v] of model.params) {
+      const t = ck.tensors[`params/${name}`];
+      if (!t || t.shape.join(',') !== v.shape.join(',')) throw new TrainingError(`checkpoint ${existing} lacks parameter ${name} or has another shape`);
+      v.assign(tf.tensor(t.data as Float32Array, t.shape));
+      for (const [slot, map] of [['m', opt.m], ['v', opt.v]] as const) {
+        const s = ck.tensors[`opt/${slot}/${name}`];
+        if (s) map.set(name, tf.variable(tf.tensor(s.data as Float32Array, s.shape), false));
+      }
+    }
+    const st = ck.meta.state as RunState;
+    step = st.step;
+    rng.setState(st.rng);
+    augRng.setState(st.augRng);
+    sampler.setState(st.sampler);
+    opt.t = st.optT;
+    truncateLog(metricsPath, step);
+    log(`[vmoe] resumed ${path.basename(existing)} at step ${step}`);
+  } else {
+    if (opts.initFrom) {
+      const r = initFromCheckpoint(model, opts.initFrom);
+      log(`[vmoe] initialised from ${opts.initFrom}: ${r.copied.length} copied, ${r.resized.length} resized (${r.resized.join(', ') || '-'}), ${r.fresh.length} new (${r.fresh.join(', ') || '-'})`);
+    }
+    if (fs.existsSync(metricsPath)) fs.rmSync(metricsPath);
+  }
+  fs.writeFileSync(path.join(opts.outDir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
+
+  const frozen = (name: string) => cfg.train.freeze.some((p) => name.startsWith(p));
+  const trainable = [...model.params.entries()].filter(([n]) => !frozen(n));
+  const trainVars = trainable.map(([, v]) => v);
+  const nameOf = new Map(trainable.map(([n, v]) => [v.name, n]));
+
+  const saveState = (): string => {
+    const tensors: Record<string, NamedArray> = {};
+    for (const [name, v] of model.params) tensors[`params/${name}`] = { dtype: 'float32', shape: v.shape.slice(), data: v.dataSync() as Float32Array };
+    for (const [slot, map] of [['m', opt.m], ['v', opt.v]] as const) {
+      for (const [name, v] of map) tensors[`opt/${slot}/${name}`] = { dtype: 'float32', shape: v.shape.slice(), data: v.dataSync() as Float32Array };
+    }
+    const state: RunState = { step, rng: rng.getState(), augRng: augRng.getState(), sampler: sampler.getState(), optT: opt.t };
+    return saveCheckpoint(ckptDir, { meta: { ...runRecord(cfg), step, state }, tensors }, { keep: cfg.train.keepCheckpoints });
+  };
+
+  const total = cfg.train.steps;
+  const stopAt = Math.min(total, opts.stopAtStep ?? total);
+  const progress = new Progress(total, { quiet: opts.quiet });
+  const losses: number[] = [];
+  let lastVal: EvalSummary | null = null;
+  let lastCkpt = existing ?? '';
+  const t0 = performance.now();
+  let imagesSeen = 0;
+  const B = cfg.train.batchSize;
+  const appendLog = (rec: Record<string, unknown>) => fs.appendFileSync(metricsPath, JSON.stringify(rec) + '\n');
+
+  while (step < stopAt) {
+    const tStep = performance.now();
+    const idx = sampler.next();
+    const batch = makeBatch(trainDs, idx, { scale: cfg.data.scale, augment: cfg.data.augment, rng: augRng });
+    const lr = learningRate(cfg.optim, step + 1, total);
+    let taskLoss = NaN, auxLoss = NaN, gnorm = NaN;
+    let moeStats: { block: number; drop: number; load: number[]; importance: number; loadLoss: number }[] = [];
+    tf.tidy(() => {
+      const x = tf.tensor4d(batch.x, batch.shape);
+      const y = tf.tensor1d(batch.y, 'int32');
+      let task: tf.Scalar | null = null, aux: tf.Scalar | null = null;
+      const { value, grads } = tf.variableGrads(() => {
+        const r = model.forward(x, { train: true, rng });
+        task = classificationLoss(r.logits, y, cfg.model.numClasses, cfg.train.labelSmoothing);
+        aux = r.aux;
+        moeStats = r.moe.map((s) => ({ block: s.block, drop: s.dropFraction, load: s.expertLoad, importance: s.importanceLoss, loadLoss: s.loadLoss }));
+        taskLoss = task.dataSync()[0]!;
+        auxLoss = aux.dataSync()[0]!;
+        return tf.add(task, aux) as tf.Scalar;
+      }, trainVars);
+      const total = value.dataSync()[0]!;
+      if (!Number.isFinite(total)) {
+        throw new TrainingError(
+          `loss is ${total} at step ${step + 1} (task ${taskLoss}, aux ${auxLoss}); nothing was saved for this step. ` +
+          `The last good checkpoint is ${lastCkpt || '(none yet)'}. Try a lower optim.lr, optim.gradClipNorm, or a longer warmup.`,
+        );
+      }
+      const byName: Record<string, tf.Tensor> = {};
+      for (const [vname, g] of Object.entries(grads)) byName[nameOf.get(vname)!] = g;
+      gnorm = opt.apply(model.params, byName, lr);
+    });
+    step += 1;
+    imagesSeen += B;
+    const loss = taskLoss + auxLoss;
+    losses.push(loss);
+    const dt = (performance.now() - tStep) / 1000;
+    const ips = B / dt;
+    appendLog({
+      step, epoch: sampler.epoch, lr, loss, task_loss: taskLoss, aux_loss: auxLoss, grad_norm: gnorm,
+      images_per_s: ips, seconds: (performance.now() - t0) / 1000, moe: moeStats,
+    });
+    progress.update(step, { loss, ips });
+    if (step % cfg.train.logEvery === 0) progress.line(step, `loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} |g| ${gnorm.toFixed(3)}`);
+
+    const atEnd = step === total;
+    if (valDs && ((cfg.train.evalEvery > 0 && step % cfg.train.evalEvery === 0) || atEnd)) {
+      lastVal = evaluateSplit(model, valDs, cfg, step);
+      appendLog({ step, split: 'val', n: lastVal.n, accuracy: lastVal.accuracy, nll: lastVal.nll });
+      progress.line(step, `val accuracy ${lastVal.accuracy.toFixed(4)} nll ${lastVal.nll.toFixed(4)} (n=${lastVal.n})`);
+    }
+    if ((cfg.train.checkpointEvery > 0 && step % cfg.train.checkpointEvery === 0) || atEnd || step === stopAt) {
+      lastCkpt = saveState();
+    }
+  }
+  progress.done();
+  const seconds = (performance.now() - t0) / 1000;
+  const result: TrainResult = { step, losses, lastVal, checkpoint: lastCkpt, seconds, imagesPerSecond: imagesSeen / Math.max(seconds, 1e-9) };
+  fs.writeFileSync(path.join(opts.outDir, 'train_summary.json'), JSON.stringify({
+    ...runRecord(cfg), step, seconds, images_per_s: result.imagesPerSecond, final_loss: losses.at(-1) ?? null, val: lastVal, checkpoint: lastCkpt,
+  }, null, 2) + '\n');
+  model.dispose();
+  opt.dispose();
+  return result;
+}
+
+/** Drops log lines written after the checkpoint we resume from, so the log reads as one run. */
+function truncateLog(file: string, step: number): void {
+  if (!fs.existsSync(file)) return;
+  const kept = fs.readFileSync(file, 'utf8').split('\n').filter((l) => {
+    if (!l.trim()) return false;
+    try {
+      return (JSON.parse(l) as { step?: number }).step! <= step;
+    } catch {
+      return false;
+    }
+  });
+  fs.writeFileSync(file, kept.map((l) => l + '\n').join(''));
+}
+
+export { engineInfo };

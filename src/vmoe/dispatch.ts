@@ -1,0 +1,162 @@
+/**
+ * Dispatch plans: which token goes to which expert-buffer row, computed on the
+ * host from the gate values. Typed arrays over all groups at once — the model's
+ * fast path. The pure per-group reference (routing.ts) states the same rules on
+ * nested arrays; tests hold the two equal.
+ *
+ * Expert buffer layout: expert e owns rows [e·R, (e+1)·R), R = Σ_g C_g; group g's
+ * slots start at offset_g = Σ_{g'<g} C_g'. A row holds token t as t+1, or 0 if empty.
+ */
+
+export interface DispatchPlan {
+  numTokens: number;
+  numExperts: number;
+  /** Rows per expert over all groups, R = Σ_g capacity_g. */
+  rowsPerExpert: number;
+  groupSizes: number[];
+  capacities: number[];
+  /** (E·R): token+1 held by each expert-buffer row, 0 = empty. */
+  rowToken: Int32Array;
+  /** (E·R): flat gate index t·E+e+1 for each row (0 = empty, reads a zero gate). */
+  rowGate: Int32Array;
+  /** Top-k only, (N·K) token-major: chosen expert, slot, kept flag. */
+  expert?: Int32Array;
+  slot?: Int32Array;
+  kept?: Uint8Array;
+  k: number;
+  /** Assignments that were processed / asked for (S·K per group for top-k, capacity slots for expert choice). */
+  processed: number;
+  requested: number;
+  /** Processed assignments per expert. */
+  expertCount: Float64Array;
+}
+
+export type CapacityFn = (groupSize: number) => number;
+
+function groupSizesFor(numTokens: number, groupSize: number): number[] {
+  if (groupSize < 1) throw new Error(`routing group size must be ≥ 1, got ${groupSize}`);
+  const sizes: number[] = [];
+  for (let start = 0; start < numTokens; start += groupSize) sizes.push(Math.min(groupSize, numTokens - start));
+  return sizes;
+}
+
+/**
+ * Top-k per token (spec §2): K-major assignment; within a rank, position order
+ * (vanilla) or descending top-1 gate (BPR, stable); slot ≥ C drops the assignment.
+ * gates: (N, E) row-major. Ties between experts go to the lower index.
+ */
+export function planTopK(
+  gates: Float32Array | Float64Array,
+  numTokens: number,
+  numExperts: number,
+  opts: { k: number; groupSize: number; capacity: CapacityFn; batchPriority: boolean },
+): DispatchPlan {
+  const N = numTokens, E = numExperts, K = opts.k;
+  if (gates.length !== N * E) throw new Error(`gates have ${gates.length} values, expected ${N}×${E}`);
+  if (K < 1 || K > E) throw new Error(`k must be in [1, ${E}], got ${K}`);
+  const sizes = groupSizesFor(N, opts.groupSize);
+  const caps = sizes.map((s) => opts.capacity(s));
+  const R = caps.reduce((a, b) => a + b, 0);
+  const expert = new Int32Array(N * K);
+  const slot = new Int32Array(N * K);
+  const kept = new Uint8Array(N * K);
+  const top1 = new Float64Array(N);
+  const chosen = new Uint8Array(E);
+  for (let t = 0; t < N; t++) {
+    chosen.fill(0);
+    const base = t * E;
+    for (let c = 0; c < K; c++) {
+      let best = -1, bestV = -Infinity;
+      for (let e = 0; e < E; e++) {
+        const v = gates[base + e]!;
+        if (!chosen[e] && v > bestV) { bestV = v; best = e; }
+      }
+      if (best < 0) best = chosen.indexOf(0); // all remaining are -Infinity/NaN
+      chosen[best] = 1;
+      expert[t * K + c] = best;
+      if (c === 0) top1[t] = bestV;
+    }
+  }
+  const rowToken = new Int32Array(E * R);
+  const rowGate = new Int32Array(E * R);
+  const expertCount = new Float64Array(E);
+  const counts = new Int32Array(E);
+  let processed = 0;
+  let start = 0, offset = 0;
+  for (let g = 0; g < sizes.length; g++) {
+    const S = sizes[g]!, C = caps[g]!;
+    const order = new Int32Array(S);
+    for (let i = 0; i < S; i++) order[i] = start + i;
+    if (opts.batchPriority) {
+      const ord = Array.from(order);
+      ord.sort((a, b) => top1[b]! - top1[a]! || a - b);
+      order.set(ord);
+    }
+    counts.fill(0);
+    for (let c = 0; c < K; c++) {
+      for (let i = 0; i < S; i++) {
+        const t = order[i]!;
+        const a = t * K + c;
+        const e = expert[a]!;
+        const s = counts[e]++;
+        slot[a] = s;
+        if (s < C) {
+          kept[a] = 1;
+          processed++;
+          expertCount[e]!++;
+          const row = e * R + offset + s;
+          rowToken[row] = t + 1;
+          rowGate[row] = t * E + e + 1;
+        }
+      }
+    }
+    start += S;
+    offset += C;
+  }
+  return {
+    numTokens: N, numExperts: E, rowsPerExpert: R, groupSizes: sizes, capacities: caps,
+    rowToken, rowGate, expert, slot, kept, k: K, processed, requested: N * K, expertCount,
+  };
+}
+
+/**
+ * Expert choice: in each group every expert takes its top-C tokens by its own
+ * gate column (ties: lower token first); a token may get 0..E experts.
+ */
+export function planExpertChoice(
+  gates: Float32Array | Float64Array,
+  numTokens: number,
+  numExperts: number,
+  opts: { groupSize: number; capacity: CapacityFn },
+): DispatchPlan {
+  const N = numTokens, E = numExperts;
+  if (gates.length !== N * E) throw new Error(`gates have ${gates.length} values, expected ${N}×${E}`);
+  const sizes = groupSizesFor(N, opts.groupSize);
+  const caps = sizes.map((s) => Math.min(opts.capacity(s), s));
+  const R = caps.reduce((a, b) => a + b, 0);
+  const rowToken = new Int32Array(E * R);
+  const rowGate = new Int32Array(E * R);
+  const expertCount = new Float64Array(E);
+  let start = 0, offset = 0, processed = 0;
+  for (let g = 0; g < sizes.length; g++) {
+    const S = sizes[g]!, C = caps[g]!;
+    for (let e = 0; e < E; e++) {
+      const idx = Array.from({ length: S }, (_, i) => start + i);
+      idx.sort((a, b) => gates[b * E + e]! - gates[a * E + e]! || a - b);
+      for (let j = 0; j < C; j++) {
+        const t = idx[j]!;
+        const row = e * R + offset + j;
+        rowToken[row] = t + 1;
+        rowGate[row] = t * E + e + 1;
+      }
+      expertCount[e]! += C;
+      processed += C;
+    }
+    start += S;
+    offset += C;
+  }
+  return {
+    numTokens: N, numExperts: E, rowsPerExpert: R, groupSizes: sizes, capacities: caps,
+    rowToken, rowGate, k: 0, processed, requested: processed, expertCount,
+  };
+}

@@ -1,0 +1,211 @@
+/**
+ * ViT / V-MoE forward pass (spec §1): patch embedding by reshape + matMul, class
+ * token, learned positions, pre-LN blocks whose MLP is dense or MoE, final
+ * LayerNorm, token or GAP readout, optional pre-logits, head.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { moeBlocks, tokensPerImage, type ModelConfig } from './config.js';
+import { dense, dense2d, dropout, gelu, layerNorm } from './layers.js';
+import { moeLayer, type DispatchImpl, type MoeLayerStats, type RoutingSettings } from './moe.js';
+import { initParamValues, paramSpecs } from './params.js';
+import type { Rng } from '../util/rng.js';
+
+export interface RoutingOverrides {
+  capacityFactor?: number;
+  capacity?: number | null;
+  k?: number;
+  batchPriority?: boolean;
+  groupImages?: number;
+}
+
+export interface ForwardOptions {
+  train: boolean;
+  /** Drives router noise and dropout; required when train or mcDropout. */
+  rng?: Rng;
+  routing?: RoutingOverrides;
+  impl?: DispatchImpl;
+  /** Keep dropout on at evaluation (MC dropout). */
+  mcDropout?: boolean;
+}
+
+export interface ForwardResult {
+  logits: tf.Tensor2D; // (B, classes)
+  preLogits: tf.Tensor2D; // (B, D)
+  aux: tf.Scalar;
+  moe: (MoeLayerStats & { block: number })[];
+}
+
+export type ParamStore = Map<string, tf.Variable>;
+
+export class VisionMoE {
+  readonly cfg: ModelConfig;
+  readonly params: ParamStore;
+  readonly moeBlockSet: Set<number>;
+
+  constructor(cfg: ModelConfig, params: ParamStore) {
+    this.cfg = cfg;
+    this.params = params;
+    this.moeBlockSet = new Set(moeBlocks(cfg));
+  }
+
+  static init(cfg: ModelConfig, seed: number): VisionMoE {
+    const params: ParamStore = new Map();
+    for (const [name, v] of initParamValues(cfg, seed)) {
+      params.set(name, tf.variable(tf.tensor(v.data, v.shape, 'float32'), true, name));
+    }
+    return new VisionMoE(cfg, params);
+  }
+
+  /** Builds a model from named host arrays (e.g. a checkpoint); shapes must match the config. */
+  static fromValues(cfg: ModelConfig, values: Map<string, { shape: number[]; data: Float32Array }>): VisionMoE {
+    const params: ParamStore = new Map();
+    for (const [name, spec] of paramSpecs(cfg)) {
+      const v = values.get(name);
+      if (!v) throw new Error(`missing parameter ${name}`);
+      if (v.shape.join(',') !== spec.shape.join(',')) {
+        throw new Error(`parameter ${name} has shape [${v.shape}] but the config expects [${spec.shape}]`);
+      }
+      params.set(name, tf.variable(tf.tensor(v.data, v.shape, 'float32'), true, name));
+    }
+    return new VisionMoE(cfg, params);
+  }
+
+  p<T extends tf.Tensor = tf.Tensor>(name: string): T {
+    const v = this.params.get(name);
+    if (!v) throw new Error(`model has no parameter ${name}`);
+    return v as unknown as T;
+  }
+
+  routingFor(over: RoutingOverrides = {}): RoutingSettings {
+    const m = this.cfg.moe;
+    const T = tokensPerImage(this.cfg);
+    return {
+      router: m.router,
+      k: over.k ?? m.k,
+      capacityFactor: over.capacityFactor ?? m.capacityFactor,
+      capacity: over.capacity !== undefined ? over.capacity : over.capacityFactor !== undefined ? null : m.capacity,
+      rounding: m.capacityRounding,
+      groupSize: (over.groupImages ?? m.groupImages) * T,
+      batchPriority: over.batchPriority ?? m.batchPriority,
+      noiseStd: m.noiseStd,
+      aux: m.auxLoss,
+    };
+  }
+
+  /** images (B, H, W, C) → patch tokens (B, g², p²C), patches flattened row-major (row, col, channel). */
+  patchify(images: tf.Tensor4D): tf.Tensor3D {
+    const { patchSize: p, imageSize, channels: C } = this.cfg;
+    const B = images.shape[0];
+    const g = imageSize / p;
+    const rows = tf.reshape(images, [B * g, p, g, p * C]); // (B·g, p, g, p·C)
+    const patches = tf.transpose(rows, [0, 2, 1, 3]); // (B·g, g, p, p·C)
+    return tf.reshape(patches, [B, g * g, p * p * C]);
+  }
+
+  /** Token embeddings before the first block: (B, T, H). */
+  embed(images: tf.Tensor4D): tf.Tensor3D {
+    const { hidden: H, imageSize, channels } = this.cfg;
+    const [B, h, w, c] = images.shape;
+    if (h !== imageSize || w !== imageSize || c !== channels) {
+      throw new Error(`model expects images (B, ${imageSize}, ${imageSize}, ${channels}), got (${images.shape.join(', ')})`);
+    }
+    let x = dense(this.patchify(images), this.p('embed/kernel'), this.p('embed/bias')) as tf.Tensor3D; // (B, g², H)
+    if (this.cfg.readout === 'token') {
+      const cls = tf.tile(tf.reshape(this.p('cls'), [1, 1, H]), [B, 1, 1]);
+      x = tf.concat([cls, x], 1) as tf.Tensor3D;
+    }
+    return tf.add(x, this.p('pos')) as tf.Tensor3D;
+  }
+
+  attention(x: tf.Tensor3D, prefix: string): tf.Tensor3D {
+    const [B, T, H] = x.shape;
+    const nh = this.cfg.heads, hd = H / nh;
+    const x2 = tf.reshape(x, [B * T, H]) as tf.Tensor2D;
+    const wqkv = tf.concat([this.p(`${prefix}/query/kernel`), this.p(`${prefix}/key/kernel`), this.p(`${prefix}/value/kernel`)], 1) as tf.Tensor2D;
+    const bqkv = tf.concat([this.p(`${prefix}/query/bias`), this.p(`${prefix}/key/bias`), this.p(`${prefix}/value/bias`)], 0) as tf.Tensor1D;
+    const qkv = dense2d(x2, wqkv, bqkv); // (B·T, 3H)
+    const heads = (i: number) => {
+      const part = tf.slice(qkv, [0, i * H], [B * T, H]);
+      return tf.reshape(tf.transpose(tf.reshape(part, [B, T, nh, hd]), [0, 2, 1, 3]), [B * nh, T, hd]); // (B·nh, T, hd)
+    };
+    const q = tf.mul(heads(0), 1 / Math.sqrt(hd));
+    const k = heads(1), v = heads(2);
+    const attn = tf.softmax(tf.matMul(q, k, false, true)); // (B·nh, T, T)
+    const o = tf.matMul(attn, v); // (B·nh, T, hd)
+    const merged = tf.reshape(tf.transpose(tf.reshape(o, [B, nh, T, hd]), [0, 2, 1, 3]), [B * T, H]) as tf.Tensor2D;
+    return tf.reshape(dense2d(merged, this.p(`${prefix}/out/kernel`), this.p(`${prefix}/out/bias`)), [B, T, H]);
+  }
+
+  /** One encoder block; MoE blocks append their stats. */
+  block(
+    x: tf.Tensor3D,
+    b: number,
+    ctx: { train: boolean; rng?: Rng; routing: RoutingSettings; impl: DispatchImpl; dropSeed: () => number | null; auxTerms: tf.Scalar[]; stats: ForwardResult['moe'] },
+  ): tf.Tensor3D {
+    const [B, T, H] = x.shape;
+    const p = `block${b}`;
+    const rate = this.cfg.dropout;
+    const h1 = layerNorm(x, this.p(`${p}/ln1/scale`), this.p(`${p}/ln1/bias`)) as tf.Tensor3D;
+    x = tf.add(x, dropout(this.attention(h1, `${p}/attn`), rate, ctx.dropSeed()));
+    const h2 = tf.reshape(layerNorm(x, this.p(`${p}/ln2/scale`), this.p(`${p}/ln2/bias`)), [B * T, H]) as tf.Tensor2D;
+    let y: tf.Tensor2D;
+    if (this.moeBlockSet.has(b)) {
+      const r = moeLayer(
+        h2,
+        { router: this.p(`${p}/moe/router/kernel`), w1: this.p(`${p}/moe/w1`), b1: this.p(`${p}/moe/b1`), w2: this.p(`${p}/moe/w2`), b2: this.p(`${p}/moe/b2`) },
+        ctx.routing,
+        { train: ctx.train, noiseSeed: ctx.train && ctx.rng ? ctx.rng.seed() : null, impl: ctx.impl },
+      );
+      y = r.y;
+      ctx.auxTerms.push(r.aux);
+      ctx.stats.push({ ...r.stats, block: b });
+    } else {
+      const hidden = gelu(dense2d(h2, this.p(`${p}/mlp/fc1/kernel`), this.p(`${p}/mlp/fc1/bias`)));
+      y = dense2d(dropout(hidden, rate, ctx.dropSeed()) as tf.Tensor2D, this.p(`${p}/mlp/fc2/kernel`), this.p(`${p}/mlp/fc2/bias`));
+    }
+    return tf.add(x, tf.reshape(dropout(y, rate, ctx.dropSeed()), [B, T, H])) as tf.Tensor3D;
+  }
+
+  /** Final norm, readout, pre-logits and head: (B, T, H) → logits (B, classes), representation (B, D). */
+  head(x: tf.Tensor3D): { logits: tf.Tensor2D; preLogits: tf.Tensor2D } {
+    const [B, , H] = x.shape;
+    const normed = layerNorm(x, this.p('norm/scale'), this.p('norm/bias')) as tf.Tensor3D;
+    let repr: tf.Tensor2D = this.cfg.readout === 'token'
+      ? tf.reshape(tf.slice(normed, [0, 0, 0], [B, 1, H]), [B, H])
+      : tf.mean(normed, 1);
+    if (this.cfg.preLogits !== null) repr = tf.tanh(dense2d(repr, this.p('prelogits/kernel'), this.p('prelogits/bias')));
+    const logits = dense2d(repr, this.p('head/kernel'), this.p('head/bias'));
+    return { logits, preLogits: repr };
+  }
+
+  forward(images: tf.Tensor4D, opts: ForwardOptions): ForwardResult {
+    const useDropout = (opts.train || opts.mcDropout === true) && this.cfg.dropout > 0;
+    if ((opts.train || useDropout) && !opts.rng) throw new Error('forward: an rng is required in training and MC-dropout mode');
+    const ctx = {
+      train: opts.train,
+      rng: opts.rng,
+      routing: this.routingFor(opts.routing),
+      impl: opts.impl ?? 'gather',
+      dropSeed: () => (useDropout ? opts.rng!.seed() : null),
+      auxTerms: [] as tf.Scalar[],
+      stats: [] as ForwardResult['moe'],
+    };
+    let x = this.embed(images);
+    x = dropout(x, this.cfg.dropout, ctx.dropSeed()) as tf.Tensor3D;
+    for (let b = 0; b < this.cfg.depth; b++) x = this.block(x, b, ctx);
+    const { logits, preLogits } = this.head(x);
+    const aux = ctx.auxTerms.length ? (tf.addN(ctx.auxTerms) as tf.Scalar) : tf.scalar(0);
+    return { logits, preLogits, aux, moe: ctx.stats };
+  }
+
+  /** Host copies of all parameters (for checkpoints). */
+  values(): Map<string, { shape: number[]; data: Float32Array }> {
+    const out = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const [name, v] of this.params) out.set(name, { shape: v.shape.slice(), data: v.dataSync() as Float32Array });
+    return out;
+  }
+
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+  }
+}

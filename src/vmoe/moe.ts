@@ -1,0 +1,189 @@
+/**
+ * The sparse MoE layer (spec §2–3) on tensors: router → host-side dispatch
+ * plan → gather into per-expert buffers → E plain 2-D expert MLPs → weighted
+ * scatter-add back to tokens. Routing indices carry no gradient; the gates do.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { dense2d, gatherRows, gelu, scatterAddRows } from './layers.js';
+import { planExpertChoice, planTopK, type DispatchPlan } from './dispatch.js';
+import { expertCapacity, expertChoiceCapacity, type CapacityRounding } from './capacity.js';
+
+export interface MoeWeights {
+  router: tf.Tensor2D; // (H, E)
+  w1: tf.Tensor3D; // (E, H, mlp)
+  b1: tf.Tensor2D; // (E, mlp)
+  w2: tf.Tensor3D; // (E, mlp, H)
+  b2: tf.Tensor2D; // (E, H)
+}
+
+export interface RoutingSettings {
+  router: 'top-k' | 'expert-choice';
+  k: number;
+  capacityFactor: number;
+  /** Absolute capacity per group; overrides capacityFactor when set. */
+  capacity: number | null;
+  rounding: CapacityRounding;
+  /** Tokens per routing group (S). */
+  groupSize: number;
+  batchPriority: boolean;
+  noiseStd: number;
+  aux: { importance: number; load: number; gshard: number; zloss: number };
+}
+
+export interface MoeLayerStats {
+  /** Processed / requested (token, choice) assignments. */
+  processedFraction: number;
+  dropFraction: number;
+  /** Share of processed assignments per expert (sums to 1). */
+  expertLoad: number[];
+  capacity: number;
+  groupSize: number;
+  importanceLoss: number;
+  loadLoss: number;
+}
+
+export interface MoeLayerResult {
+  y: tf.Tensor2D; // (N, H)
+  aux: tf.Scalar;
+  plan: DispatchPlan;
+  stats: MoeLayerStats;
+  gatesClean: tf.Tensor2D; // (N, E)
+}
+
+export type DispatchImpl = 'gather' | 'dense';
+
+function capacityFn(r: RoutingSettings, E: number): (S: number) => number {
+  if (r.router === 'expert-choice') {
+    return (S) => (r.capacity !== null ? r.capacity : expertChoiceCapacity({ groupSize: S, numExperts: E, capacityFactor: r.capacityFactor }));
+  }
+  return (S) =>
+    r.capacity !== null
+      ? expertCapacity({ groupSize: S, numExperts: E, k: r.k, capacity: r.capacity })
+      : expertCapacity({ groupSize: S, numExperts: E, k: r.k, capacityFactor: r.capacityFactor, rounding: r.rounding });
+}
+
+/** Population CV² of a vector: var/mean². */
+function cv2(v: tf.Tensor1D): tf.Scalar {
+  const mean = tf.mean(v);
+  const variance = tf.mean(tf.square(tf.sub(v, mean)));
+  return tf.div(variance, tf.add(tf.square(mean), 1e-20)) as tf.Scalar;
+}
+
+/** Mean over groups of f(rows of the group). */
+function meanOverGroups(t: tf.Tensor2D, sizes: number[], f: (g: tf.Tensor2D, start: number) => tf.Scalar): tf.Scalar {
+  const parts: tf.Scalar[] = [];
+  let start = 0;
+  for (const S of sizes) {
+    parts.push(f(tf.slice(t, [start, 0], [S, t.shape[1]]), start));
+    start += S;
+  }
+  return tf.div(tf.addN(parts), parts.length) as tf.Scalar;
+}
+
+/** Runs the E expert MLPs on their buffers: (E·R, H) → (E·R, H), each expert a plain 2-D matMul. */
+function runExperts(ein: tf.Tensor2D, w: MoeWeights, R: number): tf.Tensor2D {
+  const E = w.w1.shape[0];
+  const H = ein.shape[1];
+  const w1 = tf.unstack(w.w1) as tf.Tensor2D[];
+  const b1 = tf.unstack(w.b1) as tf.Tensor1D[];
+  const w2 = tf.unstack(w.w2) as tf.Tensor2D[];
+  const b2 = tf.unstack(w.b2) as tf.Tensor1D[];
+  const outs: tf.Tensor2D[] = [];
+  for (let e = 0; e < E; e++) {
+    const xe = tf.slice(ein, [e * R, 0], [R, H]);
+    outs.push(dense2d(gelu(dense2d(xe, w1[e]!, b1[e]!)) as tf.Tensor2D, w2[e]!, b2[e]!));
+  }
+  return tf.concat(outs, 0);
+}
+
+export function moeLayer(
+  x: tf.Tensor2D,
+  w: MoeWeights,
+  r: RoutingSettings,
+  opts: { train: boolean; noiseSeed: number | null; impl?: DispatchImpl; auxLosses?: boolean },
+): MoeLayerResult {
+  const [N, H] = x.shape;
+  const E = w.router.shape[1];
+  const logits = dense2d(x, w.router); // (N, E)
+  const sigma = r.noiseStd / E;
+  const noisy = opts.train && sigma > 0 && opts.noiseSeed !== null
+    ? tf.add(logits, tf.mul(tf.randomNormal([N, E], 0, 1, 'float32', opts.noiseSeed), sigma))
+    : logits;
+  const gates = tf.softmax(noisy) as tf.Tensor2D; // (N, E)
+  const gatesClean = noisy === logits ? gates : (tf.softmax(logits) as tf.Tensor2D);
+
+  const gateValues = gates.dataSync() as Float32Array;
+  const cap = capacityFn(r, E);
+  const plan = r.router === 'expert-choice'
+    ? planExpertChoice(gateValues, N, E, { groupSize: r.groupSize, capacity: cap })
+    : planTopK(gateValues, N, E, { k: r.k, groupSize: r.groupSize, capacity: cap, batchPriority: r.batchPriority });
+  const R = plan.rowsPerExpert;
+
+  const rowToken = tf.tensor1d(plan.rowToken, 'int32');
+  const rowGate = tf.tensor1d(plan.rowGate, 'int32');
+  const gatesPadded = tf.concat([tf.zeros([1, 1]), tf.reshape(gates, [N * E, 1])], 0) as tf.Tensor2D; // (N·E+1, 1)
+  let y: tf.Tensor2D;
+  if ((opts.impl ?? 'gather') === 'gather') {
+    const xPadded = tf.concat([tf.zeros([1, H]), x], 0) as tf.Tensor2D; // (N+1, H)
+    const ein = gatherRows(xPadded, rowToken); // (E·R, H)
+    const out = runExperts(ein, w, R); // (E·R, H)
+    const weight = gatherRows(gatesPadded, rowGate); // (E·R, 1)
+    const yPadded = scatterAddRows(tf.mul(out, weight) as tf.Tensor2D, rowToken, N + 1); // (N+1, H)
+    y = tf.slice(yPadded, [1, 0], [N, H]);
+  } else {
+    // Reference: dense one-hot dispatch/combine (einsum form), O(N·E·R·H).
+    const dispatch = tf.cast(tf.slice(tf.oneHot(rowToken, N + 1), [0, 1], [E * R, N]), 'float32') as tf.Tensor2D; // (E·R, N)
+    const ein = tf.matMul(dispatch, x) as tf.Tensor2D; // (E·R, H)
+    const out = runExperts(ein, w, R);
+    const rowExpert = new Int32Array(E * R).map((_, i) => Math.floor(i / R));
+    const expertOfRow = tf.transpose(tf.cast(tf.oneHot(tf.tensor1d(rowExpert, 'int32'), E), 'float32')) as tf.Tensor2D; // (E, E·R)
+    const combine = tf.mul(tf.transpose(dispatch), tf.matMul(gates, expertOfRow)) as tf.Tensor2D; // (N, E·R)
+    y = tf.matMul(combine, out);
+  }
+
+  let aux: tf.Scalar = tf.scalar(0);
+  let importanceLoss = NaN, loadLoss = NaN;
+  if (opts.auxLosses !== false && r.router === 'top-k') {
+    const terms: tf.Scalar[] = [];
+    const imp = meanOverGroups(gatesClean, plan.groupSizes, (g) => cv2(tf.sum(g, 0) as tf.Tensor1D));
+    importanceLoss = imp.dataSync()[0]!;
+    if (r.aux.importance > 0) terms.push(tf.mul(imp, r.aux.importance));
+    if (opts.train && sigma > 0 && opts.noiseSeed !== null) {
+      // Threshold: the K-th largest noisy logit (its expert is the K-th choice).
+      const kth = new Int32Array(N);
+      for (let t = 0; t < N; t++) kth[t] = plan.expert![t * r.k + r.k - 1]!;
+      const thr = tf.sum(tf.mul(tf.oneHot(tf.tensor1d(kth, 'int32'), E), noisy), -1, true); // (N, 1)
+      const z = tf.div(tf.sub(thr, logits), sigma * Math.SQRT2);
+      const p = tf.mul(tf.sub(1, tf.erf(z)), 0.5) as tf.Tensor2D; // (N, E): P(logit_e + noise beats thr)
+      const load = meanOverGroups(p, plan.groupSizes, (g) => cv2(tf.mean(g, 0) as tf.Tensor1D));
+      loadLoss = load.dataSync()[0]!;
+      if (r.aux.load > 0) terms.push(tf.mul(load, r.aux.load));
+    }
+    if (r.aux.gshard > 0) {
+      const top1 = new Int32Array(N);
+      for (let t = 0; t < N; t++) top1[t] = plan.expert![t * r.k]!;
+      const f = tf.cast(tf.oneHot(tf.tensor1d(top1, 'int32'), E), 'float32') as tf.Tensor2D;
+      const gs = meanOverGroups(gates, plan.groupSizes, (g, start) => {
+        const fg = tf.mean(tf.slice(f, [start, 0], [g.shape[0], E]), 0);
+        return tf.mul(tf.mean(tf.mul(fg, tf.mean(g, 0))), E * E) as tf.Scalar;
+      });
+      terms.push(tf.mul(gs, r.aux.gshard));
+    }
+    if (r.aux.zloss > 0) {
+      terms.push(tf.mul(tf.mean(tf.square(tf.logSumExp(logits, -1))), r.aux.zloss));
+    }
+    if (terms.length) aux = tf.addN(terms) as tf.Scalar;
+  }
+
+  const total = plan.processed;
+  const stats: MoeLayerStats = {
+    processedFraction: plan.requested ? plan.processed / plan.requested : 1,
+    dropFraction: plan.requested ? 1 - plan.processed / plan.requested : 0,
+    expertLoad: Array.from(plan.expertCount, (c) => (total ? c / total : 0)),
+    capacity: plan.capacities[0]!,
+    groupSize: plan.groupSizes[0]!,
+    importanceLoss,
+    loadLoss,
+  };
+  return { y, aux, plan, stats, gatesClean };
+}
