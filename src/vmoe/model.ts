@@ -37,6 +37,18 @@ export interface ForwardResult {
 
 export type ParamStore = Map<string, tf.Variable>;
 
+/**
+ * Trainable variable from host data. tfjs variable names are process-global, so
+ * they are left to tfjs (several models, e.g. ensemble members, live side by
+ * side); our parameter names are the ParamStore keys.
+ */
+export function makeVariable(data: Float32Array, shape: number[]): tf.Variable {
+  const t = tf.tensor(data, shape, 'float32');
+  const v = tf.variable(t, true);
+  t.dispose();
+  return v;
+}
+
 export class VisionMoE {
   readonly cfg: ModelConfig;
   readonly params: ParamStore;
@@ -51,7 +63,7 @@ export class VisionMoE {
   static init(cfg: ModelConfig, seed: number): VisionMoE {
     const params: ParamStore = new Map();
     for (const [name, v] of initParamValues(cfg, seed)) {
-      params.set(name, tf.variable(tf.tensor(v.data, v.shape, 'float32'), true, name));
+      params.set(name, makeVariable(v.data, v.shape));
     }
     return new VisionMoE(cfg, params);
   }
@@ -65,7 +77,7 @@ export class VisionMoE {
       if (v.shape.join(',') !== spec.shape.join(',')) {
         throw new Error(`parameter ${name} has shape [${v.shape}] but the config expects [${spec.shape}]`);
       }
-      params.set(name, tf.variable(tf.tensor(v.data, v.shape, 'float32'), true, name));
+      params.set(name, makeVariable(v.data, v.shape));
     }
     return new VisionMoE(cfg, params);
   }
