@@ -1,1 +1,30 @@
-export const VERSION = "0.1.0";
+/** vmoe-ts: the library entry. Import what you need: `import { VisionMoE, topExpertsPerItem, ece } from 'vmoe-ts'`. */
+export * from './engine/index.js';
+export * from './data/index.js';
+export { Rng, type RngState } from './util/rng.js';
+
+// V-MoE core
+export * from './vmoe/config.js';
+export * from './vmoe/capacity.js';
+export * from './vmoe/routing.js';
+export * from './vmoe/aux-losses.js';
+export { planTopK, planExpertChoice, type DispatchPlan } from './vmoe/dispatch.js';
+export { moeLayer, type MoeWeights, type RoutingSettings, type MoeLayerStats, type DispatchImpl } from './vmoe/moe.js';
+export { dense, dense2d, gelu, layerNorm, gatherRows, scatterAddRows } from './vmoe/layers.js';
+export { VisionMoE, makeVariable, type ForwardOptions, type ForwardResult, type RoutingOverrides, type ParamStore } from './vmoe/model.js';
+export { paramSpecs, initParamValues, countParams } from './vmoe/params.js';
+export { flopsPerImage, FLOPS_CONVENTION, type FlopsBreakdown } from './vmoe/flops.js';
+
+// Training
+export * from './train/config.js';
+export { Adam, learningRate } from './train/optimizer.js';
+export * from './train/checkpoint.js';
+export { train, TrainingError, classificationLoss, evaluateSplit, initFromCheckpoint, type TrainOptions, type TrainResult } from './train/trainer.js';
+export { loadModel, resolveCheckpoint, type LoadedModel } from './train/load.js';
+
+// Evaluation
+export { computeOutputs, type Outputs, type OutputOptions, type RouterSummary } from './eval/outputs.js';
+export { classificationMetrics, type ClassificationMetrics } from './eval/classification.js';
+export * as metrics from './metrics/index.js';
+export * as fewshot from './fewshot/index.js';
+export * from './export/tables.js';

@@ -2,6 +2,12 @@
 import { Command, CommanderError } from 'commander';
 import { PACKAGE_VERSION } from '../train/record.js';
 import { registerTrainCommands } from './train.js';
+import { registerEvalCommand } from './eval.js';
+import { registerInfoCommand } from './info.js';
+import { registerQuickstartCommand } from './quickstart.js';
+import { registerProbeCommand } from './probe.js';
+import { registerMetricsCommand } from './metrics.js';
+import { registerDatasetsCommand } from './datasets.js';
 
 const program = new Command();
 program
@@ -10,7 +16,13 @@ program
   .version(PACKAGE_VERSION)
   .showHelpAfterError();
 
+registerQuickstartCommand(program);
 registerTrainCommands(program);
+registerEvalCommand(program);
+registerInfoCommand(program);
+registerDatasetsCommand(program);
+registerMetricsCommand(program);
+registerProbeCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);

@@ -151,3 +151,24 @@ describe('training sanity', () => {
     opt.dispose();
   });
 });
+
+describe('FLOPs per image', () => {
+  it('matches a hand count for a tiny V-MoE', async () => {
+    const { flopsPerImage } = await import('../../src/vmoe/flops.js');
+    // imageSize 8, patch 4 → 4 patches + cls = 5 tokens; H 8, M 12, E 4, K 2, group 2 images (S = 10).
+    const cfg = tiny();
+    const T = 5, H = 8, M = 12, E = 4, S = 10;
+    const C = 4 * Math.ceil(Math.ceil((S * 2 * 1.05) / E) / 4); // ceil(5.25) = 6 → 8
+    const embed = 2 * 4 * 16 * H;
+    const attn = 2 * (2 * T * H * 3 * H + 4 * T * T * H + 2 * T * H * H);
+    const dense = 2 * T * 2 * H * M;
+    const router = 2 * T * H * E;
+    const experts = 2 * ((E * C) / 2) * 2 * H * M;
+    const head = 2 * H * 3;
+    const f = flopsPerImage(cfg);
+    expect(f.moe[0]!.capacity).toBe(C);
+    expect(f.total).toBe(embed + attn + dense + router + experts + head);
+    // Capacity factor 0.5 → C = ceil(10·2·0.5/4) = 3 → 4: experts cost half.
+    expect(flopsPerImage(cfg, { capacityFactor: 0.5 }).experts).toBe(experts / 2);
+  });
+});

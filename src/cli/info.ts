@@ -1,0 +1,46 @@
+import type { Command } from 'commander';
+import { loadCheckpoint } from '../train/checkpoint.js';
+import { parseExperiment } from '../train/config.js';
+import { resolveCheckpoint } from '../train/load.js';
+import { moeBlocks, tokensPerImage } from '../vmoe/config.js';
+import { flopsPerImage } from '../vmoe/flops.js';
+import { countParams } from '../vmoe/params.js';
+import { loadExperiment } from '../train/config.js';
+
+export function describeModel(configSource: { checkpoint?: string; config?: string }): Record<string, unknown> {
+  let cfgRaw: unknown;
+  let training: Record<string, unknown> | null = null;
+  if (configSource.checkpoint) {
+    const file = resolveCheckpoint(configSource.checkpoint);
+    const ck = loadCheckpoint(file);
+    cfgRaw = ck.meta.config;
+    training = { checkpoint: file, sha256: ck.sha256, step: ck.meta.step, saved: ck.meta.time, engine: ck.meta.engine, versions: ck.meta.versions };
+  }
+  const cfg = configSource.checkpoint ? parseExperiment(cfgRaw, 'checkpoint config') : loadExperiment(configSource.config ?? null);
+  const m = cfg.model;
+  const params = countParams(m);
+  const flops = flopsPerImage(m);
+  return {
+    name: cfg.name,
+    architecture: {
+      type: m.type, image: `${m.imageSize}×${m.imageSize}×${m.channels}`, patch: m.patchSize, tokens: tokensPerImage(m),
+      hidden: m.hidden, depth: m.depth, heads: m.heads, mlp: m.mlpDim, classes: m.numClasses, readout: m.readout,
+      moe: m.type === 'vmoe' ? { blocks: moeBlocks(m), experts: m.moe.numExperts, k: m.moe.k, router: m.moe.router, capacity_factor: m.moe.capacityFactor, group_images: m.moe.groupImages, batch_priority: m.moe.batchPriority } : null,
+    },
+    parameters: { total: params.total, active_per_token: params.activePerToken },
+    flops_per_image: flops,
+    training,
+  };
+}
+
+export function registerInfoCommand(program: Command): void {
+  program
+    .command('info')
+    .description('architecture, parameter counts (total / active per token), FLOPs per image and training summary')
+    .argument('[checkpoint]', 'checkpoint file or run folder')
+    .option('-c, --config <file>', 'describe a config instead of a checkpoint')
+    .action((checkpoint: string | undefined, flags: { config?: string }) => {
+      const info = describeModel({ checkpoint, config: flags.config });
+      process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+    });
+}

@@ -1,0 +1,119 @@
+/**
+ * Confidence as a predictor of correctness: risk–coverage curve, AURC, accuracy at coverage,
+ * coverage at risk, calibration AUC and oracle-collaborative accuracy.
+ *
+ * Ties in confidence are resolved by expectation over a random order within the tie, so no result
+ * depends on the input order.
+ */
+import { aurocFromLabels } from './ranking.js';
+import { checkSameLength } from './types.js';
+
+export const SELECTIVE_CONVENTION = {
+  order: 'descending confidence; ties averaged (expected value over random tie-breaking)',
+  risk: 'error rate among the i most confident / i, at coverage i/N',
+  aurc: 'mean_i risk(i/N), i = 1..N',
+  coverageCount: 'round(c·N), at least 1',
+} as const;
+
+/**
+ * Expected number of errors among the i most confident examples, for i = 0..N.        // (N+1,)
+ */
+function cumulativeErrors(confidence: ArrayLike<number>, correct: ArrayLike<number | boolean>): Float64Array {
+  checkSameLength(confidence, correct, 'confidence', 'correct');
+  const n = confidence.length;
+  for (let i = 0; i < n; i++) if (Number.isNaN(confidence[i]!)) throw new Error(`confidence[${i}] is NaN`);
+  const order = Int32Array.from({ length: n }, (_, i) => i).sort((a, b) => confidence[b]! - confidence[a]! || a - b);
+  const cum = new Float64Array(n + 1);
+  for (let r = 0; r < n; ) {
+    const c = confidence[order[r]!]!;
+    let end = r;
+    let errors = 0;
+    while (end < n && confidence[order[end]!]! === c) {
+      if (!correct[order[end]!]) errors++;
+      end++;
+    }
+    const rate = errors / (end - r);
+    for (let q = r; q < end; q++) cum[q + 1] = cum[r]! + (q + 1 - r) * rate;
+    r = end;
+  }
+  return cum;
+}
+
+export interface RiskCoverageCurve {
+  /** i/N for i = 1..N */
+  coverage: Float64Array;
+  /** errors among the i most confident / i */
+  risk: Float64Array;
+  convention: typeof SELECTIVE_CONVENTION;
+}
+
+export function riskCoverageCurve(confidence: ArrayLike<number>, correct: ArrayLike<number | boolean>): RiskCoverageCurve {
+  const cum = cumulativeErrors(confidence, correct);
+  const n = confidence.length;
+  const coverage = new Float64Array(n);
+  const risk = new Float64Array(n);
+  for (let i = 1; i <= n; i++) {
+    coverage[i - 1] = i / n;
+    risk[i - 1] = cum[i]! / i;
+  }
+  return { coverage, risk, convention: SELECTIVE_CONVENTION };
+}
+
+/** Area under the risk–coverage curve: mean over i of risk(i/N). Lower is better. */
+export function aurc(confidence: ArrayLike<number>, correct: ArrayLike<number | boolean>): number {
+  const { risk } = riskCoverageCurve(confidence, correct);
+  let s = 0;
+  for (let i = 0; i < risk.length; i++) s += risk[i]!;
+  return s / risk.length;
+}
+
+function countAt(fraction: number, n: number, name: string): number {
+  if (!(fraction >= 0 && fraction <= 1)) throw new Error(`${name} must be in [0, 1], got ${fraction}`);
+  return Math.round(fraction * n);
+}
+
+/** Accuracy on the round(c·N) most confident examples (at least one). */
+export function accuracyAtCoverage(
+  confidence: ArrayLike<number>,
+  correct: ArrayLike<number | boolean>,
+  coverage: number,
+): number {
+  const cum = cumulativeErrors(confidence, correct);
+  const i = Math.max(1, countAt(coverage, confidence.length, 'coverage'));
+  return 1 - cum[i]! / i;
+}
+
+/** Largest coverage i/N whose risk is ≤ `risk` (0 when even the most confident example exceeds it). */
+export function coverageAtRisk(confidence: ArrayLike<number>, correct: ArrayLike<number | boolean>, risk: number): number {
+  if (!(risk >= 0 && risk <= 1)) throw new Error(`risk must be in [0, 1], got ${risk}`);
+  const cum = cumulativeErrors(confidence, correct);
+  const n = confidence.length;
+  for (let i = n; i >= 1; i--) if (cum[i]! / i <= risk + 1e-12) return i / n;
+  return 0;
+}
+
+/**
+ * Calibration AUC: AUROC of confidence as a score for "prediction is correct" (correct = positive),
+ * exact with ties counted ½.
+ */
+export function calibrationAuc(confidence: ArrayLike<number>, correct: ArrayLike<number | boolean>): number {
+  return aurocFromLabels(confidence, correct);
+}
+
+export const ORACLE_FRACTIONS = [0.005, 0.01, 0.02, 0.05] as const;
+
+/**
+ * Accuracy when the round(f·N) least confident examples are handed to an oracle that is always
+ * right: (correct among the rest + f·N handed over) / N.
+ */
+export function oracleCollaborativeAccuracy(
+  confidence: ArrayLike<number>,
+  correct: ArrayLike<number | boolean>,
+  fraction: number,
+): number {
+  const n = confidence.length;
+  const handed = countAt(fraction, n, 'oracle fraction');
+  const cum = cumulativeErrors(confidence, correct);
+  // Errors left are those among the N − handed most confident.
+  return 1 - cum[n - handed]! / n;
+}

@@ -1,0 +1,83 @@
+/**
+ * Plain-array inputs shared by every metric. Metrics never see tensors: a model's outputs arrive as
+ * row-major typed arrays with explicit dimensions (see ../../shared/design.md, "Outputs").
+ */
+
+/**
+ * Row-major class scores — logits or probabilities.
+ *
+ * - single model: `m` absent (or 1), `data.length = n·k`, entry (i, c) at `i·k + c`        // (N, K)
+ * - ensemble:     `data.length = m·n·k`, entry (member j, example i, class c) at `(j·n + i)·k + c` // (M, N, K)
+ *
+ * Probabilities can be fed to the log-space functions as logits via `logitsFromProbs` (log p is a
+ * valid logit vector: softmax(log p) = p when p sums to 1; zero probabilities become −Infinity).
+ */
+export interface ClassScores {
+  data: ArrayLike<number>;
+  /** examples */
+  n: number;
+  /** classes */
+  k: number;
+  /** ensemble members; absent means a single model */
+  m?: number;
+}
+
+export type Logits = ClassScores;
+export type Probs = ClassScores;
+
+/** Integer class labels in [0, k), length n. */
+export type Labels = ArrayLike<number>;
+
+/** Row-major feature matrix (e.g. pre-logits). Entry (i, j) at `i·d + j`. */        // (N, D)
+export interface Features {
+  data: ArrayLike<number>;
+  n: number;
+  d: number;
+}
+
+export function members(x: ClassScores): number {
+  return x.m ?? 1;
+}
+
+export function checkScores(x: ClassScores, name = 'scores'): void {
+  const m = members(x);
+  for (const [field, v] of [['n', x.n], ['k', x.k], ['m', m]] as const) {
+    if (!Number.isInteger(v) || v < 1) {
+      throw new Error(`${name}.${field} must be a positive integer, got ${v}`);
+    }
+  }
+  if (x.data.length !== m * x.n * x.k) {
+    throw new Error(
+      `${name}.data has length ${x.data.length}, expected m·n·k = ${m}·${x.n}·${x.k} = ${m * x.n * x.k}`,
+    );
+  }
+}
+
+export function checkSingle(x: ClassScores, name = 'scores'): void {
+  checkScores(x, name);
+  if (members(x) !== 1) {
+    throw new Error(
+      `${name} has m = ${x.m} members; this function takes one predictive distribution (N, K) — ` +
+        `average the members first (meanProbs)`,
+    );
+  }
+}
+
+export function checkLabels(labels: Labels, n: number, k: number, name = 'labels'): void {
+  if (labels.length !== n) {
+    throw new Error(`${name} has length ${labels.length}, expected n = ${n}`);
+  }
+  for (let i = 0; i < n; i++) {
+    const y = labels[i]!;
+    if (!Number.isInteger(y) || y < 0 || y >= k) {
+      throw new Error(`${name}[${i}] = ${y} is not a class index in [0, ${k})`);
+    }
+  }
+}
+
+export function checkSameLength(a: ArrayLike<unknown>, b: ArrayLike<unknown>, nameA: string, nameB: string): void {
+  if (a.length !== b.length) {
+    throw new Error(`${nameA} has length ${a.length} but ${nameB} has length ${b.length}`);
+  }
+  if (a.length === 0) throw new Error(`${nameA} is empty`);
+}

