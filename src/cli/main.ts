@@ -8,6 +8,8 @@ import { registerQuickstartCommand } from './quickstart.js';
 import { registerProbeCommand } from './probe.js';
 import { registerMetricsCommand } from './metrics.js';
 import { registerDatasetsCommand } from './datasets.js';
+import { registerReadmeCommand } from './readme.js';
+import { registerConfigCommand } from './config.js';
 
 const program = new Command();
 program
@@ -23,6 +25,8 @@ registerInfoCommand(program);
 registerDatasetsCommand(program);
 registerMetricsCommand(program);
 registerProbeCommand(program);
+registerReadmeCommand(program);
+registerConfigCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);

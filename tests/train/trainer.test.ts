@@ -94,3 +94,35 @@ describe('training runs', () => {
     await expect(train({ config: cfg, outDir: tmp(), quiet: true })).rejects.toThrow(/loss is (NaN|Infinity).*lower optim\.lr/);
   });
 });
+
+describe('fine-tuning initialisation', () => {
+  it('copies matching parameters, resizes the position grid, re-initialises a head of another size', async () => {
+    const { initFromCheckpoint } = await import('../../src/train/trainer.js');
+    const { VisionMoE } = await import('../../src/vmoe/model.js');
+    const { ModelSchema } = await import('../../src/vmoe/config.js');
+    const dir = tmp();
+    const r = await train({ config: small(2), outDir: dir, quiet: true });
+    // patch 14 → 7 on the same 28×28 images: the 2×2 position grid becomes 4×4; 10 → 5 classes.
+    const target = ModelSchema.parse({ ...small(2).model, patchSize: 7, numClasses: 5 });
+    const model = VisionMoE.init(target, 99);
+    const report = initFromCheckpoint(model, r.checkpoint);
+    expect(report.resized).toEqual(['pos']);
+    expect(report.fresh.sort()).toEqual(['embed/kernel', 'head/bias', 'head/kernel']);
+    expect(report.copied).toContain('block1/moe/w1');
+    const { loadCheckpoint } = await import('../../src/train/checkpoint.js');
+    const src = loadCheckpoint(r.checkpoint).tensors['params/pos']!.data as Float32Array; // (5, 16): cls + 2×2
+    const pos = model.p('pos').arraySync() as number[][]; // (17, 16)
+    const H = 16;
+    // class row kept; with aligned corners the 4 corners of the 4×4 grid are the 4 source cells
+    for (let h = 0; h < H; h++) {
+      expect(pos[0]![h]).toBeCloseTo(src[h]!, 6);
+      expect(pos[1 + 0]![h]).toBeCloseTo(src[H * 1 + h]!, 5);
+      expect(pos[1 + 3]![h]).toBeCloseTo(src[H * 2 + h]!, 5);
+      expect(pos[1 + 12]![h]).toBeCloseTo(src[H * 3 + h]!, 5);
+      expect(pos[1 + 15]![h]).toBeCloseTo(src[H * 4 + h]!, 5);
+      // the point 1/3 along the top edge is the linear blend
+      expect(pos[1 + 1]![h]).toBeCloseTo((2 / 3) * src[H * 1 + h]! + (1 / 3) * src[H * 2 + h]!, 5);
+    }
+    model.dispose();
+  });
+});

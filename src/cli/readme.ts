@@ -1,0 +1,27 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { updateReadmeSection } from '../export/readme.js';
+
+/** `vmoe readme --section quickstart --from runs/quickstart`: copies a run's results.md (+ provenance) into the README. */
+export function registerReadmeCommand(program: Command): void {
+  program
+    .command('readme')
+    .description('write a run\'s results table into the README section <!-- vmoe:NAME -->')
+    .requiredOption('--section <name>', 'section name')
+    .requiredOption('--from <dir>', 'run folder holding results.md and results.json')
+    .option('--readme <file>', 'README to update', 'README.md')
+    .option('--command <text>', 'the command that regenerates these numbers')
+    .action((flags: { section: string; from: string; readme: string; command?: string }) => {
+      const md = fs.readFileSync(path.join(flags.from, 'results.md'), 'utf8');
+      const res = JSON.parse(fs.readFileSync(path.join(flags.from, 'results.json'), 'utf8')) as Record<string, any>;
+      const prov = [
+        `Measured ${String(res.time ?? '').slice(0, 10)} on ${res.host?.cpus ?? '?'} CPU cores, backend ${res.engine?.backend ?? '?'} (${res.engine?.threads ?? '?'} threads), seed ${res.seed}, vmoe-ts ${res.versions?.['vmoe-ts'] ?? '?'}; checkpoint sha256 ${String(res.checkpoint?.sha256 ?? '').slice(0, 12)}.`,
+        res.total_seconds ? `Wall time of the whole job: ${(res.total_seconds / 60).toFixed(1)} min.` : '',
+        flags.command ? `Regenerate: \`${flags.command}\`` : '',
+        'ECE: 15 equal-width bins, top-label; NLL in nats; Brier summed over classes; FLOPs: matMul only, 2 per multiply-add.',
+      ].filter(Boolean).join(' ');
+      updateReadmeSection(flags.readme, flags.section, `${md.trimEnd()}\n\n${prov}`);
+      process.stdout.write(`updated section ${flags.section} of ${flags.readme}\n`);
+    });
+}

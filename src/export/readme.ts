@@ -1,0 +1,20 @@
+/**
+ * README result sections are written by the toolkit: a section lives between
+ * `<!-- vmoe:NAME -->` and `<!-- /vmoe:NAME -->` and is replaced whole.
+ */
+import fs from 'node:fs';
+
+export function replaceSection(text: string, name: string, body: string): string {
+  const open = `<!-- vmoe:${name} -->`, close = `<!-- /vmoe:${name} -->`;
+  const i = text.indexOf(open), j = text.indexOf(close);
+  if (i < 0 || j < i) throw new Error(`README has no section markers ${open} … ${close}`);
+  return text.slice(0, i + open.length) + '\n' + body.trimEnd() + '\n' + text.slice(j);
+}
+
+export function updateReadmeSection(file: string, name: string, body: string): void {
+  const text = fs.readFileSync(file, 'utf8');
+  const next = replaceSection(text, name, body);
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, next);
+  fs.renameSync(tmp, file);
+}

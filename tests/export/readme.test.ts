@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { replaceSection } from '../../src/export/readme.js';
+import { toCsv, toLatex, toMarkdown, latexEscape } from '../../src/export/tables.js';
+
+describe('README sections', () => {
+  it('replaces only the marked section', () => {
+    const t = 'a\n<!-- vmoe:x -->\nold\n<!-- /vmoe:x -->\nb\n';
+    expect(replaceSection(t, 'x', 'new')).toBe('a\n<!-- vmoe:x -->\nnew\n<!-- /vmoe:x -->\nb\n');
+    expect(() => replaceSection(t, 'y', 'z')).toThrow(/vmoe:y/);
+  });
+});
+
+describe('table writers', () => {
+  const rows = [{ model: 'v_moe', acc: 0.8765432, n: 10 }, { model: 'vit', acc: 0.5, n: 3 }];
+  it('CSV has a header and one line per row', () => {
+    expect(toCsv(rows)).toBe('model,acc,n\nv_moe,0.876543,10\nvit,0.5,3\n');
+  });
+  it('LaTeX escapes specials and uses booktabs', () => {
+    const tex = toLatex(rows);
+    expect(tex).toContain('\\toprule');
+    expect(tex).toContain('v\\_moe & 0.8765 & 10 \\\\');
+    expect(latexEscape('50% & $x_1$')).toBe('50\\% \\& \\$x\\_1\\$');
+  });
+  it('Markdown right-aligns numeric columns', () => {
+    expect(toMarkdown(rows).split('\n')[1]).toBe('| --- | ---: | ---: |');
+  });
+});
