@@ -46,7 +46,7 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
     accuracy: m.accuracy, nll: m.nll, brier: m.brier, ece: m.ece,
     flops_per_image: flops.total,
     images_per_s: out.n / out.seconds, seconds: out.seconds,
-    routing: config.model.type === 'vmoe'
+    routing: config.model.type !== 'vit'
       ? { router: settings.router, k: settings.k, capacity_factor: settings.capacity === null ? settings.capacityFactor : null, capacity: flops.moe[0]?.capacity ?? null, batch_priority: settings.batchPriority, group_size: settings.groupSize }
       : null,
     router: out.router,

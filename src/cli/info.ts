@@ -25,7 +25,8 @@ export function describeModel(configSource: { checkpoint?: string; config?: stri
     architecture: {
       type: m.type, image: `${m.imageSize}×${m.imageSize}×${m.channels}`, patch: m.patchSize, tokens: tokensPerImage(m),
       hidden: m.hidden, depth: m.depth, heads: m.heads, mlp: m.mlpDim, classes: m.numClasses, readout: m.readout,
-      moe: m.type === 'vmoe' ? { blocks: moeBlocks(m), experts: m.moe.numExperts, k: m.moe.k, router: m.moe.router, capacity_factor: m.moe.capacityFactor, group_images: m.moe.groupImages, batch_priority: m.moe.batchPriority } : null,
+      ensemble: m.type === 'e3' ? m.ensemble : null,
+      moe: m.type !== 'vit' ? { blocks: moeBlocks(m), experts: m.moe.numExperts, k: m.moe.k, router: m.moe.router, capacity_factor: m.moe.capacityFactor, group_images: m.moe.groupImages, batch_priority: m.moe.batchPriority } : null,
     },
     parameters: { total: params.total, active_per_token: params.activePerToken },
     flops_per_image: flops,

@@ -1,30 +1,95 @@
-/** Evaluator: classification metrics of a single model's Outputs, with their conventions. */
-import { accuracy, brier, ece, nll, probsFromLogits } from '../metrics/index.js';
+/** Evaluator: classification metrics of a model's Outputs (single model or ensemble), with their conventions. */
+import { accuracy, brier, ece, ensembleDiversity, memberNlls, nll, probsFromLogits, type EnsembleDiversity } from '../metrics/index.js';
 import type { Outputs } from './outputs.js';
 
 export interface ClassificationMetrics {
   n: number;
+  members: number;
   accuracy: number;
+  /** Ensemble NLL −log p̄(y) when members > 1. */
   nll: number;
   brier: number;
   ece: number;
+  /** Ensembles only. */
+  gibbs_nll?: number;
+  member_nll?: number[];
+  member_accuracy?: number[];
+  diversity?: Omit<EnsembleDiversity, 'convention' | 'gibbsNll' | 'ensembleNll'>;
   conventions: Record<string, unknown>;
 }
 
+function memberSlice(out: Outputs, j: number) {
+  const size = out.n * out.numClasses;
+  return { data: out.logits.subarray(j * size, (j + 1) * size), n: out.n, k: out.numClasses };
+}
+
 export function classificationMetrics(out: Outputs, bins = 15): ClassificationMetrics {
-  const logits = { data: out.logits, n: out.n, k: out.numClasses };
+  const logits = { data: out.logits, n: out.n, k: out.numClasses, m: out.members };
   const probs = probsFromLogits(logits);
   const e = ece(probs, out.labels, { bins });
-  return {
+  const res: ClassificationMetrics = {
     n: out.n,
+    members: out.members,
     accuracy: accuracy(probs, out.labels),
     nll: nll(logits, out.labels),
     brier: brier(probs, out.labels),
     ece: e.value,
     conventions: {
-      nll: 'mean −log softmax(logits)[label], natural log',
+      prediction: out.members > 1 ? 'mean of the members\' probabilities p̄' : 'softmax(logits)',
+      nll: out.members > 1 ? 'ensemble NLL −log p̄(y), natural log' : 'mean −log softmax(logits)[label], natural log',
       brier: 'mean over examples of Σ_k (p_k − onehot_k)², not divided by K',
       ece: e.convention,
     },
+  };
+  if (out.members > 1) {
+    const d = ensembleDiversity(logits, out.labels);
+    res.gibbs_nll = d.gibbsNll;
+    res.member_nll = memberNlls(logits, out.labels);
+    res.member_accuracy = Array.from({ length: out.members }, (_, j) => accuracy(probsFromLogits(memberSlice(out, j)), out.labels));
+    res.diversity = {
+      disagreement: d.disagreement, normalizedDisagreement: d.normalizedDisagreement, pairwiseKl: d.pairwiseKl,
+      mutualInformation: d.mutualInformation, ambiguity: d.ambiguity,
+    };
+    res.conventions.diversity = d.convention;
+  }
+  return res;
+}
+
+/** Stacks the members of several Outputs on the same data (deep ensembles, MC-dropout samples). */
+export function stackOutputs(parts: Outputs[]): Outputs {
+  if (!parts.length) throw new Error('stackOutputs: no outputs');
+  const first = parts[0]!;
+  for (const p of parts) {
+    if (p.n !== first.n || p.numClasses !== first.numClasses) {
+      throw new Error(`cannot ensemble outputs over different data: ${p.n}×${p.numClasses} vs ${first.n}×${first.numClasses}`);
+    }
+    for (let i = 0; i < p.n; i++) if (p.labels[i] !== first.labels[i]) throw new Error(`cannot ensemble outputs whose labels differ (example ${i})`);
+  }
+  const members = parts.reduce((a, p) => a + p.members, 0);
+  const logits = new Float32Array(members * first.n * first.numClasses);
+  let off = 0;
+  for (const p of parts) {
+    logits.set(p.logits, off);
+    off += p.logits.length;
+  }
+  const D = first.preLogitsDim;
+  const sameD = parts.every((p) => p.preLogitsDim === D);
+  let preLogits = new Float32Array(0);
+  let preDim = 0;
+  if (sameD && D > 0) {
+    // members' pre-logits concatenated per example (the E³ few-shot convention)
+    preDim = parts.reduce((a, p) => a + p.preLogitsDim, 0);
+    preLogits = new Float32Array(first.n * preDim);
+    for (let i = 0; i < first.n; i++) {
+      let o = i * preDim;
+      for (const p of parts) {
+        preLogits.set(p.preLogits.subarray(i * p.preLogitsDim, (i + 1) * p.preLogitsDim), o);
+        o += p.preLogitsDim;
+      }
+    }
+  }
+  return {
+    n: first.n, numClasses: first.numClasses, members, logits, preLogits, preLogitsDim: preDim, labels: first.labels,
+    router: parts.flatMap((p) => p.router), seconds: parts.reduce((a, p) => a + p.seconds, 0),
   };
 }

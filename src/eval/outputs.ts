@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { makeBatch, sequentialBatches, type ImageDataset, type PixelScale } from '../data/index.js';
 import type { ForwardOptions, RoutingOverrides, VisionMoE } from '../vmoe/model.js';
+import { modelMembers } from '../vmoe/config.js';
 import type { MoeLayerStats } from '../vmoe/moe.js';
 import type { Rng } from '../util/rng.js';
 
@@ -21,7 +22,9 @@ export interface RouterSummary {
 export interface Outputs {
   n: number;
   numClasses: number;
-  /** (N, K) row-major. */
+  /** Ensemble members M (E³ members, deep-ensemble checkpoints, MC-dropout samples); 1 for a single model. */
+  members: number;
+  /** (M, N, K) row-major: entry (j, i, c) at (j·N + i)·K + c; (N, K) when M = 1. */
   logits: Float32Array;
   /** (N, D) row-major. */
   preLogits: Float32Array;
@@ -45,7 +48,8 @@ export interface OutputOptions {
 
 export function computeOutputs(model: VisionMoE, ds: ImageDataset, opts: OutputOptions): Outputs {
   const K = model.cfg.numClasses;
-  const logits = new Float32Array(ds.n * K);
+  const M = modelMembers(model.cfg);
+  const logits = new Float32Array(M * ds.n * K);
   let preLogits = new Float32Array(0);
   let D = 0;
   const acc = new Map<number, { w: number; s: RouterSummary }>();
@@ -60,11 +64,12 @@ export function computeOutputs(model: VisionMoE, ds: ImageDataset, opts: OutputO
     tf.tidy(() => {
       const x = tf.tensor4d(batch.x, batch.shape);
       const r = model.forward(x, fwd);
-      lg = r.logits.dataSync() as Float32Array;
+      lg = (r.memberLogits ?? r.logits).dataSync() as Float32Array; // (M, b, K) or (b, K)
       if (opts.keepPreLogits) pl = r.preLogits.dataSync() as Float32Array;
       stats = r.moe;
     });
-    logits.set(lg, done * K);
+    const b = idx.length;
+    for (let j = 0; j < M; j++) logits.set(lg.subarray(j * b * K, (j + 1) * b * K), (j * ds.n + done) * K);
     if (pl !== null) {
       const plv: Float32Array = pl;
       if (D === 0) {
@@ -84,7 +89,7 @@ export function computeOutputs(model: VisionMoE, ds: ImageDataset, opts: OutputO
     expertLoad: s.expertLoad.map((x) => x / w),
   }));
   return {
-    n: ds.n, numClasses: K, logits, preLogits, preLogitsDim: D, labels: ds.labels, router,
+    n: ds.n, numClasses: K, members: M, logits, preLogits, preLogitsDim: D, labels: ds.labels, router,
     seconds: (performance.now() - t0) / 1000,
   };
 }

@@ -82,7 +82,7 @@ export function parseExperiment(raw: unknown, source = 'config'): ExperimentConf
   const r = ExperimentSchema.safeParse(raw);
   if (!r.success) throw new ConfigError(describeIssues(r.error, source));
   checkModelConfig(r.data.model);
-  if (r.data.model.type === 'vmoe' && r.data.train.batchSize % r.data.model.moe.groupImages !== 0) {
+  if (r.data.model.type !== 'vit' && r.data.train.batchSize % r.data.model.moe.groupImages !== 0) {
     throw new ConfigError([`${source}: train.batchSize (${r.data.train.batchSize}) must be a multiple of model.moe.groupImages (${r.data.model.moe.groupImages})`]);
   }
   return r.data;

@@ -11,7 +11,7 @@ import { engineInfo } from '../engine/index.js';
 import { computeOutputs } from '../eval/outputs.js';
 import { accuracy, nll } from '../metrics/likelihood.js';
 import { probsFromLogits } from '../metrics/softmax.js';
-import { VisionMoE } from '../vmoe/model.js';
+import { VisionMoE, type ForwardResult } from '../vmoe/model.js';
 import { paramSpecs } from '../vmoe/params.js';
 import { Rng, type RngState } from '../util/rng.js';
 import { Adam, learningRate } from './optimizer.js';
@@ -71,9 +71,16 @@ export function classificationLoss(logits: tf.Tensor2D, labels: tf.Tensor1D, num
   return tf.neg(tf.mean(tf.sum(tf.mul(targets, tf.logSoftmax(logits)), -1))) as tf.Scalar;
 }
 
+/** Task loss of a forward result: E³ trains each member on its own cross-entropy, averaged over members. */
+export function modelLoss(r: ForwardResult, labels: tf.Tensor1D, numClasses: number, smoothing: number): tf.Scalar {
+  if (!r.memberLogits) return classificationLoss(r.logits, labels, numClasses, smoothing);
+  const [M, B, K] = r.memberLogits.shape;
+  return classificationLoss(tf.reshape(r.memberLogits, [M * B, K]), tf.tile(labels, [M]), numClasses, smoothing);
+}
+
 export function evaluateSplit(model: VisionMoE, ds: ImageDataset, cfg: ExperimentConfig, step: number): EvalSummary {
   const out = computeOutputs(model, ds, { batchSize: cfg.eval.batchSize, scale: cfg.data.scale });
-  const logits = { data: out.logits, n: out.n, k: out.numClasses };
+  const logits = { data: out.logits, n: out.n, k: out.numClasses, m: out.members };
   return { step, split: ds.split, n: ds.n, accuracy: accuracy(probsFromLogits(logits), out.labels), nll: nll(logits, out.labels) };
 }
 
@@ -94,6 +101,10 @@ export function initFromCheckpoint(model: VisionMoE, file: string): { copied: st
     if (src.shape.join(',') === v.shape.join(',')) {
       v.assign(tf.tensor(src.data as Float32Array, src.shape));
       copied.push(name);
+    } else if (src.data.length === v.size && name.endsWith('/router/kernel')) {
+      // V-MoE → E³: (H, E) is (H, M, E/M) in row-major order; member m inherits columns [m·E/M, (m+1)·E/M).
+      v.assign(tf.tensor(src.data as Float32Array, v.shape));
+      resized.push(name);
     } else if (name === 'pos') {
       v.assign(resizePositions(src, v.shape as [number, number], model.cfg.readout === 'token'));
       resized.push(name);
@@ -224,7 +235,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       let task: tf.Scalar | null = null, aux: tf.Scalar | null = null;
       const { value, grads } = tf.variableGrads(() => {
         const r = model.forward(x, { train: true, rng });
-        task = classificationLoss(r.logits, y, cfg.model.numClasses, cfg.train.labelSmoothing);
+        task = modelLoss(r, y, cfg.model.numClasses, cfg.train.labelSmoothing);
         aux = r.aux;
         moeStats = r.moe.map((s) => ({ block: s.block, drop: s.dropFraction, load: s.expertLoad, importance: s.importanceLoss, loadLoss: s.loadLoss }));
         taskLoss = task.dataSync()[0]!;

@@ -36,8 +36,16 @@ export const MoeSchema = z.strictObject({
   auxLoss: AuxLossSchema.prefault({}),
 });
 
+export const EnsembleSchema = z.strictObject({
+  /** E³ members M: each routes only to its own E/M experts. */
+  members: z.number().int().min(1).default(2),
+  /** Row order after the batch is repeated: repeat = img0·m0, img0·m1, …; tile = all images for m0, then m1. */
+  layout: z.enum(['repeat', 'tile']).default('repeat'),
+});
+
 export const ModelSchema = z.strictObject({
-  type: z.enum(['vit', 'vmoe']).default('vmoe'),
+  /** vit: dense; vmoe: sparse MoE layers; e3: partitioned batch ensemble of a V-MoE (spec §5). */
+  type: z.enum(['vit', 'vmoe', 'e3']).default('vmoe'),
   imageSize: z.number().int().min(1).default(28),
   channels: z.number().int().min(1).default(1),
   patchSize: z.number().int().min(1).default(4),
@@ -52,10 +60,16 @@ export const ModelSchema = z.strictObject({
   preLogits: z.number().int().min(1).nullable().default(null),
   headBiasInit: z.number().default(0),
   moe: MoeSchema.prefault({}),
+  ensemble: EnsembleSchema.prefault({}),
 });
 
 export type MoeConfig = z.infer<typeof MoeSchema>;
 export type ModelConfig = z.infer<typeof ModelSchema>;
+
+/** Ensemble members the model itself produces (E³: M; others: 1). */
+export function modelMembers(cfg: ModelConfig): number {
+  return cfg.type === 'e3' ? cfg.ensemble.members : 1;
+}
 
 /** Which blocks hold a MoE layer (0-indexed), per spec §1. */
 export function moeBlocks(cfg: ModelConfig): number[] {
@@ -85,9 +99,15 @@ export function checkModelConfig(cfg: ModelConfig, prefix = 'model'): void {
   if (cfg.hidden % cfg.heads !== 0) {
     errs.push(`${prefix}.heads: ${cfg.heads} must divide ${prefix}.hidden (${cfg.hidden})`);
   }
-  if (cfg.type === 'vmoe') {
+  if (cfg.type !== 'vit') {
     const m = cfg.moe;
     if (m.k > m.numExperts) errs.push(`${prefix}.moe.k: ${m.k} exceeds ${prefix}.moe.numExperts (${m.numExperts})`);
+    if (cfg.type === 'e3') {
+      const M = cfg.ensemble.members;
+      if (m.numExperts % M !== 0) errs.push(`${prefix}.ensemble.members: ${M} must divide ${prefix}.moe.numExperts (${m.numExperts})`);
+      else if (m.k > m.numExperts / M) errs.push(`${prefix}.moe.k: ${m.k} exceeds the experts per member (numExperts/members = ${m.numExperts / M})`);
+      if (m.router !== 'top-k') errs.push(`${prefix}.moe.router: E³ supports only top-k routing`);
+    }
     const blocks = moeBlocks(cfg);
     if (blocks.length === 0) errs.push(`${prefix}.moe.layers: selects no block of a ${cfg.depth}-block model`);
     const bad = blocks.filter((b) => b >= cfg.depth);

@@ -4,9 +4,9 @@
  * LayerNorm, token or GAP readout, optional pre-logits, head.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { moeBlocks, tokensPerImage, type ModelConfig } from './config.js';
+import { modelMembers, moeBlocks, tokensPerImage, type ModelConfig } from './config.js';
 import { dense, dense2d, dropout, gelu, layerNorm } from './layers.js';
-import { moeLayer, type DispatchImpl, type MoeLayerStats, type RoutingSettings } from './moe.js';
+import { moeLayer, type DispatchImpl, type MoeLayerResult, type MoeLayerStats, type RoutingSettings } from './moe.js';
 import { initParamValues, paramSpecs } from './params.js';
 import type { Rng } from '../util/rng.js';
 
@@ -26,16 +26,35 @@ export interface ForwardOptions {
   impl?: DispatchImpl;
   /** Keep dropout on at evaluation (MC dropout). */
   mcDropout?: boolean;
+  /** Called for every MoE layer with its dispatch plan (routing analysis, tests). Rows are (image, token, member). */
+  onMoeLayer?: (block: number, layer: MoeLayerResult) => void;
 }
 
 export interface ForwardResult {
-  logits: tf.Tensor2D; // (B, classes)
-  preLogits: tf.Tensor2D; // (B, D)
+  /** (B, classes). For E³: log p̄ = logsumexp_m log_softmax(member logits) − log M. */
+  logits: tf.Tensor2D;
+  /** (B, D). For E³: the members' pre-logits concatenated, (B, M·D). */
+  preLogits: tf.Tensor2D;
+  /** E³ only: (M, B, classes). */
+  memberLogits?: tf.Tensor3D;
   aux: tf.Scalar;
   moe: (MoeLayerStats & { block: number })[];
 }
 
 export type ParamStore = Map<string, tf.Variable>;
+
+export interface BlockContext {
+  train: boolean;
+  rng?: Rng;
+  routing: RoutingSettings;
+  impl: DispatchImpl;
+  dropSeed: () => number | null;
+  auxTerms: tf.Scalar[];
+  stats: ForwardResult['moe'];
+  /** Rows per image in the current activations (1 before the E³ repeat, M after; default 1). */
+  members?: number;
+  onMoeLayer?: (block: number, layer: MoeLayerResult) => void;
+}
 
 /**
  * Trainable variable from host data. tfjs variable names are process-global, so
@@ -97,7 +116,7 @@ export class VisionMoE {
       capacityFactor: over.capacityFactor ?? m.capacityFactor,
       capacity: over.capacity !== undefined ? over.capacity : over.capacityFactor !== undefined ? null : m.capacity,
       rounding: m.capacityRounding,
-      groupSize: (over.groupImages ?? m.groupImages) * T,
+      groupSize: (over.groupImages ?? m.groupImages) * T * modelMembers(this.cfg),
       batchPriority: over.batchPriority ?? m.batchPriority,
       noiseStd: m.noiseStd,
       aux: m.auxLoss,
@@ -152,7 +171,7 @@ export class VisionMoE {
   block(
     x: tf.Tensor3D,
     b: number,
-    ctx: { train: boolean; rng?: Rng; routing: RoutingSettings; impl: DispatchImpl; dropSeed: () => number | null; auxTerms: tf.Scalar[]; stats: ForwardResult['moe'] },
+    ctx: BlockContext,
   ): tf.Tensor3D {
     const [B, T, H] = x.shape;
     const p = `block${b}`;
@@ -162,15 +181,19 @@ export class VisionMoE {
     const h2 = tf.reshape(layerNorm(x, this.p(`${p}/ln2/scale`), this.p(`${p}/ln2/bias`)), [B * T, H]) as tf.Tensor2D;
     let y: tf.Tensor2D;
     if (this.moeBlockSet.has(b)) {
+      const M = ctx.members ?? 1;
+      const E = this.cfg.moe.numExperts;
+      const router = tf.reshape(this.p(`${p}/moe/router/kernel`), [H, E]) as tf.Tensor2D;
       const r = moeLayer(
-        h2,
-        { router: this.p(`${p}/moe/router/kernel`), w1: this.p(`${p}/moe/w1`), b1: this.p(`${p}/moe/b1`), w2: this.p(`${p}/moe/w2`), b2: this.p(`${p}/moe/b2`) },
+        this.toRoutingOrder(h2, B / M, T, M),
+        { router, w1: this.p(`${p}/moe/w1`), b1: this.p(`${p}/moe/b1`), w2: this.p(`${p}/moe/w2`), b2: this.p(`${p}/moe/b2`) },
         ctx.routing,
-        { train: ctx.train, noiseSeed: ctx.train && ctx.rng ? ctx.rng.seed() : null, impl: ctx.impl },
+        { train: ctx.train, noiseSeed: ctx.train && ctx.rng ? ctx.rng.seed() : null, impl: ctx.impl, members: M },
       );
-      y = r.y;
+      y = this.fromRoutingOrder(r.y, B / M, T, M);
       ctx.auxTerms.push(r.aux);
       ctx.stats.push({ ...r.stats, block: b });
+      ctx.onMoeLayer?.(b, r);
     } else {
       const hidden = gelu(dense2d(h2, this.p(`${p}/mlp/fc1/kernel`), this.p(`${p}/mlp/fc1/bias`)));
       y = dense2d(dropout(hidden, rate, ctx.dropSeed()) as tf.Tensor2D, this.p(`${p}/mlp/fc2/kernel`), this.p(`${p}/mlp/fc2/bias`));
@@ -193,21 +216,70 @@ export class VisionMoE {
   forward(images: tf.Tensor4D, opts: ForwardOptions): ForwardResult {
     const useDropout = (opts.train || opts.mcDropout === true) && this.cfg.dropout > 0;
     if ((opts.train || useDropout) && !opts.rng) throw new Error('forward: an rng is required in training and MC-dropout mode');
-    const ctx = {
+    const ctx: BlockContext = {
       train: opts.train,
       rng: opts.rng,
       routing: this.routingFor(opts.routing),
       impl: opts.impl ?? 'gather',
       dropSeed: () => (useDropout ? opts.rng!.seed() : null),
-      auxTerms: [] as tf.Scalar[],
-      stats: [] as ForwardResult['moe'],
+      auxTerms: [],
+      stats: [],
+      members: 1,
+      onMoeLayer: opts.onMoeLayer,
     };
+    const B = images.shape[0];
+    const M = modelMembers(this.cfg);
+    const firstMoe = Math.min(...this.moeBlockSet);
     let x = this.embed(images);
     x = dropout(x, this.cfg.dropout, ctx.dropSeed()) as tf.Tensor3D;
-    for (let b = 0; b < this.cfg.depth; b++) x = this.block(x, b, ctx);
-    const { logits, preLogits } = this.head(x);
+    for (let b = 0; b < this.cfg.depth; b++) {
+      if (M > 1 && b === firstMoe) {
+        x = this.repeatMembers(x, M);
+        ctx.members = M;
+      }
+      x = this.block(x, b, ctx);
+    }
     const aux = ctx.auxTerms.length ? (tf.addN(ctx.auxTerms) as tf.Scalar) : tf.scalar(0);
-    return { logits, preLogits, aux, moe: ctx.stats };
+    const { logits, preLogits } = this.head(x);
+    if (M === 1) return { logits, preLogits, aux, moe: ctx.stats };
+    const memberLogits = this.membersFirst(logits, B, M) as tf.Tensor3D; // (M, B, K)
+    const memberPre = this.membersFirst(preLogits, B, M); // (M, B, D)
+    const ensemble = tf.sub(tf.logSumExp(tf.logSoftmax(memberLogits), 0), Math.log(M)) as tf.Tensor2D; // (B, K)
+    const D = preLogits.shape[1];
+    const concatPre = tf.reshape(tf.transpose(memberPre, [1, 0, 2]), [B, M * D]) as tf.Tensor2D;
+    return { logits: ensemble, preLogits: concatPre, memberLogits, aux, moe: ctx.stats };
+  }
+
+  /** (B, T, H) → (B·M, T, H) in the configured layout (repeat: row i·M+m; tile: row m·B+i). */
+  repeatMembers(x: tf.Tensor3D, M: number): tf.Tensor3D {
+    const [B, T, H] = x.shape;
+    if (this.cfg.ensemble.layout === 'tile') return tf.tile(x, [M, 1, 1]);
+    return tf.reshape(tf.tile(tf.reshape(x, [B, 1, T * H]), [1, M, 1]), [B * M, T, H]);
+  }
+
+  /** Per-row outputs (B·M, D) in the layout → (M, B, D). */
+  membersFirst(t: tf.Tensor2D, B: number, M: number): tf.Tensor3D {
+    const D = t.shape[1];
+    if (this.cfg.ensemble.layout === 'tile') return tf.reshape(t, [M, B, D]);
+    return tf.transpose(tf.reshape(t, [B, M, D]), [1, 0, 2]);
+  }
+
+  /** Layout rows (B·M·T, H) → (image, token, member) order, member fastest, as routing groups expect. */
+  toRoutingOrder(h: tf.Tensor2D, B: number, T: number, M: number): tf.Tensor2D {
+    if (M === 1) return h;
+    const H = h.shape[1];
+    const x4 = this.cfg.ensemble.layout === 'tile'
+      ? tf.transpose(tf.reshape(h, [M, B, T, H]), [1, 2, 0, 3]) // (B, T, M, H)
+      : tf.transpose(tf.reshape(h, [B, M, T, H]), [0, 2, 1, 3]);
+    return tf.reshape(x4, [B * T * M, H]);
+  }
+
+  fromRoutingOrder(y: tf.Tensor2D, B: number, T: number, M: number): tf.Tensor2D {
+    if (M === 1) return y;
+    const H = y.shape[1];
+    const y4 = tf.reshape(y, [B, T, M, H]);
+    const back = this.cfg.ensemble.layout === 'tile' ? tf.transpose(y4, [2, 0, 1, 3]) : tf.transpose(y4, [0, 2, 1, 3]);
+    return tf.reshape(back, [B * M * T, H]);
   }
 
   /** Host copies of all parameters (for checkpoints). */

@@ -69,15 +69,40 @@ function cv2(v: tf.Tensor1D): tf.Scalar {
   return tf.div(variance, tf.add(tf.square(mean), 1e-20)) as tf.Scalar;
 }
 
-/** Mean over groups of f(rows of the group). */
-function meanOverGroups(t: tf.Tensor2D, sizes: number[], f: (g: tf.Tensor2D, start: number) => tf.Scalar): tf.Scalar {
+/**
+ * Mean over groups — and, for E³, over the members inside each group — of
+ * f(rows of that group/member, restricted to the member's own experts).
+ * Rows are in (image, token, member) order, so member m holds rows ≡ m (mod M).
+ */
+function meanOverGroups(t: tf.Tensor2D, sizes: number[], members: number, f: (g: tf.Tensor2D, start: number) => tf.Scalar): tf.Scalar {
   const parts: tf.Scalar[] = [];
+  const E = t.shape[1];
+  const Em = E / members;
   let start = 0;
   for (const S of sizes) {
-    parts.push(f(tf.slice(t, [start, 0], [S, t.shape[1]]), start));
+    const g = tf.slice(t, [start, 0], [S, E]);
+    if (members === 1) {
+      parts.push(f(g, start));
+    } else {
+      const byMember = tf.reshape(g, [S / members, members, E]); // (S/M, M, E)
+      for (let m = 0; m < members; m++) {
+        parts.push(f(tf.reshape(tf.slice(byMember, [0, m, m * Em], [S / members, 1, Em]), [S / members, Em]) as tf.Tensor2D, start));
+      }
+    }
     start += S;
   }
   return tf.div(tf.addN(parts), parts.length) as tf.Scalar;
+}
+
+/** (N, E) additive mask: 0 on the row's member partition, −1e9 elsewhere (softmax → exactly 0 in float32). */
+function partitionMask(N: number, E: number, members: number): tf.Tensor2D {
+  const Em = E / members;
+  const mask = new Float32Array(N * E);
+  for (let r = 0; r < N; r++) {
+    const m = r % members;
+    for (let e = 0; e < E; e++) if (Math.floor(e / Em) !== m) mask[r * E + e] = -1e9;
+  }
+  return tf.tensor2d(mask, [N, E]);
 }
 
 /** Runs the E expert MLPs on their buffers: (E·R, H) → (E·R, H), each expert a plain 2-D matMul. */
@@ -100,12 +125,22 @@ export function moeLayer(
   x: tf.Tensor2D,
   w: MoeWeights,
   r: RoutingSettings,
-  opts: { train: boolean; noiseSeed: number | null; impl?: DispatchImpl; auxLosses?: boolean },
+  opts: {
+    train: boolean; noiseSeed: number | null; impl?: DispatchImpl; auxLosses?: boolean;
+    /** E³: rows are (image, token, member) with member fastest; member m routes only to experts [m·E/M, (m+1)·E/M). */
+    members?: number;
+  },
 ): MoeLayerResult {
   const [N, H] = x.shape;
   const E = w.router.shape[1];
-  const logits = dense2d(x, w.router); // (N, E)
-  const sigma = r.noiseStd / E;
+  const M = opts.members ?? 1;
+  if (M > 1 && (E % M !== 0 || r.groupSize % M !== 0 || N % M !== 0)) {
+    throw new Error(`E³ routing needs E (${E}), the group size (${r.groupSize}) and the token count (${N}) to be multiples of M (${M})`);
+  }
+  const rawLogits = dense2d(x, w.router); // (N, E)
+  const logits = M > 1 ? tf.add(rawLogits, partitionMask(N, E, M)) as tf.Tensor2D : rawLogits;
+  // Each member's softmax runs over its own E/M experts, so its noise scale is σ = noise_std/(E/M).
+  const sigma = r.noiseStd / (E / M);
   const noisy = opts.train && sigma > 0 && opts.noiseSeed !== null
     ? tf.add(logits, tf.mul(tf.randomNormal([N, E], 0, 1, 'float32', opts.noiseSeed), sigma))
     : logits;
@@ -145,7 +180,7 @@ export function moeLayer(
   let importanceLoss = NaN, loadLoss = NaN;
   if (opts.auxLosses !== false && r.router === 'top-k') {
     const terms: tf.Scalar[] = [];
-    const imp = meanOverGroups(gatesClean, plan.groupSizes, (g) => cv2(tf.sum(g, 0) as tf.Tensor1D));
+    const imp = meanOverGroups(gatesClean, plan.groupSizes, M, (g) => cv2(tf.sum(g, 0) as tf.Tensor1D));
     importanceLoss = imp.dataSync()[0]!;
     if (r.aux.importance > 0) terms.push(tf.mul(imp, r.aux.importance));
     if (opts.train && sigma > 0 && opts.noiseSeed !== null) {
@@ -155,7 +190,7 @@ export function moeLayer(
       const thr = tf.sum(tf.mul(tf.oneHot(tf.tensor1d(kth, 'int32'), E), noisy), -1, true); // (N, 1)
       const z = tf.div(tf.sub(thr, logits), sigma * Math.SQRT2);
       const p = tf.mul(tf.sub(1, tf.erf(z)), 0.5) as tf.Tensor2D; // (N, E): P(logit_e + noise beats thr)
-      const load = meanOverGroups(p, plan.groupSizes, (g) => cv2(tf.mean(g, 0) as tf.Tensor1D));
+      const load = meanOverGroups(p, plan.groupSizes, M, (g) => cv2(tf.mean(g, 0) as tf.Tensor1D));
       loadLoss = load.dataSync()[0]!;
       if (r.aux.load > 0) terms.push(tf.mul(load, r.aux.load));
     }
@@ -163,14 +198,14 @@ export function moeLayer(
       const top1 = new Int32Array(N);
       for (let t = 0; t < N; t++) top1[t] = plan.expert![t * r.k]!;
       const f = tf.cast(tf.oneHot(tf.tensor1d(top1, 'int32'), E), 'float32') as tf.Tensor2D;
-      const gs = meanOverGroups(gates, plan.groupSizes, (g, start) => {
+      const gs = meanOverGroups(gates, plan.groupSizes, 1, (g, start) => {
         const fg = tf.mean(tf.slice(f, [start, 0], [g.shape[0], E]), 0);
         return tf.mul(tf.mean(tf.mul(fg, tf.mean(g, 0))), E * E) as tf.Scalar;
       });
       terms.push(tf.mul(gs, r.aux.gshard));
     }
     if (r.aux.zloss > 0) {
-      terms.push(tf.mul(tf.mean(tf.square(tf.logSumExp(logits, -1))), r.aux.zloss));
+      terms.push(tf.mul(tf.mean(tf.square(tf.logSumExp(logits, -1))), r.aux.zloss)); // masked logits: the member's own partition
     }
     if (terms.length) aux = tf.addN(terms) as tf.Scalar;
   }

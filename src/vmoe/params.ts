@@ -49,7 +49,9 @@ export function paramSpecs(cfg: ModelConfig): Map<string, ParamSpec> {
     norm(`${p}/ln2`);
     if (moe.has(b)) {
       const E = cfg.moe.numExperts, M = cfg.mlpDim;
-      add(`${p}/moe/router/kernel`, { shape: [H, E], init: { kind: 'lecun-normal', fanIn: H }, decay: true });
+      // E³ stores one router per member, (H, M, E/M); reshaped to (H, E) it is the block-diagonal router.
+      const routerShape = cfg.type === 'e3' ? [H, cfg.ensemble.members, E / cfg.ensemble.members] : [H, E];
+      add(`${p}/moe/router/kernel`, { shape: routerShape, init: { kind: 'lecun-normal', fanIn: H }, decay: true });
       add(`${p}/moe/w1`, { shape: [E, H, M], init: { kind: 'xavier-uniform', fanIn: H, fanOut: M }, stackedExperts: true, decay: true });
       add(`${p}/moe/b1`, { shape: [E, M], init: { kind: 'zeros' }, stackedExperts: true, decay: false });
       add(`${p}/moe/w2`, { shape: [E, M, H], init: { kind: 'xavier-uniform', fanIn: M, fanOut: H }, stackedExperts: true, decay: true });
@@ -129,6 +131,6 @@ export function countParams(cfg: ModelConfig): { total: number; activePerToken: 
     if (spec.stackedExperts) expertParams += size;
   }
   const E = cfg.moe.numExperts;
-  const active = cfg.type === 'vmoe' ? total - expertParams + (expertParams / E) * cfg.moe.k : total;
+  const active = cfg.type !== 'vit' ? total - expertParams + (expertParams / E) * cfg.moe.k : total;
   return { total, activePerToken: active };
 }
