@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { loadExperiment } from '../train/config.js';
 import { train } from '../train/trainer.js';
+import { resolveCheckpoint } from '../train/load.js';
 import { addEngineOptions, collect, startEngine } from './common.js';
 
 interface TrainFlags { config?: string; set: string[]; out?: string; resume?: boolean; backend?: string; threads?: string; from?: string }
@@ -35,9 +36,5 @@ export function registerTrainCommands(program: Command): void {
       .option('--set <key=value>', 'override a config field (repeatable)', collect, [])
       .option('-o, --out <dir>', 'run directory (default runs/<config name>)')
       .option('--resume', 'continue an interrupted fine-tuning run'),
-  ).action((flags: TrainFlags) => runTrain({ ...flags, from: resolveCheckpointArg(flags.from!) }, true));
-}
-
-export function resolveCheckpointArg(p: string): string {
-  return p;
+  ).action((flags: TrainFlags) => runTrain({ ...flags, from: resolveCheckpoint(flags.from!) }, true));
 }

@@ -70,3 +70,32 @@ describe('vmoe CLI on MNIST', () => {
     expect(c.stderr).toMatch(/corrupt|checksum|truncated/i);
   });
 });
+
+describe('ensembles from the CLI', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-ens-'));
+  const common = ['--set', 'data.dataset="mnist"', '--set', 'data.trainLimit=128', '--set', 'data.valSize=32',
+    '--set', 'model.patchSize=14', '--set', 'model.hidden=16', '--set', 'model.mlpDim=32', '--set', 'model.moe.groupImages=4',
+    '--set', 'train.batchSize=16', '--set', 'train.evalEvery=0', '--set', 'train.evalLimit=32', '--set', 'train.steps=2'];
+
+  it('deep ensemble of two V-MoEs, and an E³ fine-tuned from a V-MoE', () => {
+    for (const seed of [1, 2]) {
+      const t = vmoe('train', ...common, '--set', `seed=${seed}`, '--out', path.join(dir, `v${seed}`));
+      expect(t.status, t.stderr).toBe(0);
+    }
+    const e = vmoe('eval', '--checkpoint', path.join(dir, 'v1'), '--checkpoint', path.join(dir, 'v2'), '--limit', '64');
+    expect(e.status, e.stderr).toBe(0);
+    const rep = JSON.parse(e.stdout);
+    expect(rep.members).toBe(2);
+    expect(rep.ensemble.kind).toBe('deep-ensemble');
+    expect(rep.gibbs_nll).toBeGreaterThanOrEqual(rep.nll - 1e-9); // Jensen
+    expect(rep.member_nll).toHaveLength(2);
+
+    const f = vmoe('finetune', '--from', path.join(dir, 'v1'), ...common, '--set', 'model.type="e3"', '--set', 'model.moe.k=1',
+      '--out', path.join(dir, 'e3'));
+    expect(f.status, f.stderr).toBe(0);
+    expect(f.stderr).toMatch(/resized \(block1\/moe\/router\/kernel/);
+    const e3 = JSON.parse(vmoe('eval', '--checkpoint', path.join(dir, 'e3'), '--limit', '64').stdout);
+    expect(e3.members).toBe(2);
+    expect(e3.ensemble.kind).toBe('e3');
+  });
+});
