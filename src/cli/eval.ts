@@ -1,8 +1,10 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { loadDataset, type Split } from '../data/index.js';
-import { classificationMetrics, stackOutputs } from '../eval/classification.js';
-import { computeOutputs, type Outputs } from '../eval/outputs.js';
+import { classificationMetrics } from '../eval/classification.js';
+import { OOD_DEFINITIONS, ensembleFlops, ensembleOutputs, loadOodDataset, oodEvaluation, temperatureScaled, type HarnessOptions, type OodEntry } from '../eval/harness.js';
+import { formatPredictionsCsv } from '../metrics/index.js';
+import path from 'node:path';
 import { toCsv, toLatex, toTextTable, type Row } from '../export/tables.js';
 import { loadModel } from '../train/load.js';
 import { runRecord } from '../train/record.js';
@@ -12,7 +14,8 @@ import { UsageError, addEngineOptions, collect, parsePositiveInt, parsePositiveN
 import { Rng } from '../util/rng.js';
 
 interface EvalFlags {
-  checkpoint: string | string[]; mcSamples?: string; seed?: string; dataset?: string; split: string; dataDir?: string; limit?: string; batchSize: string;
+  checkpoint: string | string[]; mcSamples?: string; seed?: string; ood?: string; oodDataDir?: string;
+  temperatureScale?: boolean | string; mahalanobisFit?: string; dataset?: string; split: string; dataDir?: string; limit?: string; batchSize: string;
   capacityFactor?: string; capacity?: string; batchPriority?: boolean; k?: string; groupImages?: string;
   bins: string; format: string; out?: string; backend?: string; threads?: string;
 }
@@ -25,6 +28,10 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
   if (!['json', 'table', 'csv', 'latex'].includes(flags.format)) throw new UsageError(`--format must be json, table, csv or latex, got "${flags.format}"`);
   const checkpoints = Array.isArray(flags.checkpoint) ? flags.checkpoint : [flags.checkpoint];
   const mcSamples = flags.mcSamples ? parsePositiveInt(flags.mcSamples, '--mc-samples') : 0;
+  const tsMode = flags.temperatureScale === undefined || flags.temperatureScale === false ? null
+    : flags.temperatureScale === true ? 'pooled' : flags.temperatureScale;
+  if (tsMode !== null && tsMode !== 'pooled' && tsMode !== 'per-member') throw new UsageError(`--temperature-scale takes pooled or per-member, got "${tsMode}"`);
+  const oodNames = flags.ood ? flags.ood.split(',').map((x) => x.trim()).filter(Boolean) : [];
   await startEngine(flags);
   const loaded = checkpoints.map((c) => loadModel(c));
   const first = loaded[0]!;
@@ -49,29 +56,45 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
     if (routing.k !== undefined && l.config.model.type !== 'vit' && routing.k > maxK) throw new UsageError(`--k ${routing.k} exceeds the ${maxK} experts each token can reach in ${l.path}`);
   }
   const dataset = flags.dataset ?? config.data.dataset;
-  const ds = loadDataset(dataset, flags.split as Split, {
-    dataDir: flags.dataDir ?? config.data.dataDir ?? undefined, valSize: config.data.valSize,
-    limit: flags.limit ? parsePositiveInt(flags.limit, '--limit') : undefined,
-  });
-  const batchSize = parsePositiveInt(flags.batchSize, '--batch-size');
-  const parts: Outputs[] = [];
-  let flopsTotal = 0;
-  const rng = new Rng(Number(flags.seed ?? 0));
-  for (const l of loaded) {
-    const passes = mcSamples > 0 ? mcSamples : 1;
-    for (let s = 0; s < passes; s++) {
-      parts.push(computeOutputs(l.model, ds, { batchSize, scale: l.config.data.scale, routing, mcDropout: mcSamples > 0, rng: mcSamples > 0 ? rng : undefined }));
-      flopsTotal += flopsPerImage(l.config.model, routing).total;
-    }
+  const dataDir = flags.dataDir ?? config.data.dataDir ?? undefined;
+  const limit = flags.limit ? parsePositiveInt(flags.limit, '--limit') : undefined;
+  const ds = loadDataset(dataset, flags.split as Split, { dataDir, valSize: config.data.valSize, limit });
+  const bins = parsePositiveInt(flags.bins, '--bins');
+  const h: HarnessOptions = {
+    batchSize: parsePositiveInt(flags.batchSize, '--batch-size'), routing, mcSamples, rng: new Rng(Number(flags.seed ?? 0)), bins,
+    onProgress: process.stderr.isTTY ? (label, d, t) => process.stderr.write(`\r[vmoe] ${label}: ${d}/${t}   `) : undefined,
+  };
+  const wantMaha = oodNames.length > 0 && Number(flags.mahalanobisFit ?? '5000') > 0;
+  const out = ensembleOutputs(loaded, ds, { ...h, keepPreLogits: wantMaha });
+  const m = classificationMetrics(out, bins);
+  let temperature: Record<string, unknown> | null = null;
+  if (tsMode) {
+    const val = loadDataset(dataset, 'val', { dataDir, valSize: config.data.valSize, limit: config.train.evalLimit ?? undefined });
+    const t = temperatureScaled(ensembleOutputs(loaded, val, h), out, bins, tsMode);
+    temperature = {
+      fit_split: `${dataset}/val (n=${val.n})`, mode: t.fit.mode, temperatures: t.fit.temperatures,
+      fit_nll_before: t.fit.nllBefore, fit_nll_after: t.fit.nllAfter, convention: t.fit.convention,
+      accuracy: t.metrics.accuracy, nll: t.metrics.nll, brier: t.metrics.brier, ece: t.metrics.ece,
+    };
   }
-  const out = parts.length === 1 ? parts[0]! : stackOutputs(parts);
-  const m = classificationMetrics(out, parsePositiveInt(flags.bins, '--bins'));
+  let ood: OodEntry[] | null = null;
+  if (oodNames.length) {
+    const oodSets = oodNames.map((name) => ({ name, outputs: ensembleOutputs(loaded, loadOodDataset(name, ds, { dataDir: flags.oodDataDir, limit: ds.n }), { ...h, keepPreLogits: wantMaha }) }));
+    const train = wantMaha
+      ? ensembleOutputs(loaded, loadDataset(dataset, 'train', { dataDir, valSize: config.data.valSize, limit: Number(flags.mahalanobisFit ?? '5000') }), { ...h, keepPreLogits: true })
+      : null;
+    ood = oodEvaluation(out, oodSets, { train });
+  }
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
   const settings = first.model.routingFor(routing);
   const flops = flopsPerImage(config.model, routing);
+  const flopsTotal = ensembleFlops(loaded, routing, mcSamples);
   const { n: _n, members: _members, conventions, ...metricValues } = m;
   const report: EvalReport = {
     dataset: ds.name, split: ds.split, n: m.n, members: m.members,
     ...metricValues,
+    temperature_scaled: temperature,
+    ood,
     flops_per_image: flopsTotal,
     images_per_s: out.n / out.seconds, seconds: out.seconds,
     ensemble: loaded.length > 1 || mcSamples > 0
@@ -82,21 +105,34 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
       : null,
     router: out.router,
     checkpoint: loaded.length === 1 ? { path: first.path, sha256: first.sha256, step: first.step } : loaded.map((l) => ({ path: l.path, sha256: l.sha256, step: l.step })),
-    batch_size: batchSize,
-    conventions: { ...conventions, flops: flops.convention },
+    batch_size: h.batchSize,
+    conventions: {
+      ...conventions, flops: flops.convention,
+      ...(ood ? { ood: { scores: OOD_DEFINITIONS, positive: 'both conventions reported: ood_positive (default, OOD = positive class) and in_positive', fpr95: 'false-positive rate at 95% true-positive rate', auprc: 'step-wise average precision' } } : {}),
+    },
     ...runRecord(config),
   };
   const row: Row = {
     dataset: ds.name, split: ds.split, n: m.n, members: m.members, accuracy: m.accuracy, nll: m.nll, brier: m.brier, ece: m.ece,
     ...(m.gibbs_nll !== undefined ? { gibbs_nll: m.gibbs_nll, disagreement: m.diversity!.disagreement, ambiguity: m.diversity!.ambiguity } : {}),
+    ...(temperature ? { ts_nll: temperature.nll as number, ts_ece: temperature.ece as number } : {}),
+    ...Object.fromEntries((ood ?? []).map((o) => [`auroc_${o.dataset}`, o.scores.msp!.ood_positive.auroc])),
     flops_per_image: flopsTotal, images_per_s: Math.round(out.n / out.seconds),
   };
+  const caption = `${ds.name} ${ds.split}, checkpoint ${first.sha256.slice(0, 12)}; ECE ${bins} equal-width bins${ood ? '; AUROC of MSP, OOD positive' : ''}`;
   const text = flags.format === 'json' ? JSON.stringify(report, null, 2) + '\n'
     : flags.format === 'csv' ? toCsv([row])
-    : flags.format === 'latex' ? toLatex([row], `${ds.name} ${ds.split}, checkpoint ${first.sha256.slice(0, 12)}`)
+    : flags.format === 'latex' ? toLatex([row], caption)
     : toTextTable([row]);
-  if (flags.out) fs.writeFileSync(flags.out, text);
-  else process.stdout.write(text);
+  process.stdout.write(text);
+  if (flags.out) {
+    fs.mkdirSync(flags.out, { recursive: true });
+    fs.writeFileSync(path.join(flags.out, 'results.json'), JSON.stringify(report, null, 2) + '\n');
+    fs.writeFileSync(path.join(flags.out, 'results.csv'), toCsv([row]));
+    fs.writeFileSync(path.join(flags.out, 'table.tex'), toLatex([row], caption));
+    fs.writeFileSync(path.join(flags.out, 'predictions.csv'), formatPredictionsCsv(
+      { data: out.logits, n: out.n, k: out.numClasses, ...(out.members > 1 ? { m: out.members } : {}) }, out.labels));
+  }
   for (const l of loaded) l.model.dispose();
   return report;
 }
@@ -121,8 +157,12 @@ export function registerEvalCommand(program: Command): void {
       .option('--k <n>', 'override the number of experts per token')
       .option('--group-images <n>', 'images per routing group')
       .option('--bins <n>', 'ECE bins', '15')
-      .option('--format <fmt>', 'json, table, csv or latex', 'json')
-      .option('--out <file>', 'write the result to a file instead of stdout'),
+      .option('--ood <names>', 'comma-separated OOD sets: data sets (test split) or uniform-noise, gaussian-noise')
+      .option('--ood-data-dir <dir>', 'folder holding the OOD data sets')
+      .option('--mahalanobis-fit <n>', 'training examples whose pre-logits fit the Mahalanobis scores (0 = skip)', '5000')
+      .option('--temperature-scale [mode]', 'also report metrics after temperature scaling fitted on the val split (ensembles: pooled or per-member)')
+      .option('--format <fmt>', 'stdout format: json, table, csv or latex', 'json')
+      .option('--out <dir>', 'also write results.json, results.csv, table.tex and predictions.csv into this folder'),
   ).action(async (flags: EvalFlags) => {
     await runEval(flags);
   });

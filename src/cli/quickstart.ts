@@ -33,8 +33,8 @@ export async function runQuickstart(flags: QuickstartFlags): Promise<void> {
   const t0 = performance.now();
   const tr = await train({ config, outDir: flags.out });
   const report = await runEval({
-    checkpoint: flags.out, split: 'test', batchSize: String(config.eval.batchSize), bins: '15', format: 'json',
-    out: path.join(flags.out, 'eval_test.json'),
+    checkpoint: flags.out, split: 'test', batchSize: String(config.eval.batchSize), bins: '15', format: 'table',
+    out: path.join(flags.out, 'eval_test'),
   });
   const results = {
     ...report,

@@ -7,3 +7,4 @@ export {
 export type { Split, ImageDataset, LoadOptions, DatasetListing } from './registry.js';
 export { BatchSampler, sequentialBatches, makeBatch } from './batches.js';
 export type { SamplerOptions, SamplerState, PixelScale, AugmentOptions, MakeBatchOptions, Batch } from './batches.js';
+export { SYNTHETIC_OOD, isSyntheticOod, syntheticOodDataset, type SyntheticOod } from './synthetic.js';

@@ -49,6 +49,30 @@ describe('vmoe CLI on MNIST', () => {
     expect(rep.engine.backend).toBe('wasm');
     expect(rep.checkpoint.sha256).toMatch(/^[0-9a-f]{64}$/);
 
+    // The harness: OOD sets, temperature scaling, exported predictions that `vmoe metrics` reads back.
+    const outDir = path.join(dir, 'eval');
+    const h = vmoe('eval', '--checkpoint', run, '--limit', '64', '--ood', 'uniform-noise,gaussian-noise', '--mahalanobis-fit', '64',
+      '--temperature-scale', '--out', outDir, '--format', 'csv');
+    expect(h.status, h.stderr).toBe(0);
+    const full = JSON.parse(fs.readFileSync(path.join(outDir, 'results.json'), 'utf8'));
+    expect(full.ood.map((o: { dataset: string }) => o.dataset)).toEqual(['uniform-noise', 'gaussian-noise']);
+    for (const o of full.ood) {
+      for (const s of ['msp', 'energy', 'mahalanobis']) {
+        const { ood_positive: a, in_positive: b } = o.scores[s];
+        // in-distribution positive ranks by the negated score: the ROC is the same curve, the PR curve is not
+        expect(b.auroc).toBeCloseTo(a.auroc, 12);
+        for (const v of [a.auprc, b.auprc, a.fpr95, b.fpr95]) expect(v >= 0 && v <= 1).toBe(true);
+      }
+    }
+    expect(full.temperature_scaled.fit_nll_after).toBeLessThanOrEqual(full.temperature_scaled.fit_nll_before);
+    for (const f of ['results.csv', 'table.tex', 'predictions.csv']) expect(fs.existsSync(path.join(outDir, f))).toBe(true);
+    const mm = vmoe('metrics', '--input', path.join(outDir, 'predictions.csv'), '--format', 'json');
+    expect(mm.status, mm.stderr).toBe(0);
+    const again = JSON.parse(mm.stdout);
+    expect(again.accuracy).toBeCloseTo(full.accuracy, 9);
+    expect(again.nll).toBeCloseTo(full.nll, 5);
+    expect(again.ece).toBeCloseTo(full.ece, 5);
+
     const i = vmoe('info', run);
     expect(i.status, i.stderr).toBe(0);
     const info = JSON.parse(i.stdout);

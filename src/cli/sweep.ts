@@ -1,0 +1,123 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { loadDataset, makeBatch, type Split } from '../data/index.js';
+import { modelSweepEvaluator, parseBatchPriorityMode, parseNumberList, runSweep, sweepFigures, sweepSettings, type SweepRow } from '../eval/sweep.js';
+import { toCsv, toLatex, toTextTable } from '../export/tables.js';
+import { loadModel } from '../train/load.js';
+import { runRecord } from '../train/record.js';
+import { FLOPS_CONVENTION } from '../vmoe/flops.js';
+import { modelMembers } from '../vmoe/config.js';
+import { UsageError, addEngineOptions, parsePositiveInt, startEngine } from './common.js';
+import * as tf from '@tensorflow/tfjs-core';
+
+export interface SweepFlags {
+  checkpoint: string; dataset?: string; split: string; dataDir?: string; limit?: string; batchSize: string;
+  capacityFactors: string; k?: string; batchPriority: string; bins: string; format: string; out?: string;
+  backend?: string; threads?: string; quiet?: boolean;
+}
+
+export const DEFAULT_CAPACITY_FACTORS = '0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0,1.05,1.5';
+
+export interface SweepReport {
+  rows: SweepRow[];
+  files: string[];
+  [key: string]: unknown;
+}
+
+function usage<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
+  if (!['json', 'table', 'csv', 'latex'].includes(flags.format)) throw new UsageError(`--format must be json, table, csv or latex, got "${flags.format}"`);
+  const capacityFactors = usage(() => parseNumberList(flags.capacityFactors, '--capacity-factors'));
+  const mode = usage(() => parseBatchPriorityMode(flags.batchPriority));
+  const batchSize = parsePositiveInt(flags.batchSize, '--batch-size');
+  const bins = parsePositiveInt(flags.bins, '--bins');
+  await startEngine(flags);
+  const { model, config, path: ckPath, sha256, step } = loadModel(flags.checkpoint);
+  try {
+    const ks = flags.k !== undefined ? usage(() => parseNumberList(flags.k!, '--k')) : [config.model.moe.k];
+    const settings = usage(() => sweepSettings({ capacityFactors, ks, batchPriority: mode }));
+    const maxK = config.model.moe.numExperts / modelMembers(config.model);
+    const tooBig = ks.find((k) => k > maxK);
+    if (tooBig !== undefined) throw new UsageError(`--k ${tooBig} exceeds the ${maxK} experts a token can reach in this model`);
+    const dataset = flags.dataset ?? config.data.dataset;
+    const ds = loadDataset(dataset, flags.split as Split, {
+      dataDir: flags.dataDir ?? config.data.dataDir ?? undefined, valSize: config.data.valSize,
+      limit: flags.limit ? parsePositiveInt(flags.limit, '--limit') : undefined,
+    });
+    const evaluator = usage(() => modelSweepEvaluator(model, ds, { batchSize, scale: config.data.scale }));
+    // One untimed batch first, so the first setting's images/s does not include backend warm-up.
+    tf.tidy(() => {
+      const b = makeBatch(ds, Int32Array.from({ length: Math.min(batchSize, ds.n) }, (_, i) => i), { scale: config.data.scale });
+      model.forward(tf.tensor4d(b.x, b.shape), { train: false });
+    });
+    const log = (s: string) => { if (!flags.quiet) process.stderr.write(s); };
+    const result = runSweep(settings, evaluator, {
+      bins,
+      onRow: (r, i) => log(`[sweep ${i + 1}/${settings.length}] ${r.routing} K=${r.k} c=${r.capacity_factor}: processed ${r.processed_fraction.toFixed(3)} accuracy ${r.accuracy.toFixed(4)} nll ${r.nll.toFixed(4)}\n`),
+    });
+    const caption = `${ds.name} ${ds.split} (n=${ds.n}), checkpoint ${sha256.slice(0, 12)}`;
+    const report: SweepReport = {
+      dataset: ds.name, split: ds.split, n: ds.n, batch_size: batchSize,
+      checkpoint: { path: ckPath, sha256, step },
+      model: { type: config.model.type, experts: config.model.moe.numExperts, k: config.model.moe.k, group_images: config.model.moe.groupImages, capacity_rounding: config.model.moe.capacityRounding },
+      rows: result.rows,
+      per_layer: result.perLayer,
+      conventions: { ...result.conventions, flops: FLOPS_CONVENTION },
+      files: [],
+      ...runRecord(config),
+    };
+    const json = JSON.stringify(report, null, 2) + '\n';
+    const text = flags.format === 'json' ? json
+      : flags.format === 'csv' ? toCsv(result.rows)
+      : flags.format === 'latex' ? toLatex(result.rows, caption)
+      : toTextTable(result.rows);
+    if (flags.out) {
+      fs.mkdirSync(flags.out, { recursive: true });
+      const figs = sweepFigures(result.rows, `${ds.name} ${ds.split}`);
+      const files: [string, string][] = [
+        ['sweep.csv', toCsv(result.rows)],
+        ['sweep.tex', toLatex(result.rows, caption)],
+        ['accuracy-vs-processed.svg', figs.accuracy],
+        ['nll-vs-processed.svg', figs.nll],
+      ];
+      report.files = [...files.map(([f]) => path.join(flags.out!, f)), path.join(flags.out, 'sweep.json')];
+      for (const [f, body] of files) fs.writeFileSync(path.join(flags.out, f), body);
+      fs.writeFileSync(path.join(flags.out, 'sweep.json'), JSON.stringify(report, null, 2) + '\n');
+    }
+    process.stdout.write(text);
+    return report;
+  } finally {
+    model.dispose();
+  }
+}
+
+export function registerSweepCommand(program: Command): void {
+  addEngineOptions(
+    program
+      .command('sweep')
+      .description('adaptive compute: accuracy, NLL, ECE, processed fraction, FLOPs and images/s over capacity factors, K and BPR/vanilla routing')
+      .requiredOption('--checkpoint <path>', 'checkpoint file, checkpoints/ folder or run folder')
+      .option('--dataset <name>', 'data set (default: the one it was trained on)')
+      .option('--split <split>', 'train, val, test or train_full', 'test')
+      .option('--data-dir <dir>', 'folder holding the data set')
+      .option('--limit <n>', 'evaluate only the first n examples')
+      .option('--batch-size <n>', 'evaluation batch size', '256')
+      .option('--capacity-factors <list>', 'comma-separated capacity factors', DEFAULT_CAPACITY_FACTORS)
+      .option('--k <list>', 'comma-separated experts per token (default: the model\'s K)')
+      .option('--batch-priority <mode>', 'both, on (BPR only) or off (vanilla only)', 'both')
+      .option('--bins <n>', 'ECE bins', '15')
+      .option('--format <fmt>', 'stdout format: json, table, csv or latex', 'table')
+      .option('--out <dir>', 'also write sweep.{csv,json,tex} and accuracy/NLL-vs-processed SVG figures here')
+      .option('--quiet', 'no progress lines on stderr'),
+  ).action(async (flags: SweepFlags) => {
+    await runSweepCommand(flags);
+  });
+}

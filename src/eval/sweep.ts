@@ -1,0 +1,172 @@
+/**
+ * Adaptive compute at inference (spec §4): evaluate one trained model under a
+ * grid of (capacity factor, K, routing mode) overrides. Each setting runs the
+ * model once; the rows pair quality (accuracy, NLL, ECE) with compute (share
+ * of (token, choice) assignments processed, FLOPs per image, images/s).
+ */
+import type { ImageDataset, PixelScale } from '../data/index.js';
+import { lineChartSvg } from '../export/figures.js';
+import type { Row } from '../export/tables.js';
+import { flopsPerImage } from '../vmoe/flops.js';
+import type { RoutingOverrides, VisionMoE } from '../vmoe/model.js';
+import { classificationMetrics } from './classification.js';
+import { computeOutputs, type Outputs, type RouterSummary } from './outputs.js';
+
+export type BatchPriorityMode = 'both' | 'on' | 'off';
+
+export interface SweepSetting {
+  capacityFactor: number;
+  k: number;
+  batchPriority: boolean;
+}
+
+export function parseBatchPriorityMode(s: string): BatchPriorityMode {
+  if (s !== 'both' && s !== 'on' && s !== 'off') throw new Error(`batch priority mode must be both, on or off, got "${s}"`);
+  return s;
+}
+
+/**
+ * The Cartesian product routing mode × K × capacity factor, in that nesting
+ * (BPR before vanilla; K and factors in the order given).
+ */
+export function sweepSettings(opts: { capacityFactors: number[]; ks: number[]; batchPriority: BatchPriorityMode }): SweepSetting[] {
+  const { capacityFactors, ks } = opts;
+  if (!capacityFactors.length) throw new Error('sweep: give at least one capacity factor');
+  if (!ks.length) throw new Error('sweep: give at least one K');
+  for (const c of capacityFactors) {
+    if (!Number.isFinite(c) || c <= 0) throw new Error(`sweep: capacity factor must be a finite number > 0, got ${c}`);
+  }
+  for (const k of ks) {
+    if (!Number.isInteger(k) || k < 1) throw new Error(`sweep: K must be an integer ≥ 1, got ${k}`);
+  }
+  const dupe = (xs: number[]) => xs.find((x, i) => xs.indexOf(x) !== i);
+  if (dupe(capacityFactors) !== undefined) throw new Error(`sweep: capacity factor ${dupe(capacityFactors)} is listed twice`);
+  if (dupe(ks) !== undefined) throw new Error(`sweep: K ${dupe(ks)} is listed twice`);
+  const modes = parseBatchPriorityMode(opts.batchPriority) === 'both' ? [true, false] : [opts.batchPriority === 'on'];
+  const out: SweepSetting[] = [];
+  for (const batchPriority of modes) {
+    for (const k of ks) for (const capacityFactor of capacityFactors) out.push({ capacityFactor, k, batchPriority });
+  }
+  return out;
+}
+
+/** Comma-separated numbers, e.g. "0.1,0.2,1.05". */
+export function parseNumberList(s: string, what: string): number[] {
+  const parts = s.split(',').map((p) => p.trim()).filter((p) => p.length > 0);
+  if (!parts.length) throw new Error(`${what}: expected a comma-separated list of numbers, got "${s}"`);
+  return parts.map((p) => {
+    const v = Number(p);
+    if (!Number.isFinite(v)) throw new Error(`${what}: "${p}" is not a number (in "${s}")`);
+    return v;
+  });
+}
+
+export const routingName = (batchPriority: boolean) => (batchPriority ? 'bpr' : 'vanilla');
+
+export function overridesOf(s: SweepSetting): RoutingOverrides {
+  return { capacityFactor: s.capacityFactor, k: s.k, batchPriority: s.batchPriority };
+}
+
+/**
+ * Processed share of all (token, choice) assignments over the MoE layers. Every
+ * layer is asked for the same N·K assignments, so the pooled share is the mean
+ * of the per-layer shares.
+ */
+export function processedFractionOf(router: RouterSummary[]): number {
+  if (!router.length) return 1;
+  return router.reduce((a, r) => a + r.processedFraction, 0) / router.length;
+}
+
+export interface SweepRow extends Row {
+  routing: string;
+  k: number;
+  capacity_factor: number;
+  /** Expert capacity per group in the first MoE layer (all layers share it). */
+  capacity: number | null;
+  group_size: number | null;
+  n: number;
+  accuracy: number;
+  nll: number;
+  ece: number;
+  processed_fraction: number;
+  flops_per_image: number;
+  images_per_s: number;
+  seconds: number;
+}
+
+/** How to evaluate one setting: the model-specific part of a sweep (V-MoE, E³, …). */
+export interface SweepEvaluator {
+  evaluate(routing: RoutingOverrides): Outputs;
+  flops(routing: RoutingOverrides): number;
+}
+
+export interface SweepResult {
+  rows: SweepRow[];
+  /** Per setting (same order as rows): each MoE layer's processed fraction. */
+  perLayer: { block: number; processedFraction: number; expertLoad: number[] }[][];
+  conventions: Record<string, unknown>;
+}
+
+export function runSweep(settings: SweepSetting[], evaluator: SweepEvaluator, opts: { bins?: number; onRow?: (row: SweepRow, i: number) => void } = {}): SweepResult {
+  const rows: SweepRow[] = [];
+  const perLayer: SweepResult['perLayer'] = [];
+  let conventions: Record<string, unknown> = {};
+  settings.forEach((s, i) => {
+    const routing = overridesOf(s);
+    const out = evaluator.evaluate(routing);
+    const m = classificationMetrics(out, opts.bins ?? 15);
+    conventions = m.conventions;
+    const row: SweepRow = {
+      routing: routingName(s.batchPriority), k: s.k, capacity_factor: s.capacityFactor,
+      capacity: out.router[0]?.capacity ?? null, group_size: out.router[0]?.groupSize ?? null,
+      n: out.n, accuracy: m.accuracy, nll: m.nll, ece: m.ece,
+      processed_fraction: processedFractionOf(out.router),
+      flops_per_image: evaluator.flops(routing),
+      images_per_s: out.seconds > 0 ? out.n / out.seconds : NaN,
+      seconds: out.seconds,
+    };
+    for (const r of out.router) row[`processed_block${r.block}`] = r.processedFraction;
+    rows.push(row);
+    perLayer.push(out.router.map((r) => ({ block: r.block, processedFraction: r.processedFraction, expertLoad: r.expertLoad })));
+    opts.onRow?.(row, i);
+  });
+  return {
+    rows, perLayer,
+    conventions: {
+      ...conventions,
+      processed_fraction: 'kept (token, choice) assignments / N·K, averaged over MoE layers (each layer asks for N·K)',
+      images_per_s: 'measured wall-clock throughput of the whole forward pass for this setting, batch size as given',
+    },
+  };
+}
+
+/** The V-MoE evaluator: computeOutputs over a data set, FLOPs from the architecture. */
+export function modelSweepEvaluator(model: VisionMoE, ds: ImageDataset, opts: { batchSize: number; scale: PixelScale }): SweepEvaluator {
+  if (model.cfg.type === 'vit') throw new Error('sweep: the model has no MoE layer (type "vit"); capacity, K and BPR do not apply');
+  if (model.cfg.moe.router !== 'top-k') {
+    throw new Error('sweep: K and Batch Prioritized Routing apply to the top-k router; this model uses the expert-choice router');
+  }
+  return {
+    evaluate: (routing) => computeOutputs(model, ds, { batchSize: opts.batchSize, scale: opts.scale, routing }),
+    flops: (routing) => flopsPerImage(model.cfg, routing).total,
+  };
+}
+
+/** Line label for one (routing mode, K). */
+export const seriesName = (routing: string, k: number) => `${routing === 'bpr' ? 'BPR' : 'vanilla'} K=${k}`;
+
+/** Accuracy and NLL against processed fraction, one line per (routing mode, K). */
+export function sweepFigures(rows: SweepRow[], title = ''): { accuracy: string; nll: string } {
+  const groups = new Map<string, SweepRow[]>();
+  for (const r of rows) {
+    const key = seriesName(r.routing, r.k);
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  const series = (metric: 'accuracy' | 'nll') =>
+    [...groups].map(([name, rs]) => ({ name, points: rs.map((r) => [r.processed_fraction, r[metric]] as [number, number]) }));
+  const suffix = title ? ` — ${title}` : '';
+  return {
+    accuracy: lineChartSvg({ title: `Accuracy vs processed assignments${suffix}`, xLabel: 'processed fraction of (token, choice) assignments', yLabel: 'accuracy', series: series('accuracy') }),
+    nll: lineChartSvg({ title: `NLL vs processed assignments${suffix}`, xLabel: 'processed fraction of (token, choice) assignments', yLabel: 'NLL (nats)', series: series('nll') }),
+  };
+}

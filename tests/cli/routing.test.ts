@@ -1,0 +1,68 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { registerRoutingCommand } from '../../src/cli/routing.js';
+import { initEngine } from '../../src/engine/index.js';
+import { checkSvg, count } from '../eval/svg-check.js';
+import { runCommand, tinyRun, tmpDir } from './tiny-run.js';
+
+let run = '';
+beforeAll(async () => {
+  await initEngine({ backend: 'wasm', quiet: true, threads: 1 });
+  run = await tinyRun();
+});
+
+describe('vmoe routing', () => {
+  it('writes per-layer statistics, affinity, patch overlay and the summary', async () => {
+    const out = tmpDir('routing');
+    const text = await runCommand(registerRoutingCommand, [
+      'routing', '--checkpoint', run, '--dataset', 'mnist', '--limit', '40', '--batch-size', '20', '--out', out,
+      '--capacity-factor', '0.25', '--images', '3', '--backend', 'wasm', '--threads', '1',
+    ]);
+    expect(text).toMatch(/^block 1: drop /m);
+    expect(text).toMatch(/collapse.*more than 50%.*less than 1%/);
+    const report = JSON.parse(fs.readFileSync(path.join(out, 'routing.json'), 'utf8'));
+    expect(report.n).toBe(40);
+    expect(report.layers).toHaveLength(1);
+    const layer = report.layers[0];
+    expect(layer.block).toBe(1);
+    expect(layer.expertLoad.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 9);
+    expect(layer.affinity).toHaveLength(10);
+    for (const row of layer.affinity) {
+      if (row.every((v: number | null) => v === null)) continue; // a class absent from the first 40 test images
+      expect(row.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 9);
+    }
+    expect(report.collapsed).toBe(layer.collapse.length > 0);
+    for (const f of ['routing-layers.csv', 'routing-experts.csv', 'affinity-block1.csv']) expect(fs.existsSync(path.join(out, f))).toBe(true);
+    expect(fs.readFileSync(path.join(out, 'routing-experts.csv'), 'utf8').trim().split('\n')).toHaveLength(1 + 4);
+    const heat = checkSvg(fs.readFileSync(path.join(out, 'affinity-block1.svg'), 'utf8'));
+    expect(count(heat, 'title')).toBe(10 * 4);
+    // overlay: 3 images × 1 MoE layer, 28×28 pixels each, 4 patches of 14×14
+    const overlay = checkSvg(fs.readFileSync(path.join(out, 'patches.svg'), 'utf8'));
+    expect(count(overlay, 'g', (e) => e.attrs.class === 'panel')).toBe(3);
+    const patches = JSON.parse(fs.readFileSync(path.join(out, 'patches.json'), 'utf8'));
+    expect(patches.images).toHaveLength(3);
+    const shares: number[] = patches.images.flatMap((im: { layers: { processed_share_per_patch: number[] }[] }) => im.layers[0]!.processed_share_per_patch);
+    expect(shares).toHaveLength(12);
+    expect(count(overlay, 'rect', (e) => e.attrs.class === 'processed')).toBe(shares.filter((s) => s > 0).length);
+  });
+
+  it('plots a training log: drop fraction and max load per layer over steps', async () => {
+    const out = tmpDir('routing-log');
+    await runCommand(registerRoutingCommand, ['routing', '--log', path.join(run, 'metrics.jsonl'), '--out', out]);
+    const csv = fs.readFileSync(path.join(out, 'train-routing.csv'), 'utf8').trim().split('\n');
+    expect(csv[0]).toBe('step,block,drop_fraction,max_load');
+    expect(csv.slice(1).map((l) => l.split(',').slice(0, 2).join(','))).toEqual(['1,1', '2,1', '3,1', '4,1']);
+    for (const f of ['train-drop-fraction.svg', 'train-max-load.svg']) {
+      const els = checkSvg(fs.readFileSync(path.join(out, f), 'utf8'));
+      expect(count(els, 'circle')).toBe(4);
+    }
+  });
+
+  it.each([
+    [['--out', 'x'], /give --checkpoint.*--log/],
+    [['--log', '/nonexistent/metrics.jsonl', '--out', '/tmp/vmoe-routing-x'], /does not exist/],
+  ])('refuses %j', async (extra, pattern) => {
+    await expect(runCommand(registerRoutingCommand, ['routing', ...extra])).rejects.toThrow(pattern);
+  });
+});
