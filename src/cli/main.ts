@@ -10,6 +10,7 @@ import { registerMetricsCommand } from './metrics.js';
 import { registerDatasetsCommand } from './datasets.js';
 import { registerReadmeCommand } from './readme.js';
 import { registerConfigCommand } from './config.js';
+import { registerFewshotCommand } from './fewshot.js';
 
 const program = new Command();
 program
@@ -25,6 +26,7 @@ registerInfoCommand(program);
 registerDatasetsCommand(program);
 registerMetricsCommand(program);
 registerProbeCommand(program);
+registerFewshotCommand(program);
 registerReadmeCommand(program);
 registerConfigCommand(program);
 

@@ -32,7 +32,7 @@ let current: EngineInfo | null = null;
 export interface InitOptions {
   /** Force one backend; error if it is not available. */
   backend?: BackendName | 'auto';
-  /** Threads for wasm; default: all cores. */
+  /** Threads for wasm; default 1 (see initEngine). */
   threads?: number;
   /** Print the chosen backend to stderr. */
   quiet?: boolean;
@@ -90,7 +90,10 @@ async function initOne(name: BackendName, threads: number): Promise<EngineInfo |
 export async function initEngine(opts: InitOptions = {}): Promise<EngineInfo> {
   const want = opts.backend ?? (process.env.VMOE_BACKEND as BackendName | undefined) ?? 'auto';
   if (current && (want === 'auto' || want === current.backend)) return current;
-  const threads = opts.threads ?? (Number(process.env.VMOE_THREADS) || os.cpus().length);
+  // Default 1 wasm thread: on the 2-core reference machine, with other work on the cores, 2 XNNPACK
+  // threads ran a V-MoE training step 1.75× slower than 1 (the pool spin-waits); ask for more with
+  // --threads / VMOE_THREADS when the cores are free.
+  const threads = opts.threads ?? (Number(process.env.VMOE_THREADS) || 1);
   const order = want === 'auto' ? BACKEND_ORDER : [want];
   if (want !== 'auto' && !BACKEND_ORDER.includes(want)) {
     throw new Error(`unknown backend "${want}"; choose one of ${BACKEND_ORDER.join(', ')} or auto`);
