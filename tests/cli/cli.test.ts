@@ -73,6 +73,15 @@ describe('vmoe CLI on MNIST', () => {
     expect(again.nll).toBeCloseTo(full.nll, 5);
     expect(again.ece).toBeCloseTo(full.ece, 5);
 
+    const fsOut = vmoe('fewshot', '--checkpoint', run, '--datasets', 'mnist', '--train-pool', '200', '--test-limit', '100',
+      '--shots', '1,5', '--seeds', '2', '--format', 'json', '--cache-dir', path.join(dir, 'cache'));
+    expect(fsOut.status, fsOut.stderr).toBe(0);
+    const few = JSON.parse(fsOut.stdout);
+    expect(few.results.map((r: { shot: number }) => r.shot)).toEqual([1, 5]);
+    for (const r of few.results) expect(r.meanRank.accuracy.perSeed).toHaveLength(2);
+    expect(few.l2_grid).toHaveLength(30);
+    expect(fs.readdirSync(path.join(dir, 'cache')).length).toBe(2); // train pool + test pre-logits cached
+
     const i = vmoe('info', run);
     expect(i.status, i.stderr).toBe(0);
     const info = JSON.parse(i.stdout);
