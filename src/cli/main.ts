@@ -11,6 +11,7 @@ import { registerDatasetsCommand } from './datasets.js';
 import { registerReadmeCommand } from './readme.js';
 import { registerConfigCommand } from './config.js';
 import { registerFewshotCommand } from './fewshot.js';
+import { registerReportCommand } from './report.js';
 
 const program = new Command();
 program
@@ -27,6 +28,7 @@ registerDatasetsCommand(program);
 registerMetricsCommand(program);
 registerProbeCommand(program);
 registerFewshotCommand(program);
+registerReportCommand(program);
 registerReadmeCommand(program);
 registerConfigCommand(program);
 

@@ -1,0 +1,49 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { formatMeanStd, readResult, summarise } from '../export/report.js';
+import { toCsv, toLatex, toMarkdown, toTextTable, type Row } from '../export/tables.js';
+import { UsageError } from './common.js';
+
+export function reportRows(paths: string[], groupBy: 'model' | 'path', metrics?: string[]) {
+  const summaries = summarise(paths.map((p) => readResult(p, groupBy)));
+  const keys = metrics ?? [...new Set(summaries.flatMap((s) => Object.keys(s.mean)))];
+  const numeric: Row[] = summaries.map((s) => ({
+    model: s.group, runs: s.runs,
+    ...Object.fromEntries(keys.flatMap((k) => (k in s.mean ? [[`${k}_mean`, s.mean[k]!], [`${k}_std`, s.std[k]!]] : []))),
+  }));
+  const pretty: Row[] = summaries.map((s) => ({
+    model: s.group, runs: s.runs,
+    ...Object.fromEntries(keys.map((k) => [k, k in s.mean ? formatMeanStd(s.mean[k]!, s.std[k]!, k) : '–'])),
+  }));
+  return { summaries, numeric, pretty };
+}
+
+export function registerReportCommand(program: Command): void {
+  program
+    .command('report')
+    .description('merge the results of several runs / seeds into one table (mean ± sample std per model)')
+    .argument('<runs...>', 'run folders (eval_test/results.json or results.json) or results JSON files')
+    .option('--group-by <key>', 'model (the config name) or path', 'model')
+    .option('--metrics <list>', 'comma-separated metrics to show (default: all shared numeric metrics)')
+    .option('--format <fmt>', 'table, csv, json, latex or markdown', 'table')
+    .option('--out <dir>', 'also write report.{csv,json,tex,md} here')
+    .action((runs: string[], flags: { groupBy: string; metrics?: string; format: string; out?: string }) => {
+      if (flags.groupBy !== 'model' && flags.groupBy !== 'path') throw new UsageError(`--group-by must be model or path, got "${flags.groupBy}"`);
+      const metrics = flags.metrics?.split(',').map((s) => s.trim()).filter(Boolean);
+      const { summaries, numeric, pretty } = reportRows(runs, flags.groupBy, metrics);
+      const outputs: Record<string, string> = {
+        csv: toCsv(numeric), json: JSON.stringify({ groups: summaries, convention: 'mean ± sample std (ddof 1) over runs' }, null, 2) + '\n',
+        latex: toLatex(pretty, 'mean ± std over seeds'), markdown: toMarkdown(pretty), table: toTextTable(pretty),
+      };
+      if (!(flags.format in outputs)) throw new UsageError(`--format must be one of ${Object.keys(outputs).join(', ')}`);
+      process.stdout.write(outputs[flags.format]!);
+      if (flags.out) {
+        fs.mkdirSync(flags.out, { recursive: true });
+        fs.writeFileSync(path.join(flags.out, 'report.csv'), outputs.csv!);
+        fs.writeFileSync(path.join(flags.out, 'report.json'), outputs.json!);
+        fs.writeFileSync(path.join(flags.out, 'report.tex'), outputs.latex!);
+        fs.writeFileSync(path.join(flags.out, 'report.md'), outputs.markdown!);
+      }
+    });
+}

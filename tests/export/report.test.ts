@@ -1,0 +1,31 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readResult, summarise } from '../../src/export/report.js';
+
+describe('report: mean ± std over runs', () => {
+  it('groups by model and computes mean and sample std (ddof 1) by hand', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-report-'));
+    const runs = [
+      { name: 'a', accuracy: 0.8, nll: 0.5 }, { name: 'a', accuracy: 0.9, nll: 0.3 }, { name: 'a', accuracy: 0.7, nll: 0.4 },
+      { name: 'b', accuracy: 0.6, nll: 1.0, ood: [{ dataset: 'mnist', scores: { msp: { ood_positive: { auroc: 0.7 } } } }] },
+    ];
+    const files = runs.map((r, i) => {
+      const f = path.join(dir, `r${i}.json`);
+      fs.writeFileSync(f, JSON.stringify({ config: { name: r.name }, accuracy: r.accuracy, nll: r.nll, ood: r.ood }));
+      return f;
+    });
+    const s = summarise(files.map((f) => readResult(f, 'model')));
+    const a = s.find((g) => g.group === 'a')!;
+    expect(a.runs).toBe(3);
+    expect(a.mean.accuracy).toBeCloseTo(0.8, 12);
+    // deviations ±0.1, 0 → sample variance (0.01 + 0.01) / 2 = 0.01
+    expect(a.std.accuracy).toBeCloseTo(0.1, 12);
+    expect(a.mean.nll).toBeCloseTo(0.4, 12);
+    const b = s.find((g) => g.group === 'b')!;
+    expect(b.std.accuracy).toBe(0);
+    expect(b.mean.ood_mnist_msp_auroc).toBe(0.7);
+    expect(() => readResult(path.join(dir, 'missing'), 'model')).toThrow(/no results found/);
+  });
+});
