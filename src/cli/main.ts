@@ -12,6 +12,9 @@ import { registerReadmeCommand } from './readme.js';
 import { registerConfigCommand } from './config.js';
 import { registerFewshotCommand } from './fewshot.js';
 import { registerReportCommand } from './report.js';
+import { registerExperimentCommand } from './experiment.js';
+import { registerSweepCommand } from './sweep.js';
+import { registerRoutingCommand } from './routing.js';
 
 const program = new Command();
 program
@@ -29,6 +32,9 @@ registerMetricsCommand(program);
 registerProbeCommand(program);
 registerFewshotCommand(program);
 registerReportCommand(program);
+registerExperimentCommand(program);
+registerSweepCommand(program);
+registerRoutingCommand(program);
 registerReadmeCommand(program);
 registerConfigCommand(program);
 

@@ -87,7 +87,7 @@ export function patchOverlay(model: VisionMoE, ds: ImageDataset, opts: { count: 
   const svg = patchOverlaySvg({
     title: `Patches processed with BPR at capacity factor ${opts.capacityFactor}`,
     panels, columns: Math.max(1, trace.layers.length),
-    caption: `highlighted: patch tokens with at least one (member, choice) assignment processed; tint ∝ share processed; capacity per group ${trace.layers.map((l) => l.capacities[0]).join('/')}`,
+    caption: `outlined: processed (thick: every choice); dimmed: all dropped; capacity/group ${trace.layers.map((l) => l.capacities[0]).join('/')}`,
   });
   return {
     svg,
@@ -201,7 +201,7 @@ export function registerRoutingCommand(program: Command): void {
       .option('--data-dir <dir>', 'folder holding the data set')
       .option('--limit <n>', 'analyse only the first n examples')
       .option('--batch-size <n>', 'evaluation batch size', '256')
-      .option('--capacity-factor <c>', 'low capacity factor for the processed-patch overlay (BPR)', '0.5')
+      .option('--capacity-factor <c>', 'low capacity factor for the processed-patch overlay (BPR)', '0.2')
       .option('--images <n>', 'images in the processed-patch overlay', '4')
       .requiredOption('--out <dir>', 'folder for the JSON/CSV statistics and SVG figures')
       .option('--quiet', 'no summary on stdout'),

@@ -382,16 +382,34 @@ export function affinityHeatMap(layer: LayerSummary, classNames: string[]): stri
   });
 }
 
-/** Drop fraction and max expert load over training steps, one line per MoE block. */
-export function trainingLogFigures(series: ReturnType<typeof trainingLogSeries>): { drop: string; maxLoad: string } {
+/** Trailing running mean over `window` points (the first points average what exists so far). */
+export function runningMean(points: [number, number][], window: number): [number, number][] {
+  let sum = 0;
+  return points.map(([x, y], i) => {
+    sum += y;
+    if (i >= window) sum -= points[i - window]![1];
+    return [x, sum / Math.min(i + 1, window)];
+  });
+}
+
+/**
+ * Drop fraction and max expert load over training steps, one line per MoE
+ * block. Per-step values are noisy, so long logs are smoothed by a trailing
+ * running mean over about 1% of the steps (stated in the title).
+ */
+export function trainingLogFigures(series: ReturnType<typeof trainingLogSeries>): { drop: string; maxLoad: string; window: number } {
+  const n = Math.max(0, ...series.map((s) => s.drop.length));
+  const window = Math.max(1, Math.round(n / 100));
+  const note = window > 1 ? ` (running mean over ${window} steps)` : '';
   return {
+    window,
     drop: lineChartSvg({
-      title: 'Drop fraction during training', xLabel: 'step', yLabel: 'dropped share of (token, choice) assignments',
-      series: series.map((s) => ({ name: `block ${s.block}`, points: s.drop })),
+      title: `Drop fraction during training${note}`, xLabel: 'step', yLabel: 'dropped share of (token, choice) assignments',
+      series: series.map((s) => ({ name: `block ${s.block}`, points: runningMean(s.drop, window) })),
     }),
     maxLoad: lineChartSvg({
-      title: 'Largest expert load during training', xLabel: 'step', yLabel: 'max share of processed assignments',
-      series: series.map((s) => ({ name: `block ${s.block}`, points: s.maxLoad })),
+      title: `Largest expert load during training${note}`, xLabel: 'step', yLabel: 'max share of processed assignments',
+      series: series.map((s) => ({ name: `block ${s.block}`, points: runningMean(s.maxLoad, window) })),
     }),
   };
 }

@@ -1,0 +1,40 @@
+import path from 'node:path';
+import fs from 'node:fs';
+import type { Command } from 'commander';
+import { runE3Experiment } from '../experiments/e3.js';
+import { addEngineOptions, parsePositiveInt, startEngine, UsageError } from './common.js';
+
+interface ExperimentFlags { quick?: boolean; seeds?: string; steps?: string; out?: string; ood: string; evalLimit?: string; dataset: string; fresh?: boolean; backend?: string; threads?: string }
+
+export function registerExperimentCommand(program: Command): void {
+  addEngineOptions(
+    program
+      .command('experiment')
+      .description('run a named experiment; e3: ViT vs V-MoE (K=1, K=2) vs E³ vs a deep ensemble of V-MoEs, seeds × models')
+      .argument('<name>', 'experiment name: e3')
+      .option('--quick', 'one seed, 300 steps per model, 2000 test images: a smoke run in minutes')
+      .option('--seeds <n>', 'seeds per model (default 3; quick: 1)')
+      .option('--steps <n>', 'training steps per model (default: each config\'s own)')
+      .option('--dataset <name>', 'training data set', 'fashion-mnist')
+      .option('--ood <names>', 'OOD data sets', 'mnist')
+      .option('--eval-limit <n>', 'evaluate on the first n test images')
+      .option('--out <dir>', 'output folder (default runs/experiment-<name>[-quick])')
+      .option('--fresh', 'retrain runs that already finished (default: reuse them, so an interrupted experiment resumes)'),
+  ).action(async (name: string, flags: ExperimentFlags) => {
+    if (name !== 'e3') throw new UsageError(`unknown experiment "${name}"; available: e3`);
+    await startEngine(flags);
+    const quick = flags.quick === true;
+    const out = flags.out ?? path.join('runs', `experiment-${name}${quick ? '-quick' : ''}`);
+    const { table } = await runE3Experiment({
+      out,
+      seeds: flags.seeds ? parsePositiveInt(flags.seeds, '--seeds') : quick ? 1 : 3,
+      steps: flags.steps ? parsePositiveInt(flags.steps, '--steps') : quick ? 300 : null,
+      ood: flags.ood.split(',').map((s) => s.trim()).filter(Boolean),
+      evalLimit: flags.evalLimit ? parsePositiveInt(flags.evalLimit, '--eval-limit') : quick ? 2000 : null,
+      dataset: flags.dataset,
+      reuse: !flags.fresh,
+    });
+    process.stdout.write(table);
+    process.stdout.write(`\nwrote ${out}/{table.csv,table.json,table.tex,results.md}${fs.existsSync(out) ? '' : ''}\n`);
+  });
+}
