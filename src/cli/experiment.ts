@@ -14,7 +14,7 @@ export function registerExperimentCommand(program: Command): void {
       .argument('<name>', 'experiment name: e3')
       .option('--quick', 'one seed, 300 steps per model, 2000 test images: a smoke run in minutes')
       .option('--seeds <n>', 'seeds per model (default 3; quick: 1)')
-      .option('--steps <n>', 'training steps per model (default: each config\'s own)')
+      .option('--steps <n>', 'training steps per model (default 2000 ≈ 2.3 epochs; quick: 300)')
       .option('--dataset <name>', 'training data set', 'fashion-mnist')
       .option('--ood <names>', 'OOD data sets', 'mnist')
       .option('--eval-limit <n>', 'evaluate on the first n test images')
@@ -28,7 +28,7 @@ export function registerExperimentCommand(program: Command): void {
     const { table } = await runE3Experiment({
       out,
       seeds: flags.seeds ? parsePositiveInt(flags.seeds, '--seeds') : quick ? 1 : 3,
-      steps: flags.steps ? parsePositiveInt(flags.steps, '--steps') : quick ? 300 : null,
+      steps: flags.steps ? parsePositiveInt(flags.steps, '--steps') : quick ? 300 : 2000,
       ood: flags.ood.split(',').map((s) => s.trim()).filter(Boolean),
       evalLimit: flags.evalLimit ? parsePositiveInt(flags.evalLimit, '--eval-limit') : quick ? 2000 : null,
       dataset: flags.dataset,

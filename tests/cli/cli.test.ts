@@ -132,3 +132,19 @@ describe('ensembles from the CLI', () => {
     expect(e3.ensemble.kind).toBe('e3');
   });
 });
+
+describe('vmoe experiment e3', () => {
+  it('trains every model per seed, forms the deep ensemble and writes the merged table', () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-exp-'));
+    const r = vmoe('experiment', 'e3', '--quick', '--steps', '2', '--seeds', '2', '--eval-limit', '32', '--dataset', 'mnist', '--ood', 'uniform-noise', '--out', out);
+    expect(r.status, r.stderr).toBe(0);
+    const table = JSON.parse(fs.readFileSync(path.join(out, 'table.json'), 'utf8'));
+    const groups = Object.fromEntries(table.groups.map((g: { group: string; runs: number }) => [g.group, g.runs]));
+    expect(groups).toEqual({ vit: 2, 'vmoe-k1': 2, 'vmoe-k2': 2, 'e3-m2-k1': 2, 'deep-ensemble-2x-vmoe-k2': 1 });
+    const de = table.groups.find((g: { group: string }) => g.group === 'deep-ensemble-2x-vmoe-k2');
+    const k2 = table.groups.find((g: { group: string }) => g.group === 'vmoe-k2');
+    // an ensemble of two V-MoEs costs twice one V-MoE's FLOPs
+    expect(de.mean.flops_per_image).toBe(2 * k2.mean.flops_per_image);
+    for (const f of ['table.csv', 'table.tex', 'results.md']) expect(fs.existsSync(path.join(out, f))).toBe(true);
+  });
+});
