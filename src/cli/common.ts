@@ -5,7 +5,7 @@ import { initEngine, type BackendName, type EngineInfo } from '../engine/index.j
 export function addEngineOptions(cmd: Command): Command {
   return cmd
     .option('--backend <name>', 'tensor backend: auto, node-gpu, node, wasm, cpu', 'auto')
-    .option('--threads <n>', 'threads for the wasm backend (default: all cores)');
+    .option('--threads <n>', 'threads for the wasm backend (default 1)');
 }
 
 export async function startEngine(opts: { backend?: string; threads?: string }): Promise<EngineInfo> {
