@@ -37,3 +37,13 @@ export class UsageError extends Error {
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
+
+/** The data-selection options every model-running command shares. */
+export function addDataOptions(cmd: Command): Command {
+  return cmd
+    .option('--dataset <name>', 'data set (default: the one it was trained on)')
+    .option('--split <split>', 'train, val, test or train_full', 'test')
+    .option('--data-dir <dir>', 'folder holding the data set')
+    .option('--limit <n>', 'use only the first n examples')
+    .option('--batch-size <n>', 'evaluation batch size', '256');
+}

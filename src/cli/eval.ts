@@ -10,7 +10,7 @@ import { loadModel } from '../train/load.js';
 import { runRecord } from '../train/record.js';
 import { flopsPerImage } from '../vmoe/flops.js';
 import type { RoutingOverrides } from '../vmoe/model.js';
-import { UsageError, addEngineOptions, collect, parsePositiveInt, parsePositiveNumber, startEngine } from './common.js';
+import { UsageError, addEngineOptions, collect, parsePositiveInt, parsePositiveNumber, startEngine, addDataOptions } from './common.js';
 import { Rng } from '../util/rng.js';
 
 interface EvalFlags {
@@ -138,18 +138,13 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
 }
 
 export function registerEvalCommand(program: Command): void {
-  addEngineOptions(
+  addEngineOptions(addDataOptions(
     program
       .command('eval')
       .description('evaluate a checkpoint: accuracy, NLL, Brier, ECE, router statistics, FLOPs per image')
       .requiredOption('--checkpoint <path>', 'checkpoint file, checkpoints/ folder or run folder; repeat it to evaluate a deep ensemble (mean of the members\' probabilities)', collect, [])
       .option('--mc-samples <n>', 'MC dropout: average n stochastic passes (needs model.dropout > 0)')
       .option('--seed <n>', 'seed for MC-dropout masks', '0')
-      .option('--dataset <name>', 'data set (default: the one it was trained on)')
-      .option('--split <split>', 'train, val, test or train_full', 'test')
-      .option('--data-dir <dir>', 'folder holding the data set')
-      .option('--limit <n>', 'evaluate only the first n examples')
-      .option('--batch-size <n>', 'evaluation batch size', '256')
       .option('--capacity-factor <c>', 'override the expert capacity factor')
       .option('--capacity <n>', 'override with an absolute capacity per group')
       .option('--batch-priority', 'use Batch Prioritized Routing')
@@ -162,7 +157,7 @@ export function registerEvalCommand(program: Command): void {
       .option('--mahalanobis-fit <n>', 'training examples whose pre-logits fit the Mahalanobis scores (0 = skip)', '5000')
       .option('--temperature-scale [mode]', 'also report metrics after temperature scaling fitted on the val split (ensembles: pooled or per-member)')
       .option('--format <fmt>', 'stdout format: json, table, csv or latex', 'json')
-      .option('--out <dir>', 'also write results.json, results.csv, table.tex and predictions.csv into this folder'),
+      .option('--out <dir>', 'also write results.json, results.csv, table.tex and predictions.csv into this folder'),)
   ).action(async (flags: EvalFlags) => {
     await runEval(flags);
   });

@@ -13,7 +13,7 @@ import { loadModel } from '../train/load.js';
 import { runRecord } from '../train/record.js';
 import { modelMembers } from '../vmoe/config.js';
 import type { VisionMoE } from '../vmoe/model.js';
-import { UsageError, addEngineOptions, parsePositiveInt, parsePositiveNumber, startEngine } from './common.js';
+import { UsageError, addEngineOptions, parsePositiveInt, parsePositiveNumber, startEngine, addDataOptions } from './common.js';
 
 export interface RoutingFlags {
   checkpoint?: string; log?: string; dataset?: string; split: string; dataDir?: string; limit?: string; batchSize: string;
@@ -190,21 +190,16 @@ export function summaryText(report: RoutingReport, layers: LayerSummary[]): stri
 }
 
 export function registerRoutingCommand(program: Command): void {
-  addEngineOptions(
+  addEngineOptions(addDataOptions(
     program
       .command('routing')
       .description('routing analysis: per-layer expert load, drops, router entropy, aux losses, expert × class affinity, processed patches, collapse flags; --log plots a training run')
       .option('--checkpoint <path>', 'checkpoint file, checkpoints/ folder or run folder')
       .option('--log <file>', 'a run\'s metrics.jsonl: plot per-layer drop fraction and max expert load over training')
-      .option('--dataset <name>', 'data set (default: the one it was trained on)')
-      .option('--split <split>', 'train, val, test or train_full', 'test')
-      .option('--data-dir <dir>', 'folder holding the data set')
-      .option('--limit <n>', 'analyse only the first n examples')
-      .option('--batch-size <n>', 'evaluation batch size', '256')
       .option('--capacity-factor <c>', 'low capacity factor for the processed-patch overlay (BPR)', '0.2')
       .option('--images <n>', 'images in the processed-patch overlay', '4')
       .requiredOption('--out <dir>', 'folder for the JSON/CSV statistics and SVG figures')
-      .option('--quiet', 'no summary on stdout'),
+      .option('--quiet', 'no summary on stdout'),)
   ).action(async (flags: RoutingFlags) => {
     await runRoutingCommand(flags);
   });

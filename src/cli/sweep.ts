@@ -8,7 +8,7 @@ import { loadModel } from '../train/load.js';
 import { runRecord } from '../train/record.js';
 import { FLOPS_CONVENTION } from '../vmoe/flops.js';
 import { modelMembers } from '../vmoe/config.js';
-import { UsageError, addEngineOptions, parsePositiveInt, startEngine } from './common.js';
+import { UsageError, addEngineOptions, parsePositiveInt, startEngine, addDataOptions } from './common.js';
 import * as tf from '@tensorflow/tfjs-core';
 
 export interface SweepFlags {
@@ -100,23 +100,18 @@ export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
 }
 
 export function registerSweepCommand(program: Command): void {
-  addEngineOptions(
+  addEngineOptions(addDataOptions(
     program
       .command('sweep')
       .description('adaptive compute: accuracy, NLL, ECE, processed fraction, FLOPs and images/s over capacity factors, K and BPR/vanilla routing')
       .requiredOption('--checkpoint <path>', 'checkpoint file, checkpoints/ folder or run folder')
-      .option('--dataset <name>', 'data set (default: the one it was trained on)')
-      .option('--split <split>', 'train, val, test or train_full', 'test')
-      .option('--data-dir <dir>', 'folder holding the data set')
-      .option('--limit <n>', 'evaluate only the first n examples')
-      .option('--batch-size <n>', 'evaluation batch size', '256')
       .option('--capacity-factors <list>', 'comma-separated capacity factors', DEFAULT_CAPACITY_FACTORS)
       .option('--k <list>', 'comma-separated experts per token (default: the model\'s K)')
       .option('--batch-priority <mode>', 'both, on (BPR only) or off (vanilla only)', 'both')
       .option('--bins <n>', 'ECE bins', '15')
       .option('--format <fmt>', 'stdout format: json, table, csv or latex', 'table')
       .option('--out <dir>', 'also write sweep.{csv,json,tex} and accuracy/NLL-vs-processed SVG figures here')
-      .option('--quiet', 'no progress lines on stderr'),
+      .option('--quiet', 'no progress lines on stderr'),)
   ).action(async (flags: SweepFlags) => {
     await runSweepCommand(flags);
   });
