@@ -126,3 +126,19 @@ describe('fine-tuning initialisation', () => {
     model.dispose();
   });
 });
+
+describe('freezing', () => {
+  it('parameters under train.freeze prefixes do not change; the rest do', async () => {
+    const { loadCheckpoint } = await import('../../src/train/checkpoint.js');
+    const { initParamValues } = await import('../../src/vmoe/params.js');
+    const cfg = small(3, { train: { batchSize: 16, steps: 3, evalEvery: 0, evalLimit: 64, checkpointEvery: 3, logEvery: 1000, freeze: ['embed/', 'block0/'] } });
+    const r = await train({ config: cfg, outDir: tmp(), quiet: true });
+    const after = loadCheckpoint(r.checkpoint).tensors;
+    const before = initParamValues(cfg.model, cfg.seed);
+    for (const [name, v] of before) {
+      const same = Array.from(after[`params/${name}`]!.data).every((x, i) => x === v.data[i]);
+      if (name.startsWith('embed/') || name.startsWith('block0/')) expect(same, name).toBe(true);
+      else if (name.endsWith('kernel') && !name.startsWith('head/')) expect(same, name).toBe(false);
+    }
+  });
+});

@@ -76,9 +76,16 @@ function lossOf(model: VisionMoE, x: tf.Tensor4D, y: tf.Tensor1D): tf.Scalar {
 }
 
 describe('whole-model gradient against finite differences', () => {
-  it.each(['vmoe', 'vit'])('%s: directional derivatives agree', (type) => {
-    // Capacity ≥ S so routing cannot drop.
-    const cfg = tiny({ type, moe: { numExperts: 4, k: 2, groupImages: 2, capacity: 64, expertInit: 'random', layers: { placement: 'list', list: [1] } } });
+  it.each([
+    { type: 'vmoe', readout: 'token', preLogits: null },
+    { type: 'vit', readout: 'token', preLogits: null },
+    { type: 'vmoe', readout: 'gap', preLogits: 8 },
+    { type: 'e3', readout: 'token', preLogits: null },
+  ])('$type, $readout readout, pre-logits $preLogits: directional derivatives agree', ({ type, readout, preLogits }) => {
+    // Capacity ≥ S so nothing drops, and K = every expert a token can reach, so no top-k choice can flip under
+    // the perturbation (a flip is a true discontinuity that finite differences cannot cross).
+    const k = type === 'e3' ? 2 : 4;
+    const cfg = tiny({ type, readout, preLogits, ensemble: { members: 2 }, moe: { numExperts: 4, k, groupImages: 2, capacity: 64, expertInit: 'random', layers: { placement: 'list', list: [1] } } });
     const model = VisionMoE.init(cfg, 1);
     const rng = new Rng(2);
     // Nonzero head so every parameter matters; O(1) class token and positions, because LayerNorm of
@@ -88,7 +95,7 @@ describe('whole-model gradient against finite differences', () => {
       v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => rng.normal() * scale), v.shape));
     };
     randomise('head/kernel', 0.5);
-    randomise('cls', 1);
+    if (readout === 'token') randomise('cls', 1);
     randomise('pos', 1);
     const x = tf.tensor4d(Float32Array.from({ length: 4 * 64 }, () => rng.normal()), [4, 8, 8, 1]);
     const y = tf.tensor1d([0, 1, 2, 1], 'int32');

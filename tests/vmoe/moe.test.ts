@@ -204,3 +204,21 @@ describe('MoE layer semantics', () => {
     expect(res.aux.dataSync()[0]).toBeCloseTo(imp / (N / S), 5);
   });
 });
+
+describe('optional router losses', () => {
+  it('GShard and z-loss on tensors equal the pure per-group definitions', async () => {
+    const { gshardLoss, zLoss } = await import('../../src/vmoe/aux-losses.js');
+    const rng = new Rng(31);
+    const H = 6, E = 4, M = 5, N = 32, S = 16;
+    const w = randomWeights(rng, H, E, M);
+    const xs = Float32Array.from({ length: N * H }, () => rng.normal());
+    const run = (aux: RoutingSettings['aux']) =>
+      moeLayer(tf.tensor2d(xs, [N, H]), w, settings({ k: 2, groupSize: S, aux }), { train: false, noiseSeed: null }).aux.dataSync()[0]!;
+    const logits = tf.matMul(tf.tensor2d(xs, [N, H]), w.router).arraySync() as number[][];
+    const gates = tf.softmax(tf.tensor2d(logits)).arraySync() as number[][];
+    let gs = 0;
+    for (let g = 0; g < N / S; g++) gs += gshardLoss(gates.slice(g * S, (g + 1) * S)) / (N / S);
+    expect(run({ importance: 0, load: 0, gshard: 1, zloss: 0 })).toBeCloseTo(gs, 5);
+    expect(run({ importance: 0, load: 0, gshard: 0, zloss: 1 })).toBeCloseTo(zLoss(logits), 4);
+  });
+});
