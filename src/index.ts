@@ -27,4 +27,5 @@ export { computeOutputs, type Outputs, type OutputOptions, type RouterSummary } 
 export { classificationMetrics, type ClassificationMetrics } from './eval/classification.js';
 export * as metrics from './metrics/index.js';
 export * as fewshot from './fewshot/index.js';
+export * as robustness from './robustness/index.js';
 export * from './export/tables.js';

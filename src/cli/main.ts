@@ -15,6 +15,8 @@ import { registerReportCommand } from './report.js';
 import { registerExperimentCommand } from './experiment.js';
 import { registerSweepCommand } from './sweep.js';
 import { registerRoutingCommand } from './routing.js';
+import { registerCorruptCommand } from './corrupt.js';
+import { registerRobustnessCommand } from './robustness.js';
 
 const program = new Command();
 program
@@ -35,13 +37,15 @@ registerReportCommand(program);
 registerExperimentCommand(program);
 registerSweepCommand(program);
 registerRoutingCommand(program);
+registerCorruptCommand(program);
+registerRobustnessCommand(program);
 registerReadmeCommand(program);
 registerConfigCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);
   const e = err as Error;
-  const known = ['ConfigError', 'DataError', 'CheckpointError', 'TrainingError', 'UsageError'].includes(e.name) || e.constructor?.name === 'CheckpointError';
+  const known = ['ConfigError', 'DataError', 'CheckpointError', 'TrainingError', 'UsageError', 'CorruptionError'].includes(e.name) || e.constructor?.name === 'CheckpointError';
   process.stderr.write(`vmoe: ${known ? e.message : e.stack ?? String(e)}\n`);
   process.exit(known ? 2 : 1);
 });

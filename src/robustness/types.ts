@@ -1,0 +1,32 @@
+import type { Rng } from '../util/rng.js';
+
+/**
+ * A corruption: image (H, W, C) in [0, 1] → a new image (H, W, C) in [0, 1].
+ * Severity 0 returns an equal copy; the same Rng state gives the same output.
+ */
+export type CorruptionFn = (img: Float32Array, h: number, w: number, c: number, severity: number, rng: Rng) => Float32Array;
+
+export type CorruptionFamily = 'noise' | 'blur' | 'weather' | 'digital' | 'geometric' | 'overlay';
+
+export interface CorruptionSpec {
+  fn: CorruptionFn;
+  family: CorruptionFamily;
+  /** The constant for severities 1..5 (index 0 = severity 1), for 28×28 images. */
+  constants: unknown[];
+  /** One of the four corruptions ImageNet-C keeps out of the benchmark average. */
+  heldOut: boolean;
+}
+
+/** Thrown for an unknown corruption name or a severity outside the allowed range. */
+export class CorruptionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CorruptionError';
+  }
+}
+
+export function checkSeverity(severity: number, who: string, max = 5): void {
+  if (!Number.isInteger(severity) || severity < 0 || severity > max) {
+    throw new CorruptionError(`${who}: severity must be an integer in 0..${max}, got ${severity}`);
+  }
+}
