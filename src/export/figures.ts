@@ -225,11 +225,14 @@ export interface BoxPlotSpec {
 /** Box (quartiles, median) with whiskers to min and max; one box per group. */
 export function boxPlotSvg(spec: BoxPlotSpec): string {
   const n = spec.groups.length;
-  const width = spec.width ?? Math.max(320, 80 + 70 * n), height = spec.height ?? 360;
+  // wide enough for the title (~8 px per character at 15 px) as well as the boxes
+  const width = spec.width ?? Math.max(320, 80 + 70 * n, 8 * spec.title.length + 40), height = spec.height ?? 360;
   const m = { left: 64, right: 16, top: 36, bottom: 52 };
   const pw = width - m.left - m.right, ph = height - m.top - m.bottom;
   const stats = spec.groups.map((g) => boxStats(g.values));
-  const [y0, y1] = domainOf(stats.flatMap((s) => [s.min, s.max]), spec.yDomain);
+  const [lo, hi] = domainOf(stats.flatMap((s) => [s.min, s.max]), spec.yDomain);
+  // 5% headroom so whiskers do not sit on the frame
+  const [y0, y1] = spec.yDomain ? [lo, hi] : [lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)];
   const sy = (y: number) => m.top + ph - ((y - y0) / (y1 - y0)) * ph;
   const slot = pw / Math.max(1, n), bw = Math.min(40, slot * 0.6);
   const parts: string[] = [svgOpen(width, height)];
