@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { parseExperiment } from '../train/config.js';
@@ -15,6 +17,12 @@ export function describeModel(configSource: { checkpoint?: string; config?: stri
     const ck = loadCheckpoint(file);
     cfgRaw = ck.meta.config;
     training = { checkpoint: file, sha256: ck.sha256, step: ck.meta.step, saved: ck.meta.time, engine: ck.meta.engine, versions: ck.meta.versions };
+    // the run folder's summary, when the checkpoint sits in one (checkpoints/ beside train_summary.json)
+    const summaryFile = path.join(path.dirname(path.dirname(file)), 'train_summary.json');
+    if (fs.existsSync(summaryFile)) {
+      const s = JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as Record<string, unknown>;
+      training.summary = { steps: s.step, seconds: s.seconds, images_per_s: s.images_per_s, final_loss: s.final_loss, val: s.val };
+    }
   }
   const cfg = configSource.checkpoint ? parseExperiment(cfgRaw, 'checkpoint config') : loadExperiment(configSource.config ?? null);
   const m = cfg.model;
