@@ -78,8 +78,10 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
     };
   }
   let ood: OodEntry[] | null = null;
+  // kept outside the block for the OOD score figures (eval-figures)
+  let oodSets: { name: string; outputs: ReturnType<typeof ensembleOutputs> }[] = [];
   if (oodNames.length) {
-    const oodSets = oodNames.map((name) => ({ name, outputs: ensembleOutputs(loaded, loadOodDataset(name, ds, { dataDir: flags.oodDataDir, limit: ds.n }), { ...h, keepPreLogits: wantMaha }) }));
+    oodSets = oodNames.map((name) => ({ name, outputs: ensembleOutputs(loaded, loadOodDataset(name, ds, { dataDir: flags.oodDataDir, limit: ds.n }), { ...h, keepPreLogits: wantMaha }) }));
     const train = wantMaha
       ? ensembleOutputs(loaded, loadDataset(dataset, 'train', { dataDir, valSize: config.data.valSize, limit: Number(flags.mahalanobisFit ?? '5000') }), { ...h, keepPreLogits: true })
       : null;
@@ -132,6 +134,14 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
     fs.writeFileSync(path.join(flags.out, 'table.tex'), toLatex([row], caption));
     fs.writeFileSync(path.join(flags.out, 'predictions.csv'), formatPredictionsCsv(
       { data: out.logits, n: out.n, k: out.numClasses, ...(out.members > 1 ? { m: out.members } : {}) }, out.labels));
+    // figures/: reliability, risk–coverage and per OOD set MSP/energy histograms, as SVG and PNG (export/eval-figures)
+    const { evalFigures } = await import('../export/eval-figures.js');
+    const { writeFigure } = await import('../export/png.js');
+    const label = loaded.length > 1 ? `deep ensemble of ${loaded.length}` : `${config.name} (${config.model.type}${mcSamples > 0 ? `, MC dropout ×${mcSamples}` : ''})`;
+    for (const f of evalFigures({
+      out, bins, label, dataset: `${ds.name} ${ds.split}`, oodSets,
+      subtitle: `${ds.name} ${ds.split}, n=${out.n}, checkpoint ${first.sha256.slice(0, 12)}`,
+    })) writeFigure(path.join(flags.out, 'figures'), f.name, f.svg);
   }
   for (const l of loaded) l.model.dispose();
   return report;
@@ -157,7 +167,7 @@ export function registerEvalCommand(program: Command): void {
       .option('--mahalanobis-fit <n>', 'training examples whose pre-logits fit the Mahalanobis scores (0 = skip)', '5000')
       .option('--temperature-scale [mode]', 'also report metrics after temperature scaling fitted on the val split (ensembles: pooled or per-member)')
       .option('--format <fmt>', 'stdout format: json, table, csv or latex', 'json')
-      .option('--out <dir>', 'also write results.json, results.csv, table.tex and predictions.csv into this folder'),)
+      .option('--out <dir>', 'also write results.json, results.csv, table.tex, predictions.csv and figures/ (reliability, risk–coverage, OOD histograms; SVG + PNG) into this folder'),)
   ).action(async (flags: EvalFlags) => {
     await runEval(flags);
   });

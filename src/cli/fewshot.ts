@@ -73,6 +73,13 @@ export async function runFewshot(flags: FewshotFlags): Promise<Record<string, un
     fs.writeFileSync(path.join(flags.out, 'fewshot.csv'), toCsv(rows));
     fs.writeFileSync(path.join(flags.out, 'fewshot.tex'), toLatex(pretty, `few-shot ${report.probe} probe, ${seeds} seeds`));
     fs.writeFileSync(path.join(flags.out, 'fewshot.md'), (await import('../export/tables.js')).toMarkdown(pretty));
+    // fewshot.{svg,png}: accuracy against shots, ± std over seeds (export/eval-figures)
+    const { fewShotFigure } = await import('../export/eval-figures.js');
+    const { writeFigure } = await import('../export/png.js');
+    writeFigure(flags.out, 'fewshot', fewShotFigure(report.results, {
+      subtitle: `${report.probe} probe on ${result.representation}, ${seeds} seeds, checkpoint ${models[0]!.sha256.slice(0, 12)}`,
+      chance: Object.fromEntries(datasets.map((d) => [d.name, 1 / d.numClasses])),
+    }));
   }
   for (const m of models) m.model.dispose();
   return result;
@@ -95,7 +102,7 @@ export function registerFewshotCommand(program: Command): void {
       .option('--cache-dir <dir>', 'pre-logit cache', '.vmoe-cache')
       .option('--data-dir <dir>', 'folder holding the data sets')
       .option('--format <fmt>', 'json, table, csv or latex', 'table')
-      .option('--out <dir>', 'write fewshot.{json,csv,tex,md} into this folder'),
+      .option('--out <dir>', 'write fewshot.{json,csv,tex,md} and the accuracy-vs-shots figure (SVG + PNG) into this folder'),
   ).action(async (flags: FewshotFlags) => {
     await runFewshot(flags);
   });

@@ -46,7 +46,7 @@ describe('vmoe CLI on MNIST', () => {
     expect(rep.n).toBe(100);
     for (const k of ['accuracy', 'nll', 'brier', 'ece', 'flops_per_image']) expect(Number.isFinite(rep[k])).toBe(true);
     expect(rep.routing.batch_priority).toBe(true);
-    expect(rep.engine.backend).toBe('wasm');
+    expect(rep.engine.backend).toMatch(/^wasm(-blas)?$/); // wasm-blas where the optional native addon is built
     expect(rep.checkpoint.sha256).toMatch(/^[0-9a-f]{64}$/);
 
     // The harness: OOD sets, temperature scaling, exported predictions that `vmoe metrics` reads back.
@@ -65,7 +65,9 @@ describe('vmoe CLI on MNIST', () => {
       }
     }
     expect(full.temperature_scaled.fit_nll_after).toBeLessThanOrEqual(full.temperature_scaled.fit_nll_before);
-    for (const f of ['results.csv', 'table.tex', 'predictions.csv']) expect(fs.existsSync(path.join(outDir, f))).toBe(true);
+    for (const f of ['results.csv', 'table.tex', 'predictions.csv', 'figures/reliability.svg', 'figures/risk-coverage.svg', 'figures/ood-uniform-noise.svg']) {
+      expect(fs.existsSync(path.join(outDir, f)), f).toBe(true);
+    }
     const mm = vmoe('metrics', '--input', path.join(outDir, 'predictions.csv'), '--format', 'json');
     expect(mm.status, mm.stderr).toBe(0);
     const again = JSON.parse(mm.stdout);
