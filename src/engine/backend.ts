@@ -12,8 +12,9 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 
-export type BackendName = 'node-gpu' | 'node' | 'wasm' | 'cpu';
-export const BACKEND_ORDER: readonly BackendName[] = ['node-gpu', 'node', 'wasm', 'cpu'];
+export type BackendName = 'node-gpu' | 'node' | 'wasm-blas' | 'wasm' | 'cpu';
+// wasm-blas: the wasm backend with OpenBLAS matMuls (src/engine/native-blas.ts), when its optional addon is built.
+export const BACKEND_ORDER: readonly BackendName[] = ['node-gpu', 'node', 'wasm-blas', 'wasm', 'cpu'];
 
 export interface EngineInfo {
   /** Our name for the backend (node-gpu, node, wasm, cpu). */
@@ -70,6 +71,19 @@ async function initOne(name: BackendName, threads: number): Promise<EngineInfo |
       if (!(await tf.setBackend('tensorflow'))) return null;
       return { ...base, backend: name, tfBackend: 'tensorflow', threads: os.cpus().length, simd: null };
     }
+    case 'wasm-blas': {
+      const { loadBlasAddon, registerWasmBlasBackend, WASM_BLAS } = await import('./native-blas.js');
+      const blas = loadBlasAddon();
+      if (!blas.addon) return null;
+      try {
+        const r = await initWasm(threads);
+        registerWasmBlasBackend(blas.addon, r.threads);
+        if (!(await tf.setBackend(WASM_BLAS))) return null;
+        return { ...base, backend: 'wasm-blas', tfBackend: WASM_BLAS, threads: r.threads, simd: r.simd };
+      } catch {
+        return null;
+      }
+    }
     case 'wasm': {
       try {
         const r = await initWasm(threads);
@@ -104,14 +118,19 @@ export async function initEngine(opts: InitOptions = {}): Promise<EngineInfo> {
       current = info;
       if (!opts.quiet) {
         process.stderr.write(`[vmoe] backend ${info.backend} (${info.threads} thread${info.threads === 1 ? '' : 's'}${info.simd ? ', SIMD' : ''})\n`);
+        if (info.backend === 'wasm' && want === 'auto') {
+          const { loadBlasAddon } = await import('./native-blas.js');
+          process.stderr.write(`[vmoe] native BLAS matMuls off: ${loadBlasAddon().reason}\n`);
+        }
       }
       return info;
     }
   }
   if (want !== 'auto') {
-    const hint = want === 'node' || want === 'node-gpu'
+    let hint = want === 'node' || want === 'node-gpu'
       ? ` (install it with: npm install @tensorflow/tfjs-${want === 'node' ? 'node' : 'node-gpu'})`
       : '';
+    if (want === 'wasm-blas') hint = ` (${(await import('./native-blas.js')).loadBlasAddon().reason ?? 'the wasm backend failed to initialise'})`;
     throw new Error(`backend "${want}" is not available${hint}`);
   }
   throw new Error('no TensorFlow.js backend could be initialised');

@@ -1,0 +1,198 @@
+/**
+ * The measured workloads. Each runs in its own process (see run.ts) so that
+ * peak RSS belongs to one workload and the wasm thread count can differ.
+ * Data are seeded random images; models come from ModelSchema.parse +
+ * VisionMoE.init; a training step is what the trainer does (forward, task +
+ * aux loss, gradients, Adam update).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { engineInfo } from '../../src/engine/index.js';
+import { OptimSchema } from '../../src/train/config.js';
+import { Adam } from '../../src/train/optimizer.js';
+import { modelLoss } from '../../src/train/trainer.js';
+import { dense2d, gelu } from '../../src/vmoe/layers.js';
+import { VisionMoE } from '../../src/vmoe/model.js';
+import { moeLayer, type MoeWeights } from '../../src/vmoe/moe.js';
+import { tokensPerImage } from '../../src/vmoe/config.js';
+import { Rng } from '../../src/util/rng.js';
+import { benchModelConfig, type BenchModelName } from './configs.js';
+import { imagesPerSecond, median } from './stats.js';
+
+export interface Timing {
+  warmup: number;
+  runs: number;
+}
+
+/** Median wall time (ms) of `fn` over `runs` calls after `warmup` calls. */
+export function timeMedian(fn: () => void, t: Timing): number {
+  for (let i = 0; i < t.warmup; i++) fn();
+  const times: number[] = [];
+  for (let i = 0; i < t.runs; i++) {
+    const t0 = performance.now();
+    fn();
+    times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
+/** Peak resident set of this process so far, MB. */
+export function peakRssMb(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}
+
+/** Size of the wasm memory (it never shrinks, so this is its peak), MB; null off wasm. */
+export function wasmHeapMb(): number | null {
+  const b = tf.backend() as unknown as { wasm?: { wasmMemory?: { buffer: ArrayBufferLike }; HEAPU8?: Uint8Array } };
+  const buf = b.wasm?.wasmMemory?.buffer ?? b.wasm?.HEAPU8?.buffer;
+  return buf ? buf.byteLength / 2 ** 20 : null;
+}
+
+function engineFields() {
+  const e = engineInfo();
+  return { backend: e.backend, threads: e.threads };
+}
+
+/** Seeded images in [0, 1) and labels, as tensors. */
+function randomBatch(cfg: { imageSize: number; channels: number; numClasses: number }, batch: number, seed: number) {
+  const rng = new Rng(seed);
+  const n = batch * cfg.imageSize * cfg.imageSize * cfg.channels;
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = rng.uniform();
+  const y = new Int32Array(batch);
+  for (let i = 0; i < batch; i++) y[i] = rng.int(cfg.numClasses);
+  return {
+    x: tf.tensor4d(x, [batch, cfg.imageSize, cfg.imageSize, cfg.channels]),
+    y: tf.tensor1d(y, 'int32'),
+  };
+}
+
+export interface ModelRecord {
+  name: BenchModelName;
+  backend: string;
+  threads: number;
+  batch: number;
+  train_images_per_s: number;
+  infer_images_per_s: number;
+  peak_rss_mb: number;
+  wasm_heap_mb: number | null;
+  train_step_ms: number;
+  infer_ms: number;
+  first_loss: number;
+  params: number;
+}
+
+/** Training and inference throughput of one model at one batch size. */
+export function modelThroughput(name: BenchModelName, batch: number, t: Timing): ModelRecord {
+  const cfg = benchModelConfig(name);
+  const model = VisionMoE.init(cfg, 0);
+  const { x, y } = randomBatch(cfg, batch, 1);
+  const rng = new Rng(2);
+  const opt = new Adam(OptimSchema.parse({ optimizer: 'adam' }), () => true);
+  const vars = [...model.params.values()];
+  const nameOf = new Map([...model.params].map(([n, v]) => [v.name, n]));
+  let firstLoss = NaN;
+  const trainStep = () => {
+    tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() => {
+        const r = model.forward(x as tf.Tensor4D, { train: true, rng });
+        return tf.add(modelLoss(r, y as tf.Tensor1D, cfg.numClasses, 0), r.aux) as tf.Scalar;
+      }, vars);
+      const loss = value.dataSync()[0]!;
+      if (Number.isNaN(firstLoss)) firstLoss = loss;
+      if (!Number.isFinite(loss)) throw new Error(`${name}: loss is ${loss}`);
+      const byName: Record<string, tf.Tensor> = {};
+      for (const [vname, g] of Object.entries(grads)) byName[nameOf.get(vname)!] = g;
+      opt.apply(model.params, byName, 1e-3);
+    });
+  };
+  const inferStep = () => {
+    tf.tidy(() => {
+      model.forward(x as tf.Tensor4D, { train: false }).logits.dataSync();
+    });
+  };
+  const trainMs = timeMedian(trainStep, t);
+  const inferMs = timeMedian(inferStep, t);
+  const rec: ModelRecord = {
+    name, ...engineFields(), batch,
+    train_images_per_s: imagesPerSecond(batch, trainMs),
+    infer_images_per_s: imagesPerSecond(batch, inferMs),
+    peak_rss_mb: peakRssMb(),
+    wasm_heap_mb: wasmHeapMb(),
+    train_step_ms: trainMs,
+    infer_ms: inferMs,
+    first_loss: firstLoss,
+    params: vars.reduce((s, v) => s + v.size, 0),
+  };
+  opt.dispose();
+  model.dispose();
+  return rec;
+}
+
+/** Forward + backward of f(x) against a fixed random cotangent, gradients for x and `params`. */
+function fwdBwd(x: tf.Tensor2D, params: tf.Variable[], f: (x: tf.Tensor2D) => tf.Tensor2D, cot: tf.Tensor2D): () => void {
+  return () => {
+    tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(f(x), cot)) as tf.Scalar, params);
+      value.dataSync();
+      for (const g of Object.values(grads)) g.dataSync();
+    });
+  };
+}
+
+function moeSetup(batch: number) {
+  const cfg = benchModelConfig('vmoe-tiny');
+  const model = VisionMoE.init(cfg, 0);
+  const T = tokensPerImage(cfg);
+  const N = batch * T;
+  const rng = new Rng(3);
+  const x = tf.tensor2d(Float32Array.from({ length: N * cfg.hidden }, () => rng.normal()), [N, cfg.hidden]);
+  const cot = tf.tensor2d(Float32Array.from({ length: N * cfg.hidden }, () => rng.normal()), [N, cfg.hidden]);
+  const p = 'block1/moe';
+  const w: MoeWeights = {
+    router: model.p(`${p}/router/kernel`), w1: model.p(`${p}/w1`), b1: model.p(`${p}/b1`), w2: model.p(`${p}/w2`), b2: model.p(`${p}/b2`),
+  };
+  const vars = [w.router, w.w1, w.b1, w.w2, w.b2] as unknown as tf.Variable[];
+  const moe = (c: number) => fwdBwd(x, vars, (xi) => moeLayer(xi, w, model.routingFor({ capacityFactor: c }), { train: true, noiseSeed: 7 }).y, cot);
+  return { cfg, model, N, x, cot, moe };
+}
+
+/**
+ * MoE layer vs a dense MLP with the same active FLOPs: every token passes
+ * through K experts of width mlp, so the dense MLP has width K·mlp (the MoE
+ * additionally pays for routing, dispatch and the capacity slack).
+ */
+export function moeVsDense(batch: number, t: Timing) {
+  const s = moeSetup(batch);
+  const { hidden: H, mlpDim } = s.cfg;
+  const K = s.cfg.moe.k;
+  const rng = new Rng(4);
+  const lim1 = Math.sqrt(6 / (H + K * mlpDim));
+  const mk = (n: number, lim: number) => Float32Array.from({ length: n }, () => (2 * rng.uniform() - 1) * lim);
+  const w1 = tf.variable(tf.tensor2d(mk(H * K * mlpDim, lim1), [H, K * mlpDim]));
+  const b1 = tf.variable(tf.zeros([K * mlpDim]) as tf.Tensor1D);
+  const w2 = tf.variable(tf.tensor2d(mk(K * mlpDim * H, lim1), [K * mlpDim, H]));
+  const b2 = tf.variable(tf.zeros([H]) as tf.Tensor1D);
+  const dense = fwdBwd(s.x, [w1, b1, w2, b2], (xi) => dense2d(gelu(dense2d(xi, w1, b1 as tf.Tensor1D)) as tf.Tensor2D, w2, b2 as tf.Tensor1D), s.cot);
+  const moeMs = timeMedian(s.moe(s.cfg.moe.capacityFactor), t);
+  const denseMs = timeMedian(dense, t);
+  for (const v of [w1, b1, w2, b2]) v.dispose();
+  s.model.dispose();
+  return {
+    name: 'moe-vs-dense', ...engineFields(), batch, tokens: s.N, experts: s.cfg.moe.numExperts, k: K,
+    capacity_factor: s.cfg.moe.capacityFactor, dense_width: K * mlpDim,
+    moe_ms: moeMs, dense_ms: denseMs, moe_over_dense: moeMs / denseMs, peak_rss_mb: peakRssMb(),
+  };
+}
+
+export const CAPACITY_FACTORS = [0.25, 0.5, 0.75, 1.0, 1.05, 1.25, 1.5];
+
+/** MoE-layer forward+backward time against the capacity factor, relative to factor 1.05. */
+export function capacitySweep(batch: number, t: Timing, factors = CAPACITY_FACTORS) {
+  const s = moeSetup(batch);
+  const ms = factors.map((c) => timeMedian(s.moe(c), t));
+  const ref = factors.includes(1.05) ? ms[factors.indexOf(1.05)]! : timeMedian(s.moe(1.05), t);
+  s.model.dispose();
+  return factors.map((c, i) => ({
+    name: 'moe-capacity', ...engineFields(), batch, capacity_factor: c, moe_ms: ms[i]!, time_vs_1_05: ms[i]! / ref,
+  }));
+}

@@ -1,0 +1,190 @@
+/**
+ * Benchmark harness (issue 8): throughput of vit-tiny / vmoe-tiny / e3-tiny,
+ * MoE layer vs an equal-FLOPs dense MLP, MoE time against capacity factor,
+ * batch-size scaling with peak memory, and optionally the PyTorch peer.
+ *
+ *   npm run bench                       # full run (≈ 5–10 min on 2 cores)
+ *   npm run bench -- --quick            # < 2 min
+ *   npm run bench -- --peer             # also torch_peer.py at 1 and 2 threads, and the ratios
+ *   npm run bench -- --threads 1,2 --only models --no-save
+ *   npx vite-node bench/run.ts -- --quick   # without compiling
+ *
+ * stdout: one JSON object per line; stderr: progress and a summary table.
+ * Each measurement runs in a child process, so peak RSS is that workload's
+ * own and the wasm thread count can differ between runs. Results are
+ * appended to bench/results/history.jsonl (with date, backend, commit) and
+ * the latest table is written to bench/results/latest.md.
+ * Timings on a shared machine are noisy: compare ratios from one run.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { comparePeer, markdownTable, parseArgs, SUITES, type BenchArgs, type PeerResult } from './lib/stats.js';
+import { MODEL_NAMES, peerArgs, type BenchModelName } from './lib/configs.js';
+
+const self = fileURLToPath(import.meta.url);
+const require = createRequire(import.meta.url);
+
+/**
+ * The repository root: VMOE_REPO_ROOT (set by bench/bench.mjs, whose compiled copy
+ * lives under node_modules/.cache), else the nearest folder above with a package.json.
+ */
+function repoRoot(): string {
+  if (process.env.VMOE_REPO_ROOT) return process.env.VMOE_REPO_ROOT;
+  for (let dir = path.dirname(self); ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no package.json above ${self}`);
+  }
+}
+const root = repoRoot();
+
+type Job =
+  | { kind: 'model'; suite: string; name: BenchModelName; batch: number; threads: number; warmup: number; runs: number }
+  | { kind: 'moe-vs-dense' | 'capacity'; suite: string; batch: number; threads: number; warmup: number; runs: number };
+
+type Rec = Record<string, unknown>;
+
+async function runChild(jobJson: string, backend: string): Promise<void> {
+  const job = JSON.parse(jobJson) as Job;
+  const { initEngine } = await import('../src/engine/index.js');
+  await initEngine({ backend: backend as 'auto', threads: job.threads, quiet: true });
+  const cases = await import('./lib/cases.js');
+  const t = { warmup: job.warmup, runs: job.runs };
+  let out: Rec[];
+  if (job.kind === 'model') out = [cases.modelThroughput(job.name, job.batch, t) as unknown as Rec];
+  else if (job.kind === 'moe-vs-dense') out = [cases.moeVsDense(job.batch, t)];
+  else out = cases.capacitySweep(job.batch, t);
+  for (const r of out) process.stdout.write(JSON.stringify({ ...r, suite: job.suite }) + '\n');
+}
+
+/** Command that re-runs this script: compiled JS under node, or the .ts source under vite-node. */
+function childCommand(extra: string[]): [string, string[]] {
+  if (self.endsWith('.ts')) {
+    const viteNode = path.join(path.dirname(require.resolve('vite-node/package.json')), 'vite-node.mjs');
+    return [process.execPath, [viteNode, self, '--', ...extra]];
+  }
+  return [process.execPath, [self, ...extra]];
+}
+
+function spawnJob(job: Job, args: BenchArgs): Rec[] {
+  const [cmd, argv] = childCommand(['--child', JSON.stringify(job), '--backend', args.backend]);
+  const r = spawnSync(cmd, argv, { encoding: 'utf8', cwd: root, maxBuffer: 1 << 26 });
+  if (r.status !== 0) {
+    const tail = `${r.stderr ?? ''}`.trim().split('\n').slice(-8).join('\n');
+    return [{ name: job.kind === 'model' ? job.name : job.kind, suite: job.suite, error: `child failed (exit ${r.status ?? r.signal}): ${tail}` }];
+  }
+  return r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Rec);
+}
+
+function plan(args: BenchArgs): Job[] {
+  const wants = (s: string) => args.only.length === 0 || args.only.includes(s);
+  const t = args.quick ? { warmup: 1, runs: 3 } : { warmup: 2, runs: 10 };
+  const big = args.quick ? { warmup: 1, runs: 2 } : { warmup: 1, runs: 4 };
+  const jobs: Job[] = [];
+  for (const threads of args.threads) {
+    if (wants('models')) for (const name of MODEL_NAMES) jobs.push({ kind: 'model', suite: 'models', name, batch: args.batch, threads, ...t });
+    if (threads !== args.threads[0]) continue; // the layer studies and batch scaling run at the first thread count only
+    if (wants('moe-vs-dense')) jobs.push({ kind: 'moe-vs-dense', suite: 'moe-vs-dense', batch: args.batch, threads, ...t });
+    if (wants('capacity')) jobs.push({ kind: 'capacity', suite: 'capacity', batch: args.batch, threads, ...t });
+    if (wants('batch-scaling')) {
+      for (const batch of [16, 64, 256]) {
+        if (batch === args.batch && wants('models')) continue; // measured with the models
+        jobs.push({ kind: 'model', suite: 'batch-scaling', name: 'vmoe-tiny', batch, threads, ...(batch >= 256 ? big : t) });
+      }
+    }
+  }
+  return jobs;
+}
+
+function runPeer(args: BenchArgs): Rec[] {
+  const python = process.env.VMOE_PEER_PYTHON || '/usr/bin/python3';
+  const script = process.env.VMOE_PEER_SCRIPT || path.resolve(root, '..', 'shared', 'bench', 'torch_peer.py');
+  if (!fs.existsSync(script)) return [{ name: 'peer', error: `peer script not found: ${script} (set VMOE_PEER_SCRIPT)` }];
+  const out: Rec[] = [];
+  for (const name of MODEL_NAMES) {
+    for (const threads of [1, 2]) {
+      const a = peerArgs(name, args.batch, threads, args.quick ? 5 : 20);
+      if (!a) continue;
+      process.stderr.write(`[bench] peer ${name} ${threads} thread(s)…\n`);
+      const r = spawnSync(python, [script, ...a], { encoding: 'utf8' });
+      if (r.status !== 0) {
+        out.push({ name, suite: 'peer', threads, error: `${python} ${path.basename(script)} failed: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}` });
+        continue;
+      }
+      const line = r.stdout.trim().split('\n').pop()!;
+      out.push({ ...(JSON.parse(line) as Rec), name, suite: 'peer', backend: 'torch' });
+    }
+  }
+  return out;
+}
+
+function peerRatios(records: Rec[]): Rec[] {
+  const out: Rec[] = [];
+  for (const name of MODEL_NAMES) {
+    const peers = records.filter((r) => r.suite === 'peer' && r.name === name && !r.error) as unknown as PeerResult[];
+    const ours = records.filter((r) => r.suite === 'models' && r.name === name && !r.error);
+    if (!peers.length || !ours.length) continue;
+    for (const o of ours) {
+      const cmp = comparePeer(o as unknown as PeerResult, peers);
+      out.push({ name: `${name} / torch`, suite: 'peer-ratio', backend: o.backend, threads: o.threads, batch: o.batch, ...cmp });
+    }
+  }
+  return out;
+}
+
+function gitCommit(): string {
+  const rev = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' });
+  if (rev.status !== 0) return 'unknown';
+  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' });
+  return rev.stdout.trim() + (dirty.stdout.trim() ? '+dirty' : '');
+}
+
+function summary(records: Rec[], meta: Rec): string {
+  const sections: string[] = [`Benchmark ${meta.date} · commit ${meta.commit} · backend ${meta.backend} · ${meta.quick ? 'quick' : 'full'} run · one run on a shared machine: compare ratios, not absolute numbers.`];
+  const pick = (suite: string) => records.filter((r) => r.suite === suite);
+  const models = [...pick('models'), ...pick('batch-scaling'), ...pick('peer')];
+  if (models.length) {
+    sections.push(markdownTable(models, ['name', 'suite', 'backend', 'threads', 'batch', 'train_images_per_s', 'infer_images_per_s', 'peak_rss_mb', 'wasm_heap_mb', 'error']));
+  }
+  if (pick('peer-ratio').length) {
+    sections.push(markdownTable(pick('peer-ratio'), ['name', 'backend', 'threads', 'batch', 'train_ratio', 'infer_ratio', 'peer_best_train_threads', 'peer_best_infer_threads', 'rss_ratio']));
+  }
+  if (pick('moe-vs-dense').length) sections.push(markdownTable(pick('moe-vs-dense'), ['name', 'backend', 'threads', 'tokens', 'dense_width', 'moe_ms', 'dense_ms', 'moe_over_dense', 'error']));
+  if (pick('capacity').length) sections.push(markdownTable(pick('capacity'), ['name', 'backend', 'threads', 'capacity_factor', 'moe_ms', 'time_vs_1_05', 'error']));
+  return sections.join('\n\n') + '\n';
+}
+
+async function main(): Promise<void> {
+  const defaultThreads = Number(process.env.VMOE_THREADS) || 1;
+  const args = parseArgs(process.argv.slice(2), defaultThreads);
+  if (args.child) return runChild(args.child, args.backend);
+  const t0 = performance.now();
+  const records: Rec[] = [];
+  const emit = (r: Rec) => {
+    records.push(r);
+    process.stdout.write(JSON.stringify(r) + '\n');
+  };
+  for (const job of plan(args)) {
+    process.stderr.write(`[bench] ${job.kind === 'model' ? job.name : job.kind} (batch ${job.batch}, ${job.threads} thread(s))…\n`);
+    for (const r of spawnJob(job, args)) emit(r);
+  }
+  if (args.peer) {
+    for (const r of runPeer(args)) emit(r);
+    for (const r of peerRatios(records)) emit(r);
+  }
+  const backend = [...new Set(records.map((r) => r.backend).filter((b) => b && b !== 'torch'))].join(',') || 'unknown';
+  const meta = { date: new Date().toISOString(), commit: gitCommit(), backend, quick: args.quick, suites: args.only.length ? args.only : SUITES, seconds: Math.round((performance.now() - t0) / 1000) };
+  const table = summary(records, meta);
+  process.stderr.write('\n' + table);
+  if (args.save) {
+    const dir = path.join(root, 'bench', 'results');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.appendFileSync(path.join(dir, 'history.jsonl'), records.map((r) => JSON.stringify({ ...meta, ...r })).join('\n') + '\n');
+    fs.writeFileSync(path.join(dir, 'latest.md'), `# Latest benchmark\n\n${table}`);
+    process.stderr.write(`[bench] results appended to bench/results/history.jsonl; table in bench/results/latest.md (${meta.seconds} s)\n`);
+  }
+}
+
+await main();

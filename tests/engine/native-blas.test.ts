@@ -1,0 +1,290 @@
+/**
+ * The wasm-blas backend against independent references: float64 loops in
+ * JavaScript (products, slices, tanh), closed-form matMul gradients
+ * (dA = W·Bᵀ, dB = Aᵀ·W for the loss Σ W⊙(A·B)), and the plain wasm backend
+ * (same process, same tensors: the two names share one backend instance).
+ * Tests that need the addon skip, saying so, when it is not built.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it, beforeAll } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import { initEngine } from '../../src/engine/index.js';
+import { chooseCoreType, defaultAddonPath, loadBlasAddon, selfCheck, type BlasAddon } from '../../src/engine/native-blas.js';
+import { dense2d } from '../../src/vmoe/layers.js';
+import { ModelSchema } from '../../src/vmoe/config.js';
+import { VisionMoE } from '../../src/vmoe/model.js';
+import { Rng } from '../../src/util/rng.js';
+
+describe('chooseCoreType', () => {
+  const avx512 = new Set(['avx2', 'fma', 'avx512f', 'avx512bw', 'avx512dq', 'avx512vl']);
+  it.each([
+    ['the user\'s OPENBLAS_CORETYPE wins', { OPENBLAS_CORETYPE: 'Zen', VMOE_BLAS_CORETYPE: 'Haswell' }, avx512, 'Zen'],
+    ['VMOE_BLAS_CORETYPE=none leaves detection to OpenBLAS', { VMOE_BLAS_CORETYPE: 'none' }, avx512, null],
+    ['VMOE_BLAS_CORETYPE names a core', { VMOE_BLAS_CORETYPE: 'Sandybridge' }, avx512, 'Sandybridge'],
+    ['AVX-512 → SkylakeX', {}, avx512, 'SkylakeX'],
+    ['AVX2 + FMA → Haswell', {}, new Set(['avx2', 'fma']), 'Haswell'],
+    ['AVX-512F alone is not enough for SkylakeX kernels', {}, new Set(['avx2', 'fma', 'avx512f']), 'Haswell'],
+    ['older CPUs: no forcing', {}, new Set(['sse2', 'sse3']), null],
+  ])('%s', (_, env, flags, want) => {
+    expect(chooseCoreType(env as NodeJS.ProcessEnv, flags)).toBe(want);
+  });
+});
+
+describe('defaultAddonPath', () => {
+  it('finds the addon in the nearest ancestor node_modules/.cache, and otherwise names it under the package root', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-addon-'));
+    const deep = path.join(root, 'node_modules', '.cache', 'other', 'src', 'engine');
+    fs.mkdirSync(deep, { recursive: true });
+    fs.writeFileSync(path.join(root, 'package.json'), '{}');
+    const want = path.join(root, 'node_modules', '.cache', 'vmoe-blas', 'build', 'Release', 'vmoe_blas.node');
+    expect(defaultAddonPath(deep)).toBe(want); // not built: the package root's location
+    fs.mkdirSync(path.dirname(want), { recursive: true });
+    fs.writeFileSync(want, '');
+    expect(defaultAddonPath(deep)).toBe(want);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+});
+
+describe('selfCheck', () => {
+  it('reports a BLAS that computes wrong products', () => {
+    const broken = { sgemm: () => {} } as unknown as BlasAddon; // leaves C untouched
+    expect(selfCheck(broken)).toMatch(/self-check failed/);
+  });
+});
+
+/** Row-major op(A)·op(B) per batch, float64, with numpy-style broadcasting of the batch dims. */
+function refMatMul(a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], ta: boolean, tb: boolean): { data: Float64Array; shape: number[] } {
+  const ar = aShape.length, br = bShape.length;
+  const M = ta ? aShape[ar - 1]! : aShape[ar - 2]!, K = ta ? aShape[ar - 2]! : aShape[ar - 1]!;
+  const N = tb ? bShape[br - 2]! : bShape[br - 1]!;
+  const aB = aShape.slice(0, -2), bB = bShape.slice(0, -2);
+  const rank = Math.max(aB.length, bB.length);
+  const pad = (s: number[]) => [...Array(rank - s.length).fill(1), ...s] as number[];
+  const pa = pad(aB), pb = pad(bB);
+  const outB = pa.map((d, i) => Math.max(d, pb[i]!));
+  const total = outB.reduce((p, d) => p * d, 1);
+  const out = new Float64Array(total * M * N);
+  for (let n = 0; n < total; n++) {
+    let rem = n, ai = 0, bi = 0, mulA = 1, mulB = 1;
+    for (let d = rank - 1; d >= 0; d--) {
+      const idx = rem % outB[d]!;
+      rem = Math.floor(rem / outB[d]!);
+      ai += (pa[d] === 1 ? 0 : idx) * mulA;
+      bi += (pb[d] === 1 ? 0 : idx) * mulB;
+      mulA *= pa[d]!;
+      mulB *= pb[d]!;
+    }
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) {
+          s += a[ai * M * K + (ta ? k * M + i : i * K + k)]! * b[bi * K * N + (tb ? j * K + k : k * N + j)]!;
+        }
+        out[n * M * N + i * N + j] = s;
+      }
+    }
+  }
+  return { data: out, shape: [...outB, M, N] };
+}
+
+function values(n: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n }, () => rng.normal());
+}
+
+function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol = 1e-4): void {
+  expect(got.length).toBe(want.length);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
+  expect(worst).toBeLessThan(tol);
+}
+
+const blas = loadBlasAddon();
+if (!blas.addon) console.warn(`[native-blas tests] skipped: ${blas.reason}`);
+
+describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () => {
+  beforeAll(async () => {
+    const info = await initEngine({ backend: 'wasm-blas', threads: 1, quiet: true });
+    expect(info.backend).toBe('wasm-blas');
+    expect(tf.getBackend()).toBe('wasm-blas');
+  });
+
+  const size = (s: number[]) => s.reduce((p, d) => p * d, 1);
+
+  it.each([
+    ['2-D', [37, 45], [45, 29], false, false],
+    ['2-D, A transposed', [45, 37], [45, 29], true, false],
+    ['2-D, B transposed', [37, 45], [29, 45], false, true],
+    ['2-D, both transposed', [45, 37], [29, 45], true, true],
+    ['1×1 by 1×1', [1, 1], [1, 1], false, false],
+    ['batched, attention scores q·kᵀ', [8, 50, 16], [8, 50, 16], false, true],
+    ['batched, both transposed', [3, 7, 5], [3, 9, 7], true, true],
+    ['batch broadcast: 2-D A, batched B', [4, 6], [3, 6, 5], false, false],
+    ['batch broadcast: batch-1 A', [1, 4, 6], [3, 6, 5], false, false],
+    ['batch broadcast: crossed dims (offsets path)', [2, 1, 4, 6], [3, 6, 5], false, false],
+    ['batch broadcast: crossed, transposed', [2, 1, 6, 4], [1, 3, 5, 6], true, true],
+    ['empty rows', [0, 5], [5, 3], false, false],
+  ])('matMul %s equals the float64 reference', (_, aShape, bShape, ta, tb) => {
+    const av = values(size(aShape as number[]), 1), bv = values(size(bShape as number[]), 2);
+    const ref = refMatMul(av, aShape as number[], bv, bShape as number[], ta as boolean, tb as boolean);
+    const y = tf.matMul(tf.tensor(av, aShape as number[]), tf.tensor(bv, bShape as number[]), ta as boolean, tb as boolean);
+    expect(y.shape).toEqual(ref.shape);
+    expectClose(y.dataSync(), ref.data);
+  });
+
+  it.each([
+    ['2-D', [13, 7], [7, 11], false, false],
+    ['2-D transposes', [7, 13], [11, 7], true, true],
+    ['batched attention-shaped, B transposed', [6, 9, 4], [6, 9, 4], false, true],
+    ['batched, A transposed', [6, 4, 9], [6, 4, 5], true, false],
+  ])('matMul gradients (%s) equal the closed form dA = W·Bᵀ, dB = Aᵀ·W', (_, aShape, bShape, ta, tb) => {
+    const as = aShape as number[], bs = bShape as number[];
+    const av = values(size(as), 3), bv = values(size(bs), 4);
+    const y = refMatMul(av, as, bv, bs, ta as boolean, tb as boolean);
+    const wv = values(y.data.length, 5);
+    const a = tf.tensor(av, as), b = tf.tensor(bv, bs), w = tf.tensor(wv, y.shape);
+    const [ga, gb] = tf.grads((x: tf.Tensor, z: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, z, ta as boolean, tb as boolean), w)))([a, b]);
+    // Closed forms on the un-transposed operands: with C = A·B, dA = W·Bᵀ and dB = Aᵀ·W;
+    // a transposed operand's gradient is the transpose of that.
+    const batch = as.length === 3 ? as[0]! : 1;
+    const M = y.shape[y.shape.length - 2]!, N = y.shape[y.shape.length - 1]!, K = ta ? as[as.length - 2]! : as[as.length - 1]!;
+    const wantA = new Float64Array(av.length), wantB = new Float64Array(bv.length);
+    for (let n = 0; n < batch; n++) {
+      for (let i = 0; i < M; i++) {
+        for (let k = 0; k < K; k++) {
+          let sa = 0;
+          for (let j = 0; j < N; j++) sa += wv[n * M * N + i * N + j]! * bv[n * K * N + (tb ? j * K + k : k * N + j)]!;
+          wantA[n * M * K + (ta ? k * M + i : i * K + k)] = sa;
+        }
+      }
+      for (let k = 0; k < K; k++) {
+        for (let j = 0; j < N; j++) {
+          let sb = 0;
+          for (let i = 0; i < M; i++) sb += av[n * M * K + (ta ? k * M + i : i * K + k)]! * wv[n * M * N + i * N + j]!;
+          wantB[n * K * N + (tb ? j * K + k : k * N + j)] = sb;
+        }
+      }
+    }
+    expectClose(ga!.dataSync(), wantA);
+    expectClose(gb!.dataSync(), wantB);
+  });
+
+  it('dense2d forward and gradients match the wasm backend', async () => {
+    const x = tf.tensor2d(values(33 * 17, 6), [33, 17]);
+    const w = tf.tensor2d(values(17 * 23, 7), [17, 23]);
+    const b = tf.tensor1d(values(23, 8));
+    const run = () => {
+      const f = (xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor) => tf.sum(tf.square(dense2d(xi as tf.Tensor2D, wi as tf.Tensor2D, bi as tf.Tensor1D)));
+      const { value, grads } = tf.valueAndGrads(f)([x, w, b]);
+      return [value.dataSync(), ...grads.map((g) => g.dataSync())];
+    };
+    const native = run();
+    await tf.setBackend('wasm');
+    const plain = run();
+    await tf.setBackend('wasm-blas');
+    native.forEach((v, i) => expectClose(v, plain[i]!));
+  });
+
+  it('fused matMul with bias and ReLU equals the reference; PReLU falls back to the wasm kernel', () => {
+    const av = values(9 * 12, 9), bv = values(12 * 7, 10), biasv = values(7, 11);
+    const ref = refMatMul(av, [9, 12], bv, [12, 7], false, false).data.map((v, i) => v + biasv[i % 7]!);
+    const a = tf.tensor2d(av, [9, 12]), b = tf.tensor2d(bv, [12, 7]), bias = tf.tensor1d(biasv);
+    const relu = tf.fused.matMul({ a, b, bias, activation: 'relu' });
+    expectClose(relu.dataSync(), ref.map((v) => Math.max(v, 0)));
+    const alpha = tf.fill([7], 0.1);
+    const prelu = tf.fused.matMul({ a, b, bias, activation: 'prelu', preluActivationWeights: alpha });
+    expectClose(prelu.dataSync(), ref.map((v) => (v > 0 ? v : 0.1 * v)));
+  });
+
+  it('stays correct after the wasm memory grows (views are taken after allocation)', () => {
+    const av = values(20 * 30, 12), bv = values(30 * 10, 13);
+    const ref = refMatMul(av, [20, 30], bv, [30, 10], false, false).data;
+    const a = tf.tensor2d(av, [20, 30]), b = tf.tensor2d(bv, [30, 10]);
+    expectClose(tf.matMul(a, b).dataSync(), ref);
+    const big = tf.zeros([96 * 2 ** 20]); // 384 MB: forces the heap to grow
+    expectClose(tf.matMul(a, b).dataSync(), ref);
+    big.dispose();
+  });
+
+  it.each([
+    ['contiguous rows', [6, 5], [2, 0], [3, 5]],
+    ['columns (strided)', [6, 5], [0, 1], [6, 3]],
+    ['3-D middle block', [4, 5, 6], [1, 2, 3], [2, 2, 2]],
+    ['4-D with a size-1 dim', [2, 3, 4, 5], [1, 0, 1, 2], [1, 3, 2, 3]],
+    ['6-D', [2, 2, 3, 2, 2, 3], [1, 0, 1, 0, 1, 1], [1, 2, 2, 2, 1, 2]],
+    ['empty', [4, 4], [1, 1], [0, 2]],
+  ])('slice %s equals index arithmetic', (_, shape, begin, sz) => {
+    const s = shape as number[], bg = begin as number[], z = sz as number[];
+    const xv = Float32Array.from({ length: size(s) }, (_, i) => i);
+    const strides = s.map((__, d) => size(s.slice(d + 1)));
+    const want: number[] = [];
+    const idx = new Array(z.length).fill(0);
+    for (let n = 0; n < size(z); n++) {
+      want.push(idx.reduce((acc, v, d) => acc + (v + bg[d]!) * strides[d]!, 0));
+      for (let d = z.length - 1; d >= 0; d--) {
+        if (++idx[d] < z[d]!) break;
+        idx[d] = 0;
+      }
+    }
+    for (const dtype of ['float32', 'int32'] as const) {
+      const y = tf.slice(tf.tensor(xv, s, dtype), bg, z);
+      expect(y.shape).toEqual(z);
+      expect(y.dtype).toBe(dtype);
+      expect(Array.from(y.dataSync())).toEqual(want);
+    }
+  });
+
+  it('tanh matches Math.tanh to float precision, keeps signed zeros, saturates and propagates NaN', () => {
+    const xs = [-1e4, -20, -9.5, -3, -0.3, -0.25, -0.2499, -1e-3, -1e-20, -0, 0, 1e-30, 0.01, 0.2, 0.26, 1, 2.5, 8.9, 12, 88, Infinity, -Infinity];
+    const grid = Array.from({ length: 2001 }, (_, i) => -10 + i / 100);
+    const all = [...xs, ...grid];
+    const y = tf.tanh(tf.tensor1d(all)).dataSync();
+    all.forEach((x, i) => {
+      const want = Math.tanh(Math.fround(x));
+      expect(Math.abs(y[i]! - want)).toBeLessThanOrEqual(1e-7 + 4e-7 * Math.abs(want));
+    });
+    expect(Object.is(y[xs.indexOf(-0)], -0)).toBe(true);
+    expect(Number.isNaN(tf.tanh(tf.tensor1d([NaN])).dataSync()[0])).toBe(true);
+  });
+
+  it('clone and same-dtype cast share data safely: the copy outlives the original', () => {
+    const before = tf.memory().numTensors;
+    const x = tf.tensor1d([1.5, -2, 3]);
+    const c = tf.clone(x);
+    const k = tf.cast(x, 'float32');
+    x.dispose();
+    expect(Array.from(c.dataSync())).toEqual([1.5, -2, 3]);
+    expect(Array.from(k.dataSync())).toEqual([1.5, -2, 3]);
+    const asInt = tf.cast(c, 'int32');
+    expect(Array.from(asInt.dataSync())).toEqual([1, -2, 3]);
+    asInt.dispose();
+    c.dispose();
+    expect(Array.from(k.dataSync())).toEqual([1.5, -2, 3]);
+    k.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('a V-MoE training step gives the same loss and gradients as plain wasm', async () => {
+    const cfg = ModelSchema.parse({ type: 'vmoe', hidden: 32, mlpDim: 64, depth: 2, heads: 2, moe: { layers: { placement: 'list', list: [1] }, numExperts: 4, k: 2, groupImages: 2 } });
+    const model = VisionMoE.init(cfg, 0);
+    const images = tf.tensor4d(values(4 * 28 * 28, 14), [4, 28, 28, 1]);
+    const labels = tf.oneHot(tf.tensor1d([0, 3, 7, 9], 'int32'), 10);
+    const vars = [...model.params.values()];
+    const step = () => tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() => {
+        const r = model.forward(images, { train: true, rng: new Rng(5) });
+        return tf.add(tf.losses.softmaxCrossEntropy(labels, r.logits), r.aux) as tf.Scalar;
+      }, vars);
+      return { loss: value.dataSync()[0]!, grads: vars.map((v) => grads[v.name]!.dataSync()) };
+    });
+    const native = step();
+    await tf.setBackend('wasm');
+    const plain = step();
+    await tf.setBackend('wasm-blas');
+    expect(Math.abs(native.loss - plain.loss)).toBeLessThan(1e-5 * (1 + Math.abs(plain.loss)));
+    native.grads.forEach((g, i) => expectClose(g, plain.grads[i]!, 1e-3));
+    model.dispose();
+  });
+});
