@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { updateReadmeSection } from '../export/readme.js';
+import { UsageError } from './common.js';
 
 /** `vmoe readme --section quickstart --from runs/quickstart`: copies a run's results.md (+ provenance) into the README. */
 export function registerReadmeCommand(program: Command): void {
@@ -9,10 +10,18 @@ export function registerReadmeCommand(program: Command): void {
     .command('readme')
     .description('write a run\'s results table into the README section <!-- vmoe:NAME -->')
     .requiredOption('--section <name>', 'section name')
-    .requiredOption('--from <dir>', 'run folder holding results.md and results.json')
+    .option('--from <dir>', 'run folder holding results.md and results.json')
+    .option('--file <md>', 'a Markdown table the toolkit wrote (vmoe report, vmoe fewshot, npm run bench …) instead of --from')
     .option('--readme <file>', 'README to update', 'README.md')
     .option('--command <text>', 'the command that regenerates these numbers')
-    .action((flags: { section: string; from: string; readme: string; command?: string }) => {
+    .action((flags: { section: string; from?: string; file?: string; readme: string; command?: string }) => {
+      if (flags.file) {
+        const body = fs.readFileSync(flags.file, 'utf8').trimEnd() + (flags.command ? `\n\nRegenerate: \`${flags.command}\`` : '');
+        updateReadmeSection(flags.readme, flags.section, body);
+        process.stdout.write(`updated section ${flags.section} of ${flags.readme}\n`);
+        return;
+      }
+      if (!flags.from) throw new UsageError('give --from <run folder> or --file <markdown>');
       const md = fs.readFileSync(path.join(flags.from, 'results.md'), 'utf8');
       const res = JSON.parse(fs.readFileSync(path.join(flags.from, 'results.json'), 'utf8')) as Record<string, any>;
       const prov = [
