@@ -74,6 +74,8 @@ describe('vmoe CLI on MNIST', () => {
     expect(again.accuracy).toBeCloseTo(full.accuracy, 9);
     expect(again.nll).toBeCloseTo(full.nll, 5);
     expect(again.ece).toBeCloseTo(full.ece, 5);
+    expect(again.aurc).toBeCloseTo(full.aurc, 5);
+    expect(again.calibration_auc).toBeCloseTo(full.calibration_auc, 5);
 
     const fsOut = vmoe('fewshot', '--checkpoint', run, '--datasets', 'mnist', '--train-pool', '200', '--test-limit', '100',
       '--shots', '1,5', '--seeds', '2', '--format', 'json', '--cache-dir', path.join(dir, 'cache'));
