@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { loadDataset, type Split } from '../data/index.js';
 import { evaluateRobustness, suiteCorruptions, type ModelEntry } from '../eval/robustness.js';
 import { boxPlotSvg } from '../export/figures.js';
-import { toCsv, toLatex, toTextTable, type Row } from '../export/tables.js';
+import { toCsv, toLatex, toMarkdown, toTextTable, type Row } from '../export/tables.js';
 import { CORRUPTIONS, MNIST_C, SUITES, type Suite } from '../robustness/index.js';
 import { loadModel } from '../train/load.js';
 import { runRecord } from '../train/record.js';
@@ -33,7 +33,7 @@ function parseSeverities(s: string): number[] {
 export async function runRobustness(flags: RobustnessFlags): Promise<Record<string, unknown>> {
   if (!(SUITES as readonly string[]).includes(flags.suite)) throw new UsageError(`--suite must be ${SUITES.join(' or ')}, got "${flags.suite}"`);
   const suite = flags.suite as Suite;
-  if (!['json', 'table', 'csv', 'latex'].includes(flags.format)) throw new UsageError(`--format must be json, table, csv or latex, got "${flags.format}"`);
+  if (!['json', 'table', 'csv', 'latex', 'markdown'].includes(flags.format)) throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);
   if (!flags.checkpoint.length) throw new UsageError('--checkpoint: give at least one model (join checkpoints with + for a deep ensemble)');
   const known = suite === 'c' ? Object.keys(CORRUPTIONS) : Object.keys(MNIST_C);
   let corruptions = suiteCorruptions(suite);
@@ -81,13 +81,15 @@ export async function runRobustness(flags: RobustnessFlags): Promise<Record<stri
     ...runRecord(first.config),
   };
   const text = flags.format === 'json' ? JSON.stringify(result, null, 2) + '\n'
-    : flags.format === 'csv' ? toCsv(rows) : flags.format === 'latex' ? toLatex(summaryRows, `${ds.name} ${suite} corruptions`) : toTextTable(summaryRows);
+    : flags.format === 'csv' ? toCsv(rows) : flags.format === 'latex' ? toLatex(summaryRows, `${ds.name} ${suite} corruptions`)
+    : flags.format === 'markdown' ? toMarkdown(summaryRows) : toTextTable(summaryRows);
   process.stdout.write(text);
   if (flags.out) {
     fs.mkdirSync(flags.out, { recursive: true });
     fs.writeFileSync(path.join(flags.out, 'robustness.json'), JSON.stringify(result, null, 2) + '\n');
     fs.writeFileSync(path.join(flags.out, 'robustness.csv'), toCsv(rows));
     fs.writeFileSync(path.join(flags.out, 'summary.csv'), toCsv(summaryRows));
+    fs.writeFileSync(path.join(flags.out, 'summary.md'), toMarkdown(summaryRows));
     fs.writeFileSync(path.join(flags.out, 'summary.tex'), toLatex(summaryRows, `${ds.name}: cA, cNLL, cECE over ${suite} corruptions`));
     const severities = [...new Set(res.rows.map((r) => r.severity))].sort((a, b) => a - b);
     for (const metric of ['accuracy', 'nll', 'ece'] as const) {
@@ -121,7 +123,7 @@ export function registerRobustnessCommand(program: Command): void {
       .option('--batch-size <n>', 'batch size', '256')
       .option('--seed <n>', 'corruption seed', '0')
       .option('--bins <n>', 'ECE bins', '15')
-      .option('--format <fmt>', 'stdout format: table, json, csv or latex', 'table')
+      .option('--format <fmt>', 'stdout format: table, json, csv, latex or markdown', 'table')
       .option('--out <dir>', 'write robustness.{json,csv}, summary.{csv,tex} and metric-vs-severity box plots'),
   ).action(async (flags: RobustnessFlags) => {
     await runRobustness(flags);

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { loadDataset, makeBatch, type Split } from '../data/index.js';
 import { modelSweepEvaluator, parseBatchPriorityMode, parseNumberList, runSweep, sweepFigures, sweepSettings, type SweepRow } from '../eval/sweep.js';
-import { toCsv, toLatex, toTextTable } from '../export/tables.js';
+import { toCsv, toLatex, toMarkdown, toTextTable } from '../export/tables.js';
 import { loadModel } from '../train/load.js';
 import { runRecord } from '../train/record.js';
 import { FLOPS_CONVENTION } from '../vmoe/flops.js';
@@ -34,7 +34,7 @@ function usage<T>(f: () => T): T {
 }
 
 export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
-  if (!['json', 'table', 'csv', 'latex'].includes(flags.format)) throw new UsageError(`--format must be json, table, csv or latex, got "${flags.format}"`);
+  if (!['json', 'table', 'csv', 'latex', 'markdown'].includes(flags.format)) throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);
   const capacityFactors = usage(() => parseNumberList(flags.capacityFactors, '--capacity-factors'));
   const mode = usage(() => parseBatchPriorityMode(flags.batchPriority));
   const batchSize = parsePositiveInt(flags.batchSize, '--batch-size');
@@ -78,6 +78,7 @@ export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
     const text = flags.format === 'json' ? json
       : flags.format === 'csv' ? toCsv(result.rows)
       : flags.format === 'latex' ? toLatex(result.rows, caption)
+      : flags.format === 'markdown' ? toMarkdown(result.rows)
       : toTextTable(result.rows);
     if (flags.out) {
       fs.mkdirSync(flags.out, { recursive: true });
@@ -85,6 +86,7 @@ export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
       const files: [string, string][] = [
         ['sweep.csv', toCsv(result.rows)],
         ['sweep.tex', toLatex(result.rows, caption)],
+        ['sweep.md', toMarkdown(result.rows)],
         ['accuracy-vs-processed.svg', figs.accuracy],
         ['nll-vs-processed.svg', figs.nll],
       ];
@@ -109,7 +111,7 @@ export function registerSweepCommand(program: Command): void {
       .option('--k <list>', 'comma-separated experts per token (default: the model\'s K)')
       .option('--batch-priority <mode>', 'both, on (BPR only) or off (vanilla only)', 'both')
       .option('--bins <n>', 'ECE bins', '15')
-      .option('--format <fmt>', 'stdout format: json, table, csv or latex', 'table')
+      .option('--format <fmt>', 'stdout format: json, table, csv, latex or markdown', 'table')
       .option('--out <dir>', 'also write sweep.{csv,json,tex} and accuracy/NLL-vs-processed SVG figures here')
       .option('--quiet', 'no progress lines on stderr'),)
   ).action(async (flags: SweepFlags) => {

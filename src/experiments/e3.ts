@@ -99,7 +99,7 @@ export async function runE3Experiment(o: E3ExperimentOptions): Promise<{ table: 
     }
   }
   const metrics = ['accuracy', 'nll', 'ece', 'brier', 'flops_per_image', 'train_seconds', 'images_per_s',
-    ...o.ood.map((d) => `ood_${d}_msp_auroc`), 'gibbs_nll', 'disagreement', 'mutualInformation', 'ambiguity'];
+    ...o.ood.map((d) => `ood_${d}_msp_auroc`), 'gibbs_nll', 'member_accuracy_mean', 'member_nll_mean', 'disagreement', 'mutualInformation', 'ambiguity'];
   const { summaries, numeric, pretty } = reportRows(resultDirs, 'model', metrics);
   const provenance = { ...runRecord({ seed: 0 }), options: o, convention: 'mean ± sample std over seeds; ECE 15 equal-width bins; OOD AUROC of MSP with OOD positive' };
   fs.writeFileSync(path.join(o.out, 'table.csv'), toCsv(numeric));

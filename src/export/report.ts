@@ -17,6 +17,11 @@ export function flattenEvalResult(r: Record<string, any>): Record<string, number
   for (const k of ['accuracy', 'nll', 'brier', 'ece', 'gibbs_nll', 'flops_per_image', 'images_per_s', 'train_seconds']) {
     if (typeof r[k] === 'number') out[k] = r[k];
   }
+  // Ensembles (deep, E³, MC dropout): the members' own quality, averaged over members.
+  for (const k of ['member_accuracy', 'member_nll']) {
+    const v = r[k];
+    if (Array.isArray(v) && v.length && v.every((x) => typeof x === 'number')) out[`${k}_mean`] = v.reduce((a: number, b: number) => a + b, 0) / v.length;
+  }
   if (r.diversity) for (const [k, v] of Object.entries(r.diversity)) if (typeof v === 'number' && Number.isFinite(v)) out[k] = v;
   if (r.temperature_scaled) {
     out.ts_nll = r.temperature_scaled.nll;

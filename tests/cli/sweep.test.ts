@@ -29,6 +29,9 @@ describe('vmoe sweep', () => {
     // 4 images × 5 tokens per group, K·c·S/E rounded up to a multiple of 4: c=4 → C ≥ S, nothing dropped
     for (const r of report.rows.filter((x: { capacity_factor: number }) => x.capacity_factor === 4)) expect(r.processed_fraction).toBe(1);
     expect(fs.readFileSync(path.join(out, 'sweep.tex'), 'utf8')).toMatch(/\\begin\{tabular\}/);
+    const md = fs.readFileSync(path.join(out, 'sweep.md'), 'utf8').trim().split('\n');
+    expect(md).toHaveLength(2 + 12); // header, separator, one line per setting
+    expect(md[0]!.split('|').slice(1, -1).map((c) => c.trim())).toEqual(lines[0]!.split(','));
     for (const f of ['accuracy-vs-processed.svg', 'nll-vs-processed.svg']) {
       const els = checkSvg(fs.readFileSync(path.join(out, f), 'utf8'));
       expect(count(els, 'polyline')).toBe(4);

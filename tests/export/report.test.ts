@@ -28,4 +28,13 @@ describe('report: mean ± std over runs', () => {
     expect(b.mean.ood_mnist_msp_auroc).toBe(0.7);
     expect(() => readResult(path.join(dir, 'missing'), 'model')).toThrow(/no results found/);
   });
+
+  it('averages the members\' accuracy and NLL of an ensemble result', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-report-'));
+    const f = path.join(dir, 'ens.json');
+    fs.writeFileSync(f, JSON.stringify({ config: { name: 'e3' }, accuracy: 0.9, member_accuracy: [0.8, 0.85], member_nll: [0.5, 0.7] }));
+    const v = readResult(f, 'model').values;
+    expect(v.member_accuracy_mean).toBeCloseTo((0.8 + 0.85) / 2, 12);
+    expect(v.member_nll_mean).toBeCloseTo((0.5 + 0.7) / 2, 12);
+  });
 });
