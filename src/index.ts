@@ -15,6 +15,9 @@ export { VisionMoE, makeVariable, type ForwardOptions, type ForwardResult, type 
 export { paramSpecs, initParamValues, countParams } from './vmoe/params.js';
 export { flopsPerImage, FLOPS_CONVENTION, type FlopsBreakdown } from './vmoe/flops.js';
 
+// E³ and the ensemble baselines (deep ensembles, MC dropout)
+export * as ensembles from './ensembles/index.js';
+
 // Training
 export * from './train/config.js';
 export { Adam, learningRate } from './train/optimizer.js';

@@ -1,47 +1,21 @@
 /**
- * The evaluation harness: run the model(s) once over every data set, then hand
- * the cached Outputs to evaluators — classification metrics (optionally after
- * temperature scaling fitted on the validation split) and OOD detection.
+ * The evaluation harness: the model(s) run once over every data set
+ * (ensembleOutputs in src/ensembles), then the cached Outputs go to evaluators —
+ * classification metrics (optionally after temperature scaling fitted on the
+ * validation split) and OOD detection.
  */
 import { loadDataset, isSyntheticOod, syntheticOodDataset, type ImageDataset, type Split } from '../data/index.js';
 import {
   OOD_SCORE_DEFINITIONS, applyTemperature, fitMahalanobis, fitTemperature, mahalanobisScore, oodMetrics, oodScore,
   relativeMahalanobisScore, type OodPositive, type OodScoreName, type TemperatureFit,
 } from '../metrics/index.js';
-import type { LoadedModel } from '../train/load.js';
-import type { RoutingOverrides } from '../vmoe/model.js';
-import { flopsPerImage } from '../vmoe/flops.js';
-import type { Rng } from '../util/rng.js';
-import { classificationMetrics, stackOutputs, type ClassificationMetrics } from './classification.js';
-import { computeOutputs, type Outputs } from './outputs.js';
+import type { EnsembleRunOptions } from '../ensembles/baselines.js';
+import { classificationMetrics, type ClassificationMetrics } from './classification.js';
+import type { Outputs } from './outputs.js';
 
-export interface HarnessOptions {
-  batchSize: number;
-  routing: RoutingOverrides;
-  mcSamples: number;
-  rng: Rng;
+/** How the models run (src/ensembles ensembleOutputs) and how finely calibration is binned. */
+export interface HarnessOptions extends EnsembleRunOptions {
   bins: number;
-  onProgress?: (label: string, done: number, total: number) => void;
-}
-
-/** Runs every model (and MC sample) over one data set and stacks the members. */
-export function ensembleOutputs(models: LoadedModel[], ds: ImageDataset, opts: HarnessOptions & { keepPreLogits?: boolean }): Outputs {
-  const parts: Outputs[] = [];
-  for (const l of models) {
-    const passes = opts.mcSamples > 0 ? opts.mcSamples : 1;
-    for (let s = 0; s < passes; s++) {
-      parts.push(computeOutputs(l.model, ds, {
-        batchSize: opts.batchSize, scale: l.config.data.scale, routing: opts.routing, keepPreLogits: opts.keepPreLogits,
-        mcDropout: opts.mcSamples > 0, rng: opts.mcSamples > 0 ? opts.rng : undefined,
-        onBatch: (d, t) => opts.onProgress?.(ds.name, d, t),
-      }));
-    }
-  }
-  return parts.length === 1 ? parts[0]! : stackOutputs(parts);
-}
-
-export function ensembleFlops(models: LoadedModel[], routing: RoutingOverrides, mcSamples: number): number {
-  return models.reduce((a, l) => a + flopsPerImage(l.config.model, routing).total, 0) * Math.max(1, mcSamples);
 }
 
 export interface TemperatureResult {

@@ -8,6 +8,8 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BatchSampler, loadDataset, makeBatch, type ImageDataset } from '../data/index.js';
 import { engineInfo } from '../engine/index.js';
+import { meanMemberLoss } from '../ensembles/combine.js';
+import { isReshapedRouterKernel } from '../ensembles/from-vmoe.js';
 import { computeOutputs } from '../eval/outputs.js';
 import { accuracy, nll } from '../metrics/likelihood.js';
 import { probsFromLogits } from '../metrics/softmax.js';
@@ -73,9 +75,8 @@ export function classificationLoss(logits: tf.Tensor2D, labels: tf.Tensor1D, num
 
 /** Task loss of a forward result: E³ trains each member on its own cross-entropy, averaged over members. */
 export function modelLoss(r: ForwardResult, labels: tf.Tensor1D, numClasses: number, smoothing: number): tf.Scalar {
-  if (!r.memberLogits) return classificationLoss(r.logits, labels, numClasses, smoothing);
-  const [M, B, K] = r.memberLogits.shape;
-  return classificationLoss(tf.reshape(r.memberLogits, [M * B, K]), tf.tile(labels, [M]), numClasses, smoothing);
+  const loss = (logits: tf.Tensor2D, y: tf.Tensor1D) => classificationLoss(logits, y, numClasses, smoothing);
+  return r.memberLogits ? meanMemberLoss(r.memberLogits, labels, loss) : loss(r.logits, labels);
 }
 
 export function evaluateSplit(model: VisionMoE, ds: ImageDataset, cfg: ExperimentConfig, step: number): EvalSummary {
@@ -101,8 +102,8 @@ export function initFromCheckpoint(model: VisionMoE, file: string): { copied: st
     if (src.shape.join(',') === v.shape.join(',')) {
       v.assign(tf.tensor(src.data as Float32Array, src.shape));
       copied.push(name);
-    } else if (src.data.length === v.size && name.endsWith('/router/kernel')) {
-      // V-MoE → E³: (H, E) is (H, M, E/M) in row-major order; member m inherits columns [m·E/M, (m+1)·E/M).
+    } else if (isReshapedRouterKernel(name, src.data.length, v.size)) {
+      // V-MoE → E³ (see src/ensembles/from-vmoe.ts): member m inherits the experts and router columns [m·E/M, (m+1)·E/M).
       v.assign(tf.tensor(src.data as Float32Array, v.shape));
       resized.push(name);
     } else if (name === 'pos') {

@@ -8,6 +8,8 @@ import { modelMembers, moeBlocks, tokensPerImage, type ModelConfig } from './con
 import { dense, dense2d, dropout, gelu, layerNorm } from './layers.js';
 import { moeLayer, type DispatchImpl, type MoeLayerResult, type MoeLayerStats, type RoutingSettings } from './moe.js';
 import { initParamValues, paramSpecs } from './params.js';
+import { ensembleLogits } from '../ensembles/combine.js';
+import { concatMembers, fromRoutingOrder, membersFirst, repeatMembers, toRoutingOrder } from '../ensembles/layout.js';
 import type { Rng } from '../util/rng.js';
 
 export interface RoutingOverrides {
@@ -242,44 +244,31 @@ export class VisionMoE {
     const aux = ctx.auxTerms.length ? (tf.addN(ctx.auxTerms) as tf.Scalar) : tf.scalar(0);
     const { logits, preLogits } = this.head(x);
     if (M === 1) return { logits, preLogits, aux, moe: ctx.stats };
-    const memberLogits = this.membersFirst(logits, B, M) as tf.Tensor3D; // (M, B, K)
+    const memberLogits = this.membersFirst(logits, B, M); // (M, B, K)
     const memberPre = this.membersFirst(preLogits, B, M); // (M, B, D)
-    const ensemble = tf.sub(tf.logSumExp(tf.logSoftmax(memberLogits), 0), Math.log(M)) as tf.Tensor2D; // (B, K)
-    const D = preLogits.shape[1];
-    const concatPre = tf.reshape(tf.transpose(memberPre, [1, 0, 2]), [B, M * D]) as tf.Tensor2D;
-    return { logits: ensemble, preLogits: concatPre, memberLogits, aux, moe: ctx.stats };
+    return { logits: ensembleLogits(memberLogits), preLogits: concatMembers(memberPre), memberLogits, aux, moe: ctx.stats };
   }
 
-  /** (B, T, H) → (B·M, T, H) in the configured layout (repeat: row i·M+m; tile: row m·B+i). */
+  // The member layout helpers of src/ensembles, bound to this model's configured layout.
+
+  /** (B, T, H) → (B·M, T, H). */
   repeatMembers(x: tf.Tensor3D, M: number): tf.Tensor3D {
-    const [B, T, H] = x.shape;
-    if (this.cfg.ensemble.layout === 'tile') return tf.tile(x, [M, 1, 1]);
-    return tf.reshape(tf.tile(tf.reshape(x, [B, 1, T * H]), [1, M, 1]), [B * M, T, H]);
+    return repeatMembers(x, M, this.cfg.ensemble.layout);
   }
 
-  /** Per-row outputs (B·M, D) in the layout → (M, B, D). */
+  /** (B·M, D) → (M, B, D). */
   membersFirst(t: tf.Tensor2D, B: number, M: number): tf.Tensor3D {
-    const D = t.shape[1];
-    if (this.cfg.ensemble.layout === 'tile') return tf.reshape(t, [M, B, D]);
-    return tf.transpose(tf.reshape(t, [B, M, D]), [1, 0, 2]);
+    return membersFirst(t, B, M, this.cfg.ensemble.layout);
   }
 
-  /** Layout rows (B·M·T, H) → (image, token, member) order, member fastest, as routing groups expect. */
+  /** Layout rows (B·M·T, H) → (image, token, member) rows. */
   toRoutingOrder(h: tf.Tensor2D, B: number, T: number, M: number): tf.Tensor2D {
-    if (M === 1) return h;
-    const H = h.shape[1];
-    const x4 = this.cfg.ensemble.layout === 'tile'
-      ? tf.transpose(tf.reshape(h, [M, B, T, H]), [1, 2, 0, 3]) // (B, T, M, H)
-      : tf.transpose(tf.reshape(h, [B, M, T, H]), [0, 2, 1, 3]);
-    return tf.reshape(x4, [B * T * M, H]);
+    return toRoutingOrder(h, B, T, M, this.cfg.ensemble.layout);
   }
 
+  /** (image, token, member) rows → layout rows (B·M·T, H). */
   fromRoutingOrder(y: tf.Tensor2D, B: number, T: number, M: number): tf.Tensor2D {
-    if (M === 1) return y;
-    const H = y.shape[1];
-    const y4 = tf.reshape(y, [B, T, M, H]);
-    const back = this.cfg.ensemble.layout === 'tile' ? tf.transpose(y4, [2, 0, 1, 3]) : tf.transpose(y4, [0, 2, 1, 3]);
-    return tf.reshape(back, [B * M * T, H]);
+    return fromRoutingOrder(y, B, T, M, this.cfg.ensemble.layout);
   }
 
   /** Host copies of all parameters (for checkpoints). */

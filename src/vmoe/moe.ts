@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { dense2d, gatherRows, gelu, scatterAddRows } from './layers.js';
 import { planExpertChoice, planTopK, type DispatchPlan } from './dispatch.js';
 import { expertCapacity, expertChoiceCapacity, type CapacityRounding } from './capacity.js';
+import { checkPartition, memberBlock, partitionMask } from '../ensembles/partition.js';
 
 export interface MoeWeights {
   router: tf.Tensor2D; // (H, E)
@@ -77,32 +78,17 @@ function cv2(v: tf.Tensor1D): tf.Scalar {
 function meanOverGroups(t: tf.Tensor2D, sizes: number[], members: number, f: (g: tf.Tensor2D, start: number) => tf.Scalar): tf.Scalar {
   const parts: tf.Scalar[] = [];
   const E = t.shape[1];
-  const Em = E / members;
   let start = 0;
   for (const S of sizes) {
     const g = tf.slice(t, [start, 0], [S, E]);
     if (members === 1) {
       parts.push(f(g, start));
     } else {
-      const byMember = tf.reshape(g, [S / members, members, E]); // (S/M, M, E)
-      for (let m = 0; m < members; m++) {
-        parts.push(f(tf.reshape(tf.slice(byMember, [0, m, m * Em], [S / members, 1, Em]), [S / members, Em]) as tf.Tensor2D, start));
-      }
+      for (let m = 0; m < members; m++) parts.push(f(memberBlock(g, members, m), start));
     }
     start += S;
   }
   return tf.div(tf.addN(parts), parts.length) as tf.Scalar;
-}
-
-/** (N, E) additive mask: 0 on the row's member partition, −1e9 elsewhere (softmax → exactly 0 in float32). */
-function partitionMask(N: number, E: number, members: number): tf.Tensor2D {
-  const Em = E / members;
-  const mask = new Float32Array(N * E);
-  for (let r = 0; r < N; r++) {
-    const m = r % members;
-    for (let e = 0; e < E; e++) if (Math.floor(e / Em) !== m) mask[r * E + e] = -1e9;
-  }
-  return tf.tensor2d(mask, [N, E]);
 }
 
 /** Runs the E expert MLPs on their buffers: (E·R, H) → (E·R, H), each expert a plain 2-D matMul. */
@@ -134,9 +120,7 @@ export function moeLayer(
   const [N, H] = x.shape;
   const E = w.router.shape[1];
   const M = opts.members ?? 1;
-  if (M > 1 && (E % M !== 0 || r.groupSize % M !== 0 || N % M !== 0)) {
-    throw new Error(`E³ routing needs E (${E}), the group size (${r.groupSize}) and the token count (${N}) to be multiples of M (${M})`);
-  }
+  if (M > 1) checkPartition(E, r.groupSize, N, M);
   const rawLogits = dense2d(x, w.router); // (N, E)
   const logits = M > 1 ? tf.add(rawLogits, partitionMask(N, E, M)) as tf.Tensor2D : rawLogits;
   // Each member's softmax runs over its own E/M experts, so its noise scale is σ = noise_std/(E/M).

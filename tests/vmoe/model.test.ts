@@ -36,6 +36,10 @@ describe('MoE placement (spec §1)', () => {
     expect(() => checkModelConfig(ModelSchema.parse({ hidden: 30, heads: 4 }))).toThrow(/model\.heads/);
     expect(() => checkModelConfig(ModelSchema.parse({ moe: { k: 9, numExperts: 8 } }))).toThrow(/model\.moe\.k/);
   });
+  it('E³: members must divide the experts, and K ≤ E/M', () => {
+    expect(() => checkModelConfig(tiny({ type: 'e3', ensemble: { members: 3 } }))).toThrow(/ensemble\.members: 3 must divide/);
+    expect(() => checkModelConfig(tiny({ type: 'e3', ensemble: { members: 4 } }))).toThrow(/moe\.k: 2 exceeds the experts per member/);
+  });
 });
 
 describe('parameter count', () => {
@@ -177,5 +181,26 @@ describe('FLOPs per image', () => {
     expect(f.total).toBe(embed + attn + dense + router + experts + head);
     // Capacity factor 0.5 → C = ceil(10·2·0.5/4) = 3 → 4: experts cost half.
     expect(flopsPerImage(cfg, { capacityFactor: 0.5 }).experts).toBe(experts / 2);
+  });
+
+  it('E³: blocks from the first MoE block on and the head run M times', async () => {
+    const { flopsPerImage } = await import('../../src/vmoe/flops.js');
+    const e3 = ModelSchema.parse({
+      imageSize: 8, patchSize: 4, hidden: 8, depth: 4, heads: 2, mlpDim: 12, numClasses: 3, type: 'e3', ensemble: { members: 2 },
+      moe: { numExperts: 4, k: 1, groupImages: 2, capacityFactor: 1.5, layers: { placement: 'last-n', n: 2 } },
+    });
+    const f = flopsPerImage(e3);
+    const T = 5, H = 8, Mlp = 12, E = 4, gi = 2, K = 1, M = 2;
+    const S = gi * T * M; // 20 tokens per group
+    const C = 4 * Math.ceil(Math.ceil((S * K * 1.5) / E) / 4); // ceil(7.5) = 8 → 8
+    const attn = 2 * T * H * 3 * H + 4 * T * T * H + 2 * T * H * H;
+    const dense = 2 * T * 2 * H * Mlp;
+    const want = 2 * 4 * 16 * H // embed
+      + (1 + M + M + M) * attn // blocks 0 | 1,2,3 (first MoE block is 1)
+      + (1 + M) * dense // dense MLPs in blocks 0 and 2
+      + 2 * M * 2 * T * H * E // routers of blocks 1 and 3
+      + 2 * 2 * ((E * C) / gi) * 2 * H * Mlp // experts: E·C rows per group of gi images
+      + M * 2 * H * 3; // head
+    expect(f.total).toBe(want);
   });
 });
