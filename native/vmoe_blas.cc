@@ -1,6 +1,7 @@
-// Native matrix products for the wasm backend: OpenBLAS sgemm on zero-copy
-// views of the wasm heap. Plain Node-API (node_api.h, ABI-stable across Node
-// versions) so the build needs no npm package beyond node-gyp itself.
+// Native kernels for the wasm backend: OpenBLAS sgemm, strided copies, reductions
+// and fused elementwise / normalisation loops on zero-copy views of the wasm heap.
+// Plain Node-API (node_api.h, ABI-stable across Node versions) so the build needs
+// no npm package beyond node-gyp itself.
 //
 // Every entry point takes `heap`, a Float32Array over the whole wasm memory,
 // and float-element offsets into it; the caller (src/engine/native-blas.ts)
@@ -10,7 +11,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 namespace {
 
@@ -72,14 +75,14 @@ void gemm(bool ta, bool tb, int M, int N, int K, const float* a, const float* b,
   }
 }
 
-// sgemm(heap, transA, transB, M, N, K, batch, aOff, aStride, bOff, bStride, cOff, cStride, biasOff, relu)
-// A batch stride of 0 broadcasts that operand over the batch; biasOff < 0 means no bias.
+// sgemm(heap, transA, transB, M, N, K, batch, aOff, aStride, bOff, bStride, cOff, cStride, biasOff, biasStride, relu)
+// A batch stride of 0 broadcasts that operand (or the bias row) over the batch; biasOff < 0 means no bias.
 napi_value Sgemm(napi_env env, napi_callback_info info) {
-  size_t argc = 15;
-  napi_value argv[15];
+  size_t argc = 16;
+  napi_value argv[16];
   NAPI_OK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  if (argc != 15) {
-    napi_throw_type_error(env, nullptr, "vmoe_blas.sgemm expects 15 arguments");
+  if (argc != 16) {
+    napi_throw_type_error(env, nullptr, "vmoe_blas.sgemm expects 16 arguments");
     return nullptr;
   }
   float* heap;
@@ -88,15 +91,20 @@ napi_value Sgemm(napi_env env, napi_callback_info info) {
   bool ta, tb, relu;
   NAPI_OK(napi_get_value_bool(env, argv[1], &ta));
   NAPI_OK(napi_get_value_bool(env, argv[2], &tb));
-  int64_t v[11];
-  for (int i = 0; i < 11; i++) {
+  int64_t v[12];
+  for (int i = 0; i < 12; i++) {
     if (!int64Arg(env, argv[3 + i], &v[i])) return nullptr;
   }
-  NAPI_OK(napi_get_value_bool(env, argv[14], &relu));
+  NAPI_OK(napi_get_value_bool(env, argv[15], &relu));
   const int64_t M = v[0], N = v[1], K = v[2], batch = v[3];
-  const int64_t aOff = v[4], aStride = v[5], bOff = v[6], bStride = v[7], cOff = v[8], cStride = v[9], biasOff = v[10];
+  const int64_t aOff = v[4], aStride = v[5], bOff = v[6], bStride = v[7], cOff = v[8], cStride = v[9];
+  const int64_t biasOff = v[10], biasStride = v[11];
   if (M < 0 || N < 0 || K < 0 || batch < 0 || M > INT32_MAX || N > INT32_MAX || K > INT32_MAX) {
     napi_throw_range_error(env, nullptr, "vmoe_blas.sgemm: bad dimensions");
+    return nullptr;
+  }
+  if (aStride < 0 || bStride < 0 || cStride < 0 || biasStride < 0) {
+    napi_throw_range_error(env, nullptr, "vmoe_blas.sgemm: negative batch stride");
     return nullptr;
   }
   if (batch > 0) {
@@ -104,12 +112,12 @@ napi_value Sgemm(napi_env env, napi_callback_info info) {
     if (!inRange(env, aOff, last * aStride + M * K, length, "vmoe_blas.sgemm: A outside the heap") ||
         !inRange(env, bOff, last * bStride + K * N, length, "vmoe_blas.sgemm: B outside the heap") ||
         !inRange(env, cOff, last * cStride + M * N, length, "vmoe_blas.sgemm: C outside the heap") ||
-        (biasOff >= 0 && !inRange(env, biasOff, N, length, "vmoe_blas.sgemm: bias outside the heap"))) {
+        (biasOff >= 0 && !inRange(env, biasOff, last * biasStride + N, length, "vmoe_blas.sgemm: bias outside the heap"))) {
       return nullptr;
     }
   }
-  const float* bias = biasOff >= 0 ? heap + biasOff : nullptr;
   for (int64_t i = 0; i < batch; i++) {
+    const float* bias = biasOff >= 0 ? heap + biasOff + i * biasStride : nullptr;
     gemm(ta, tb, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), heap + aOff + i * aStride,
          heap + bOff + i * bStride, heap + cOff + i * cStride, bias, relu);
   }
@@ -250,10 +258,11 @@ inline float fromBits(int32_t i) {
   return f;
 }
 
-// e^x for x in [0, 18] (all tanh needs): 2^(n+f) with n the nearest integer, |f| <= 1/2;
-// 2^f from its Taylor series to degree 7 (truncation < 1e-8); 2^n built as exponent bits.
-// Adding 1.5·2^23 rounds to an integer held in the low mantissa bits. Branch-free, so the
-// loop below vectorises (built with -fno-trapping-math so the select needs no branch).
+// e^x for x in [-87, 88] (tanh needs [0, 18], softmax (-87, 0]): 2^(n+f) with n the nearest
+// integer, |f| <= 1/2; 2^f from its Taylor series to degree 7 (truncation < 1e-8); 2^n built as
+// exponent bits (n in [-126, 127] stays a normal number). Adding 1.5·2^23 rounds to an integer
+// held in the low mantissa bits. Branch-free, so the loops below vectorise (built with
+// -fno-trapping-math so the selects need no branch).
 inline float expSmall(float x) {
   const float magic = 12582912.0f;
   const float t = x * 1.44269504088896341f;
@@ -266,18 +275,19 @@ inline float expSmall(float x) {
 
 // tanh |x| = 1 - 2/(e^{2|x|} + 1) for |x| >= 1/4, its odd Taylor series to x^9 below (no
 // cancellation near 0; truncation < 3e-9); |x| clamped at 9, where tanh rounds to 1 in float32.
+inline float tanhOne(float v) {
+  const float abs = fromBits(bitsOf(v) & 0x7fffffff);
+  const float a = abs > 9.0f ? 9.0f : abs;  // NaN stays NaN
+  const float s = a * a;
+  const float series = a * (1.0f + s * (-1.0f / 3 + s * (2.0f / 15 + s * (-17.0f / 315 + s * (62.0f / 2835)))));
+  const float viaExp = 1.0f - 2.0f / (expSmall(2.0f * a) + 1.0f);
+  const float r = a < 0.25f ? series : viaExp;
+  return fromBits(bitsOf(r) | (bitsOf(v) & static_cast<int32_t>(0x80000000u)));
+}
+
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void tanhLoop(const float* __restrict x, float* __restrict y, int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    const float v = x[i];
-    const float abs = fromBits(bitsOf(v) & 0x7fffffff);
-    const float a = abs > 9.0f ? 9.0f : abs;  // NaN stays NaN
-    const float s = a * a;
-    const float series = a * (1.0f + s * (-1.0f / 3 + s * (2.0f / 15 + s * (-17.0f / 315 + s * (62.0f / 2835)))));
-    const float viaExp = 1.0f - 2.0f / (expSmall(2.0f * a) + 1.0f);
-    const float r = a < 0.25f ? series : viaExp;
-    y[i] = fromBits(bitsOf(r) | (bitsOf(v) & static_cast<int32_t>(0x80000000u)));
-  }
+  for (int64_t i = 0; i < n; i++) y[i] = tanhOne(x[i]);
 }
 
 // tanh(heap, srcOff, dstOff, n)
@@ -300,6 +310,496 @@ napi_value Tanh(napi_env env, napi_callback_info info) {
   }
   tanhLoop(heap + src, heap + dst, n);
   return nullptr;
+}
+
+// ---- Fused elementwise and normalisation kernels --------------------------------------
+// GELU (tanh form), LayerNorm and softmax with their gradients, each one pass over the data
+// instead of the 4–15 wasm kernels (and as many heap round trips) their composed forms take.
+
+bool checkArgc(napi_env env, napi_callback_info info, size_t want, napi_value* argv, const char* message) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) {
+    napi_throw_error(env, nullptr, "vmoe_blas: N-API call failed: napi_get_cb_info");
+    return false;
+  }
+  if (argc != want) {
+    napi_throw_type_error(env, nullptr, message);
+    return false;
+  }
+  return true;
+}
+
+// Reads argv[first..first+count) as integers into out.
+bool int64Args(napi_env env, const napi_value* argv, int first, int count, int64_t* out) {
+  for (int i = 0; i < count; i++) {
+    if (!int64Arg(env, argv[first + i], &out[i])) return false;
+  }
+  return true;
+}
+
+// The prologue every heap kernel shares: exactly `want` arguments, argv[0] the
+// wasm heap (a Float32Array), argv[1 .. 1+nInts) integers (offsets and sizes).
+bool heapKernelArgs(napi_env env, napi_callback_info info, size_t want, napi_value* argv, const char* message,
+                    float** heap, size_t* length, int nInts, int64_t* v) {
+  return checkArgc(env, info, want, argv, message) && heapArg(env, argv[0], heap, length) &&
+         int64Args(env, argv, 1, nInts, v);
+}
+
+// The formula of src/vmoe/layers.ts gelu(), in its order of operations:
+// y = (x/2)(1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi).
+constexpr float kGeluC = 0.7978845608028654f;
+constexpr float kGeluA = 0.044715f;
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void geluLoop(const float* __restrict x, float* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float v = x[i];
+    const float t = tanhOne((v + v * v * v * kGeluA) * kGeluC);
+    y[i] = v * 0.5f * (t + 1.0f);
+  }
+}
+
+// dy/dx = (1 + t)/2 + (x/2)(1 - t^2) c (1 + 3·0.044715 x^2), t the forward tanh.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void geluGradLoop(const float* __restrict dy, const float* __restrict x, float* __restrict dx, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float v = x[i];
+    const float t = tanhOne((v + v * v * v * kGeluA) * kGeluC);
+    const float dInner = kGeluC * (1.0f + 3.0f * kGeluA * v * v);
+    dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * ((1.0f - t) * (1.0f + t)) * dInner);
+  }
+}
+
+// gelu(heap, srcOff, dstOff, n)
+napi_value Gelu(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  float* heap;
+  size_t length;
+  int64_t v[3];
+  if (!heapKernelArgs(env, info, 4, argv, "vmoe_blas.gelu expects 4 arguments", &heap, &length, 3, v)) return nullptr;
+  const int64_t src = v[0], dst = v[1], n = v[2];
+  if (!inRange(env, src, n, length, "vmoe_blas.gelu: source outside the heap") ||
+      !inRange(env, dst, n, length, "vmoe_blas.gelu: destination outside the heap")) {
+    return nullptr;
+  }
+  geluLoop(heap + src, heap + dst, n);
+  return nullptr;
+}
+
+// geluGrad(heap, dyOff, xOff, dxOff, n)
+napi_value GeluGrad(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  float* heap;
+  size_t length;
+  int64_t v[4];
+  if (!heapKernelArgs(env, info, 5, argv, "vmoe_blas.geluGrad expects 5 arguments", &heap, &length, 4, v)) return nullptr;
+  const int64_t dy = v[0], x = v[1], dx = v[2], n = v[3];
+  if (!inRange(env, dy, n, length, "vmoe_blas.geluGrad: dy outside the heap") ||
+      !inRange(env, x, n, length, "vmoe_blas.geluGrad: x outside the heap") ||
+      !inRange(env, dx, n, length, "vmoe_blas.geluGrad: dx outside the heap")) {
+    return nullptr;
+  }
+  geluGradLoop(heap + dy, heap + x, heap + dx, n);
+  return nullptr;
+}
+
+// Σ x[0..n) in kLanes independent float partial sums (one vector register), combined in
+// double: vectorises, where one serial accumulator would not (no reassociation allowed).
+constexpr int kLanes = 16;
+inline double laneSum(const float* x, int64_t n) {
+  float acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; l++) acc[l] += x[j + l];
+  }
+  double s = 0;
+  for (int l = 0; l < kLanes; l++) s += acc[l];
+  for (; j < n; j++) s += x[j];
+  return s;
+}
+
+// Σ (x - m)^2 over x[0..n), as laneSum.
+inline double laneSquaredDeviation(const float* x, int64_t n, float m) {
+  float acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; l++) {
+      const float c = x[j + l] - m;
+      acc[l] += c * c;
+    }
+  }
+  double s = 0;
+  for (int l = 0; l < kLanes; l++) s += acc[l];
+  for (; j < n; j++) {
+    const double c = x[j] - m;
+    s += c * c;
+  }
+  return s;
+}
+
+// Mean and 1/sqrt(variance + eps) of one row, the variance from centred values (two passes)
+// as the composed form computes it.
+inline void rowMoments(const float* x, int64_t cols, float eps, float* mean, float* rstd) {
+  const float m = static_cast<float>(laneSum(x, cols) / static_cast<double>(cols));
+  const double var = laneSquaredDeviation(x, cols, m) / static_cast<double>(cols);
+  *mean = m;
+  *rstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void layerNormRows(const float* __restrict xs, const float* __restrict scale, const float* __restrict bias,
+                   float* __restrict ys, int64_t rows, int64_t cols, float eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* x = xs + r * cols;
+    float* y = ys + r * cols;
+    float mean, rstd;
+    rowMoments(x, cols, eps, &mean, &rstd);
+    for (int64_t j = 0; j < cols; j++) y[j] = (x[j] - mean) * rstd * scale[j] + bias[j];
+  }
+}
+
+// With xhat = (x - mean)·rstd and g = dy·scale, per row:
+//   dx = rstd · (g - mean(g) - xhat · mean(g · xhat));
+// dscale = Σ_rows dy · xhat and dbias = Σ_rows dy, accumulated per column in double.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void layerNormGradRows(const float* __restrict dys, const float* __restrict xs, const float* __restrict scale,
+                       float* __restrict dxs, double* __restrict dscale, double* __restrict dbias,
+                       float* __restrict g, float* __restrict xhat, int64_t rows, int64_t cols, float eps) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* x = xs + r * cols;
+    const float* dy = dys + r * cols;
+    float* dx = dxs + r * cols;
+    float mean, rstd;
+    rowMoments(x, cols, eps, &mean, &rstd);
+    for (int64_t j = 0; j < cols; j++) {
+      xhat[j] = (x[j] - mean) * rstd;
+      g[j] = dy[j] * scale[j];
+      dscale[j] += static_cast<double>(dy[j]) * xhat[j];
+      dbias[j] += dy[j];
+    }
+    const float meanG = static_cast<float>(laneSum(g, cols) / static_cast<double>(cols));
+    for (int64_t j = 0; j < cols; j++) dx[j] = g[j] * xhat[j];  // scratch: g·xhat, overwritten below
+    const float meanGX = static_cast<float>(laneSum(dx, cols) / static_cast<double>(cols));
+    for (int64_t j = 0; j < cols; j++) dx[j] = rstd * (g[j] - meanG - xhat[j] * meanGX);
+  }
+}
+
+// Validates (heap, offsets…, rows, cols, eps) shared by layerNorm and layerNormGrad: rows × cols
+// blocks at the offsets in rowBlocks, cols-long vectors at those in vectors.
+bool layerNormShapes(napi_env env, size_t length, int64_t rows, int64_t cols, const int64_t* rowBlocks, int numRowBlocks,
+                     const int64_t* vectors, int numVectors, const char* what) {
+  if (rows < 0 || cols < 1 || (rows > 0 && cols > INT64_MAX / rows)) {
+    napi_throw_range_error(env, nullptr, what);
+    return false;
+  }
+  for (int i = 0; i < numRowBlocks; i++) {
+    if (!inRange(env, rowBlocks[i], rows * cols, length, what)) return false;
+  }
+  for (int i = 0; i < numVectors; i++) {
+    if (!inRange(env, vectors[i], cols, length, what)) return false;
+  }
+  return true;
+}
+
+// layerNorm(heap, xOff, scaleOff, biasOff, yOff, rows, cols, eps): each row of the row-major
+// (rows, cols) x normalised over its cols values, then scaled and shifted per column.
+napi_value LayerNorm(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  float* heap;
+  size_t length;
+  int64_t v[6];
+  if (!heapKernelArgs(env, info, 8, argv, "vmoe_blas.layerNorm expects 8 arguments", &heap, &length, 6, v)) return nullptr;
+  double epsArg;
+  NAPI_OK(napi_get_value_double(env, argv[7], &epsArg));
+  const int64_t xOff = v[0], scaleOff = v[1], biasOff = v[2], yOff = v[3], rows = v[4], cols = v[5];
+  const int64_t blocks[2] = {xOff, yOff}, vectors[2] = {scaleOff, biasOff};
+  if (!(epsArg >= 0)) {
+    napi_throw_range_error(env, nullptr, "vmoe_blas.layerNorm: epsilon must be >= 0");
+    return nullptr;
+  }
+  if (!layerNormShapes(env, length, rows, cols, blocks, 2, vectors, 2, "vmoe_blas.layerNorm: bad shape or operand outside the heap")) {
+    return nullptr;
+  }
+  layerNormRows(heap + xOff, heap + scaleOff, heap + biasOff, heap + yOff, rows, cols, static_cast<float>(epsArg));
+  return nullptr;
+}
+
+// layerNormGrad(heap, dyOff, xOff, scaleOff, dxOff, dscaleOff, dbiasOff, rows, cols, eps)
+napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
+  napi_value argv[10];
+  float* heap;
+  size_t length;
+  int64_t v[8];
+  if (!heapKernelArgs(env, info, 10, argv, "vmoe_blas.layerNormGrad expects 10 arguments", &heap, &length, 8, v)) return nullptr;
+  double epsArg;
+  NAPI_OK(napi_get_value_double(env, argv[9], &epsArg));
+  const int64_t dyOff = v[0], xOff = v[1], scaleOff = v[2], dxOff = v[3], dscaleOff = v[4], dbiasOff = v[5];
+  const int64_t rows = v[6], cols = v[7];
+  const int64_t blocks[3] = {dyOff, xOff, dxOff}, vectors[3] = {scaleOff, dscaleOff, dbiasOff};
+  if (!(epsArg >= 0)) {
+    napi_throw_range_error(env, nullptr, "vmoe_blas.layerNormGrad: epsilon must be >= 0");
+    return nullptr;
+  }
+  if (!layerNormShapes(env, length, rows, cols, blocks, 3, vectors, 3, "vmoe_blas.layerNormGrad: bad shape or operand outside the heap")) {
+    return nullptr;
+  }
+  const size_t n = static_cast<size_t>(cols);
+  std::vector<double> dscale(n, 0.0), dbias(n, 0.0);
+  std::vector<float> g(n), xhat(n);
+  layerNormGradRows(heap + dyOff, heap + xOff, heap + scaleOff, heap + dxOff, dscale.data(), dbias.data(), g.data(),
+                    xhat.data(), rows, cols, static_cast<float>(epsArg));
+  float* dscaleOut = heap + dscaleOff;
+  float* dbiasOut = heap + dbiasOff;
+  for (int64_t j = 0; j < cols; j++) {
+    dscaleOut[j] = static_cast<float>(dscale[j]);
+    dbiasOut[j] = static_cast<float>(dbias[j]);
+  }
+  return nullptr;
+}
+
+// max of x[0..n), n >= 1, in kLanes independent partial maxima (vectorises, like laneSum).
+// NaN is skipped here; the softmax below turns a row with NaN into NaN all the same.
+inline float laneMax(const float* x, int64_t n) {
+  float acc[kLanes];
+  for (int l = 0; l < kLanes; l++) acc[l] = x[0];
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; l++) acc[l] = x[j + l] > acc[l] ? x[j + l] : acc[l];
+  }
+  float m = acc[0];
+  for (int l = 1; l < kLanes; l++) m = acc[l] > m ? acc[l] : m;
+  for (; j < n; j++) m = x[j] > m ? x[j] : m;
+  return m;
+}
+
+// Softmax over the last axis of row-major (rows, cols): y = e^{x - max} / Σ e^{x - max}.
+// x - max <= 0; below -87 e^x is under 1e-38 and taken as 0 (also for -Infinity, as masks use).
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void softmaxRows(const float* __restrict xs, float* __restrict ys, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* x = xs + r * cols;
+    float* y = ys + r * cols;
+    const float max = laneMax(x, cols);
+    for (int64_t j = 0; j < cols; j++) {
+      const float d = x[j] - max;  // NaN when max is ±Infinity or a value is NaN: the row becomes NaN
+      const float e = expSmall(d < -87.0f ? -87.0f : d);
+      y[j] = d < -87.0f ? 0.0f : e;
+    }
+    const float inv = static_cast<float>(1.0 / laneSum(y, cols));
+    for (int64_t j = 0; j < cols; j++) y[j] *= inv;
+  }
+}
+
+// dx = y · (dy - Σ_j dy_j y_j) per row.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void softmaxGradRows(const float* __restrict dys, const float* __restrict ys, float* __restrict dxs, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* dy = dys + r * cols;
+    const float* y = ys + r * cols;
+    float* dx = dxs + r * cols;
+    for (int64_t j = 0; j < cols; j++) dx[j] = dy[j] * y[j];  // scratch for the dot product
+    const float dot = static_cast<float>(laneSum(dx, cols));
+    for (int64_t j = 0; j < cols; j++) dx[j] = y[j] * (dy[j] - dot);
+  }
+}
+
+bool rowsCols(napi_env env, int64_t rows, int64_t cols, const char* what) {
+  if (rows < 0 || cols < 1 || (rows > 0 && cols > INT64_MAX / rows)) {
+    napi_throw_range_error(env, nullptr, what);
+    return false;
+  }
+  return true;
+}
+
+// softmax(heap, xOff, yOff, rows, cols)
+napi_value Softmax(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  float* heap;
+  size_t length;
+  int64_t v[4];
+  if (!heapKernelArgs(env, info, 5, argv, "vmoe_blas.softmax expects 5 arguments", &heap, &length, 4, v)) return nullptr;
+  const int64_t x = v[0], y = v[1], rows = v[2], cols = v[3];
+  if (!rowsCols(env, rows, cols, "vmoe_blas.softmax: bad dimensions") ||
+      !inRange(env, x, rows * cols, length, "vmoe_blas.softmax: x outside the heap") ||
+      !inRange(env, y, rows * cols, length, "vmoe_blas.softmax: y outside the heap")) {
+    return nullptr;
+  }
+  softmaxRows(heap + x, heap + y, rows, cols);
+  return nullptr;
+}
+
+// softmaxGrad(heap, dyOff, yOff, dxOff, rows, cols)
+napi_value SoftmaxGrad(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  float* heap;
+  size_t length;
+  int64_t v[5];
+  if (!heapKernelArgs(env, info, 6, argv, "vmoe_blas.softmaxGrad expects 6 arguments", &heap, &length, 5, v)) return nullptr;
+  const int64_t dy = v[0], y = v[1], dx = v[2], rows = v[3], cols = v[4];
+  if (!rowsCols(env, rows, cols, "vmoe_blas.softmaxGrad: bad dimensions") ||
+      !inRange(env, dy, rows * cols, length, "vmoe_blas.softmaxGrad: dy outside the heap") ||
+      !inRange(env, y, rows * cols, length, "vmoe_blas.softmaxGrad: y outside the heap") ||
+      !inRange(env, dx, rows * cols, length, "vmoe_blas.softmaxGrad: dx outside the heap")) {
+    return nullptr;
+  }
+  softmaxGradRows(heap + dy, heap + y, heap + dx, rows, cols);
+  return nullptr;
+}
+
+// reduceMiddle(heap, srcOff, dstOff, outer, mid, inner, scale)
+// x viewed as row-major (outer, mid, inner): dst[o, j] = scale · Σ_m x[o, m, j], in double.
+// A sum (scale 1) or mean (1/mid) over any contiguous block of axes, without the transpose
+// tfjs's wasm Sum/Mean make when the reduced axes are not the innermost ones.
+napi_value ReduceMiddle(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  float* heap;
+  size_t length;
+  int64_t v[5];
+  if (!heapKernelArgs(env, info, 7, argv, "vmoe_blas.reduceMiddle expects 7 arguments", &heap, &length, 5, v)) return nullptr;
+  double scale;
+  NAPI_OK(napi_get_value_double(env, argv[6], &scale));
+  const int64_t src = v[0], dst = v[1], outer = v[2], mid = v[3], inner = v[4];
+  if (outer < 0 || mid < 0 || inner < 0 || (outer > 0 && inner > INT64_MAX / outer) ||
+      (outer * inner > 0 && mid > INT64_MAX / (outer * inner))) {
+    napi_throw_range_error(env, nullptr, "vmoe_blas.reduceMiddle: bad dimensions");
+    return nullptr;
+  }
+  if (!inRange(env, src, outer * mid * inner, length, "vmoe_blas.reduceMiddle: source outside the heap") ||
+      !inRange(env, dst, outer * inner, length, "vmoe_blas.reduceMiddle: destination outside the heap")) {
+    return nullptr;
+  }
+  if (inner == 1) {
+    for (int64_t o = 0; o < outer; o++) heap[dst + o] = static_cast<float>(laneSum(heap + src + o * mid, mid) * scale);
+    return nullptr;
+  }
+  std::vector<double> acc(static_cast<size_t>(inner));
+  for (int64_t o = 0; o < outer; o++) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    const float* x = heap + src + o * mid * inner;
+    for (int64_t m = 0; m < mid; m++) {
+      const float* row = x + m * inner;
+      for (int64_t j = 0; j < inner; j++) acc[j] += row[j];
+    }
+    float* out = heap + dst + o * inner;
+    for (int64_t j = 0; j < inner; j++) out[j] = static_cast<float>(acc[j] * scale);
+  }
+  return nullptr;
+}
+
+// ---- Optimiser -----------------------------------------------------------------------
+// One Adam step per parameter in one pass (the composed form takes ~12 kernels per parameter,
+// each a heap round trip and a tfjs op's bookkeeping), in float32 with the composed form's order
+// of operations and its float32 coefficients, so results match it to the last bit or so.
+
+// coefficients: [beta1, 1 - beta1, beta2, 1 - beta2, lr / biasCorrection1, biasCorrection2, epsilon,
+//                lr · weightDecay (0: none), gradient scale (1: none)]
+constexpr int kAdamCoefficients = 9;
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void adamLoop(const float* __restrict p, const float* __restrict m, const float* __restrict v, const float* __restrict grad,
+              float* __restrict pOut, float* __restrict mOut, float* __restrict vOut, int64_t n, const float* c, bool scaled,
+              bool decayed) {
+  const float b1 = c[0], oneMinusB1 = c[1], b2 = c[2], oneMinusB2 = c[3], stepSize = c[4], bc2 = c[5], eps = c[6];
+  const float lrWd = c[7], gradScale = c[8];
+  for (int64_t i = 0; i < n; i++) {
+    const float g = scaled ? grad[i] * gradScale : grad[i];
+    const float mNew = m[i] * b1 + g * oneMinusB1;
+    const float vNew = v[i] * b2 + (g * g) * oneMinusB2;
+    float update = (mNew * stepSize) / (std::sqrt(vNew / bc2) + eps);
+    if (decayed) update = update + p[i] * lrWd;
+    pOut[i] = p[i] - update;
+    mOut[i] = mNew;
+    vOut[i] = vNew;
+  }
+}
+
+// adam(heap, pOff, mOff, vOff, gradOff, pOutOff, mOutOff, vOutOff, n, coefficients: Float64Array(9))
+napi_value Adam(napi_env env, napi_callback_info info) {
+  napi_value argv[10];
+  float* heap;
+  size_t length;
+  int64_t v[8];
+  if (!heapKernelArgs(env, info, 10, argv, "vmoe_blas.adam expects 10 arguments", &heap, &length, 8, v)) return nullptr;
+  const int64_t n = v[7];
+  for (int i = 0; i < 7; i++) {
+    if (!inRange(env, v[i], n, length, "vmoe_blas.adam: operand outside the heap")) return nullptr;
+  }
+  napi_typedarray_type type;
+  size_t count;
+  void* raw;
+  napi_value buffer;
+  size_t byteOffset;
+  if (napi_get_typedarray_info(env, argv[9], &type, &count, &raw, &buffer, &byteOffset) != napi_ok ||
+      type != napi_float64_array || count != kAdamCoefficients) {
+    napi_throw_type_error(env, nullptr, "vmoe_blas.adam: coefficients must be a Float64Array of 9");
+    return nullptr;
+  }
+  const double* coefficients = static_cast<const double*>(raw);
+  float c[kAdamCoefficients];
+  for (int i = 0; i < kAdamCoefficients; i++) {
+    if (!std::isfinite(coefficients[i])) {
+      napi_throw_range_error(env, nullptr, "vmoe_blas.adam: coefficients must be finite");
+      return nullptr;
+    }
+    c[i] = static_cast<float>(coefficients[i]);
+  }
+  adamLoop(heap + v[0], heap + v[1], heap + v[2], heap + v[3], heap + v[4], heap + v[5], heap + v[6], n, c,
+           coefficients[8] != 1.0, coefficients[7] != 0.0);
+  return nullptr;
+}
+
+// sumOfSquares(heap, offsets: Float64Array, sizes: Float64Array) → Σ_t Σ_i x_t[i]^2 over several
+// tensors (the global gradient norm), accumulated in double.
+napi_value SumOfSquares(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!checkArgc(env, info, 3, argv, "vmoe_blas.sumOfSquares expects 3 arguments")) return nullptr;
+  float* heap;
+  size_t length;
+  if (!heapArg(env, argv[0], &heap, &length)) return nullptr;
+  const double* lists[2];
+  size_t counts[2];
+  for (int a = 0; a < 2; a++) {
+    napi_typedarray_type type;
+    void* raw;
+    napi_value buffer;
+    size_t byteOffset;
+    if (napi_get_typedarray_info(env, argv[1 + a], &type, &counts[a], &raw, &buffer, &byteOffset) != napi_ok ||
+        type != napi_float64_array) {
+      napi_throw_type_error(env, nullptr, "vmoe_blas.sumOfSquares: offsets and sizes must be Float64Arrays");
+      return nullptr;
+    }
+    lists[a] = static_cast<const double*>(raw);
+  }
+  if (counts[0] != counts[1]) {
+    napi_throw_range_error(env, nullptr, "vmoe_blas.sumOfSquares: offsets and sizes differ in length");
+    return nullptr;
+  }
+  const auto isIndex = [](double d) { return d >= 0 && d <= 9007199254740992.0 && d == std::floor(d); };
+  for (size_t t = 0; t < counts[0]; t++) {
+    const double off = lists[0][t], n = lists[1][t];
+    if (!isIndex(off) || !isIndex(n)) {
+      napi_throw_range_error(env, nullptr, "vmoe_blas.sumOfSquares: offsets and sizes must be non-negative integers");
+      return nullptr;
+    }
+    if (!inRange(env, static_cast<int64_t>(off), static_cast<int64_t>(n), length, "vmoe_blas.sumOfSquares: tensor outside the heap")) {
+      return nullptr;
+    }
+  }
+  double total = 0;
+  for (size_t t = 0; t < counts[0]; t++) {
+    const float* x = heap + static_cast<int64_t>(lists[0][t]);
+    const int64_t n = static_cast<int64_t>(lists[1][t]);
+    float acc[kLanes] = {};
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+      for (int l = 0; l < kLanes; l++) acc[l] += x[i + l] * x[i + l];
+    }
+    for (int l = 0; l < kLanes; l++) total += acc[l];
+    for (; i < n; i++) total += static_cast<double>(x[i]) * x[i];
+  }
+  napi_value result;
+  NAPI_OK(napi_create_double(env, total, &result));
+  return result;
 }
 
 napi_value SetThreads(napi_env env, napi_callback_info info) {
@@ -331,6 +831,15 @@ napi_value Init(napi_env env, napi_value exports) {
       {"sgemmOffsets", nullptr, SgemmOffsets, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"copyStrided", nullptr, CopyStrided, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"tanh", nullptr, Tanh, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"gelu", nullptr, Gelu, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"geluGrad", nullptr, GeluGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"layerNorm", nullptr, LayerNorm, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"layerNormGrad", nullptr, LayerNormGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"softmaxGrad", nullptr, SoftmaxGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"reduceMiddle", nullptr, ReduceMiddle, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"sumOfSquares", nullptr, SumOfSquares, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
   };

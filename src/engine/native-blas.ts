@@ -2,12 +2,19 @@
  * The `wasm-blas` backend: tfjs's wasm backend with its two matrix-product
  * kernels (BatchMatMul, _FusedMatMul) replaced by OpenBLAS sgemm, called
  * through a small Node-API addon (native/) on zero-copy views of the wasm heap.
- * Slice and Tanh also run natively, and Identity / same-dtype Cast share their
- * input's buffer instead of copying it.
+ * Slice, SplitV, Unpack, Tanh and float32 Sum/Mean over a contiguous block of
+ * axes also run natively, Identity / same-dtype Cast share their input's
+ * buffer instead of copying it, and the fused kernels of ./fused-kernels.ts
+ * (GELU, LayerNorm, softmax and their gradients, the Adam step and the
+ * gradients' squared norm) are added.
  *
  * Why: the wasm backend's batched and transposed matMuls run a naive loop
  * (≈1–2 GFLOP/s) and its 2-D matMul reaches ≈20 GFLOP/s; sgemm reaches well
- * over 100 on the same cores. Every other kernel stays the wasm one.
+ * over 100 on the same cores. Its Slice (and so SplitV and Unpack, once per
+ * piece) first copies the whole input to JavaScript, and its Sum/Mean
+ * transpose first unless the reduced axes are the innermost ones — which made
+ * the gradients of concat, unstack and every bias add dominate a training
+ * step. Every other kernel stays the wasm one.
  *
  * The backend is the wasm backend's own instance registered under a second
  * name (one heap, one tensor registry, nothing to move between them); only the
@@ -24,6 +31,9 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  VMOE_ADAM, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
+} from './fused-kernels.js';
 
 export const WASM_BLAS = 'wasm-blas';
 
@@ -31,11 +41,26 @@ export interface BlasAddon {
   sgemm(
     heap: Float32Array, transA: boolean, transB: boolean, M: number, N: number, K: number, batch: number,
     aOff: number, aStride: number, bOff: number, bStride: number, cOff: number, cStride: number,
-    biasOff: number, relu: boolean,
+    biasOff: number, biasStride: number, relu: boolean,
   ): void;
   sgemmOffsets(heap: Float32Array, transA: boolean, transB: boolean, M: number, N: number, K: number, offsets: Int32Array): void;
   copyStrided(heap: Float32Array, srcOff: number, dstOff: number, shape: Int32Array, srcStrides: Int32Array): void;
   tanh(heap: Float32Array, srcOff: number, dstOff: number, n: number): void;
+  gelu(heap: Float32Array, srcOff: number, dstOff: number, n: number): void;
+  geluGrad(heap: Float32Array, dyOff: number, xOff: number, dxOff: number, n: number): void;
+  layerNorm(heap: Float32Array, xOff: number, scaleOff: number, biasOff: number, yOff: number, rows: number, cols: number, eps: number): void;
+  layerNormGrad(
+    heap: Float32Array, dyOff: number, xOff: number, scaleOff: number, dxOff: number, dscaleOff: number, dbiasOff: number,
+    rows: number, cols: number, eps: number,
+  ): void;
+  softmax(heap: Float32Array, xOff: number, yOff: number, rows: number, cols: number): void;
+  softmaxGrad(heap: Float32Array, dyOff: number, yOff: number, dxOff: number, rows: number, cols: number): void;
+  /** coefficients: [β1, 1 − β1, β2, 1 − β2, lr / bc1, bc2, ε, lr · decay (0: none), gradient scale (1: none)]. */
+  adam(heap: Float32Array, pOff: number, mOff: number, vOff: number, gradOff: number, pOutOff: number, mOutOff: number, vOutOff: number,
+    n: number, coefficients: Float64Array): void;
+  sumOfSquares(heap: Float32Array, offsets: Float64Array, sizes: Float64Array): number;
+  /** dst[o, j] = scale · Σ_m src[o, m, j] for src viewed as (outer, mid, inner). */
+  reduceMiddle(heap: Float32Array, srcOff: number, dstOff: number, outer: number, mid: number, inner: number, scale: number): void;
   setThreads(n: number): void;
   info(): { coreName: string; config: string; threads: number };
 }
@@ -121,7 +146,7 @@ export function selfCheck(addon: BlasAddon): string | null {
   const aOff = 0, bOff = M * K, cOff = M * K + K * N;
   for (const ta of [false, true]) {
     for (const tb of [false, true]) {
-      addon.sgemm(heap, ta, tb, M, N, K, 1, aOff, 0, bOff, 0, cOff, 0, -1, false);
+      addon.sgemm(heap, ta, tb, M, N, K, 1, aOff, 0, bOff, 0, cOff, 0, -1, 0, false);
       const ref = referenceGemm(heap.subarray(aOff, aOff + M * K), heap.subarray(bOff, bOff + K * N), M, N, K, ta, tb);
       for (let i = 0; i < M * N; i++) {
         if (Math.abs(heap[cOff + i]! - ref[i]!) > 1e-4 * (1 + Math.abs(ref[i]!))) {
@@ -131,6 +156,30 @@ export function selfCheck(addon: BlasAddon): string | null {
     }
   }
   return null;
+}
+
+/** Every entry point this code calls; an addon built from older sources lacks some. */
+const ADDON_FUNCTIONS = [
+  'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
+  'adam', 'sumOfSquares', 'reduceMiddle', 'setThreads', 'info',
+] as const satisfies readonly (keyof BlasAddon)[];
+
+/**
+ * Why `addon` cannot be used, or null: entry points missing or a throwing
+ * self-check (a stale build from older sources), or wrong products (then the
+ * forced core type, if any, is the likely cause).
+ */
+export function checkAddon(addon: BlasAddon, coreType: string | null = null): string | null {
+  const missing = ADDON_FUNCTIONS.filter((name) => typeof (addon as unknown as Record<string, unknown>)[name] !== 'function');
+  const rebuild = 'rebuild it: npm run build:native';
+  if (missing.length) return `addon is older than this code (it has no ${missing.join(', ')}); ${rebuild}`;
+  let bad: string | null;
+  try {
+    bad = selfCheck(addon);
+  } catch (e) {
+    return `addon self-check threw (${(e as Error).message}); ${rebuild}`;
+  }
+  return bad && coreType ? `${bad} with OPENBLAS_CORETYPE=${coreType}; try VMOE_BLAS_CORETYPE=none` : bad;
 }
 
 let status: BlasStatus | null = null;
@@ -154,8 +203,8 @@ export function loadBlasAddon(): BlasStatus {
   } catch (e) {
     return fail(`addon failed to load: ${(e as Error).message.split('\n')[0]}`);
   }
-  const bad = selfCheck(addon);
-  if (bad) return fail(`${bad}${coreType ? ` with OPENBLAS_CORETYPE=${coreType}; try VMOE_BLAS_CORETYPE=none` : ''}`);
+  const bad = checkAddon(addon, coreType);
+  if (bad) return fail(bad);
   return (status = { addon, path: file, reason: null, coreType });
 }
 
@@ -216,7 +265,12 @@ interface MatMulArgs {
   relu?: boolean;
 }
 
-/** op(a)·op(b) (+ bias, ReLU) with broadcasting batch dims; null when the shapes do not fit (the wasm kernel reports). */
+/**
+ * op(a)·op(b) (+ bias, ReLU) with broadcasting batch dims; null when the shapes
+ * do not fit (the wasm kernel reports). The bias is one row of N broadcast to
+ * every product, or one row per product: shape (batch…, 1, N) with the output's
+ * batch dims (the batched expert MLPs' biases).
+ */
 function nativeMatMul(addon: BlasAddon, backend: WasmBackendLike, m: MatMulArgs): tf.TensorInfo | null {
   const { a, b, transposeA, transposeB } = m;
   const ar = a.shape.length, br = b.shape.length;
@@ -238,6 +292,13 @@ function nativeMatMul(addon: BlasAddon, backend: WasmBackendLike, m: MatMulArgs)
   const batchA = size(aBatch), batchB = size(bBatch), batch = size(outBatch);
   const strided = (batchA === batch || batchA === 1) && (batchB === batch || batchB === 1);
   if (!strided && (m.bias || m.relu)) return null;
+  let biasStride = 0;
+  if (m.bias) {
+    const bs = m.bias.shape;
+    const perProduct = bs.length === outBatch.length + 2 && bs[bs.length - 2] === 1 && outBatch.every((d, i) => bs[i] === d);
+    if (perProduct && batch > 1) biasStride = N;
+    else if (tf.util.sizeFromShape(bs) !== N || bs[bs.length - 1] !== N || bs.length > outBatch.length + 2) return null;
+  }
   const out = backend.makeOutput([...outBatch, M, N], 'float32');
   if (batch * M * N === 0) return out;
   // Views only after makeOutput: allocating can grow (and so replace) the wasm memory.
@@ -246,7 +307,7 @@ function nativeMatMul(addon: BlasAddon, backend: WasmBackendLike, m: MatMulArgs)
   const biasOff = m.bias ? floatOffset(backend, m.bias) : -1;
   if (strided) {
     addon.sgemm(heap, transposeA, transposeB, M, N, K, batch,
-      aOff, batchA === 1 ? 0 : M * K, bOff, batchB === 1 ? 0 : K * N, cOff, M * N, biasOff, m.relu === true);
+      aOff, batchA === 1 ? 0 : M * K, bOff, batchB === 1 ? 0 : K * N, cOff, M * N, biasOff, biasStride, m.relu === true);
   } else {
     addon.sgemmOffsets(heap, transposeA, transposeB, M, N, K,
       broadcastOffsets(outBatch, aBatch, bBatch, aOff, bOff, cOff, M * K, K * N, M * N));
@@ -272,9 +333,7 @@ function fusedMatMulKernel(addon: BlasAddon, fallback: tf.KernelFunc): tf.Kernel
   return ((args: KernelArgs) => {
     const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
     const { transposeA, transposeB, activation } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean; activation: string };
-    const N = b && (transposeB ? b.shape[b.shape.length - 2] : b.shape[b.shape.length - 1]);
-    const plainBias = bias == null || (bias.shape.length === 1 && bias.shape[0] === N && bias.dtype === 'float32');
-    if (a && b && a.dtype === 'float32' && b.dtype === 'float32' && preluActivationWeights == null && plainBias &&
+    if (a && b && a.dtype === 'float32' && b.dtype === 'float32' && preluActivationWeights == null && (bias == null || bias.dtype === 'float32') &&
       (activation === 'linear' || activation === 'relu')) {
       const out = nativeMatMul(addon, args.backend as WasmBackendLike, { a, b, transposeA, transposeB, bias: bias ?? null, relu: activation === 'relu' });
       if (out) return out;
@@ -297,21 +356,102 @@ function shareKernel(fallback: tf.KernelFunc, sameDtype: (args: KernelArgs) => b
   }) as tf.KernelFunc;
 }
 
+/**
+ * A contiguous copy of the block of x at `begin` with extent `size` (any rank up
+ * to 8, float32 or int32) into a new tensor of shape `outShape` (size, possibly
+ * with unit axes dropped).
+ */
+function copyBlock(addon: BlasAddon, backend: WasmBackendLike, x: tf.TensorInfo, begin: number[], size: number[], outShape: number[]): tf.TensorInfo {
+  const out = backend.makeOutput(outShape, x.dtype);
+  if (size.some((d) => d === 0)) return out;
+  const strides = [...tf.util.computeStrides(x.shape), 1];
+  let src = floatOffset(backend, x);
+  for (let d = 0; d < x.shape.length; d++) src += begin[d]! * strides[d]!;
+  addon.copyStrided(heapF32(backend), src, floatOffset(backend, out), Int32Array.from(size), Int32Array.from(strides));
+  return out;
+}
+
+/** Dtypes and ranks copyBlock handles (4-byte elements; copyStrided's rank limit). */
+function copyable(x: tf.TensorInfo): boolean {
+  return (x.dtype === 'float32' || x.dtype === 'int32') && x.shape.length > 0 && x.shape.length <= 8;
+}
+
 /** Slice of any rank as one native strided copy (the wasm kernel first copies the whole input to JavaScript). */
 function sliceKernel(addon: BlasAddon, fallback: tf.KernelFunc): tf.KernelFunc {
   return ((args: KernelArgs) => {
     const { x } = args.inputs as { x: tf.TensorInfo };
     const { begin, size } = args.attrs as unknown as { begin: number | number[]; size: number | number[] };
-    const rank = x.shape.length;
-    if ((x.dtype !== 'float32' && x.dtype !== 'int32') || rank === 0 || rank > 8) return fallback(args as Parameters<tf.KernelFunc>[0]);
+    if (!copyable(x)) return fallback(args as Parameters<tf.KernelFunc>[0]);
     const [b, sz] = tf.slice_util.parseSliceParams(x as tf.TensorInfo as tf.Tensor, begin, size);
+    return copyBlock(addon, args.backend as WasmBackendLike, x, b, sz, sz);
+  }) as tf.KernelFunc;
+}
+
+/** SplitV (the gradient of concat) as one native copy per piece; the wasm kernel copies the whole input per piece. */
+function splitKernel(addon: BlasAddon, fallback: tf.KernelFunc): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { numOrSizeSplits, axis } = args.attrs as unknown as { numOrSizeSplits: number | number[]; axis: number | number[] };
+    if (!copyable(x)) return fallback(args as Parameters<tf.KernelFunc>[0]);
+    const ax = tf.util.parseAxisParam(axis, x.shape)[0]!;
+    const sizes = tf.backend_util.prepareSplitSize(x, numOrSizeSplits, ax);
+    const begin = new Array<number>(x.shape.length).fill(0);
+    return sizes.map((s) => {
+      const size = x.shape.slice();
+      size[ax] = s;
+      const piece = copyBlock(addon, args.backend as WasmBackendLike, x, begin, size, size);
+      begin[ax]! += s;
+      return piece;
+    });
+  }) as tf.KernelFunc;
+}
+
+/** Unpack (unstack) as one native copy per piece; the wasm kernel copies the whole input per piece. */
+function unpackKernel(addon: BlasAddon, fallback: tf.KernelFunc): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { value } = args.inputs as { value: tf.TensorInfo };
+    const { axis } = args.attrs as unknown as { axis: number };
+    if (!copyable(value)) return fallback(args as Parameters<tf.KernelFunc>[0]);
+    const rank = value.shape.length;
+    const ax = axis < 0 ? axis + rank : axis;
+    if (!(ax >= 0 && ax < rank)) return fallback(args as Parameters<tf.KernelFunc>[0]);
+    const outShape = value.shape.filter((_, d) => d !== ax);
+    const size = value.shape.slice();
+    size[ax] = 1;
+    const begin = new Array<number>(rank).fill(0);
+    const pieces: tf.TensorInfo[] = [];
+    for (let i = 0; i < value.shape[ax]!; i++) {
+      begin[ax] = i;
+      pieces.push(copyBlock(addon, args.backend as WasmBackendLike, value, begin, size, outShape));
+    }
+    return pieces;
+  }) as tf.KernelFunc;
+}
+
+/**
+ * float32 Sum / Mean over one contiguous block of axes as a native (outer, mid,
+ * inner) reduction: bias and scale gradients reduce the leading axes, where the
+ * wasm kernel transposes the whole tensor first. Other cases go to the wasm kernel.
+ */
+function reduceKernel(addon: BlasAddon, fallback: tf.KernelFunc, mean: boolean): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
+    const rank = x.shape.length;
+    const n = tf.util.sizeFromShape(x.shape);
+    if (x.dtype !== 'float32' || rank === 0 || n === 0) return fallback(args as Parameters<tf.KernelFunc>[0]);
+    const axes = tf.util.parseAxisParam(axis, x.shape).sort((a, b) => a - b);
+    const contiguous = axes.length > 0 && axes.every((d, i) => d === axes[0]! + i); // also rules out repeated axes
+    if (!contiguous) return fallback(args as Parameters<tf.KernelFunc>[0]);
+    const first = axes[0]!, last = axes[axes.length - 1]!;
+    const outer = tf.util.sizeFromShape(x.shape.slice(0, first));
+    const mid = tf.util.sizeFromShape(x.shape.slice(first, last + 1));
+    const inner = tf.util.sizeFromShape(x.shape.slice(last + 1));
+    const [reduced] = tf.backend_util.computeOutAndReduceShapes(x.shape, axes);
+    const outShape = keepDims ? tf.backend_util.expandShapeToKeepDim(reduced, axes) : reduced;
     const backend = args.backend as WasmBackendLike;
-    const out = backend.makeOutput(sz, x.dtype);
-    if (sz.some((d) => d === 0)) return out;
-    const strides = [...tf.util.computeStrides(x.shape), 1];
-    let src = floatOffset(backend, x);
-    for (let d = 0; d < rank; d++) src += b[d]! * strides[d]!;
-    addon.copyStrided(heapF32(backend), src, floatOffset(backend, out), Int32Array.from(sz), Int32Array.from(strides));
+    const out = backend.makeOutput(outShape, 'float32');
+    addon.reduceMiddle(heapF32(backend), floatOffset(backend, x), floatOffset(backend, out), outer, mid, inner, mean ? 1 / mid : 1);
     return out;
   }) as tf.KernelFunc;
 }
@@ -328,6 +468,181 @@ function tanhKernel(addon: BlasAddon, fallback: tf.KernelFunc): tf.KernelFunc {
   }) as tf.KernelFunc;
 }
 
+function requireFloat32(kernel: string, tensors: Record<string, tf.TensorInfo | undefined>): void {
+  for (const [name, t] of Object.entries(tensors)) {
+    if (!t) throw new Error(`${kernel}: input ${name} is missing`);
+    if (t.dtype !== 'float32') throw new Error(`${kernel}: input ${name} must be float32, got ${t.dtype}`);
+  }
+}
+
+function sameShape(a: number[], b: number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function geluKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    requireFloat32(VMOE_GELU, { x });
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput(x.shape, 'float32');
+    const n = tf.util.sizeFromShape(x.shape);
+    if (n > 0) addon.gelu(heapF32(backend), floatOffset(backend, x), floatOffset(backend, out), n);
+    return out;
+  }) as tf.KernelFunc;
+}
+
+function geluGradKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { dy, x } = args.inputs as { dy: tf.TensorInfo; x: tf.TensorInfo };
+    requireFloat32(VMOE_GELU_GRAD, { dy, x });
+    if (!sameShape(dy.shape, x.shape)) throw new Error(`${VMOE_GELU_GRAD}: dy [${dy.shape}] and x [${x.shape}] differ in shape`);
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput(x.shape, 'float32');
+    const n = tf.util.sizeFromShape(x.shape);
+    if (n > 0) addon.geluGrad(heapF32(backend), floatOffset(backend, dy), floatOffset(backend, x), floatOffset(backend, out), n);
+    return out;
+  }) as tf.KernelFunc;
+}
+
+/** (rows, cols) of a tensor taken over its last axis; cols ≥ 1. */
+function lastAxisDims(kernel: string, x: tf.TensorInfo): { rows: number; cols: number } {
+  const cols = x.shape[x.shape.length - 1];
+  if (cols === undefined || cols < 1) throw new Error(`${kernel}: [${x.shape}] needs a non-empty last axis`);
+  return { rows: tf.util.sizeFromShape(x.shape) / cols, cols };
+}
+
+/** (rows, cols) of a LayerNorm input whose last axis is normalised, after checking the per-column vectors. */
+function layerNormDims(kernel: string, x: tf.TensorInfo, vectors: Record<string, tf.TensorInfo>): { rows: number; cols: number } {
+  const dims = lastAxisDims(kernel, x);
+  for (const [name, v] of Object.entries(vectors)) {
+    if (!sameShape(v.shape, [dims.cols])) throw new Error(`${kernel}: ${name} [${v.shape}] must have shape [${dims.cols}]`);
+  }
+  return dims;
+}
+
+function epsilonAttr(kernel: string, attrs: tf.NamedAttrMap | undefined): number {
+  const eps = (attrs as { epsilon?: unknown } | undefined)?.epsilon;
+  if (typeof eps !== 'number' || !(eps >= 0)) throw new Error(`${kernel}: attribute epsilon must be a number >= 0`);
+  return eps;
+}
+
+function layerNormKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { x, scale, bias } = args.inputs as { x: tf.TensorInfo; scale: tf.TensorInfo; bias: tf.TensorInfo };
+    requireFloat32(VMOE_LAYER_NORM, { x, scale, bias });
+    const { rows, cols } = layerNormDims(VMOE_LAYER_NORM, x, { scale, bias });
+    const eps = epsilonAttr(VMOE_LAYER_NORM, args.attrs);
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput(x.shape, 'float32');
+    if (rows > 0) {
+      addon.layerNorm(heapF32(backend), floatOffset(backend, x), floatOffset(backend, scale), floatOffset(backend, bias),
+        floatOffset(backend, out), rows, cols, eps);
+    }
+    return out;
+  }) as tf.KernelFunc;
+}
+
+function layerNormGradKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { dy, x, scale } = args.inputs as { dy: tf.TensorInfo; x: tf.TensorInfo; scale: tf.TensorInfo };
+    requireFloat32(VMOE_LAYER_NORM_GRAD, { dy, x, scale });
+    if (!sameShape(dy.shape, x.shape)) throw new Error(`${VMOE_LAYER_NORM_GRAD}: dy [${dy.shape}] and x [${x.shape}] differ in shape`);
+    const { rows, cols } = layerNormDims(VMOE_LAYER_NORM_GRAD, x, { scale });
+    const eps = epsilonAttr(VMOE_LAYER_NORM_GRAD, args.attrs);
+    const backend = args.backend as WasmBackendLike;
+    const dx = backend.makeOutput(x.shape, 'float32');
+    const dscale = backend.makeOutput([cols], 'float32');
+    const dbias = backend.makeOutput([cols], 'float32');
+    // rows = 0 still writes the (zero) column sums.
+    addon.layerNormGrad(heapF32(backend), floatOffset(backend, dy), floatOffset(backend, x), floatOffset(backend, scale),
+      floatOffset(backend, dx), floatOffset(backend, dscale), floatOffset(backend, dbias), rows, cols, eps);
+    return [dx, dscale, dbias];
+  }) as tf.KernelFunc;
+}
+
+function softmaxKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    requireFloat32(VMOE_SOFTMAX, { x });
+    const { rows, cols } = lastAxisDims(VMOE_SOFTMAX, x);
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput(x.shape, 'float32');
+    if (rows > 0) addon.softmax(heapF32(backend), floatOffset(backend, x), floatOffset(backend, out), rows, cols);
+    return out;
+  }) as tf.KernelFunc;
+}
+
+function softmaxGradKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { dy, y } = args.inputs as { dy: tf.TensorInfo; y: tf.TensorInfo };
+    requireFloat32(VMOE_SOFTMAX_GRAD, { dy, y });
+    if (!sameShape(dy.shape, y.shape)) throw new Error(`${VMOE_SOFTMAX_GRAD}: dy [${dy.shape}] and y [${y.shape}] differ in shape`);
+    const { rows, cols } = lastAxisDims(VMOE_SOFTMAX_GRAD, y);
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput(y.shape, 'float32');
+    if (rows > 0) addon.softmaxGrad(heapF32(backend), floatOffset(backend, dy), floatOffset(backend, y), floatOffset(backend, out), rows, cols);
+    return out;
+  }) as tf.KernelFunc;
+}
+
+function numberAttr(kernel: string, attrs: tf.NamedAttrMap | undefined, name: string): number {
+  const v = (attrs as Record<string, unknown> | undefined)?.[name];
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${kernel}: attribute ${name} must be a finite number`);
+  return v;
+}
+
+function adamKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { param, m, v, grad } = args.inputs as Record<'param' | 'm' | 'v' | 'grad', tf.TensorInfo>;
+    requireFloat32(VMOE_ADAM, { param, m, v, grad });
+    for (const [name, t] of Object.entries({ m, v, grad })) {
+      if (!sameShape(t.shape, param.shape)) throw new Error(`${VMOE_ADAM}: ${name} [${t.shape}] and param [${param.shape}] differ in shape`);
+    }
+    const at = (name: string) => numberAttr(VMOE_ADAM, args.attrs, name);
+    const beta1 = at('beta1'), beta2 = at('beta2');
+    // The composed form's scalars, computed in double as it computes them.
+    const coefficients = Float64Array.of(beta1, 1 - beta1, beta2, 1 - beta2, at('stepSize'), at('biasCorrection2'), at('epsilon'),
+      at('weightDecayStep'), at('gradScale'));
+    const backend = args.backend as WasmBackendLike;
+    const outs = [param, m, v].map((t) => backend.makeOutput(t.shape, 'float32'));
+    const n = tf.util.sizeFromShape(param.shape);
+    if (n > 0) {
+      const [pOut, mOut, vOut] = outs.map((t) => floatOffset(backend, t));
+      addon.adam(heapF32(backend), floatOffset(backend, param), floatOffset(backend, m), floatOffset(backend, v), floatOffset(backend, grad),
+        pOut!, mOut!, vOut!, n, coefficients);
+    }
+    return outs;
+  }) as tf.KernelFunc;
+}
+
+function sumOfSquaresKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const tensors = Object.values(args.inputs) as tf.TensorInfo[];
+    requireFloat32(VMOE_SUM_OF_SQUARES, Object.fromEntries(tensors.map((t, i) => [String(i), t])));
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput([], 'float32');
+    const nonEmpty = tensors.filter((t) => tf.util.sizeFromShape(t.shape) > 0);
+    const total = addon.sumOfSquares(heapF32(backend), Float64Array.from(nonEmpty, (t) => floatOffset(backend, t)),
+      Float64Array.from(nonEmpty, (t) => tf.util.sizeFromShape(t.shape)));
+    heapF32(backend)[floatOffset(backend, out)] = total;
+    return out;
+  }) as tf.KernelFunc;
+}
+
+/** Kernels the wasm backend does not have, registered for this backend only. */
+function fusedKernels(addon: BlasAddon): tf.KernelConfig[] {
+  return [
+    { kernelName: VMOE_GELU, backendName: WASM_BLAS, kernelFunc: geluKernel(addon) },
+    { kernelName: VMOE_GELU_GRAD, backendName: WASM_BLAS, kernelFunc: geluGradKernel(addon) },
+    { kernelName: VMOE_LAYER_NORM, backendName: WASM_BLAS, kernelFunc: layerNormKernel(addon) },
+    { kernelName: VMOE_LAYER_NORM_GRAD, backendName: WASM_BLAS, kernelFunc: layerNormGradKernel(addon) },
+    { kernelName: VMOE_SOFTMAX, backendName: WASM_BLAS, kernelFunc: softmaxKernel(addon) },
+    { kernelName: VMOE_SOFTMAX_GRAD, backendName: WASM_BLAS, kernelFunc: softmaxGradKernel(addon) },
+    { kernelName: VMOE_ADAM, backendName: WASM_BLAS, kernelFunc: adamKernel(addon) },
+    { kernelName: VMOE_SUM_OF_SQUARES, backendName: WASM_BLAS, kernelFunc: sumOfSquaresKernel(addon) },
+  ];
+}
+
 /** The wasm kernels this backend replaces, by kernel name. */
 function replacement(addon: BlasAddon, name: string, original: tf.KernelFunc): tf.KernelFunc {
   switch (name) {
@@ -336,6 +651,10 @@ function replacement(addon: BlasAddon, name: string, original: tf.KernelFunc): t
     case tf.Identity: return shareKernel(original, () => true);
     case tf.Cast: return shareKernel(original, (a) => (a.attrs as { dtype?: string }).dtype === (a.inputs.x as tf.TensorInfo).dtype);
     case tf.Slice: return sliceKernel(addon, original);
+    case tf.SplitV: return splitKernel(addon, original);
+    case tf.Unpack: return unpackKernel(addon, original);
+    case tf.Sum: return reduceKernel(addon, original, false);
+    case tf.Mean: return reduceKernel(addon, original, true);
     case tf.Tanh: return tanhKernel(addon, original);
     default: return original;
   }
@@ -345,7 +664,7 @@ let registered = false;
 
 /**
  * Registers `wasm-blas` (the initialised wasm backend's instance under a
- * second name, with every wasm kernel and the two native matMuls). Call after
+ * second name, with every wasm kernel, the native replacements and the fused kernels). Call after
  * tf.setBackend('wasm') has succeeded; then tf.setBackend('wasm-blas').
  */
 export function registerWasmBlasBackend(addon: BlasAddon, threads: number): void {
@@ -356,6 +675,7 @@ export function registerWasmBlasBackend(addon: BlasAddon, threads: number): void
   for (const k of tf.getKernelsForBackend('wasm')) {
     tf.registerKernel({ ...k, backendName: WASM_BLAS, kernelFunc: replacement(addon, k.kernelName, k.kernelFunc) });
   }
+  for (const k of fusedKernels(addon)) tf.registerKernel(k);
   // Priority below wasm's so tfjs never picks it on its own.
   tf.registerBackend(WASM_BLAS, () => wasmBackend, 0);
   registered = true;

@@ -23,10 +23,14 @@ export function partitionMask(N: number, E: number, M: number): tf.Tensor2D {
   return tf.tensor2d(mask, [N, E]);
 }
 
-/** Member m's rows of a routing group on its own experts: (S, E) → (S/M, E/M). */
-export function memberBlock(g: tf.Tensor2D, M: number, m: number): tf.Tensor2D {
-  const [S, E] = g.shape;
+/**
+ * Member m's rows of G consecutive routing groups of size S, on its own
+ * experts: (G·S, E) → (G, S/M, E/M). One slice whatever G is, so the op count
+ * does not grow with the number of groups.
+ */
+export function memberBlock(rows: tf.Tensor2D, G: number, S: number, M: number, m: number): tf.Tensor3D {
+  const E = rows.shape[1];
   const Em = E / M;
-  const byMember = tf.reshape(g, [S / M, M, E]); // (S/M, M, E)
-  return tf.reshape(tf.slice(byMember, [0, m, m * Em], [S / M, 1, Em]), [S / M, Em]);
+  const byMember = tf.reshape(rows, [G, S / M, M, E]); // (G, S/M, M, E)
+  return tf.reshape(tf.slice(byMember, [0, 0, m, m * Em], [G, S / M, 1, Em]), [G, S / M, Em]);
 }

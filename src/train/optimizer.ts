@@ -4,6 +4,7 @@
  * checkpointed and restored exactly.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { hasKernel, VMOE_ADAM, VMOE_SUM_OF_SQUARES } from '../engine/fused-kernels.js';
 import type { ExperimentConfig } from './config.js';
 
 export type OptimConfig = ExperimentConfig['optim'];
@@ -45,7 +46,11 @@ export class Adam {
    */
   apply(params: Map<string, tf.Variable>, grads: Record<string, tf.Tensor>, lr: number): number {
     const names = Object.keys(grads);
-    const sq = tf.tidy(() => tf.addN(names.map((n) => tf.sum(tf.square(grads[n]!)))));
+    // One fused kernel where the backend has it (the composed norm is two kernels per parameter).
+    const fusedNorm = hasKernel(VMOE_SUM_OF_SQUARES) && names.every((n) => grads[n]!.dtype === 'float32');
+    const sq = fusedNorm
+      ? (tf.engine().runKernel(VMOE_SUM_OF_SQUARES, Object.fromEntries(names.map((n, i) => [String(i), grads[n]!]))) as tf.Scalar)
+      : tf.tidy(() => tf.addN(names.map((n) => tf.sum(tf.square(grads[n]!)))));
     const gnorm = Math.sqrt(sq.dataSync()[0]!);
     sq.dispose();
     const clip = this.cfg.gradClipNorm;
@@ -55,10 +60,25 @@ export class Adam {
     const bc1 = 1 - Math.pow(b1, this.t);
     const bc2 = 1 - Math.pow(b2, this.t);
     const wd = this.cfg.optimizer === 'adamw' ? this.cfg.weightDecay : 0;
+    const fusedStep = hasKernel(VMOE_ADAM);
     for (const name of names) {
       const p = params.get(name)!;
       const m = this.slot(this.m, name, p);
       const v = this.slot(this.v, name, p);
+      if (fusedStep && p.dtype === 'float32' && grads[name]!.dtype === 'float32') {
+        // The step below as one kernel (it is ~12 kernels per parameter composed).
+        tf.tidy(() => {
+          const attrs = {
+            beta1: b1, beta2: b2, stepSize: lr / bc1, biasCorrection2: bc2, epsilon: eps,
+            weightDecayStep: wd > 0 && this.decayed(name) ? lr * wd : 0, gradScale: scale,
+          };
+          const [pNew, mNew, vNew] = tf.engine().runKernel(VMOE_ADAM, { param: p, m, v, grad: grads[name]! }, attrs) as tf.Tensor[];
+          m.assign(mNew!);
+          v.assign(vNew!);
+          p.assign(pNew!);
+        });
+        continue;
+      }
       tf.tidy(() => {
         const g = scale === 1 ? grads[name]! : tf.mul(grads[name]!, scale);
         const mNew = tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1));

@@ -3,28 +3,54 @@
  * tfjs's own matMul gradient uses transpose flags (a naive loop on wasm) and
  * GatherNd/ScatterNd have no gradient, so the dense layer and the row
  * gather/scatter carry hand-written gradients built from fast kernels.
+ * GELU, LayerNorm and softmax run as one fused kernel each (forward and gradient) on
+ * backends that register them (src/engine/fused-kernels.ts), and as composed
+ * tfjs ops elsewhere.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import {
+  hasKernel, isPlainWasm, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD,
+} from '../engine/fused-kernels.js';
 
 type CustomGradFn = Parameters<typeof tf.customGrad>[0];
 
-/** y = x W + b for 2-D x, with a gradient made of plain 2-D matMuls. */
-export function dense2d(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
-  const f = tf.customGrad(((xi: tf.Tensor, wi: tf.Tensor, save: tf.GradSaveFunc) => {
+/** dy·wᵀ and xᵀ·dy; explicit transposes where transposed products are slow (plain wasm). */
+function denseGrads(dy: tf.Tensor2D, x: tf.Tensor2D, w: tf.Tensor2D): [tf.Tensor2D, tf.Tensor2D] {
+  if (isPlainWasm()) return [tf.matMul(dy, tf.transpose(w)), tf.matMul(tf.transpose(x), dy)];
+  return [tf.matMul(dy, w, false, true), tf.matMul(x, dy, true, false)];
+}
+
+/** x W for 2-D x with a gradient of plain 2-D matMuls. */
+function matMul2d(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  const f = tf.customGrad(((xi: tf.Tensor2D, wi: tf.Tensor2D, save: tf.GradSaveFunc) => {
     save([xi, wi]);
-    const value = tf.matMul(xi as tf.Tensor2D, wi as tf.Tensor2D);
     return {
-      value,
+      value: tf.matMul(xi, wi),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => denseGrads(dy as tf.Tensor2D, saved[0] as tf.Tensor2D, saved[1] as tf.Tensor2D),
+    };
+  }) as unknown as CustomGradFn);
+  return f(x, w) as tf.Tensor2D;
+}
+
+/**
+ * y = x W + b for 2-D x, with a gradient of plain 2-D matMuls (and a column
+ * sum for b). The bias rides in the fused product (one kernel, no separate
+ * add) except on plain wasm, whose fused kernel mishandles reshaped biases.
+ */
+export function dense2d(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
+  if (!b) return matMul2d(x, w);
+  if (isPlainWasm()) return tf.add(matMul2d(x, w), b);
+  const f = tf.customGrad(((xi: tf.Tensor2D, wi: tf.Tensor2D, bi: tf.Tensor1D, save: tf.GradSaveFunc) => {
+    save([xi, wi]);
+    return {
+      value: tf.fused.matMul({ a: xi, b: wi, bias: bi }),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
-        const dx = tf.matMul(dy as tf.Tensor2D, tf.transpose(ws));
-        const dw = tf.matMul(tf.transpose(xs), dy as tf.Tensor2D);
-        return [dx, dw];
+        const [dx, dw] = denseGrads(dy as tf.Tensor2D, saved[0] as tf.Tensor2D, saved[1] as tf.Tensor2D);
+        return [dx, dw, tf.sum(dy, 0)];
       },
     };
   }) as unknown as CustomGradFn);
-  const y = f(x, w) as tf.Tensor2D;
-  return b ? tf.add(y, b) : y;
+  return f(x, w, b) as tf.Tensor2D;
 }
 
 /** Dense over the last axis of any-rank x: (..., I) → (..., O). Reshapes to 2-D (tfjs 3-D@2-D grads are wrong). */
@@ -37,6 +63,12 @@ export function dense(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor 
 
 /** LayerNorm over the last axis, epsilon 1e-6 (spec §1). */
 export function layerNorm(x: tf.Tensor, scale: tf.Tensor1D, bias: tf.Tensor1D, eps = 1e-6): tf.Tensor {
+  if (x.dtype === 'float32' && hasKernel(VMOE_LAYER_NORM) && hasKernel(VMOE_LAYER_NORM_GRAD)) return fusedLayerNorm(x, scale, bias, eps);
+  return composedLayerNorm(x, scale, bias, eps);
+}
+
+/** LayerNorm from tfjs ops; the reference for the fused kernel. */
+export function composedLayerNorm(x: tf.Tensor, scale: tf.Tensor1D, bias: tf.Tensor1D, eps = 1e-6): tf.Tensor {
   const mean = tf.mean(x, -1, true);
   const centered = tf.sub(x, mean);
   const variance = tf.mean(tf.square(centered), -1, true);
@@ -44,11 +76,61 @@ export function layerNorm(x: tf.Tensor, scale: tf.Tensor1D, bias: tf.Tensor1D, e
   return tf.add(tf.mul(normed, scale), bias);
 }
 
-const GELU_C = Math.sqrt(2 / Math.PI);
-/** GELU, tanh form. x*x*x instead of pow: pow is slow on wasm. */
+function fusedLayerNorm(x: tf.Tensor, scale: tf.Tensor1D, bias: tf.Tensor1D, eps: number): tf.Tensor {
+  const f = tf.customGrad(((xi: tf.Tensor, si: tf.Tensor1D, bi: tf.Tensor1D, save: tf.GradSaveFunc) => {
+    save([xi, si]);
+    return {
+      value: tf.engine().runKernel(VMOE_LAYER_NORM, { x: xi, scale: si, bias: bi }, { epsilon: eps }) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, ss] = saved as [tf.Tensor, tf.Tensor1D];
+        // [dx (x's shape), dscale (C), dbias (C)]: the column sums run over all leading axes.
+        return tf.engine().runKernel(VMOE_LAYER_NORM_GRAD, { dy, x: xs, scale: ss }, { epsilon: eps }) as tf.Tensor[];
+      },
+    };
+  }) as unknown as CustomGradFn);
+  return f(x, scale, bias) as tf.Tensor;
+}
+
+/** GELU, tanh form: x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³))). */
 export function gelu(x: tf.Tensor): tf.Tensor {
+  if (x.dtype === 'float32' && hasKernel(VMOE_GELU) && hasKernel(VMOE_GELU_GRAD)) return fusedGelu(x);
+  return composedGelu(x);
+}
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+/** GELU from tfjs ops; the reference for the fused kernel. x*x*x instead of pow: pow is slow on wasm. */
+export function composedGelu(x: tf.Tensor): tf.Tensor {
   const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), GELU_C);
   return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+}
+
+function fusedGelu(x: tf.Tensor): tf.Tensor {
+  const f = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([xi]);
+    return {
+      value: tf.engine().runKernel(VMOE_GELU, { x: xi }) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel(VMOE_GELU_GRAD, { dy, x: saved[0]! }) as tf.Tensor,
+    };
+  }) as unknown as CustomGradFn);
+  return f(x) as tf.Tensor;
+}
+
+/** Softmax over the last axis. */
+export function softmax(x: tf.Tensor): tf.Tensor {
+  if (x.dtype === 'float32' && x.rank > 0 && hasKernel(VMOE_SOFTMAX) && hasKernel(VMOE_SOFTMAX_GRAD)) return fusedSoftmax(x);
+  return tf.softmax(x);
+}
+
+function fusedSoftmax(x: tf.Tensor): tf.Tensor {
+  const f = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
+    const y = tf.engine().runKernel(VMOE_SOFTMAX, { x: xi }) as tf.Tensor;
+    save([y]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel(VMOE_SOFTMAX_GRAD, { dy, y: saved[0]! }) as tf.Tensor,
+    };
+  }) as unknown as CustomGradFn);
+  return f(x) as tf.Tensor;
 }
 
 /**

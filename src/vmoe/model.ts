@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { modelMembers, moeBlocks, tokensPerImage, type ModelConfig } from './config.js';
-import { dense, dense2d, dropout, gelu, layerNorm } from './layers.js';
+import { dense, dense2d, dropout, gelu, layerNorm, softmax } from './layers.js';
 import { moeLayer, type DispatchImpl, type MoeLayerResult, type MoeLayerStats, type RoutingSettings } from './moe.js';
 import { initParamValues, paramSpecs } from './params.js';
 import { ensembleLogits } from '../ensembles/combine.js';
@@ -156,14 +156,12 @@ export class VisionMoE {
     const x2 = tf.reshape(x, [B * T, H]) as tf.Tensor2D;
     const wqkv = tf.concat([this.p(`${prefix}/query/kernel`), this.p(`${prefix}/key/kernel`), this.p(`${prefix}/value/kernel`)], 1) as tf.Tensor2D;
     const bqkv = tf.concat([this.p(`${prefix}/query/bias`), this.p(`${prefix}/key/bias`), this.p(`${prefix}/value/bias`)], 0) as tf.Tensor1D;
-    const qkv = dense2d(x2, wqkv, bqkv); // (B·T, 3H)
-    const heads = (i: number) => {
-      const part = tf.slice(qkv, [0, i * H], [B * T, H]);
-      return tf.reshape(tf.transpose(tf.reshape(part, [B, T, nh, hd]), [0, 2, 1, 3]), [B * nh, T, hd]); // (B·nh, T, hd)
-    };
-    const q = tf.mul(heads(0), 1 / Math.sqrt(hd));
-    const k = heads(1), v = heads(2);
-    const attn = tf.softmax(tf.matMul(q, k, false, true)); // (B·nh, T, T)
+    const qkv = dense2d(x2, wqkv, bqkv); // (B·T, 3H), columns [q | k | v], each head-major
+    // One transpose and one split for all three (their gradients: one concat, one transpose).
+    const allHeads = tf.transpose(tf.reshape(qkv, [B, T, 3 * nh, hd]), [0, 2, 1, 3]); // (B, 3·nh, T, hd)
+    const [qh, k, v] = tf.split(allHeads, 3, 1).map((t) => tf.reshape(t, [B * nh, T, hd])) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D]; // (B·nh, T, hd)
+    const q = tf.mul(qh, 1 / Math.sqrt(hd));
+    const attn = softmax(tf.matMul(q, k, false, true)); // (B·nh, T, T)
     const o = tf.matMul(attn, v); // (B·nh, T, hd)
     const merged = tf.reshape(tf.transpose(tf.reshape(o, [B, nh, T, hd]), [0, 2, 1, 3]), [B * T, H]) as tf.Tensor2D;
     return tf.reshape(dense2d(merged, this.p(`${prefix}/out/kernel`), this.p(`${prefix}/out/bias`)), [B, T, H]);

@@ -1,10 +1,13 @@
 /**
  * The sparse MoE layer (spec §2–3) on tensors: router → host-side dispatch
- * plan → gather into per-expert buffers → E plain 2-D expert MLPs → weighted
- * scatter-add back to tokens. Routing indices carry no gradient; the gates do.
+ * plan → gather into per-expert buffers → the E expert MLPs (one batched
+ * product per weight, or E plain 2-D products where batched ones are slow) →
+ * weighted scatter-add back to tokens. Routing indices carry no gradient; the
+ * gates do.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { dense2d, gatherRows, gelu, scatterAddRows } from './layers.js';
+import { isPlainWasm } from '../engine/fused-kernels.js';
+import { dense2d, gatherRows, gelu, scatterAddRows, softmax } from './layers.js';
 import { planExpertChoice, planTopK, type DispatchPlan } from './dispatch.js';
 import { expertCapacity, expertChoiceCapacity, type CapacityRounding } from './capacity.js';
 import { checkPartition, memberBlock, partitionMask } from '../ensembles/partition.js';
@@ -63,36 +66,61 @@ function capacityFn(r: RoutingSettings, E: number): (S: number) => number {
       : expertCapacity({ groupSize: S, numExperts: E, k: r.k, capacityFactor: r.capacityFactor, rounding: r.rounding });
 }
 
-/** Population CV² of a vector: var/mean². */
-function cv2(v: tf.Tensor1D): tf.Scalar {
-  const mean = tf.mean(v);
-  const variance = tf.mean(tf.square(tf.sub(v, mean)));
-  return tf.div(variance, tf.add(tf.square(mean), 1e-20)) as tf.Scalar;
+/** Population CV² of each row: var/mean², (G, E) → (G). */
+function cv2Rows(v: tf.Tensor2D): tf.Tensor1D {
+  const mean = tf.mean(v, -1, true); // (G, 1)
+  const variance = tf.mean(tf.square(tf.sub(v, mean)), -1); // (G)
+  return tf.div(variance, tf.add(tf.square(tf.reshape(mean, [-1])), 1e-20)) as tf.Tensor1D;
 }
 
 /**
  * Mean over groups — and, for E³, over the members inside each group — of
  * f(rows of that group/member, restricted to the member's own experts).
  * Rows are in (image, token, member) order, so member m holds rows ≡ m (mod M).
+ * Consecutive groups of one size go to f together as a (G, S/M, E/M) batch
+ * (f returns one value per group), so the op count does not grow with the
+ * number of groups; `start` is the batch's first row.
  */
-function meanOverGroups(t: tf.Tensor2D, sizes: number[], members: number, f: (g: tf.Tensor2D, start: number) => tf.Scalar): tf.Scalar {
-  const parts: tf.Scalar[] = [];
+function meanOverGroups(t: tf.Tensor2D, sizes: number[], members: number, f: (g: tf.Tensor3D, start: number) => tf.Tensor1D): tf.Scalar {
+  const parts: tf.Tensor1D[] = [];
   const E = t.shape[1];
   let start = 0;
-  for (const S of sizes) {
-    const g = tf.slice(t, [start, 0], [S, E]);
+  for (let i = 0; i < sizes.length;) {
+    const S = sizes[i]!;
+    let G = 1;
+    while (i + G < sizes.length && sizes[i + G] === S) G++;
+    const rows = G * S === t.shape[0] ? t : tf.slice(t, [start, 0], [G * S, E]);
     if (members === 1) {
-      parts.push(f(g, start));
+      parts.push(f(tf.reshape(rows, [G, S, E]), start));
     } else {
-      for (let m = 0; m < members; m++) parts.push(f(memberBlock(g, members, m), start));
+      for (let m = 0; m < members; m++) parts.push(f(memberBlock(rows, G, S, members, m), start));
     }
-    start += S;
+    start += G * S;
+    i += G;
   }
-  return tf.div(tf.addN(parts), parts.length) as tf.Scalar;
+  return tf.mean(parts.length === 1 ? parts[0]! : tf.concat(parts)) as tf.Scalar;
 }
 
-/** Runs the E expert MLPs on their buffers: (E·R, H) → (E·R, H), each expert a plain 2-D matMul. */
+/** Runs the E expert MLPs on their buffers: (E·R, H) → (E·R, H). */
 function runExperts(ein: tf.Tensor2D, w: MoeWeights, R: number): tf.Tensor2D {
+  return isPlainWasm() ? runExpertsLooped(ein, w, R) : runExpertsBatched(ein, w, R);
+}
+
+/**
+ * All experts in one batched product per weight: a handful of kernels forward
+ * and backward whatever E is, and work proportional to E·R, so time follows
+ * the capacity. The bias rides in the fused product; its gradient is a sum over R.
+ */
+function runExpertsBatched(ein: tf.Tensor2D, w: MoeWeights, R: number): tf.Tensor2D {
+  const [E, H, mlp] = w.w1.shape;
+  const x = tf.reshape(ein, [E, R, H]);
+  const hidden = gelu(tf.fused.matMul({ a: x, b: w.w1, bias: tf.reshape(w.b1, [E, 1, mlp]) })) as tf.Tensor3D; // (E, R, mlp)
+  const out = tf.fused.matMul({ a: hidden, b: w.w2, bias: tf.reshape(w.b2, [E, 1, H]) }); // (E, R, H)
+  return tf.reshape(out, [E * R, H]);
+}
+
+/** One plain 2-D MLP per expert, for backends whose batched products are slow (plain wasm). */
+function runExpertsLooped(ein: tf.Tensor2D, w: MoeWeights, R: number): tf.Tensor2D {
   const E = w.w1.shape[0];
   const H = ein.shape[1];
   const w1 = tf.unstack(w.w1) as tf.Tensor2D[];
@@ -128,8 +156,8 @@ export function moeLayer(
   const noisy = opts.train && sigma > 0 && opts.noiseSeed !== null
     ? tf.add(logits, tf.mul(tf.randomNormal([N, E], 0, 1, 'float32', opts.noiseSeed), sigma))
     : logits;
-  const gates = tf.softmax(noisy) as tf.Tensor2D; // (N, E)
-  const gatesClean = noisy === logits ? gates : (tf.softmax(logits) as tf.Tensor2D);
+  const gates = softmax(noisy) as tf.Tensor2D; // (N, E)
+  const gatesClean = noisy === logits ? gates : (softmax(logits) as tf.Tensor2D);
 
   const gateValues = gates.dataSync() as Float32Array;
   const cap = capacityFn(r, E);
@@ -164,7 +192,7 @@ export function moeLayer(
   let importanceLoss = NaN, loadLoss = NaN;
   if (opts.auxLosses !== false && r.router === 'top-k') {
     const terms: tf.Scalar[] = [];
-    const imp = meanOverGroups(gatesClean, plan.groupSizes, M, (g) => cv2(tf.sum(g, 0) as tf.Tensor1D));
+    const imp = meanOverGroups(gatesClean, plan.groupSizes, M, (g) => cv2Rows(tf.sum(g, 1) as tf.Tensor2D));
     importanceLoss = imp.dataSync()[0]!;
     if (r.aux.importance > 0) terms.push(tf.mul(imp, r.aux.importance));
     if (opts.train && sigma > 0 && opts.noiseSeed !== null) {
@@ -174,7 +202,7 @@ export function moeLayer(
       const thr = tf.sum(tf.mul(tf.oneHot(tf.tensor1d(kth, 'int32'), E), noisy), -1, true); // (N, 1)
       const z = tf.div(tf.sub(thr, logits), sigma * Math.SQRT2);
       const p = tf.mul(tf.sub(1, tf.erf(z)), 0.5) as tf.Tensor2D; // (N, E): P(logit_e + noise beats thr)
-      const load = meanOverGroups(p, plan.groupSizes, M, (g) => cv2(tf.mean(g, 0) as tf.Tensor1D));
+      const load = meanOverGroups(p, plan.groupSizes, M, (g) => cv2Rows(tf.mean(g, 1) as tf.Tensor2D));
       loadLoss = load.dataSync()[0]!;
       if (r.aux.load > 0) terms.push(tf.mul(load, r.aux.load));
     }
@@ -183,8 +211,9 @@ export function moeLayer(
       for (let t = 0; t < N; t++) top1[t] = plan.expert![t * r.k]!;
       const f = tf.cast(tf.oneHot(tf.tensor1d(top1, 'int32'), E), 'float32') as tf.Tensor2D;
       const gs = meanOverGroups(gates, plan.groupSizes, 1, (g, start) => {
-        const fg = tf.mean(tf.slice(f, [start, 0], [g.shape[0], E]), 0);
-        return tf.mul(tf.mean(tf.mul(fg, tf.mean(g, 0))), E * E) as tf.Scalar;
+        const [G, S] = g.shape;
+        const fg = tf.mean(tf.reshape(tf.slice(f, [start, 0], [G * S, E]), [G, S, E]), 1); // (G, E)
+        return tf.mul(tf.mean(tf.mul(fg, tf.mean(g, 1)), -1), E * E) as tf.Tensor1D;
       });
       terms.push(tf.mul(gs, r.aux.gshard));
     }

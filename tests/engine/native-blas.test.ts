@@ -1,6 +1,7 @@
 /**
  * The wasm-blas backend against independent references: float64 loops in
- * JavaScript (products, slices, tanh), closed-form matMul gradients
+ * JavaScript (products, slices, tanh), the plain wasm kernels (reductions,
+ * split, unstack), closed-form matMul gradients
  * (dA = W·Bᵀ, dB = Aᵀ·W for the loss Σ W⊙(A·B)), and the plain wasm backend
  * (same process, same tensors: the two names share one backend instance).
  * Tests that need the addon skip, saying so, when it is not built.
@@ -11,7 +12,7 @@ import path from 'node:path';
 import { describe, expect, it, beforeAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
-import { chooseCoreType, defaultAddonPath, loadBlasAddon, selfCheck, type BlasAddon } from '../../src/engine/native-blas.js';
+import { checkAddon, chooseCoreType, defaultAddonPath, loadBlasAddon, selfCheck, type BlasAddon } from '../../src/engine/native-blas.js';
 import { dense2d } from '../../src/vmoe/layers.js';
 import { ModelSchema } from '../../src/vmoe/config.js';
 import { VisionMoE } from '../../src/vmoe/model.js';
@@ -51,6 +52,28 @@ describe('selfCheck', () => {
   it('reports a BLAS that computes wrong products', () => {
     const broken = { sgemm: () => {} } as unknown as BlasAddon; // leaves C untouched
     expect(selfCheck(broken)).toMatch(/self-check failed/);
+  });
+});
+
+describe('checkAddon', () => {
+  const names = ['sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
+    'adam', 'sumOfSquares', 'reduceMiddle', 'setThreads', 'info'];
+  const fake = (over: Record<string, unknown>) => ({ ...Object.fromEntries(names.map((n) => [n, () => {}])), ...over }) as unknown as BlasAddon;
+  it('asks for a rebuild when a stale build lacks entry points, instead of failing later', () => {
+    const stale = fake({ gelu: undefined, adam: undefined });
+    expect(checkAddon(stale)).toMatch(/older than this code \(it has no gelu, adam\); rebuild it: npm run build:native/);
+  });
+  it('turns a throwing self-check (an sgemm with another signature) into a reason', () => {
+    const throwing = fake({ sgemm: () => { throw new TypeError('vmoe_blas.sgemm expects 15 arguments'); } });
+    expect(checkAddon(throwing)).toMatch(/self-check threw \(vmoe_blas.sgemm expects 15 arguments\); rebuild/);
+  });
+  it('blames a forced core type only for wrong products', () => {
+    expect(checkAddon(fake({}), 'Haswell')).toMatch(/self-check failed .* with OPENBLAS_CORETYPE=Haswell; try VMOE_BLAS_CORETYPE=none/);
+    expect(checkAddon(fake({ gelu: undefined }), 'Haswell')).not.toMatch(/CORETYPE/);
+  });
+  it('passes the built addon', () => {
+    const blasStatus = loadBlasAddon();
+    if (blasStatus.addon) expect(checkAddon(blasStatus.addon)).toBeNull();
   });
 });
 
@@ -234,6 +257,77 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
       expect(y.dtype).toBe(dtype);
       expect(Array.from(y.dataSync())).toEqual(want);
     }
+  });
+
+  /** f's value on wasm-blas and on plain wasm (same process; the wasm kernels are the reference). */
+  async function againstPlainWasm(f: () => ArrayLike<number>[]): Promise<[ArrayLike<number>[], ArrayLike<number>[]]> {
+    const native = f();
+    await tf.setBackend('wasm');
+    try {
+      return [native, f()];
+    } finally {
+      await tf.setBackend('wasm-blas');
+    }
+  }
+
+  it.each([
+    ['leading axis (bias gradient)', [37, 29], [0], false],
+    ['leading axes, keepDims', [3, 5, 7], [0, 1], true],
+    ['middle axis (batched bias gradient)', [4, 9, 6], [1], false],
+    ['middle block of a 4-D tensor', [2, 3, 4, 5], [1, 2], true],
+    ['trailing axis', [11, 50], [-1], false],
+    ['all axes', [6, 7], [0, 1], false],
+    ['unsorted axes', [3, 4, 5], [2, 1], false],
+    ['repeated axes (wasm kernel)', [3, 4, 5], [2, 1, 2], false],
+    ['non-contiguous axes (wasm kernel)', [3, 4, 5], [0, 2], false],
+  ])('sum and mean over %s equal the wasm kernels', async (_, shape, axes, keepDims) => {
+    const xv = values(size(shape as number[]), 15);
+    const [native, plain] = await againstPlainWasm(() => {
+      const x = tf.tensor(xv, shape as number[]);
+      const s = tf.sum(x, axes as number[], keepDims as boolean), m = tf.mean(x, axes as number[], keepDims as boolean);
+      expect(s.shape).toEqual(m.shape);
+      return [s.dataSync(), m.dataSync(), Float32Array.from(s.shape)];
+    });
+    native.forEach((v, i) => expectClose(v, plain[i]!, 1e-5));
+  });
+
+  it('split (the gradient of concat) and unstack equal the wasm kernels, float32 and int32, any axis', async () => {
+    const xv = values(4 * 6 * 5, 16);
+    const [native, plain] = await againstPlainWasm(() => {
+      const out: ArrayLike<number>[] = [];
+      for (const dtype of ['float32', 'int32'] as const) {
+        const x = tf.cast(tf.mul(tf.tensor3d(xv, [4, 6, 5]), 100), dtype);
+        for (const [sizes, axis] of [[[1, 3, 2], 1], [2, 0], [[2, -1], 2], [[0, 4], 0]] as const) {
+          for (const piece of tf.split(x, sizes as number | number[], axis)) out.push(Float32Array.from([...piece.shape, ...piece.dataSync()]));
+        }
+        for (const axis of [0, 1, -1]) {
+          for (const piece of tf.unstack(x, axis)) out.push(Float32Array.from([...piece.shape, ...piece.dataSync()]));
+        }
+      }
+      return out;
+    });
+    expect(native.length).toBe(plain.length);
+    native.forEach((v, i) => expect(Array.from(v)).toEqual(Array.from(plain[i]!)));
+  });
+
+  it('fused matMul with one bias row per product (batched expert MLPs) equals matMul + add, with gradients', () => {
+    const E = 3, R = 7, H = 5, O = 9;
+    const x = tf.tensor3d(values(E * R * H, 17), [E, R, H]);
+    const w = tf.tensor3d(values(E * H * O, 18), [E, H, O]);
+    const b = tf.tensor3d(values(E * O, 19), [E, 1, O]);
+    const cot = tf.tensor3d(values(E * R * O, 20), [E, R, O]);
+    const grads = (f: (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => tf.Tensor) =>
+      tf.valueAndGrads((xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor) => tf.sum(tf.mul(f(xi, wi, bi), cot)))([x, w, b]);
+    const fused = grads((xi, wi, bi) => tf.fused.matMul({ a: xi as tf.Tensor3D, b: wi as tf.Tensor3D, bias: bi }));
+    const ref = grads((xi, wi, bi) => tf.add(tf.matMul(xi, wi), bi));
+    const want = refMatMul(x.dataSync() as Float32Array, [E, R, H], w.dataSync() as Float32Array, [E, H, O], false, false).data
+      .map((v, i) => v + b.dataSync()[Math.floor(i / (R * O)) * O + (i % O)]!);
+    expectClose(tf.fused.matMul({ a: x, b: w, bias: b }).dataSync(), want);
+    expectClose(fused.value.dataSync(), ref.value.dataSync());
+    fused.grads.forEach((g, i) => {
+      expect(g.shape).toEqual(ref.grads[i]!.shape);
+      expectClose(g.dataSync(), ref.grads[i]!.dataSync());
+    });
   });
 
   it('tanh matches Math.tanh to float precision, keeps signed zeros, saturates and propagates NaN', () => {

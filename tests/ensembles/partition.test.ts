@@ -35,8 +35,12 @@ describe('partitionMask', () => {
 describe('memberBlock', () => {
   it('takes member m\'s rows (r ≡ m mod M) on its own experts', () => {
     const g = tf.tensor2d(Array.from({ length: 4 }, (_, r) => Array.from({ length: 4 }, (_, e) => 10 * r + e))); // g[r][e] = 10r + e
-    expect(memberBlock(g, 2, 0).arraySync()).toEqual([[0, 1], [20, 21]]);
-    expect(memberBlock(g, 2, 1).arraySync()).toEqual([[12, 13], [32, 33]]);
+    expect(memberBlock(g, 1, 4, 2, 0).arraySync()).toEqual([[[0, 1], [20, 21]]]);
+    expect(memberBlock(g, 1, 4, 2, 1).arraySync()).toEqual([[[12, 13], [32, 33]]]);
+  });
+  it('splits G groups of S rows at once: group j holds rows j·S … (j+1)·S − 1', () => {
+    const g = tf.tensor2d(Array.from({ length: 8 }, (_, r) => Array.from({ length: 4 }, (_, e) => 10 * r + e))); // 2 groups of 4 rows
+    expect(memberBlock(g, 2, 4, 2, 1).arraySync()).toEqual([[[12, 13], [32, 33]], [[52, 53], [72, 73]]]);
   });
 });
 

@@ -131,6 +131,40 @@ describe('gather dispatch equals dense one-hot dispatch', () => {
   });
 });
 
+describe('expert MLPs as one batched product (cpu) equal the per-expert loop (plain wasm)', () => {
+  it.each<Partial<RoutingSettings>>([{ k: 2, capacityFactor: 1.05 }, { k: 1, capacityFactor: 0.5 }, { router: 'expert-choice', capacityFactor: 1 }])(
+    '%o: outputs, aux loss and gradients for x and every weight, training mode with noise',
+    async (over) => {
+      const rng = new Rng(4);
+      const H = 8, E = 4, M = 12, N = 48;
+      const w = randomWeights(rng, H, E, M);
+      const xs = Float32Array.from({ length: N * H }, () => rng.normal());
+      const r = settings(over);
+      const run = () => {
+        const x = tf.tensor2d(xs, [N, H]);
+        const ws = [w.router, w.w1, w.b1, w.w2, w.b2].map((t) => tf.tensor(t.dataSync(), t.shape));
+        const f = (xi: tf.Tensor, r1: tf.Tensor, w1: tf.Tensor, b1: tf.Tensor, w2: tf.Tensor, b2: tf.Tensor) => {
+          const weights = { router: r1 as tf.Tensor2D, w1: w1 as tf.Tensor3D, b1: b1 as tf.Tensor2D, w2: w2 as tf.Tensor3D, b2: b2 as tf.Tensor2D };
+          const out = moeLayer(xi as tf.Tensor2D, weights, r, { train: true, noiseSeed: 5 });
+          return tf.add(tf.sum(tf.mul(out.y, tf.sin(tf.add(tf.range(0, N * H).reshape([N, H]), 0.5)))), out.aux);
+        };
+        const { value, grads } = tf.valueAndGrads(f)([x, ...ws]);
+        return { value: value.dataSync()[0]!, grads: grads.map((g) => g.dataSync()) };
+      };
+      const looped = run();
+      await tf.setBackend('cpu');
+      let batched: ReturnType<typeof run>;
+      try {
+        batched = run();
+      } finally {
+        await tf.setBackend('wasm');
+      }
+      expect(Math.abs(batched.value - looped.value)).toBeLessThan(1e-4 * (1 + Math.abs(looped.value)));
+      for (let i = 0; i < looped.grads.length; i++) expect(maxAbsDiff(batched.grads[i]!, looped.grads[i]!)).toBeLessThan(1e-4);
+    },
+  );
+});
+
 describe('MoE layer semantics', () => {
   it('with capacity ≥ S nothing drops and y = Σ_k gate_k · expert_k(x), gates not renormalised', () => {
     const rng = new Rng(9);
@@ -202,6 +236,40 @@ describe('MoE layer semantics', () => {
     expect(res.stats.loadLoss).toBeCloseTo(load / (N / S), 4);
     // aux = 1·importance with these weights
     expect(res.aux.dataSync()[0]).toBeCloseTo(imp / (N / S), 5);
+  });
+});
+
+describe('aux losses over uneven groups and E³ members', () => {
+  it.each([
+    { N: 40, S: 16, members: 1 }, // groups of 16, 16 and 8
+    { N: 40, S: 16, members: 2 }, // and per member: rows ≡ m (mod 2), experts [2m, 2m+2)
+    { N: 48, S: 12, members: 2 },
+  ])('importance and load losses for $N tokens in groups of $S, $members member(s), equal the pure per-(group, member) definitions', ({ N, S, members }) => {
+    const rng = new Rng(8);
+    const H = 6, E = 4, M = 5, K = 1, seed = 99;
+    const Em = E / members;
+    const w = randomWeights(rng, H, E, M);
+    const xs = Float32Array.from({ length: N * H }, () => rng.normal());
+    const r = settings({ k: K, groupSize: S, aux: { importance: 1, load: 0, gshard: 0, zloss: 0 } });
+    const res = moeLayer(tf.tensor2d(xs, [N, H]), w, r, { train: true, noiseSeed: seed, members });
+    const logits = tf.matMul(tf.tensor2d(xs, [N, H]), w.router).arraySync() as number[][];
+    const sigma = r.noiseStd / Em;
+    const noise = tf.randomNormal([N, E], 0, 1, 'float32', seed).arraySync() as number[][];
+    let imp = 0, load = 0, parts = 0;
+    for (let start = 0; start < N; start += S) {
+      const rows = Array.from({ length: Math.min(S, N - start) }, (_, i) => start + i);
+      for (let m = 0; m < members; m++) {
+        const own = rows.filter((t) => t % members === m);
+        const L = own.map((t) => logits[t]!.slice(m * Em, (m + 1) * Em));
+        const NL = own.map((t, i) => L[i]!.map((v, e) => v + sigma * noise[t]![m * Em + e]!));
+        const gates = tf.softmax(tf.tensor2d(L)).arraySync() as number[][];
+        imp += importanceLoss(gates);
+        load += loadLoss(L, NL, K, sigma);
+        parts++;
+      }
+    }
+    expect(res.stats.importanceLoss).toBeCloseTo(imp / parts, 5);
+    expect(res.stats.loadLoss).toBeCloseTo(load / parts, 4);
   });
 });
 

@@ -1,0 +1,361 @@
+/**
+ * The fused kernels of src/engine/fused-kernels.ts (registered natively by
+ * the wasm-blas backend) against the composed tfjs ops they replace, run on
+ * plain wasm and on cpu: forward values and gradients (tf.grads) on odd
+ * shapes, Adam steps against the composed optimiser, central finite differences of float64 references on small cases,
+ * the strict argument checks of the kernels and of the addon entry points,
+ * and correctness after the wasm memory grows. Tests that need the addon
+ * skip, saying so, when it is not built.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import { initEngine } from '../../src/engine/index.js';
+import {
+  hasKernel, VMOE_ADAM, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
+} from '../../src/engine/fused-kernels.js';
+import { loadBlasAddon, WASM_BLAS } from '../../src/engine/native-blas.js';
+import { composedGelu, composedLayerNorm, gelu, layerNorm, softmax } from '../../src/vmoe/layers.js';
+import { OptimSchema } from '../../src/train/config.js';
+import { Adam } from '../../src/train/optimizer.js';
+import { Rng } from '../../src/util/rng.js';
+
+const blas = loadBlasAddon();
+const skipReason = blas.addon ? '' : `native addon unavailable: ${blas.reason}`;
+if (!blas.addon) console.warn(`[fused-kernels tests] skipped: ${skipReason}`);
+
+const size = (s: number[]) => s.reduce((p, d) => p * d, 1);
+
+function normals(n: number, seed: number, scale = 1): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n }, () => rng.normal() * scale);
+}
+
+/** Largest |got − want| / (1 + |want|). */
+function worstError(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  expect(got.length).toBe(want.length);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i]!, w = want[i]!;
+    if (Number.isNaN(w)) {
+      expect(Number.isNaN(g)).toBe(true);
+      continue;
+    }
+    worst = Math.max(worst, Math.abs(g - w) / (1 + Math.abs(w)));
+  }
+  return worst;
+}
+
+function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number): void {
+  expect(worstError(got, want)).toBeLessThan(tol);
+}
+
+/** Runs f with `name` as the active backend, then restores wasm-blas. */
+async function onBackend<T>(name: string, f: () => T): Promise<T> {
+  await tf.setBackend(name);
+  try {
+    return f();
+  } finally {
+    await tf.setBackend(WASM_BLAS);
+  }
+}
+
+type Arrays = Float32Array[];
+
+/**
+ * Value of op(inputs) and the gradients of Σ cot ⊙ op(inputs) for every input,
+ * as host arrays (tensors made and freed on the active backend).
+ */
+function valueAndGrads(op: (...xs: tf.Tensor[]) => tf.Tensor, inputs: { data: Float32Array; shape: number[] }[], cot: Float32Array): Arrays {
+  let out: Arrays = [];
+  tf.tidy(() => {
+    const xs = inputs.map((i) => tf.tensor(i.data, i.shape));
+    const y = op(...xs);
+    const c = tf.tensor(cot, y.shape);
+    const grads = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(op(...a), c)))(xs);
+    grads.forEach((g, i) => expect(g.shape).toEqual(inputs[i]!.shape));
+    out = [y.dataSync() as Float32Array, ...grads.map((g) => g.dataSync() as Float32Array)].map((a) => Float32Array.from(a));
+  });
+  return out;
+}
+
+const ALL_KERNELS = [
+  VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_ADAM, VMOE_SUM_OF_SQUARES,
+];
+
+const SHAPES: number[][] = [[3, 5, 37], [1, 1], [17, 256], [2, 3, 64], [40]];
+
+describe('without the fused kernels (plain wasm, cpu)', () => {
+  beforeAll(async () => {
+    await initEngine({ backend: 'wasm', threads: 1, quiet: true });
+  });
+
+  it('are not registered there, and gelu / layerNorm are exactly the composed ops', async () => {
+    for (const backend of ['wasm', 'cpu']) {
+      await tf.setBackend(backend);
+      for (const k of ALL_KERNELS) {
+        expect(hasKernel(k)).toBe(false);
+      }
+      const x = tf.tensor2d(normals(5 * 9, 1), [5, 9]);
+      const scale = tf.tensor1d(normals(9, 2)), bias = tf.tensor1d(normals(9, 3));
+      expect(Array.from(gelu(x).dataSync())).toEqual(Array.from(composedGelu(x).dataSync()));
+      expect(Array.from(layerNorm(x, scale, bias).dataSync())).toEqual(Array.from(composedLayerNorm(x, scale, bias).dataSync()));
+      expect(Array.from(softmax(x).dataSync())).toEqual(Array.from(tf.softmax(x).dataSync()));
+    }
+    await tf.setBackend('wasm');
+  });
+});
+
+describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon loaded'})`, () => {
+  beforeAll(async () => {
+    const info = await initEngine({ backend: 'wasm-blas', threads: 1, quiet: true });
+    expect(info.backend).toBe('wasm-blas');
+    for (const k of ALL_KERNELS) {
+      expect(hasKernel(k)).toBe(true);
+    }
+  });
+
+  describe.each(SHAPES.map((s) => [s.join('×'), s] as const))('shape %s', (_, shape) => {
+    const n = size(shape);
+    const cols = shape[shape.length - 1]!;
+    // Wide enough to reach tanh's saturation and GELU's negative tail.
+    const x = { data: normals(n, 10, 3), shape };
+    const scale = { data: normals(cols, 11), shape: [cols] };
+    const bias = { data: normals(cols, 12), shape: [cols] };
+    const cot = normals(n, 13);
+
+    it.each(['wasm', 'cpu'])('gelu forward and gradient equal the composed ops on %s', async (ref) => {
+      const want = await onBackend(ref, () => valueAndGrads((a) => composedGelu(a), [x], cot));
+      const got = valueAndGrads((a) => gelu(a), [x], cot);
+      expectClose(got[0]!, want[0]!, 2e-6);
+      expectClose(got[1]!, want[1]!, 2e-5);
+    });
+
+    it.each(['wasm', 'cpu'])('layerNorm forward and x/scale/bias gradients equal the composed ops on %s', async (ref) => {
+      const f = (ln: typeof layerNorm) => (a: tf.Tensor, s: tf.Tensor, b: tf.Tensor) => ln(a, s as tf.Tensor1D, b as tf.Tensor1D);
+      const want = await onBackend(ref, () => valueAndGrads(f(composedLayerNorm), [x, scale, bias], cot));
+      const got = valueAndGrads(f(layerNorm), [x, scale, bias], cot);
+      expectClose(got[0]!, want[0]!, 1e-5); // y
+      expectClose(got[1]!, want[1]!, 1e-4); // dx: the composed chain rule rounds more
+      expectClose(got[2]!, want[2]!, 1e-4); // dscale: a sum over all leading axes
+      expectClose(got[3]!, want[3]!, 1e-4); // dbias
+    });
+
+    it.each(['wasm', 'cpu'])('softmax forward and gradient equal tf.softmax on %s', async (ref) => {
+      // Large offsets, a masked −1e9 entry and an −Infinity entry per row (where there is room).
+      const logits = Float32Array.from(x.data, (v, i) => {
+        const j = i % cols;
+        if (cols > 2 && j === 1) return -1e9;
+        if (cols > 2 && j === 2) return -Infinity;
+        return v * 10 + (i % 3) * 500;
+      });
+      const input = { data: logits, shape };
+      const want = await onBackend(ref, () => valueAndGrads((a) => tf.softmax(a), [input], cot));
+      const got = valueAndGrads((a) => softmax(a), [input], cot);
+      expectClose(got[0]!, want[0]!, 1e-6);
+      expectClose(got[1]!, want[1]!, 1e-5);
+    });
+  });
+
+  describe('the Adam step', () => {
+    const shapes: Record<string, number[]> = { 'a/kernel': [17, 33], 'a/bias': [33], 'b/scale': [1, 1], 'b/w': [3, 5, 37] };
+    /** Five optimiser steps with fixed pseudo-random gradients; parameters, moments and gradient norms as host arrays. */
+    function steps(optim: Record<string, unknown>): { norms: number[]; state: Float32Array[] } {
+      const params = new Map(Object.entries(shapes).map(([n, s], i) => [n, tf.variable(tf.tensor(normals(size(s), 50 + i), s))]));
+      const opt = new Adam(OptimSchema.parse(optim), (n) => n.endsWith('kernel') || n.endsWith('/w'));
+      const norms: number[] = [];
+      for (let t = 0; t < 5; t++) {
+        const grads = Object.fromEntries(Object.entries(shapes).map(([n, s], i) => [n, tf.tensor(normals(size(s), 100 * t + i, 0.3), s)]));
+        norms.push(opt.apply(params, grads, 1e-2 * (t + 1)));
+        for (const g of Object.values(grads)) g.dispose();
+      }
+      const state = [...params.keys()].flatMap((n) => [params.get(n)!, opt.m.get(n)!, opt.v.get(n)!].map((t) => Float32Array.from(t.dataSync())));
+      opt.dispose();
+      for (const p of params.values()) p.dispose();
+      return { norms, state };
+    }
+
+    it.each([
+      ['adamw, clipped gradients, decay on kernels only', { optimizer: 'adamw', weightDecay: 0.1, gradClipNorm: 0.5 }],
+      ['adam, no clipping', { optimizer: 'adam', gradClipNorm: null }],
+      ['adamw, clipping that does not bind', { optimizer: 'adamw', gradClipNorm: 1e6, beta1: 0.5, beta2: 0.9, eps: 1e-3 }],
+    ])('%s: parameters, moments and norms equal the composed optimiser on wasm and cpu', async (_, optim) => {
+      const fused = steps(optim);
+      for (const ref of ['wasm', 'cpu']) {
+        const want = await onBackend(ref, () => steps(optim));
+        fused.norms.forEach((g, i) => expect(Math.abs(g - want.norms[i]!)).toBeLessThan(1e-5 * g));
+        fused.state.forEach((a, i) => expectClose(a, want.state[i]!, 1e-6));
+      }
+    });
+
+    it('the squared-norm kernel sums over all its inputs (empty ones included)', () => {
+      const a = tf.tensor(normals(37, 60), [37]), b = tf.tensor(normals(6, 61), [2, 3]), empty = tf.zeros([0, 4]);
+      const want = [...a.dataSync(), ...b.dataSync()].reduce((acc, v) => acc + v * v, 0);
+      const got = (tf.engine().runKernel(VMOE_SUM_OF_SQUARES, { a, b, empty }) as tf.Tensor).dataSync()[0]!;
+      expect(Math.abs(got - want)).toBeLessThan(1e-5 * want);
+    });
+  });
+
+  describe('gradients against central finite differences of float64 references', () => {
+    const rows = 3, cols = 7;
+    const xv = normals(rows * cols, 20, 1.5), sv = normals(cols, 21), bv = normals(cols, 22), wv = normals(rows * cols, 23);
+    const h = 1e-6;
+
+    /** Σ w ⊙ f(p) differentiated numerically with respect to every entry of p. */
+    function numericGrad(p: Float64Array, loss: (p: Float64Array) => number): Float64Array {
+      const g = new Float64Array(p.length);
+      for (let i = 0; i < p.length; i++) {
+        const keep = p[i]!;
+        p[i] = keep + h;
+        const up = loss(p);
+        p[i] = keep - h;
+        const down = loss(p);
+        p[i] = keep;
+        g[i] = (up - down) / (2 * h);
+      }
+      return g;
+    }
+    const dot = (y: Float64Array) => y.reduce((s, v, i) => s + v * wv[i]!, 0);
+
+    const c = Math.sqrt(2 / Math.PI);
+    const geluRef = (x: Float64Array) => x.map((v) => 0.5 * v * (1 + Math.tanh(c * (v + 0.044715 * v ** 3))));
+    const layerNormRef = (x: Float64Array, s: ArrayLike<number>, b: ArrayLike<number>) => {
+      const y = new Float64Array(x.length);
+      for (let r = 0; r < rows; r++) {
+        const row = x.subarray(r * cols, (r + 1) * cols);
+        const m = row.reduce((a, v) => a + v, 0) / cols;
+        const v = row.reduce((a, q) => a + (q - m) ** 2, 0) / cols;
+        for (let j = 0; j < cols; j++) y[r * cols + j] = ((row[j]! - m) / Math.sqrt(v + 1e-6)) * s[j]! + b[j]!;
+      }
+      return y;
+    };
+    const softmaxRef = (x: Float64Array) => {
+      const y = new Float64Array(x.length);
+      for (let r = 0; r < rows; r++) {
+        const row = x.subarray(r * cols, (r + 1) * cols);
+        const m = Math.max(...row);
+        const e = row.map((v) => Math.exp(v - m));
+        const z = e.reduce((a, v) => a + v, 0);
+        for (let j = 0; j < cols; j++) y[r * cols + j] = e[j]! / z;
+      }
+      return y;
+    };
+
+    it('GELU', () => {
+      const [, dx] = valueAndGrads((a) => gelu(a), [{ data: xv, shape: [rows, cols] }], wv);
+      expectClose(dx!, numericGrad(Float64Array.from(xv), (p) => dot(geluRef(p))), 1e-5);
+    });
+
+    it('LayerNorm, all three inputs', () => {
+      const [, dx, ds, db] = valueAndGrads(
+        (a, s, b) => layerNorm(a, s as tf.Tensor1D, b as tf.Tensor1D),
+        [{ data: xv, shape: [rows, cols] }, { data: sv, shape: [cols] }, { data: bv, shape: [cols] }], wv);
+      const x64 = Float64Array.from(xv), s64 = Float64Array.from(sv), b64 = Float64Array.from(bv);
+      expectClose(dx!, numericGrad(x64, (p) => dot(layerNormRef(p, s64, b64))), 1e-4);
+      expectClose(ds!, numericGrad(s64, (p) => dot(layerNormRef(x64, p, b64))), 1e-5);
+      expectClose(db!, numericGrad(b64, (p) => dot(layerNormRef(x64, s64, p))), 1e-5);
+    });
+
+    it('softmax', () => {
+      const [, dx] = valueAndGrads((a) => softmax(a), [{ data: xv, shape: [rows, cols] }], wv);
+      expectClose(dx!, numericGrad(Float64Array.from(xv), (p) => dot(softmaxRef(p))), 1e-5);
+    });
+  });
+
+  it('an empty leading axis gives empty outputs and zero scale/bias gradients', () => {
+    const x = tf.zeros([0, 5]);
+    const scale = tf.ones([5]) as tf.Tensor1D, bias = tf.zeros([5]) as tf.Tensor1D;
+    expect(gelu(x).shape).toEqual([0, 5]);
+    expect(softmax(x).shape).toEqual([0, 5]);
+    const [dx, ds, db] = tf.grads((a: tf.Tensor, s: tf.Tensor, b: tf.Tensor) => tf.sum(layerNorm(a, s as tf.Tensor1D, b as tf.Tensor1D)))([x, scale, bias]);
+    expect(dx!.shape).toEqual([0, 5]);
+    expect(Array.from(ds!.dataSync())).toEqual([0, 0, 0, 0, 0]);
+    expect(Array.from(db!.dataSync())).toEqual([0, 0, 0, 0, 0]);
+  });
+
+  it('kernels reject wrong dtypes, shapes and attributes', () => {
+    const run = (name: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap = {}) => () => tf.engine().runKernel(name, inputs, attrs);
+    const x = tf.tensor2d(normals(6, 30), [2, 3]);
+    expect(run(VMOE_GELU, { x: tf.cast(x, 'int32') })).toThrow(/float32/);
+    expect(run(VMOE_GELU_GRAD, { dy: tf.zeros([3, 2]), x })).toThrow(/differ in shape/);
+    expect(run(VMOE_LAYER_NORM, { x, scale: tf.ones([4]), bias: tf.zeros([3]) }, { epsilon: 1e-6 })).toThrow(/must have shape \[3\]/);
+    expect(run(VMOE_LAYER_NORM, { x, scale: tf.ones([3]), bias: tf.zeros([3]) })).toThrow(/epsilon/);
+    expect(run(VMOE_LAYER_NORM, { x, scale: tf.ones([3]), bias: tf.zeros([3]) }, { epsilon: -1 })).toThrow(/epsilon/);
+    expect(run(VMOE_LAYER_NORM_GRAD, { dy: x, x: tf.zeros([2, 4]), scale: tf.ones([4]) }, { epsilon: 1e-6 })).toThrow(/differ in shape/);
+    expect(run(VMOE_LAYER_NORM, { x: tf.zeros([2, 0]), scale: tf.ones([0]), bias: tf.zeros([0]) }, { epsilon: 1e-6 })).toThrow(/non-empty last axis/);
+    expect(run(VMOE_SOFTMAX, { x: tf.scalar(1) })).toThrow(/non-empty last axis/);
+    expect(run(VMOE_SOFTMAX_GRAD, { dy: x, y: tf.zeros([3, 2]) })).toThrow(/differ in shape/);
+    const adamAttrs = { beta1: 0.9, beta2: 0.999, stepSize: 1e-3, biasCorrection2: 1, epsilon: 1e-8, weightDecayStep: 0, gradScale: 1 };
+    expect(run(VMOE_ADAM, { param: x, m: x, v: x, grad: tf.zeros([3, 2]) }, adamAttrs)).toThrow(/differ in shape/);
+    expect(run(VMOE_ADAM, { param: x, m: x, v: x, grad: x }, { ...adamAttrs, epsilon: NaN })).toThrow(/epsilon/);
+    expect(run(VMOE_ADAM, { param: x, m: x, v: x, grad: x }, { ...adamAttrs, gradScale: undefined as unknown as number })).toThrow(/gradScale/);
+    expect(run(VMOE_SUM_OF_SQUARES, { a: x, b: tf.cast(x, 'int32') })).toThrow(/float32/);
+  });
+
+  it('addon entry points check argument counts, types and ranges', () => {
+    const addon = blas.addon!;
+    const heap = new Float32Array(64);
+    expect(() => addon.gelu(heap, 0, 32, 32)).not.toThrow();
+    expect(() => addon.gelu(heap, 0, 33, 32)).toThrow(RangeError);
+    expect(() => addon.gelu(heap, -1, 0, 4)).toThrow(RangeError);
+    expect(() => addon.gelu(heap, 0, 0, -1)).toThrow(RangeError);
+    expect(() => (addon.gelu as (...a: unknown[]) => void)(heap, 0, 0)).toThrow(TypeError);
+    expect(() => addon.gelu(new Float64Array(8) as unknown as Float32Array, 0, 0, 4)).toThrow(TypeError);
+    expect(() => addon.geluGrad(heap, 0, 16, 60, 8)).toThrow(RangeError);
+    expect(() => addon.layerNorm(heap, 0, 40, 48, 0, 4, 10, 1e-6)).not.toThrow(); // (4, 10) in place, vectors after
+    expect(() => addon.layerNorm(heap, 0, 40, 48, 0, 7, 10, 1e-6)).toThrow(RangeError);
+    expect(() => addon.layerNorm(heap, 0, 40, 48, 0, 4, 0, 1e-6)).toThrow(RangeError);
+    expect(() => addon.layerNorm(heap, 0, 60, 48, 0, 4, 10, 1e-6)).toThrow(RangeError);
+    expect(() => addon.layerNorm(heap, 0, 40, 48, 0, 4, 10, -1)).toThrow(RangeError);
+    expect(() => addon.layerNormGrad(heap, 0, 0, 40, 0, 50, 60, 4, 10, 1e-6)).toThrow(RangeError);
+    expect(() => addon.softmax(heap, 0, 0, 8, 8)).not.toThrow();
+    expect(() => addon.softmax(heap, 0, 0, 9, 8)).toThrow(RangeError);
+    expect(() => addon.softmaxGrad(heap, 0, 0, 1, 8, 8)).toThrow(RangeError);
+    expect(() => addon.reduceMiddle(heap, 0, 0, 2, 4, 8, 1)).not.toThrow();
+    expect(() => addon.reduceMiddle(heap, 0, 60, 2, 4, 8, 1)).toThrow(RangeError);
+    expect(() => addon.reduceMiddle(heap, 0, 0, -1, 4, 8, 1)).toThrow(RangeError);
+    expect(() => addon.sgemm(heap, false, false, 2, 2, 2, 2, 0, -4, 16, 4, 32, 4, -1, 0, false)).toThrow(RangeError);
+    expect(() => addon.sgemm(heap, false, false, 2, 2, 2, 2, 0, 4, 16, 4, 32, 4, 48, 30, false)).toThrow(RangeError);
+    const coefficients = Float64Array.of(0.9, 0.1, 0.999, 0.001, 1e-3, 1, 1e-8, 0, 1);
+    expect(() => addon.adam(heap, 0, 8, 16, 24, 32, 40, 48, 8, coefficients)).not.toThrow();
+    expect(() => addon.adam(heap, 0, 8, 16, 24, 32, 40, 57, 8, coefficients)).toThrow(RangeError);
+    expect(() => addon.adam(heap, 0, 8, 16, 24, 32, 40, 48, 8, coefficients.subarray(1))).toThrow(TypeError);
+    expect(() => addon.adam(heap, 0, 8, 16, 24, 32, 40, 48, 8, Float64Array.of(0.9, 0.1, 0.999, 0.001, 1e-3, 1, NaN, 0, 1))).toThrow(RangeError);
+    expect(addon.sumOfSquares(heap.fill(2), Float64Array.of(0, 60), Float64Array.of(3, 4))).toBe(28);
+    expect(() => addon.sumOfSquares(heap, Float64Array.of(61), Float64Array.of(4))).toThrow(RangeError);
+    expect(() => addon.sumOfSquares(heap, Float64Array.of(0.5), Float64Array.of(4))).toThrow(RangeError);
+    expect(() => addon.sumOfSquares(heap, Float64Array.of(0, 1), Float64Array.of(4))).toThrow(RangeError);
+  });
+
+  it('stays correct when allocating the outputs grows the wasm memory (views are taken after allocation)', () => {
+    const backend = tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } };
+    const heapBytes = () => backend.wasm.HEAPU8.buffer.byteLength;
+    // An input as large as the whole current heap: its output cannot fit without growing it again.
+    const n = heapBytes() / 4;
+    const cols = 64;
+    const xv = normals(n, 40, 3);
+    const x = tf.tensor2d(xv, [n / cols, cols]);
+    const before = heapBytes();
+    const y = gelu(x);
+    expect(heapBytes()).toBeGreaterThan(before);
+    const yv = y.dataSync();
+    const c = Math.sqrt(2 / Math.PI);
+    for (let i = 0; i < n; i += 997) {
+      const v = xv[i]!;
+      expect(Math.abs(yv[i]! - 0.5 * v * (1 + Math.tanh(c * (v + 0.044715 * v ** 3))))).toBeLessThan(1e-5 * (1 + Math.abs(v)));
+    }
+    y.dispose();
+    // LayerNormGrad allocates three outputs before taking its views.
+    const scale = tf.ones([cols]) as tf.Tensor1D;
+    const dyv = normals(heapBytes() / 4 / cols * cols, 41);
+    const dy = tf.tensor2d(dyv, [dyv.length / cols, cols]);
+    const x2 = tf.tensor2d(normals(dyv.length, 42), [dyv.length / cols, cols]);
+    const before2 = heapBytes();
+    const [dx, , dbias] = tf.engine().runKernel(VMOE_LAYER_NORM_GRAD, { dy, x: x2, scale }, { epsilon: 1e-6 }) as tf.Tensor[];
+    expect(heapBytes()).toBeGreaterThan(before2);
+    const want = new Float64Array(cols);
+    for (let i = 0; i < dyv.length; i++) want[i % cols]! += dyv[i]!;
+    expectClose(dbias!.dataSync(), want, 1e-4);
+    expect(dx!.dataSync().every(Number.isFinite)).toBe(true);
+    for (const t of [x, dy, x2, dx!, dbias!]) t.dispose();
+  });
+});
