@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { loadDataset, type Split } from '../data/index.js';
 import { evaluateRobustness, suiteCorruptions, type ModelEntry } from '../eval/robustness.js';
 import { boxPlotSvg } from '../export/figures.js';
+import { writeFigure } from '../export/png.js';
 import { toCsv, toLatex, toMarkdown, toTextTable, type Row } from '../export/tables.js';
 import { CORRUPTIONS, MNIST_C, SUITES, type Suite } from '../robustness/index.js';
 import { loadModel } from '../train/load.js';
@@ -97,7 +98,7 @@ export async function runRobustness(flags: RobustnessFlags): Promise<Record<stri
         name: `s${s} ${m.label}`,
         values: res.rows.filter((r) => r.severity === s && r.model === m.label).map((r) => r.metrics[metric]),
       })));
-      fs.writeFileSync(path.join(flags.out, `${metric}-vs-severity.svg`), boxPlotSvg({
+      writeFigure(flags.out, `${metric}-vs-severity`, boxPlotSvg({
         title: `${ds.name}: ${metric} per severity (boxes over corruptions)`, yLabel: metric, groups,
       }));
     }

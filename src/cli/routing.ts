@@ -8,6 +8,7 @@ import {
   trainingLogFigures, trainingLogSeries, type LayerSummary,
 } from '../eval/routing-analysis.js';
 import { patchOverlaySvg, type OverlayPanel } from '../export/figures.js';
+import { writeFigure } from '../export/png.js';
 import { toCsv, type Row } from '../export/tables.js';
 import { loadModel } from '../train/load.js';
 import { runRecord } from '../train/record.js';
@@ -41,13 +42,12 @@ export function writeTrainingLogPlots(logFile: string, outDir: string): string[]
   const figs = trainingLogFigures(series);
   fs.mkdirSync(outDir, { recursive: true });
   const rows: Row[] = records.flatMap((r) => r.moe.map((m) => ({ step: r.step, block: m.block, drop_fraction: m.drop, max_load: Math.max(...m.load) })));
-  const files: [string, string][] = [
-    ['train-drop-fraction.svg', figs.drop],
-    ['train-max-load.svg', figs.maxLoad],
-    ['train-routing.csv', toCsv(rows)],
+  fs.writeFileSync(path.join(outDir, 'train-routing.csv'), toCsv(rows));
+  return [
+    ...writeFigure(outDir, 'train-drop-fraction', figs.drop),
+    ...writeFigure(outDir, 'train-max-load', figs.maxLoad),
+    path.join(outDir, 'train-routing.csv'),
   ];
-  for (const [f, body] of files) fs.writeFileSync(path.join(outDir, f), body);
-  return files.map(([f]) => path.join(outDir, f));
 }
 
 /** Grey pixels (H·W) of image i, channels averaged. */
@@ -146,9 +146,9 @@ export async function runRoutingCommand(flags: RoutingFlags): Promise<RoutingRep
       out(`affinity-block${l.block}.csv`, toCsv(l.affinity.map((row, c) => ({
         class: ds.classNames[c] ?? String(c), ...Object.fromEntries(row.map((v, e) => [`e${e}`, v])),
       }))));
-      out(`affinity-block${l.block}.svg`, affinityHeatMap(l, ds.classNames));
+      files.push(...writeFigure(flags.out, `affinity-block${l.block}`, affinityHeatMap(l, ds.classNames)));
     }
-    out('patches.svg', overlay.svg);
+    files.push(...writeFigure(flags.out, 'patches', overlay.svg));
     out('patches.json', JSON.stringify(overlay.json, null, 2) + '\n');
     const collapsed = layers.some((l) => l.collapse.length > 0);
     const report: RoutingReport = {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { loadDataset, makeBatch, type Split } from '../data/index.js';
 import { modelSweepEvaluator, parseBatchPriorityMode, parseNumberList, runSweep, sweepFigures, sweepSettings, type SweepRow } from '../eval/sweep.js';
+import { writeFigure } from '../export/png.js';
 import { toCsv, toLatex, toMarkdown, toTextTable } from '../export/tables.js';
 import { loadModel } from '../train/load.js';
 import { runRecord } from '../train/record.js';
@@ -87,11 +88,14 @@ export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
         ['sweep.csv', toCsv(result.rows)],
         ['sweep.tex', toLatex(result.rows, caption)],
         ['sweep.md', toMarkdown(result.rows)],
-        ['accuracy-vs-processed.svg', figs.accuracy],
-        ['nll-vs-processed.svg', figs.nll],
       ];
-      report.files = [...files.map(([f]) => path.join(flags.out!, f)), path.join(flags.out, 'sweep.json')];
       for (const [f, body] of files) fs.writeFileSync(path.join(flags.out, f), body);
+      report.files = [
+        ...files.map(([f]) => path.join(flags.out!, f)),
+        ...writeFigure(flags.out, 'accuracy-vs-processed', figs.accuracy),
+        ...writeFigure(flags.out, 'nll-vs-processed', figs.nll),
+        path.join(flags.out, 'sweep.json'),
+      ];
       fs.writeFileSync(path.join(flags.out, 'sweep.json'), JSON.stringify(report, null, 2) + '\n');
     }
     process.stdout.write(text);

@@ -49,7 +49,19 @@ export function readResult(p: string, groupBy: 'model' | 'path'): ResultRecord {
     throw new Error(`${file}: not valid JSON: ${(e as Error).message}`);
   }
   const model = r.model_label ?? r.config?.name ?? path.basename(path.dirname(file));
-  return { source: file, group: groupBy === 'model' ? String(model) : file, values: flattenEvalResult(r) };
+  const values = flattenEvalResult(r);
+  // A run folder's evaluation sits next to its training summary: the table then shows what the result cost to train.
+  const summary = path.join(path.dirname(path.dirname(file)), 'train_summary.json');
+  if (path.basename(path.dirname(file)) === 'eval_test' && fs.existsSync(summary)) {
+    try {
+      const t = JSON.parse(fs.readFileSync(summary, 'utf8')) as Record<string, unknown>;
+      if (values.train_seconds === undefined && typeof t.seconds === 'number') values.train_seconds = t.seconds;
+      if (typeof t.step === 'number') values.train_steps = t.step;
+    } catch (e) {
+      throw new Error(`${summary}: not valid JSON: ${(e as Error).message}`);
+    }
+  }
+  return { source: file, group: groupBy === 'model' ? String(model) : file, values };
 }
 
 export interface GroupSummary {
@@ -76,7 +88,7 @@ export function summarise(records: ResultRecord[]): GroupSummary[] {
   });
 }
 
-const DIGITS: Record<string, number> = { accuracy: 4, flops_per_image: 0, images_per_s: 0, train_seconds: 0 };
+const DIGITS: Record<string, number> = { accuracy: 4, flops_per_image: 0, images_per_s: 0, train_seconds: 0, train_steps: 0 };
 
 export function formatMeanStd(m: number, s: number, key: string): string {
   const d = DIGITS[key] ?? 4;

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { registerRobustnessCommand } from '../../src/cli/robustness.js';
 import { initEngine } from '../../src/engine/index.js';
+import { checkSvg, count, isPng } from '../eval/svg-check.js';
 import { runCommand, tinyRun, tmpDir } from './tiny-run.js';
 
 let run = '';
@@ -33,6 +34,12 @@ describe('vmoe robustness', () => {
       expect(r.accuracy).toBe(single.accuracy);
       expect(r.nll).toBeCloseTo(single.nll, 5);
       expect(r.disagreement).toBe(0);
+    }
+    // One box per (severity, model): 2 severities × 2 models.
+    for (const m of ['accuracy', 'nll', 'ece']) {
+      const els = checkSvg(fs.readFileSync(path.join(out, `${m}-vs-severity.svg`), 'utf8'));
+      expect(count(els, 'g', (e) => e.attrs.class === 'box')).toBe(2 * 2);
+      expect(isPng(path.join(out, `${m}-vs-severity.png`))).toBe(true);
     }
   });
 

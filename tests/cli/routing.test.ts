@@ -3,7 +3,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { registerRoutingCommand } from '../../src/cli/routing.js';
 import { initEngine } from '../../src/engine/index.js';
-import { checkSvg, count } from '../eval/svg-check.js';
+import { checkSvg, count, isPng } from '../eval/svg-check.js';
 import { runCommand, tinyRun, tmpDir } from './tiny-run.js';
 
 let run = '';
@@ -40,6 +40,7 @@ describe('vmoe routing', () => {
     // overlay: 3 images × 1 MoE layer, 28×28 pixels each, 4 patches of 14×14
     const overlay = checkSvg(fs.readFileSync(path.join(out, 'patches.svg'), 'utf8'));
     expect(count(overlay, 'g', (e) => e.attrs.class === 'panel')).toBe(3);
+    for (const f of ['affinity-block1.png', 'patches.png']) expect(isPng(path.join(out, f))).toBe(true);
     const patches = JSON.parse(fs.readFileSync(path.join(out, 'patches.json'), 'utf8'));
     expect(patches.images).toHaveLength(3);
     const shares: number[] = patches.images.flatMap((im: { layers: { processed_share_per_patch: number[] }[] }) => im.layers[0]!.processed_share_per_patch);
@@ -56,6 +57,7 @@ describe('vmoe routing', () => {
     for (const f of ['train-drop-fraction.svg', 'train-max-load.svg']) {
       const els = checkSvg(fs.readFileSync(path.join(out, f), 'utf8'));
       expect(count(els, 'circle')).toBe(4);
+      expect(isPng(path.join(out, f.replace('.svg', '.png')))).toBe(true);
     }
   });
 

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { registerSweepCommand } from '../../src/cli/sweep.js';
 import { initEngine } from '../../src/engine/index.js';
-import { checkSvg, count } from '../eval/svg-check.js';
+import { checkSvg, count, isPng } from '../eval/svg-check.js';
 import { runCommand, tinyRun, tmpDir } from './tiny-run.js';
 
 let run = '';
@@ -35,6 +35,7 @@ describe('vmoe sweep', () => {
     for (const f of ['accuracy-vs-processed.svg', 'nll-vs-processed.svg']) {
       const els = checkSvg(fs.readFileSync(path.join(out, f), 'utf8'));
       expect(count(els, 'polyline')).toBe(4);
+      expect(isPng(path.join(out, f.replace('.svg', '.png')))).toBe(true);
     }
   });
 

@@ -2,6 +2,8 @@
  * A minimal XML well-formedness check for the SVG writers: balanced tags,
  * quoted attributes, escaped text, one <svg> root. Returns the elements seen.
  */
+import fs from 'node:fs';
+
 export interface SvgElement {
   name: string;
   attrs: Record<string, string>;
@@ -61,3 +63,10 @@ function checkText(text: string, offset: number): void {
 
 export const count = (els: SvgElement[], name: string, pred: (e: SvgElement) => boolean = () => true) =>
   els.filter((e) => e.name === name && pred(e)).length;
+
+/** Whether a file starts with the 8-byte PNG signature (figures are written as name.svg + name.png). */
+export function isPng(file: string): boolean {
+  const sig = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+  const b = fs.readFileSync(file);
+  return b.length > sig.length && sig.every((v, i) => b[i] === v);
+}

@@ -37,4 +37,16 @@ describe('report: mean ± std over runs', () => {
     expect(v.member_accuracy_mean).toBeCloseTo((0.8 + 0.85) / 2, 12);
     expect(v.member_nll_mean).toBeCloseTo((0.5 + 0.7) / 2, 12);
   });
+
+  it('adds training time and steps from the run folder\'s train_summary.json next to eval_test/', () => {
+    const run = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-report-'));
+    fs.mkdirSync(path.join(run, 'eval_test'));
+    fs.writeFileSync(path.join(run, 'eval_test', 'results.json'), JSON.stringify({ config: { name: 'm' }, accuracy: 0.9 }));
+    fs.writeFileSync(path.join(run, 'train_summary.json'), JSON.stringify({ step: 10000, seconds: 1234.5 }));
+    const v = readResult(run, 'model').values;
+    expect(v.train_seconds).toBe(1234.5);
+    expect(v.train_steps).toBe(10000);
+    fs.writeFileSync(path.join(run, 'train_summary.json'), '{broken');
+    expect(() => readResult(run, 'model')).toThrow(/train_summary\.json: not valid JSON/);
+  });
 });
