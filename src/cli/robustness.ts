@@ -95,11 +95,11 @@ export async function runRobustness(flags: RobustnessFlags): Promise<Record<stri
     const severities = [...new Set(res.rows.map((r) => r.severity))].sort((a, b) => a - b);
     for (const metric of ['accuracy', 'nll', 'ece'] as const) {
       const groups = severities.flatMap((s) => models.map((m) => ({
-        name: `s${s} ${m.label}`,
+        name: `s${s} ${m.label}`, series: m.label, cluster: String(s),
         values: res.rows.filter((r) => r.severity === s && r.model === m.label).map((r) => r.metrics[metric]),
       })));
       writeFigure(flags.out, `${metric}-vs-severity`, boxPlotSvg({
-        title: `${ds.name}: ${metric} per severity (boxes over corruptions)`, yLabel: metric, groups,
+        title: `${ds.name}: ${metric} per severity (boxes over corruptions)`, yLabel: metric, xLabel: 'severity', groups,
       }));
     }
   }

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Command } from 'commander';
 import { loadDataset, makeBatch, type ImageDataset, type Split } from '../data/index.js';
 import {
-  DEFAULT_COLLAPSE, affinityHeatMap, analyseRouting, parseTrainingLog, processedPatches, traceRouting,
+  BACKGROUND_PATCH_RULE, DEFAULT_COLLAPSE, affinityHeatMap, analyseRouting, parseTrainingLog, processedPatches, processedShareByContent, traceRouting, type ShareByContent,
   trainingLogFigures, trainingLogSeries, type LayerSummary,
 } from '../eval/routing-analysis.js';
 import { patchOverlaySvg, type OverlayPanel } from '../export/figures.js';
@@ -18,7 +18,7 @@ import { UsageError, addEngineOptions, parsePositiveInt, parsePositiveNumber, st
 
 export interface RoutingFlags {
   checkpoint?: string; log?: string; dataset?: string; split: string; dataDir?: string; limit?: string; batchSize: string;
-  capacityFactor: string; images: string; out: string; backend?: string; threads?: string; quiet?: boolean;
+  capacityFactor: string; images: string; shareImages: string; out: string; backend?: string; threads?: string; quiet?: boolean;
 }
 
 export const COLLAPSE_RULE = `an expert is flagged when it receives more than ${DEFAULT_COLLAPSE.high * 100}% ("dominant") or less than ` +
@@ -67,18 +67,26 @@ function greyPixels(ds: ImageDataset, i: number): Float64Array {
  * capacity with BPR. The images are routed together in one batch of whole
  * routing groups, as in evaluation.
  */
-export function patchOverlay(model: VisionMoE, ds: ImageDataset, opts: { count: number; capacityFactor: number; scale: 'minus1to1' | 'zero1' }) {
+export function patchOverlay(model: VisionMoE, ds: ImageDataset, opts: { count: number; shareImages?: number; capacityFactor: number; scale: 'minus1to1' | 'zero1' }) {
   const groupImages = model.cfg.moe.groupImages;
   const count = Math.min(opts.count, ds.n);
-  const batchN = Math.min(ds.n, Math.ceil(count / groupImages) * groupImages);
+  // the background/object statistic wants more images than a figure can show
+  const statN = Math.min(ds.n, Math.max(count, opts.shareImages ?? count));
+  const batchN = Math.min(ds.n, Math.ceil(statN / groupImages) * groupImages);
   const batch = makeBatch(ds, Int32Array.from({ length: batchN }, (_, i) => i), { scale: opts.scale });
   const x = tf.tensor4d(batch.x, batch.shape);
   const trace = traceRouting(model, x, { capacityFactor: opts.capacityFactor, batchPriority: true });
   x.dispose();
-  const patches = processedPatches(trace, model.cfg.readout === 'token').slice(0, count); // (images, layers, patches)
+  const all = processedPatches(trace, model.cfg.readout === 'token').slice(0, statN); // (images, layers, patches)
+  const patches = all.slice(0, count);
+  const pixelsOf = all.map((_, i) => greyPixels(ds, i));
+  const byContent = trace.layers.map((l, li) => ({
+    block: l.block, images: statN,
+    ...processedShareByContent(all.map((layers, i) => ({ pixels: pixelsOf[i]!, shares: layers[li]! })), ds.width, model.cfg.patchSize),
+  }));
   const panels: OverlayPanel[] = [];
   patches.forEach((layers, i) => {
-    const pixels = greyPixels(ds, i);
+    const pixels = pixelsOf[i]!;
     layers.forEach((h, l) => panels.push({
       label: `#${i} (${ds.classNames[ds.labels[i]!] ?? ds.labels[i]}) block ${trace.layers[l]!.block}`,
       pixels, height: ds.height, width: ds.width, patchSize: model.cfg.patchSize, highlight: h,
@@ -94,6 +102,8 @@ export function patchOverlay(model: VisionMoE, ds: ImageDataset, opts: { count: 
     json: {
       capacity_factor: opts.capacityFactor, batch_priority: true, images_routed_together: batchN,
       capacity: trace.layers.map((l) => ({ block: l.block, capacity: l.capacities[0], group_size: l.groupSizes[0], processed_fraction: l.stats.processedFraction })),
+      processed_share_by_content: byContent,
+      background_rule: BACKGROUND_PATCH_RULE,
       images: patches.map((layers, i) => ({
         index: i, label: ds.labels[i],
         layers: layers.map((h, l) => ({ block: trace.layers[l]!.block, processed_share_per_patch: h })),
@@ -126,7 +136,8 @@ export async function runRoutingCommand(flags: RoutingFlags): Promise<RoutingRep
     });
     const layers = analyseRouting(model, ds, { batchSize, scale: config.data.scale });
     const settings = model.routingFor({});
-    const overlay = patchOverlay(model, ds, { count: nImages, capacityFactor: lowCapacity, scale: config.data.scale });
+    const shareImages = parsePositiveInt(flags.shareImages, '--share-images');
+    const overlay = patchOverlay(model, ds, { count: nImages, shareImages, capacityFactor: lowCapacity, scale: config.data.scale });
     const out = (f: string, body: string) => {
       fs.writeFileSync(path.join(flags.out, f), body);
       files.push(path.join(flags.out, f));
@@ -157,6 +168,10 @@ export async function runRoutingCommand(flags: RoutingFlags): Promise<RoutingRep
       routing: { k: settings.k, capacity_factor: settings.capacity === null ? settings.capacityFactor : null, capacity: layers[0]?.capacity ?? null, batch_priority: settings.batchPriority, group_size: settings.groupSize, members: modelMembers(config.model) },
       collapsed,
       collapse_rule: COLLAPSE_RULE,
+      low_capacity: {
+        capacity_factor: lowCapacity, batch_priority: true, images: Math.min(ds.n, Math.max(nImages, shareImages)),
+        processed_share_by_content: overlay.json.processed_share_by_content, background_rule: BACKGROUND_PATCH_RULE,
+      },
       layers,
       conventions: {
         expert_load: 'share of processed (token, choice) assignments per expert',
@@ -185,6 +200,11 @@ export function summaryText(report: RoutingReport, layers: LayerSummary[]): stri
       (l.collapse.length ? `  COLLAPSE: ${l.collapse.map((c) => `expert ${c.expert} ${c.kind} (${(100 * c.share).toFixed(1)}%)`).join(', ')}` : ''));
   }
   lines.push(report.collapsed ? `collapse flagged (${COLLAPSE_RULE})` : `no collapse (${COLLAPSE_RULE})`);
+  const low = report.low_capacity as { capacity_factor: number; images: number; processed_share_by_content: ({ block: number } & ShareByContent)[] } | undefined;
+  const pct = (v: number | null) => (v === null ? '–' : `${(100 * v).toFixed(1)}%`);
+  for (const c of low?.processed_share_by_content ?? []) {
+    lines.push(`block ${c.block}, BPR at capacity factor ${low!.capacity_factor} (${low!.images} images): processed ${pct(c.background)} of background patches, ${pct(c.object)} of object patches`);
+  }
   lines.push(`files: ${report.files.length} written`);
   return lines.join('\n') + '\n';
 }
@@ -198,6 +218,7 @@ export function registerRoutingCommand(program: Command): void {
       .option('--log <file>', 'a run\'s metrics.jsonl: plot per-layer drop fraction and max expert load over training')
       .option('--capacity-factor <c>', 'low capacity factor for the processed-patch overlay (BPR)', '0.2')
       .option('--images <n>', 'images in the processed-patch overlay', '4')
+      .option('--share-images <n>', 'images for the processed share of background vs object patches at the low capacity', '256')
       .requiredOption('--out <dir>', 'folder for the JSON/CSV statistics and SVG figures')
       .option('--quiet', 'no summary on stdout'),)
   ).action(async (flags: RoutingFlags) => {

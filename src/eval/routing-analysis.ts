@@ -327,6 +327,39 @@ export function processedPatches(trace: RoutingTrace, hasClassToken: boolean): n
     }));
 }
 
+export const BACKGROUND_PATCH_RULE = 'a patch is background when under 10% of its pixels are brighter than 10% of full scale (grey level > 25.5 of 255)';
+
+/** Whether patch p (raster order) of an (H, W) grey image in 0..255 is plain background, by BACKGROUND_PATCH_RULE. */
+export function isBackgroundPatch(pixels: ArrayLike<number>, width: number, patchSize: number, p: number): boolean {
+  const perRow = width / patchSize;
+  const r0 = Math.floor(p / perRow) * patchSize, c0 = (p % perRow) * patchSize;
+  let lit = 0;
+  for (let r = r0; r < r0 + patchSize; r++) for (let c = c0; c < c0 + patchSize; c++) if (pixels[r * width + c]! > 25.5) lit++;
+  return lit < 0.1 * patchSize * patchSize;
+}
+
+export interface ShareByContent {
+  background: number | null;
+  object: number | null;
+  background_patches: number;
+  object_patches: number;
+}
+
+/**
+ * Mean processed share of background and of object patches, over images:
+ * does capacity go to the object or to the background? `shares[i]` is image
+ * i's per-patch processed share (processedPatches for one layer).
+ */
+export function processedShareByContent(images: { pixels: ArrayLike<number>; shares: number[] }[], width: number, patchSize: number): ShareByContent {
+  let bg = 0, nBg = 0, obj = 0, nObj = 0;
+  for (const im of images) {
+    im.shares.forEach((v, p) => {
+      if (isBackgroundPatch(im.pixels, width, patchSize, p)) { bg += v; nBg++; } else { obj += v; nObj++; }
+    });
+  }
+  return { background: nBg ? bg / nBg : null, object: nObj ? obj / nObj : null, background_patches: nBg, object_patches: nObj };
+}
+
 export interface TrainingLogRecord {
   step: number;
   moe: { block: number; drop: number; load: number[] }[];

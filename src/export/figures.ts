@@ -216,7 +216,13 @@ export function boxStats(values: number[]): BoxStats {
 export interface BoxPlotSpec {
   title: string;
   yLabel: string;
-  groups: { name: string; values: number[] }[];
+  /**
+   * One box per group. `series` (e.g. the model) picks the colour and the legend entry;
+   * `cluster` (e.g. the severity) sets the boxes side by side under one x label. Without
+   * them each box has its own colour and its name as label.
+   */
+  groups: { name: string; values: number[]; series?: string; cluster?: string }[];
+  xLabel?: string;
   width?: number;
   height?: number;
   yDomain?: [number, number];
@@ -225,33 +231,62 @@ export interface BoxPlotSpec {
 /** Box (quartiles, median) with whiskers to min and max; one box per group. */
 export function boxPlotSvg(spec: BoxPlotSpec): string {
   const n = spec.groups.length;
+  const seriesNames = [...new Set(spec.groups.flatMap((g) => (g.series === undefined ? [] : [g.series])))];
+  const clusterNames = [...new Set(spec.groups.map((g) => g.cluster ?? g.name))];
+  const clustered = clusterNames.length < n;
+  // x position of each box in slot units: clusters are separated by a gap of one slot
+  const xs: number[] = [];
+  let x = 0, prev: string | undefined;
+  for (const g of spec.groups) {
+    const c = g.cluster ?? g.name;
+    if (clustered && prev !== undefined && c !== prev) x += 1;
+    xs.push(x++);
+    prev = c;
+  }
+  const slots = Math.max(1, x);
+  const legendW = seriesNames.length ? Math.max(110, 34 + 7.5 * Math.max(...seriesNames.map((s) => s.length))) : 0;
   // wide enough for the title (~8 px per character at 15 px) as well as the boxes
-  const width = spec.width ?? Math.max(320, 80 + 70 * n, 8 * spec.title.length + 40), height = spec.height ?? 360;
-  const m = { left: 64, right: 16, top: 36, bottom: 52 };
+  const width = spec.width ?? Math.max(320, 80 + legendW + 44 * slots, 8 * spec.title.length + 40), height = spec.height ?? 360;
+  const m = { left: 64, right: 16 + legendW, top: 36, bottom: spec.xLabel ? 60 : 44 };
   const pw = width - m.left - m.right, ph = height - m.top - m.bottom;
   const stats = spec.groups.map((g) => boxStats(g.values));
-  const [lo, hi] = domainOf(stats.flatMap((s) => [s.min, s.max]), spec.yDomain);
+  const [lo, hi] = domainOf(stats.flatMap((s) => (s.n > 0 ? [s.min, s.max] : [])), spec.yDomain);
   // 5% headroom so whiskers do not sit on the frame
   const [y0, y1] = spec.yDomain ? [lo, hi] : [lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)];
   const sy = (y: number) => m.top + ph - ((y - y0) / (y1 - y0)) * ph;
-  const slot = pw / Math.max(1, n), bw = Math.min(40, slot * 0.6);
+  const slot = pw / slots, bw = Math.min(40, slot * 0.7);
+  const cx = (i: number) => m.left + slot * (xs[i]! + 0.5);
+  const colourOf = (i: number) => {
+    const sName = spec.groups[i]!.series;
+    return PALETTE[(sName === undefined ? i : seriesNames.indexOf(sName)) % PALETTE.length]!;
+  };
   const parts: string[] = [svgOpen(width, height)];
-  parts.push(`<text x="${width / 2}" y="22" text-anchor="middle" font-size="15" ${FONT}>${escapeXml(spec.title)}</text>`);
+  parts.push(`<text x="${(m.left + width - m.right) / 2}" y="22" text-anchor="middle" font-size="15" ${FONT}>${escapeXml(spec.title)}</text>`);
   parts.push(`<rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
   parts.push(`<g font-size="11" ${FONT}>`);
   for (const t of niceTicks(y0, y1)) parts.push(`<text x="${m.left - 6}" y="${f2(sy(t) + 4)}" text-anchor="end">${tickText(t)}</text>`);
   parts.push('</g>');
-  stats.forEach((s, i) => {
-    const cx = m.left + slot * (i + 0.5);
-    const colour = PALETTE[i % PALETTE.length]!;
+  stats.forEach((st, i) => {
     parts.push(`<g class="box" data-name="${escapeXml(spec.groups[i]!.name)}">`);
-    if (s.n > 0) {
-      parts.push(`<line x1="${f2(cx)}" y1="${f2(sy(s.min))}" x2="${f2(cx)}" y2="${f2(sy(s.max))}" stroke="#333"/>`);
-      parts.push(`<rect x="${f2(cx - bw / 2)}" y="${f2(sy(s.q3))}" width="${f2(bw)}" height="${f2(Math.max(0.5, sy(s.q1) - sy(s.q3)))}" fill="${colour}" fill-opacity="0.5" stroke="#333"/>`);
-      parts.push(`<line x1="${f2(cx - bw / 2)}" y1="${f2(sy(s.median))}" x2="${f2(cx + bw / 2)}" y2="${f2(sy(s.median))}" stroke="#000" stroke-width="2"/>`);
+    if (st.n > 0) {
+      const c = cx(i);
+      parts.push(`<line x1="${f2(c)}" y1="${f2(sy(st.min))}" x2="${f2(c)}" y2="${f2(sy(st.max))}" stroke="#333"/>`);
+      parts.push(`<rect x="${f2(c - bw / 2)}" y="${f2(sy(st.q3))}" width="${f2(bw)}" height="${f2(Math.max(0.5, sy(st.q1) - sy(st.q3)))}" fill="${colourOf(i)}" fill-opacity="0.5" stroke="#333"/>`);
+      parts.push(`<line x1="${f2(c - bw / 2)}" y1="${f2(sy(st.median))}" x2="${f2(c + bw / 2)}" y2="${f2(sy(st.median))}" stroke="#000" stroke-width="2"/>`);
     }
     parts.push('</g>');
-    parts.push(`<text x="${f2(cx)}" y="${m.top + ph + 16}" text-anchor="middle" font-size="11" ${FONT}>${escapeXml(spec.groups[i]!.name)}</text>`);
+  });
+  // one x label per cluster, centred under its boxes
+  for (const c of clusterNames) {
+    const idx = spec.groups.map((g, i) => ((g.cluster ?? g.name) === c ? i : -1)).filter((i) => i >= 0);
+    const mid = (cx(idx[0]!) + cx(idx[idx.length - 1]!)) / 2;
+    parts.push(`<text x="${f2(mid)}" y="${m.top + ph + 16}" text-anchor="middle" font-size="11" ${FONT}>${escapeXml(c)}</text>`);
+  }
+  if (spec.xLabel) parts.push(`<text x="${m.left + pw / 2}" y="${height - 14}" text-anchor="middle" font-size="13" ${FONT}>${escapeXml(spec.xLabel)}</text>`);
+  seriesNames.forEach((name, k) => {
+    const ly = m.top + 12 + 20 * k, lx = width - legendW;
+    parts.push(`<rect class="legend" x="${lx}" y="${ly - 6}" width="14" height="12" fill="${PALETTE[k % PALETTE.length]}" fill-opacity="0.5" stroke="#333"/>`);
+    parts.push(`<text x="${lx + 20}" y="${ly + 4}" font-size="12" ${FONT}>${escapeXml(name)}</text>`);
   });
   const yc = m.top + ph / 2;
   parts.push(`<text x="16" y="${yc}" text-anchor="middle" font-size="13" ${FONT} transform="rotate(-90 16 ${yc})">${escapeXml(spec.yLabel)}</text>`);

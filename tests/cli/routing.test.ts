@@ -17,7 +17,7 @@ describe('vmoe routing', () => {
     const out = tmpDir('routing');
     const text = await runCommand(registerRoutingCommand, [
       'routing', '--checkpoint', run, '--dataset', 'mnist', '--limit', '40', '--batch-size', '20', '--out', out,
-      '--capacity-factor', '0.25', '--images', '3', '--backend', 'wasm', '--threads', '1',
+      '--capacity-factor', '0.25', '--images', '3', '--share-images', '3', '--backend', 'wasm', '--threads', '1',
     ]);
     expect(text).toMatch(/^block 1: drop /m);
     expect(text).toMatch(/collapse.*more than 50%.*less than 1%/);
@@ -46,6 +46,28 @@ describe('vmoe routing', () => {
     const shares: number[] = patches.images.flatMap((im: { layers: { processed_share_per_patch: number[] }[] }) => im.layers[0]!.processed_share_per_patch);
     expect(shares).toHaveLength(12);
     expect(count(overlay, 'rect', (e) => e.attrs.class === 'processed')).toBe(shares.filter((s) => s > 0).length);
+    // the background/object split covers every patch of the overlay images, and its weighted mean is the overall share
+    const c = report.low_capacity.processed_share_by_content[0];
+    expect(c.images).toBe(3);
+    expect(c.background_patches + c.object_patches).toBe(12);
+    const mean = shares.reduce((a, b) => a + b, 0) / shares.length;
+    const weighted = ((c.background ?? 0) * c.background_patches + (c.object ?? 0) * c.object_patches) / 12;
+    expect(weighted).toBeCloseTo(mean, 12);
+    expect(patches.processed_share_by_content).toEqual(report.low_capacity.processed_share_by_content);
+    expect(text).toMatch(/^block 1, BPR at capacity factor 0\.25 \(3 images\): processed /m);
+  });
+
+  it('computes the background/object share over --share-images images while drawing only --images', async () => {
+    const out = tmpDir('routing-share');
+    await runCommand(registerRoutingCommand, [
+      'routing', '--checkpoint', run, '--dataset', 'mnist', '--limit', '40', '--batch-size', '20', '--out', out,
+      '--images', '2', '--share-images', '8', '--backend', 'wasm', '--threads', '1', '--quiet',
+    ]);
+    const patches = JSON.parse(fs.readFileSync(path.join(out, 'patches.json'), 'utf8'));
+    expect(patches.images).toHaveLength(2);
+    const c = patches.processed_share_by_content[0];
+    expect([c.images, c.background_patches + c.object_patches]).toEqual([8, 8 * 4]);
+    expect(count(checkSvg(fs.readFileSync(path.join(out, 'patches.svg'), 'utf8')), 'g', (e) => e.attrs.class === 'panel')).toBe(2);
   });
 
   it('plots a training log: drop fraction and max load per layer over steps', async () => {

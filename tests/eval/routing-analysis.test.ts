@@ -5,7 +5,7 @@ import { makeBatch } from '../../src/data/index.js';
 import { computeOutputs } from '../../src/eval/outputs.js';
 import {
   DEFAULT_COLLAPSE, addLayerTrace, analyseRouting, collapseFlags, emptyLayerCounts, importanceLossOfGroup, loadLossOfGroup,
-  meanRouterEntropy, normalCdf, parseTrainingLog, processedPatches, rowNormalise, runningMean, summariseLayer, traceRouting,
+  isBackgroundPatch, meanRouterEntropy, normalCdf, parseTrainingLog, processedPatches, processedShareByContent, rowNormalise, runningMean, summariseLayer, traceRouting,
   trainingLogFigures, trainingLogSeries, type LayerTrace, type RoutingTrace,
 } from '../../src/eval/routing-analysis.js';
 import { gelu } from '../../src/vmoe/layers.js';
@@ -258,6 +258,27 @@ describe('layer summaries', () => {
     expect(s!.processedFraction).toBeCloseTo(out.router[0]!.processedFraction, 12);
     expect(s!.expertLoad.every((v, e) => Math.abs(v - out.router[0]!.expertLoad[e]!) < 1e-9)).toBe(true);
     model.dispose();
+  });
+});
+
+describe('processed share by patch content', () => {
+  // 4×4 image, 2×2 patches: patch 0 fully lit, patch 1 one pixel at 255 (1 of 4 = 25% ≥ 10%: object),
+  // patch 2 dim (25 ≤ 25.5: background), patch 3 black
+  const pixels = [
+    200, 200, 255, 0,
+    200, 200, 0, 0,
+    25, 25, 0, 0,
+    25, 25, 0, 0,
+  ];
+  it('classifies patches by the lit-pixel rule', () => {
+    expect([0, 1, 2, 3].map((p) => isBackgroundPatch(pixels, 4, 2, p))).toEqual([false, false, true, true]);
+  });
+  it('averages the processed share over background and object patches of all images', () => {
+    const r = processedShareByContent([{ pixels, shares: [1, 0.5, 0, 0.5] }, { pixels, shares: [0, 0.5, 1, 1] }], 4, 2);
+    expect(r.object).toBeCloseTo((1 + 0.5 + 0 + 0.5) / 4, 12);
+    expect(r.background).toBeCloseTo((0 + 0.5 + 1 + 1) / 4, 12);
+    expect([r.object_patches, r.background_patches]).toEqual([4, 4]);
+    expect(processedShareByContent([{ pixels: new Array(16).fill(0), shares: [1, 1, 1, 1] }], 4, 2).object).toBeNull();
   });
 });
 

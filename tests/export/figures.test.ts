@@ -113,6 +113,22 @@ describe('box plot', () => {
     expect(count(els, 'g', (e) => e.attrs.class === 'box')).toBe(3);
     expect(count(els, 'rect', (e) => e.attrs['fill-opacity'] === '0.5')).toBe(2);
   });
+  it('colours by series, sets clusters side by side under one label each, with a legend', () => {
+    const groups = ['lo', 'hi'].flatMap((sev) => ['vit', 'moe'].map((m) => ({ name: `s${sev} ${m}`, series: m, cluster: sev, values: [1, 2, 3] })));
+    const svg = boxPlotSvg({ title: 't', yLabel: 'y', xLabel: 'severity', groups });
+    const els = checkSvg(svg);
+    const boxes = els.filter((e) => e.name === 'rect' && e.attrs['fill-opacity'] === '0.5' && e.attrs.class !== 'legend');
+    expect(boxes).toHaveLength(4);
+    // same model, same colour; the two models differ
+    expect(boxes[0]!.attrs.fill).toBe(boxes[2]!.attrs.fill);
+    expect(boxes[0]!.attrs.fill).not.toBe(boxes[1]!.attrs.fill);
+    expect(count(els, 'rect', (e) => e.attrs.class === 'legend')).toBe(2);
+    // within a cluster boxes are one slot apart; across clusters two (a one-slot gap)
+    const x = boxes.map((b) => Number(b.attrs.x));
+    expect(x[2]! - x[1]!).toBeCloseTo(2 * (x[1]! - x[0]!), 6);
+    expect(x[3]! - x[2]!).toBeCloseTo(x[1]! - x[0]!, 6);
+    expect(svg.match(/>(lo|hi)<\/text>/g)).toHaveLength(2);
+  });
 });
 
 describe('patch overlay', () => {
