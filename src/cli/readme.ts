@@ -25,9 +25,9 @@ export function registerReadmeCommand(program: Command): void {
       const md = fs.readFileSync(path.join(flags.from, 'results.md'), 'utf8');
       const res = JSON.parse(fs.readFileSync(path.join(flags.from, 'results.json'), 'utf8')) as Record<string, any>;
       const prov = [
-        `Measured ${String(res.time ?? '').slice(0, 10)} on ${res.host?.cpus ?? '?'} CPU cores, backend ${res.engine?.backend ?? '?'} (${res.engine?.threads ?? '?'} threads), seed ${res.seed}, vmoe-ts ${res.versions?.['vmoe-ts'] ?? '?'}; checkpoint sha256 ${String(res.checkpoint?.sha256 ?? '').slice(0, 12)}.`,
+        `Measured ${String(res.time ?? '').slice(0, 10)} on ${res.host?.cpus ?? '?'} CPU cores, backend ${res.engine?.backend ?? '?'} (${res.engine?.threads ?? '?'} thread${res.engine?.threads === 1 ? '' : 's'}), seed ${res.seed}, vmoe-ts ${res.versions?.['vmoe-ts'] ?? '?'}; checkpoint sha256 ${String(res.checkpoint?.sha256 ?? '').slice(0, 12)}.`,
         res.total_seconds ? `Wall time of the whole job: ${(res.total_seconds / 60).toFixed(1)} min.` : '',
-        flags.command ? `Regenerate: \`${flags.command}\`` : '',
+        flags.command ? `Regenerate: \`${flags.command}\`.` : '',
         'ECE: 15 equal-width bins, top-label; NLL in nats; Brier summed over classes; FLOPs: matMul only, 2 per multiply-add.',
       ].filter(Boolean).join(' ');
       updateReadmeSection(flags.readme, flags.section, `${md.trimEnd()}\n\n${prov}`);
