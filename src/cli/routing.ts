@@ -18,7 +18,7 @@ import { UsageError, addEngineOptions, parsePositiveInt, parsePositiveNumber, st
 
 export interface RoutingFlags {
   checkpoint?: string; log?: string; dataset?: string; split: string; dataDir?: string; limit?: string; batchSize: string;
-  capacityFactor: string; images: string; shareImages: string; out: string; backend?: string; threads?: string; quiet?: boolean;
+  capacityFactor: string; images: string; shareImages: string; out?: string; backend?: string; threads?: string; quiet?: boolean;
 }
 
 export const COLLAPSE_RULE = `an expert is flagged when it receives more than ${DEFAULT_COLLAPSE.high * 100}% ("dominant") or less than ` +
@@ -46,6 +46,7 @@ export function writeTrainingLogPlots(logFile: string, outDir: string): string[]
   return [
     ...writeFigure(outDir, 'train-drop-fraction', figs.drop),
     ...writeFigure(outDir, 'train-max-load', figs.maxLoad),
+    ...figs.expertLoad.flatMap((f) => writeFigure(outDir, `train-expert-load-block${f.block}`, f.svg)),
     path.join(outDir, 'train-routing.csv'),
   ];
 }
@@ -112,9 +113,23 @@ export function patchOverlay(model: VisionMoE, ds: ImageDataset, opts: { count: 
   };
 }
 
-export async function runRoutingCommand(flags: RoutingFlags): Promise<RoutingReport> {
-  if (!flags.checkpoint && !flags.log) throw new UsageError('give --checkpoint (routing statistics) and/or --log runs/<x>/metrics.jsonl (training plots)');
+/**
+ * Without --out, results go next to what was analysed: <run>/routing for a run folder, a
+ * checkpoints/ folder or a checkpoint file inside one, or the folder holding --log's metrics.jsonl.
+ */
+export function defaultRoutingOut(flags: { checkpoint?: string; log?: string }): string {
+  if (flags.checkpoint) {
+    const p = path.resolve(flags.checkpoint);
+    const dir = fs.existsSync(p) && fs.statSync(p).isDirectory() ? p : path.dirname(p);
+    return path.join(path.basename(dir) === 'checkpoints' ? path.dirname(dir) : dir, 'routing');
+  }
+  return path.join(path.dirname(path.resolve(flags.log!)), 'routing');
+}
+
+export async function runRoutingCommand(given: RoutingFlags): Promise<RoutingReport> {
+  if (!given.checkpoint && !given.log) throw new UsageError('give --checkpoint (routing statistics) and/or --log runs/<x>/metrics.jsonl (training plots)');
   const files: string[] = [];
+  const flags = { ...given, out: given.out ?? defaultRoutingOut(given) };
   fs.mkdirSync(flags.out, { recursive: true });
   if (flags.log) {
     files.push(...writeTrainingLogPlots(flags.log, flags.out));
@@ -219,7 +234,7 @@ export function registerRoutingCommand(program: Command): void {
       .option('--capacity-factor <c>', 'low capacity factor for the processed-patch overlay (BPR)', '0.2')
       .option('--images <n>', 'images in the processed-patch overlay', '4')
       .option('--share-images <n>', 'images for the processed share of background vs object patches at the low capacity', '256')
-      .requiredOption('--out <dir>', 'folder for the JSON/CSV statistics and SVG figures')
+      .option('--out <dir>', 'folder for the JSON/CSV statistics and figures (default: routing/ in the run folder)')
       .option('--quiet', 'no summary on stdout'),)
   ).action(async (flags: RoutingFlags) => {
     await runRoutingCommand(flags);

@@ -28,7 +28,58 @@ export interface ShiftRow {
 export interface RobustnessResult {
   clean: Map<string, ClassificationMetrics>;
   rows: ShiftRow[];
-  summary: { model: string; clean_accuracy: number; cA: number; cNLL: number; cECE: number; accuracy_drop: number; relative_accuracy_drop: number }[];
+  summary: RobustnessSummary[];
+}
+
+/**
+ * One model's shift summary. cA / cNLL / cECE average the benchmark sets only (ImageNet-C keeps its
+ * 4 held-out corruptions out of the average); the held-out sets get their own means when they were run.
+ */
+export interface RobustnessSummary {
+  model: string;
+  clean_accuracy: number;
+  cA: number;
+  cNLL: number;
+  cECE: number;
+  accuracy_drop: number;
+  relative_accuracy_drop: number;
+  nll_increase: number;
+  ece_increase: number;
+  benchmark_sets: number;
+  cA_held_out?: number;
+  cNLL_held_out?: number;
+  cECE_held_out?: number;
+  held_out_sets?: number;
+}
+
+/** Whether a corruption of the suite is one of the held-out ones (only the C suite has them). */
+export function isHeldOut(suite: Suite, name: string): boolean {
+  return suite === 'c' && CORRUPTIONS[name]?.heldOut === true;
+}
+
+/** Summary of one model's rows against its clean metrics (pure: rows in, numbers out). */
+export function summariseShift(model: string, clean: ClassificationMetrics, rows: ShiftRow[], suite: Suite): RobustnessSummary {
+  const mean = (rs: ShiftRow[], f: (x: ClassificationMetrics) => number) => rs.reduce((a, r) => a + f(r.metrics), 0) / rs.length;
+  const mine = rows.filter((r) => r.model === model);
+  const bench = mine.filter((r) => !isHeldOut(suite, r.corruption));
+  const held = mine.filter((r) => isHeldOut(suite, r.corruption));
+  // With only held-out sets selected, the "benchmark" means fall back to those sets rather than NaN.
+  const main = bench.length ? bench : held;
+  const cA = main.length ? mean(main, (x) => x.accuracy) : NaN;
+  const cNLL = main.length ? mean(main, (x) => x.nll) : NaN;
+  const cECE = main.length ? mean(main, (x) => x.ece) : NaN;
+  const out: RobustnessSummary = {
+    model, clean_accuracy: clean.accuracy, cA, cNLL, cECE,
+    accuracy_drop: clean.accuracy - cA, relative_accuracy_drop: (clean.accuracy - cA) / clean.accuracy,
+    nll_increase: cNLL - clean.nll, ece_increase: cECE - clean.ece, benchmark_sets: main.length,
+  };
+  if (bench.length && held.length) {
+    out.cA_held_out = mean(held, (x) => x.accuracy);
+    out.cNLL_held_out = mean(held, (x) => x.nll);
+    out.cECE_held_out = mean(held, (x) => x.ece);
+    out.held_out_sets = held.length;
+  }
+  return out;
 }
 
 /** Logits of every member of every model for one batch of images: (M, b, K) per model, flattened. */
@@ -110,15 +161,6 @@ export function evaluateRobustness(
       }
     }
   }
-  const summary = models.map((m) => {
-    const mine = rows.filter((r) => r.model === m.label);
-    const mean = (f: (x: ClassificationMetrics) => number) => mine.reduce((a, r) => a + f(r.metrics), 0) / Math.max(1, mine.length);
-    const c = clean.get(m.label)!;
-    const cA = mean((x) => x.accuracy);
-    return {
-      model: m.label, clean_accuracy: c.accuracy, cA, cNLL: mean((x) => x.nll), cECE: mean((x) => x.ece),
-      accuracy_drop: c.accuracy - cA, relative_accuracy_drop: (c.accuracy - cA) / c.accuracy,
-    };
-  });
+  const summary = models.map((m) => summariseShift(m.label, clean.get(m.label)!, rows, opts.suite));
   return { clean, rows, summary };
 }

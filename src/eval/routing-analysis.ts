@@ -391,13 +391,14 @@ export function parseTrainingLog(text: string, source: string): TrainingLogRecor
 }
 
 /** Per MoE block: (step, drop fraction) and (step, max expert load) series. */
-export function trainingLogSeries(records: TrainingLogRecord[]): { block: number; drop: [number, number][]; maxLoad: [number, number][] }[] {
-  const byBlock = new Map<number, { drop: [number, number][]; maxLoad: [number, number][] }>();
+export function trainingLogSeries(records: TrainingLogRecord[]): { block: number; drop: [number, number][]; maxLoad: [number, number][]; expertLoad: [number, number][][] }[] {
+  const byBlock = new Map<number, { drop: [number, number][]; maxLoad: [number, number][]; expertLoad: [number, number][][] }>();
   for (const r of records) {
     for (const m of r.moe) {
-      const s = byBlock.get(m.block) ?? { drop: [], maxLoad: [] };
+      const s = byBlock.get(m.block) ?? { drop: [], maxLoad: [], expertLoad: [] };
       s.drop.push([r.step, m.drop]);
       s.maxLoad.push([r.step, m.load.length ? Math.max(...m.load) : NaN]);
+      m.load.forEach((v, e) => (s.expertLoad[e] ??= []).push([r.step, v]));
       byBlock.set(m.block, s);
     }
   }
@@ -430,7 +431,7 @@ export function runningMean(points: [number, number][], window: number): [number
  * block. Per-step values are noisy, so long logs are smoothed by a trailing
  * running mean over about 1% of the steps (stated in the title).
  */
-export function trainingLogFigures(series: ReturnType<typeof trainingLogSeries>): { drop: string; maxLoad: string; window: number } {
+export function trainingLogFigures(series: ReturnType<typeof trainingLogSeries>): { drop: string; maxLoad: string; expertLoad: { block: number; svg: string }[]; window: number } {
   const n = Math.max(0, ...series.map((s) => s.drop.length));
   const window = Math.max(1, Math.round(n / 100));
   const note = window > 1 ? ` (running mean over ${window} steps)` : '';
@@ -444,5 +445,13 @@ export function trainingLogFigures(series: ReturnType<typeof trainingLogSeries>)
       title: `Largest expert load during training${note}`, xLabel: 'step', yLabel: 'max share of processed assignments',
       series: series.map((s) => ({ name: `block ${s.block}`, points: runningMean(s.maxLoad, window) })),
     }),
+    // Every expert's share per block: shows which expert takes over or starves, not only that one did.
+    expertLoad: series.map((s) => ({
+      block: s.block,
+      svg: lineChartSvg({
+        title: `Block ${s.block}: load of each expert during training${note}`, xLabel: 'step', yLabel: 'share of processed assignments',
+        series: s.expertLoad.map((pts, e) => ({ name: `expert ${e}`, points: runningMean(pts, window) })),
+      }),
+    })),
   };
 }

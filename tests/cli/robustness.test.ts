@@ -35,6 +35,11 @@ describe('vmoe robustness', () => {
       expect(r.nll).toBeCloseTo(single.nll, 5);
       expect(r.disagreement).toBe(0);
     }
+    // The corruption list with its constants: 2 corruptions × 2 severities, none held out.
+    const corr = fs.readFileSync(path.join(out, 'corruptions.csv'), 'utf8').trim().split('\n');
+    expect(corr[0]).toBe('corruption,held_out,severity,constant');
+    expect(corr.slice(1).map((l) => l.split(',').slice(0, 3).join(','))).toEqual(['gaussian_noise,false,1', 'gaussian_noise,false,5', 'contrast,false,1', 'contrast,false,5']);
+    expect(fs.readFileSync(path.join(out, 'summary.tex'), 'utf8')).toMatch(/over 2 corruptions \(gaussian\\_noise, contrast\)/);
     // One box per (severity, model): 2 severities × 2 models.
     for (const m of ['accuracy', 'nll', 'ece']) {
       const els = checkSvg(fs.readFileSync(path.join(out, `${m}-vs-severity.svg`), 'utf8'));

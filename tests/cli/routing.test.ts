@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { registerRoutingCommand } from '../../src/cli/routing.js';
+import { defaultRoutingOut, registerRoutingCommand } from '../../src/cli/routing.js';
 import { initEngine } from '../../src/engine/index.js';
 import { checkSvg, count, isPng } from '../eval/svg-check.js';
 import { runCommand, tinyRun, tmpDir } from './tiny-run.js';
@@ -81,6 +81,20 @@ describe('vmoe routing', () => {
       expect(count(els, 'circle')).toBe(4);
       expect(isPng(path.join(out, f.replace('.svg', '.png')))).toBe(true);
     }
+    // every expert of the one MoE block (4 experts), 4 logged steps each
+    const experts = checkSvg(fs.readFileSync(path.join(out, 'train-expert-load-block1.svg'), 'utf8'));
+    expect([count(experts, 'polyline'), count(experts, 'circle')]).toEqual([4, 16]);
+  });
+
+  it('without --out writes into routing/ of the run the checkpoint or log belongs to', () => {
+    const r = tmpDir('routing-default');
+    fs.mkdirSync(path.join(r, 'checkpoints'));
+    fs.writeFileSync(path.join(r, 'checkpoints', 'checkpoint-4.vmoe'), '');
+    const want = path.join(r, 'routing');
+    expect(defaultRoutingOut({ checkpoint: r })).toBe(want);
+    expect(defaultRoutingOut({ checkpoint: path.join(r, 'checkpoints') })).toBe(want);
+    expect(defaultRoutingOut({ checkpoint: path.join(r, 'checkpoints', 'checkpoint-4.vmoe') })).toBe(want);
+    expect(defaultRoutingOut({ log: path.join(r, 'metrics.jsonl') })).toBe(want);
   });
 
   it.each([

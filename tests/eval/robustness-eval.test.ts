@@ -1,7 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../src/engine/index.js';
 import { loadDataset } from '../../src/data/index.js';
-import { evaluateRobustness, shiftedOutputs, type ModelEntry } from '../../src/eval/robustness.js';
+import { evaluateRobustness, isHeldOut, shiftedOutputs, summariseShift, type ModelEntry, type ShiftRow } from '../../src/eval/robustness.js';
+import type { ClassificationMetrics } from '../../src/eval/classification.js';
 import { corruptBatch } from '../../src/robustness/index.js';
 import { ModelSchema } from '../../src/vmoe/config.js';
 import { VisionMoE } from '../../src/vmoe/model.js';
@@ -47,5 +48,38 @@ describe('shift evaluation', () => {
     const s = r.summary[0]!;
     expect(s.cA).toBeCloseTo(r.rows.reduce((a, x) => a + x.metrics.accuracy, 0) / r.rows.length, 12);
     expect(s.accuracy_drop).toBeCloseTo(clean.accuracy - s.cA, 12);
+  });
+});
+
+describe('shift summary', () => {
+  const m = (accuracy: number, nll: number, ece: number) => ({ accuracy, nll, ece }) as ClassificationMetrics;
+  const row = (corruption: string, severity: number, acc: number, nll: number, ece: number): ShiftRow => ({ model: 'a', corruption, severity, metrics: m(acc, nll, ece) });
+  it('marks the four ImageNet-C held-out corruptions, and none in MNIST-C', () => {
+    expect(['speckle_noise', 'gaussian_blur', 'spatter', 'saturate'].every((n) => isHeldOut('c', n))).toBe(true);
+    expect(isHeldOut('c', 'gaussian_noise')).toBe(false);
+    expect(isHeldOut('mnist-c', 'spatter')).toBe(false);
+  });
+  it.each([
+    // benchmark sets: (0.8, 0.6) → cA 0.7; held out: 0.2 alone
+    { name: 'benchmark and held out', rows: [row('gaussian_noise', 1, 0.8, 0.5, 0.1), row('contrast', 5, 0.6, 0.9, 0.3), row('spatter', 2, 0.2, 2, 0.4)],
+      cA: (0.8 + 0.6) / 2, cNLL: (0.5 + 0.9) / 2, cECE: (0.1 + 0.3) / 2, sets: 2, held: { cA: 0.2, cNLL: 2, cECE: 0.4, sets: 1 } },
+    { name: 'benchmark only', rows: [row('fog', 3, 0.5, 1, 0.2)], cA: 0.5, cNLL: 1, cECE: 0.2, sets: 1, held: null },
+    { name: 'held out only (means fall back to them)', rows: [row('saturate', 1, 0.4, 1.5, 0.25)], cA: 0.4, cNLL: 1.5, cECE: 0.25, sets: 1, held: null },
+  ])('$name', ({ rows, cA, cNLL, cECE, sets, held }) => {
+    const clean = m(0.9, 0.3, 0.05);
+    const s = summariseShift('a', clean, [...rows, { ...rows[0]!, model: 'other', metrics: m(0, 9, 1) }], 'c');
+    expect(s.cA).toBeCloseTo(cA, 12);
+    expect(s.cNLL).toBeCloseTo(cNLL, 12);
+    expect(s.cECE).toBeCloseTo(cECE, 12);
+    expect(s.benchmark_sets).toBe(sets);
+    expect(s.accuracy_drop).toBeCloseTo(0.9 - cA, 12);
+    expect(s.relative_accuracy_drop).toBeCloseTo((0.9 - cA) / 0.9, 12);
+    expect(s.nll_increase).toBeCloseTo(cNLL - 0.3, 12);
+    expect(s.ece_increase).toBeCloseTo(cECE - 0.05, 12);
+    if (held) {
+      expect([s.cA_held_out, s.cNLL_held_out, s.cECE_held_out, s.held_out_sets]).toEqual([held.cA, held.cNLL, held.cECE, held.sets]);
+    } else {
+      expect(s.cA_held_out).toBeUndefined();
+    }
   });
 });

@@ -307,12 +307,15 @@ describe('training log', () => {
   it('keeps training lines, skips evaluation lines, and gives per-block series', () => {
     const series = trainingLogSeries(parseTrainingLog(log, 'm.jsonl'));
     expect(series).toEqual([
-      { block: 1, drop: [[1, 0.2], [2, 0.05]], maxLoad: [[1, 0.7], [2, 0.6]] },
-      { block: 3, drop: [[1, 0.1], [2, 0]], maxLoad: [[1, 0.5], [2, 0.55]] },
+      { block: 1, drop: [[1, 0.2], [2, 0.05]], maxLoad: [[1, 0.7], [2, 0.6]], expertLoad: [[[1, 0.7], [2, 0.4]], [[1, 0.3], [2, 0.6]]] },
+      { block: 3, drop: [[1, 0.1], [2, 0]], maxLoad: [[1, 0.5], [2, 0.55]], expertLoad: [[[1, 0.5], [2, 0.45]], [[1, 0.5], [2, 0.55]]] },
     ]);
     const figs = trainingLogFigures(series);
     expect(count(checkSvg(figs.drop), 'polyline')).toBe(2);
     expect(count(checkSvg(figs.maxLoad), 'polyline')).toBe(2);
+    // one figure per block, one line per expert
+    expect(figs.expertLoad.map((f) => f.block)).toEqual([1, 3]);
+    for (const f of figs.expertLoad) expect(count(checkSvg(f.svg), 'polyline')).toBe(2);
   });
   it.each([
     { w: 1, want: [1, 3, 2] },
