@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { stringify } from 'csv-stringify/sync';
 import { DataError } from '../data/idx.js';
+import { uncertaintyDetails, type CalibrationDetails, type SelectiveDetails } from '../eval/classification.js';
 import {
   ACCURACY_CONVENTION,
   BRIER_CONVENTION,
@@ -16,11 +17,8 @@ import {
   ORACLE_FRACTIONS,
   SELECTIVE_CONVENTION,
   accuracy,
-  aurc,
   brier,
   calibrationAuc,
-  confidenceAndCorrect,
-  ece,
   ensembleDiversity,
   gibbsNll,
   logitsFromProbs,
@@ -68,6 +66,10 @@ export interface MetricsReport {
   calibration_auc: number;
   aurc: number;
   oracle_accuracy: Record<string, number>;
+  /** ECE variants with the chosen bins (equal-mass, classwise, RMSCE, MCE, signed) and reliability-diagram bins */
+  calibration: CalibrationDetails;
+  /** accuracy at coverage, coverage at risk, downsampled risk–coverage curve */
+  selective_prediction: SelectiveDetails;
   gibbs_nll?: number;
   member_nlls?: number[];
   disagreement?: number;
@@ -94,8 +96,8 @@ export function computeMetricsReport(
   const labels = input.labels;
   const m = input.scores.m ?? 1;
   const pbar = meanProbs(logits);
-  const calibration = ece(pbar, labels, { bins: opts.bins, binning: opts.binning });
-  const { confidence, correct } = confidenceAndCorrect(pbar, labels);
+  const u = uncertaintyDetails(pbar, labels, { bins: opts.bins, binning: opts.binning });
+  const { ece: calibration, confidence, correct } = u;
   const oracle: Record<string, number> = {};
   for (const f of ORACLE_FRACTIONS) oracle[`${f * 100}%`] = oracleCollaborativeAccuracy(confidence, correct, f);
 
@@ -110,8 +112,10 @@ export function computeMetricsReport(
     brier: brier(pbar, labels),
     ece: calibration.value,
     calibration_auc: safeCalibrationAuc(confidence, correct),
-    aurc: aurc(confidence, correct),
+    aurc: u.aurc,
     oracle_accuracy: oracle,
+    calibration: u.calibration,
+    selective_prediction: u.selective_prediction,
     conventions: {
       accuracy: ACCURACY_CONVENTION,
       nll: NLL_CONVENTION,
@@ -122,6 +126,7 @@ export function computeMetricsReport(
       oracle_accuracy: 'round(f·N) least confident examples answered by an always-right oracle',
       temperature_scaled: false,
       members: m > 1 ? 'metrics of the ensemble mean p̄ = mean_m softmax(z_m)' : 'single model',
+      ...u.conventions,
     },
   };
   if (m > 1) {
@@ -204,7 +209,17 @@ const LATEX_NAMES: Record<string, string> = {
   pairwise_kl: 'Pairwise KL',
   mutual_information: 'Mutual information',
   ambiguity: 'Ambiguity',
+  'calibration.ece_equal_mass': 'ECE (equal-mass)',
+  'calibration.classwise_ece': 'Classwise ECE',
+  'calibration.rmsce': 'RMSCE',
+  'calibration.mce': 'MCE',
+  'calibration.signed_ece': 'Signed ECE',
 };
+
+/** Curve data (reliability bins, risk–coverage points) stays in JSON and CSV; tables show scalars only. */
+function isCurveData(key: string): boolean {
+  return key.startsWith('calibration.reliability.') || key.startsWith('selective_prediction.risk_coverage.');
+}
 
 function latexEscape(s: string): string {
   return s.replace(/\\/g, '\\textbackslash{}').replace(/([&%$#_{}])/g, '\\$1').replace(/~/g, '\\textasciitilde{}').replace(/\^/g, '\\textasciicircum{}');
@@ -219,7 +234,7 @@ export function formatMetricsReport(report: MetricsReport, format: MetricsFormat
   const flat: [string, string | number | boolean][] = [];
   flatten(report, '', flat);
   if (format === 'csv') return stringify([['metric', 'value'], ...flat.map(([k, v]) => [k, typeof v === 'number' ? String(v) : v])]);
-  const metricRows = flat.filter(([key, v]) => typeof v === 'number' && !key.startsWith('conventions.') && !['n', 'k', 'members'].includes(key) && !key.startsWith('ood.n_'));
+  const metricRows = flat.filter(([key, v]) => typeof v === 'number' && !key.startsWith('conventions.') && !['n', 'k', 'members'].includes(key) && !key.startsWith('ood.n_') && !isCurveData(key));
   if (format === 'table') {
     const rows: [string, string][] = [
       ['input', `${report.source} (${report.n} examples, ${report.k} classes, ${report.members} member${report.members > 1 ? 's' : ''}, ${report.input})`],
@@ -238,7 +253,7 @@ export function formatMetricsReport(report: MetricsReport, format: MetricsFormat
     'Metric & Value \\\\',
     '\\midrule',
     ...metricRows.map(([key, v]) => {
-      const name = LATEX_NAMES[key] ?? latexEscape(key.replace(/^ood\./, 'OOD ').replace(/^oracle_accuracy\./, 'Oracle acc. @ ').replace(/^member_nlls\./, 'NLL member '));
+      const name = LATEX_NAMES[key] ?? latexEscape(key.replace(/^ood\./, 'OOD ').replace(/^oracle_accuracy\./, 'Oracle acc. @ ').replace(/^selective_prediction\.accuracy_at_coverage\./, 'Acc. @ coverage ').replace(/^selective_prediction\.coverage_at_risk\./, 'Coverage @ risk ').replace(/^member_nlls\./, 'NLL member '));
       return `${name} & ${fmt(v as number)} \\\\`;
     }),
     '\\bottomrule',

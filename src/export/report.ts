@@ -14,8 +14,12 @@ export interface ResultRecord {
 /** Flattens the numbers of an eval results.json that a paper table wants (OOD: AUROC per set and score). */
 export function flattenEvalResult(r: Record<string, any>): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const k of ['accuracy', 'nll', 'brier', 'ece', 'gibbs_nll', 'flops_per_image', 'images_per_s', 'train_seconds']) {
+  for (const k of ['accuracy', 'nll', 'brier', 'ece', 'aurc', 'gibbs_nll', 'flops_per_image', 'images_per_s', 'train_seconds']) {
     if (typeof r[k] === 'number') out[k] = r[k];
+  }
+  // The ECE variants sit nested (next to the reliability bins) in results.json; a table wants them as columns.
+  for (const k of ['ece_equal_mass', 'classwise_ece', 'rmsce', 'mce', 'signed_ece']) {
+    if (typeof r.calibration?.[k] === 'number') out[k] = r.calibration[k];
   }
   // Ensembles (deep, E³, MC dropout): the members' own quality, averaged over members.
   for (const k of ['member_accuracy', 'member_nll']) {

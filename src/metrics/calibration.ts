@@ -98,7 +98,9 @@ function conventionOf(r: ResolvedOptions): EceConvention {
         : 'sorted by confidence (ties by index); bin b holds ranks [floor(bN/B), floor((b+1)N/B))',
     emptyBins: 'skipped',
     weighting:
-      r.norm === 'max' ? 'max over non-empty bins' : r.norm === 'l2' ? 'sqrt(Σ_b (n_b/N)·gap_b²)' : 'Σ_b (n_b/N)·|gap_b|',
+      r.norm === 'max' ? 'max over non-empty bins'
+        : r.norm === 'l2' ? 'sqrt(Σ_b (n_b/N)·gap_b²)'
+        : r.signed ? 'Σ_b (n_b/N)·gap_b (no absolute value)' : 'Σ_b (n_b/N)·|gap_b|',
   };
   if (r.signed) c.sign = 'confidence − accuracy';
   if (r.classwise) c.classReduction = 'mean over classes';

@@ -1,8 +1,10 @@
 /**
  * Ensemble diversity from member logits (M, N, K): disagreement, average pairwise KL,
- * mutual information and ambiguity (the Jensen gap Gibbs NLL − ensemble NLL).
+ * mutual information and ambiguity (the Jensen gap Gibbs NLL − ensemble NLL), one-shot and
+ * streaming (`DiversityAccumulator`).
  */
-import { accuracy, ensembleNll, gibbsNll } from './likelihood.js';
+import { BatchAccumulator, addAll } from './batch.js';
+import { NllAccumulator, countHits, ensembleNll, gibbsNll } from './likelihood.js';
 import { argmaxRows, ensembleLogProbs, entropyFromLogProbs, logSoftmax, meanProbs } from './softmax.js';
 import { type Labels, type Logits, checkScores, members } from './types.js';
 
@@ -24,6 +26,12 @@ function needPairs(logits: Logits, what: string): number {
 /** Fraction of member pairs (averaged over examples) whose argmax differs. */
 export function disagreement(logits: Logits): number {
   const m = needPairs(logits, 'disagreement');
+  return disagreeingPairs(logits) / ((logits.n * m * (m - 1)) / 2);
+}
+
+/** Number of (unordered member pair, example) whose argmax differs. */
+function disagreeingPairs(logits: Logits): number {
+  const m = members(logits);
   const pred = argmaxRows(logits); // (M·N,)
   const n = logits.n;
   let differ = 0;
@@ -32,26 +40,33 @@ export function disagreement(logits: Logits): number {
       for (let i = 0; i < n; i++) if (pred[j * n + i] !== pred[l * n + i]) differ++;
     }
   }
-  return differ / ((n * m * (m - 1)) / 2);
+  return differ;
 }
 
 /** Disagreement divided by the ensemble's error rate (Infinity if the ensemble makes no error). */
 export function normalizedDisagreement(logits: Logits, labels: Labels): number {
-  const d = disagreement(logits);
-  const error = 1 - accuracy(meanProbs(logits), labels);
+  return divideByError(disagreement(logits), 1 - countHits(meanProbs(logits), labels) / logits.n);
+}
+
+function divideByError(d: number, error: number): number {
   return error === 0 ? (d === 0 ? 0 : Infinity) : d / error;
 }
 
 /** Mean over ordered member pairs and examples of KL(p_j ‖ p_l), in nats. */
 export function averagePairwiseKl(logits: Logits): number {
   const m = needPairs(logits, 'pairwise KL');
+  return addPairwiseKl(0, logits) / (m * (m - 1) * logits.n);
+}
+
+/** `total` plus Σ_i Σ_{j≠l} KL(p_j,i ‖ p_l,i), example by example (so batches add up exactly). */
+function addPairwiseKl(total: number, logits: Logits): number {
+  const m = members(logits);
   const logp = logSoftmax(logits); // (M, N, K)
   const { n, k } = logits;
-  let total = 0;
-  for (let j = 0; j < m; j++) {
-    for (let l = 0; l < m; l++) {
-      if (l === j) continue;
-      for (let i = 0; i < n; i++) {
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < m; j++) {
+      for (let l = 0; l < m; l++) {
+        if (l === j) continue;
         const oj = (j * n + i) * k;
         const ol = (l * n + i) * k;
         for (let c = 0; c < k; c++) {
@@ -62,7 +77,7 @@ export function averagePairwiseKl(logits: Logits): number {
       }
     }
   }
-  return total / (m * (m - 1) * n);
+  return total;
 }
 
 /** Predictive entropy H(p̄_i) per example, nats. */        // (N,)
@@ -96,10 +111,7 @@ export function mutualInformationPerExample(logits: Logits): Float64Array {
 
 /** Mean mutual information over examples, nats. */
 export function mutualInformation(logits: Logits): number {
-  const mi = mutualInformationPerExample(logits);
-  let s = 0;
-  for (let i = 0; i < mi.length; i++) s += mi[i]!;
-  return s / mi.length;
+  return addAll(0, mutualInformationPerExample(logits)) / logits.n;
 }
 
 /** Ambiguity = Gibbs NLL − ensemble NLL (the Jensen gap; ≥ 0). */
@@ -132,4 +144,53 @@ export function ensembleDiversity(logits: Logits, labels: Labels): EnsembleDiver
     ensembleNll: e,
     convention: DIVERSITY_CONVENTION,
   };
+}
+
+/**
+ * Streaming ensemble diversity: `update` with member-logit batches (M ≥ 2, N, K) and labels, then
+ * `result`, which equals `ensembleDiversity` on all examples at once. Each sum is added example by
+ * example in the one-shot order; counts (disagreeing pairs, hits) are exact integers.
+ */
+export class DiversityAccumulator extends BatchAccumulator {
+  private differ = 0;
+  private hits = 0;
+  private klTotal = 0;
+  private miTotal = 0;
+  private m = 0;
+  private readonly nll = new NllAccumulator();
+
+  constructor() {
+    super('DiversityAccumulator', 'logits');
+  }
+
+  update(logits: Logits, labels: Labels): this {
+    const m = needPairs(logits, 'ensemble diversity');
+    this.shape.check(logits);
+    // NLL first: it validates the labels before anything is added.
+    this.nll.update(logits, labels);
+    this.m = m;
+    this.differ += disagreeingPairs(logits);
+    this.hits += countHits(meanProbs(logits), labels);
+    this.klTotal = addPairwiseKl(this.klTotal, logits);
+    this.miTotal = addAll(this.miTotal, mutualInformationPerExample(logits));
+    this.n += logits.n;
+    return this;
+  }
+
+  result(): EnsembleDiversity {
+    const n = this.seen();
+    const m = this.m;
+    const d = this.differ / ((n * m * (m - 1)) / 2);
+    const { nll: e, gibbsNll: g } = this.nll.result();
+    return {
+      disagreement: d,
+      normalizedDisagreement: divideByError(d, 1 - this.hits / n),
+      pairwiseKl: this.klTotal / (m * (m - 1) * n),
+      mutualInformation: this.miTotal / n,
+      ambiguity: g - e,
+      gibbsNll: g,
+      ensembleNll: e,
+      convention: DIVERSITY_CONVENTION,
+    };
+  }
 }

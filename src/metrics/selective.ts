@@ -48,8 +48,11 @@ export interface RiskCoverageCurve {
 }
 
 export function riskCoverageCurve(confidence: ArrayLike<number>, correct: ArrayLike<number | boolean>): RiskCoverageCurve {
-  const cum = cumulativeErrors(confidence, correct);
-  const n = confidence.length;
+  return curveOf(cumulativeErrors(confidence, correct));
+}
+
+function curveOf(cum: Float64Array): RiskCoverageCurve {
+  const n = cum.length - 1;
   const coverage = new Float64Array(n);
   const risk = new Float64Array(n);
   for (let i = 1; i <= n; i++) {
@@ -61,7 +64,10 @@ export function riskCoverageCurve(confidence: ArrayLike<number>, correct: ArrayL
 
 /** Area under the risk–coverage curve: mean over i of risk(i/N). Lower is better. */
 export function aurc(confidence: ArrayLike<number>, correct: ArrayLike<number | boolean>): number {
-  const { risk } = riskCoverageCurve(confidence, correct);
+  return aurcOf(riskCoverageCurve(confidence, correct).risk);
+}
+
+function aurcOf(risk: Float64Array): number {
   let s = 0;
   for (let i = 0; i < risk.length; i++) s += risk[i]!;
   return s / risk.length;
@@ -78,18 +84,84 @@ export function accuracyAtCoverage(
   correct: ArrayLike<number | boolean>,
   coverage: number,
 ): number {
-  const cum = cumulativeErrors(confidence, correct);
-  const i = Math.max(1, countAt(coverage, confidence.length, 'coverage'));
+  return accuracyAt(cumulativeErrors(confidence, correct), coverage);
+}
+
+function accuracyAt(cum: Float64Array, coverage: number): number {
+  const i = Math.max(1, countAt(coverage, cum.length - 1, 'coverage'));
   return 1 - cum[i]! / i;
 }
 
 /** Largest coverage i/N whose risk is ≤ `risk` (0 when even the most confident example exceeds it). */
 export function coverageAtRisk(confidence: ArrayLike<number>, correct: ArrayLike<number | boolean>, risk: number): number {
+  return coverageAt(cumulativeErrors(confidence, correct), risk);
+}
+
+function coverageAt(cum: Float64Array, risk: number): number {
   if (!(risk >= 0 && risk <= 1)) throw new Error(`risk must be in [0, 1], got ${risk}`);
-  const cum = cumulativeErrors(confidence, correct);
-  const n = confidence.length;
+  const n = cum.length - 1;
   for (let i = n; i >= 1; i--) if (cum[i]! / i <= risk + 1e-12) return i / n;
   return 0;
+}
+
+/** Defaults of `selectiveSummary`: curve points kept, coverages and risks reported. */
+export const RISK_COVERAGE_MAX_POINTS = 200;
+export const SELECTIVE_COVERAGES = [0.5, 0.8, 0.9, 0.95, 0.99] as const;
+export const SELECTIVE_RISKS = [0.01, 0.02, 0.05, 0.1] as const;
+
+/**
+ * At most `maxPoints` points of a risk–coverage curve, at ranks i_j = round(j·N/P), j = 1..P,
+ * P = min(N, maxPoints): evenly spaced in coverage, always ending at coverage 1, and the full
+ * curve when N ≤ maxPoints. The points are exact points of the curve (no interpolation).
+ */
+export function downsampleRiskCoverage(curve: RiskCoverageCurve, maxPoints = RISK_COVERAGE_MAX_POINTS): RiskCoverageCurve {
+  if (!Number.isInteger(maxPoints) || maxPoints < 1) throw new Error(`maxPoints must be a positive integer, got ${maxPoints}`);
+  const n = curve.coverage.length;
+  const p = Math.min(n, maxPoints);
+  const coverage = new Float64Array(p);
+  const risk = new Float64Array(p);
+  for (let j = 1; j <= p; j++) {
+    // N/P ≥ 1, so the ranks are distinct.
+    const i = Math.round((j * n) / p);
+    coverage[j - 1] = curve.coverage[i - 1]!;
+    risk[j - 1] = curve.risk[i - 1]!;
+  }
+  return { coverage, risk, convention: curve.convention };
+}
+
+export interface SelectiveSummary {
+  aurc: number;
+  /** accuracy on the round(c·N) most confident examples, per requested coverage c */
+  accuracyAtCoverage: { coverage: number; accuracy: number }[];
+  /** largest coverage whose risk ≤ r, per requested risk r */
+  coverageAtRisk: { risk: number; coverage: number }[];
+  /** the risk–coverage curve, downsampled to at most `maxPoints` points (full curve for AURC) */
+  curve: RiskCoverageCurve;
+  convention: typeof SELECTIVE_CONVENTION & { curvePoints: string };
+}
+
+/**
+ * Every selective-prediction number from one sort: AURC (on the full curve), accuracy at each
+ * coverage, coverage at each risk, and the downsampled risk–coverage curve.
+ */
+export function selectiveSummary(
+  confidence: ArrayLike<number>,
+  correct: ArrayLike<number | boolean>,
+  opts: { coverages?: readonly number[]; risks?: readonly number[]; maxPoints?: number } = {},
+): SelectiveSummary {
+  const cum = cumulativeErrors(confidence, correct);
+  const full = curveOf(cum);
+  const maxPoints = opts.maxPoints ?? RISK_COVERAGE_MAX_POINTS;
+  return {
+    aurc: aurcOf(full.risk),
+    accuracyAtCoverage: (opts.coverages ?? SELECTIVE_COVERAGES).map((c) => ({ coverage: c, accuracy: accuracyAt(cum, c) })),
+    coverageAtRisk: (opts.risks ?? SELECTIVE_RISKS).map((r) => ({ risk: r, coverage: coverageAt(cum, r) })),
+    curve: downsampleRiskCoverage(full, maxPoints),
+    convention: {
+      ...SELECTIVE_CONVENTION,
+      curvePoints: `at most ${maxPoints}: ranks i = round(j·N/P), j = 1..P, P = min(N, ${maxPoints}); exact curve points, last at coverage 1`,
+    },
+  };
 }
 
 /**

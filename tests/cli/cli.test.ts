@@ -76,6 +76,13 @@ describe('vmoe CLI on MNIST', () => {
     expect(again.ece).toBeCloseTo(full.ece, 5);
     expect(again.aurc).toBeCloseTo(full.aurc, 5);
     expect(again.calibration_auc).toBeCloseTo(full.calibration_auc, 5);
+    // ECE variants and selective prediction: results.json and `vmoe metrics` on the exported predictions agree
+    for (const k of ['ece_equal_mass', 'classwise_ece', 'rmsce', 'mce', 'signed_ece']) expect(again.calibration[k]).toBeCloseTo(full.calibration[k], 9);
+    for (const c of ['50%', '90%', '99%']) expect(again.selective_prediction.accuracy_at_coverage[c]).toBeCloseTo(full.selective_prediction.accuracy_at_coverage[c], 9);
+    expect(again.selective_prediction.coverage_at_risk).toEqual(full.selective_prediction.coverage_at_risk);
+    expect(full.calibration.reliability.map((b: { count: number }) => b.count).reduce((a: number, b: number) => a + b, 0)).toBe(64);
+    expect(full.selective_prediction.risk_coverage.coverage).toHaveLength(64);
+    expect(full.conventions.calibration.mce).toMatchObject({ bins: 15, binning: 'equal-width', norm: 'max' });
 
     const fsOut = vmoe('fewshot', '--checkpoint', run, '--datasets', 'mnist', '--train-pool', '200', '--test-limit', '100',
       '--shots', '1,5', '--seeds', '2', '--format', 'json', '--cache-dir', path.join(dir, 'cache'));

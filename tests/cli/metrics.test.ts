@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { formatMetricsReport, registerMetricsCommand, runMetrics } from '../../src/cli/metrics.js';
+import { formatMetricsReport, registerMetricsCommand, runMetrics, type MetricsReport } from '../../src/cli/metrics.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'vmoe-metrics-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -88,6 +88,63 @@ describe('runMetrics', () => {
   it('a malformed input names line and column', async () => {
     const bad = file('bad.csv', 'label,logit0,logit1\n0,1,2\n1,x,2\n');
     await expect(runMetrics({ input: bad })).rejects.toThrow(/bad\.csv line 3, column 2 \(logit0\)/);
+  });
+});
+
+describe('runMetrics: ECE variants, reliability bins and selective prediction', () => {
+  // K = 2, confidences 0.95 ✓, 0.85 ✓, 0.75 ✗, 0.65 ✗ (none near an edge of 3 bins)
+  const details = file('details.csv', 'label,p0,p1\n0,0.95,0.05\n1,0.15,0.85\n1,0.75,0.25\n0,0.35,0.65\n');
+  // equal-width thirds: {0.65 ✗} weight 1/4, gap 0.65; {0.75 ✗, 0.85 ✓, 0.95 ✓} weight 3/4, conf 0.85, acc 2/3
+  const gap2 = 0.85 - 2 / 3;
+
+  it.each([
+    { key: 'ece', get: (r: MetricsReport) => r.ece, expected: 0.25 * 0.65 + 0.75 * gap2 },
+    { key: 'calibration.rmsce', get: (r: MetricsReport) => r.calibration.rmsce, expected: Math.sqrt(0.25 * 0.65 ** 2 + 0.75 * gap2 ** 2) },
+    { key: 'calibration.mce', get: (r: MetricsReport) => r.calibration.mce, expected: 0.65 },
+    { key: 'calibration.signed_ece', get: (r: MetricsReport) => r.calibration.signed_ece, expected: 0.25 * 0.65 + 0.75 * gap2 },
+    // equal mass, ascending ranks [0,1) [1,2) [2,4): {0.65 ✗} {0.75 ✗} {0.85 ✓, 0.95 ✓}
+    { key: 'calibration.ece_equal_mass', get: (r: MetricsReport) => r.calibration.ece_equal_mass, expected: 0.25 * 0.65 + 0.25 * 0.75 + 0.5 * 0.1 },
+    // class 0 values 0.95 ✓ 0.15 ✗ 0.75 ✗ 0.35 ✓: {0.15} {0.35} {0.75, 0.95}; class 1 mirrors it
+    { key: 'calibration.classwise_ece', get: (r: MetricsReport) => r.calibration.classwise_ece, expected: 0.25 * 0.15 + 0.25 * 0.65 + 0.5 * 0.35 },
+    // 2 most confident both right
+    { key: 'accuracy at coverage 50%', get: (r: MetricsReport) => r.selective_prediction.accuracy_at_coverage['50%']!, expected: 1 },
+    // round(0.8·4) = 3 most confident: 2 right
+    { key: 'accuracy at coverage 80%', get: (r: MetricsReport) => r.selective_prediction.accuracy_at_coverage['80%']!, expected: 2 / 3 },
+    { key: 'coverage at risk 5%', get: (r: MetricsReport) => r.selective_prediction.coverage_at_risk['5%']!, expected: 0.5 },
+  ])('$key by hand (3 bins)', async ({ get, expected }) => {
+    expect(get(await runMetrics({ input: details, bins: 3 }))).toBeCloseTo(expected, 12);
+  });
+
+  it('reliability bins and the risk–coverage curve', async () => {
+    const r = await runMetrics({ input: details, bins: 3 });
+    expect(r.calibration.reliability.map((b) => b.count)).toEqual([0, 1, 3]);
+    expect(r.calibration.reliability[2]).toMatchObject({ lo: 2 / 3, hi: 1, accuracy: 2 / 3, confidence: expect.closeTo(0.85, 12) });
+    expect(r.selective_prediction.risk_coverage).toEqual({ coverage: [0.25, 0.5, 0.75, 1], risk: [0, 0, 1 / 3, 0.5] });
+    expect(r.conventions.calibration).toMatchObject({ mce: { bins: 3, binning: 'equal-width', norm: 'max' }, rmsce: { norm: 'l2' } });
+  });
+
+  it('--binning equal-mass moves the variants and the reliability bins with it', async () => {
+    const r = await runMetrics({ input: details, bins: 3, binning: 'equal-mass' });
+    expect(r.ece).toBeCloseTo(r.calibration.ece_equal_mass, 15);
+    // bins {0.65 ✗} {0.75 ✗} {0.85 ✓, 0.95 ✓}: max gap 0.75
+    expect(r.calibration.mce).toBeCloseTo(0.75, 12);
+    expect(r.calibration.reliability.map((b) => b.count)).toEqual([1, 1, 2]);
+    expect(r.conventions.calibration).toMatchObject({ mce: { binning: 'equal-mass' }, reliability: { binning: 'equal-mass' } });
+  });
+
+  it('json keeps the curve data (empty bins as null); table and latex show the scalars only', async () => {
+    const r = await runMetrics({ input: details, bins: 3 });
+    const json = JSON.parse(formatMetricsReport(r, 'json'));
+    expect(json.calibration.reliability[0]).toMatchObject({ count: 0, accuracy: null, confidence: null });
+    expect(json.selective_prediction.risk_coverage.risk).toHaveLength(4);
+    const tex = formatMetricsReport(r, 'latex');
+    expect(tex).toMatch(/^MCE & 0\.6500 \\\\$/m);
+    expect(tex).toMatch(/^Acc\. @ coverage 50\\% & 1\.0000 \\\\$/m);
+    expect(tex).not.toMatch(/reliability|risk\\_coverage/);
+    const table = formatMetricsReport(r, 'table');
+    expect(table).toMatch(/^calibration\.mce\s+0\.6500$/m);
+    expect(table).not.toMatch(/reliability|risk_coverage/);
+    expect(formatMetricsReport(r, 'csv')).toMatch(/^selective_prediction\.risk_coverage\.risk\.3,0\.5$/m);
   });
 });
 

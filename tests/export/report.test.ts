@@ -38,6 +38,15 @@ describe('report: mean ± std over runs', () => {
     expect(v.member_nll_mean).toBeCloseTo((0.5 + 0.7) / 2, 12);
   });
 
+  it('exposes the nested ECE variants and AURC as columns, not the curve data', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-report-'));
+    const f = path.join(dir, 'r.json');
+    const calibration = { ece_equal_mass: 0.1, classwise_ece: 0.2, rmsce: 0.3, mce: 0.4, signed_ece: -0.05, reliability: [{ lo: 0, hi: 1, count: 3, accuracy: 1, confidence: 0.9 }] };
+    fs.writeFileSync(f, JSON.stringify({ config: { name: 'm' }, accuracy: 0.9, aurc: 0.07, calibration, selective_prediction: { risk_coverage: { coverage: [1], risk: [0.1] } } }));
+    const v = readResult(f, 'model').values;
+    expect(v).toEqual({ accuracy: 0.9, aurc: 0.07, ece_equal_mass: 0.1, classwise_ece: 0.2, rmsce: 0.3, mce: 0.4, signed_ece: -0.05 });
+  });
+
   it('adds training time and steps from the run folder\'s train_summary.json next to eval_test/', () => {
     const run = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-report-'));
     fs.mkdirSync(path.join(run, 'eval_test'));

@@ -4,8 +4,10 @@ import {
   aurc,
   calibrationAuc,
   coverageAtRisk,
+  downsampleRiskCoverage,
   oracleCollaborativeAccuracy,
   riskCoverageCurve,
+  selectiveSummary,
 } from '../../src/metrics/selective.js';
 import { Rng } from '../../src/util/rng.js';
 
@@ -59,6 +61,64 @@ describe('risk–coverage', () => {
 
   it('coverage at risk is 0 when the most confident example is wrong', () => {
     expect(coverageAtRisk([0.9, 0.1], [0, 1], 0.1)).toBe(0);
+  });
+});
+
+describe('downsampled curve and the one-sort summary', () => {
+  // N = 10, most confident first: ✓ ✓ ✗ ✓ ✗ ✓ ✓ ✗ ✗ ✓ → errors among the i most confident
+  const c10 = Array.from({ length: 10 }, (_, i) => 1 - i / 20);
+  const ok10 = [1, 1, 0, 1, 0, 1, 1, 0, 0, 1];
+  const errors = [0, 0, 1, 1, 2, 2, 2, 3, 4, 4];
+
+  it.each([
+    // ranks round(j·10/4) = round(2.5), 5, round(7.5), 10 = 3, 5, 8, 10 (Math.round rounds .5 up)
+    { maxPoints: 4, ranks: [3, 5, 8, 10] },
+    { maxPoints: 3, ranks: [3, 7, 10] },
+    { maxPoints: 1, ranks: [10] },
+    { maxPoints: 10, ranks: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] },
+    { maxPoints: 200, ranks: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] },
+  ])('at most $maxPoints points: ranks $ranks', ({ maxPoints, ranks }) => {
+    const d = downsampleRiskCoverage(riskCoverageCurve(c10, ok10), maxPoints);
+    expect(Array.from(d.coverage)).toEqual(ranks.map((i) => i / 10));
+    expect(Array.from(d.risk)).toEqual(ranks.map((i) => errors[i - 1]! / i));
+  });
+
+  it('rejects a non-positive point count', () => {
+    expect(() => downsampleRiskCoverage(riskCoverageCurve(c10, ok10), 0)).toThrow(/maxPoints must be a positive integer/);
+  });
+
+  it('selectiveSummary: AURC on the full curve, accuracy at coverage, coverage at risk (hand)', () => {
+    const s = selectiveSummary(c10, ok10, { coverages: [0.2, 0.5, 1], risks: [0, 0.25, 0.4], maxPoints: 4 });
+    expect(s.aurc).toBeCloseTo(errors.reduce((a, e, i) => a + e / (i + 1), 0) / 10, 15);
+    // 2 of 2, 3 of 5, 6 of 10 right
+    expect(s.accuracyAtCoverage).toEqual([
+      { coverage: 0.2, accuracy: 1 }, { coverage: 0.5, accuracy: 3 / 5 }, { coverage: 1, accuracy: 6 / 10 },
+    ]);
+    // risk ≤ 0 up to i = 2; ≤ 1/4 up to i = 4 (1/4); ≤ 0.4 up to i = 10 (4/10)
+    expect(s.coverageAtRisk).toEqual([{ risk: 0, coverage: 0.2 }, { risk: 0.25, coverage: 0.4 }, { risk: 0.4, coverage: 1 }]);
+    expect(Array.from(s.curve.coverage)).toEqual([0.3, 0.5, 0.8, 1]);
+    expect(s.convention.curvePoints).toMatch(/at most 4/);
+  });
+
+  it('selectiveSummary equals the separate functions on random data, with the default 200 points', () => {
+    const rng = new Rng(5);
+    const n = 997;
+    // confidences on a coarse grid, so that there are ties
+    const c = Array.from({ length: n }, () => Math.round(rng.uniform() * 50) / 50);
+    const ok = c.map((x) => (rng.uniform() < x ? 1 : 0));
+    const s = selectiveSummary(c, ok);
+    expect(s.aurc).toBe(aurc(c, ok));
+    for (const a of s.accuracyAtCoverage) expect(a.accuracy).toBe(accuracyAtCoverage(c, ok, a.coverage));
+    for (const a of s.coverageAtRisk) expect(a.coverage).toBe(coverageAtRisk(c, ok, a.risk));
+    expect(s.accuracyAtCoverage.map((a) => a.coverage)).toEqual([0.5, 0.8, 0.9, 0.95, 0.99]);
+    expect(s.coverageAtRisk.map((a) => a.risk)).toEqual([0.01, 0.02, 0.05, 0.1]);
+    const full = riskCoverageCurve(c, ok);
+    expect(s.curve.coverage).toHaveLength(200);
+    expect(s.curve.coverage[199]).toBe(1);
+    for (let j = 0; j < 200; j++) {
+      const i = Math.round(((j + 1) * n) / 200);
+      expect(s.curve.risk[j]).toBe(full.risk[i - 1]);
+    }
   });
 });
 
