@@ -1,4 +1,7 @@
-/** vmoe-ts: the library entry. Import what you need: `import { VisionMoE, topExpertsPerItem, ece } from 'vmoe-ts'`. */
+/**
+ * vmoe-ts: the library entry. Import what you need: `import { VisionMoE, topExpertsPerItem, metrics } from 'vmoe-ts'`;
+ * the metric functions sit under their namespace (`metrics.ece`, `metrics.nll`, …).
+ */
 export * from './engine/index.js';
 export * from './data/index.js';
 export { Rng, type RngState } from './util/rng.js';
@@ -22,7 +25,7 @@ export * as ensembles from './ensembles/index.js';
 export * from './train/config.js';
 export { Adam, learningRate } from './train/optimizer.js';
 export * from './train/checkpoint.js';
-export { train, TrainingError, classificationLoss, evaluateSplit, initFromCheckpoint, type TrainOptions, type TrainResult } from './train/trainer.js';
+export { train, TrainingError, classificationLoss, evaluateSplit, initFromCheckpoint, decideHead, type HeadInit, type HeadDecision, type TrainOptions, type TrainResult } from './train/trainer.js';
 export { loadModel, resolveCheckpoint, type LoadedModel } from './train/load.js';
 
 // Evaluation

@@ -4,7 +4,7 @@ import { initEngine, type BackendName, type EngineInfo } from '../engine/index.j
 
 export function addEngineOptions(cmd: Command): Command {
   return cmd
-    .option('--backend <name>', 'tensor backend: auto, node-gpu, node, wasm, cpu', 'auto')
+    .option('--backend <name>', 'tensor backend: auto, node-gpu, node, wasm-blas, wasm, cpu', 'auto')
     .option('--threads <n>', 'threads for the wasm backend (default 1)');
 }
 

@@ -7,7 +7,8 @@ import { OOD_DEFINITIONS, loadOodDataset, oodEvaluation, temperatureScaled, type
 import { formatPredictionsCsv } from '../metrics/index.js';
 import path from 'node:path';
 import { toCsv, toLatex, toTextTable, type Row } from '../export/tables.js';
-import { loadModel } from '../train/load.js';
+import { eceWords, provenanceColumns, provenanceOf, runWords } from '../export/provenance.js';
+import { loadModel, type LoadedModel } from '../train/load.js';
 import { runRecord } from '../train/record.js';
 import { flopsPerImage } from '../vmoe/flops.js';
 import type { RoutingOverrides } from '../vmoe/model.js';
@@ -33,6 +34,8 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
     : flags.temperatureScale === true ? 'pooled' : flags.temperatureScale;
   if (tsMode !== null && tsMode !== 'pooled' && tsMode !== 'per-member') throw new UsageError(`--temperature-scale takes pooled or per-member, got "${tsMode}"`);
   const oodNames = flags.ood ? flags.ood.split(',').map((x) => x.trim()).filter(Boolean) : [];
+  const evalSeed = Number(flags.seed ?? 0);
+  if (!Number.isInteger(evalSeed) || evalSeed < 0) throw new UsageError(`--seed: expected a non-negative integer, got "${flags.seed}"`);
   await startEngine(flags);
   const loaded = checkpoints.map((c) => loadModel(c));
   const first = loaded[0]!;
@@ -62,7 +65,7 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
   const ds = loadDataset(dataset, flags.split as Split, { dataDir, valSize: config.data.valSize, limit });
   const bins = parsePositiveInt(flags.bins, '--bins');
   const h: HarnessOptions = {
-    batchSize: parsePositiveInt(flags.batchSize, '--batch-size'), routing, mcSamples, rng: new Rng(Number(flags.seed ?? 0)), bins,
+    batchSize: parsePositiveInt(flags.batchSize, '--batch-size'), routing, mcSamples, rng: new Rng(evalSeed), bins,
     onProgress: process.stderr.isTTY ? (label, d, t) => process.stderr.write(`\r[vmoe] ${label}: ${d}/${t}   `) : undefined,
   };
   const wantMaha = oodNames.length > 0 && Number(flags.mahalanobisFit ?? '5000') > 0;
@@ -107,10 +110,14 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
       ? { router: settings.router, k: settings.k, capacity_factor: settings.capacity === null ? settings.capacityFactor : null, capacity: flops.moe[0]?.capacity ?? null, batch_priority: settings.batchPriority, group_size: settings.groupSize }
       : null,
     router: out.router,
-    checkpoint: loaded.length === 1 ? { path: first.path, sha256: first.sha256, step: first.step } : loaded.map((l) => ({ path: l.path, sha256: l.sha256, step: l.step })),
+    checkpoint: loaded.length === 1 ? checkpointRecord(first) : loaded.map(checkpointRecord),
+    // seeds the MC-dropout masks; the training seed of each model is under checkpoint (and config)
+    eval_seed: evalSeed,
     batch_size: h.batchSize,
     conventions: {
       ...conventions, flops: flops.convention,
+      // the headline numbers are raw; scaled ones live under temperature_scaled (null when not asked for)
+      temperature_scaled: false,
       ...(ood ? { ood: { scores: OOD_DEFINITIONS, positive: 'both conventions reported: ood_positive (default, OOD = positive class) and in_positive', fpr95: 'false-positive rate at 95% true-positive rate', auprc: 'step-wise average precision' } } : {}),
     },
     ...runRecord(config),
@@ -118,21 +125,31 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
   const row: Row = {
     dataset: ds.name, split: ds.split, n: m.n, members: m.members, accuracy: m.accuracy, nll: m.nll, brier: m.brier, ece: m.ece,
     ...(m.gibbs_nll !== undefined ? { gibbs_nll: m.gibbs_nll, disagreement: m.diversity!.disagreement, ambiguity: m.diversity!.ambiguity } : {}),
-    ...(temperature ? { ts_nll: temperature.nll as number, ts_ece: temperature.ece as number } : {}),
+    ...(temperature ? { temperature_scaled_nll: temperature.nll as number, temperature_scaled_ece: temperature.ece as number } : {}),
     ...Object.fromEntries((ood ?? []).map((o) => [`auroc_${o.dataset}`, o.scores.msp!.ood_positive.auroc])),
     flops_per_image: flopsTotal, images_per_s: Math.round(out.n / out.seconds),
   };
-  const caption = `${ds.name} ${ds.split}, checkpoint ${first.sha256.slice(0, 12)}; ECE ${bins} equal-width bins${ood ? '; AUROC of MSP, OOD positive' : ''}`;
+  // CSV is read by programs: every row carries its provenance; the LaTeX table keeps it in caption and comments.
+  const prov = provenanceOf(report);
+  const csvRow: Row = { ...row, ...provenanceColumns(prov) };
+  const caption = [
+    `${ds.name} ${ds.split}, checkpoint ${prov.checkpoints.map((c) => c.slice(0, 12)).join('+')}`,
+    eceWords(prov.ece),
+    ...(ood ? ['AUROC of MSP with OOD as the positive class'] : []),
+    `not temperature scaled${temperature ? ` (temperature_scaled_* columns: fitted on ${dataset}/val)` : ''}`,
+    runWords(prov),
+  ].join('; ');
+  const comments = [`vmoe eval results: ${ds.name} ${ds.split}, n=${m.n}`, `checkpoint sha256: ${prov.checkpoints.join(' + ')}`, runWords(prov)];
   const text = flags.format === 'json' ? JSON.stringify(report, null, 2) + '\n'
-    : flags.format === 'csv' ? toCsv([row])
-    : flags.format === 'latex' ? toLatex([row], caption)
+    : flags.format === 'csv' ? toCsv([csvRow])
+    : flags.format === 'latex' ? toLatex([row], caption, comments)
     : toTextTable([row]);
   process.stdout.write(text);
   if (flags.out) {
     fs.mkdirSync(flags.out, { recursive: true });
     fs.writeFileSync(path.join(flags.out, 'results.json'), JSON.stringify(report, null, 2) + '\n');
-    fs.writeFileSync(path.join(flags.out, 'results.csv'), toCsv([row]));
-    fs.writeFileSync(path.join(flags.out, 'table.tex'), toLatex([row], caption));
+    fs.writeFileSync(path.join(flags.out, 'results.csv'), toCsv([csvRow]));
+    fs.writeFileSync(path.join(flags.out, 'table.tex'), toLatex([row], caption, comments));
     fs.writeFileSync(path.join(flags.out, 'predictions.csv'), formatPredictionsCsv(
       { data: out.logits, n: out.n, k: out.numClasses, ...(out.members > 1 ? { m: out.members } : {}) }, out.labels));
     // figures/: reliability, risk–coverage and per OOD set MSP/energy histograms, as SVG and PNG (export/eval-figures)
@@ -146,6 +163,10 @@ export async function runEval(flags: EvalFlags): Promise<EvalReport> {
   }
   for (const l of loaded) l.model.dispose();
   return report;
+}
+
+function checkpointRecord(l: LoadedModel): Record<string, unknown> {
+  return { path: l.path, sha256: l.sha256, step: l.step, seed: l.config.seed };
 }
 
 export function registerEvalCommand(program: Command): void {

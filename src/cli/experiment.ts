@@ -12,7 +12,7 @@ export function registerExperimentCommand(program: Command): void {
       .command('experiment')
       .description('run a named experiment; e3: ViT vs V-MoE (K=1, K=2) vs E³ vs a deep ensemble of V-MoEs, seeds × models')
       .argument('<name>', 'experiment name: e3')
-      .option('--quick', 'one seed, 300 steps per model, 2000 test images: a smoke run in minutes')
+      .option('--quick', 'one seed (and a second V-MoE K=2 for the deep ensemble), 300 steps per model, 2000 test images: a smoke run in minutes')
       .option('--seeds <n>', 'seeds per model (default 3; quick: 1)')
       .option('--steps <n>', 'training steps per model (default 2000 ≈ 2.3 epochs; quick: 300)')
       .option('--dataset <name>', 'training data set', 'fashion-mnist')

@@ -3,12 +3,14 @@
  * user-supplied test features. Files: CSV with header `label,f0,…,f{D-1}` (src/fewshot/features-csv.ts).
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { DataError } from '../data/idx.js';
 import { readFeaturesCsv, type LabelledFeatures } from '../fewshot/features-csv.js';
 import { accuracyOf, argmaxRows } from '../fewshot/features.js';
 import { fitLogreg } from '../fewshot/logreg.js';
 import { fitLsr } from '../fewshot/lsr.js';
 import { meanNllFromLogits, topLabelEce } from '../fewshot/probe-metrics.js';
 import type { ProbeKind } from '../fewshot/protocol.js';
+import { UsageError } from './common.js';
 
 export type ProbeFormat = 'json' | 'table';
 
@@ -36,28 +38,29 @@ export interface ProbeResult {
 
 const ECE_BINS = 15;
 
+/** Train and test files that cannot be probed together: a DataError, so the CLI prints the message and exits 2. */
 function checkCompatible(train: LabelledFeatures, test: LabelledFeatures): void {
   if (train.x.cols !== test.x.cols) {
-    throw new Error(
+    throw new DataError(
       `feature dimensions differ: ${train.source} has ${train.x.cols} feature columns (f0..f${train.x.cols - 1}), ` +
         `${test.source} has ${test.x.cols} (f0..f${test.x.cols - 1})`,
     );
   }
   if (train.distinctClasses < 2) {
-    throw new Error(`${train.source}: every train row has label ${train.y[0]}; a probe needs at least 2 classes`);
+    throw new DataError(`${train.source}: every train row has label ${train.y[0]}; a probe needs at least 2 classes`);
   }
   const present = new Uint8Array(train.numClasses);
   for (const c of train.y) present[c] = 1;
   const missing = present.indexOf(0);
   if (missing >= 0) {
-    throw new Error(
+    throw new DataError(
       `${train.source}: class ${missing} has no train rows; labels must be 0..K−1 with every class present ` +
         `(found labels up to ${train.numClasses - 1})`,
     );
   }
   for (let i = 0; i < test.y.length; i++) {
     if (test.y[i]! >= train.numClasses) {
-      throw new Error(
+      throw new DataError(
         `${test.source} line ${test.lines[i]}, column 1 (label): class ${test.y[i]} does not occur in ` +
           `${train.source}, whose classes are 0..${train.numClasses - 1}`,
       );
@@ -68,7 +71,7 @@ function checkCompatible(train: LabelledFeatures, test: LabelledFeatures): void 
 /** Fits the probe on `train` and scores `test`; pure apart from its inputs. */
 export function probeFeatures(train: LabelledFeatures, test: LabelledFeatures, l2: number, probe: ProbeKind): ProbeResult {
   checkCompatible(train, test);
-  if (!(l2 > 0) || !Number.isFinite(l2)) throw new Error(`--l2 must be a finite number > 0, got ${l2}`);
+  if (!(l2 > 0) || !Number.isFinite(l2)) throw new UsageError(`--l2 must be a finite number > 0, got ${l2}`);
   const k = train.numClasses;
   const m = test.x.rows;
   const base = {

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { datasetAvailable } from '../data/index.js';
 import { toCsv, toLatex, toMarkdown, type Row } from '../export/tables.js';
+import { eceWords, provenanceColumns, provenanceOf, runWords } from '../export/provenance.js';
 import { loadExperiment } from '../train/config.js';
 import { train } from '../train/trainer.js';
 import { addEngineOptions, collect, startEngine } from './common.js';
@@ -49,8 +50,11 @@ export async function runQuickstart(flags: QuickstartFlags): Promise<void> {
     flops_per_image: report.flops_per_image as number, train_steps: tr.step,
     train_minutes: Number((tr.seconds / 60).toFixed(1)), backend: String((report.engine as { backend: string }).backend),
   };
-  fs.writeFileSync(path.join(flags.out, 'results.csv'), toCsv([row]));
-  fs.writeFileSync(path.join(flags.out, 'results.tex'), toLatex([row], 'vmoe quickstart (ECE: 15 equal-width bins, top-label)'));
+  const prov = provenanceOf(report);
+  fs.writeFileSync(path.join(flags.out, 'results.csv'), toCsv([{ ...row, ...provenanceColumns(prov) }]));
+  fs.writeFileSync(path.join(flags.out, 'results.tex'), toLatex([row],
+    `vmoe quickstart, checkpoint ${prov.checkpoints[0]?.slice(0, 12) ?? '?'}; ${eceWords(prov.ece)}; not temperature scaled; ${runWords(prov)}`,
+    [`checkpoint sha256: ${prov.checkpoints.join(' + ')}`]));
   fs.writeFileSync(path.join(flags.out, 'results.md'), toMarkdown([row]));
   process.stdout.write(
     `\nquickstart done in ${(results.total_seconds / 60).toFixed(1)} min: test accuracy ${(report.accuracy as number).toFixed(4)}, ` +

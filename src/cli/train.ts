@@ -1,17 +1,22 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadExperiment } from '../train/config.js';
-import { train } from '../train/trainer.js';
+import { train, type HeadInit } from '../train/trainer.js';
 import { resolveCheckpoint } from '../train/load.js';
 import { addEngineOptions, collect, startEngine } from './common.js';
 
-interface TrainFlags { config?: string; set: string[]; out?: string; resume?: boolean; backend?: string; threads?: string; from?: string }
+interface TrainFlags {
+  config?: string; set: string[]; out?: string; resume?: boolean; backend?: string; threads?: string; from?: string;
+  /** finetune: true = --reinit-head, false = --no-reinit-head, undefined = decide by data set */
+  reinitHead?: boolean;
+}
 
 async function runTrain(flags: TrainFlags, finetune: boolean): Promise<void> {
   const config = loadExperiment(flags.config ?? null, flags.set);
   const outDir = flags.out ?? path.join('runs', config.name);
   await startEngine(flags);
-  const r = await train({ config, outDir, resume: flags.resume, initFrom: finetune ? flags.from : undefined });
+  const head: HeadInit = flags.reinitHead === undefined ? 'auto' : flags.reinitHead ? 'reinit' : 'keep';
+  const r = await train({ config, outDir, resume: flags.resume, initFrom: finetune ? flags.from : undefined, head });
   const val = r.lastVal ? ` val accuracy ${r.lastVal.accuracy.toFixed(4)} nll ${r.lastVal.nll.toFixed(4)}` : '';
   process.stdout.write(`trained ${r.step} steps in ${r.seconds.toFixed(1)} s (${r.imagesPerSecond.toFixed(0)} images/s);${val}\ncheckpoint ${r.checkpoint}\n`);
 }
@@ -30,8 +35,10 @@ export function registerTrainCommands(program: Command): void {
   addEngineOptions(
     program
       .command('finetune')
-      .description('fine-tune from a checkpoint: matching parameters are copied, the head is re-initialised when the class count changes, position embeddings are resized when the image size changes')
+      .description('fine-tune from a checkpoint: matching parameters are copied, the head is re-initialised when the data set or the class count changes, position embeddings are resized when the image size changes')
       .requiredOption('--from <checkpoint>', 'checkpoint file or run directory to start from')
+      .option('--reinit-head', 'always start the classification head afresh (default: only when data.dataset differs from the checkpoint\'s or the class count changes)')
+      .option('--no-reinit-head', 'keep the checkpoint\'s head even on another data set (when its shape fits)')
       .option('-c, --config <file>', 'experiment config for the new task')
       .option('--set <key=value>', 'override a config field (repeatable)', collect, [])
       .option('-o, --out <dir>', 'run directory (default runs/<config name>)')

@@ -239,14 +239,27 @@ function loadPart(entry: DatasetEntry, dir: string, part: Part): RawPart {
     const missing = !imagesPath ? `${prefix}-images-idx3-ubyte[.gz]` : `${prefix}-labels-idx1-ubyte[.gz]`;
     throw new DataError(`data set '${entry.name}' in ${dir} lacks ${missing} (needed for the ${part} split). To get it, ${entry.install}.`);
   }
-  const images = readIdxCached(imagesPath, [3, 4]);
-  const labels = readIdxCached(labelsPath, 1);
+  const images = readEntryFile(entry, imagesPath, [3, 4]);
+  const labels = readEntryFile(entry, labelsPath, 1);
   if (images.dims[0] !== labels.dims[0]) {
-    throw new DataError(
-      `data set '${entry.name}': ${imagesPath} holds ${images.dims[0]} images but ${labelsPath} holds ${labels.dims[0]} labels`,
-    );
+    throw corruptError(entry, `${imagesPath} holds ${images.dims[0]} images but ${labelsPath} holds ${labels.dims[0]} labels`);
   }
   return { images, labels, imagesPath, labelsPath };
+}
+
+/** A data set file that exists but cannot be used: the fault, then how to get a good copy. */
+function corruptError(entry: DatasetEntry, fault: string): DataError {
+  return new DataError(`data set '${entry.name}' is corrupt or incomplete: ${fault}. To get a good copy, ${entry.install}.`);
+}
+
+/** readIdx's error (it names the file and the fault) plus the registry entry's install hint. */
+function readEntryFile(entry: DatasetEntry, path: string, ndim: number | number[]): IdxArray {
+  try {
+    return readIdxCached(path, ndim);
+  } catch (e) {
+    if (e instanceof DataError) throw corruptError(entry, e.message);
+    throw e;
+  }
 }
 
 interface FolderMeta {
@@ -312,9 +325,7 @@ export function loadDataset(name: string, split: Split, opts: LoadOptions = {}):
     images.set(raw.images.data.subarray(src * pixels, (src + 1) * pixels), i * pixels);
     const y = raw.labels.data[src]!;
     if (y >= numClasses) {
-      throw new DataError(
-        `data set '${entry.name}': ${raw.labelsPath} has label ${y} at index ${src}, outside [0, ${numClasses})`,
-      );
+      throw corruptError(entry, `${raw.labelsPath} has label ${y} at index ${src}, outside [0, ${numClasses})`);
     }
     labels[i] = y;
   }

@@ -4,11 +4,15 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { eceWords, provenanceOf, type Provenance } from './provenance.js';
+import type { Row } from './tables.js';
 
 export interface ResultRecord {
   source: string;
   group: string;
   values: Record<string, number>;
+  /** Where the numbers came from and under which conventions (results.json). */
+  provenance: Provenance;
 }
 
 /** Flattens the numbers of an eval results.json that a paper table wants (OOD: AUROC per set and score). */
@@ -65,7 +69,31 @@ export function readResult(p: string, groupBy: 'model' | 'path'): ResultRecord {
       throw new Error(`${summary}: not valid JSON: ${(e as Error).message}`);
     }
   }
-  return { source: file, group: groupBy === 'model' ? String(model) : file, values };
+  return { source: file, group: groupBy === 'model' ? String(model) : file, values, provenance: provenanceOf(r) };
+}
+
+/** What a group's runs were, each list without repeats: the provenance a merged table must keep. */
+export interface GroupProvenance {
+  /** `dataset/split` */
+  datasets: string[];
+  checkpoints: string[];
+  seeds: number[];
+  eval_seeds: number[];
+  /** `backend (n threads)` */
+  backends: string[];
+  /** `vmoe-ts X, tfjs Y, node Z` */
+  versions: string[];
+}
+
+/** The conventions of a group's numbers. */
+export interface GroupConventions {
+  ece: string[];
+  /** Positive class of the flattened `ood_*_auroc` values (null: no OOD numbers). */
+  ood_positive: 'ood' | null;
+  /** The numbers are not temperature scaled, except the `ts_*` ones. */
+  temperature_scaled: false;
+  ts_columns: string | null;
+  aggregation: string;
 }
 
 export interface GroupSummary {
@@ -73,6 +101,37 @@ export interface GroupSummary {
   runs: number;
   mean: Record<string, number>;
   std: Record<string, number>;
+  provenance: GroupProvenance;
+  conventions: GroupConventions;
+}
+
+const AGGREGATION = 'mean ± sample std (ddof 1) over runs; std 0 for a single run';
+
+function distinct<T>(xs: T[]): T[] {
+  return [...new Set(xs)];
+}
+
+function groupProvenance(rs: ResultRecord[]): { provenance: GroupProvenance; conventions: GroupConventions } {
+  const ps = rs.map((r) => r.provenance);
+  const known = <T>(xs: (T | null)[]) => xs.filter((x): x is T => x !== null);
+  return {
+    provenance: {
+      datasets: distinct(ps.filter((p) => p.dataset !== null).map((p) => `${p.dataset}/${p.split ?? '?'}`)),
+      checkpoints: distinct(ps.flatMap((p) => p.checkpoints)),
+      seeds: distinct(ps.flatMap((p) => p.seeds)).sort((a, b) => a - b),
+      eval_seeds: distinct(known(ps.map((p) => p.evalSeed))).sort((a, b) => a - b),
+      backends: distinct(ps.filter((p) => p.backend !== null).map((p) => `${p.backend}${p.threads === null ? '' : ` (${p.threads} thread${p.threads === 1 ? '' : 's'})`}`)),
+      versions: distinct(ps.filter((p) => p.versions.vmoeTs !== null)
+        .map((p) => `vmoe-ts ${p.versions.vmoeTs}, tfjs ${p.versions.tfjs ?? '?'}, node ${p.versions.node ?? '?'}`)),
+    },
+    conventions: {
+      ece: distinct(ps.map((p) => eceWords(p.ece))),
+      ood_positive: ps.some((p) => p.oodPositive) ? 'ood' : null,
+      temperature_scaled: false,
+      ts_columns: ps.some((p) => p.hasTemperatureScaled) ? 'ts_nll, ts_ece: after temperature scaling fitted on the val split' : null,
+      aggregation: AGGREGATION,
+    },
+  };
 }
 
 /** Mean and sample standard deviation (ddof 1; 0 for a single run) of each metric present in every run of a group. */
@@ -88,8 +147,60 @@ export function summarise(records: ResultRecord[]): GroupSummary[] {
       mean[k] = m;
       std[k] = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1)) : 0;
     }
-    return { group, runs: rs.length, mean, std };
+    return { group, runs: rs.length, mean, std, ...groupProvenance(rs) };
   });
+}
+
+/** A group's provenance as CSV columns (lists joined with '+'), so the CSV stays one row per group. */
+export function provenanceCsvColumns(g: GroupSummary): Row {
+  const p = g.provenance, c = g.conventions;
+  return {
+    datasets: p.datasets.join('+'), seeds: p.seeds.join('+'), eval_seeds: p.eval_seeds.join('+'), checkpoints: p.checkpoints.join('+'),
+    backends: p.backends.join('+'), versions: p.versions.join('+'), ece: c.ece.join('+'),
+    ood_positive: c.ood_positive ?? '', temperature_scaled: c.temperature_scaled,
+  };
+}
+
+/** "x" when every group agrees, else "a: x; b: y" — keeps a note short when groups share their set-up. */
+function perGroup(groups: GroupSummary[], value: (g: GroupSummary) => string): string {
+  const vs = groups.map(value);
+  return distinct(vs).length === 1 ? vs[0]! : groups.map((g, i) => `${g.group}: ${vs[i]}`).join('; ');
+}
+
+const listOr = (xs: (string | number)[], none = '?') => (xs.length ? xs.join(', ') : none);
+
+function conventionWords(groups: GroupSummary[]): string {
+  const ood = groups.some((g) => g.conventions.ood_positive) ? ['ood_*_auroc with OOD as the positive class'] : [];
+  const ts = groups.some((g) => g.conventions.ts_columns) ? ' (ts_* are, fitted on the val split)' : '';
+  return [perGroup(groups, (g) => g.conventions.ece.join(' / ')), ...ood, `not temperature scaled${ts}`, AGGREGATION].join('; ');
+}
+
+/** One paragraph under a Markdown or text table: data, seeds, checkpoints, backend, versions, conventions. */
+export function provenanceNote(groups: GroupSummary[]): string {
+  if (!groups.length) return '';
+  return [
+    `Data: ${perGroup(groups, (g) => listOr(g.provenance.datasets))}.`,
+    `Seeds: ${perGroup(groups, (g) => listOr(g.provenance.seeds))}.`,
+    `Checkpoints (sha256): ${groups.map((g) => `${g.group}: ${listOr(g.provenance.checkpoints.map((c) => c.slice(0, 8)))}`).join('; ')}.`,
+    `Backend: ${perGroup(groups, (g) => listOr(g.provenance.backends))}; ${perGroup(groups, (g) => listOr(g.provenance.versions, 'versions ?'))}.`,
+    `Conventions: ${conventionWords(groups)}.`,
+  ].join(' ') + '\n';
+}
+
+/** A LaTeX caption (without checkpoint hashes, which go into `provenanceComments`). */
+export function provenanceCaption(groups: GroupSummary[]): string {
+  return [
+    perGroup(groups, (g) => listOr(g.provenance.datasets)),
+    `seeds ${perGroup(groups, (g) => listOr(g.provenance.seeds))}`,
+    conventionWords(groups),
+    `backend ${perGroup(groups, (g) => listOr(g.provenance.backends))}`,
+    perGroup(groups, (g) => listOr(g.provenance.versions, 'versions ?')),
+  ].join('; ');
+}
+
+/** `%` lines above a LaTeX table: each group's full checkpoint hashes and seeds. */
+export function provenanceComments(groups: GroupSummary[]): string[] {
+  return groups.map((g) => `${g.group}: ${g.runs} run(s), seeds ${listOr(g.provenance.seeds)}, checkpoints sha256 ${listOr(g.provenance.checkpoints)}`);
 }
 
 const DIGITS: Record<string, number> = { accuracy: 4, flops_per_image: 0, images_per_s: 0, train_seconds: 0, train_steps: 0 };

@@ -6,7 +6,8 @@ export type Row = Record<string, string | number | boolean | null>;
 export function toCsv(rows: Row[]): string {
   if (!rows.length) return '';
   const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];
-  return stringify(rows, { header: true, columns, cast: { number: (v) => formatNumber(v, 6) } });
+  // booleans as true/false: csv-stringify's default writes false as an empty cell, which reads as "missing"
+  return stringify(rows, { header: true, columns, cast: { number: (v) => formatNumber(v, 6), boolean: (v) => String(v) } });
 }
 
 export function formatNumber(v: number, digits = 4): string {
@@ -20,11 +21,13 @@ export function latexEscape(s: string): string {
   return s.replace(LATEX_SPECIAL, (c) => (c === '\\' ? '\\textbackslash{}' : c === '~' ? '\\textasciitilde{}' : c === '^' ? '\\textasciicircum{}' : `\\${c}`));
 }
 
-export function toLatex(rows: Row[], caption = ''): string {
+/** A booktabs table; `comments` go above it as `%` lines (provenance too long for a caption, e.g. full hashes). */
+export function toLatex(rows: Row[], caption = '', comments: string[] = []): string {
   if (!rows.length) return '';
   const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];
   const cell = (v: Row[string]) => (typeof v === 'number' ? formatNumber(v) : latexEscape(String(v ?? '')));
   const lines = [
+    ...comments.map((c) => `% ${c.replace(/\r?\n/g, ' ')}`),
     '\\begin{table}[t]', '\\centering',
     `\\begin{tabular}{${columns.map((c) => (typeof rows[0]![c] === 'number' ? 'r' : 'l')).join('')}}`,
     '\\toprule',

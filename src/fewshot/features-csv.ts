@@ -1,9 +1,11 @@
 /**
  * Labelled feature files for `vmoe probe`: a header `label,f0,f1,…,f{D-1}` then one example per
  * line, an integer class index ≥ 0 and D decimal numbers. No quoting; blank lines are skipped;
- * CRLF is accepted. Errors name the source, the 1-based line and column, and the column's name.
+ * CRLF is accepted. Errors (DataError: the CLI prints the message and exits 2) name the source,
+ * the 1-based line and column, and the column's name.
  */
 import { readFile } from 'node:fs/promises';
+import { DataError } from '../data/idx.js';
 import type { Features } from './features.js';
 
 export interface LabelledFeatures {
@@ -30,17 +32,17 @@ export function parseFeaturesCsv(text: string, source = '<string>'): LabelledFea
       break;
     }
   }
-  if (headerLine < 0) throw new Error(`${source}: the file is empty; expected a header 'label,f0,f1,…'`);
+  if (headerLine < 0) throw new DataError(`${source}: the file is empty; expected a header 'label,f0,f1,…'`);
   const header = lines[headerLine]!.split(',').map((h) => h.trim());
   const where = (line: number, col: number): string => `${source} line ${line + 1}, column ${col + 1} (${header[col] ?? '?'})`;
   if (header[0] !== 'label') {
-    throw new Error(`${where(headerLine, 0)}: the first header cell must be 'label', got '${header[0]}'`);
+    throw new DataError(`${where(headerLine, 0)}: the first header cell must be 'label', got '${header[0]}'`);
   }
   const dim = header.length - 1;
-  if (dim < 1) throw new Error(`${source} line ${headerLine + 1}: the header has no feature columns; expected 'label,f0,f1,…'`);
+  if (dim < 1) throw new DataError(`${source} line ${headerLine + 1}: the header has no feature columns; expected 'label,f0,f1,…'`);
   for (let j = 1; j <= dim; j++) {
     if (header[j] !== `f${j - 1}`) {
-      throw new Error(`${where(headerLine, j)}: expected header cell 'f${j - 1}', got '${header[j]}'`);
+      throw new DataError(`${where(headerLine, j)}: expected header cell 'f${j - 1}', got '${header[j]}'`);
     }
   }
 
@@ -52,11 +54,11 @@ export function parseFeaturesCsv(text: string, source = '<string>'): LabelledFea
     if (line.trim() === '') continue;
     const cells = line.split(',');
     if (cells.length !== dim + 1) {
-      throw new Error(`${source} line ${i + 1}: ${cells.length} cells, the header has ${dim + 1} (label + ${dim} features)`);
+      throw new DataError(`${source} line ${i + 1}: ${cells.length} cells, the header has ${dim + 1} (label + ${dim} features)`);
     }
     const label = cells[0]!.trim();
     if (!INTEGER.test(label)) {
-      throw new Error(`${where(i, 0)}: label '${label}' is not a non-negative integer class index`);
+      throw new DataError(`${where(i, 0)}: label '${label}' is not a non-negative integer class index`);
     }
     labels.push(Number(label));
     rowLines.push(i + 1);
@@ -64,12 +66,12 @@ export function parseFeaturesCsv(text: string, source = '<string>'): LabelledFea
       const cell = cells[j]!.trim();
       const v = Number(cell);
       if (!DECIMAL.test(cell) || !Number.isFinite(v)) {
-        throw new Error(`${where(i, j)}: '${cell}' is not a finite decimal number`);
+        throw new DataError(`${where(i, j)}: '${cell}' is not a finite decimal number`);
       }
       values.push(v);
     }
   }
-  if (labels.length === 0) throw new Error(`${source}: no data rows after the header`);
+  if (labels.length === 0) throw new DataError(`${source}: no data rows after the header`);
   const numClasses = labels.reduce((a, b) => Math.max(a, b), 0) + 1;
   return {
     x: { rows: labels.length, cols: dim, data: Float64Array.from(values) },
@@ -86,7 +88,7 @@ export async function readFeaturesCsv(path: string): Promise<LabelledFeatures> {
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
-    throw new Error(`cannot read features file ${path}: ${(e as Error).message}`);
+    throw new DataError(`cannot read features file ${path}: ${(e as Error).message}`);
   }
   return parseFeaturesCsv(text, path);
 }

@@ -37,6 +37,8 @@ export interface TrainOptions {
   resume?: boolean;
   /** Initialise from another run's checkpoint (fine-tuning). */
   initFrom?: string;
+  /** The classification head when fine-tuning (see HeadInit); default 'auto'. */
+  head?: HeadInit;
   /** Stop (after checkpointing) once this step is reached — used to test interruption. */
   stopAtStep?: number;
   quiet?: boolean;
@@ -89,13 +91,46 @@ function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-/** Copies matching parameters from a checkpoint into a freshly initialised model (fine-tuning). */
-export function initFromCheckpoint(model: VisionMoE, file: string): { copied: string[]; resized: string[]; fresh: string[] } {
+/**
+ * The head when fine-tuning: 'reinit' starts it afresh, 'keep' copies it (when its shape fits), 'auto'
+ * starts it afresh when the data set differs from the checkpoint's — its classes are other classes even
+ * when their number is the same (Fashion-MNIST → MNIST) — and keeps it on the same data set (e.g. V-MoE → E³).
+ * A head whose shape changes (another class count) is always new.
+ */
+export type HeadInit = 'auto' | 'reinit' | 'keep';
+
+export interface HeadDecision {
+  reinit: boolean;
+  reason: string;
+}
+
+const HEAD_PREFIX = 'head/';
+
+/** Decides whether the checkpoint's head is carried over; `dataset` is the data set being fine-tuned on. */
+export function decideHead(mode: HeadInit, sourceDataset: string | null, dataset: string | null): HeadDecision {
+  if (mode === 'reinit') return { reinit: true, reason: 'asked for (--reinit-head)' };
+  if (mode === 'keep') return { reinit: false, reason: 'asked for (--no-reinit-head)' };
+  if (sourceDataset === null || dataset === null) return { reinit: false, reason: 'checkpoint data set unknown: kept' };
+  return sourceDataset === dataset
+    ? { reinit: false, reason: `same data set (${dataset}): kept` }
+    : { reinit: true, reason: `data set changed (${sourceDataset} → ${dataset})` };
+}
+
+/**
+ * Copies matching parameters from a checkpoint into a freshly initialised model (fine-tuning).
+ * `dataset` is the data set the model will be fine-tuned on (for the 'auto' head rule).
+ */
+export function initFromCheckpoint(
+  model: VisionMoE, file: string, opts: { head?: HeadInit; dataset?: string } = {},
+): { copied: string[]; resized: string[]; fresh: string[]; head: HeadDecision } {
   const ck = loadCheckpoint(file);
+  const saved = (ck.meta.config as { data?: { dataset?: unknown } } | undefined)?.data?.dataset;
+  const head = decideHead(opts.head ?? 'auto', typeof saved === 'string' ? saved : null, opts.dataset ?? null);
   const copied: string[] = [], resized: string[] = [], fresh: string[] = [];
   for (const [name, v] of model.params) {
     const src = ck.tensors[`params/${name}`];
-    if (!src) {
+    // a head left out keeps the model's own initialisation (zero kernel, configured bias)
+    if (!src || (head.reinit && name.startsWith(HEAD_PREFIX))) {
       fresh.push(name);
       continue;
     }
@@ -113,7 +148,7 @@ export function initFromCheckpoint(model: VisionMoE, file: string): { copied: st
       fresh.push(name);
     }
   }
-  return { copied, resized, fresh };
+  return { copied, resized, fresh, head };
 }
 
 /** Bilinear resize of the patch-grid part of a position embedding (T, H); the class row is kept. */
@@ -158,6 +193,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const augRng = new Rng(cfg.seed + 2);
   const sampler = new BatchSampler(trainDs.n, { batchSize: cfg.train.batchSize, seed: cfg.seed + 3, shuffle: true, dropRemainder: true });
   let step = 0;
+  // Fine-tuning: where the weights came from, recorded in every checkpoint so a resumed run still knows.
+  let initRecord: Record<string, unknown> | null = null;
 
   const existing = latestCheckpoint(ckptDir);
   if (existing && !opts.resume) {
@@ -186,12 +223,15 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     augRng.setState(st.augRng);
     sampler.setState(st.sampler);
     opt.t = st.optT;
+    initRecord = (ck.meta.init_from as Record<string, unknown> | undefined) ?? null;
     truncateLog(metricsPath, step);
     log(`[vmoe] resumed ${path.basename(existing)} at step ${step}`);
   } else {
     if (opts.initFrom) {
-      const r = initFromCheckpoint(model, opts.initFrom);
-      log(`[vmoe] initialised from ${opts.initFrom}: ${r.copied.length} copied, ${r.resized.length} resized (${r.resized.join(', ') || '-'}), ${r.fresh.length} new (${r.fresh.join(', ') || '-'})`);
+      const r = initFromCheckpoint(model, opts.initFrom, { head: opts.head, dataset: cfg.data.dataset });
+      const headFresh = r.fresh.some((n) => n.startsWith(HEAD_PREFIX));
+      initRecord = { checkpoint: opts.initFrom, head: headFresh ? 'reinitialised' : 'copied', head_reason: headFresh && !r.head.reinit ? 'not in the checkpoint with this shape (class count changed)' : r.head.reason };
+      log(`[vmoe] initialised from ${opts.initFrom}: ${r.copied.length} copied, ${r.resized.length} resized (${r.resized.join(', ') || '-'}), ${r.fresh.length} new (${r.fresh.join(', ') || '-'}); head ${initRecord.head} (${initRecord.head_reason})`);
     }
     if (fs.existsSync(metricsPath)) fs.rmSync(metricsPath);
   }
@@ -209,7 +249,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       for (const [name, v] of map) tensors[`opt/${slot}/${name}`] = { dtype: 'float32', shape: v.shape.slice(), data: v.dataSync() as Float32Array };
     }
     const state: RunState = { step, rng: rng.getState(), augRng: augRng.getState(), sampler: sampler.getState(), optT: opt.t };
-    return saveCheckpoint(ckptDir, { meta: { ...runRecord(cfg), step, state }, tensors }, { keep: cfg.train.keepCheckpoints });
+    return saveCheckpoint(ckptDir, { meta: { ...runRecord(cfg), ...(initRecord ? { init_from: initRecord } : {}), step, state }, tensors }, { keep: cfg.train.keepCheckpoints });
   };
 
   const total = cfg.train.steps;
@@ -281,7 +321,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const seconds = (performance.now() - t0) / 1000;
   const result: TrainResult = { step, losses, lastVal, checkpoint: lastCkpt, seconds, imagesPerSecond: imagesSeen / Math.max(seconds, 1e-9) };
   fs.writeFileSync(path.join(opts.outDir, 'train_summary.json'), JSON.stringify({
-    ...runRecord(cfg), step, seconds, images_per_s: result.imagesPerSecond, final_loss: losses.at(-1) ?? null, val: lastVal, checkpoint: lastCkpt,
+    ...runRecord(cfg), ...(initRecord ? { init_from: initRecord } : {}), step, seconds, images_per_s: result.imagesPerSecond, final_loss: losses.at(-1) ?? null, val: lastVal, checkpoint: lastCkpt,
   }, null, 2) + '\n');
   model.dispose();
   opt.dispose();

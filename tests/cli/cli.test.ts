@@ -1,5 +1,6 @@
 /** End-to-end: the built CLI (`npm ci` runs the build) on real data, as a user runs it. */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +8,17 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 const root = path.resolve(__dirname, '../..');
 const cli = path.join(root, 'dist/cli/main.js');
+/** One-row CSV as an object (the provenance cells hold no commas or quotes, so a split suffices). */
+function csvRecord(text: string): Record<string, string> {
+  const [header, row, ...rest] = text.trim().split('\n');
+  expect(rest).toHaveLength(0);
+  expect(text).not.toContain('"');
+  const keys = header!.split(','), cells = row!.split(',');
+  expect(cells).toHaveLength(keys.length);
+  return Object.fromEntries(keys.map((k, i) => [k, cells[i]!]));
+}
+const packageVersion = (p: string) => (JSON.parse(fs.readFileSync(p, 'utf8')) as { version: string }).version;
+
 const vmoe = (...args: string[]) =>
   spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, VMOE_THREADS: '1' } });
 
@@ -52,9 +64,35 @@ describe('vmoe CLI on MNIST', () => {
     // The harness: OOD sets, temperature scaling, exported predictions that `vmoe metrics` reads back.
     const outDir = path.join(dir, 'eval');
     const h = vmoe('eval', '--checkpoint', run, '--limit', '64', '--ood', 'uniform-noise,gaussian-noise', '--mahalanobis-fit', '64',
-      '--temperature-scale', '--out', outDir, '--format', 'csv');
+      '--temperature-scale', '--seed', '3', '--out', outDir, '--format', 'csv');
     expect(h.status, h.stderr).toBe(0);
     const full = JSON.parse(fs.readFileSync(path.join(outDir, 'results.json'), 'utf8'));
+
+    // Provenance of every exported number: results.csv columns, the LaTeX caption and comment, results.json.
+    const ckDir = path.join(run, 'checkpoints');
+    const ckFiles = fs.readdirSync(ckDir).filter((f) => f.endsWith('.vmoe'));
+    expect(ckFiles).toHaveLength(1);
+    const sha = createHash('sha256').update(fs.readFileSync(path.join(ckDir, ckFiles[0]!))).digest('hex');
+    const trainSeed = String(JSON.parse(fs.readFileSync(path.join(run, 'config.json'), 'utf8')).seed);
+    const vmoeVersion = packageVersion(path.join(root, 'package.json'));
+    const tfjsVersion = packageVersion(path.join(root, 'node_modules/@tensorflow/tfjs-core/package.json'));
+    const csv = csvRecord(fs.readFileSync(path.join(outDir, 'results.csv'), 'utf8'));
+    expect(csvRecord(h.stdout)).toMatchObject({ checkpoint_sha256: sha }); // --format csv prints the same columns
+    expect(csv).toMatchObject({
+      checkpoint_sha256: sha, seed: trainSeed, eval_seed: '3', threads: '1', vmoe_ts_version: vmoeVersion, tfjs_version: tfjsVersion,
+      node_version: process.version, ece_bins: '15', ece_binning: 'equal-width', temperature_scaled: 'false', ood_positive: 'ood',
+    });
+    expect(csv.backend).toMatch(/^wasm(-blas)?$/);
+    expect(Number(csv.temperature_scaled_nll)).toBeCloseTo(full.temperature_scaled.nll, 4);
+    expect(Number(csv.temperature_scaled_ece)).toBeCloseTo(full.temperature_scaled.ece, 4);
+    expect(Number(csv.nll)).toBeCloseTo(full.nll, 4); // the headline column is the raw NLL
+    const tex = fs.readFileSync(path.join(outDir, 'table.tex'), 'utf8');
+    expect(tex).toContain(`% checkpoint sha256: ${sha}`);
+    const caption = tex.match(/\\caption\{(.*)\}/)![1]!;
+    for (const part of [sha.slice(0, 12), `seed ${trainSeed}, eval seed 3`, `backend ${csv.backend} (1 thread)`, `vmoe-ts ${vmoeVersion}`, `tfjs ${tfjsVersion}`, '15 equal-width bins', 'not temperature scaled', 'OOD as the positive class']) {
+      expect(caption).toContain(part);
+    }
+    expect(full).toMatchObject({ eval_seed: 3, checkpoint: { sha256: sha, seed: Number(trainSeed) }, conventions: { temperature_scaled: false } });
     expect(full.ood.map((o: { dataset: string }) => o.dataset)).toEqual(['uniform-noise', 'gaussian-noise']);
     for (const o of full.ood) {
       for (const s of ['msp', 'energy', 'mahalanobis']) {
@@ -138,6 +176,11 @@ describe('ensembles from the CLI', () => {
       '--out', path.join(dir, 'e3'));
     expect(f.status, f.stderr).toBe(0);
     expect(f.stderr).toMatch(/resized \(block1\/moe\/router\/kernel/);
+    // same data set (mnist → mnist): the V-MoE's head carries over unless asked otherwise
+    expect(f.stderr).toMatch(/head copied \(same data set \(mnist\): kept\)/);
+    const g = vmoe('finetune', '--from', path.join(dir, 'v1'), ...common, '--set', 'train.steps=1', '--reinit-head', '--out', path.join(dir, 'fresh-head'));
+    expect(g.status, g.stderr).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'fresh-head', 'train_summary.json'), 'utf8')).init_from).toMatchObject({ head: 'reinitialised' });
     const e3 = JSON.parse(vmoe('eval', '--checkpoint', path.join(dir, 'e3'), '--limit', '64').stdout);
     expect(e3.members).toBe(2);
     expect(e3.ensemble.kind).toBe('e3');
@@ -145,17 +188,36 @@ describe('ensembles from the CLI', () => {
 });
 
 describe('vmoe experiment e3', () => {
-  it('trains every model per seed, forms the deep ensemble and writes the merged table', () => {
+  it('one seed (quick) still forms the deep ensemble; more seeds reuse those runs and write the merged table', () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-exp-'));
-    const r = vmoe('experiment', 'e3', '--quick', '--steps', '2', '--seeds', '2', '--eval-limit', '32', '--dataset', 'mnist', '--ood', 'uniform-noise', '--out', out);
-    expect(r.status, r.stderr).toBe(0);
-    const table = JSON.parse(fs.readFileSync(path.join(out, 'table.json'), 'utf8'));
-    const groups = Object.fromEntries(table.groups.map((g: { group: string; runs: number }) => [g.group, g.runs]));
-    expect(groups).toEqual({ vit: 2, 'vmoe-k1': 2, 'vmoe-k2': 2, 'e3-m2-k1': 2, 'deep-ensemble-2x-vmoe-k2': 1 });
-    const de = table.groups.find((g: { group: string }) => g.group === 'deep-ensemble-2x-vmoe-k2');
-    const k2 = table.groups.find((g: { group: string }) => g.group === 'vmoe-k2');
+    const args = ['experiment', 'e3', '--quick', '--steps', '2', '--eval-limit', '32', '--dataset', 'mnist', '--ood', 'uniform-noise', '--out', out];
+    const groupsOf = () => {
+      const table = JSON.parse(fs.readFileSync(path.join(out, 'table.json'), 'utf8'));
+      return table.groups as { group: string; runs: number; mean: Record<string, number>; provenance: { seeds: number[]; checkpoints: string[] } }[];
+    };
+    const runsOf = () => Object.fromEntries(groupsOf().map((g) => [g.group, g.runs]));
+
+    // --quick is one seed: a second V-MoE K=2 is trained for the ensemble only, so the table has all five rows
+    const one = vmoe(...args);
+    expect(one.status, one.stderr).toBe(0);
+    expect(runsOf()).toEqual({ vit: 1, 'vmoe-k1': 1, 'vmoe-k2': 1, 'e3-m2-k1': 1, 'deep-ensemble-2x-vmoe-k2': 1 });
+    const k2 = groupsOf().find((g) => g.group === 'vmoe-k2')!;
+    expect(k2.provenance.seeds).toEqual([0]); // the extra member stays out of the V-MoE row
+    const pair = JSON.parse(fs.readFileSync(path.join(out, 'deep-ensemble-vmoe-k2-s0', 'eval_test', 'results.json'), 'utf8'));
+    expect(pair.checkpoint.map((c: { seed: number }) => c.seed)).toEqual([0, 1]);
+    expect(pair.members).toBe(2);
+
+    const two = vmoe(...args, '--seeds', '2');
+    expect(two.status, two.stderr).toBe(0);
+    expect(two.stderr).toMatch(/training vit seed 1/);
+    expect(two.stderr).not.toMatch(/training vmoe-k2 seed 1/); // trained by the one-seed run, evaluated now
+    expect(runsOf()).toEqual({ vit: 2, 'vmoe-k1': 2, 'vmoe-k2': 2, 'e3-m2-k1': 2, 'deep-ensemble-2x-vmoe-k2': 1 });
+    const de = groupsOf().find((g) => g.group === 'deep-ensemble-2x-vmoe-k2')!;
+    const k2b = groupsOf().find((g) => g.group === 'vmoe-k2')!;
     // an ensemble of two V-MoEs costs twice one V-MoE's FLOPs
-    expect(de.mean.flops_per_image).toBe(2 * k2.mean.flops_per_image);
+    expect(de.mean.flops_per_image).toBe(2 * k2b.mean.flops_per_image);
+    // the ensemble is made of the two V-MoE K=2 runs of the table
+    expect([...de.provenance.checkpoints].sort()).toEqual([...k2b.provenance.checkpoints].sort());
     for (const f of ['table.csv', 'table.tex', 'results.md']) expect(fs.existsSync(path.join(out, f))).toBe(true);
   });
 });

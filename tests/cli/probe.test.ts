@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
@@ -99,5 +100,25 @@ describe('vmoe probe command', () => {
   it('formatProbeResult json round-trips', () => {
     const r = { probe: 'lsr' as const, l2: 2, train: 'a', test: 'b', numTrain: 2, numTest: 1, dim: 1, numClasses: 2, accuracy: 1, predictions: [1] };
     expect(JSON.parse(formatProbeResult(r, 'json'))).toEqual(r);
+  });
+});
+
+describe('vmoe probe as a process', () => {
+  const cli = path.resolve(__dirname, '../../dist/cli/main.js');
+  const vmoe = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+
+  it.each([
+    ['too few classes', 'label,f0\n1,1\n1,2\n', 'label,f0\n1,1\n', /every train row has label 1; a probe needs at least 2 classes/],
+    ['malformed cell', 'label,f0\n0,1\n1,x\n', 'label,f0\n0,1\n', /line 3, column 2 \(f0\): 'x' is not a finite decimal number/],
+    ['mismatched dimensions', 'label,f0,f1\n0,1,2\n1,2,3\n', 'label,f0\n0,1\n', /has 2 feature columns/],
+  ])('%s: the message only, exit status 2 (a data error, as the README says)', (name, trainText, testText, message) => {
+    if (!existsSync(cli)) throw new Error('dist/ is missing: run `npm run build`');
+    const tag = 'proc-' + name.replace(/\W/g, '');
+    const r = vmoe('probe', '--train', file(`train-${tag}.csv`, trainText), '--test', file(`test-${tag}.csv`, testText), '--l2', '1');
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^vmoe: /);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
   });
 });

@@ -230,6 +230,22 @@ describe('idx:<folder> data sets and corrupt sets', () => {
     for (const m of msg) expect(err.message).toContain(m);
   });
 
+  it.each([
+    ['truncated raw file', 't10k-images-idx3-ubyte', (good: Buffer) => good.subarray(0, good.length - 7), 'truncated'],
+    ['truncated gzip download', 't10k-images-idx3-ubyte.gz', (good: Buffer) => good.subarray(0, 30), 'not valid gzip'],
+    ['bad magic number', 't10k-labels-idx1-ubyte', (good: Buffer) => Buffer.concat([Buffer.from([1, 2]), good.subarray(2)]), 'bad magic number'],
+  ])('a corrupt file (%s) names the file and the fault and says how to install the set', (_label, file, damage, fault) => {
+    const root = join(tmp, 'damaged-' + file.replace(/\W/g, '') + fault.replace(/\W/g, ''));
+    writeSynthetic(root, { nTrain: 0, nTest: 6, gz: file.endsWith('.gz') });
+    const p = join(root, file);
+    writeFileSync(p, damage(readFileSync(p)));
+    const err = catchDataError(() => loadDataset('fashion-mnist', 'test', { dataDir: root }));
+    expect(err.message).toContain(p);
+    expect(err.message).toContain(fault);
+    expect(err.message).toContain('sudo apt-get install dataset-fashion-mnist');
+    expect(err.message).toContain('--data-dir');
+  });
+
   it('unknown names, splits and bad limits are DataErrors', () => {
     expect(catchDataError(() => loadDataset('cifar10', 'test')).message).toMatch(/unknown data set 'cifar10'.*mnist, fashion-mnist/);
     expect(catchDataError(() => loadDataset('mnist', 'dev' as never)).message).toContain("unknown split 'dev'");

@@ -59,3 +59,85 @@ describe('report: mean ± std over runs', () => {
     expect(() => readResult(run, 'model')).toThrow(/train_summary\.json: not valid JSON/);
   });
 });
+
+describe('report: provenance and conventions per group', () => {
+  const sha = (c: string) => c.repeat(64);
+  /** A results.json as `vmoe eval` writes it, reduced to the fields provenance is read from. */
+  const result = (name: string, seed: number, ck: string | string[], extra: Record<string, unknown> = {}) => ({
+    config: { name }, seed, accuracy: 0.9, nll: 0.3, dataset: 'fashion-mnist', split: 'test', eval_seed: 0,
+    checkpoint: Array.isArray(ck) ? ck.map((c, i) => ({ sha256: sha(c), seed: seed + i })) : { sha256: sha(ck), seed },
+    engine: { backend: 'wasm-blas', threads: 1 }, versions: { 'vmoe-ts': '9.8.7', tfjs: '4.22.0', node: 'v20.0.0' },
+    conventions: { ece: { bins: 15, binning: 'equal-width', labels: 'top-label' }, temperature_scaled: false },
+    temperature_scaled: null, ood: null, ...extra,
+  });
+
+  async function writeRuns(runs: Record<string, unknown>[]): Promise<string[]> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-report-prov-'));
+    return runs.map((r, i) => {
+      const f = path.join(dir, `r${i}.json`);
+      fs.writeFileSync(f, JSON.stringify(r));
+      return f;
+    });
+  }
+
+  it('keeps data, seeds, checkpoints, backend, versions and conventions in JSON, CSV, Markdown and LaTeX', async () => {
+    const { reportOutputs, reportRows } = await import('../../src/cli/report.js');
+    const ood = [{ dataset: 'mnist', scores: { msp: { ood_positive: { auroc: 0.8 } } } }];
+    const files = await writeRuns([
+      result('vmoe', 0, 'a', { ood, temperature_scaled: { nll: 0.25, ece: 0.01 } }),
+      result('vmoe', 1, 'b', { ood, temperature_scaled: { nll: 0.27, ece: 0.02 } }),
+      result('ensemble', 0, ['a', 'b'], { members: 2 }),
+    ]);
+    const rows = reportRows(files, 'model');
+    const vmoe = rows.summaries.find((g) => g.group === 'vmoe')!;
+    expect(vmoe.provenance).toEqual({
+      datasets: ['fashion-mnist/test'], checkpoints: [sha('a'), sha('b')], seeds: [0, 1], eval_seeds: [0],
+      backends: ['wasm-blas (1 thread)'], versions: ['vmoe-ts 9.8.7, tfjs 4.22.0, node v20.0.0'],
+    });
+    expect(vmoe.conventions).toMatchObject({ ece: ['top-label ECE, 15 equal-width bins'], ood_positive: 'ood', temperature_scaled: false });
+    expect(vmoe.conventions.ts_columns).toMatch(/ts_nll/);
+    // a deep ensemble's record lists both members' checkpoints and seeds
+    const ens = rows.summaries.find((g) => g.group === 'ensemble')!;
+    expect(ens.provenance.checkpoints).toEqual([sha('a'), sha('b')]);
+    expect(ens.provenance.seeds).toEqual([0, 1]);
+    expect(ens.conventions.ood_positive).toBeNull();
+
+    const out = reportOutputs(rows);
+    const json = JSON.parse(out.json!);
+    expect(json.groups.find((g: { group: string }) => g.group === 'vmoe').provenance.seeds).toEqual([0, 1]);
+    // CSV: one row per group, provenance in extra columns, lists joined with '+'
+    const lines = out.csv!.trim().split('\n');
+    expect(lines).toHaveLength(3);
+    const header = lines[0]!.split(',');
+    for (const c of ['datasets', 'seeds', 'checkpoints', 'backends', 'versions', 'ece', 'ood_positive', 'temperature_scaled']) expect(header).toContain(c);
+    const vmoeRow = lines.find((l) => l.startsWith('vmoe,'))!;
+    expect(vmoeRow).toContain(`${sha('a')}+${sha('b')}`);
+    expect(vmoeRow).toContain(',0+1,');
+    // Markdown: a note under the table
+    const [table, note] = out.markdown!.split('\n\n');
+    expect(table).toMatch(/^\| model \| runs \|/);
+    for (const part of ['Data: fashion-mnist/test.', 'Seeds: 0, 1.', 'vmoe: aaaaaaaa, bbbbbbbb', 'wasm-blas (1 thread)', 'vmoe-ts 9.8.7', '15 equal-width bins', 'OOD as the positive class', 'not temperature scaled (ts_* are']) {
+      expect(note).toContain(part);
+    }
+    // LaTeX: provenance in the caption, full hashes in comments above the table
+    const caption = out.latex!.match(/\\caption\{(.*)\}/)![1]!;
+    for (const part of ['fashion-mnist/test', 'wasm-blas (1 thread)', 'vmoe-ts 9.8.7', 'tfjs 4.22.0', '15 equal-width bins', 'not temperature scaled']) {
+      expect(caption).toContain(part);
+    }
+    expect(out.latex).toContain(`% vmoe: 2 run(s), seeds 0, 1, checkpoints sha256 ${sha('a')}, ${sha('b')}`);
+  });
+
+  it('states what differs between groups per group and what a result does not record as unknown', async () => {
+    const { reportOutputs, reportRows } = await import('../../src/cli/report.js');
+    const files = await writeRuns([
+      result('a', 0, 'c'),
+      { ...result('b', 5, 'd'), engine: { backend: 'cpu', threads: 1 } },
+      { config: { name: 'old' }, accuracy: 0.5 }, // written before provenance was recorded
+    ]);
+    const rows = reportRows(files, 'model');
+    const note = reportOutputs(rows).markdown!.split('\n\n')[1]!;
+    expect(note).toContain('Backend: a: wasm-blas (1 thread); b: cpu (1 thread); old: ?');
+    expect(note).toContain('Seeds: a: 0; b: 5; old: ?');
+    expect(rows.summaries.find((g) => g.group === 'old')!.conventions.ece).toEqual(['ECE convention not recorded']);
+  });
+});

@@ -125,6 +125,47 @@ describe('fine-tuning initialisation', () => {
     }
     model.dispose();
   });
+
+  it('the head is kept on the same data set and starts afresh on another one with as many classes, or when asked', async () => {
+    const { initFromCheckpoint } = await import('../../src/train/trainer.js');
+    const { VisionMoE } = await import('../../src/vmoe/model.js');
+    const { loadCheckpoint } = await import('../../src/train/checkpoint.js');
+    const dir = tmp();
+    const r = await train({ config: small(3), outDir: dir, quiet: true }); // trained on mnist, 10 classes
+    const trained = Array.from(loadCheckpoint(r.checkpoint).tensors['params/head/kernel']!.data);
+    // the head starts at zero: it must have moved, or "copied" and "fresh" could not be told apart
+    expect(trained.some((x) => x !== 0)).toBe(true);
+    const cfg = small(3).model;
+    const untouched = VisionMoE.init(cfg, 5);
+    const freshHead = Array.from(untouched.p('head/kernel').dataSync());
+    const freshBias = Array.from(untouched.p('head/bias').dataSync());
+    untouched.dispose();
+    const cases = [
+      { head: undefined, dataset: 'mnist', copied: true },
+      { head: 'auto' as const, dataset: 'fashion-mnist', copied: false }, // 10 → 10 classes, other classes
+      { head: 'reinit' as const, dataset: 'mnist', copied: false },
+      { head: 'keep' as const, dataset: 'fashion-mnist', copied: true },
+    ];
+    for (const c of cases) {
+      const model = VisionMoE.init(cfg, 5);
+      const report = initFromCheckpoint(model, r.checkpoint, { head: c.head, dataset: c.dataset });
+      const kernel = Array.from(model.p('head/kernel').dataSync());
+      expect(kernel, JSON.stringify(c)).toEqual(c.copied ? trained : freshHead);
+      if (!c.copied) expect(Array.from(model.p('head/bias').dataSync())).toEqual(freshBias);
+      expect(report.fresh.includes('head/kernel'), JSON.stringify(c)).toBe(!c.copied);
+      expect(report.copied).toContain('block1/moe/w1'); // the body is carried over in every case
+      model.dispose();
+    }
+
+    // through train(): the choice is logged in train_summary.json
+    const ft = (head?: 'reinit') => {
+      const out = tmp();
+      return train({ config: small(1), outDir: out, quiet: true, initFrom: r.checkpoint, head }).then(() =>
+        JSON.parse(fs.readFileSync(path.join(out, 'train_summary.json'), 'utf8')).init_from);
+    };
+    expect(await ft()).toMatchObject({ checkpoint: r.checkpoint, head: 'copied' });
+    expect(await ft('reinit')).toMatchObject({ checkpoint: r.checkpoint, head: 'reinitialised' });
+  });
 });
 
 describe('freezing', () => {
