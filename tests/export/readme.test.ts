@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { replaceSection } from '../../src/export/readme.js';
+import { eceText } from '../../src/cli/readme.js';
 import { toCsv, toLatex, toMarkdown, latexEscape } from '../../src/export/tables.js';
 
 describe('README sections', () => {
@@ -23,5 +24,15 @@ describe('table writers', () => {
   });
   it('Markdown right-aligns numeric columns', () => {
     expect(toMarkdown(rows).split('\n')[1]).toBe('| --- | ---: | ---: |');
+  });
+});
+
+describe('ECE convention in the README provenance line', () => {
+  it.each([
+    [{ bins: 10, binning: 'equal-mass', labels: 'top-label' }, '10 equal-mass bins, top-label'],
+    [{ bins: 15 }, '15 equal-width bins, top-label'],
+    [undefined, '15 equal-width bins, top-label'],
+  ])('%j → %s', (conv, text) => {
+    expect(eceText(conv)).toBe(text);
   });
 });
