@@ -802,6 +802,157 @@ napi_value SumOfSquares(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// ---- MoE dispatch and combine ----------------------------------------------------------
+// Row indices are 1-based int32 (0: an empty expert-buffer slot), read from the same heap.
+// They replace the padded concat, GatherNd, ScatterNd and the gate multiply of the composed
+// form (and those ops' gradients) with one pass each.
+
+// Every index in idx[0, m) in [0, max]; throws otherwise.
+bool indicesInRange(napi_env env, const int32_t* idx, int64_t m, int64_t max, const char* what) {
+  for (int64_t i = 0; i < m; i++) {
+    if (idx[i] < 0 || idx[i] > max) {
+      napi_throw_range_error(env, nullptr, what);
+      return false;
+    }
+  }
+  return true;
+}
+
+const int32_t* intsAt(float* heap, int64_t off) { return reinterpret_cast<const int32_t*>(heap + off); }
+
+// The prologue gatherRows and scatterRows share: (heap, srcOff, idxOff, outOff, numRows, m, h), the m indices
+// in [0, numRows]; the source holds srcRows rows of h floats and the output outRows (numRows or m each way).
+bool rowsArgs(napi_env env, napi_callback_info info, bool gather, float** heap, int64_t* v) {
+  napi_value argv[7];
+  size_t length;
+  const char* what = gather ? "vmoe_blas.gatherRows expects 7 arguments" : "vmoe_blas.scatterRows expects 7 arguments";
+  if (!heapKernelArgs(env, info, 7, argv, what, heap, &length, 6, v)) return false;
+  const int64_t numRows = v[3], m = v[4], h = v[5];
+  const int64_t srcRows = gather ? numRows : m, outRows = gather ? m : numRows;
+  if (numRows < 0 || m < 0 || h < 0) {
+    napi_throw_range_error(env, nullptr, "vmoe_blas rows kernel: bad dimensions");
+    return false;
+  }
+  return inRange(env, v[0], srcRows * h, length, "vmoe_blas rows kernel: source outside the heap") &&
+         inRange(env, v[1], m, length, "vmoe_blas rows kernel: indices outside the heap") &&
+         inRange(env, v[2], outRows * h, length, "vmoe_blas rows kernel: output outside the heap") &&
+         indicesInRange(env, intsAt(*heap, v[1]), m, numRows, "vmoe_blas rows kernel: row index out of range");
+}
+
+// gatherRows(heap, xOff, idxOff, outOff, numRows, m, h): out[i] = x[idx[i] - 1], or zeros where idx[i] = 0.
+napi_value GatherRows(napi_env env, napi_callback_info info) {
+  float* heap;
+  int64_t v[6];
+  if (!rowsArgs(env, info, true, &heap, v)) return nullptr;
+  const int64_t x = v[0], m = v[4], h = v[5];
+  const int32_t* ix = intsAt(heap, v[1]);
+  for (int64_t i = 0; i < m; i++) {
+    float* o = heap + v[2] + i * h;
+    if (ix[i] > 0) std::memcpy(o, heap + x + (ix[i] - 1) * h, sizeof(float) * h);
+    else std::memset(o, 0, sizeof(float) * h);
+  }
+  return nullptr;
+}
+
+// scatterRows(heap, vOff, idxOff, outOff, numRows, m, h): out (numRows, h) = Σ_{i: idx[i] = r+1} v[i];
+// rows with idx 0 are dropped. The gradient of gatherRows.
+napi_value ScatterRows(napi_env env, napi_callback_info info) {
+  float* heap;
+  int64_t v[6];
+  if (!rowsArgs(env, info, false, &heap, v)) return nullptr;
+  const int64_t src = v[0], numRows = v[3], m = v[4], h = v[5];
+  const int32_t* ix = intsAt(heap, v[1]);
+  float* o = heap + v[2];
+  std::memset(o, 0, sizeof(float) * numRows * h);
+  for (int64_t i = 0; i < m; i++) {
+    if (ix[i] == 0) continue;
+    float* dst = o + (ix[i] - 1) * h;
+    const float* row = heap + src + i * h;
+    for (int64_t j = 0; j < h; j++) dst[j] += row[j];
+  }
+  return nullptr;
+}
+
+// combineRows(heap, outOff, gatesOff, tokOff, gateOff, yOff, numTokens, numGates, m, h):
+// y (numTokens, h) = Σ_i gates[gate[i] - 1] · out[i] into row tok[i] - 1 (rows with tok 0 are dropped;
+// gate 0 reads a zero gate).
+napi_value CombineRows(napi_env env, napi_callback_info info) {
+  napi_value argv[10];
+  float* heap;
+  size_t length;
+  int64_t v[9];
+  if (!heapKernelArgs(env, info, 10, argv, "vmoe_blas.combineRows expects 10 arguments", &heap, &length, 9, v)) return nullptr;
+  const int64_t out = v[0], gates = v[1], tok = v[2], gate = v[3], y = v[4], numTokens = v[5], numGates = v[6], m = v[7], h = v[8];
+  if (numTokens < 0 || numGates < 0 || m < 0 || h < 0 ||
+      !inRange(env, out, m * h, length, "vmoe_blas.combineRows: out outside the heap") ||
+      !inRange(env, gates, numGates, length, "vmoe_blas.combineRows: gates outside the heap") ||
+      !inRange(env, tok, m, length, "vmoe_blas.combineRows: token indices outside the heap") ||
+      !inRange(env, gate, m, length, "vmoe_blas.combineRows: gate indices outside the heap") ||
+      !inRange(env, y, numTokens * h, length, "vmoe_blas.combineRows: y outside the heap") ||
+      !indicesInRange(env, intsAt(heap, tok), m, numTokens, "vmoe_blas.combineRows: token index out of range") ||
+      !indicesInRange(env, intsAt(heap, gate), m, numGates, "vmoe_blas.combineRows: gate index out of range")) {
+    return nullptr;
+  }
+  const int32_t* tk = intsAt(heap, tok);
+  const int32_t* gt = intsAt(heap, gate);
+  float* yy = heap + y;
+  std::memset(yy, 0, sizeof(float) * numTokens * h);
+  for (int64_t i = 0; i < m; i++) {
+    if (tk[i] == 0 || gt[i] == 0) continue;
+    const float g = heap[gates + gt[i] - 1];
+    float* dst = yy + (tk[i] - 1) * h;
+    const float* row = heap + out + i * h;
+    for (int64_t j = 0; j < h; j++) dst[j] += g * row[j];
+  }
+  return nullptr;
+}
+
+// combineRowsGrad(heap, dyOff, outOff, gatesOff, tokOff, gateOff, dOutOff, dGatesOff, numTokens, numGates, m, h):
+// dOut[i] = gates[gate[i] - 1] · dy[tok[i] - 1] (zeros where either index is 0);
+// dGates (numGates) = Σ_i dy[tok[i] - 1] · out[i] into entry gate[i] - 1.
+napi_value CombineRowsGrad(napi_env env, napi_callback_info info) {
+  napi_value argv[12];
+  float* heap;
+  size_t length;
+  int64_t v[11];
+  if (!heapKernelArgs(env, info, 12, argv, "vmoe_blas.combineRowsGrad expects 12 arguments", &heap, &length, 11, v)) return nullptr;
+  const int64_t dy = v[0], out = v[1], gates = v[2], tok = v[3], gate = v[4], dOut = v[5], dGates = v[6];
+  const int64_t numTokens = v[7], numGates = v[8], m = v[9], h = v[10];
+  if (numTokens < 0 || numGates < 0 || m < 0 || h < 0 ||
+      !inRange(env, dy, numTokens * h, length, "vmoe_blas.combineRowsGrad: dy outside the heap") ||
+      !inRange(env, out, m * h, length, "vmoe_blas.combineRowsGrad: out outside the heap") ||
+      !inRange(env, gates, numGates, length, "vmoe_blas.combineRowsGrad: gates outside the heap") ||
+      !inRange(env, tok, m, length, "vmoe_blas.combineRowsGrad: token indices outside the heap") ||
+      !inRange(env, gate, m, length, "vmoe_blas.combineRowsGrad: gate indices outside the heap") ||
+      !inRange(env, dOut, m * h, length, "vmoe_blas.combineRowsGrad: dOut outside the heap") ||
+      !inRange(env, dGates, numGates, length, "vmoe_blas.combineRowsGrad: dGates outside the heap") ||
+      !indicesInRange(env, intsAt(heap, tok), m, numTokens, "vmoe_blas.combineRowsGrad: token index out of range") ||
+      !indicesInRange(env, intsAt(heap, gate), m, numGates, "vmoe_blas.combineRowsGrad: gate index out of range")) {
+    return nullptr;
+  }
+  const int32_t* tk = intsAt(heap, tok);
+  const int32_t* gt = intsAt(heap, gate);
+  float* dg = heap + dGates;
+  std::memset(dg, 0, sizeof(float) * numGates);
+  for (int64_t i = 0; i < m; i++) {
+    float* d = heap + dOut + i * h;
+    if (tk[i] == 0 || gt[i] == 0) {
+      std::memset(d, 0, sizeof(float) * h);
+      continue;
+    }
+    const float g = heap[gates + gt[i] - 1];
+    const float* dyr = heap + dy + (tk[i] - 1) * h;
+    const float* row = heap + out + i * h;
+    double dot = 0;
+    for (int64_t j = 0; j < h; j++) {
+      d[j] = g * dyr[j];
+      dot += static_cast<double>(dyr[j]) * row[j];
+    }
+    dg[gt[i] - 1] += static_cast<float>(dot);
+  }
+  return nullptr;
+}
+
 napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -840,6 +991,10 @@ napi_value Init(napi_env env, napi_value exports) {
       {"reduceMiddle", nullptr, ReduceMiddle, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"sumOfSquares", nullptr, SumOfSquares, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"gatherRows", nullptr, GatherRows, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"scatterRows", nullptr, ScatterRows, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"combineRows", nullptr, CombineRows, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"combineRowsGrad", nullptr, CombineRowsGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
   };

@@ -32,7 +32,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  VMOE_ADAM, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
+  VMOE_ADAM, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD,
+  VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from './fused-kernels.js';
 
 export const WASM_BLAS = 'wasm-blas';
@@ -61,6 +62,13 @@ export interface BlasAddon {
   sumOfSquares(heap: Float32Array, offsets: Float64Array, sizes: Float64Array): number;
   /** dst[o, j] = scale · Σ_m src[o, m, j] for src viewed as (outer, mid, inner). */
   reduceMiddle(heap: Float32Array, srcOff: number, dstOff: number, outer: number, mid: number, inner: number, scale: number): void;
+  /** Row indices are 1-based int32 offsets into the same heap; 0 is an empty row. */
+  gatherRows(heap: Float32Array, xOff: number, idxOff: number, outOff: number, numRows: number, m: number, h: number): void;
+  scatterRows(heap: Float32Array, xOff: number, idxOff: number, outOff: number, numRows: number, m: number, h: number): void;
+  combineRows(heap: Float32Array, xOff: number, gatesOff: number, tokOff: number, gateOff: number, yOff: number,
+    numTokens: number, numGates: number, m: number, h: number): void;
+  combineRowsGrad(heap: Float32Array, dyOff: number, xOff: number, gatesOff: number, tokOff: number, gateOff: number, dxOff: number,
+    dGatesOff: number, numTokens: number, numGates: number, m: number, h: number): void;
   setThreads(n: number): void;
   info(): { coreName: string; config: string; threads: number };
 }
@@ -161,7 +169,7 @@ export function selfCheck(addon: BlasAddon): string | null {
 /** Every entry point this code calls; an addon built from older sources lacks some. */
 const ADDON_FUNCTIONS = [
   'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
-  'adam', 'sumOfSquares', 'reduceMiddle', 'setThreads', 'info',
+  'adam', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'setThreads', 'info',
 ] as const satisfies readonly (keyof BlasAddon)[];
 
 /**
@@ -629,6 +637,79 @@ function sumOfSquaresKernel(addon: BlasAddon): tf.KernelFunc {
   }) as tf.KernelFunc;
 }
 
+/** (M, H) rows and M int32 indices, checked. */
+function rowsAndIndices(kernel: string, x: tf.TensorInfo, indices: Record<string, tf.TensorInfo>): { m: number; h: number } {
+  requireFloat32(kernel, { x });
+  if (x.shape.length !== 2) throw new Error(`${kernel}: x [${x.shape}] must be 2-D (rows, width)`);
+  const [m, h] = x.shape as [number, number];
+  for (const [name, t] of Object.entries(indices)) {
+    if (t.dtype !== 'int32' || !sameShape(t.shape, [m])) throw new Error(`${kernel}: ${name} must be int32 of shape [${m}], got ${t.dtype} [${t.shape}]`);
+  }
+  return { m, h };
+}
+
+function countAttr(kernel: string, attrs: tf.NamedAttrMap | undefined, name: string): number {
+  const v = numberAttr(kernel, attrs, name);
+  if (!Number.isInteger(v) || v < 0) throw new Error(`${kernel}: attribute ${name} must be an integer >= 0`);
+  return v;
+}
+
+/**
+ * VmoeGatherRows (x (R, H) → (M, H) by M indices) and its gradient VmoeScatterRows
+ * (x (M, H) → (numRows, H)): one row-index kernel each way.
+ */
+function rowsKernel(addon: BlasAddon, gather: boolean): tf.KernelFunc {
+  const name = gather ? VMOE_GATHER_ROWS : VMOE_SCATTER_ROWS;
+  return ((args: KernelArgs) => {
+    const { x, indices } = args.inputs as { x: tf.TensorInfo; indices: tf.TensorInfo };
+    requireFloat32(name, { x });
+    if (x.shape.length !== 2) throw new Error(`${name}: x [${x.shape}] must be 2-D (rows, width)`);
+    const m = indices.shape[0] ?? 0;
+    const [xRows, h] = x.shape as [number, number];
+    if (indices.dtype !== 'int32' || indices.shape.length !== 1 || (!gather && m !== xRows)) {
+      throw new Error(`${name}: indices must be int32 of shape [${gather ? 'M' : xRows}], got ${indices.dtype} [${indices.shape}]`);
+    }
+    const numRows = gather ? xRows : countAttr(name, args.attrs, 'numRows');
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput([gather ? m : numRows, h], 'float32');
+    const run = gather ? addon.gatherRows : addon.scatterRows;
+    if ((gather ? m : numRows) * h > 0) run(heapF32(backend), floatOffset(backend, x), floatOffset(backend, indices), floatOffset(backend, out), numRows, m, h);
+    return out;
+  }) as tf.KernelFunc;
+}
+
+function combineRowsKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { x, gates, tokens, gateIndex } = args.inputs as Record<'x' | 'gates' | 'tokens' | 'gateIndex', tf.TensorInfo>;
+    const { m, h } = rowsAndIndices(VMOE_COMBINE_ROWS, x, { tokens, gateIndex });
+    requireFloat32(VMOE_COMBINE_ROWS, { gates });
+    const numTokens = countAttr(VMOE_COMBINE_ROWS, args.attrs, 'numTokens');
+    const backend = args.backend as WasmBackendLike;
+    const y = backend.makeOutput([numTokens, h], 'float32');
+    if (numTokens * h > 0) {
+      addon.combineRows(heapF32(backend), floatOffset(backend, x), floatOffset(backend, gates), floatOffset(backend, tokens),
+        floatOffset(backend, gateIndex), floatOffset(backend, y), numTokens, tf.util.sizeFromShape(gates.shape), m, h);
+    }
+    return y;
+  }) as tf.KernelFunc;
+}
+
+function combineRowsGradKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { dy, x, gates, tokens, gateIndex } = args.inputs as Record<'dy' | 'x' | 'gates' | 'tokens' | 'gateIndex', tf.TensorInfo>;
+    const { m, h } = rowsAndIndices(VMOE_COMBINE_ROWS_GRAD, x, { tokens, gateIndex });
+    requireFloat32(VMOE_COMBINE_ROWS_GRAD, { dy, gates });
+    if (dy.shape.length !== 2 || dy.shape[1] !== h) throw new Error(`${VMOE_COMBINE_ROWS_GRAD}: dy [${dy.shape}] must be (tokens, ${h})`);
+    const backend = args.backend as WasmBackendLike;
+    const dx = backend.makeOutput([m, h], 'float32');
+    const dgates = backend.makeOutput(gates.shape, 'float32');
+    addon.combineRowsGrad(heapF32(backend), floatOffset(backend, dy), floatOffset(backend, x), floatOffset(backend, gates),
+      floatOffset(backend, tokens), floatOffset(backend, gateIndex), floatOffset(backend, dx), floatOffset(backend, dgates),
+      dy.shape[0]!, tf.util.sizeFromShape(gates.shape), m, h);
+    return [dx, dgates];
+  }) as tf.KernelFunc;
+}
+
 /** Kernels the wasm backend does not have, registered for this backend only. */
 function fusedKernels(addon: BlasAddon): tf.KernelConfig[] {
   return [
@@ -640,6 +721,10 @@ function fusedKernels(addon: BlasAddon): tf.KernelConfig[] {
     { kernelName: VMOE_SOFTMAX_GRAD, backendName: WASM_BLAS, kernelFunc: softmaxGradKernel(addon) },
     { kernelName: VMOE_ADAM, backendName: WASM_BLAS, kernelFunc: adamKernel(addon) },
     { kernelName: VMOE_SUM_OF_SQUARES, backendName: WASM_BLAS, kernelFunc: sumOfSquaresKernel(addon) },
+    { kernelName: VMOE_GATHER_ROWS, backendName: WASM_BLAS, kernelFunc: rowsKernel(addon, true) },
+    { kernelName: VMOE_SCATTER_ROWS, backendName: WASM_BLAS, kernelFunc: rowsKernel(addon, false) },
+    { kernelName: VMOE_COMBINE_ROWS, backendName: WASM_BLAS, kernelFunc: combineRowsKernel(addon) },
+    { kernelName: VMOE_COMBINE_ROWS_GRAD, backendName: WASM_BLAS, kernelFunc: combineRowsGradKernel(addon) },
   ];
 }
 
@@ -668,7 +753,7 @@ let registered = false;
  * tf.setBackend('wasm') has succeeded; then tf.setBackend('wasm-blas').
  */
 export function registerWasmBlasBackend(addon: BlasAddon, threads: number): void {
-  addon.setThreads(Math.max(1, threads));
+  addon.setThreads(Math.max(1, Math.floor(threads)));
   if (registered) return;
   const wasmBackend = tf.findBackend('wasm');
   if (!wasmBackend) throw new Error('wasm-blas: initialise the wasm backend first');

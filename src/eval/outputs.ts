@@ -57,7 +57,7 @@ export function computeOutputs(model: VisionMoE, ds: ImageDataset, opts: OutputO
   let done = 0;
   for (const idx of sequentialBatches(ds.n, opts.batchSize)) {
     const batch = makeBatch(ds, idx, { scale: opts.scale });
-    const fwd: ForwardOptions = { train: false, routing: opts.routing, mcDropout: opts.mcDropout, rng: opts.rng };
+    const fwd: ForwardOptions = { train: false, routing: opts.routing, mcDropout: opts.mcDropout, rng: opts.rng, auxLosses: false };
     let lg: Float32Array = new Float32Array(0);
     let pl: Float32Array | null = null;
     let stats: (MoeLayerStats & { block: number })[] = [];

@@ -87,7 +87,7 @@ function batchLogits(entry: ModelEntry, x: Float32Array, shape: [number, number,
   const parts: Float32Array[] = [];
   for (const l of entry.members) {
     tf.tidy(() => {
-      const r = l.model.forward(tf.tensor4d(x, shape), { train: false });
+      const r = l.model.forward(tf.tensor4d(x, shape), { train: false, auxLosses: false });
       parts.push((r.memberLogits ?? r.logits).dataSync() as Float32Array);
     });
   }

@@ -11,6 +11,9 @@ import { heatMapSvg, lineChartSvg } from '../export/figures.js';
 import { modelMembers, tokensPerImage } from '../vmoe/config.js';
 import type { RoutingOverrides, VisionMoE } from '../vmoe/model.js';
 import type { MoeLayerStats } from '../vmoe/moe.js';
+import { cv2, importanceLossOfGroup } from '../vmoe/aux-losses.js';
+
+export { cv2, importanceLossOfGroup };
 
 export interface LayerTrace {
   block: number;
@@ -71,33 +74,7 @@ export function meanRouterEntropy(gates: ArrayLike<number>, numTokens: number, n
   return numTokens ? total / numTokens : NaN;
 }
 
-/** Population CV² = var/mean² (the auxiliary-loss form, spec §3). */
-export function cv2(v: ArrayLike<number>): number {
-  const n = v.length;
-  let mean = 0;
-  for (let i = 0; i < n; i++) mean += v[i]!;
-  mean /= n;
-  let variance = 0;
-  for (let i = 0; i < n; i++) variance += (v[i]! - mean) ** 2;
-  variance /= n;
-  return variance / (mean * mean + 1e-20);
-}
 
-/**
- * Importance loss of one group (rows [start, start+size)): CV² of the per-expert
- * sums of clean gates. With E³ members (rows member-fastest) it is taken per
- * member over the member's own E/M experts, then averaged, as in training.
- */
-export function importanceLossOfGroup(gates: ArrayLike<number>, start: number, size: number, numExperts: number, members = 1): number {
-  const Em = numExperts / members;
-  let total = 0;
-  for (let m = 0; m < members; m++) {
-    const imp = new Float64Array(Em);
-    for (let t = start + m; t < start + size; t += members) for (let e = 0; e < Em; e++) imp[e]! += gates[t * numExperts + m * Em + e]!;
-    total += cv2(imp);
-  }
-  return total / members;
-}
 
 /** Standard normal CDF via a Chebyshev-fitted erfc (fractional error < 1.2e-7). */
 export function normalCdf(z: number): number {

@@ -178,3 +178,31 @@ export function routerStats(result: TopExpertsResult, numExperts: number): Route
     fullyDroppedTokenFraction: result.expert.length === 0 ? 0 : fullyDropped / result.expert.length,
   };
 }
+
+/** Population CV² = var/mean² (the auxiliary-loss form, spec §3). */
+export function cv2(v: ArrayLike<number>): number {
+  const n = v.length;
+  let mean = 0;
+  for (let i = 0; i < n; i++) mean += v[i]!;
+  mean /= n;
+  let variance = 0;
+  for (let i = 0; i < n; i++) variance += (v[i]! - mean) ** 2;
+  variance /= n;
+  return variance / (mean * mean + 1e-20);
+}
+
+/**
+ * Importance loss of one group (rows [start, start+size)): CV² of the per-expert
+ * sums of clean gates. With E³ members (rows member-fastest) it is taken per
+ * member over the member's own E/M experts, then averaged, as in training.
+ */
+export function importanceLossOfGroup(gates: ArrayLike<number>, start: number, size: number, numExperts: number, members = 1): number {
+  const Em = numExperts / members;
+  let total = 0;
+  for (let m = 0; m < members; m++) {
+    const imp = new Float64Array(Em);
+    for (let t = start + m; t < start + size; t += members) for (let e = 0; e < Em; e++) imp[e]! += gates[t * numExperts + m * Em + e]!;
+    total += cv2(imp);
+  }
+  return total / members;
+}

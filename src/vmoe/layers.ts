@@ -9,7 +9,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  hasKernel, isPlainWasm, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD,
+  hasKernel, isPlainWasm, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
+  VMOE_LAYER_NORM_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD,
 } from '../engine/fused-kernels.js';
 
 type CustomGradFn = Parameters<typeof tf.customGrad>[0];
@@ -166,6 +167,54 @@ export function scatterAddRows(v: tf.Tensor2D, idx: tf.Tensor1D, numRows: number
     };
   }) as unknown as CustomGradFn);
   return f(v) as tf.Tensor2D;
+}
+
+/**
+ * MoE dispatch: row i = x[tokens[i] − 1], a zero row where tokens[i] = 0 (an
+ * empty expert slot); x (N, H), tokens (M) int32 → (M, H). One fused kernel
+ * each way where the backend has them, else a gather from x with a zero row
+ * prepended.
+ */
+export function dispatchRows(x: tf.Tensor2D, tokens: tf.Tensor1D): tf.Tensor2D {
+  const [N, H] = x.shape;
+  if (!(x.dtype === 'float32' && hasKernel(VMOE_GATHER_ROWS) && hasKernel(VMOE_SCATTER_ROWS))) {
+    return gatherRows(tf.concat([tf.zeros([1, H]), x], 0) as tf.Tensor2D, tokens);
+  }
+  const f = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([tokens]); // tensors made in the forward pass and not saved are freed before backprop
+    return {
+      value: tf.engine().runKernel(VMOE_GATHER_ROWS, { x: xi, indices: tokens }) as tf.Tensor2D,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.engine().runKernel(VMOE_SCATTER_ROWS, { x: dy, indices: saved[0]! }, { numRows: N }) as tf.Tensor,
+    };
+  }) as unknown as CustomGradFn);
+  return f(x) as tf.Tensor2D;
+}
+
+/**
+ * MoE combine: y[t] = Σ_{i: tokens[i] = t+1} gates_flat[gateIndex[i] − 1] · rows[i]
+ * for rows (M, H) and gates (N, E) → (N, H); a 0 index drops the row. Gradients
+ * for the rows and the gates.
+ */
+export function combineRows(rows: tf.Tensor2D, gates: tf.Tensor2D, tokens: tf.Tensor1D, gateIndex: tf.Tensor1D, numTokens: number): tf.Tensor2D {
+  if (!(rows.dtype === 'float32' && hasKernel(VMOE_COMBINE_ROWS) && hasKernel(VMOE_COMBINE_ROWS_GRAD))) {
+    const [N, E] = gates.shape;
+    const gatesPadded = tf.concat([tf.zeros([1, 1]), tf.reshape(gates, [N * E, 1])], 0) as tf.Tensor2D; // (N·E+1, 1)
+    const weight = gatherRows(gatesPadded, gateIndex); // (M, 1)
+    const yPadded = scatterAddRows(tf.mul(rows, weight) as tf.Tensor2D, tokens, numTokens + 1); // (N+1, H)
+    return tf.slice(yPadded, [1, 0], [numTokens, rows.shape[1]]);
+  }
+  const f = tf.customGrad(((ri: tf.Tensor, gi: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([ri, gi, tokens, gateIndex]);
+    return {
+      value: tf.engine().runKernel(VMOE_COMBINE_ROWS, { x: ri, gates: gi, tokens, gateIndex }, { numTokens }) as tf.Tensor2D,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [rs, gs, tk, gx] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+        return tf.engine().runKernel(VMOE_COMBINE_ROWS_GRAD, { dy, x: rs, gates: gs, tokens: tk, gateIndex: gx }) as tf.Tensor[];
+      },
+    };
+  }) as unknown as CustomGradFn);
+  return f(rows, gates) as tf.Tensor2D;
 }
 
 /** Inverted dropout with an explicit seed; identity when rate is 0 or not training. */

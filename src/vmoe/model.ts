@@ -28,6 +28,11 @@ export interface ForwardOptions {
   impl?: DispatchImpl;
   /** Keep dropout on at evaluation (MC dropout). */
   mcDropout?: boolean;
+  /**
+   * Build the auxiliary router-loss tensors (default true). Evaluation passes false: `aux` is then 0
+   * and the MoE stats keep the importance loss (computed on the host) but not the load loss.
+   */
+  auxLosses?: boolean;
   /** Called for every MoE layer with its dispatch plan (routing analysis, tests). Rows are (image, token, member). */
   onMoeLayer?: (block: number, layer: MoeLayerResult) => void;
 }
@@ -52,6 +57,7 @@ export interface BlockContext {
   impl: DispatchImpl;
   dropSeed: () => number | null;
   auxTerms: tf.Scalar[];
+  auxLosses: boolean;
   stats: ForwardResult['moe'];
   /** Rows per image in the current activations (1 before the E³ repeat, M after; default 1). */
   members?: number;
@@ -188,7 +194,7 @@ export class VisionMoE {
         this.toRoutingOrder(h2, B / M, T, M),
         { router, w1: this.p(`${p}/moe/w1`), b1: this.p(`${p}/moe/b1`), w2: this.p(`${p}/moe/w2`), b2: this.p(`${p}/moe/b2`) },
         ctx.routing,
-        { train: ctx.train, noiseSeed: ctx.train && ctx.rng ? ctx.rng.seed() : null, impl: ctx.impl, members: M },
+        { train: ctx.train, noiseSeed: ctx.train && ctx.rng ? ctx.rng.seed() : null, impl: ctx.impl, members: M, auxLosses: ctx.auxLosses },
       );
       y = this.fromRoutingOrder(r.y, B / M, T, M);
       ctx.auxTerms.push(r.aux);
@@ -223,6 +229,7 @@ export class VisionMoE {
       impl: opts.impl ?? 'gather',
       dropSeed: () => (useDropout ? opts.rng!.seed() : null),
       auxTerms: [],
+      auxLosses: opts.auxLosses !== false,
       stats: [],
       members: 1,
       onMoeLayer: opts.onMoeLayer,

@@ -7,10 +7,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { isPlainWasm } from '../engine/fused-kernels.js';
-import { dense2d, gatherRows, gelu, scatterAddRows, softmax } from './layers.js';
+import { combineRows, dense2d, dispatchRows, gelu, softmax } from './layers.js';
 import { planExpertChoice, planTopK, type DispatchPlan } from './dispatch.js';
 import { expertCapacity, expertChoiceCapacity, type CapacityRounding } from './capacity.js';
 import { checkPartition, memberBlock, partitionMask } from '../ensembles/partition.js';
+import { importanceLossOfGroup } from './aux-losses.js';
 
 export interface MoeWeights {
   router: tf.Tensor2D; // (H, E)
@@ -168,15 +169,11 @@ export function moeLayer(
 
   const rowToken = tf.tensor1d(plan.rowToken, 'int32');
   const rowGate = tf.tensor1d(plan.rowGate, 'int32');
-  const gatesPadded = tf.concat([tf.zeros([1, 1]), tf.reshape(gates, [N * E, 1])], 0) as tf.Tensor2D; // (N·E+1, 1)
   let y: tf.Tensor2D;
   if ((opts.impl ?? 'gather') === 'gather') {
-    const xPadded = tf.concat([tf.zeros([1, H]), x], 0) as tf.Tensor2D; // (N+1, H)
-    const ein = gatherRows(xPadded, rowToken); // (E·R, H)
+    const ein = dispatchRows(x, rowToken); // (E·R, H)
     const out = runExperts(ein, w, R); // (E·R, H)
-    const weight = gatherRows(gatesPadded, rowGate); // (E·R, 1)
-    const yPadded = scatterAddRows(tf.mul(out, weight) as tf.Tensor2D, rowToken, N + 1); // (N+1, H)
-    y = tf.slice(yPadded, [1, 0], [N, H]);
+    y = combineRows(out, gates, rowToken, rowGate, N); // (N, H)
   } else {
     // Reference: dense one-hot dispatch/combine (einsum form), O(N·E·R·H).
     const dispatch = tf.cast(tf.slice(tf.oneHot(rowToken, N + 1), [0, 1], [E * R, N]), 'float32') as tf.Tensor2D; // (E·R, N)
@@ -221,6 +218,14 @@ export function moeLayer(
       terms.push(tf.mul(tf.mean(tf.square(tf.logSumExp(logits, -1))), r.aux.zloss)); // masked logits: the member's own partition
     }
     if (terms.length) aux = tf.addN(terms) as tf.Scalar;
+  } else if (r.router === 'top-k' && noisy === logits) {
+    // No loss tensors (inference): the importance statistic from the clean gates already on the host.
+    let sum = 0, start = 0;
+    for (const S of plan.groupSizes) {
+      sum += importanceLossOfGroup(gateValues, start, S, E, M);
+      start += S;
+    }
+    importanceLoss = sum / plan.groupSizes.length;
   }
 
   const total = plan.processed;

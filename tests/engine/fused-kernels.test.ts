@@ -11,10 +11,11 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
 import {
-  hasKernel, VMOE_ADAM, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
+  hasKernel, VMOE_ADAM, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
+  VMOE_LAYER_NORM_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from '../../src/engine/fused-kernels.js';
 import { loadBlasAddon, WASM_BLAS } from '../../src/engine/native-blas.js';
-import { composedGelu, composedLayerNorm, gelu, layerNorm, softmax } from '../../src/vmoe/layers.js';
+import { combineRows, composedGelu, composedLayerNorm, dispatchRows, gelu, layerNorm, softmax } from '../../src/vmoe/layers.js';
 import { OptimSchema } from '../../src/train/config.js';
 import { Adam } from '../../src/train/optimizer.js';
 import { Rng } from '../../src/util/rng.js';
@@ -80,6 +81,7 @@ function valueAndGrads(op: (...xs: tf.Tensor[]) => tf.Tensor, inputs: { data: Fl
 
 const ALL_KERNELS = [
   VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_ADAM, VMOE_SUM_OF_SQUARES,
+  VMOE_GATHER_ROWS, VMOE_SCATTER_ROWS, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD,
 ];
 
 const SHAPES: number[][] = [[3, 5, 37], [1, 1], [17, 256], [2, 3, 64], [40]];
@@ -153,6 +155,62 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
       const got = valueAndGrads((a) => softmax(a), [input], cot);
       expectClose(got[0]!, want[0]!, 1e-6);
       expectClose(got[1]!, want[1]!, 1e-5);
+    });
+  });
+
+  describe('MoE dispatch and combine rows', () => {
+    // Expert-buffer rows: 1-based tokens with empty slots (0), repeated tokens (top-k), a dropped gate index.
+    const cases = [
+      { N: 7, E: 3, H: 5, tokens: [3, 0, 1, 7, 3, 0, 5, 2, 7, 0, 1, 4] },
+      { N: 40, E: 8, H: 64, tokens: Array.from({ length: 96 }, (_, i) => ((i * 37) % 45 > 40 ? 0 : ((i * 37) % 40) + 1)) },
+      { N: 3, E: 2, H: 1, tokens: [0, 0] },
+    ];
+    describe.each(cases.map((c) => [`N=${c.N} E=${c.E} H=${c.H} M=${c.tokens.length}`, c] as const))('%s', (_, c) => {
+      const M = c.tokens.length;
+      const tokens = Int32Array.from(c.tokens);
+      // Each row's gate index t·E + e + 1 for an expert derived from the row; row 1 keeps its token but reads gate 0.
+      const gateIndex = Int32Array.from(c.tokens, (t, i) => (t === 0 || i === 1 ? 0 : (t - 1) * c.E + (i % c.E) + 1));
+      const x = { data: normals(c.N * c.H, 60, 2), shape: [c.N, c.H] };
+      const rows = { data: normals(M * c.H, 61), shape: [M, c.H] };
+      const gates = { data: normals(c.N * c.E, 62), shape: [c.N, c.E] };
+      const ops = {
+        dispatch: (a: tf.Tensor) => dispatchRows(a as tf.Tensor2D, tf.tensor1d(tokens, 'int32')),
+        combine: (r: tf.Tensor, g: tf.Tensor) =>
+          combineRows(r as tf.Tensor2D, g as tf.Tensor2D, tf.tensor1d(tokens, 'int32'), tf.tensor1d(gateIndex, 'int32'), c.N),
+      };
+      it.each(['wasm', 'cpu'])('dispatch forward and gradient equal the composed gather on %s', async (ref) => {
+        const cot = normals(M * c.H, 63);
+        const want = await onBackend(ref, () => valueAndGrads(ops.dispatch, [x], cot));
+        const got = valueAndGrads(ops.dispatch, [x], cot);
+        expectClose(got[0]!, want[0]!, 1e-9); // copies
+        expectClose(got[1]!, want[1]!, 1e-6);
+      });
+      it.each(['wasm', 'cpu'])('combine forward and row/gate gradients equal the composed gather-multiply-scatter on %s', async (ref) => {
+        const cot = normals(c.N * c.H, 64);
+        const want = await onBackend(ref, () => valueAndGrads(ops.combine, [rows, gates], cot));
+        const got = valueAndGrads(ops.combine, [rows, gates], cot);
+        expectClose(got[0]!, want[0]!, 1e-6);
+        expectClose(got[1]!, want[1]!, 1e-6);
+        expectClose(got[2]!, want[2]!, 1e-5); // dot products: summation order differs
+      });
+    });
+
+    it('reject indices out of range, wrong dtypes and shapes', () => {
+      const run = (name: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap = {}) => () => tf.engine().runKernel(name, inputs, attrs);
+      const x = tf.tensor2d(normals(6, 65), [3, 2]);
+      const idx = (v: number[]) => tf.tensor1d(v, 'int32');
+      expect(run(VMOE_GATHER_ROWS, { x, indices: idx([1, 4]) })).toThrow(/out of range/);
+      expect(run(VMOE_GATHER_ROWS, { x, indices: idx([-1]) })).toThrow(/out of range/);
+      expect(run(VMOE_GATHER_ROWS, { x, indices: tf.tensor1d([1]) })).toThrow(/int32/);
+      expect(run(VMOE_SCATTER_ROWS, { x, indices: idx([1, 2, 3]) }, { numRows: 2 })).toThrow(/out of range/);
+      expect(run(VMOE_SCATTER_ROWS, { x, indices: idx([1, 2]) }, { numRows: 2 })).toThrow(/shape \[3\]/);
+      expect(run(VMOE_SCATTER_ROWS, { x, indices: idx([1, 2, 0]) }, { numRows: -1 })).toThrow(/numRows/);
+      const gates = tf.tensor2d(normals(4, 66), [2, 2]);
+      expect(run(VMOE_COMBINE_ROWS, { x, gates, tokens: idx([1, 2, 0]), gateIndex: idx([1, 5, 0]) }, { numTokens: 2 })).toThrow(/out of range/);
+      expect(run(VMOE_COMBINE_ROWS, { x, gates, tokens: idx([1, 3, 0]), gateIndex: idx([1, 4, 0]) }, { numTokens: 2 })).toThrow(/out of range/);
+      expect(run(VMOE_COMBINE_ROWS_GRAD, { dy: tf.zeros([2, 3]), x, gates, tokens: idx([1, 2, 0]), gateIndex: idx([1, 4, 0]) })).toThrow(/dy/);
+      const ok = run(VMOE_COMBINE_ROWS, { x, gates, tokens: idx([1, 2, 0]), gateIndex: idx([1, 4, 0]) }, { numTokens: 2 });
+      expect(ok).not.toThrow();
     });
   });
 
