@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { comparePeer, markdownTable, parseArgs, SUITES, type BenchArgs, type PeerResult } from './lib/stats.js';
+import { bestOfRepeats, comparePeer, markdownTable, parseArgs, SUITES, type BenchArgs, type PeerResult } from './lib/stats.js';
 import { MODEL_NAMES, peerArgs, type BenchModelName } from './lib/configs.js';
 
 const self = fileURLToPath(import.meta.url);
@@ -82,12 +82,14 @@ function plan(args: BenchArgs): Job[] {
   const wants = (s: string) => args.only.length === 0 || args.only.includes(s);
   const t = args.quick ? { warmup: 1, runs: 3 } : { warmup: 2, runs: 10 };
   const big = args.quick ? { warmup: 1, runs: 2 } : { warmup: 1, runs: 4 };
+  // layer studies: cheap calls, so many interleaved rounds (a ratio of minima needs them)
+  const layer = args.quick ? { warmup: 1, runs: 5 } : { warmup: 2, runs: 30 };
   const jobs: Job[] = [];
   for (const threads of args.threads) {
     if (wants('models')) for (const name of MODEL_NAMES) jobs.push({ kind: 'model', suite: 'models', name, batch: args.batch, threads, ...t });
     if (threads !== args.threads[0]) continue; // the layer studies and batch scaling run at the first thread count only
-    if (wants('moe-vs-dense')) jobs.push({ kind: 'moe-vs-dense', suite: 'moe-vs-dense', batch: args.batch, threads, ...t });
-    if (wants('capacity')) jobs.push({ kind: 'capacity', suite: 'capacity', batch: args.batch, threads, ...t });
+    if (wants('moe-vs-dense')) jobs.push({ kind: 'moe-vs-dense', suite: 'moe-vs-dense', batch: args.batch, threads, ...layer });
+    if (wants('capacity')) jobs.push({ kind: 'capacity', suite: 'capacity', batch: args.batch, threads, ...layer });
     if (wants('batch-scaling')) {
       for (const batch of [16, 64, 256]) {
         if (batch === args.batch && wants('models')) continue; // measured with the models
@@ -123,12 +125,12 @@ function runPeer(args: BenchArgs): Rec[] {
 function peerRatios(records: Rec[]): Rec[] {
   const out: Rec[] = [];
   for (const name of MODEL_NAMES) {
-    const peers = records.filter((r) => r.suite === 'peer' && r.name === name && !r.error) as unknown as PeerResult[];
-    const ours = records.filter((r) => r.suite === 'models' && r.name === name && !r.error);
+    const peers = bestOfRepeats(records.filter((r) => r.suite === 'peer' && r.name === name)) as unknown as PeerResult[];
+    const ours = bestOfRepeats(records.filter((r) => r.suite === 'models' && r.name === name));
     if (!peers.length || !ours.length) continue;
     for (const o of ours) {
       const cmp = comparePeer(o as unknown as PeerResult, peers);
-      out.push({ name: `${name} / torch`, suite: 'peer-ratio', backend: o.backend, threads: o.threads, batch: o.batch, ...cmp });
+      out.push({ name: `${name} / torch`, suite: 'peer-ratio', backend: o.backend, threads: o.threads, batch: o.batch, repeats: o.repeats, ...cmp });
     }
   }
   return out;
@@ -144,15 +146,17 @@ function gitCommit(): string {
 function summary(records: Rec[], meta: Rec): string {
   const sections: string[] = [`Benchmark ${meta.date} · commit ${meta.commit} · backend ${meta.backend} · ${meta.quick ? 'quick' : 'full'} run · one run on a shared machine: compare ratios, not absolute numbers.`];
   const pick = (suite: string) => records.filter((r) => r.suite === suite);
-  const models = [...pick('models'), ...pick('batch-scaling'), ...pick('peer')];
+  const failed = records.filter((r) => r.error && ['models', 'batch-scaling', 'peer'].includes(String(r.suite)));
+  const models = [...bestOfRepeats([...pick('models'), ...pick('batch-scaling'), ...pick('peer')]), ...failed];
   if (models.length) {
-    sections.push(markdownTable(models, ['name', 'suite', 'backend', 'threads', 'batch', 'train_images_per_s', 'infer_images_per_s', 'peak_rss_mb', 'wasm_heap_mb', 'error']));
+    sections.push(`Throughput: best of ${meta.repeat} alternating repeat(s) of our runs and the peer's (median step time within each run).`);
+    sections.push(markdownTable(models, ['name', 'suite', 'backend', 'threads', 'batch', 'repeats', 'train_images_per_s', 'infer_images_per_s', 'peak_rss_mb', 'wasm_heap_mb', 'error']));
   }
   if (pick('peer-ratio').length) {
-    sections.push(markdownTable(pick('peer-ratio'), ['name', 'backend', 'threads', 'batch', 'train_ratio', 'infer_ratio', 'peer_best_train_threads', 'peer_best_infer_threads', 'rss_ratio']));
+    sections.push(markdownTable(pick('peer-ratio'), ['name', 'backend', 'threads', 'batch', 'repeats', 'train_ratio', 'infer_ratio', 'peer_best_train_threads', 'peer_best_infer_threads', 'rss_ratio']));
   }
-  if (pick('moe-vs-dense').length) sections.push(markdownTable(pick('moe-vs-dense'), ['name', 'backend', 'threads', 'tokens', 'dense_width', 'moe_ms', 'dense_ms', 'moe_over_dense', 'error']));
-  if (pick('capacity').length) sections.push(markdownTable(pick('capacity'), ['name', 'backend', 'threads', 'capacity_factor', 'moe_ms', 'time_vs_1_05', 'error']));
+  if (pick('moe-vs-dense').length) sections.push(markdownTable(pick('moe-vs-dense'), ['name', 'backend', 'threads', 'tokens', 'dense_width', 'rounds', 'moe_ms', 'dense_ms', 'moe_over_dense', 'moe_min_ms', 'dense_min_ms', 'moe_over_dense_min', 'error']));
+  if (pick('capacity').length) sections.push(markdownTable(pick('capacity'), ['name', 'backend', 'threads', 'capacity_factor', 'rounds', 'moe_ms', 'time_vs_1_05', 'moe_min_ms', 'time_vs_1_05_min', 'error']));
   return sections.join('\n\n') + '\n';
 }
 
@@ -166,16 +170,21 @@ async function main(): Promise<void> {
     records.push(r);
     process.stdout.write(JSON.stringify(r) + '\n');
   };
-  for (const job of plan(args)) {
+  const jobs = plan(args);
+  const run = (job: Job, extra: Rec = {}) => {
     process.stderr.write(`[bench] ${job.kind === 'model' ? job.name : job.kind} (batch ${job.batch}, ${job.threads} thread(s))…\n`);
-    for (const r of spawnJob(job, args)) emit(r);
+    for (const r of spawnJob(job, args)) emit({ ...r, ...extra });
+  };
+  // Our models and the peer alternate, so a slow spell of the machine is unlikely to hit only one side.
+  const compared = jobs.filter((j) => j.kind === 'model' && j.suite === 'models');
+  for (let rep = 0; rep < args.repeat; rep++) {
+    for (const job of compared) run(job, { repeat: rep });
+    if (args.peer) for (const r of runPeer(args)) emit({ ...r, repeat: rep });
   }
-  if (args.peer) {
-    for (const r of runPeer(args)) emit(r);
-    for (const r of peerRatios(records)) emit(r);
-  }
+  for (const job of jobs.filter((j) => !compared.includes(j))) run(job);
+  if (args.peer) for (const r of peerRatios(records)) emit(r);
   const backend = [...new Set(records.map((r) => r.backend).filter((b) => b && b !== 'torch'))].join(',') || 'unknown';
-  const meta = { date: new Date().toISOString(), commit: gitCommit(), backend, quick: args.quick, suites: args.only.length ? args.only : SUITES, seconds: Math.round((performance.now() - t0) / 1000) };
+  const meta = { date: new Date().toISOString(), commit: gitCommit(), backend, quick: args.quick, repeat: args.repeat, suites: args.only.length ? args.only : SUITES, seconds: Math.round((performance.now() - t0) / 1000) };
   const table = summary(records, meta);
   process.stderr.write('\n' + table);
   if (args.save) {

@@ -35,6 +35,26 @@ export function timeMedian(fn: () => void, t: Timing): number {
   return median(times);
 }
 
+/**
+ * Wall times (ms) of several variants measured round-robin: each round calls every
+ * variant once, starting at a different one, so a slow spell of a shared machine hits
+ * all variants alike. Returns per variant the median and the minimum over `runs` rounds;
+ * the minimum is the least disturbed estimate of a kernel's own cost.
+ */
+export function timeInterleaved(fns: (() => void)[], t: Timing): { median: number[]; min: number[] } {
+  for (let i = 0; i < t.warmup; i++) for (const f of fns) f();
+  const times: number[][] = fns.map(() => []);
+  for (let r = 0; r < t.runs; r++) {
+    for (let j = 0; j < fns.length; j++) {
+      const k = (j + r) % fns.length;
+      const t0 = performance.now();
+      fns[k]!();
+      times[k]!.push(performance.now() - t0);
+    }
+  }
+  return { median: times.map((ts) => median(ts)), min: times.map((ts) => Math.min(...ts)) };
+}
+
 /** Peak resident set of this process so far, MB. */
 export function peakRssMb(): number {
   return process.resourceUsage().maxRSS / 1024;
@@ -173,14 +193,14 @@ export function moeVsDense(batch: number, t: Timing) {
   const w2 = tf.variable(tf.tensor2d(mk(K * mlpDim * H, lim1), [K * mlpDim, H]));
   const b2 = tf.variable(tf.zeros([H]) as tf.Tensor1D);
   const dense = fwdBwd(s.x, [w1, b1, w2, b2], (xi) => dense2d(gelu(dense2d(xi, w1, b1 as tf.Tensor1D)) as tf.Tensor2D, w2, b2 as tf.Tensor1D), s.cot);
-  const moeMs = timeMedian(s.moe(s.cfg.moe.capacityFactor), t);
-  const denseMs = timeMedian(dense, t);
+  const { median: [moeMs, denseMs], min: [moeMin, denseMin] } = timeInterleaved([s.moe(s.cfg.moe.capacityFactor), dense], t);
   for (const v of [w1, b1, w2, b2]) v.dispose();
   s.model.dispose();
   return {
     name: 'moe-vs-dense', ...engineFields(), batch, tokens: s.N, experts: s.cfg.moe.numExperts, k: K,
     capacity_factor: s.cfg.moe.capacityFactor, dense_width: K * mlpDim,
-    moe_ms: moeMs, dense_ms: denseMs, moe_over_dense: moeMs / denseMs, peak_rss_mb: peakRssMb(),
+    moe_ms: moeMs!, dense_ms: denseMs!, moe_over_dense: moeMs! / denseMs!,
+    moe_min_ms: moeMin!, dense_min_ms: denseMin!, moe_over_dense_min: moeMin! / denseMin!, rounds: t.runs, peak_rss_mb: peakRssMb(),
   };
 }
 
@@ -189,10 +209,12 @@ export const CAPACITY_FACTORS = [0.25, 0.5, 0.75, 1.0, 1.05, 1.25, 1.5];
 /** MoE-layer forward+backward time against the capacity factor, relative to factor 1.05. */
 export function capacitySweep(batch: number, t: Timing, factors = CAPACITY_FACTORS) {
   const s = moeSetup(batch);
-  const ms = factors.map((c) => timeMedian(s.moe(c), t));
-  const ref = factors.includes(1.05) ? ms[factors.indexOf(1.05)]! : timeMedian(s.moe(1.05), t);
+  const all = factors.includes(1.05) ? factors : [...factors, 1.05];
+  const { median: ms, min } = timeInterleaved(all.map((c) => s.moe(c)), t);
+  const ref = all.indexOf(1.05);
   s.model.dispose();
   return factors.map((c, i) => ({
-    name: 'moe-capacity', ...engineFields(), batch, capacity_factor: c, moe_ms: ms[i]!, time_vs_1_05: ms[i]! / ref,
+    name: 'moe-capacity', ...engineFields(), batch, capacity_factor: c, moe_ms: ms[i]!, time_vs_1_05: ms[i]! / ms[ref]!,
+    moe_min_ms: min[i]!, time_vs_1_05_min: min[i]! / min[ref]!, rounds: t.runs,
   }));
 }

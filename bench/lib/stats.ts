@@ -49,6 +49,26 @@ export function comparePeer(ours: { train_images_per_s: number; infer_images_per
   };
 }
 
+/**
+ * Best of repeated throughput measurements of the same setting (name, suite, backend, threads,
+ * batch): the highest train and infer images/s (each on its own: the least disturbed run of a
+ * shared machine), the largest peak RSS (memory is not noise), and how many repeats there were.
+ */
+export function bestOfRepeats<T extends { name?: unknown; suite?: unknown; backend?: unknown; threads?: unknown; batch?: unknown; train_images_per_s?: unknown; infer_images_per_s?: unknown; peak_rss_mb?: unknown; error?: unknown }>(
+  records: readonly T[],
+): (T & { repeats: number })[] {
+  const groups = new Map<string, T[]>();
+  for (const r of records) {
+    if (r.error) continue;
+    const key = JSON.stringify([r.name, r.suite, r.backend, r.threads, r.batch]);
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  return [...groups.values()].map((g) => {
+    const max = (k: 'train_images_per_s' | 'infer_images_per_s' | 'peak_rss_mb') => Math.max(...g.map((r) => Number(r[k])));
+    return { ...g[0]!, train_images_per_s: max('train_images_per_s'), infer_images_per_s: max('infer_images_per_s'), peak_rss_mb: max('peak_rss_mb'), repeats: g.length };
+  });
+}
+
 export interface BenchArgs {
   quick: boolean;
   peer: boolean;
@@ -56,6 +76,8 @@ export interface BenchArgs {
   threads: number[];
   backend: string;
   batch: number;
+  /** Our model runs and the peer alternate this many times; comparisons use the best of each. */
+  repeat: number;
   /** Subset of suites to run; empty = all. */
   only: string[];
   /** Write results under bench/results (off with --no-save). */
@@ -68,7 +90,7 @@ export const SUITES = ['models', 'moe-vs-dense', 'capacity', 'batch-scaling'] as
 
 /** Parses the command line; `defaultThreads` is the engine's default (VMOE_THREADS or 1). */
 export function parseArgs(argv: readonly string[], defaultThreads = 1): BenchArgs {
-  const args: BenchArgs = { quick: false, peer: false, threads: [defaultThreads], backend: 'auto', batch: 64, only: [], save: true, child: null };
+  const args: BenchArgs = { quick: false, peer: false, threads: [defaultThreads], backend: 'auto', batch: 64, repeat: 1, only: [], save: true, child: null };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
@@ -89,6 +111,7 @@ export function parseArgs(argv: readonly string[], defaultThreads = 1): BenchArg
       case '--no-save': args.save = false; break;
       case '--threads': args.threads = positiveInts(value(i, a), a); i++; break;
       case '--batch': args.batch = positiveInts(value(i, a), a)[0]!; i++; break;
+      case '--repeat': args.repeat = positiveInts(value(i, a), a)[0]!; i++; break;
       case '--backend': args.backend = value(i, a); i++; break;
       case '--only': {
         args.only = value(i, a).split(',');
@@ -98,7 +121,7 @@ export function parseArgs(argv: readonly string[], defaultThreads = 1): BenchArg
         break;
       }
       case '--child': args.child = value(i, a); i++; break;
-      default: throw new Error(`unknown option ${a} (options: --quick --peer --threads N[,M] --batch N --backend NAME --only SUITES --no-save)`);
+      default: throw new Error(`unknown option ${a} (options: --quick --peer --repeat N --threads N[,M] --batch N --backend NAME --only SUITES --no-save)`);
     }
   }
   return args;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { comparePeer, imagesPerSecond, markdownTable, median, parseArgs } from '../../bench/lib/stats.js';
+import { bestOfRepeats, comparePeer, imagesPerSecond, markdownTable, median, parseArgs } from '../../bench/lib/stats.js';
 import { benchModelConfig, peerArgs } from '../../bench/lib/configs.js';
 import { moeBlocks, tokensPerImage } from '../../src/vmoe/config.js';
 
@@ -84,5 +84,22 @@ describe('benchmark models match torch_peer.py defaults', () => {
     expect(moe[moe.indexOf('--threads') + 1]).toBe('1');
     expect(moe[moe.indexOf('--batch') + 1]).toBe('64');
     expect(peerArgs('e3-tiny', 64, 1, 5)).toBeNull();
+  });
+});
+
+describe('bestOfRepeats', () => {
+  const rec = (threads: number, train: number, infer: number, rss: number, extra = {}) =>
+    ({ name: 'vmoe-tiny', suite: 'models', backend: 'wasm-blas', threads, batch: 64, train_images_per_s: train, infer_images_per_s: infer, peak_rss_mb: rss, ...extra });
+  it('takes the fastest train and infer run separately and the largest RSS, per setting', () => {
+    const best = bestOfRepeats([rec(1, 300, 900, 400), rec(1, 350, 800, 390), rec(2, 200, 1000, 410), rec(1, 1e6, 1e6, 1, { error: 'crashed' })]);
+    expect(best).toHaveLength(2);
+    const one = best.find((r) => r.threads === 1)!;
+    expect([one.train_images_per_s, one.infer_images_per_s, one.peak_rss_mb, one.repeats]).toEqual([350, 900, 400, 2]);
+    expect(best.find((r) => r.threads === 2)!.repeats).toBe(1);
+  });
+  it('--repeat is parsed as a positive integer', () => {
+    expect(parseArgs(['--repeat', '3']).repeat).toBe(3);
+    expect(parseArgs([]).repeat).toBe(1);
+    expect(() => parseArgs(['--repeat', '0'])).toThrow(/positive integer/);
   });
 });
