@@ -40,11 +40,11 @@ describe('comparePeer', () => {
 
 describe('parseArgs', () => {
   it('defaults: full run, no peer, the engine default thread count, batch 64, all suites, saved', () => {
-    expect(parseArgs([], 3)).toEqual({ quick: false, peer: false, threads: [3], backend: 'auto', batch: 64, only: [], save: true, child: null });
+    expect(parseArgs([], 3)).toEqual({ quick: false, peer: false, threads: [3], backend: 'auto', batch: 64, repeat: 1, only: [], save: true, child: null });
   });
   it('reads every option (and ignores the npm "--" separator)', () => {
-    const a = parseArgs(['--', '--quick', '--peer', '--threads', '1,2', '--batch', '32', '--backend', 'wasm', '--only', 'models,capacity', '--no-save']);
-    expect(a).toEqual({ quick: true, peer: true, threads: [1, 2], backend: 'wasm', batch: 32, only: ['models', 'capacity'], save: false, child: null });
+    const a = parseArgs(['--', '--quick', '--peer', '--threads', '1,2', '--batch', '32', '--repeat', '2', '--backend', 'wasm', '--only', 'models,capacity', '--no-save']);
+    expect(a).toEqual({ quick: true, peer: true, threads: [1, 2], backend: 'wasm', batch: 32, repeat: 2, only: ['models', 'capacity'], save: false, child: null });
   });
   it.each([
     [['--threads', '0'], /--threads: "0"/],
