@@ -370,37 +370,56 @@ void geluGradLoop(const float* __restrict dy, const float* __restrict x, float* 
   }
 }
 
-// gelu(heap, srcOff, dstOff, n)
-napi_value Gelu(napi_env env, napi_callback_info info) {
+// An elementwise entry point (heap, srcOff, dstOff, n) over loop(src, dst, n).
+template <void (*loop)(const float*, float*, int64_t)>
+napi_value unaryEntry(napi_env env, napi_callback_info info, const char* name) {
   napi_value argv[4];
   float* heap;
   size_t length;
   int64_t v[3];
-  if (!heapKernelArgs(env, info, 4, argv, "vmoe_blas.gelu expects 4 arguments", &heap, &length, 3, v)) return nullptr;
+  if (!heapKernelArgs(env, info, 4, argv, "vmoe_blas: elementwise kernels expect 4 arguments", &heap, &length, 3, v)) return nullptr;
   const int64_t src = v[0], dst = v[1], n = v[2];
-  if (!inRange(env, src, n, length, "vmoe_blas.gelu: source outside the heap") ||
-      !inRange(env, dst, n, length, "vmoe_blas.gelu: destination outside the heap")) {
-    return nullptr;
-  }
-  geluLoop(heap + src, heap + dst, n);
+  if (!inRange(env, src, n, length, name) || !inRange(env, dst, n, length, name)) return nullptr;
+  loop(heap + src, heap + dst, n);
   return nullptr;
 }
 
-// geluGrad(heap, dyOff, xOff, dxOff, n)
-napi_value GeluGrad(napi_env env, napi_callback_info info) {
+// A gradient entry point (heap, dyOff, xOff, dxOff, n) over loop(dy, x, dx, n).
+template <void (*loop)(const float*, const float*, float*, int64_t)>
+napi_value unaryGradEntry(napi_env env, napi_callback_info info, const char* name) {
   napi_value argv[5];
   float* heap;
   size_t length;
   int64_t v[4];
-  if (!heapKernelArgs(env, info, 5, argv, "vmoe_blas.geluGrad expects 5 arguments", &heap, &length, 4, v)) return nullptr;
+  if (!heapKernelArgs(env, info, 5, argv, "vmoe_blas: elementwise gradient kernels expect 5 arguments", &heap, &length, 4, v)) return nullptr;
   const int64_t dy = v[0], x = v[1], dx = v[2], n = v[3];
-  if (!inRange(env, dy, n, length, "vmoe_blas.geluGrad: dy outside the heap") ||
-      !inRange(env, x, n, length, "vmoe_blas.geluGrad: x outside the heap") ||
-      !inRange(env, dx, n, length, "vmoe_blas.geluGrad: dx outside the heap")) {
-    return nullptr;
-  }
-  geluGradLoop(heap + dy, heap + x, heap + dx, n);
+  if (!inRange(env, dy, n, length, name) || !inRange(env, x, n, length, name) || !inRange(env, dx, n, length, name)) return nullptr;
+  loop(heap + dy, heap + x, heap + dx, n);
   return nullptr;
+}
+
+// gelu(heap, srcOff, dstOff, n), geluGrad(heap, dyOff, xOff, dxOff, n)
+napi_value Gelu(napi_env env, napi_callback_info info) {
+  return unaryEntry<geluLoop>(env, info, "vmoe_blas.gelu: an operand lies outside the heap");
+}
+napi_value GeluGrad(napi_env env, napi_callback_info info) {
+  return unaryGradEntry<geluGradLoop>(env, info, "vmoe_blas.geluGrad: an operand lies outside the heap");
+}
+
+// erf(heap, xOff, yOff, n): y = erf(x); erfGrad(heap, dyOff, xOff, dxOff, n): dx = dy · (2/√π) e^{−x²}.
+// (The router's load loss; tfjs's wasm Erf and its Exp gradient run ~15–20 ns per element.)
+void erfLoop(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = std::erf(x[i]);
+}
+void erfGradLoop(const float* dy, const float* x, float* dx, int64_t n) {
+  constexpr float kTwoOverSqrtPi = 1.1283791670955126f;
+  for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * kTwoOverSqrtPi * std::exp(-x[i] * x[i]);
+}
+napi_value Erf(napi_env env, napi_callback_info info) {
+  return unaryEntry<erfLoop>(env, info, "vmoe_blas.erf: an operand lies outside the heap");
+}
+napi_value ErfGrad(napi_env env, napi_callback_info info) {
+  return unaryGradEntry<erfGradLoop>(env, info, "vmoe_blas.erfGrad: an operand lies outside the heap");
 }
 
 // Σ x[0..n) in kLanes independent float partial sums (one vector register), combined in
@@ -412,8 +431,11 @@ inline double laneSum(const float* x, int64_t n) {
   for (; j + kLanes <= n; j += kLanes) {
     for (int l = 0; l < kLanes; l++) acc[l] += x[j + l];
   }
-  double s = 0;
-  for (int l = 0; l < kLanes; l++) s += acc[l];
+  // Pairwise combine of the lanes (vector shuffles, no serial chain: short rows, e.g. attention's, are dominated by it).
+  for (int w = kLanes / 2; w >= 1; w /= 2) {
+    for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+  }
+  double s = acc[0];
   for (; j < n; j++) s += x[j];
   return s;
 }
@@ -566,8 +588,10 @@ inline float laneMax(const float* x, int64_t n) {
   for (; j + kLanes <= n; j += kLanes) {
     for (int l = 0; l < kLanes; l++) acc[l] = x[j + l] > acc[l] ? x[j + l] : acc[l];
   }
+  for (int w = kLanes / 2; w >= 1; w /= 2) {
+    for (int l = 0; l < w; l++) acc[l] = acc[l + w] > acc[l] ? acc[l + w] : acc[l];
+  }
   float m = acc[0];
-  for (int l = 1; l < kLanes; l++) m = acc[l] > m ? acc[l] : m;
   for (; j < n; j++) m = x[j] > m ? x[j] : m;
   return m;
 }
@@ -643,6 +667,106 @@ napi_value SoftmaxGrad(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   softmaxGradRows(heap + dy, heap + y, heap + dx, rows, cols);
+  return nullptr;
+}
+
+// Multi-head self-attention core on the fused qkv projection, without transposes:
+// qkv is row-major (batch·T, 3H) with columns [q | k | v], each head-major (head h owns
+// columns h·hd … h·hd+hd−1 of its third), H = heads·hd. Per (image, head) the products
+// read q, k, v in place with leading dimension 3H (sgemm strides) and write the output
+// into its head's columns of out (batch·T, H):
+//   P = softmax(scale · q kᵀ) (saved in probs (batch·heads, T, T)), out_h = P v.
+void attentionForward(const float* qkv, float* out, float* probs, int64_t batch, int T, int heads, int hd, float scale) {
+  const int H = heads * hd, ld = 3 * H;
+  std::vector<float> scores(static_cast<size_t>(T) * T);
+  for (int64_t b = 0; b < batch; b++) {
+    const float* base = qkv + b * T * ld;
+    for (int h = 0; h < heads; h++) {
+      float* p = probs + (b * heads + h) * static_cast<int64_t>(T) * T;
+      const float* q = base + h * hd;
+      const float* k = base + H + h * hd;
+      const float* v = base + 2 * H + h * hd;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, scores.data(), T);
+      softmaxRows(scores.data(), p, T, T);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, v, ld, 0.0f,
+                  out + b * T * H + h * hd, H);
+    }
+  }
+}
+
+// The gradient of attentionForward: dqkv (batch·T, 3H) from dy (batch·T, H), qkv and the saved probs.
+//   dP = dy_h vᵀ, dv = Pᵀ dy_h, dS = P ⊙ (dP − rowsum(dP ⊙ P)), dq = scale · dS k, dk = scale · dSᵀ q.
+void attentionBackward(const float* dy, const float* qkv, const float* probs, float* dqkv, int64_t batch, int T, int heads,
+                       int hd, float scale) {
+  const int H = heads * hd, ld = 3 * H;
+  std::vector<float> dp(static_cast<size_t>(T) * T), ds(static_cast<size_t>(T) * T);
+  for (int64_t b = 0; b < batch; b++) {
+    const float* base = qkv + b * T * ld;
+    float* dbase = dqkv + b * T * ld;
+    for (int h = 0; h < heads; h++) {
+      const float* p = probs + (b * heads + h) * static_cast<int64_t>(T) * T;
+      const float* g = dy + b * T * H + h * hd;
+      const float* q = base + h * hd;
+      const float* k = base + H + h * hd;
+      const float* v = base + 2 * H + h * hd;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, g, H, v, ld, 0.0f, dp.data(), T);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, g, H, 0.0f, dbase + 2 * H + h * hd, ld);
+      softmaxGradRows(dp.data(), p, ds.data(), T, T);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, ds.data(), T, k, ld, 0.0f, dbase + h * hd, ld);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, ds.data(), T, q, ld, 0.0f, dbase + H + h * hd, ld);
+    }
+  }
+}
+
+bool attentionDims(napi_env env, int64_t batch, int64_t T, int64_t heads, int64_t hd) {
+  if (batch < 0 || T < 1 || heads < 1 || hd < 1 || T > 65536 || heads * hd > (INT32_MAX / 3) ||
+      (batch > 0 && T * 3 * heads * hd > INT64_MAX / batch)) {
+    napi_throw_range_error(env, nullptr, "vmoe_blas.attention: bad dimensions");
+    return false;
+  }
+  return true;
+}
+
+// attention(heap, qkvOff, outOff, probsOff, batch, T, heads, hd, scale)
+napi_value Attention(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  float* heap;
+  size_t length;
+  int64_t v[7];
+  if (!heapKernelArgs(env, info, 9, argv, "vmoe_blas.attention expects 9 arguments", &heap, &length, 7, v)) return nullptr;
+  double scale;
+  NAPI_OK(napi_get_value_double(env, argv[8], &scale));
+  const int64_t qkv = v[0], out = v[1], probs = v[2], batch = v[3], T = v[4], heads = v[5], hd = v[6];
+  if (!attentionDims(env, batch, T, heads, hd) ||
+      !inRange(env, qkv, batch * T * 3 * heads * hd, length, "vmoe_blas.attention: qkv outside the heap") ||
+      !inRange(env, out, batch * T * heads * hd, length, "vmoe_blas.attention: out outside the heap") ||
+      !inRange(env, probs, batch * heads * T * T, length, "vmoe_blas.attention: probs outside the heap")) {
+    return nullptr;
+  }
+  attentionForward(heap + qkv, heap + out, heap + probs, batch, static_cast<int>(T), static_cast<int>(heads),
+                   static_cast<int>(hd), static_cast<float>(scale));
+  return nullptr;
+}
+
+// attentionGrad(heap, dyOff, qkvOff, probsOff, dqkvOff, batch, T, heads, hd, scale)
+napi_value AttentionGrad(napi_env env, napi_callback_info info) {
+  napi_value argv[10];
+  float* heap;
+  size_t length;
+  int64_t v[8];
+  if (!heapKernelArgs(env, info, 10, argv, "vmoe_blas.attentionGrad expects 10 arguments", &heap, &length, 8, v)) return nullptr;
+  double scale;
+  NAPI_OK(napi_get_value_double(env, argv[9], &scale));
+  const int64_t dy = v[0], qkv = v[1], probs = v[2], dqkv = v[3], batch = v[4], T = v[5], heads = v[6], hd = v[7];
+  if (!attentionDims(env, batch, T, heads, hd) ||
+      !inRange(env, dy, batch * T * heads * hd, length, "vmoe_blas.attentionGrad: dy outside the heap") ||
+      !inRange(env, qkv, batch * T * 3 * heads * hd, length, "vmoe_blas.attentionGrad: qkv outside the heap") ||
+      !inRange(env, probs, batch * heads * T * T, length, "vmoe_blas.attentionGrad: probs outside the heap") ||
+      !inRange(env, dqkv, batch * T * 3 * heads * hd, length, "vmoe_blas.attentionGrad: dqkv outside the heap")) {
+    return nullptr;
+  }
+  attentionBackward(heap + dy, heap + qkv, heap + probs, heap + dqkv, batch, static_cast<int>(T), static_cast<int>(heads),
+                    static_cast<int>(hd), static_cast<float>(scale));
   return nullptr;
 }
 
@@ -988,6 +1112,10 @@ napi_value Init(napi_env env, napi_value exports) {
       {"layerNormGrad", nullptr, LayerNormGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"softmaxGrad", nullptr, SoftmaxGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"erf", nullptr, Erf, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"erfGrad", nullptr, ErfGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"attention", nullptr, Attention, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"attentionGrad", nullptr, AttentionGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"reduceMiddle", nullptr, ReduceMiddle, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"sumOfSquares", nullptr, SumOfSquares, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -5,7 +5,7 @@
  * Slice, SplitV, Unpack, Tanh and float32 Sum/Mean over a contiguous block of
  * axes also run natively, Identity / same-dtype Cast share their input's
  * buffer instead of copying it, and the fused kernels of ./fused-kernels.ts
- * (GELU, LayerNorm, softmax and their gradients, the Adam step and the
+ * (GELU, LayerNorm, softmax, erf, attention and their gradients, the Adam step and the
  * gradients' squared norm) are added.
  *
  * Why: the wasm backend's batched and transposed matMuls run a naive loop
@@ -32,7 +32,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  VMOE_ADAM, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD,
+  VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_ERF, VMOE_ERF_GRAD, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD,
   VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from './fused-kernels.js';
 
@@ -56,6 +56,12 @@ export interface BlasAddon {
   ): void;
   softmax(heap: Float32Array, xOff: number, yOff: number, rows: number, cols: number): void;
   softmaxGrad(heap: Float32Array, dyOff: number, yOff: number, dxOff: number, rows: number, cols: number): void;
+  erf(heap: Float32Array, xOff: number, yOff: number, n: number): void;
+  erfGrad(heap: Float32Array, dyOff: number, xOff: number, dxOff: number, n: number): void;
+  attention(heap: Float32Array, qkvOff: number, outOff: number, probsOff: number, batch: number, T: number, heads: number, hd: number,
+    scale: number): void;
+  attentionGrad(heap: Float32Array, dyOff: number, qkvOff: number, probsOff: number, dqkvOff: number, batch: number, T: number,
+    heads: number, hd: number, scale: number): void;
   /** coefficients: [β1, 1 − β1, β2, 1 − β2, lr / bc1, bc2, ε, lr · decay (0: none), gradient scale (1: none)]. */
   adam(heap: Float32Array, pOff: number, mOff: number, vOff: number, gradOff: number, pOutOff: number, mOutOff: number, vOutOff: number,
     n: number, coefficients: Float64Array): void;
@@ -169,7 +175,7 @@ export function selfCheck(addon: BlasAddon): string | null {
 /** Every entry point this code calls; an addon built from older sources lacks some. */
 const ADDON_FUNCTIONS = [
   'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
-  'adam', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'setThreads', 'info',
+  'erf', 'erfGrad', 'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'setThreads', 'info',
 ] as const satisfies readonly (keyof BlasAddon)[];
 
 /**
@@ -487,27 +493,32 @@ function sameShape(a: number[], b: number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-function geluKernel(addon: BlasAddon): tf.KernelFunc {
+type UnaryRun = (heap: Float32Array, srcOff: number, dstOff: number, n: number) => void;
+type UnaryGradRun = (heap: Float32Array, dyOff: number, xOff: number, dxOff: number, n: number) => void;
+
+/** An elementwise float32 kernel {x} → y of x's shape. */
+function unaryKernel(name: string, run: UnaryRun): tf.KernelFunc {
   return ((args: KernelArgs) => {
     const { x } = args.inputs as { x: tf.TensorInfo };
-    requireFloat32(VMOE_GELU, { x });
+    requireFloat32(name, { x });
     const backend = args.backend as WasmBackendLike;
     const out = backend.makeOutput(x.shape, 'float32');
     const n = tf.util.sizeFromShape(x.shape);
-    if (n > 0) addon.gelu(heapF32(backend), floatOffset(backend, x), floatOffset(backend, out), n);
+    if (n > 0) run(heapF32(backend), floatOffset(backend, x), floatOffset(backend, out), n);
     return out;
   }) as tf.KernelFunc;
 }
 
-function geluGradKernel(addon: BlasAddon): tf.KernelFunc {
+/** The gradient of an elementwise kernel: {dy, x} → dx of x's shape. */
+function unaryGradKernel(name: string, run: UnaryGradRun): tf.KernelFunc {
   return ((args: KernelArgs) => {
     const { dy, x } = args.inputs as { dy: tf.TensorInfo; x: tf.TensorInfo };
-    requireFloat32(VMOE_GELU_GRAD, { dy, x });
-    if (!sameShape(dy.shape, x.shape)) throw new Error(`${VMOE_GELU_GRAD}: dy [${dy.shape}] and x [${x.shape}] differ in shape`);
+    requireFloat32(name, { dy, x });
+    if (!sameShape(dy.shape, x.shape)) throw new Error(`${name}: dy [${dy.shape}] and x [${x.shape}] differ in shape`);
     const backend = args.backend as WasmBackendLike;
     const out = backend.makeOutput(x.shape, 'float32');
     const n = tf.util.sizeFromShape(x.shape);
-    if (n > 0) addon.geluGrad(heapF32(backend), floatOffset(backend, dy), floatOffset(backend, x), floatOffset(backend, out), n);
+    if (n > 0) run(heapF32(backend), floatOffset(backend, dy), floatOffset(backend, x), floatOffset(backend, out), n);
     return out;
   }) as tf.KernelFunc;
 }
@@ -590,6 +601,46 @@ function softmaxGradKernel(addon: BlasAddon): tf.KernelFunc {
     const out = backend.makeOutput(y.shape, 'float32');
     if (rows > 0) addon.softmaxGrad(heapF32(backend), floatOffset(backend, dy), floatOffset(backend, y), floatOffset(backend, out), rows, cols);
     return out;
+  }) as tf.KernelFunc;
+}
+
+/** (B, T, heads, hd) of an attention call from qkv (B·T, 3H) and the attributes, checked. */
+function attentionDims(kernel: string, qkv: tf.TensorInfo, attrs: tf.NamedAttrMap | undefined) {
+  const batch = countAttr(kernel, attrs, 'batch'), heads = countAttr(kernel, attrs, 'heads');
+  const scale = numberAttr(kernel, attrs, 'scale');
+  const [rows, width] = qkv.shape as [number, number];
+  if (qkv.shape.length !== 2 || heads < 1 || batch < 1 || rows % batch !== 0 || width % (3 * heads) !== 0 || rows === 0 || width === 0) {
+    throw new Error(`${kernel}: qkv [${qkv.shape}] must be (batch·T, 3·heads·hd) with batch ${batch}, heads ${heads}`);
+  }
+  return { batch, T: rows / batch, heads, hd: width / (3 * heads), scale };
+}
+
+function attentionKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { qkv } = args.inputs as { qkv: tf.TensorInfo };
+    requireFloat32(VMOE_ATTENTION, { qkv });
+    const { batch, T, heads, hd, scale } = attentionDims(VMOE_ATTENTION, qkv, args.attrs);
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput([batch * T, heads * hd], 'float32');
+    const probs = backend.makeOutput([batch * heads, T, T], 'float32');
+    addon.attention(heapF32(backend), floatOffset(backend, qkv), floatOffset(backend, out), floatOffset(backend, probs), batch, T, heads, hd, scale);
+    return [out, probs];
+  }) as tf.KernelFunc;
+}
+
+function attentionGradKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { dy, qkv, probs } = args.inputs as Record<'dy' | 'qkv' | 'probs', tf.TensorInfo>;
+    requireFloat32(VMOE_ATTENTION_GRAD, { dy, qkv, probs });
+    const { batch, T, heads, hd, scale } = attentionDims(VMOE_ATTENTION_GRAD, qkv, args.attrs);
+    if (!sameShape(dy.shape, [batch * T, heads * hd]) || !sameShape(probs.shape, [batch * heads, T, T])) {
+      throw new Error(`${VMOE_ATTENTION_GRAD}: dy [${dy.shape}] or probs [${probs.shape}] do not fit qkv [${qkv.shape}]`);
+    }
+    const backend = args.backend as WasmBackendLike;
+    const dqkv = backend.makeOutput(qkv.shape, 'float32');
+    addon.attentionGrad(heapF32(backend), floatOffset(backend, dy), floatOffset(backend, qkv), floatOffset(backend, probs),
+      floatOffset(backend, dqkv), batch, T, heads, hd, scale);
+    return dqkv;
   }) as tf.KernelFunc;
 }
 
@@ -713,12 +764,16 @@ function combineRowsGradKernel(addon: BlasAddon): tf.KernelFunc {
 /** Kernels the wasm backend does not have, registered for this backend only. */
 function fusedKernels(addon: BlasAddon): tf.KernelConfig[] {
   return [
-    { kernelName: VMOE_GELU, backendName: WASM_BLAS, kernelFunc: geluKernel(addon) },
-    { kernelName: VMOE_GELU_GRAD, backendName: WASM_BLAS, kernelFunc: geluGradKernel(addon) },
+    { kernelName: VMOE_GELU, backendName: WASM_BLAS, kernelFunc: unaryKernel(VMOE_GELU, addon.gelu) },
+    { kernelName: VMOE_GELU_GRAD, backendName: WASM_BLAS, kernelFunc: unaryGradKernel(VMOE_GELU_GRAD, addon.geluGrad) },
     { kernelName: VMOE_LAYER_NORM, backendName: WASM_BLAS, kernelFunc: layerNormKernel(addon) },
     { kernelName: VMOE_LAYER_NORM_GRAD, backendName: WASM_BLAS, kernelFunc: layerNormGradKernel(addon) },
     { kernelName: VMOE_SOFTMAX, backendName: WASM_BLAS, kernelFunc: softmaxKernel(addon) },
     { kernelName: VMOE_SOFTMAX_GRAD, backendName: WASM_BLAS, kernelFunc: softmaxGradKernel(addon) },
+    { kernelName: VMOE_ERF, backendName: WASM_BLAS, kernelFunc: unaryKernel(VMOE_ERF, addon.erf) },
+    { kernelName: VMOE_ERF_GRAD, backendName: WASM_BLAS, kernelFunc: unaryGradKernel(VMOE_ERF_GRAD, addon.erfGrad) },
+    { kernelName: VMOE_ATTENTION, backendName: WASM_BLAS, kernelFunc: attentionKernel(addon) },
+    { kernelName: VMOE_ATTENTION_GRAD, backendName: WASM_BLAS, kernelFunc: attentionGradKernel(addon) },
     { kernelName: VMOE_ADAM, backendName: WASM_BLAS, kernelFunc: adamKernel(addon) },
     { kernelName: VMOE_SUM_OF_SQUARES, backendName: WASM_BLAS, kernelFunc: sumOfSquaresKernel(addon) },
     { kernelName: VMOE_GATHER_ROWS, backendName: WASM_BLAS, kernelFunc: rowsKernel(addon, true) },

@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  hasKernel, isPlainWasm, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
+  hasKernel, isPlainWasm, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_ERF, VMOE_ERF_GRAD, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
   VMOE_LAYER_NORM_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD,
 } from '../engine/fused-kernels.js';
 
@@ -105,15 +105,20 @@ export function composedGelu(x: tf.Tensor): tf.Tensor {
   return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
 }
 
-function fusedGelu(x: tf.Tensor): tf.Tensor {
+/** An elementwise fused kernel {x} → y with its gradient kernel {dy, x} → dx. */
+function fusedUnary(x: tf.Tensor, kernel: string, gradKernel: string): tf.Tensor {
   const f = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
     save([xi]);
     return {
-      value: tf.engine().runKernel(VMOE_GELU, { x: xi }) as tf.Tensor,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel(VMOE_GELU_GRAD, { dy, x: saved[0]! }) as tf.Tensor,
+      value: tf.engine().runKernel(kernel, { x: xi }) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel(gradKernel, { dy, x: saved[0]! }) as tf.Tensor,
     };
   }) as unknown as CustomGradFn);
   return f(x) as tf.Tensor;
+}
+
+function fusedGelu(x: tf.Tensor): tf.Tensor {
+  return fusedUnary(x, VMOE_GELU, VMOE_GELU_GRAD);
 }
 
 /** Softmax over the last axis. */
@@ -132,6 +137,47 @@ function fusedSoftmax(x: tf.Tensor): tf.Tensor {
     };
   }) as unknown as CustomGradFn);
   return f(x) as tf.Tensor;
+}
+
+/** erf, one native kernel each way where the backend has them (the router's load loss), else tf.erf. */
+export function erf(x: tf.Tensor): tf.Tensor {
+  if (!(x.dtype === 'float32' && hasKernel(VMOE_ERF) && hasKernel(VMOE_ERF_GRAD))) return tf.erf(x);
+  return fusedUnary(x, VMOE_ERF, VMOE_ERF_GRAD);
+}
+
+/**
+ * Multi-head self-attention on the fused projection qkv (B·T, 3H), columns
+ * [q | k | v], each head-major → (B·T, H), heads merged head-major. One native
+ * kernel each way where the backend has it (products read q, k, v in place:
+ * no transposes, splits or scaling pass), else composed tfjs ops.
+ */
+export function selfAttention(qkv: tf.Tensor2D, B: number, T: number, heads: number): tf.Tensor2D {
+  const hd = qkv.shape[1] / (3 * heads);
+  const scale = 1 / Math.sqrt(hd);
+  if (!(qkv.dtype === 'float32' && hasKernel(VMOE_ATTENTION) && hasKernel(VMOE_ATTENTION_GRAD))) return composedSelfAttention(qkv, B, T, heads);
+  const attrs = { batch: B, heads, scale };
+  const f = tf.customGrad(((qi: tf.Tensor2D, save: tf.GradSaveFunc) => {
+    const [out, probs] = tf.engine().runKernel(VMOE_ATTENTION, { qkv: qi }, attrs) as [tf.Tensor2D, tf.Tensor3D];
+    save([qi, probs]);
+    return {
+      value: out,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.engine().runKernel(VMOE_ATTENTION_GRAD, { dy, qkv: saved[0]!, probs: saved[1]! }, attrs) as tf.Tensor,
+    };
+  }) as unknown as CustomGradFn);
+  return f(qkv) as tf.Tensor2D;
+}
+
+/** selfAttention from tfjs ops; the reference for the fused kernel. */
+export function composedSelfAttention(qkv: tf.Tensor2D, B: number, T: number, heads: number): tf.Tensor2D {
+  const H = qkv.shape[1] / 3, hd = H / heads;
+  // One transpose and one split for all three (their gradients: one concat, one transpose).
+  const allHeads = tf.transpose(tf.reshape(qkv, [B, T, 3 * heads, hd]), [0, 2, 1, 3]); // (B, 3·heads, T, hd)
+  const [qh, k, v] = tf.split(allHeads, 3, 1).map((t) => tf.reshape(t, [B * heads, T, hd])) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+  const q = tf.mul(qh, 1 / Math.sqrt(hd));
+  const attn = softmax(tf.matMul(q, k, false, true)); // (B·heads, T, T)
+  const o = tf.matMul(attn, v); // (B·heads, T, hd)
+  return tf.reshape(tf.transpose(tf.reshape(o, [B, heads, T, hd]), [0, 2, 1, 3]), [B * T, H]) as tf.Tensor2D;
 }
 
 /**

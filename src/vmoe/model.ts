@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { modelMembers, moeBlocks, tokensPerImage, type ModelConfig } from './config.js';
-import { dense, dense2d, dropout, gelu, layerNorm, softmax } from './layers.js';
+import { dense, dense2d, dropout, gelu, layerNorm, selfAttention } from './layers.js';
 import { moeLayer, type DispatchImpl, type MoeLayerResult, type MoeLayerStats, type RoutingSettings } from './moe.js';
 import { initParamValues, paramSpecs } from './params.js';
 import { ensembleLogits } from '../ensembles/combine.js';
@@ -150,7 +150,8 @@ export class VisionMoE {
     }
     let x = dense(this.patchify(images), this.p('embed/kernel'), this.p('embed/bias')) as tf.Tensor3D; // (B, g², H)
     if (this.cfg.readout === 'token') {
-      const cls = tf.tile(tf.reshape(this.p('cls'), [1, 1, H]), [B, 1, 1]);
+      // A broadcasting add, not tf.tile: tile's gradient is one slice and one add per image.
+      const cls = tf.add(tf.zeros([B, 1, H]), tf.reshape(this.p('cls'), [1, 1, H]));
       x = tf.concat([cls, x], 1) as tf.Tensor3D;
     }
     return tf.add(x, this.p('pos')) as tf.Tensor3D;
@@ -158,18 +159,12 @@ export class VisionMoE {
 
   attention(x: tf.Tensor3D, prefix: string): tf.Tensor3D {
     const [B, T, H] = x.shape;
-    const nh = this.cfg.heads, hd = H / nh;
+    const nh = this.cfg.heads;
     const x2 = tf.reshape(x, [B * T, H]) as tf.Tensor2D;
     const wqkv = tf.concat([this.p(`${prefix}/query/kernel`), this.p(`${prefix}/key/kernel`), this.p(`${prefix}/value/kernel`)], 1) as tf.Tensor2D;
     const bqkv = tf.concat([this.p(`${prefix}/query/bias`), this.p(`${prefix}/key/bias`), this.p(`${prefix}/value/bias`)], 0) as tf.Tensor1D;
     const qkv = dense2d(x2, wqkv, bqkv); // (B·T, 3H), columns [q | k | v], each head-major
-    // One transpose and one split for all three (their gradients: one concat, one transpose).
-    const allHeads = tf.transpose(tf.reshape(qkv, [B, T, 3 * nh, hd]), [0, 2, 1, 3]); // (B, 3·nh, T, hd)
-    const [qh, k, v] = tf.split(allHeads, 3, 1).map((t) => tf.reshape(t, [B * nh, T, hd])) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D]; // (B·nh, T, hd)
-    const q = tf.mul(qh, 1 / Math.sqrt(hd));
-    const attn = softmax(tf.matMul(q, k, false, true)); // (B·nh, T, T)
-    const o = tf.matMul(attn, v); // (B·nh, T, hd)
-    const merged = tf.reshape(tf.transpose(tf.reshape(o, [B, nh, T, hd]), [0, 2, 1, 3]), [B * T, H]) as tf.Tensor2D;
+    const merged = selfAttention(qkv, B, T, nh); // (B·T, H)
     return tf.reshape(dense2d(merged, this.p(`${prefix}/out/kernel`), this.p(`${prefix}/out/bias`)), [B, T, H]);
   }
 

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { isPlainWasm } from '../engine/fused-kernels.js';
-import { combineRows, dense2d, dispatchRows, gelu, softmax } from './layers.js';
+import { combineRows, dense2d, dispatchRows, erf, gelu, softmax } from './layers.js';
 import { planExpertChoice, planTopK, type DispatchPlan } from './dispatch.js';
 import { expertCapacity, expertChoiceCapacity, type CapacityRounding } from './capacity.js';
 import { checkPartition, memberBlock, partitionMask } from '../ensembles/partition.js';
@@ -198,7 +198,7 @@ export function moeLayer(
       for (let t = 0; t < N; t++) kth[t] = plan.expert![t * r.k + r.k - 1]!;
       const thr = tf.sum(tf.mul(tf.oneHot(tf.tensor1d(kth, 'int32'), E), noisy), -1, true); // (N, 1)
       const z = tf.div(tf.sub(thr, logits), sigma * Math.SQRT2);
-      const p = tf.mul(tf.sub(1, tf.erf(z)), 0.5) as tf.Tensor2D; // (N, E): P(logit_e + noise beats thr)
+      const p = tf.mul(tf.sub(1, erf(z)), 0.5) as tf.Tensor2D; // (N, E): P(logit_e + noise beats thr)
       const load = meanOverGroups(p, plan.groupSizes, M, (g) => cv2Rows(tf.mean(g, 1) as tf.Tensor2D));
       loadLoss = load.dataSync()[0]!;
       if (r.aux.load > 0) terms.push(tf.mul(load, r.aux.load));

@@ -11,11 +11,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
 import {
-  hasKernel, VMOE_ADAM, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
+  hasKernel, VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_ERF, VMOE_ERF_GRAD, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
   VMOE_LAYER_NORM_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from '../../src/engine/fused-kernels.js';
 import { loadBlasAddon, WASM_BLAS } from '../../src/engine/native-blas.js';
-import { combineRows, composedGelu, composedLayerNorm, dispatchRows, gelu, layerNorm, softmax } from '../../src/vmoe/layers.js';
+import {
+  combineRows, composedGelu, composedLayerNorm, composedSelfAttention, dispatchRows, erf, gelu, layerNorm, selfAttention, softmax,
+} from '../../src/vmoe/layers.js';
 import { OptimSchema } from '../../src/train/config.js';
 import { Adam } from '../../src/train/optimizer.js';
 import { Rng } from '../../src/util/rng.js';
@@ -81,7 +83,8 @@ function valueAndGrads(op: (...xs: tf.Tensor[]) => tf.Tensor, inputs: { data: Fl
 
 const ALL_KERNELS = [
   VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_ADAM, VMOE_SUM_OF_SQUARES,
-  VMOE_GATHER_ROWS, VMOE_SCATTER_ROWS, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD,
+  VMOE_GATHER_ROWS, VMOE_SCATTER_ROWS, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_ATTENTION, VMOE_ATTENTION_GRAD,
+  VMOE_ERF, VMOE_ERF_GRAD,
 ];
 
 const SHAPES: number[][] = [[3, 5, 37], [1, 1], [17, 256], [2, 3, 64], [40]];
@@ -102,6 +105,8 @@ describe('without the fused kernels (plain wasm, cpu)', () => {
       expect(Array.from(gelu(x).dataSync())).toEqual(Array.from(composedGelu(x).dataSync()));
       expect(Array.from(layerNorm(x, scale, bias).dataSync())).toEqual(Array.from(composedLayerNorm(x, scale, bias).dataSync()));
       expect(Array.from(softmax(x).dataSync())).toEqual(Array.from(tf.softmax(x).dataSync()));
+      const qkv = tf.tensor2d(normals(2 * 3 * 12, 4), [2 * 3, 12]);
+      expect(Array.from(selfAttention(qkv, 2, 3, 2).dataSync())).toEqual(Array.from(composedSelfAttention(qkv, 2, 3, 2).dataSync()));
     }
     await tf.setBackend('wasm');
   });
@@ -142,6 +147,13 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
       expectClose(got[3]!, want[3]!, 1e-4); // dbias
     });
 
+    it.each(['wasm', 'cpu'])('erf forward and gradient equal tf.erf on %s', async (ref) => {
+      const want = await onBackend(ref, () => valueAndGrads((a) => tf.erf(a), [x], cot));
+      const got = valueAndGrads((a) => erf(a), [x], cot);
+      expectClose(got[0]!, want[0]!, 2e-6);
+      expectClose(got[1]!, want[1]!, 2e-6);
+    });
+
     it.each(['wasm', 'cpu'])('softmax forward and gradient equal tf.softmax on %s', async (ref) => {
       // Large offsets, a masked −1e9 entry and an −Infinity entry per row (where there is room).
       const logits = Float32Array.from(x.data, (v, i) => {
@@ -155,6 +167,52 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
       const got = valueAndGrads((a) => softmax(a), [input], cot);
       expectClose(got[0]!, want[0]!, 1e-6);
       expectClose(got[1]!, want[1]!, 1e-5);
+    });
+  });
+
+  describe('self-attention on the fused qkv projection', () => {
+    // (B, T, heads, hd): odd sequence lengths and head widths, one head, one image, the bench shape's T.
+    const cases = [[3, 7, 2, 5], [1, 1, 1, 1], [2, 50, 4, 16], [4, 13, 3, 8], [1, 33, 1, 20]] as const;
+    it.each(cases.map((c) => [c.join('/'), c] as const))('B/T/heads/hd %s: forward and dqkv equal the composed ops on wasm and cpu', async (_, c) => {
+      const [B, T, heads, hd] = c;
+      const width = 3 * heads * hd;
+      const qkv = { data: normals(B * T * width, 70, 1.5), shape: [B * T, width] };
+      const cot = normals(B * T * heads * hd, 71);
+      const got = valueAndGrads((a) => selfAttention(a as tf.Tensor2D, B, T, heads), [qkv], cot);
+      for (const ref of ['wasm', 'cpu']) {
+        const want = await onBackend(ref, () => valueAndGrads((a) => composedSelfAttention(a as tf.Tensor2D, B, T, heads), [qkv], cot));
+        expectClose(got[0]!, want[0]!, 2e-6);
+        expectClose(got[1]!, want[1]!, 2e-5);
+      }
+    });
+
+    it('the kernel also returns the attention probabilities, and checks its inputs', () => {
+      const [B, T, heads, hd] = [2, 5, 2, 3];
+      const qkv = tf.tensor2d(normals(B * T * 3 * heads * hd, 72), [B * T, 3 * heads * hd]);
+      const attrs = { batch: B, heads, scale: 1 / Math.sqrt(hd) };
+      const [out, probs] = tf.engine().runKernel(VMOE_ATTENTION, { qkv }, attrs) as tf.Tensor[];
+      expect(out!.shape).toEqual([B * T, heads * hd]);
+      expect(probs!.shape).toEqual([B * heads, T, T]);
+      const p = probs!.dataSync();
+      for (let r = 0; r < B * heads * T; r++) {
+        let s = 0;
+        for (let j = 0; j < T; j++) s += p[r * T + j]!;
+        expect(Math.abs(s - 1)).toBeLessThan(1e-6);
+      }
+      const run = (name: string, inputs: tf.NamedTensorMap, a: tf.NamedAttrMap) => () => tf.engine().runKernel(name, inputs, a);
+      expect(run(VMOE_ATTENTION, { qkv }, { ...attrs, batch: 3 })).toThrow(/batch·T/);
+      expect(run(VMOE_ATTENTION, { qkv }, { ...attrs, heads: 4 })).toThrow(/batch·T/);
+      expect(run(VMOE_ATTENTION, { qkv: tf.cast(qkv, 'int32') }, attrs)).toThrow(/float32/);
+      expect(run(VMOE_ATTENTION, { qkv }, { ...attrs, scale: NaN })).toThrow(/scale/);
+      expect(run(VMOE_ATTENTION_GRAD, { dy: tf.zeros([B * T, heads * hd + 1]), qkv, probs: probs! }, attrs)).toThrow(/do not fit/);
+      expect(run(VMOE_ATTENTION_GRAD, { dy: out!, qkv, probs: tf.zeros([B * heads, T, T - 1]) }, attrs)).toThrow(/do not fit/);
+      const addon = blas.addon!;
+      const heap = new Float32Array(200);
+      expect(() => addon.attention(heap, 0, 72, 96, 1, 4, 1, 6, 1)).not.toThrow(); // qkv (4, 18), out (4, 6), probs (4, 4)
+      expect(() => addon.attention(heap, 0, 72, 190, 1, 4, 1, 6, 1)).toThrow(RangeError);
+      expect(() => addon.attention(heap, 0, 72, 96, 1, 0, 1, 6, 1)).toThrow(RangeError);
+      expect(() => addon.attentionGrad(heap, 0, 24, 96, 190, 1, 4, 1, 6, 1)).toThrow(RangeError);
+      expect(() => (addon.attention as (...a: unknown[]) => void)(heap, 0, 72, 96, 1, 4, 1, 6)).toThrow(TypeError);
     });
   });
 
@@ -347,6 +405,8 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
     expect(run(VMOE_ADAM, { param: x, m: x, v: x, grad: x }, { ...adamAttrs, epsilon: NaN })).toThrow(/epsilon/);
     expect(run(VMOE_ADAM, { param: x, m: x, v: x, grad: x }, { ...adamAttrs, gradScale: undefined as unknown as number })).toThrow(/gradScale/);
     expect(run(VMOE_SUM_OF_SQUARES, { a: x, b: tf.cast(x, 'int32') })).toThrow(/float32/);
+    expect(run(VMOE_ERF, { x: tf.cast(x, 'int32') })).toThrow(/float32/);
+    expect(run(VMOE_ERF_GRAD, { dy: tf.zeros([3, 2]), x })).toThrow(/differ in shape/);
   });
 
   it('addon entry points check argument counts, types and ranges', () => {
@@ -365,6 +425,9 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
     expect(() => addon.layerNorm(heap, 0, 60, 48, 0, 4, 10, 1e-6)).toThrow(RangeError);
     expect(() => addon.layerNorm(heap, 0, 40, 48, 0, 4, 10, -1)).toThrow(RangeError);
     expect(() => addon.layerNormGrad(heap, 0, 0, 40, 0, 50, 60, 4, 10, 1e-6)).toThrow(RangeError);
+    expect(() => addon.erf(heap, 0, 32, 32)).not.toThrow();
+    expect(() => addon.erf(heap, 0, 33, 32)).toThrow(RangeError);
+    expect(() => addon.erfGrad(heap, 0, 16, 60, 8)).toThrow(RangeError);
     expect(() => addon.softmax(heap, 0, 0, 8, 8)).not.toThrow();
     expect(() => addon.softmax(heap, 0, 0, 9, 8)).toThrow(RangeError);
     expect(() => addon.softmaxGrad(heap, 0, 0, 1, 8, 8)).toThrow(RangeError);
