@@ -42,6 +42,8 @@ export interface TrainOptions {
   /** Stop (after checkpointing) once this step is reached — used to test interruption. */
   stopAtStep?: number;
   quiet?: boolean;
+  /** Give the event loop a turn when this many ms have passed since the last one (default 1000). */
+  yieldEveryMs?: number;
 }
 
 export interface EvalSummary {
@@ -263,6 +265,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const B = cfg.train.batchSize;
   const appendLog = (rec: Record<string, unknown>) => fs.appendFileSync(metricsPath, JSON.stringify(rec) + '\n');
 
+  let lastYield = performance.now();
   while (step < stopAt) {
     const tStep = performance.now();
     const idx = sampler.next();
@@ -305,6 +308,12 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       images_per_s: ips, seconds: (performance.now() - t0) / 1000, moe: moeStats,
     });
     progress.update(step, { loss, ips });
+    // Hand the event loop a turn about once a second: a long synchronous loop would otherwise starve timers,
+    // signal handlers and IPC of the process that hosts the training (a test runner's worker, a parent CLI).
+    if (performance.now() - lastYield >= (opts.yieldEveryMs ?? 1000)) {
+      await new Promise((resolve) => setImmediate(resolve));
+      lastYield = performance.now();
+    }
     if (step % cfg.train.logEvery === 0) progress.line(step, `loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} |g| ${gnorm.toFixed(3)}`);
 
     const atEnd = step === total;

@@ -67,6 +67,19 @@ describe('config validation', () => {
 });
 
 describe('training runs', () => {
+  it('gives the event loop turns while it trains (timers run mid-training, not only after it)', async () => {
+    const dir = tmp();
+    const linesAt: number[] = [];
+    const logged = () => (fs.existsSync(path.join(dir, 'metrics.jsonl')) ? fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').length : 0);
+    setTimeout(() => linesAt.push(logged()), 0);
+    const r = await train({ config: small(6), outDir: dir, quiet: true, yieldEveryMs: 0 });
+    expect(r.step).toBe(6);
+    expect(linesAt).toHaveLength(1);
+    expect(linesAt[0]!).toBeGreaterThanOrEqual(1);
+    expect(linesAt[0]!).toBeLessThan(6);
+  });
+
+
   it('resume after an interruption reproduces the uninterrupted losses exactly', async () => {
     const full = await train({ config: small(8), outDir: tmp(), quiet: true });
     const dir = tmp();
