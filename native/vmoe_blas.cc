@@ -810,23 +810,6 @@ napi_value ReduceMiddle(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// The data and lengths of n Float64Array arguments; false (a TypeError thrown) when one is not.
-bool float64Arrays(napi_env env, const napi_value* argv, int n, const double** data, size_t* counts, const char* what) {
-  for (int a = 0; a < n; a++) {
-    napi_typedarray_type type;
-    void* raw;
-    napi_value buffer;
-    size_t byteOffset;
-    if (napi_get_typedarray_info(env, argv[a], &type, &counts[a], &raw, &buffer, &byteOffset) != napi_ok ||
-        type != napi_float64_array) {
-      napi_throw_type_error(env, nullptr, what);
-      return false;
-    }
-    data[a] = static_cast<const double*>(raw);
-  }
-  return true;
-}
-
 // ---- Optimiser -----------------------------------------------------------------------
 // One Adam step per parameter in one pass (the composed form takes ~12 kernels per parameter,
 // each a heap round trip and a tfjs op's bookkeeping), in float32 with the composed form's order
@@ -836,24 +819,22 @@ bool float64Arrays(napi_env env, const napi_value* argv, int n, const double** d
 //                lr · weightDecay (0: none), gradient scale (1: none)]
 constexpr int kAdamCoefficients = 9;
 
-// One element's step; its results are stored after all its reads (so outputs may be the inputs' own slots).
-inline void adamElement(float p, float m, float v, float grad, const float* c, bool scaled, bool decayed, float* pOut, float* mOut,
-                        float* vOut) {
-  const float g = scaled ? grad * c[8] : grad;
-  const float mNew = m * c[0] + g * c[1];
-  const float vNew = v * c[2] + (g * g) * c[3];
-  float update = (mNew * c[4]) / (std::sqrt(vNew / c[5]) + c[6]);
-  if (decayed) update = update + p * c[7];
-  *pOut = p - update;
-  *mOut = mNew;
-  *vOut = vNew;
-}
-
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void adamLoop(const float* __restrict p, const float* __restrict m, const float* __restrict v, const float* __restrict grad,
               float* __restrict pOut, float* __restrict mOut, float* __restrict vOut, int64_t n, const float* c, bool scaled,
               bool decayed) {
-  for (int64_t i = 0; i < n; i++) adamElement(p[i], m[i], v[i], grad[i], c, scaled, decayed, &pOut[i], &mOut[i], &vOut[i]);
+  const float b1 = c[0], oneMinusB1 = c[1], b2 = c[2], oneMinusB2 = c[3], stepSize = c[4], bc2 = c[5], eps = c[6];
+  const float lrWd = c[7], gradScale = c[8];
+  for (int64_t i = 0; i < n; i++) {
+    const float g = scaled ? grad[i] * gradScale : grad[i];
+    const float mNew = m[i] * b1 + g * oneMinusB1;
+    const float vNew = v[i] * b2 + (g * g) * oneMinusB2;
+    float update = (mNew * stepSize) / (std::sqrt(vNew / bc2) + eps);
+    if (decayed) update = update + p[i] * lrWd;
+    pOut[i] = p[i] - update;
+    mOut[i] = mNew;
+    vOut[i] = vNew;
+  }
 }
 
 // adam(heap, pOff, mOff, vOff, gradOff, pOutOff, mOutOff, vOutOff, n, coefficients: Float64Array(9))
@@ -891,76 +872,6 @@ napi_value Adam(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// The same step in place over many parameters in one call (one crossing for the whole model
-// instead of one tfjs kernel, tidy and three assigns per parameter). Each parameter reads and
-// writes its own p, m and v element by element, so the same arithmetic as adamLoop gives the
-// same bits. The caller guarantees p, m, v and grad of one parameter are distinct buffers.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void adamInPlaceLoop(float* __restrict p, float* __restrict m, float* __restrict v, const float* __restrict grad, int64_t n,
-                     const float* c, bool scaled, bool decayed) {
-  for (int64_t i = 0; i < n; i++) adamElement(p[i], m[i], v[i], grad[i], c, scaled, decayed, &p[i], &m[i], &v[i]);
-}
-
-constexpr int kAdamTableColumns = 6;  // pOff, mOff, vOff, gradOff, n, decayed (0 or 1)
-
-// adamInPlace(heap, table: Float64Array (params × 6), coefficients: Float64Array(9)); coefficients[7]
-// (lr · weight decay) applies to the parameters whose decayed column is 1.
-napi_value AdamInPlace(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  if (!checkArgc(env, info, 3, argv, "vmoe_blas.adamInPlace expects 3 arguments")) return nullptr;
-  float* heap;
-  size_t length;
-  if (!heapArg(env, argv[0], &heap, &length)) return nullptr;
-  const double* arrays[2];
-  size_t counts[2];
-  if (!float64Arrays(env, argv + 1, 2, arrays, counts, "vmoe_blas.adamInPlace: table and coefficients must be Float64Arrays")) return nullptr;
-  if (counts[0] % kAdamTableColumns != 0 || counts[1] != kAdamCoefficients) {
-    napi_throw_range_error(env, nullptr, "vmoe_blas.adamInPlace: table must hold rows of 6, coefficients 9");
-    return nullptr;
-  }
-  const double* table = arrays[0];
-  const double* coefficients = arrays[1];
-  float c[kAdamCoefficients];
-  for (int i = 0; i < kAdamCoefficients; i++) {
-    if (!std::isfinite(coefficients[i])) {
-      napi_throw_range_error(env, nullptr, "vmoe_blas.adamInPlace: coefficients must be finite");
-      return nullptr;
-    }
-    c[i] = static_cast<float>(coefficients[i]);
-  }
-  const auto isIndex = [](double d) { return d >= 0 && d <= 9007199254740992.0 && d == std::floor(d); };
-  const size_t rows = counts[0] / kAdamTableColumns;
-  for (size_t r = 0; r < rows; r++) {  // check every row before writing anything
-    const double* row = table + r * kAdamTableColumns;
-    for (int j = 0; j < 5; j++) {
-      if (!isIndex(row[j])) {
-        napi_throw_range_error(env, nullptr, "vmoe_blas.adamInPlace: offsets and sizes must be non-negative integers");
-        return nullptr;
-      }
-    }
-    const int64_t n = static_cast<int64_t>(row[4]);
-    for (int j = 0; j < 4; j++) {
-      if (!inRange(env, static_cast<int64_t>(row[j]), n, length, "vmoe_blas.adamInPlace: operand outside the heap")) return nullptr;
-    }
-    for (int i = 0; i < 4; i++) {
-      for (int j = i + 1; j < 4; j++) {
-        const double lo = std::min(row[i], row[j]), hi = std::max(row[i], row[j]);
-        if (n > 0 && hi < lo + static_cast<double>(n)) {
-          napi_throw_range_error(env, nullptr, "vmoe_blas.adamInPlace: operands of one parameter overlap");
-          return nullptr;
-        }
-      }
-    }
-  }
-  for (size_t r = 0; r < rows; r++) {
-    const double* row = table + r * kAdamTableColumns;
-    adamInPlaceLoop(heap + static_cast<int64_t>(row[0]), heap + static_cast<int64_t>(row[1]), heap + static_cast<int64_t>(row[2]),
-                    heap + static_cast<int64_t>(row[3]), static_cast<int64_t>(row[4]), c, coefficients[8] != 1.0,
-                    row[5] != 0.0 && coefficients[7] != 0.0);
-  }
-  return nullptr;
-}
-
 // sumOfSquares(heap, offsets: Float64Array, sizes: Float64Array) → Σ_t Σ_i x_t[i]^2 over several
 // tensors (the global gradient norm), accumulated in double.
 napi_value SumOfSquares(napi_env env, napi_callback_info info) {
@@ -971,7 +882,18 @@ napi_value SumOfSquares(napi_env env, napi_callback_info info) {
   if (!heapArg(env, argv[0], &heap, &length)) return nullptr;
   const double* lists[2];
   size_t counts[2];
-  if (!float64Arrays(env, argv + 1, 2, lists, counts, "vmoe_blas.sumOfSquares: offsets and sizes must be Float64Arrays")) return nullptr;
+  for (int a = 0; a < 2; a++) {
+    napi_typedarray_type type;
+    void* raw;
+    napi_value buffer;
+    size_t byteOffset;
+    if (napi_get_typedarray_info(env, argv[1 + a], &type, &counts[a], &raw, &buffer, &byteOffset) != napi_ok ||
+        type != napi_float64_array) {
+      napi_throw_type_error(env, nullptr, "vmoe_blas.sumOfSquares: offsets and sizes must be Float64Arrays");
+      return nullptr;
+    }
+    lists[a] = static_cast<const double*>(raw);
+  }
   if (counts[0] != counts[1]) {
     napi_throw_range_error(env, nullptr, "vmoe_blas.sumOfSquares: offsets and sizes differ in length");
     return nullptr;
@@ -1196,7 +1118,6 @@ napi_value Init(napi_env env, napi_value exports) {
       {"attentionGrad", nullptr, AttentionGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"reduceMiddle", nullptr, ReduceMiddle, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"adamInPlace", nullptr, AdamInPlace, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"sumOfSquares", nullptr, SumOfSquares, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"gatherRows", nullptr, GatherRows, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"scatterRows", nullptr, ScatterRows, nullptr, nullptr, nullptr, napi_default, nullptr},

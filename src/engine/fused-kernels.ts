@@ -49,26 +49,6 @@ export const VMOE_SCATTER_ROWS = 'VmoeScatterRows';
 export const VMOE_COMBINE_ROWS = 'VmoeCombineRows';
 export const VMOE_COMBINE_ROWS_GRAD = 'VmoeCombineRowsGrad';
 
-/** One parameter's Adam operands for an in-place step; decayed: weight decay applies. */
-export interface AdamEntry { param: tf.Tensor; m: tf.Tensor; v: tf.Tensor; grad: tf.Tensor; decayed: boolean }
-/** VmoeAdam's attributes, weightDecayStep applying to the entries marked decayed. */
-export interface AdamCoefficients {
-  beta1: number; beta2: number; stepSize: number; biasCorrection2: number; epsilon: number; weightDecayStep: number; gradScale: number;
-}
-/**
- * Updates param, m and v of the entries it can in place (one call for all of them) and says
- * which it did; the caller steps the others itself.
- */
-export type InPlaceAdam = (entries: AdamEntry[], coefficients: AdamCoefficients) => boolean[];
-const inPlaceAdams = new Map<string, InPlaceAdam>();
-export function registerInPlaceAdam(backendName: string, f: InPlaceAdam): void {
-  inPlaceAdams.set(backendName, f);
-}
-/** The active backend's in-place Adam, or null. */
-export function inPlaceAdam(): InPlaceAdam | null {
-  return inPlaceAdams.get(tf.getBackend()) ?? null;
-}
-
 /** Whether the active backend registers kernel `name`. */
 export function hasKernel(name: string): boolean {
   return tf.getKernel(name, tf.getBackend()) !== undefined;

@@ -33,7 +33,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_ERF, VMOE_ERF_GRAD, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD,
-  VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES, registerInPlaceAdam, type InPlaceAdam,
+  VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from './fused-kernels.js';
 
 export const WASM_BLAS = 'wasm-blas';
@@ -65,11 +65,6 @@ export interface BlasAddon {
   /** coefficients: [β1, 1 − β1, β2, 1 − β2, lr / bc1, bc2, ε, lr · decay (0: none), gradient scale (1: none)]. */
   adam(heap: Float32Array, pOff: number, mOff: number, vOff: number, gradOff: number, pOutOff: number, mOutOff: number, vOutOff: number,
     n: number, coefficients: Float64Array): void;
-  /**
-   * Adam in place over many parameters: table rows [pOff, mOff, vOff, gradOff, n, decayed (0/1)];
-   * coefficients as adam's, the decay applying to rows marked decayed.
-   */
-  adamInPlace(heap: Float32Array, table: Float64Array, coefficients: Float64Array): void;
   sumOfSquares(heap: Float32Array, offsets: Float64Array, sizes: Float64Array): number;
   /** dst[o, j] = scale · Σ_m src[o, m, j] for src viewed as (outer, mid, inner). */
   reduceMiddle(heap: Float32Array, srcOff: number, dstOff: number, outer: number, mid: number, inner: number, scale: number): void;
@@ -180,7 +175,7 @@ export function selfCheck(addon: BlasAddon): string | null {
 /** Every entry point this code calls; an addon built from older sources lacks some. */
 const ADDON_FUNCTIONS = [
   'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
-  'erf', 'erfGrad', 'attention', 'attentionGrad', 'adam', 'adamInPlace', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'setThreads', 'info',
+  'erf', 'erfGrad', 'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'setThreads', 'info',
 ] as const satisfies readonly (keyof BlasAddon)[];
 
 /**
@@ -233,7 +228,6 @@ interface WasmBackendLike extends tf.KernelBackend {
   dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   incRef(dataId: object): void;
-  refCount(dataId: object): number;
 }
 
 let heapView: Float32Array | null = null;
@@ -680,40 +674,6 @@ function adamKernel(addon: BlasAddon): tf.KernelFunc {
   }) as tf.KernelFunc;
 }
 
-/**
- * The Adam step of VmoeAdam applied in place, in one native call, to the entries whose
- * param, m and v buffers are each held by that one tensor alone (backend reference count 1,
- * e.g. variables after their first assign) and whose four buffers are distinct; the others
- * are left for the caller (returned false). Same float32 arithmetic, so the same bits.
- */
-function adamInPlace(addon: BlasAddon): InPlaceAdam {
-  return (entries, c) => {
-    const backend = tf.backend() as unknown as WasmBackendLike;
-    const held = new Set<object>();
-    const done = entries.map((e) => {
-      const ts = [e.param, e.m, e.v, e.grad];
-      if (ts.some((t) => t.dtype !== 'float32' || !sameShape(t.shape, e.param.shape))) return false;
-      const owned = [e.param, e.m, e.v];
-      if (owned.some((t) => backend.refCount(t.dataId) !== 1 || held.has(t.dataId))) return false;
-      if (new Set(ts.map((t) => t.dataId)).size !== 4) return false;
-      for (const t of owned) held.add(t.dataId);
-      return true;
-    });
-    // A gradient sharing a buffer with another entry's param, m or v: leave that entry to the caller.
-    entries.forEach((e, i) => { if (done[i] && held.has(e.grad.dataId)) done[i] = false; });
-    const rows = entries.filter((_, i) => done[i]);
-    if (rows.length === 0) return done;
-    const table = new Float64Array(rows.length * 6);
-    rows.forEach((e, r) => {
-      table.set([floatOffset(backend, e.param), floatOffset(backend, e.m), floatOffset(backend, e.v), floatOffset(backend, e.grad),
-        e.param.size, e.decayed ? 1 : 0], r * 6);
-    });
-    addon.adamInPlace(heapF32(backend), table, Float64Array.of(c.beta1, 1 - c.beta1, c.beta2, 1 - c.beta2, c.stepSize, c.biasCorrection2,
-      c.epsilon, c.weightDecayStep, c.gradScale));
-    return done;
-  };
-}
-
 function sumOfSquaresKernel(addon: BlasAddon): tf.KernelFunc {
   return ((args: KernelArgs) => {
     const tensors = Object.values(args.inputs) as tf.TensorInfo[];
@@ -856,7 +816,6 @@ export function registerWasmBlasBackend(addon: BlasAddon, threads: number): void
     tf.registerKernel({ ...k, backendName: WASM_BLAS, kernelFunc: replacement(addon, k.kernelName, k.kernelFunc) });
   }
   for (const k of fusedKernels(addon)) tf.registerKernel(k);
-  registerInPlaceAdam(WASM_BLAS, adamInPlace(addon));
   // Priority below wasm's so tfjs never picks it on its own.
   tf.registerBackend(WASM_BLAS, () => wasmBackend, 0);
   registered = true;

@@ -4,7 +4,7 @@
  * checkpointed and restored exactly.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { hasKernel, inPlaceAdam, VMOE_ADAM, VMOE_SUM_OF_SQUARES, type AdamCoefficients } from '../engine/fused-kernels.js';
+import { hasKernel, VMOE_ADAM, VMOE_SUM_OF_SQUARES } from '../engine/fused-kernels.js';
 import type { ExperimentConfig } from './config.js';
 
 export type OptimConfig = ExperimentConfig['optim'];
@@ -34,7 +34,7 @@ export class Adam {
   private slot(map: Map<string, tf.Variable>, name: string, like: tf.Tensor): tf.Variable {
     let s = map.get(name);
     if (!s) {
-      // In a tidy, so the zeros' own handle goes and the slot alone holds its buffer.
+      // In a tidy, so the zeros tensor is freed and the slot alone holds its buffer.
       s = tf.tidy(() => tf.variable(tf.zerosLike(like), false));
       map.set(name, s);
     }
@@ -62,26 +62,17 @@ export class Adam {
     const bc2 = 1 - Math.pow(b2, this.t);
     const wd = this.cfg.optimizer === 'adamw' ? this.cfg.weightDecay : 0;
     const fusedStep = hasKernel(VMOE_ADAM);
-    const coefficients: AdamCoefficients = { beta1: b1, beta2: b2, stepSize: lr / bc1, biasCorrection2: bc2, epsilon: eps, weightDecayStep: lr * wd, gradScale: scale };
-    // Where the backend can, one native call steps (in place) every parameter whose buffers it may overwrite.
-    const inPlace = fusedStep ? inPlaceAdam() : null;
-    const stepped = new Set<string>();
-    if (inPlace) {
-      const entries = names.map((name) => {
-        const p = params.get(name)!;
-        return { param: p, m: this.slot(this.m, name, p), v: this.slot(this.v, name, p), grad: grads[name]!, decayed: wd > 0 && this.decayed(name) };
-      });
-      inPlace(entries, coefficients).forEach((done, i) => { if (done) stepped.add(names[i]!); });
-    }
     for (const name of names) {
-      if (stepped.has(name)) continue;
       const p = params.get(name)!;
       const m = this.slot(this.m, name, p);
       const v = this.slot(this.v, name, p);
       if (fusedStep && p.dtype === 'float32' && grads[name]!.dtype === 'float32') {
         // The step below as one kernel (it is ~12 kernels per parameter composed).
         tf.tidy(() => {
-          const attrs = { ...coefficients, weightDecayStep: wd > 0 && this.decayed(name) ? lr * wd : 0 };
+          const attrs = {
+            beta1: b1, beta2: b2, stepSize: lr / bc1, biasCorrection2: bc2, epsilon: eps,
+            weightDecayStep: wd > 0 && this.decayed(name) ? lr * wd : 0, gradScale: scale,
+          };
           const [pNew, mNew, vNew] = tf.engine().runKernel(VMOE_ADAM, { param: p, m, v, grad: grads[name]! }, attrs) as tf.Tensor[];
           m.assign(mNew!);
           v.assign(vNew!);

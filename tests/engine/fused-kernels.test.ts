@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
 import {
   hasKernel, VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_ERF, VMOE_ERF_GRAD, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
-  VMOE_LAYER_NORM_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES, inPlaceAdam, registerInPlaceAdam,
+  VMOE_LAYER_NORM_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from '../../src/engine/fused-kernels.js';
 import { loadBlasAddon, WASM_BLAS } from '../../src/engine/native-blas.js';
 import {
@@ -301,64 +301,6 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
         fused.norms.forEach((g, i) => expect(Math.abs(g - want.norms[i]!)).toBeLessThan(1e-5 * g));
         fused.state.forEach((a, i) => expectClose(a, want.state[i]!, 1e-6));
       }
-    });
-
-    it('the in-place step over all parameters gives the same bits as one kernel per parameter, and runs', () => {
-      const inPlace = inPlaceAdam();
-      expect(inPlace).not.toBeNull();
-      const optim = { optimizer: 'adamw', weightDecay: 0.1, gradClipNorm: 0.5 };
-      let calls = 0, stepped = 0;
-      registerInPlaceAdam(WASM_BLAS, (entries, c) => {
-        const done = inPlace!(entries, c);
-        calls++;
-        stepped += done.filter(Boolean).length;
-        return done;
-      });
-      let fused: ReturnType<typeof steps>;
-      try {
-        fused = steps(optim);
-      } finally {
-        registerInPlaceAdam(WASM_BLAS, inPlace!);
-      }
-      // Step 1 leaves the parameters (their buffers still shared with the initial tensors) to the kernel; steps 2–5 step all four in place.
-      expect(calls).toBe(5);
-      expect(stepped).toBe(4 * 4);
-      registerInPlaceAdam(WASM_BLAS, (entries) => entries.map(() => false));
-      let perKernel: ReturnType<typeof steps>;
-      try {
-        perKernel = steps(optim);
-      } finally {
-        registerInPlaceAdam(WASM_BLAS, inPlace!);
-      }
-      expect(fused.norms).toEqual(perKernel.norms);
-      fused.state.forEach((a, i) => expect(a).toEqual(perKernel.state[i]!));
-    });
-
-    it('the in-place step leaves alone buffers another tensor shares, and its inputs in the wrong form', () => {
-      const inPlace = inPlaceAdam()!;
-      const c = { beta1: 0.9, beta2: 0.999, stepSize: 1e-2, biasCorrection2: 1, epsilon: 1e-8, weightDecayStep: 0, gradScale: 1 };
-      const own = () => tf.tidy(() => tf.variable(tf.tensor(normals(6, 80), [2, 3]), false));
-      const p = own(), m = own(), v = own(), g = tf.tensor(normals(6, 81), [2, 3]);
-      const shared = own(), copy = tf.clone(shared);
-      const before = copy.dataSync().slice();
-      const done = inPlace([
-        { param: p, m, v, grad: g, decayed: false },
-        { param: shared, m: own(), v: own(), grad: g, decayed: false },  // shared with `copy`
-        { param: own(), m: own(), v: own(), grad: tf.zeros([3, 2]), decayed: false },  // wrong shape
-        { param: own(), m, v: own(), grad: g, decayed: false },  // m already stepped above
-      ], c);
-      expect(done).toEqual([true, false, false, false]);
-      expect(copy.dataSync()).toEqual(before);
-      expect(p.dataSync()).not.toEqual(Float32Array.from(normals(6, 80)));
-      const addon = blas.addon!;
-      const heap = new Float32Array(64);
-      const coefficients = Float64Array.of(0.9, 0.1, 0.999, 0.001, 1e-3, 1, 1e-8, 0, 1);
-      expect(() => addon.adamInPlace(heap, Float64Array.of(0, 8, 16, 24, 8, 0), coefficients)).not.toThrow();
-      expect(() => addon.adamInPlace(heap, Float64Array.of(0, 8, 16, 60, 8, 0), coefficients)).toThrow(RangeError);
-      expect(() => addon.adamInPlace(heap, Float64Array.of(0, 4, 16, 24, 8, 0), coefficients)).toThrow(/overlap/);
-      expect(() => addon.adamInPlace(heap, Float64Array.of(0, 8, 16, 24, 8), coefficients)).toThrow(RangeError);
-      expect(() => addon.adamInPlace(heap, Float64Array.of(0, 8, 16, 24, 8, 0), coefficients.subarray(1))).toThrow(RangeError);
-      expect(() => addon.adamInPlace(heap, Float64Array.of(0.5, 8, 16, 24, 8, 0), coefficients)).toThrow(RangeError);
     });
 
     it('the squared-norm kernel sums over all its inputs (empty ones included)', () => {
