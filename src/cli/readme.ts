@@ -1,13 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { eceWords, provenanceOf } from '../export/provenance.js';
 import { updateReadmeSection } from '../export/readme.js';
 import { UsageError } from './common.js';
-
-/** The ECE convention a results.json recorded, in words (older results recorded none: the defaults then). */
-export function eceText(c: { bins?: number; binning?: string; labels?: string } | undefined): string {
-  return `${c?.bins ?? 15} ${c?.binning ?? 'equal-width'} bins, ${c?.labels ?? 'top-label'}`;
-}
 
 /** `vmoe readme --section quickstart --from runs/quickstart`: copies a run's results.md (+ provenance) into the README. */
 export function registerReadmeCommand(program: Command): void {
@@ -33,7 +29,7 @@ export function registerReadmeCommand(program: Command): void {
         `Measured ${String(res.time ?? '').slice(0, 10)} on ${res.host?.cpus ?? '?'} CPU cores, backend ${res.engine?.backend ?? '?'} (${res.engine?.threads ?? '?'} thread${res.engine?.threads === 1 ? '' : 's'}), seed ${res.seed}, vmoe-ts ${res.versions?.['vmoe-ts'] ?? '?'}; checkpoint sha256 ${String(res.checkpoint?.sha256 ?? '').slice(0, 12)}.`,
         res.total_seconds ? `Wall time of the whole job: ${(res.total_seconds / 60).toFixed(1)} min.` : '',
         flags.command ? `Regenerate: \`${flags.command}\`.` : '',
-        `ECE: ${eceText(res.conventions?.ece)}; NLL in nats; Brier summed over classes; FLOPs: matMul only, 2 per multiply-add.`,
+        `${eceWords(provenanceOf(res).ece)}; NLL in nats; Brier summed over classes; FLOPs: matMul only, 2 per multiply-add.`,
       ].filter(Boolean).join(' ');
       updateReadmeSection(flags.readme, flags.section, `${md.trimEnd()}\n\n${prov}`);
       process.stdout.write(`updated section ${flags.section} of ${flags.readme}\n`);

@@ -13,8 +13,6 @@ import type { RoutingOverrides, VisionMoE } from '../vmoe/model.js';
 import type { MoeLayerStats } from '../vmoe/moe.js';
 import { cv2, importanceLossOfGroup } from '../vmoe/aux-losses.js';
 
-export { cv2, importanceLossOfGroup };
-
 export interface LayerTrace {
   block: number;
   numExperts: number;
@@ -73,8 +71,6 @@ export function meanRouterEntropy(gates: ArrayLike<number>, numTokens: number, n
   }
   return numTokens ? total / numTokens : NaN;
 }
-
-
 
 /** Standard normal CDF via a Chebyshev-fitted erfc (fractional error < 1.2e-7). */
 export function normalCdf(z: number): number {

@@ -15,6 +15,11 @@ import {
 
 type CustomGradFn = Parameters<typeof tf.customGrad>[0];
 
+/** Whether float32 x can take a fused kernel and its gradient kernel on the active backend. */
+function fusable(x: tf.Tensor, kernel: string, gradKernel: string): boolean {
+  return x.dtype === 'float32' && hasKernel(kernel) && hasKernel(gradKernel);
+}
+
 /** dy·wᵀ and xᵀ·dy; explicit transposes where transposed products are slow (plain wasm). */
 function denseGrads(dy: tf.Tensor2D, x: tf.Tensor2D, w: tf.Tensor2D): [tf.Tensor2D, tf.Tensor2D] {
   if (isPlainWasm()) return [tf.matMul(dy, tf.transpose(w)), tf.matMul(tf.transpose(x), dy)];
@@ -64,7 +69,7 @@ export function dense(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor 
 
 /** LayerNorm over the last axis, epsilon 1e-6 (spec §1). */
 export function layerNorm(x: tf.Tensor, scale: tf.Tensor1D, bias: tf.Tensor1D, eps = 1e-6): tf.Tensor {
-  if (x.dtype === 'float32' && hasKernel(VMOE_LAYER_NORM) && hasKernel(VMOE_LAYER_NORM_GRAD)) return fusedLayerNorm(x, scale, bias, eps);
+  if (fusable(x, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD)) return fusedLayerNorm(x, scale, bias, eps);
   return composedLayerNorm(x, scale, bias, eps);
 }
 
@@ -94,7 +99,7 @@ function fusedLayerNorm(x: tf.Tensor, scale: tf.Tensor1D, bias: tf.Tensor1D, eps
 
 /** GELU, tanh form: x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³))). */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  if (x.dtype === 'float32' && hasKernel(VMOE_GELU) && hasKernel(VMOE_GELU_GRAD)) return fusedGelu(x);
+  if (fusable(x, VMOE_GELU, VMOE_GELU_GRAD)) return fusedUnary(x, VMOE_GELU, VMOE_GELU_GRAD);
   return composedGelu(x);
 }
 
@@ -117,13 +122,9 @@ function fusedUnary(x: tf.Tensor, kernel: string, gradKernel: string): tf.Tensor
   return f(x) as tf.Tensor;
 }
 
-function fusedGelu(x: tf.Tensor): tf.Tensor {
-  return fusedUnary(x, VMOE_GELU, VMOE_GELU_GRAD);
-}
-
 /** Softmax over the last axis. */
 export function softmax(x: tf.Tensor): tf.Tensor {
-  if (x.dtype === 'float32' && x.rank > 0 && hasKernel(VMOE_SOFTMAX) && hasKernel(VMOE_SOFTMAX_GRAD)) return fusedSoftmax(x);
+  if (x.rank > 0 && fusable(x, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD)) return fusedSoftmax(x);
   return tf.softmax(x);
 }
 
@@ -141,7 +142,7 @@ function fusedSoftmax(x: tf.Tensor): tf.Tensor {
 
 /** erf, one native kernel each way where the backend has them (the router's load loss), else tf.erf. */
 export function erf(x: tf.Tensor): tf.Tensor {
-  if (!(x.dtype === 'float32' && hasKernel(VMOE_ERF) && hasKernel(VMOE_ERF_GRAD))) return tf.erf(x);
+  if (!fusable(x, VMOE_ERF, VMOE_ERF_GRAD)) return tf.erf(x);
   return fusedUnary(x, VMOE_ERF, VMOE_ERF_GRAD);
 }
 
@@ -154,7 +155,7 @@ export function erf(x: tf.Tensor): tf.Tensor {
 export function selfAttention(qkv: tf.Tensor2D, B: number, T: number, heads: number): tf.Tensor2D {
   const hd = qkv.shape[1] / (3 * heads);
   const scale = 1 / Math.sqrt(hd);
-  if (!(qkv.dtype === 'float32' && hasKernel(VMOE_ATTENTION) && hasKernel(VMOE_ATTENTION_GRAD))) return composedSelfAttention(qkv, B, T, heads);
+  if (!fusable(qkv, VMOE_ATTENTION, VMOE_ATTENTION_GRAD)) return composedSelfAttention(qkv, B, T, heads);
   const attrs = { batch: B, heads, scale };
   const f = tf.customGrad(((qi: tf.Tensor2D, save: tf.GradSaveFunc) => {
     const [out, probs] = tf.engine().runKernel(VMOE_ATTENTION, { qkv: qi }, attrs) as [tf.Tensor2D, tf.Tensor3D];
@@ -223,7 +224,7 @@ export function scatterAddRows(v: tf.Tensor2D, idx: tf.Tensor1D, numRows: number
  */
 export function dispatchRows(x: tf.Tensor2D, tokens: tf.Tensor1D): tf.Tensor2D {
   const [N, H] = x.shape;
-  if (!(x.dtype === 'float32' && hasKernel(VMOE_GATHER_ROWS) && hasKernel(VMOE_SCATTER_ROWS))) {
+  if (!fusable(x, VMOE_GATHER_ROWS, VMOE_SCATTER_ROWS)) {
     return gatherRows(tf.concat([tf.zeros([1, H]), x], 0) as tf.Tensor2D, tokens);
   }
   const f = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
@@ -243,7 +244,7 @@ export function dispatchRows(x: tf.Tensor2D, tokens: tf.Tensor1D): tf.Tensor2D {
  * for the rows and the gates.
  */
 export function combineRows(rows: tf.Tensor2D, gates: tf.Tensor2D, tokens: tf.Tensor1D, gateIndex: tf.Tensor1D, numTokens: number): tf.Tensor2D {
-  if (!(rows.dtype === 'float32' && hasKernel(VMOE_COMBINE_ROWS) && hasKernel(VMOE_COMBINE_ROWS_GRAD))) {
+  if (!fusable(rows, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD)) {
     const [N, E] = gates.shape;
     const gatesPadded = tf.concat([tf.zeros([1, 1]), tf.reshape(gates, [N * E, 1])], 0) as tf.Tensor2D; // (N·E+1, 1)
     const weight = gatherRows(gatesPadded, gateIndex); // (M, 1)

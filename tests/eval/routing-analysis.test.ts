@@ -4,10 +4,11 @@ import { initEngine } from '../../src/engine/index.js';
 import { makeBatch } from '../../src/data/index.js';
 import { computeOutputs } from '../../src/eval/outputs.js';
 import {
-  DEFAULT_COLLAPSE, addLayerTrace, analyseRouting, collapseFlags, emptyLayerCounts, importanceLossOfGroup, loadLossOfGroup,
+  DEFAULT_COLLAPSE, addLayerTrace, analyseRouting, collapseFlags, emptyLayerCounts, loadLossOfGroup,
   isBackgroundPatch, meanRouterEntropy, normalCdf, parseTrainingLog, processedPatches, processedShareByContent, rowNormalise, runningMean, summariseLayer, traceRouting,
   trainingLogFigures, trainingLogSeries, type LayerTrace, type RoutingTrace,
 } from '../../src/eval/routing-analysis.js';
+import { importanceLossOfGroup } from '../../src/vmoe/aux-losses.js';
 import { gelu } from '../../src/vmoe/layers.js';
 import { VisionMoE } from '../../src/vmoe/model.js';
 import { moeLayer } from '../../src/vmoe/moe.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { replaceSection } from '../../src/export/readme.js';
-import { eceText } from '../../src/cli/readme.js';
+import { eceWords } from '../../src/export/provenance.js';
 import { toCsv, toLatex, toMarkdown, latexEscape } from '../../src/export/tables.js';
 
 describe('README sections', () => {
@@ -27,12 +27,12 @@ describe('table writers', () => {
   });
 });
 
-describe('ECE convention in the README provenance line', () => {
+describe('ECE convention in words (README provenance line, captions)', () => {
   it.each([
-    [{ bins: 10, binning: 'equal-mass', labels: 'top-label' }, '10 equal-mass bins, top-label'],
-    [{ bins: 15 }, '15 equal-width bins, top-label'],
-    [undefined, '15 equal-width bins, top-label'],
+    [{ bins: 10, binning: 'equal-mass', labels: 'top-label' }, 'top-label ECE, 10 equal-mass bins'],
+    [{ bins: 15, binning: null, labels: null }, 'top-label ECE, 15 equal-width bins'],
+    [{ bins: null, binning: null, labels: null }, 'ECE convention not recorded'],
   ])('%j → %s', (conv, text) => {
-    expect(eceText(conv)).toBe(text);
+    expect(eceWords(conv)).toBe(text);
   });
 });
