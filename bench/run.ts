@@ -80,10 +80,13 @@ function spawnJob(job: Job, args: BenchArgs): Rec[] {
 
 function plan(args: BenchArgs): Job[] {
   const wants = (s: string) => args.only.length === 0 || args.only.includes(s);
-  const t = args.quick ? { warmup: 1, runs: 3 } : { warmup: 2, runs: 10 };
-  const big = args.quick ? { warmup: 1, runs: 2 } : { warmup: 1, runs: 4 };
+  // Steady state, as a long training run sees it: V8 keeps optimising a step's JavaScript over its
+  // first 10-20 calls (vmoe-tiny training: median 116 ms over steps 6-25, 82 ms over steps 6-65,
+  // same process), so the full run warms up 10 steps; the peer's PyTorch needs only its 2.
+  const t = args.quick ? { warmup: 3, runs: 5 } : { warmup: 10, runs: 20 };
+  const big = args.quick ? { warmup: 1, runs: 2 } : { warmup: 3, runs: 5 };
   // layer studies: cheap calls, so many interleaved rounds (a ratio of minima needs them)
-  const layer = args.quick ? { warmup: 1, runs: 5 } : { warmup: 2, runs: 30 };
+  const layer = args.quick ? { warmup: 3, runs: 5 } : { warmup: 10, runs: 30 };
   const jobs: Job[] = [];
   for (const threads of args.threads) {
     if (wants('models')) for (const name of MODEL_NAMES) jobs.push({ kind: 'model', suite: 'models', name, batch: args.batch, threads, ...t });

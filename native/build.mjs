@@ -7,7 +7,10 @@
  *   node native/build.mjs --optional  # never fail: say why and leave the toolkit on plain wasm
  *
  * Needs a C++ compiler, OpenBLAS headers and library (Debian: libopenblas-dev)
- * and node-gyp (bundled with npm). VMOE_NATIVE=0 skips the build.
+ * and node-gyp (bundled with npm). With oneDNN's headers present (Debian:
+ * libdnnl-dev) the addon also links oneDNN and runs its products there; if that
+ * build fails it is retried with OpenBLAS alone. VMOE_NATIVE=0 skips the build;
+ * VMOE_NATIVE_DNNL=0 leaves oneDNN out.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -46,16 +49,41 @@ if (process.env.VMOE_NATIVE === '0') give('skipped (VMOE_NATIVE=0)');
 const gyp = findNodeGyp();
 if (!gyp) give('node-gyp not found');
 
-fs.mkdirSync(outDir, { recursive: true });
-for (const f of ['binding.gyp', 'vmoe_blas.cc']) fs.copyFileSync(path.join(here, f), path.join(outDir, f));
-const args = [gyp, 'rebuild'];
-const nodeDir = findNodeDir();
-if (nodeDir) args.push(`--nodedir=${nodeDir}`);
-const r = spawnSync(process.execPath, args, { cwd: outDir, encoding: 'utf8' });
-if (r.status !== 0) {
-  const log = `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').filter((l) => /error|not found|No such/i.test(l)).slice(0, 6).join('\n');
-  give(`node-gyp failed (exit ${r.status ?? r.signal})${log ? `:\n${log}` : ''}`);
+/** oneDNN's header where the compiler looks by default (Debian's libdnnl-dev puts it in /usr/include). */
+function haveDnnl() {
+  if (process.env.VMOE_NATIVE_DNNL === '0') return false;
+  return ['/usr/include/dnnl.h', '/usr/local/include/dnnl.h'].some((f) => fs.existsSync(f));
 }
+
+/** node-gyp rebuild in outDir with binding.gyp, plus oneDNN when `dnnl`; returns the failure log or null. */
+function build(dnnl) {
+  const binding = JSON.parse(fs.readFileSync(path.join(here, 'binding.gyp'), 'utf8'));
+  if (dnnl) {
+    const t = binding.targets[0];
+    t.defines = [...(t.defines ?? []), 'VMOE_HAVE_DNNL'];
+    t.cflags_cc = [...t.cflags_cc, '-fopenmp'];
+    t.libraries = [...t.libraries, '-ldnnl', '-fopenmp'];
+  }
+  fs.writeFileSync(path.join(outDir, 'binding.gyp'), JSON.stringify(binding, null, 2));
+  fs.copyFileSync(path.join(here, 'vmoe_blas.cc'), path.join(outDir, 'vmoe_blas.cc'));
+  const args = [gyp, 'rebuild'];
+  const nodeDir = findNodeDir();
+  if (nodeDir) args.push(`--nodedir=${nodeDir}`);
+  const r = spawnSync(process.execPath, args, { cwd: outDir, encoding: 'utf8' });
+  if (r.status === 0) return null;
+  const log = `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').filter((l) => /error|not found|No such/i.test(l)).slice(0, 6).join('\n');
+  return `node-gyp failed (exit ${r.status ?? r.signal})${log ? `:\n${log}` : ''}`;
+}
+
+fs.mkdirSync(outDir, { recursive: true });
+let withDnnl = haveDnnl();
+let failure = build(withDnnl);
+if (failure && withDnnl) {
+  process.stderr.write(`[vmoe] addon build with oneDNN failed; retrying with OpenBLAS alone\n${failure}\n`);
+  withDnnl = false;
+  failure = build(false);
+}
+if (failure) give(failure);
 const built = path.join(outDir, 'build', 'Release', 'vmoe_blas.node');
 if (!fs.existsSync(built)) give(`node-gyp succeeded but ${built} is missing`);
-process.stderr.write(`[vmoe] native BLAS addon built: ${path.relative(root, built)}\n`);
+process.stderr.write(`[vmoe] native BLAS addon built (${withDnnl ? 'oneDNN + OpenBLAS' : 'OpenBLAS'}): ${path.relative(root, built)}\n`);

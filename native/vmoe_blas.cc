@@ -8,11 +8,19 @@
 // has already allocated the output, so the heap cannot move during a call.
 #include <node_api.h>
 #include <cblas.h>
+#ifdef VMOE_HAVE_DNNL
+// oneDNN's sgemm JIT-compiles kernels for the CPU's own ISA (AVX-512 where present) whatever
+// OPENBLAS_CORETYPE says; on the reference machine it ran our shapes ~1.9x faster than the
+// OpenBLAS kernels the environment pins (Haswell) and scales to 2 threads.
+#include <dnnl.h>
+#include <omp.h>
+#endif
 
 #include <cmath>
 #include <cstdint>
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
 namespace {
@@ -55,6 +63,28 @@ bool inRange(napi_env env, int64_t off, int64_t count, size_t length, const char
   return true;
 }
 
+// The GEMM library every product goes through: oneDNN when compiled in (the default), else
+// OpenBLAS; setGemm switches at run time so the two can be compared and tested.
+bool useDnnl =
+#ifdef VMOE_HAVE_DNNL
+    true;
+#else
+    false;
+#endif
+
+// Row-major C = alpha op(A) op(B) + beta C with explicit leading dimensions.
+inline void sgemmRowMajor(bool ta, bool tb, int M, int N, int K, float alpha, const float* a, int lda, const float* b,
+                          int ldb, float beta, float* c, int ldc) {
+#ifdef VMOE_HAVE_DNNL
+  if (useDnnl &&
+      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, a, lda, b, ldb, beta, c, ldc) == dnnl_success) {
+    return;
+  }
+#endif
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, a, lda, b,
+              ldb, beta, c, ldc);
+}
+
 // One row-major product C = op(A) op(B) (+ bias rows), then optional ReLU.
 void gemm(bool ta, bool tb, int M, int N, int K, const float* a, const float* b, float* c,
           const float* bias, bool relu) {
@@ -66,8 +96,7 @@ void gemm(bool ta, bool tb, int M, int N, int K, const float* a, const float* b,
   if (K == 0) {
     if (bias == nullptr) std::memset(c, 0, sizeof(float) * static_cast<size_t>(M) * N);
   } else {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
-                a, ta ? M : K, b, tb ? K : N, beta, c, N);
+    sgemmRowMajor(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, beta, c, N);
   }
   if (relu) {
     const size_t n = static_cast<size_t>(M) * N;
@@ -171,17 +200,27 @@ napi_value SgemmOffsets(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-bool int32ArrayArg(napi_env env, napi_value v, const int32_t** data, size_t* length, const char* what) {
+// A typed-array argument of element type `want`: its data and length.
+template <typename T>
+bool typedArrayArg(napi_env env, napi_value v, napi_typedarray_type want, const T** data, size_t* length, const char* what) {
   napi_typedarray_type type;
   void* raw;
   napi_value buffer;
   size_t byteOffset;
-  if (napi_get_typedarray_info(env, v, &type, length, &raw, &buffer, &byteOffset) != napi_ok || type != napi_int32_array) {
+  if (napi_get_typedarray_info(env, v, &type, length, &raw, &buffer, &byteOffset) != napi_ok || type != want) {
     napi_throw_type_error(env, nullptr, what);
     return false;
   }
-  *data = static_cast<const int32_t*>(raw);
+  *data = static_cast<const T*>(raw);
   return true;
+}
+
+bool int32ArrayArg(napi_env env, napi_value v, const int32_t** data, size_t* length, const char* what) {
+  return typedArrayArg(env, v, napi_int32_array, data, length, what);
+}
+
+bool float64ArrayArg(napi_env env, napi_value v, const double** data, size_t* length, const char* what) {
+  return typedArrayArg(env, v, napi_float64_array, data, length, what);
 }
 
 // copyStrided(heap, srcOff, dstOff, shape: Int32Array, srcStrides: Int32Array)
@@ -344,7 +383,6 @@ bool heapKernelArgs(napi_env env, napi_callback_info info, size_t want, napi_val
   return checkArgc(env, info, want, argv, message) && heapArg(env, argv[0], heap, length) &&
          int64Args(env, argv, 1, nInts, v);
 }
-
 // The formula of src/vmoe/layers.ts gelu(), in its order of operations:
 // y = (x/2)(1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi).
 constexpr float kGeluC = 0.7978845608028654f;
@@ -686,10 +724,9 @@ void attentionForward(const float* qkv, float* out, float* probs, int64_t batch,
       const float* q = base + h * hd;
       const float* k = base + H + h * hd;
       const float* v = base + 2 * H + h * hd;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, scores.data(), T);
+      sgemmRowMajor(false, true, T, T, hd, scale, q, ld, k, ld, 0.0f, scores.data(), T);
       softmaxRows(scores.data(), p, T, T);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, v, ld, 0.0f,
-                  out + b * T * H + h * hd, H);
+      sgemmRowMajor(false, false, T, hd, T, 1.0f, p, T, v, ld, 0.0f, out + b * T * H + h * hd, H);
     }
   }
 }
@@ -709,11 +746,11 @@ void attentionBackward(const float* dy, const float* qkv, const float* probs, fl
       const float* q = base + h * hd;
       const float* k = base + H + h * hd;
       const float* v = base + 2 * H + h * hd;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, g, H, v, ld, 0.0f, dp.data(), T);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, g, H, 0.0f, dbase + 2 * H + h * hd, ld);
+      sgemmRowMajor(false, true, T, T, hd, 1.0f, g, H, v, ld, 0.0f, dp.data(), T);
+      sgemmRowMajor(true, false, T, hd, T, 1.0f, p, T, g, H, 0.0f, dbase + 2 * H + h * hd, ld);
       softmaxGradRows(dp.data(), p, ds.data(), T, T);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, ds.data(), T, k, ld, 0.0f, dbase + h * hd, ld);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, ds.data(), T, q, ld, 0.0f, dbase + H + h * hd, ld);
+      sgemmRowMajor(false, false, T, hd, T, scale, ds.data(), T, k, ld, 0.0f, dbase + h * hd, ld);
+      sgemmRowMajor(true, false, T, hd, T, scale, ds.data(), T, q, ld, 0.0f, dbase + H + h * hd, ld);
     }
   }
 }
@@ -883,16 +920,9 @@ napi_value SumOfSquares(napi_env env, napi_callback_info info) {
   const double* lists[2];
   size_t counts[2];
   for (int a = 0; a < 2; a++) {
-    napi_typedarray_type type;
-    void* raw;
-    napi_value buffer;
-    size_t byteOffset;
-    if (napi_get_typedarray_info(env, argv[1 + a], &type, &counts[a], &raw, &buffer, &byteOffset) != napi_ok ||
-        type != napi_float64_array) {
-      napi_throw_type_error(env, nullptr, "vmoe_blas.sumOfSquares: offsets and sizes must be Float64Arrays");
+    if (!float64ArrayArg(env, argv[1 + a], &lists[a], &counts[a], "vmoe_blas.sumOfSquares: offsets and sizes must be Float64Arrays")) {
       return nullptr;
     }
-    lists[a] = static_cast<const double*>(raw);
   }
   if (counts[0] != counts[1]) {
     napi_throw_range_error(env, nullptr, "vmoe_blas.sumOfSquares: offsets and sizes differ in length");
@@ -1077,6 +1107,189 @@ napi_value CombineRowsGrad(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// ---- Router auxiliary losses (importance and load) with their gradient --------------------
+// Mirrors routerAuxLosses in src/vmoe/aux-losses.ts (the reference, tested against central
+// differences): per routing group and E³ member, CV² of the member's expert importances
+// (column sums of the clean gates) and loads (mean over its tokens of
+// P = ½ erfc((thr − logit)/(σ√2)), thr the token's K-th noisy logit), averaged; the gradient
+// goes through the softmax (importance) and through both logit and threshold (load).
+
+// erfc(x) to ~1e-7 relative (the Chebyshev fit of Numerical Recipes §6.2, as erfcFast in
+// src/vmoe/aux-losses.ts); exponent clamped to expSmall's range (erfc < 1e-37 there).
+inline float erfcOne(float x) {
+  const float z = fromBits(bitsOf(x) & 0x7fffffff);
+  const float t = 1.0f / (1.0f + 0.5f * z);
+  float e = -z * z - 1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f + t * (0.27886807f
+      + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
+  e = e < -87.0f ? -87.0f : e;
+  const float r = t * expSmall(e);
+  return x >= 0.0f ? r : 2.0f - r;
+}
+
+// p = ½ erfc(z) and dpdz = −e^{−z²}/√π over n values.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void loadTermsLoop(const float* __restrict z, float* __restrict p, float* __restrict dpdz, int64_t n) {
+  constexpr float kOneOverSqrtPi = 0.5641895835477563f;
+  for (int64_t i = 0; i < n; i++) {
+    const float v = z[i];
+    p[i] = 0.5f * erfcOne(v);
+    float a = -v * v;
+    a = a < -87.0f ? -87.0f : a;
+    dpdz[i] = -kOneOverSqrtPi * expSmall(a);
+  }
+}
+
+// Mean and population variance of n values.
+void moments(const double* v, int n, double* mean, double* var) {
+  double m = 0, s = 0;
+  for (int i = 0; i < n; i++) m += v[i];
+  m /= n;
+  for (int i = 0; i < n; i++) s += (v[i] - m) * (v[i] - m);
+  *mean = m;
+  *var = s / n;
+}
+
+// CV² = var/(mean² + 1e-20), as cv2 in src/vmoe/aux-losses.ts.
+double cv2Of(const double* v, int n) {
+  double mean, var;
+  moments(v, n, &mean, &var);
+  return var / (mean * mean + 1e-20);
+}
+
+// out = scale · ∂cv2/∂v.
+void cv2GradOf(const double* v, int n, double scale, double* out) {
+  double mean, var;
+  moments(v, n, &mean, &var);
+  const double den = mean * mean + 1e-20;
+  for (int i = 0; i < n; i++) out[i] = scale * ((2.0 / n) * (v[i] - mean) / den - var * 2.0 * mean / n / (den * den));
+}
+
+// routerAux(heap, logitsOff, gatesOff, noisyOff, kthOff, dLogitsOff, lossesOff, N, E, members, sigma, wImp, wLoad, groupSizes)
+// noisyOff = kthOff = -1: no load loss. kth: int32 per token (the expert of its K-th choice).
+// Writes dLogits (N, E) and losses [importance, load (NaN without noise), weighted].
+napi_value RouterAux(napi_env env, napi_callback_info info) {
+  napi_value argv[14];
+  float* heap;
+  size_t length;
+  int64_t v[9];
+  if (!heapKernelArgs(env, info, 14, argv, "vmoe_blas.routerAux expects 14 arguments", &heap, &length, 9, v)) return nullptr;
+  double sigma, wImp, wLoad;
+  NAPI_OK(napi_get_value_double(env, argv[10], &sigma));
+  NAPI_OK(napi_get_value_double(env, argv[11], &wImp));
+  NAPI_OK(napi_get_value_double(env, argv[12], &wLoad));
+  const double* sizes;
+  size_t numGroups;
+  if (!float64ArrayArg(env, argv[13], &sizes, &numGroups, "vmoe_blas.routerAux: groupSizes must be a Float64Array")) return nullptr;
+  const int64_t logitsOff = v[0], gatesOff = v[1], noisyOff = v[2], kthOff = v[3], dOff = v[4], lossOff = v[5];
+  const int64_t N = v[6], E = v[7], M = v[8];
+  const bool withLoad = noisyOff >= 0 && kthOff >= 0;
+  if (N < 0 || E < 1 || M < 1 || E % M != 0 || E > 65536 || (withLoad && !(sigma > 0))) {
+    napi_throw_range_error(env, nullptr, "vmoe_blas.routerAux: bad dimensions or sigma");
+    return nullptr;
+  }
+  int64_t total = 0;
+  for (size_t g = 0; g < numGroups; g++) {
+    const double S = sizes[g];
+    if (!(S >= 1) || S != std::floor(S) || static_cast<int64_t>(S) % M != 0) {
+      napi_throw_range_error(env, nullptr, "vmoe_blas.routerAux: group sizes must be positive multiples of members");
+      return nullptr;
+    }
+    total += static_cast<int64_t>(S);
+  }
+  if (total != N || !inRange(env, logitsOff, N * E, length, "vmoe_blas.routerAux: logits outside the heap") ||
+      !inRange(env, gatesOff, N * E, length, "vmoe_blas.routerAux: gates outside the heap") ||
+      !inRange(env, dOff, N * E, length, "vmoe_blas.routerAux: dLogits outside the heap") ||
+      !inRange(env, lossOff, 3, length, "vmoe_blas.routerAux: losses outside the heap") ||
+      (withLoad && (!inRange(env, noisyOff, N * E, length, "vmoe_blas.routerAux: noisy logits outside the heap") ||
+                    !inRange(env, kthOff, N, length, "vmoe_blas.routerAux: kth outside the heap")))) {
+    if (total != N) napi_throw_range_error(env, nullptr, "vmoe_blas.routerAux: group sizes do not add up to N");
+    return nullptr;
+  }
+  const float* logits = heap + logitsOff;
+  const float* gates = heap + gatesOff;
+  const float* noisy = withLoad ? heap + noisyOff : nullptr;
+  const int32_t* kth = withLoad ? intsAt(heap, kthOff) : nullptr;
+  float* dLogits = heap + dOff;
+  const int64_t Em = E / M;
+  const float c = static_cast<float>(1.0 / (sigma * std::sqrt(2.0)));
+  if (withLoad) {
+    for (int64_t t = 0; t < N; t++) {
+      if (kth[t] < 0 || kth[t] >= E || kth[t] / Em != t % M) {
+        napi_throw_range_error(env, nullptr, "vmoe_blas.routerAux: a token's K-th expert is outside its member's experts");
+        return nullptr;
+      }
+    }
+  }
+  // z, P and ∂P/∂z for each token's own experts, (N, E/M).
+  static thread_local std::vector<float> zbuf, pbuf, dbuf;
+  static thread_local std::vector<double> dDirect;
+  if (withLoad) {
+    zbuf.resize(N * Em);
+    pbuf.resize(N * Em);
+    dbuf.resize(N * Em);
+    for (int64_t t = 0; t < N; t++) {
+      const float thr = noisy[t * E + kth[t]];
+      const float* l = logits + t * E + (t % M) * Em;
+      for (int64_t e = 0; e < Em; e++) zbuf[t * Em + e] = (thr - l[e]) * c;
+    }
+    loadTermsLoop(zbuf.data(), pbuf.data(), dbuf.data(), N * Em);
+  }
+  dDirect.assign(E, 0.0);
+  std::vector<double> imp(Em), load(Em), dImp(Em), dLoad(Em);
+  const int64_t parts = static_cast<int64_t>(numGroups) * M;
+  double impSum = 0, loadSum = 0;
+  int64_t start = 0;
+  for (size_t g = 0; g < numGroups; g++) {
+    const int64_t S = static_cast<int64_t>(sizes[g]), rows = S / M;
+    for (int64_t m = 0; m < M; m++) {
+      const int64_t col0 = m * Em;
+      std::fill(imp.begin(), imp.end(), 0.0);
+      std::fill(load.begin(), load.end(), 0.0);
+      for (int64_t t = start + m; t < start + S; t += M) {
+        for (int64_t e = 0; e < Em; e++) imp[e] += gates[t * E + col0 + e];
+        if (withLoad) for (int64_t e = 0; e < Em; e++) load[e] += pbuf[t * Em + e];
+      }
+      impSum += cv2Of(imp.data(), static_cast<int>(Em));
+      if (wImp > 0) cv2GradOf(imp.data(), static_cast<int>(Em), wImp / parts, dImp.data());
+      else std::fill(dImp.begin(), dImp.end(), 0.0);
+      if (withLoad) {
+        for (int64_t e = 0; e < Em; e++) load[e] /= rows;
+        loadSum += cv2Of(load.data(), static_cast<int>(Em));
+      }
+      const bool loadGrad = withLoad && wLoad > 0;
+      if (loadGrad) cv2GradOf(load.data(), static_cast<int>(Em), wLoad / parts / rows, dLoad.data());
+      for (int64_t t = start + m; t < start + S; t += M) {
+        const float* p = gates + t * E;
+        std::fill(dDirect.begin(), dDirect.end(), 0.0);
+        if (loadGrad) {
+          double dThr = 0;
+          for (int64_t e = 0; e < Em; e++) {
+            const double dz = dLoad[e] * dbuf[t * Em + e] * c;  // ∂/∂thr of this term; ∂/∂logit is its negative
+            dDirect[col0 + e] -= dz;
+            dThr += dz;
+          }
+          dDirect[kth[t]] += dThr;
+        }
+        double s = 0;
+        for (int64_t e = 0; e < Em; e++) s += p[col0 + e] * dImp[e];
+        float* d = dLogits + t * E;
+        for (int64_t j = 0; j < E; j++) {
+          const double dg = (j >= col0 && j < col0 + Em) ? dImp[j - col0] : 0.0;
+          d[j] = static_cast<float>(p[j] * (dg - s) + dDirect[j]);
+        }
+      }
+    }
+    start += S;
+  }
+  float* losses = heap + lossOff;
+  const double importance = impSum / parts;
+  const double loadMean = withLoad ? loadSum / parts : std::nan("");
+  losses[0] = static_cast<float>(importance);
+  losses[1] = static_cast<float>(loadMean);
+  losses[2] = static_cast<float>(wImp * importance + (withLoad ? wLoad * loadMean : 0.0));
+  return nullptr;
+}
+
 napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -1085,6 +1298,33 @@ napi_value SetThreads(napi_env env, napi_callback_info info) {
   if (argc < 1 || !int64Arg(env, argv[0], &n)) return nullptr;
   if (n < 1) n = 1;
   openblas_set_num_threads(static_cast<int>(n));
+#ifdef VMOE_HAVE_DNNL
+  omp_set_num_threads(static_cast<int>(n));
+#endif
+  return nullptr;
+}
+
+// setGemm(name): "onednn" or "openblas"; throws for a library this build lacks.
+napi_value SetGemm(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  char name[32] = {0};
+  size_t len = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len) != napi_ok) {
+    napi_throw_type_error(env, nullptr, "vmoe_blas.setGemm expects a library name");
+    return nullptr;
+  }
+  const std::string want(name, len);
+  if (want == "openblas") {
+    useDnnl = false;
+#ifdef VMOE_HAVE_DNNL
+  } else if (want == "onednn") {
+    useDnnl = true;
+#endif
+  } else {
+    napi_throw_error(env, nullptr, ("vmoe_blas.setGemm: this build has no GEMM library \"" + want + "\"").c_str());
+  }
   return nullptr;
 }
 
@@ -1097,6 +1337,24 @@ napi_value Info(napi_env env, napi_callback_info) {
   NAPI_OK(napi_set_named_property(env, obj, "coreName", core));
   NAPI_OK(napi_set_named_property(env, obj, "config", config));
   NAPI_OK(napi_set_named_property(env, obj, "threads", threads));
+  napi_value gemm, libs, lib, version;
+  NAPI_OK(napi_create_string_utf8(env, useDnnl ? "onednn" : "openblas", NAPI_AUTO_LENGTH, &gemm));
+  NAPI_OK(napi_set_named_property(env, obj, "gemm", gemm));
+  NAPI_OK(napi_create_array(env, &libs));
+  uint32_t nLibs = 0;
+#ifdef VMOE_HAVE_DNNL
+  NAPI_OK(napi_create_string_utf8(env, "onednn", NAPI_AUTO_LENGTH, &lib));
+  NAPI_OK(napi_set_element(env, libs, nLibs++, lib));
+  const dnnl_version_t* v = dnnl_version();
+  const std::string dnnlVersion = std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+  NAPI_OK(napi_create_string_utf8(env, dnnlVersion.c_str(), NAPI_AUTO_LENGTH, &version));
+#else
+  NAPI_OK(napi_get_null(env, &version));
+#endif
+  NAPI_OK(napi_create_string_utf8(env, "openblas", NAPI_AUTO_LENGTH, &lib));
+  NAPI_OK(napi_set_element(env, libs, nLibs++, lib));
+  NAPI_OK(napi_set_named_property(env, obj, "gemmLibraries", libs));
+  NAPI_OK(napi_set_named_property(env, obj, "onednnVersion", version));
   return obj;
 }
 
@@ -1124,6 +1382,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"combineRows", nullptr, CombineRows, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"combineRowsGrad", nullptr, CombineRowsGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"routerAux", nullptr, RouterAux, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"setGemm", nullptr, SetGemm, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   NAPI_OK(napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));

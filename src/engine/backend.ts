@@ -24,6 +24,8 @@ export interface EngineInfo {
   /** Compute threads: the wasm pool's on wasm; OpenBLAS's on wasm-blas (whose wasm kernels run on one thread). */
   threads: number;
   simd: boolean | null;
+  /** Where wasm-blas runs its matrix products (e.g. "onednn 2.6.3", "openblas Haswell"); null elsewhere. */
+  gemm: string | null;
   tfjsVersion: string;
   nodeVersion: string;
 }
@@ -63,7 +65,7 @@ async function initWasm(threads: number): Promise<{ threads: number; simd: boole
 }
 
 async function initOne(name: BackendName, threads: number): Promise<EngineInfo | null> {
-  const base = { tfjsVersion: tf.version_core, nodeVersion: process.version };
+  const base = { tfjsVersion: tf.version_core, nodeVersion: process.version, gemm: null };
   switch (name) {
     case 'node-gpu':
     case 'node': {
@@ -83,7 +85,7 @@ async function initOne(name: BackendName, threads: number): Promise<EngineInfo |
         const r = await initWasm(1);
         registerWasmBlasBackend(blas.addon, threads);
         if (!(await tf.setBackend(WASM_BLAS))) return null;
-        return { ...base, backend: 'wasm-blas', tfBackend: WASM_BLAS, threads: Math.max(1, threads), simd: r.simd };
+        return { ...base, backend: 'wasm-blas', tfBackend: WASM_BLAS, threads: Math.max(1, threads), simd: r.simd, gemm: blas.gemm };
       } catch {
         return null;
       }
@@ -121,7 +123,7 @@ export async function initEngine(opts: InitOptions = {}): Promise<EngineInfo> {
     if (info) {
       current = info;
       if (!opts.quiet) {
-        process.stderr.write(`[vmoe] backend ${info.backend} (${info.threads} thread${info.threads === 1 ? '' : 's'}${info.simd ? ', SIMD' : ''})\n`);
+        process.stderr.write(`[vmoe] backend ${info.backend} (${info.threads} thread${info.threads === 1 ? '' : 's'}${info.simd ? ', SIMD' : ''}${info.gemm ? `, products on ${info.gemm}` : ''})\n`);
         if (info.backend === 'wasm' && want === 'auto') {
           const { loadBlasAddon } = await import('./native-blas.js');
           process.stderr.write(`[vmoe] native BLAS matMuls off: ${loadBlasAddon().reason}\n`);

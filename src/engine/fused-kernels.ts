@@ -29,6 +29,10 @@
  *                     in [0, G]}, attrs {numTokens} → (numTokens, H): Σ gates_flat[gateIndex[i] − 1] · x[i] into row
  *                     tokens[i] − 1 (a 0 index drops the row).
  *   VmoeCombineRowsGrad {dy (numTokens, H), x, gates, tokens, gateIndex} → [dx (M, H), dgates (gates' shape)].
+ *   VmoeRouterAux     {logits (N, E), gates (N, E) = softmax(logits), optional noisy (N, E) and kth (N) int32: the expert
+ *                     of each token's K-th choice}, attrs {groupSizes (number[], Σ = N), members, sigma,
+ *                     importanceWeight, loadWeight} → [dLogits (N, E), losses (3): importance, load (NaN without
+ *                     noisy), weighted sum]: routerAuxLosses of src/vmoe/aux-losses.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -48,6 +52,7 @@ export const VMOE_GATHER_ROWS = 'VmoeGatherRows';
 export const VMOE_SCATTER_ROWS = 'VmoeScatterRows';
 export const VMOE_COMBINE_ROWS = 'VmoeCombineRows';
 export const VMOE_COMBINE_ROWS_GRAD = 'VmoeCombineRowsGrad';
+export const VMOE_ROUTER_AUX = 'VmoeRouterAux';
 
 /** Whether the active backend registers kernel `name`. */
 export function hasKernel(name: string): boolean {

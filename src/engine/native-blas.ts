@@ -33,7 +33,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_ERF, VMOE_ERF_GRAD, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD,
-  VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
+  VMOE_ROUTER_AUX, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from './fused-kernels.js';
 
 export const WASM_BLAS = 'wasm-blas';
@@ -75,9 +75,17 @@ export interface BlasAddon {
     numTokens: number, numGates: number, m: number, h: number): void;
   combineRowsGrad(heap: Float32Array, dyOff: number, xOff: number, gatesOff: number, tokOff: number, gateOff: number, dxOff: number,
     dGatesOff: number, numTokens: number, numGates: number, m: number, h: number): void;
+  /** losses written at lossesOff: [importance, load, weighted]; noisyOff = kthOff = -1 without noise. */
+  routerAux(heap: Float32Array, logitsOff: number, gatesOff: number, noisyOff: number, kthOff: number, dLogitsOff: number, lossesOff: number,
+    N: number, E: number, members: number, sigma: number, importanceWeight: number, loadWeight: number, groupSizes: Float64Array): void;
   setThreads(n: number): void;
-  info(): { coreName: string; config: string; threads: number };
+  /** Routes every product to one of info().gemmLibraries; throws for one the build lacks. */
+  setGemm(name: GemmLibrary): void;
+  info(): { coreName: string; config: string; threads: number; gemm: GemmLibrary; gemmLibraries: GemmLibrary[]; onednnVersion: string | null };
 }
+
+/** Where the addon's matrix products run: oneDNN (when built with it, the default) or OpenBLAS. */
+export type GemmLibrary = 'onednn' | 'openblas';
 
 export interface BlasStatus {
   addon: BlasAddon | null;
@@ -87,6 +95,8 @@ export interface BlasStatus {
   reason: string | null;
   /** OPENBLAS_CORETYPE in force when the library loaded (null: OpenBLAS's own detection). */
   coreType: string | null;
+  /** The library running the products, with its version or kernel set, e.g. "onednn 2.6.3"; null when not loaded. */
+  gemm: string | null;
 }
 
 const require = createRequire(import.meta.url);
@@ -174,7 +184,7 @@ export function selfCheck(addon: BlasAddon): string | null {
 
 /** Every entry point this code calls; an addon built from older sources lacks some. */
 const ADDON_FUNCTIONS = [
-  'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
+  'setGemm', 'routerAux', 'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
   'erf', 'erfGrad', 'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'setThreads', 'info',
 ] as const satisfies readonly (keyof BlasAddon)[];
 
@@ -207,7 +217,7 @@ export function loadBlasAddon(): BlasStatus {
   if (status) return status;
   const file = process.env.VMOE_BLAS_ADDON || defaultAddonPath();
   const coreType = chooseCoreType(process.env, cpuFlags());
-  const fail = (reason: string): BlasStatus => (status = { addon: null, path: null, reason, coreType });
+  const fail = (reason: string): BlasStatus => (status = { addon: null, path: null, reason, coreType, gemm: null });
   if (process.env.VMOE_BLAS === '0') return fail('disabled by VMOE_BLAS=0');
   if (!fs.existsSync(file)) return fail(`addon not built (${file} missing; run: npm run build:native)`);
   if (coreType && !process.env.OPENBLAS_CORETYPE) process.env.OPENBLAS_CORETYPE = coreType;
@@ -217,9 +227,29 @@ export function loadBlasAddon(): BlasStatus {
   } catch (e) {
     return fail(`addon failed to load: ${(e as Error).message.split('\n')[0]}`);
   }
+  let gemm: string;
+  try {
+    gemm = chooseGemm(addon, process.env.VMOE_GEMM);
+  } catch (e) {
+    return fail((e as Error).message);
+  }
   const bad = checkAddon(addon, coreType);
   if (bad) return fail(bad);
-  return (status = { addon, path: file, reason: null, coreType });
+  return (status = { addon, path: file, reason: null, coreType, gemm });
+}
+
+/**
+ * Routes the addon's products to `want` (VMOE_GEMM: onednn | openblas), else to the
+ * first library the build has (oneDNN when linked). Returns its description.
+ */
+export function chooseGemm(addon: BlasAddon, want: string | undefined): string {
+  const { gemmLibraries } = addon.info();
+  if (want && !gemmLibraries.includes(want as GemmLibrary)) {
+    throw new Error(`VMOE_GEMM=${want}, but this addon has only ${gemmLibraries.join(', ')} (unset it, or install libdnnl-dev and run npm run build:native)`);
+  }
+  addon.setGemm((want as GemmLibrary | undefined) ?? gemmLibraries[0]!);
+  const info = addon.info();
+  return info.gemm === 'onednn' ? `onednn ${info.onednnVersion}` : `openblas ${info.coreName}`;
 }
 
 /** The slice of tfjs-backend-wasm's BackendWasm used here. */
@@ -761,6 +791,33 @@ function combineRowsGradKernel(addon: BlasAddon): tf.KernelFunc {
   }) as tf.KernelFunc;
 }
 
+function routerAuxKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { logits, gates, noisy, kth } = args.inputs as Record<'logits' | 'gates' | 'noisy' | 'kth', tf.TensorInfo | undefined>;
+    requireFloat32(VMOE_ROUTER_AUX, { logits, gates, ...(noisy ? { noisy } : {}) });
+    const [N, E] = logits!.shape as [number, number];
+    if (logits!.shape.length !== 2 || !sameShape(gates!.shape, [N, E]) || (noisy && !sameShape(noisy.shape, [N, E]))) {
+      throw new Error(`${VMOE_ROUTER_AUX}: logits, gates and noisy must all be (N, E); got [${logits!.shape}], [${gates!.shape}], [${noisy?.shape}]`);
+    }
+    if (!noisy !== !kth || (kth && (kth.dtype !== 'int32' || !sameShape(kth.shape, [N])))) {
+      throw new Error(`${VMOE_ROUTER_AUX}: noisy and kth come together, kth int32 of shape [${N}]`);
+    }
+    const sizes = (args.attrs as { groupSizes?: unknown }).groupSizes;
+    if (!Array.isArray(sizes) || !sizes.every((v) => Number.isInteger(v) && v > 0)) {
+      throw new Error(`${VMOE_ROUTER_AUX}: attribute groupSizes must be an array of positive integers`);
+    }
+    const backend = args.backend as WasmBackendLike;
+    const dLogits = backend.makeOutput([N, E], 'float32');
+    const losses = backend.makeOutput([3], 'float32');
+    const off = (t: tf.TensorInfo | undefined) => (t ? floatOffset(backend, t) : -1);
+    addon.routerAux(heapF32(backend), off(logits), off(gates), off(noisy), off(kth), off(dLogits), off(losses), N, E,
+      countAttr(VMOE_ROUTER_AUX, args.attrs, 'members'), numberAttr(VMOE_ROUTER_AUX, args.attrs, 'sigma'),
+      numberAttr(VMOE_ROUTER_AUX, args.attrs, 'importanceWeight'), numberAttr(VMOE_ROUTER_AUX, args.attrs, 'loadWeight'),
+      Float64Array.from(sizes as number[]));
+    return [dLogits, losses];
+  }) as tf.KernelFunc;
+}
+
 /** Kernels the wasm backend does not have, registered for this backend only. */
 function fusedKernels(addon: BlasAddon): tf.KernelConfig[] {
   return [
@@ -780,6 +837,7 @@ function fusedKernels(addon: BlasAddon): tf.KernelConfig[] {
     { kernelName: VMOE_SCATTER_ROWS, backendName: WASM_BLAS, kernelFunc: rowsKernel(addon, false) },
     { kernelName: VMOE_COMBINE_ROWS, backendName: WASM_BLAS, kernelFunc: combineRowsKernel(addon) },
     { kernelName: VMOE_COMBINE_ROWS_GRAD, backendName: WASM_BLAS, kernelFunc: combineRowsGradKernel(addon) },
+    { kernelName: VMOE_ROUTER_AUX, backendName: WASM_BLAS, kernelFunc: routerAuxKernel(addon) },
   ];
 }
 

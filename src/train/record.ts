@@ -10,7 +10,7 @@ export function runRecord(config: unknown & { seed?: number }): Record<string, u
   let engine: Record<string, unknown> = {};
   try {
     const e = engineInfo();
-    engine = { backend: e.backend, threads: e.threads, simd: e.simd };
+    engine = { backend: e.backend, threads: e.threads, simd: e.simd, gemm: e.gemm };
   } catch {
     engine = { backend: 'uninitialised' };
   }

@@ -85,7 +85,7 @@ export class Rng {
     return new Rng([this.nextUint32(), this.nextUint32(), this.nextUint32(), this.nextUint32()]);
   }
 
-  /** A 31-bit seed, e.g. for tf.randomNormal. */
+  /** A 31-bit seed, e.g. for standardNormals. */
   seed(): number {
     return this.nextUint32() >>> 1;
   }
@@ -97,6 +97,25 @@ export class Rng {
   setState(state: RngState): void {
     this.s.set(state);
   }
+}
+
+/**
+ * n standard normal float32 values from seed: Box–Muller on xoshiro128** uniforms, using
+ * both values of each pair. The router's noise, drawn on the host so every backend sees
+ * the same values (tfjs's randomNormal took 1–2 ms for a 3200×8 batch; this ≈ 0.3 ms).
+ */
+export function standardNormals(n: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    let u = rng.uniform();
+    while (u <= 0) u = rng.uniform();
+    const r = Math.sqrt(-2 * Math.log(u));
+    const theta = 2 * Math.PI * rng.uniform();
+    out[i] = r * Math.cos(theta);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(theta);
+  }
+  return out;
 }
 
 function rotl(x: number, k: number): number {

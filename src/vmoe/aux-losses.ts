@@ -179,15 +179,20 @@ export function routerStats(result: TopExpertsResult, numExperts: number): Route
   };
 }
 
-/** Population CV² = var/mean² (the auxiliary-loss form, spec §3). */
-export function cv2(v: ArrayLike<number>): number {
+/** Mean and population variance. */
+function moments(v: ArrayLike<number>): { mean: number; variance: number } {
   const n = v.length;
   let mean = 0;
   for (let i = 0; i < n; i++) mean += v[i]!;
   mean /= n;
   let variance = 0;
   for (let i = 0; i < n; i++) variance += (v[i]! - mean) ** 2;
-  variance /= n;
+  return { mean, variance: variance / n };
+}
+
+/** Population CV² = var/mean² (the auxiliary-loss form, spec §3). */
+export function cv2(v: ArrayLike<number>): number {
+  const { mean, variance } = moments(v);
   return variance / (mean * mean + 1e-20);
 }
 
@@ -205,4 +210,164 @@ export function importanceLossOfGroup(gates: ArrayLike<number>, start: number, s
     total += cv2(imp);
   }
   return total / members;
+}
+
+/**
+ * erfc(x) to ~1.2e-7 relative error everywhere, one exp per call: the Chebyshev-fitted
+ * form of Press et al., Numerical Recipes §6.2 ("erfcc"). Float32-level accuracy, for the
+ * load loss over every (token, expert) of a batch, where the series-based erfc is too slow.
+ */
+export function erfcFast(x: number): number {
+  const z = Math.abs(x);
+  const t = 1 / (1 + 0.5 * z);
+  const poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807
+    + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+  const r = t * Math.exp(poly);
+  return x >= 0 ? r : 2 - r;
+}
+
+/**
+ * ∂cv2(v)/∂v_e, cv2 = V/(μ² + 1e-20) with the population variance V (as `cv2`):
+ * (2/n)(v_e − μ)/(μ² + ε) − V (2μ/n)/(μ² + ε)², written into `out` scaled by `scale`.
+ */
+function cv2Grad(v: Float64Array, scale: number, out: Float64Array): void {
+  const n = v.length;
+  const { mean, variance } = moments(v);
+  const den = mean * mean + 1e-20;
+  for (let i = 0; i < n; i++) out[i] = scale * ((2 / n) * (v[i]! - mean) / den - (variance * 2 * mean) / n / (den * den));
+}
+
+export interface RouterAuxInput {
+  numTokens: number;
+  numExperts: number;
+  /** (N, E) clean router logits (E³: with the partition mask added). */
+  logits: ArrayLike<number>;
+  /** (N, E) softmax(logits), the clean gates. */
+  gates: ArrayLike<number>;
+  /** (N, E) noisy logits (logits + σ·noise); null when no noise was drawn: no load loss. */
+  noisy: ArrayLike<number> | null;
+  /** (N) each token's K-th chosen expert; its noisy logit is the token's threshold. */
+  kthExpert: ArrayLike<number> | null;
+  sigma: number;
+  groupSizes: readonly number[];
+  /** E³ members M: member m owns the rows ≡ m (mod M) of each group and experts [m·E/M, (m+1)·E/M). */
+  members: number;
+  weights: { importance: number; load: number };
+}
+
+export interface RouterAuxResult {
+  /** Mean over (group, member) of CV²(importance). */
+  importance: number;
+  /** Mean over (group, member) of CV²(load); NaN without noise. */
+  load: number;
+  /** weights.importance · importance + weights.load · load (the load term only with noise). */
+  weighted: number;
+  /** (N, E) ∂weighted/∂logits, through the softmax (importance) and through both the logits and each token's threshold (load). */
+  dLogits: Float32Array;
+}
+
+/**
+ * The importance and load losses of a whole batch with their gradient, on host arrays: one
+ * pass instead of ~60 tensor ops forward and backward. Same definitions as the per-group
+ * references above (importanceLoss, loadLoss), averaged over groups and E³ members; the load
+ * loss's P(e stays in the top k) = ½ erfc((thr − logit_e)/(σ√2)) with thr the token's K-th
+ * noisy logit, which depends on the logits too (the noise is a constant).
+ */
+/**
+ * Zeroed float64 work arrays reused across calls: a fresh 200 KB typed array per call
+ * costs more than the arithmetic (above glibc's mmap threshold, every one is new zeroed pages).
+ */
+const scratchArrays: Float64Array[] = [];
+function scratch(slot: number, n: number): Float64Array {
+  let a = scratchArrays[slot];
+  if (!a || a.length < n) a = scratchArrays[slot] = new Float64Array(Math.max(n, 2 * (a?.length ?? 0)));
+  const view = a.subarray(0, n);
+  view.fill(0);
+  return view;
+}
+
+export function routerAuxLosses(a: RouterAuxInput): RouterAuxResult {
+  const N = a.numTokens, E = a.numExperts, M = a.members;
+  const Em = E / M;
+  const { logits, gates, noisy, kthExpert } = a;
+  const withLoad = noisy !== null && kthExpert !== null;
+  if (!Number.isInteger(Em) || Em < 1) throw new Error(`${E} experts do not split into ${M} members`);
+  if (logits.length !== N * E || gates.length !== N * E || (noisy && noisy.length !== N * E)) {
+    throw new Error(`router aux losses: logits, gates and noisy logits must each hold ${N}×${E} values`);
+  }
+  if (withLoad && !(a.sigma > 0)) throw new Error(`router aux losses: sigma must be > 0 with noise, got ${a.sigma}`);
+  let parts = 0;
+  for (const S of a.groupSizes) {
+    if (S % M !== 0) throw new Error(`routing group of ${S} tokens does not split into ${M} members`);
+    parts += M;
+  }
+  const wImp = a.weights.importance, wLoad = withLoad ? a.weights.load : 0;
+  const dGates = scratch(0, N * E);
+  const dDirect = scratch(1, N * E);
+  // per (token, own expert): ∂P/∂z = −e^{−z²}/√π, kept from the forward pass for the gradient
+  const dPdz = wLoad > 0 ? scratch(2, N * E) : null;
+  const imp = new Float64Array(Em), load = new Float64Array(Em), dv = new Float64Array(Em);
+  const c = 1 / (a.sigma * Math.SQRT2);
+  let impSum = 0, loadSum = 0;
+  let start = 0;
+  for (const S of a.groupSizes) {
+    const rows = S / M;
+    const end = start + S;
+    for (let m = 0; m < M; m++) {
+      const col0 = m * Em;
+      imp.fill(0);
+      for (let t = start + m; t < end; t += M) {
+        const base = t * E + col0;
+        for (let e = 0; e < Em; e++) imp[e]! += gates[base + e]!;
+      }
+      impSum += cv2(imp);
+      if (wImp > 0) {
+        cv2Grad(imp, wImp / parts, dv);
+        for (let t = start + m; t < end; t += M) {
+          const base = t * E + col0;
+          for (let e = 0; e < Em; e++) dGates[base + e] = dv[e]!;
+        }
+      }
+      if (!withLoad) continue;
+      load.fill(0);
+      for (let t = start + m; t < end; t += M) {
+        const thr = noisy[t * E + kthExpert[t]!]!;
+        const base = t * E + col0;
+        for (let e = 0; e < Em; e++) {
+          const z = (thr - logits[base + e]!) * c;
+          load[e]! += 0.5 * erfcFast(z);
+          if (dPdz) dPdz[base + e] = -ONE_OVER_SQRT_PI * Math.exp(-z * z);
+        }
+      }
+      for (let e = 0; e < Em; e++) load[e]! /= rows;
+      loadSum += cv2(load);
+      if (dPdz) {
+        cv2Grad(load, wLoad / parts / rows, dv);
+        for (let t = start + m; t < end; t += M) {
+          const base = t * E + col0;
+          let dThr = 0;
+          for (let e = 0; e < Em; e++) {
+            const dz = dv[e]! * dPdz[base + e]! * c; // ∂/∂thr of this term; ∂/∂logit is its negative
+            dDirect[base + e]! -= dz;
+            dThr += dz;
+          }
+          dDirect[t * E + kthExpert[t]!]! += dThr;
+        }
+      }
+    }
+    start = end;
+  }
+  const dLogits = new Float32Array(N * E);
+  for (let t = 0; t < N; t++) {
+    const base = t * E;
+    let s = 0;
+    for (let e = 0; e < E; e++) s += gates[base + e]! * dGates[base + e]!;
+    for (let e = 0; e < E; e++) dLogits[base + e] = gates[base + e]! * (dGates[base + e]! - s) + dDirect[base + e]!;
+  }
+  const importance = impSum / parts;
+  const loadMean = withLoad ? loadSum / parts : NaN;
+  return {
+    importance, load: loadMean, dLogits,
+    weighted: wImp * importance + (withLoad ? a.weights.load * loadMean : 0),
+  };
 }

@@ -6,12 +6,13 @@
  * gates do.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { isPlainWasm } from '../engine/fused-kernels.js';
-import { combineRows, dense2d, dispatchRows, erf, gelu, softmax } from './layers.js';
+import { hasKernel, isPlainWasm, VMOE_ROUTER_AUX } from '../engine/fused-kernels.js';
+import { combineRows, dense2d, dispatchRows, gelu, softmax } from './layers.js';
 import { planExpertChoice, planTopK, type DispatchPlan } from './dispatch.js';
 import { expertCapacity, expertChoiceCapacity, type CapacityRounding } from './capacity.js';
-import { checkPartition, memberBlock, partitionMask } from '../ensembles/partition.js';
-import { importanceLossOfGroup } from './aux-losses.js';
+import { checkPartition, partitionMask } from '../ensembles/partition.js';
+import { importanceLossOfGroup, routerAuxLosses } from './aux-losses.js';
+import { standardNormals } from '../util/rng.js';
 
 export interface MoeWeights {
   router: tf.Tensor2D; // (H, E)
@@ -67,22 +68,68 @@ function capacityFn(r: RoutingSettings, E: number): (S: number) => number {
       : expertCapacity({ groupSize: S, numExperts: E, k: r.k, capacityFactor: r.capacityFactor, rounding: r.rounding });
 }
 
-/** Population CV² of each row: var/mean², (G, E) → (G). */
-function cv2Rows(v: tf.Tensor2D): tf.Tensor1D {
-  const mean = tf.mean(v, -1, true); // (G, 1)
-  const variance = tf.mean(tf.square(tf.sub(v, mean)), -1); // (G)
-  return tf.div(variance, tf.add(tf.square(tf.reshape(mean, [-1])), 1e-20)) as tf.Tensor1D;
+/** The router's standard normal noise for one layer call, (N, E), from its seed. */
+export function routerNoise(N: number, E: number, seed: number): tf.Tensor2D {
+  return tf.tensor2d(standardNormals(N * E, seed), [N, E]);
+}
+
+interface RouterAuxArgs {
+  /** (N, E) clean logits (E³: masked), and their softmax. */
+  logits: tf.Tensor2D;
+  gatesClean: tf.Tensor2D;
+  /** The clean gates' values when already on the host. */
+  gatesCleanValues: Float32Array | null;
+  /** (N, E) noisy logits and each token's K-th expert; null: no load loss. */
+  noisy: tf.Tensor2D | null;
+  kthExpert: Int32Array | null;
+  sigma: number;
+  groupSizes: number[];
+  members: number;
+  weights: { importance: number; load: number };
 }
 
 /**
- * Mean over groups — and, for E³, over the members inside each group — of
- * f(rows of that group/member, restricted to the member's own experts).
- * Rows are in (image, token, member) order, so member m holds rows ≡ m (mod M).
- * Consecutive groups of one size go to f together as a (G, S/M, E/M) batch
- * (f returns one value per group), so the op count does not grow with the
- * number of groups; `start` is the batch's first row.
+ * The importance and load losses in one pass (routerAuxLosses: values, and the exact gradient
+ * of their weighted sum with respect to the logits), as a scalar tensor carrying that gradient:
+ * one op forward and one backward instead of ~60. A native kernel where the backend registers
+ * one, else the host function on copies.
  */
-function meanOverGroups(t: tf.Tensor2D, sizes: number[], members: number, f: (g: tf.Tensor3D, start: number) => tf.Tensor1D): tf.Scalar {
+function routerAuxTerm(a: RouterAuxArgs): { loss: tf.Scalar; importance: number; load: number } {
+  const attrs = { groupSizes: a.groupSizes, members: a.members, sigma: a.sigma, importanceWeight: a.weights.importance, loadWeight: a.weights.load };
+  let importance = NaN, load = NaN;
+  const f = tf.customGrad(((lg: tf.Tensor2D, save: tf.GradSaveFunc) => {
+    let weighted: number;
+    let dLogits: tf.Tensor;
+    if (hasKernel(VMOE_ROUTER_AUX)) {
+      const inputs: tf.NamedTensorMap = { logits: lg, gates: a.gatesClean };
+      if (a.noisy && a.kthExpert) Object.assign(inputs, { noisy: a.noisy, kth: tf.tensor1d(a.kthExpert, 'int32') });
+      const [d, losses] = tf.engine().runKernel(VMOE_ROUTER_AUX, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      [importance, load, weighted] = Array.from(losses!.dataSync()) as [number, number, number];
+      dLogits = d!;
+    } else {
+      const host = routerAuxLosses({
+        numTokens: lg.shape[0], numExperts: lg.shape[1], members: a.members, groupSizes: a.groupSizes, sigma: a.sigma,
+        kthExpert: a.kthExpert, weights: a.weights,
+        logits: lg.dataSync() as Float32Array,
+        gates: a.gatesCleanValues ?? (a.gatesClean.dataSync() as Float32Array),
+        noisy: a.noisy ? (a.noisy.dataSync() as Float32Array) : null,
+      });
+      ({ importance, load, weighted } = host);
+      dLogits = tf.tensor2d(host.dLogits, lg.shape);
+    }
+    save([dLogits]);
+    return { value: tf.scalar(weighted), gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]!) };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  const loss = f(a.logits) as tf.Scalar;
+  return { loss, importance, load };
+}
+
+/**
+ * Mean over routing groups of f(the group's rows): consecutive groups of one size go
+ * to f together as a (G, S, E) batch (f returns one value per group), so the op count
+ * does not grow with the number of groups; `start` is the batch's first row.
+ */
+function meanOverGroups(t: tf.Tensor2D, sizes: number[], f: (g: tf.Tensor3D, start: number) => tf.Tensor1D): tf.Scalar {
   const parts: tf.Tensor1D[] = [];
   const E = t.shape[1];
   let start = 0;
@@ -91,11 +138,7 @@ function meanOverGroups(t: tf.Tensor2D, sizes: number[], members: number, f: (g:
     let G = 1;
     while (i + G < sizes.length && sizes[i + G] === S) G++;
     const rows = G * S === t.shape[0] ? t : tf.slice(t, [start, 0], [G * S, E]);
-    if (members === 1) {
-      parts.push(f(tf.reshape(rows, [G, S, E]), start));
-    } else {
-      for (let m = 0; m < members; m++) parts.push(f(memberBlock(rows, G, S, members, m), start));
-    }
+    parts.push(f(tf.reshape(rows, [G, S, E]), start));
     start += G * S;
     i += G;
   }
@@ -155,7 +198,7 @@ export function moeLayer(
   // Each member's softmax runs over its own E/M experts, so its noise scale is σ = noise_std/(E/M).
   const sigma = r.noiseStd / (E / M);
   const noisy = opts.train && sigma > 0 && opts.noiseSeed !== null
-    ? tf.add(logits, tf.mul(tf.randomNormal([N, E], 0, 1, 'float32', opts.noiseSeed), sigma))
+    ? tf.add(logits, tf.mul(routerNoise(N, E, opts.noiseSeed), sigma))
     : logits;
   const gates = softmax(noisy) as tf.Tensor2D; // (N, E)
   const gatesClean = noisy === logits ? gates : (softmax(logits) as tf.Tensor2D);
@@ -189,25 +232,25 @@ export function moeLayer(
   let importanceLoss = NaN, loadLoss = NaN;
   if (opts.auxLosses !== false && r.router === 'top-k') {
     const terms: tf.Scalar[] = [];
-    const imp = meanOverGroups(gatesClean, plan.groupSizes, M, (g) => cv2Rows(tf.sum(g, 1) as tf.Tensor2D));
-    importanceLoss = imp.dataSync()[0]!;
-    if (r.aux.importance > 0) terms.push(tf.mul(imp, r.aux.importance));
-    if (opts.train && sigma > 0 && opts.noiseSeed !== null) {
+    const withLoad = opts.train && sigma > 0 && opts.noiseSeed !== null;
+    let kthExpert: Int32Array | null = null;
+    if (withLoad) {
       // Threshold: the K-th largest noisy logit (its expert is the K-th choice).
-      const kth = new Int32Array(N);
-      for (let t = 0; t < N; t++) kth[t] = plan.expert![t * r.k + r.k - 1]!;
-      const thr = tf.sum(tf.mul(tf.oneHot(tf.tensor1d(kth, 'int32'), E), noisy), -1, true); // (N, 1)
-      const z = tf.div(tf.sub(thr, logits), sigma * Math.SQRT2);
-      const p = tf.mul(tf.sub(1, erf(z)), 0.5) as tf.Tensor2D; // (N, E): P(logit_e + noise beats thr)
-      const load = meanOverGroups(p, plan.groupSizes, M, (g) => cv2Rows(tf.mean(g, 1) as tf.Tensor2D));
-      loadLoss = load.dataSync()[0]!;
-      if (r.aux.load > 0) terms.push(tf.mul(load, r.aux.load));
+      kthExpert = new Int32Array(N);
+      for (let t = 0; t < N; t++) kthExpert[t] = plan.expert![t * r.k + r.k - 1]!;
     }
+    const host = routerAuxTerm({
+      logits, gatesClean, gatesCleanValues: gatesClean === gates ? gateValues : null, noisy: withLoad ? (noisy as tf.Tensor2D) : null, kthExpert,
+      sigma, groupSizes: plan.groupSizes, members: M, weights: { importance: r.aux.importance, load: withLoad ? r.aux.load : 0 },
+    });
+    importanceLoss = host.importance;
+    loadLoss = host.load;
+    if (r.aux.importance > 0 || (withLoad && r.aux.load > 0)) terms.push(host.loss);
     if (r.aux.gshard > 0) {
       const top1 = new Int32Array(N);
       for (let t = 0; t < N; t++) top1[t] = plan.expert![t * r.k]!;
       const f = tf.cast(tf.oneHot(tf.tensor1d(top1, 'int32'), E), 'float32') as tf.Tensor2D;
-      const gs = meanOverGroups(gates, plan.groupSizes, 1, (g, start) => {
+      const gs = meanOverGroups(gates, plan.groupSizes, (g, start) => {
         const [G, S] = g.shape;
         const fg = tf.mean(tf.reshape(tf.slice(f, [start, 0], [G * S, E]), [G, S, E]), 1); // (G, E)
         return tf.mul(tf.mean(tf.mul(fg, tf.mean(g, 1)), -1), E * E) as tf.Tensor1D;

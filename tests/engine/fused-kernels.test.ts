@@ -12,8 +12,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
 import {
   hasKernel, VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_ERF, VMOE_ERF_GRAD, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
-  VMOE_LAYER_NORM_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
+  VMOE_LAYER_NORM_GRAD, VMOE_ROUTER_AUX, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from '../../src/engine/fused-kernels.js';
+import { routerAuxLosses } from '../../src/vmoe/aux-losses.js';
 import { loadBlasAddon, WASM_BLAS } from '../../src/engine/native-blas.js';
 import {
   combineRows, composedGelu, composedLayerNorm, composedSelfAttention, dispatchRows, erf, gelu, layerNorm, selfAttention, softmax,
@@ -84,7 +85,7 @@ function valueAndGrads(op: (...xs: tf.Tensor[]) => tf.Tensor, inputs: { data: Fl
 const ALL_KERNELS = [
   VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_ADAM, VMOE_SUM_OF_SQUARES,
   VMOE_GATHER_ROWS, VMOE_SCATTER_ROWS, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_ATTENTION, VMOE_ATTENTION_GRAD,
-  VMOE_ERF, VMOE_ERF_GRAD,
+  VMOE_ERF, VMOE_ERF_GRAD, VMOE_ROUTER_AUX,
 ];
 
 const SHAPES: number[][] = [[3, 5, 37], [1, 1], [17, 256], [2, 3, 64], [40]];
@@ -213,6 +214,66 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
       expect(() => addon.attention(heap, 0, 72, 96, 1, 0, 1, 6, 1)).toThrow(RangeError);
       expect(() => addon.attentionGrad(heap, 0, 24, 96, 190, 1, 4, 1, 6, 1)).toThrow(RangeError);
       expect(() => (addon.attention as (...a: unknown[]) => void)(heap, 0, 72, 96, 1, 4, 1, 6)).toThrow(TypeError);
+    });
+  });
+
+  describe('router auxiliary losses', () => {
+    /** Logits (E³: masked), their softmax, noisy logits and each token's K-th noisy choice. */
+    function routerInputs(N: number, E: number, M: number, K: number, seed: number) {
+      const Em = E / M, sigma = 1 / Em;
+      const logits = normals(N * E, seed);
+      for (let t = 0; t < N; t++) for (let e = 0; e < E; e++) if (Math.floor(e / Em) !== t % M) logits[t * E + e] = -1e9;
+      const noise = normals(N * E, seed + 1);
+      const gates = new Float32Array(N * E), noisy = new Float32Array(N * E), kth = new Int32Array(N);
+      for (let t = 0; t < N; t++) {
+        const row = logits.subarray(t * E, (t + 1) * E);
+        const mx = Math.max(...row);
+        let z = 0;
+        for (let e = 0; e < E; e++) z += Math.exp(row[e]! - mx);
+        for (let e = 0; e < E; e++) { gates[t * E + e] = Math.exp(row[e]! - mx) / z; noisy[t * E + e] = row[e]! + sigma * noise[t * E + e]!; }
+        const order = Array.from({ length: E }, (_, e) => e).sort((a, b) => noisy[t * E + b]! - noisy[t * E + a]! || a - b);
+        kth[t] = order[K - 1]!;
+      }
+      return { logits, gates, noisy, kth, sigma };
+    }
+    it.each([
+      { name: 'one member, an uneven last group', N: 44, E: 8, sizes: [16, 16, 12], M: 1, K: 2, noise: true },
+      { name: 'E³, 2 members', N: 48, E: 8, sizes: [24, 24], M: 2, K: 1, noise: true },
+      { name: 'no noise: importance only', N: 30, E: 4, sizes: [10, 10, 10], M: 1, K: 2, noise: false },
+    ])('the kernel equals routerAuxLosses (values and ∂/∂logits): $name', ({ N, E, sizes, M, K, noise }) => {
+      const inp = routerInputs(N, E, M, K, 70);
+      const weights = { importance: 0.3, load: noise ? 0.7 : 0 };
+      const want = routerAuxLosses({ numTokens: N, numExperts: E, logits: inp.logits, gates: inp.gates, noisy: noise ? inp.noisy : null,
+        kthExpert: noise ? inp.kth : null, sigma: inp.sigma, groupSizes: sizes, members: M, weights });
+      tf.tidy(() => {
+        const inputs: tf.NamedTensorMap = { logits: tf.tensor2d(inp.logits, [N, E]), gates: tf.tensor2d(inp.gates, [N, E]) };
+        if (noise) Object.assign(inputs, { noisy: tf.tensor2d(inp.noisy, [N, E]), kth: tf.tensor1d(inp.kth, 'int32') });
+        const [d, losses] = tf.engine().runKernel(VMOE_ROUTER_AUX, inputs,
+          { groupSizes: sizes, members: M, sigma: inp.sigma, importanceWeight: weights.importance, loadWeight: weights.load }) as tf.Tensor[];
+        const [imp, load, weighted] = losses!.dataSync();
+        expect(Math.abs(imp! - want.importance)).toBeLessThan(1e-6 * (1 + want.importance));
+        if (noise) expect(Math.abs(load! - want.load)).toBeLessThan(1e-5 * (1 + want.load));
+        else expect(load).toBeNaN();
+        expect(Math.abs(weighted! - want.weighted)).toBeLessThan(1e-5 * (1 + want.weighted));
+        const scale = Math.max(...Array.from(want.dLogits, Math.abs));
+        expect(scale).toBeGreaterThan(0);
+        const got = d!.dataSync();
+        let worst = 0;
+        for (let i = 0; i < N * E; i++) worst = Math.max(worst, Math.abs(got[i]! - want.dLogits[i]!));
+        expect(worst / scale).toBeLessThan(1e-4); // float32 erfc and exp against float64
+      });
+    });
+    it('rejects a K-th expert outside its member, group sizes that miss N, and unpaired noisy/kth', () => {
+      const N = 8, E = 4, M = 2;
+      const inp = routerInputs(N, E, M, 1, 71);
+      const attrs = (sizes: number[]) => ({ groupSizes: sizes, members: M, sigma: inp.sigma, importanceWeight: 1, loadWeight: 1 });
+      const base = () => ({ logits: tf.tensor2d(inp.logits, [N, E]), gates: tf.tensor2d(inp.gates, [N, E]), noisy: tf.tensor2d(inp.noisy, [N, E]) });
+      const bad = Int32Array.from(inp.kth);
+      bad[1] = 0; // token 1 belongs to member 1 (experts 2, 3)
+      expect(() => tf.engine().runKernel(VMOE_ROUTER_AUX, { ...base(), kth: tf.tensor1d(bad, 'int32') }, attrs([8]))).toThrow(/outside its member/);
+      expect(() => tf.engine().runKernel(VMOE_ROUTER_AUX, { ...base(), kth: tf.tensor1d(inp.kth, 'int32') }, attrs([4]))).toThrow(/add up to N/);
+      expect(() => tf.engine().runKernel(VMOE_ROUTER_AUX, { ...base(), kth: tf.tensor1d(inp.kth, 'int32') }, attrs([3, 5]))).toThrow(/multiples of members/);
+      expect(() => tf.engine().runKernel(VMOE_ROUTER_AUX, base(), attrs([8]))).toThrow(/noisy and kth come together/);
     });
   });
 
@@ -445,6 +506,15 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
     expect(() => addon.sumOfSquares(heap, Float64Array.of(61), Float64Array.of(4))).toThrow(RangeError);
     expect(() => addon.sumOfSquares(heap, Float64Array.of(0.5), Float64Array.of(4))).toThrow(RangeError);
     expect(() => addon.sumOfSquares(heap, Float64Array.of(0, 1), Float64Array.of(4))).toThrow(RangeError);
+    // routerAux on (N, E) = (4, 2): logits 0, gates 8, dLogits 16, losses 24; no noise
+    heap.fill(0.5);
+    expect(() => addon.routerAux(heap, 0, 8, -1, -1, 16, 24, 4, 2, 1, 0, 1, 0, Float64Array.of(4))).not.toThrow();
+    expect(heap[24]).toBe(0); // equal importances: CV² = 0
+    expect(() => addon.routerAux(heap, 0, 8, -1, -1, 16, 62, 4, 2, 1, 0, 1, 0, Float64Array.of(4))).toThrow(RangeError);
+    expect(() => addon.routerAux(heap, 0, 8, -1, -1, 16, 24, 4, 2, 1, 0, 1, 0, Float64Array.of(2))).toThrow(RangeError);
+    expect(() => addon.routerAux(heap, 0, 8, -1, -1, 16, 24, 4, 3, 2, 0, 1, 0, Float64Array.of(4))).toThrow(RangeError); // 3 experts, 2 members
+    expect(() => addon.routerAux(heap, 0, 8, 40, 56, 16, 24, 4, 2, 1, 0, 1, 1, Float64Array.of(4))).toThrow(RangeError); // sigma 0 with noise
+    expect(() => addon.routerAux(heap, 0, 8, -1, -1, 16, 24, 4, 2, 1, 0, 1, 0, [4] as unknown as Float64Array)).toThrow(TypeError);
   });
 
   it('stays correct when allocating the outputs grows the wasm memory (views are taken after allocation)', () => {

@@ -9,10 +9,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it, beforeAll } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
-import { checkAddon, chooseCoreType, defaultAddonPath, loadBlasAddon, selfCheck, type BlasAddon } from '../../src/engine/native-blas.js';
+import { checkAddon, chooseCoreType, chooseGemm, defaultAddonPath, loadBlasAddon, selfCheck, type BlasAddon, type GemmLibrary } from '../../src/engine/native-blas.js';
+import { OptimSchema } from '../../src/train/config.js';
+import { Adam } from '../../src/train/optimizer.js';
 import { dense2d } from '../../src/vmoe/layers.js';
 import { ModelSchema } from '../../src/vmoe/config.js';
 import { VisionMoE } from '../../src/vmoe/model.js';
@@ -30,6 +32,31 @@ describe('chooseCoreType', () => {
     ['older CPUs: no forcing', {}, new Set(['sse2', 'sse3']), null],
   ])('%s', (_, env, flags, want) => {
     expect(chooseCoreType(env as NodeJS.ProcessEnv, flags)).toBe(want);
+  });
+});
+
+describe('chooseGemm', () => {
+  /** An addon stand-in that records setGemm calls. */
+  function fakeAddon(libs: GemmLibrary[]) {
+    let current: GemmLibrary = libs[0]!;
+    const addon = {
+      setGemm: (n: GemmLibrary) => { current = n; },
+      info: () => ({ coreName: 'Haswell', config: '', threads: 1, gemm: current, gemmLibraries: libs, onednnVersion: libs.includes('onednn') ? '2.6.3' : null }),
+    } as unknown as BlasAddon;
+    return { addon, current: () => current };
+  }
+  it.each([
+    ['oneDNN first when linked', ['onednn', 'openblas'], undefined, 'onednn 2.6.3'],
+    ['VMOE_GEMM=openblas picks OpenBLAS and names its kernels', ['onednn', 'openblas'], 'openblas', 'openblas Haswell'],
+    ['an OpenBLAS-only build', ['openblas'], undefined, 'openblas Haswell'],
+  ] as const)('%s', (_, libs, want, described) => {
+    const f = fakeAddon([...libs]);
+    expect(chooseGemm(f.addon, want)).toBe(described);
+    expect(f.current()).toBe(described.split(' ')[0]);
+  });
+  it('names the libraries the build has when VMOE_GEMM asks for another', () => {
+    expect(() => chooseGemm(fakeAddon(['openblas']).addon, 'onednn')).toThrow(/VMOE_GEMM=onednn, but this addon has only openblas .*libdnnl-dev/);
+    expect(() => chooseGemm(fakeAddon(['onednn', 'openblas']).addon, 'mkl')).toThrow(/has only onednn, openblas/);
   });
 });
 
@@ -57,7 +84,7 @@ describe('selfCheck', () => {
 
 describe('checkAddon', () => {
   const names = ['sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
-    'erf', 'erfGrad', 'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'setThreads', 'info'];
+    'erf', 'erfGrad', 'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'routerAux', 'setThreads', 'setGemm', 'info'];
   const fake = (over: Record<string, unknown>) => ({ ...Object.fromEntries(names.map((n) => [n, () => {}])), ...over }) as unknown as BlasAddon;
   it('asks for a rebuild when a stale build lacks entry points, instead of failing later', () => {
     const stale = fake({ gelu: undefined, adam: undefined });
@@ -136,6 +163,11 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
 
   const size = (s: number[]) => s.reduce((p, d) => p * d, 1);
 
+  const libraries: GemmLibrary[] = blas.addon ? blas.addon.info().gemmLibraries : [];
+  const active = blas.addon?.info().gemm;
+  describe.each(libraries)('products on %s', (lib) => {
+    beforeAll(() => blas.addon!.setGemm(lib));
+    afterAll(() => blas.addon!.setGemm(active!));
   it.each([
     ['2-D', [37, 45], [45, 29], false, false],
     ['2-D, A transposed', [45, 37], [45, 29], true, false],
@@ -192,6 +224,7 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
     }
     expectClose(ga!.dataSync(), wantA);
     expectClose(gb!.dataSync(), wantB);
+  });
   });
 
   it('dense2d forward and gradients match the wasm backend', async () => {
@@ -380,5 +413,40 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
     expect(Math.abs(native.loss - plain.loss)).toBeLessThan(1e-5 * (1 + Math.abs(plain.loss)));
     native.grads.forEach((g, i) => expectClose(g, plain.grads[i]!, 1e-3));
     model.dispose();
+  });
+
+  it('a seeded run of five training steps gives the same losses with 1 and 2 threads', () => {
+    const cfg = ModelSchema.parse({ type: 'vmoe', hidden: 32, mlpDim: 64, depth: 2, heads: 2, moe: { layers: { placement: 'list', list: [1] }, numExperts: 4, k: 2, groupImages: 2 } });
+    const images = tf.tensor4d(values(8 * 28 * 28, 15), [8, 28, 28, 1]);
+    const labels = tf.oneHot(tf.tensor1d([0, 3, 7, 9, 1, 2, 5, 6], 'int32'), 10);
+    const run = (threads: number) => {
+      blas.addon!.setThreads(threads);
+      const model = VisionMoE.init(cfg, 0);
+      const opt = new Adam(OptimSchema.parse({ optimizer: 'adam' }), () => true);
+      const vars = [...model.params.values()];
+      const nameOf = new Map([...model.params].map(([n, v]) => [v.name, n]));
+      const rng = new Rng(9);
+      const losses: number[] = [];
+      for (let step = 0; step < 5; step++) {
+        tf.tidy(() => {
+          const { value, grads } = tf.variableGrads(() => {
+            const r = model.forward(images, { train: true, rng });
+            return tf.add(tf.losses.softmaxCrossEntropy(labels, r.logits), r.aux) as tf.Scalar;
+          }, vars);
+          losses.push(value.dataSync()[0]!);
+          opt.apply(model.params, Object.fromEntries(Object.entries(grads).map(([v, g]) => [nameOf.get(v)!, g])), 1e-2);
+        });
+      }
+      opt.dispose();
+      model.dispose();
+      return losses;
+    };
+    try {
+      const one = run(1), two = run(2);
+      expect(one[4]).not.toBe(one[0]); // it trains
+      two.forEach((l, i) => expect(Math.abs(l - one[i]!)).toBeLessThan(1e-5 * (1 + Math.abs(one[i]!))));
+    } finally {
+      blas.addon!.setThreads(1);
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Rng } from '../../src/util/rng.js';
+import { Rng, standardNormals } from '../../src/util/rng.js';
 
 describe('Rng', () => {
   it('is deterministic per seed and differs across seeds', () => {
@@ -31,5 +31,22 @@ describe('Rng', () => {
   it('permutation contains every index once', () => {
     const p = Array.from(new Rng(5).permutation(1000)).sort((x, y) => x - y);
     expect(p).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+  });
+  it.each([200_001, 200_000])('standardNormals(%i): mean 0, variance 1, odd/even neighbours uncorrelated, deterministic per seed', (n) => {
+    const z = standardNormals(n, 11);
+    expect(z.length).toBe(n);
+    let s = 0, s2 = 0, pair = 0, fourth = 0;
+    for (let i = 0; i < n; i++) { s += z[i]!; s2 += z[i]! * z[i]!; fourth += z[i]! ** 4; }
+    for (let i = 0; i + 1 < n; i += 2) pair += z[i]! * z[i + 1]!;
+    expect(Math.abs(s / n)).toBeLessThan(5 / Math.sqrt(n));
+    expect(Math.abs(s2 / n - 1)).toBeLessThan(5 * Math.sqrt(2 / n));
+    // the two values of a Box–Muller pair are independent: E[z₁z₂] = 0 with variance 1 per pair
+    expect(Math.abs(pair / Math.floor(n / 2))).toBeLessThan(5 / Math.sqrt(n / 2));
+    // E[z⁴] = 3 for a normal (a uniform or mis-scaled radius would miss it); Var z⁴ = 96
+    expect(Math.abs(fourth / n - 3)).toBeLessThan(5 * Math.sqrt(96 / n));
+    expect(standardNormals(n, 11)).toEqual(z);
+    expect(standardNormals(8, 12)).not.toEqual(z.subarray(0, 8));
+    // an odd count is the prefix of the next even one
+    expect(standardNormals(7, 11)).toEqual(z.subarray(0, 7));
   });
 });

@@ -3,10 +3,12 @@ import { Rng } from '../../src/util/rng.js';
 import {
   erf,
   erfc,
+  erfcFast,
   gshardLoss,
   importanceLoss,
   loadLoss,
   normalCdf,
+  routerAuxLosses,
   routerStats,
   squaredCoefficientOfVariation,
   zLoss,
@@ -195,5 +197,100 @@ describe('routerStats', () => {
     expect(st.load).toEqual([1, 0]);
     expect(st.dropFraction).toBeCloseTo(2 / 3, 15);
     expect(st.fullyDroppedTokenFraction).toBeCloseTo(2 / 3, 15);
+  });
+});
+
+describe('erfcFast', () => {
+  it('is within 1.2e-7 relative of the accurate erfc over [-6, 9]', () => {
+    let worst = 0;
+    for (let x = -6; x <= 9; x += 0.01) worst = Math.max(worst, relErr(erfcFast(x), erfc(x)));
+    expect(worst).toBeLessThan(1.2e-7);
+  });
+});
+
+describe('routerAuxLosses (whole batch, with gradient)', () => {
+  /**
+   * The reference: per (group, member), the plain per-group definitions on that member's
+   * rows and experts, averaged; the noisy logits move with the logits (fixed noise).
+   */
+  function reference(logits: Float64Array, noise: Float64Array, N: number, E: number, sizes: number[], M: number, K: number, sigma: number,
+    w: { importance: number; load: number }) {
+    const Em = E / M;
+    let imp = 0, load = 0, parts = 0, start = 0;
+    for (const S of sizes) {
+      for (let m = 0; m < M; m++) {
+        const L: number[][] = [], NL: number[][] = [];
+        for (let t = start + m; t < start + S; t += M) {
+          L.push(Array.from({ length: Em }, (_, e) => logits[t * E + m * Em + e]!));
+          NL.push(Array.from({ length: Em }, (_, e) => logits[t * E + m * Em + e]! + sigma * noise[t * E + m * Em + e]!));
+        }
+        // softmax over the member's experts (the masked ones carry e^-1e9 = 0)
+        const G = L.map((row) => { const mx = Math.max(...row); const ex = row.map((v) => Math.exp(v - mx)); const z = ex.reduce((a, b) => a + b, 0); return ex.map((v) => v / z); });
+        imp += importanceLoss(G);
+        load += loadLoss(L, NL, K, sigma);
+        parts++;
+      }
+      start += S;
+    }
+    return { importance: imp / parts, load: load / parts, weighted: (w.importance * imp + w.load * load) / parts };
+  }
+
+  it.each([
+    { name: 'even groups', N: 24, E: 4, sizes: [12, 12], M: 1, K: 2 },
+    { name: 'an uneven last group', N: 20, E: 4, sizes: [8, 8, 4], M: 1, K: 1 },
+    { name: 'E³, 2 members', N: 24, E: 6, sizes: [12, 12], M: 2, K: 2 },
+  ])('values and ∂/∂logits equal the per-group definitions and their central differences: $name', ({ N, E, sizes, M, K }) => {
+    const rng = new Rng(21);
+    const sigma = 1 / (E / M), w = { importance: 0.7, load: 1.3 };
+    const Em = E / M;
+    const logits = Float64Array.from({ length: N * E }, () => rng.normal());
+    const noise = Float64Array.from({ length: N * E }, () => rng.normal());
+    // E³: each row sees only its member's experts (the partition mask)
+    for (let t = 0; t < N; t++) for (let e = 0; e < E; e++) if (Math.floor(e / Em) !== t % M) logits[t * E + e] = -1e9;
+    const inputs = (lg: Float64Array) => {
+      const gates = new Float64Array(N * E), noisy = new Float64Array(N * E), kth = new Int32Array(N);
+      for (let t = 0; t < N; t++) {
+        const row = Array.from(lg.subarray(t * E, (t + 1) * E));
+        const mx = Math.max(...row);
+        const ex = row.map((v) => Math.exp(v - mx));
+        const z = ex.reduce((a, b) => a + b, 0);
+        for (let e = 0; e < E; e++) { gates[t * E + e] = ex[e]! / z; noisy[t * E + e] = lg[t * E + e]! + sigma * noise[t * E + e]!; }
+        const order = Array.from({ length: E }, (_, e) => e).sort((a, b) => noisy[t * E + b]! - noisy[t * E + a]! || a - b);
+        kth[t] = order[K - 1]!;
+      }
+      return { numTokens: N, numExperts: E, logits: lg, gates, noisy, kthExpert: kth, sigma, groupSizes: sizes, members: M, weights: w };
+    };
+    const got = routerAuxLosses(inputs(logits));
+    const ref = reference(logits, noise, N, E, sizes, M, K, sigma, w);
+    expect(relErr(got.importance, ref.importance)).toBeLessThan(1e-12);
+    expect(relErr(got.load, ref.load)).toBeLessThan(1e-6); // erfcFast: ~1e-7 relative
+    expect(relErr(got.weighted, ref.weighted)).toBeLessThan(1e-6);
+    const h = 1e-5;
+    let worst = 0, scale = 0;
+    for (let i = 0; i < N * E; i++) {
+      if (logits[i]! < -1e8) { expect(got.dLogits[i]).toBe(0); continue; }
+      const up = Float64Array.from(logits), dn = Float64Array.from(logits);
+      up[i]! += h; dn[i]! -= h;
+      const fd = (reference(up, noise, N, E, sizes, M, K, sigma, w).weighted - reference(dn, noise, N, E, sizes, M, K, sigma, w).weighted) / (2 * h);
+      worst = Math.max(worst, Math.abs(got.dLogits[i]! - fd));
+      scale = Math.max(scale, Math.abs(fd));
+    }
+    expect(scale).toBeGreaterThan(1e-3);
+    expect(worst / scale).toBeLessThan(1e-4);
+  });
+
+  it('without noise gives the importance loss alone (load NaN) and its gradient only', () => {
+    const N = 8, E = 4;
+    const rng = new Rng(5);
+    const gates = new Float64Array(N * E);
+    for (let t = 0; t < N; t++) { let z = 0; for (let e = 0; e < E; e++) { gates[t * E + e] = Math.exp(rng.normal()); z += gates[t * E + e]!; } for (let e = 0; e < E; e++) gates[t * E + e]! /= z; }
+    const r = routerAuxLosses({ numTokens: N, numExperts: E, logits: new Float64Array(N * E), gates, noisy: null, kthExpert: null, sigma: 0,
+      groupSizes: [N], members: 1, weights: { importance: 2, load: 5 } });
+    const rows = Array.from({ length: N }, (_, t) => Array.from(gates.subarray(t * E, (t + 1) * E)));
+    expect(r.importance).toBeCloseTo(importanceLoss(rows), 12);
+    expect(r.load).toBeNaN();
+    expect(r.weighted).toBeCloseTo(2 * importanceLoss(rows), 12);
+    // the softmax gradient of any loss sums to zero over each token's experts
+    for (let t = 0; t < N; t++) expect(Math.abs(r.dLogits.subarray(t * E, (t + 1) * E).reduce((a, b) => a + b, 0))).toBeLessThan(1e-7);
   });
 });

@@ -5,7 +5,7 @@ import { planExpertChoice, planTopK } from '../../src/vmoe/dispatch.js';
 import { topExpertsPerItem, topItemsPerExpert } from '../../src/vmoe/routing.js';
 import { expertCapacity } from '../../src/vmoe/capacity.js';
 import { importanceLoss, loadLoss } from '../../src/vmoe/aux-losses.js';
-import { moeLayer, type MoeWeights, type RoutingSettings } from '../../src/vmoe/moe.js';
+import { moeLayer, routerNoise, type MoeWeights, type RoutingSettings } from '../../src/vmoe/moe.js';
 import { Rng } from '../../src/util/rng.js';
 
 beforeAll(async () => {
@@ -224,7 +224,7 @@ describe('MoE layer semantics', () => {
     const res = moeLayer(tf.tensor2d(xs, [N, H]), w, r, { train: true, noiseSeed: seed });
     const logits = tf.matMul(tf.tensor2d(xs, [N, H]), w.router);
     const sigma = r.noiseStd / E;
-    const noisy = tf.add(logits, tf.mul(tf.randomNormal([N, E], 0, 1, 'float32', seed), sigma));
+    const noisy = tf.add(logits, tf.mul(routerNoise(N, E, seed), sigma));
     const L = logits.arraySync() as number[][], NL = noisy.arraySync() as number[][];
     const gatesClean = tf.softmax(logits).arraySync() as number[][];
     let imp = 0, load = 0;
@@ -254,7 +254,7 @@ describe('aux losses over uneven groups and E³ members', () => {
     const res = moeLayer(tf.tensor2d(xs, [N, H]), w, r, { train: true, noiseSeed: seed, members });
     const logits = tf.matMul(tf.tensor2d(xs, [N, H]), w.router).arraySync() as number[][];
     const sigma = r.noiseStd / Em;
-    const noise = tf.randomNormal([N, E], 0, 1, 'float32', seed).arraySync() as number[][];
+    const noise = routerNoise(N, E, seed).arraySync() as number[][];
     let imp = 0, load = 0, parts = 0;
     for (let start = 0; start < N; start += S) {
       const rows = Array.from({ length: Math.min(S, N - start) }, (_, i) => start + i);
