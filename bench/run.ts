@@ -86,7 +86,7 @@ function plan(args: BenchArgs): Job[] {
   const t = args.quick ? { warmup: 3, runs: 5 } : { warmup: 10, runs: 20 };
   const big = args.quick ? { warmup: 1, runs: 2 } : { warmup: 3, runs: 5 };
   // layer studies: cheap calls, so many interleaved rounds (a ratio of minima needs them)
-  const layer = args.quick ? { warmup: 3, runs: 5 } : { warmup: 10, runs: 30 };
+  const layer = args.quick ? { warmup: 3, runs: 5 } : { warmup: 10, runs: 60 };
   const jobs: Job[] = [];
   for (const threads of args.threads) {
     if (wants('models')) for (const name of MODEL_NAMES) jobs.push({ kind: 'model', suite: 'models', name, batch: args.batch, threads, ...t });

@@ -1061,6 +1061,27 @@ napi_value CombineRows(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// d = g · dy and returns dy · row, over h values: 16 partial sums in float (one vector
+// register), added in double at the end.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+float scaleAndDot(const float* __restrict dy, const float* __restrict row, float* __restrict d, float g, int64_t h) {
+  float acc[16] = {0};
+  int64_t j = 0;
+  for (; j + 16 <= h; j += 16) {
+    for (int l = 0; l < 16; l++) {
+      d[j + l] = g * dy[j + l];
+      acc[l] += dy[j + l] * row[j + l];
+    }
+  }
+  double dot = 0;
+  for (; j < h; j++) {
+    d[j] = g * dy[j];
+    dot += static_cast<double>(dy[j]) * row[j];
+  }
+  for (int l = 0; l < 16; l++) dot += acc[l];
+  return static_cast<float>(dot);
+}
+
 // combineRowsGrad(heap, dyOff, outOff, gatesOff, tokOff, gateOff, dOutOff, dGatesOff, numTokens, numGates, m, h):
 // dOut[i] = gates[gate[i] - 1] · dy[tok[i] - 1] (zeros where either index is 0);
 // dGates (numGates) = Σ_i dy[tok[i] - 1] · out[i] into entry gate[i] - 1.
@@ -1094,15 +1115,95 @@ napi_value CombineRowsGrad(napi_env env, napi_callback_info info) {
       std::memset(d, 0, sizeof(float) * h);
       continue;
     }
-    const float g = heap[gates + gt[i] - 1];
-    const float* dyr = heap + dy + (tk[i] - 1) * h;
-    const float* row = heap + out + i * h;
-    double dot = 0;
-    for (int64_t j = 0; j < h; j++) {
-      d[j] = g * dyr[j];
-      dot += static_cast<double>(dyr[j]) * row[j];
+    dg[gt[i] - 1] += scaleAndDot(heap + dy + (tk[i] - 1) * h, heap + out + i * h, d, heap[gates + gt[i] - 1], h);
+  }
+  return nullptr;
+}
+
+// ---- Expert products on packed rows -----------------------------------------------------
+// Expert e's buffer rows (R of them) hold its routed tokens first: rows[e] of them, then empty
+// slots. Products run over the filled rows only, so compute follows the tokens actually routed
+// (empty capacity slots cost nothing); outputs and input gradients of empty rows are zero.
+
+bool expertRows(napi_env env, const int32_t* rows, int64_t E, int64_t R) {
+  for (int64_t e = 0; e < E; e++) {
+    if (rows[e] < 0 || rows[e] > R) {
+      napi_throw_range_error(env, nullptr, "vmoe_blas.expertDense: rows per expert must be in [0, R]");
+      return false;
     }
-    dg[gt[i] - 1] += static_cast<float>(dot);
+  }
+  return true;
+}
+
+// expertDense(heap, xOff, wOff, bOff (-1: none), rowsOff, yOff, E, R, I, O):
+// y_e[:rows_e] = x_e[:rows_e] w_e (+ b_e), y_e[rows_e:] = 0; x (E, R, I), w (E, I, O), b (E, O), y (E, R, O).
+napi_value ExpertDense(napi_env env, napi_callback_info info) {
+  napi_value argv[10];
+  float* heap;
+  size_t length;
+  int64_t v[9];
+  if (!heapKernelArgs(env, info, 10, argv, "vmoe_blas.expertDense expects 10 arguments", &heap, &length, 9, v)) return nullptr;
+  const int64_t x = v[0], w = v[1], b = v[2], rowsOff = v[3], y = v[4], E = v[5], R = v[6], I = v[7], O = v[8];
+  if (E < 0 || R < 0 || I < 0 || O < 0 || R > INT32_MAX || I > INT32_MAX || O > INT32_MAX ||
+      !inRange(env, x, E * R * I, length, "vmoe_blas.expertDense: x outside the heap") ||
+      !inRange(env, w, E * I * O, length, "vmoe_blas.expertDense: w outside the heap") ||
+      (b >= 0 && !inRange(env, b, E * O, length, "vmoe_blas.expertDense: b outside the heap")) ||
+      !inRange(env, rowsOff, E, length, "vmoe_blas.expertDense: rows outside the heap") ||
+      !inRange(env, y, E * R * O, length, "vmoe_blas.expertDense: y outside the heap") ||
+      !expertRows(env, intsAt(heap, rowsOff), E, R)) {
+    return nullptr;
+  }
+  const int32_t* rows = intsAt(heap, rowsOff);
+  for (int64_t e = 0; e < E; e++) {
+    const int r = rows[e];
+    float* ye = heap + y + e * R * O;
+    if (r > 0) gemm(false, false, r, static_cast<int>(O), static_cast<int>(I), heap + x + e * R * I, heap + w + e * I * O, ye,
+                    b >= 0 ? heap + b + e * O : nullptr, false);
+    std::memset(ye + static_cast<int64_t>(r) * O, 0, sizeof(float) * (R - r) * O);
+  }
+  return nullptr;
+}
+
+// expertDenseGrad(heap, dyOff, xOff, wOff, rowsOff, dxOff, dwOff, dbOff (-1: none), E, R, I, O):
+// dx_e[:rows_e] = dy_e w_eᵀ (0 below), dw_e = x_e[:rows_e]ᵀ dy_e[:rows_e], db_e = Σ dy_e[:rows_e].
+napi_value ExpertDenseGrad(napi_env env, napi_callback_info info) {
+  napi_value argv[12];
+  float* heap;
+  size_t length;
+  int64_t v[11];
+  if (!heapKernelArgs(env, info, 12, argv, "vmoe_blas.expertDenseGrad expects 12 arguments", &heap, &length, 11, v)) return nullptr;
+  const int64_t dy = v[0], x = v[1], w = v[2], rowsOff = v[3], dx = v[4], dw = v[5], db = v[6], E = v[7], R = v[8], I = v[9], O = v[10];
+  if (E < 0 || R < 0 || I < 0 || O < 0 || R > INT32_MAX || I > INT32_MAX || O > INT32_MAX ||
+      !inRange(env, dy, E * R * O, length, "vmoe_blas.expertDenseGrad: dy outside the heap") ||
+      !inRange(env, x, E * R * I, length, "vmoe_blas.expertDenseGrad: x outside the heap") ||
+      !inRange(env, w, E * I * O, length, "vmoe_blas.expertDenseGrad: w outside the heap") ||
+      !inRange(env, rowsOff, E, length, "vmoe_blas.expertDenseGrad: rows outside the heap") ||
+      !inRange(env, dx, E * R * I, length, "vmoe_blas.expertDenseGrad: dx outside the heap") ||
+      !inRange(env, dw, E * I * O, length, "vmoe_blas.expertDenseGrad: dw outside the heap") ||
+      (db >= 0 && !inRange(env, db, E * O, length, "vmoe_blas.expertDenseGrad: db outside the heap")) ||
+      !expertRows(env, intsAt(heap, rowsOff), E, R)) {
+    return nullptr;
+  }
+  const int32_t* rows = intsAt(heap, rowsOff);
+  for (int64_t e = 0; e < E; e++) {
+    const int r = rows[e];
+    const float* dye = heap + dy + e * R * O;
+    const float* xe = heap + x + e * R * I;
+    float* dxe = heap + dx + e * R * I;
+    float* dwe = heap + dw + e * I * O;
+    if (r > 0) {
+      gemm(false, true, r, static_cast<int>(I), static_cast<int>(O), dye, heap + w + e * I * O, dxe, nullptr, false);
+      gemm(true, false, static_cast<int>(I), static_cast<int>(O), r, xe, dye, dwe, nullptr, false);
+    } else {
+      std::memset(dwe, 0, sizeof(float) * I * O);
+    }
+    std::memset(dxe + static_cast<int64_t>(r) * I, 0, sizeof(float) * (R - r) * I);
+    if (db >= 0) {
+      float* dbe = heap + db + e * O;
+      std::vector<double> acc(O, 0.0);
+      for (int i = 0; i < r; i++) for (int64_t j = 0; j < O; j++) acc[j] += dye[i * O + j];
+      for (int64_t j = 0; j < O; j++) dbe[j] = static_cast<float>(acc[j]);
+    }
   }
   return nullptr;
 }
@@ -1382,6 +1483,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"combineRows", nullptr, CombineRows, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"combineRowsGrad", nullptr, CombineRowsGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"expertDense", nullptr, ExpertDense, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"expertDenseGrad", nullptr, ExpertDenseGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"routerAux", nullptr, RouterAux, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setGemm", nullptr, SetGemm, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -29,6 +29,10 @@
  *                     in [0, G]}, attrs {numTokens} → (numTokens, H): Σ gates_flat[gateIndex[i] − 1] · x[i] into row
  *                     tokens[i] − 1 (a 0 index drops the row).
  *   VmoeCombineRowsGrad {dy (numTokens, H), x, gates, tokens, gateIndex} → [dx (M, H), dgates (gates' shape)].
+ *   VmoeExpertDense   {x (E, R, I), w (E, I, O), optional b (E, O), rows (E) int32 in [0, R]} → y (E, R, O):
+ *                     per expert, y_e = x_e w_e (+ b_e) on its first rows[e] rows and 0 below (packed expert buffers).
+ *   VmoeExpertDenseGrad {dy (E, R, O), x, w, rows}, attrs {bias: boolean} → [dx (E, R, I), dw (E, I, O), db (E, O) if bias],
+ *                     over the first rows[e] rows of each expert (dx 0 below).
  *   VmoeRouterAux     {logits (N, E), gates (N, E) = softmax(logits), optional noisy (N, E) and kth (N) int32: the expert
  *                     of each token's K-th choice}, attrs {groupSizes (number[], Σ = N), members, sigma,
  *                     importanceWeight, loadWeight} → [dLogits (N, E), losses (3): importance, load (NaN without
@@ -53,6 +57,8 @@ export const VMOE_SCATTER_ROWS = 'VmoeScatterRows';
 export const VMOE_COMBINE_ROWS = 'VmoeCombineRows';
 export const VMOE_COMBINE_ROWS_GRAD = 'VmoeCombineRowsGrad';
 export const VMOE_ROUTER_AUX = 'VmoeRouterAux';
+export const VMOE_EXPERT_DENSE = 'VmoeExpertDense';
+export const VMOE_EXPERT_DENSE_GRAD = 'VmoeExpertDenseGrad';
 
 /** Whether the active backend registers kernel `name`. */
 export function hasKernel(name: string): boolean {

@@ -33,7 +33,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_ERF, VMOE_ERF_GRAD, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD,
-  VMOE_ROUTER_AUX, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
+  VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD, VMOE_ROUTER_AUX, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from './fused-kernels.js';
 
 export const WASM_BLAS = 'wasm-blas';
@@ -75,6 +75,10 @@ export interface BlasAddon {
     numTokens: number, numGates: number, m: number, h: number): void;
   combineRowsGrad(heap: Float32Array, dyOff: number, xOff: number, gatesOff: number, tokOff: number, gateOff: number, dxOff: number,
     dGatesOff: number, numTokens: number, numGates: number, m: number, h: number): void;
+  /** y_e = x_e w_e (+ b_e) over rows[e] rows (int32 at rowsOff), zeros below; bOff = -1: no bias. */
+  expertDense(heap: Float32Array, xOff: number, wOff: number, bOff: number, rowsOff: number, yOff: number, E: number, R: number, I: number, O: number): void;
+  expertDenseGrad(heap: Float32Array, dyOff: number, xOff: number, wOff: number, rowsOff: number, dxOff: number, dwOff: number, dbOff: number,
+    E: number, R: number, I: number, O: number): void;
   /** losses written at lossesOff: [importance, load, weighted]; noisyOff = kthOff = -1 without noise. */
   routerAux(heap: Float32Array, logitsOff: number, gatesOff: number, noisyOff: number, kthOff: number, dLogitsOff: number, lossesOff: number,
     N: number, E: number, members: number, sigma: number, importanceWeight: number, loadWeight: number, groupSizes: Float64Array): void;
@@ -184,7 +188,7 @@ export function selfCheck(addon: BlasAddon): string | null {
 
 /** Every entry point this code calls; an addon built from older sources lacks some. */
 const ADDON_FUNCTIONS = [
-  'setGemm', 'routerAux', 'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
+  'setGemm', 'routerAux', 'expertDense', 'expertDenseGrad', 'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
   'erf', 'erfGrad', 'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'setThreads', 'info',
 ] as const satisfies readonly (keyof BlasAddon)[];
 
@@ -791,6 +795,50 @@ function combineRowsGradKernel(addon: BlasAddon): tf.KernelFunc {
   }) as tf.KernelFunc;
 }
 
+/** (E, R, I, O) of an expert product from x (E, R, I), w (E, I, O) and rows (E) int32, checked. */
+function expertDims(kernel: string, x: tf.TensorInfo, w: tf.TensorInfo, rows: tf.TensorInfo) {
+  requireFloat32(kernel, { x, w });
+  const [E, R, I] = x.shape as [number, number, number];
+  const O = w.shape[2]!;
+  if (x.shape.length !== 3 || !sameShape(w.shape, [E, I, O]) || rows.dtype !== 'int32' || !sameShape(rows.shape, [E])) {
+    throw new Error(`${kernel}: x [${x.shape}], w [${w.shape}] and rows (${rows.dtype} [${rows.shape}]) must be (E, R, I), (E, I, O) and int32 (E)`);
+  }
+  return { E, R, I, O };
+}
+
+function expertDenseKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { x, w, b, rows } = args.inputs as Record<'x' | 'w' | 'b' | 'rows', tf.TensorInfo | undefined>;
+    const { E, R, I, O } = expertDims(VMOE_EXPERT_DENSE, x!, w!, rows!);
+    if (b) {
+      requireFloat32(VMOE_EXPERT_DENSE, { b });
+      if (!sameShape(b.shape, [E, O])) throw new Error(`${VMOE_EXPERT_DENSE}: b [${b.shape}] must be (${E}, ${O})`);
+    }
+    const backend = args.backend as WasmBackendLike;
+    const y = backend.makeOutput([E, R, O], 'float32');
+    addon.expertDense(heapF32(backend), floatOffset(backend, x!), floatOffset(backend, w!), b ? floatOffset(backend, b) : -1,
+      floatOffset(backend, rows!), floatOffset(backend, y), E, R, I, O);
+    return y;
+  }) as tf.KernelFunc;
+}
+
+function expertDenseGradKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { dy, x, w, rows } = args.inputs as Record<'dy' | 'x' | 'w' | 'rows', tf.TensorInfo>;
+    const { E, R, I, O } = expertDims(VMOE_EXPERT_DENSE_GRAD, x, w, rows);
+    requireFloat32(VMOE_EXPERT_DENSE_GRAD, { dy });
+    if (!sameShape(dy.shape, [E, R, O])) throw new Error(`${VMOE_EXPERT_DENSE_GRAD}: dy [${dy.shape}] must be (${E}, ${R}, ${O})`);
+    const bias = (args.attrs as { bias?: unknown }).bias === true;
+    const backend = args.backend as WasmBackendLike;
+    const dx = backend.makeOutput([E, R, I], 'float32');
+    const dw = backend.makeOutput([E, I, O], 'float32');
+    const db = bias ? backend.makeOutput([E, O], 'float32') : null;
+    addon.expertDenseGrad(heapF32(backend), floatOffset(backend, dy), floatOffset(backend, x), floatOffset(backend, w), floatOffset(backend, rows),
+      floatOffset(backend, dx), floatOffset(backend, dw), db ? floatOffset(backend, db) : -1, E, R, I, O);
+    return db ? [dx, dw, db] : [dx, dw];
+  }) as tf.KernelFunc;
+}
+
 function routerAuxKernel(addon: BlasAddon): tf.KernelFunc {
   return ((args: KernelArgs) => {
     const { logits, gates, noisy, kth } = args.inputs as Record<'logits' | 'gates' | 'noisy' | 'kth', tf.TensorInfo | undefined>;
@@ -838,6 +886,8 @@ function fusedKernels(addon: BlasAddon): tf.KernelConfig[] {
     { kernelName: VMOE_COMBINE_ROWS, backendName: WASM_BLAS, kernelFunc: combineRowsKernel(addon) },
     { kernelName: VMOE_COMBINE_ROWS_GRAD, backendName: WASM_BLAS, kernelFunc: combineRowsGradKernel(addon) },
     { kernelName: VMOE_ROUTER_AUX, backendName: WASM_BLAS, kernelFunc: routerAuxKernel(addon) },
+    { kernelName: VMOE_EXPERT_DENSE, backendName: WASM_BLAS, kernelFunc: expertDenseKernel(addon) },
+    { kernelName: VMOE_EXPERT_DENSE_GRAD, backendName: WASM_BLAS, kernelFunc: expertDenseGradKernel(addon) },
   ];
 }
 

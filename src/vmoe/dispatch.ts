@@ -41,6 +41,29 @@ function groupSizesFor(numTokens: number, groupSize: number): number[] {
 }
 
 /**
+ * Each token's K experts by descending gate (ties to the lower index; -Infinity/NaN rows fall
+ * back to the lowest unchosen experts) into expert (N·K), and its top gate into top1 (N).
+ * Chosen experts are marked with the token's stamp, so nothing is cleared per token.
+ */
+function chooseTopK(gates: Float32Array | Float64Array, N: number, E: number, K: number, expert: Int32Array, top1: Float64Array): void {
+  const stamp = new Int32Array(E).fill(-1);
+  for (let t = 0; t < N; t++) {
+    const base = t * E;
+    for (let c = 0; c < K; c++) {
+      let best = -1, bestV = -Infinity;
+      for (let e = 0; e < E; e++) {
+        const v = gates[base + e]!;
+        if (v > bestV && stamp[e] !== t) { bestV = v; best = e; }
+      }
+      if (best < 0) for (let e = 0; e < E && best < 0; e++) if (stamp[e] !== t) best = e; // all remaining are -Infinity/NaN
+      stamp[best] = t;
+      expert[t * K + c] = best;
+      if (c === 0) top1[t] = bestV;
+    }
+  }
+}
+
+/**
  * Top-k per token (spec §2): K-major assignment; within a rank, position order
  * (vanilla) or descending top-1 gate (BPR, stable); slot ≥ C drops the assignment.
  * gates: (N, E) row-major. Ties between experts go to the lower index.
@@ -61,22 +84,7 @@ export function planTopK(
   const slot = new Int32Array(N * K);
   const kept = new Uint8Array(N * K);
   const top1 = new Float64Array(N);
-  const chosen = new Uint8Array(E);
-  for (let t = 0; t < N; t++) {
-    chosen.fill(0);
-    const base = t * E;
-    for (let c = 0; c < K; c++) {
-      let best = -1, bestV = -Infinity;
-      for (let e = 0; e < E; e++) {
-        const v = gates[base + e]!;
-        if (!chosen[e] && v > bestV) { bestV = v; best = e; }
-      }
-      if (best < 0) best = chosen.indexOf(0); // all remaining are -Infinity/NaN
-      chosen[best] = 1;
-      expert[t * K + c] = best;
-      if (c === 0) top1[t] = bestV;
-    }
-  }
+  chooseTopK(gates, N, E, K, expert, top1);
   const rowToken = new Int32Array(E * R);
   const rowGate = new Int32Array(E * R);
   const expertCount = new Float64Array(E);
@@ -87,11 +95,8 @@ export function planTopK(
     const S = sizes[g]!, C = caps[g]!;
     const order = new Int32Array(S);
     for (let i = 0; i < S; i++) order[i] = start + i;
-    if (opts.batchPriority) {
-      const ord = Array.from(order);
-      ord.sort((a, b) => top1[b]! - top1[a]! || a - b);
-      order.set(ord);
-    }
+    // a typed-array sort with a comparator is stable (ES2019+), so ties keep position order
+    if (opts.batchPriority) order.sort((a, b) => top1[b]! - top1[a]! || a - b);
     counts.fill(0);
     for (let c = 0; c < K; c++) {
       for (let i = 0; i < S; i++) {
@@ -159,4 +164,28 @@ export function planExpertChoice(
     numTokens: N, numExperts: E, rowsPerExpert: R, groupSizes: sizes, capacities: caps,
     rowToken, rowGate, k: 0, processed, requested: processed, expertCount,
   };
+}
+
+/**
+ * The plan's expert buffers with each expert's filled rows moved to the front, in their
+ * order (groups, then slots): rowToken/rowGate in the same (E·R) layout, and rows (E) the
+ * filled count per expert. Every (token, gate) pair stays with its expert, so the layer's
+ * output is unchanged; products can then skip each expert's empty tail.
+ */
+export function packExpertRows(plan: Pick<DispatchPlan, 'rowToken' | 'rowGate' | 'numExperts' | 'rowsPerExpert'>): {
+  rowToken: Int32Array; rowGate: Int32Array; rows: Int32Array;
+} {
+  const E = plan.numExperts, R = plan.rowsPerExpert;
+  const rowToken = new Int32Array(E * R), rowGate = new Int32Array(E * R), rows = new Int32Array(E);
+  for (let e = 0; e < E; e++) {
+    let n = 0;
+    for (let i = e * R; i < (e + 1) * R; i++) {
+      if (plan.rowToken[i] === 0) continue;
+      rowToken[e * R + n] = plan.rowToken[i]!;
+      rowGate[e * R + n] = plan.rowGate[i]!;
+      n++;
+    }
+    rows[e] = n;
+  }
+  return { rowToken, rowGate, rows };
 }

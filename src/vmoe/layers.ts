@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   hasKernel, isPlainWasm, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_ERF, VMOE_ERF_GRAD, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
-  VMOE_LAYER_NORM_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD,
+  VMOE_LAYER_NORM_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD,
 } from '../engine/fused-kernels.js';
 
 type CustomGradFn = Parameters<typeof tf.customGrad>[0];
@@ -262,6 +262,31 @@ export function combineRows(rows: tf.Tensor2D, gates: tf.Tensor2D, tokens: tf.Te
     };
   }) as unknown as CustomGradFn);
   return f(rows, gates) as tf.Tensor2D;
+}
+
+/**
+ * Per-expert dense layer on packed expert buffers: y_e = x_e w_e + b_e for x (E, R, I), w (E, I, O),
+ * b (E, O). Each expert's first rows[e] rows hold its tokens; where the backend has the fused kernel
+ * only those rows are computed (empty capacity slots cost nothing) and the rows below are 0. Elsewhere
+ * one batched product computes every row — the filled rows are the same either way, and the empty
+ * ones (zero input, never combined) carry no gradient.
+ */
+export function expertDense(x: tf.Tensor3D, w: tf.Tensor3D, b: tf.Tensor2D, rows: tf.Tensor1D): tf.Tensor3D {
+  const [E, , O] = w.shape;
+  if (!fusable(x, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD)) {
+    return tf.fused.matMul({ a: x, b: w, bias: tf.reshape(b, [E, 1, O]) }) as tf.Tensor3D;
+  }
+  const f = tf.customGrad(((xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([xi, wi, rows]);
+    return {
+      value: tf.engine().runKernel(VMOE_EXPERT_DENSE, { x: xi, w: wi, b: bi, rows }) as tf.Tensor3D,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, ws, rs] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+        return tf.engine().runKernel(VMOE_EXPERT_DENSE_GRAD, { dy, x: xs, w: ws, rows: rs }, { bias: true }) as tf.Tensor[];
+      },
+    };
+  }) as unknown as CustomGradFn);
+  return f(x, w, b) as tf.Tensor3D;
 }
 
 /** Inverted dropout with an explicit seed; identity when rate is 0 or not training. */

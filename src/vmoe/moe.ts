@@ -7,8 +7,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { hasKernel, isPlainWasm, VMOE_ROUTER_AUX } from '../engine/fused-kernels.js';
-import { combineRows, dense2d, dispatchRows, gelu, softmax } from './layers.js';
-import { planExpertChoice, planTopK, type DispatchPlan } from './dispatch.js';
+import { combineRows, dense2d, dispatchRows, expertDense, gelu, softmax } from './layers.js';
+import { packExpertRows, planExpertChoice, planTopK, type DispatchPlan } from './dispatch.js';
 import { expertCapacity, expertChoiceCapacity, type CapacityRounding } from './capacity.js';
 import { checkPartition, partitionMask } from '../ensembles/partition.js';
 import { importanceLossOfGroup, routerAuxLosses } from './aux-losses.js';
@@ -68,9 +68,9 @@ function capacityFn(r: RoutingSettings, E: number): (S: number) => number {
       : expertCapacity({ groupSize: S, numExperts: E, k: r.k, capacityFactor: r.capacityFactor, rounding: r.rounding });
 }
 
-/** The router's standard normal noise for one layer call, (N, E), from its seed. */
-export function routerNoise(N: number, E: number, seed: number): tf.Tensor2D {
-  return tf.tensor2d(standardNormals(N * E, seed), [N, E]);
+/** The router's noise for one layer call, (N, E): σ times standard normals from its seed. */
+export function routerNoise(N: number, E: number, seed: number, sigma = 1): tf.Tensor2D {
+  return tf.tensor2d(standardNormals(N * E, seed, sigma), [N, E]);
 }
 
 interface RouterAuxArgs {
@@ -145,21 +145,22 @@ function meanOverGroups(t: tf.Tensor2D, sizes: number[], f: (g: tf.Tensor3D, sta
   return tf.mean(parts.length === 1 ? parts[0]! : tf.concat(parts)) as tf.Scalar;
 }
 
-/** Runs the E expert MLPs on their buffers: (E·R, H) → (E·R, H). */
-function runExperts(ein: tf.Tensor2D, w: MoeWeights, R: number): tf.Tensor2D {
-  return isPlainWasm() ? runExpertsLooped(ein, w, R) : runExpertsBatched(ein, w, R);
+/** Runs the E expert MLPs on their packed buffers: (E·R, H) → (E·R, H); rows: (E) filled rows per expert. */
+function runExperts(ein: tf.Tensor2D, w: MoeWeights, R: number, rows: Int32Array): tf.Tensor2D {
+  return isPlainWasm() ? runExpertsLooped(ein, w, R) : runExpertsBatched(ein, w, R, rows);
 }
 
 /**
- * All experts in one batched product per weight: a handful of kernels forward
- * and backward whatever E is, and work proportional to E·R, so time follows
- * the capacity. The bias rides in the fused product; its gradient is a sum over R.
+ * All experts in one batched product per weight: a handful of kernels forward and backward
+ * whatever E is. Where the backend has the packed-row kernel, each expert's product covers only
+ * its filled rows, so time follows the tokens actually routed (at most the capacity).
  */
-function runExpertsBatched(ein: tf.Tensor2D, w: MoeWeights, R: number): tf.Tensor2D {
-  const [E, H, mlp] = w.w1.shape;
-  const x = tf.reshape(ein, [E, R, H]);
-  const hidden = gelu(tf.fused.matMul({ a: x, b: w.w1, bias: tf.reshape(w.b1, [E, 1, mlp]) })) as tf.Tensor3D; // (E, R, mlp)
-  const out = tf.fused.matMul({ a: hidden, b: w.w2, bias: tf.reshape(w.b2, [E, 1, H]) }); // (E, R, H)
+function runExpertsBatched(ein: tf.Tensor2D, w: MoeWeights, R: number, rows: Int32Array): tf.Tensor2D {
+  const [E, H] = w.w1.shape;
+  const filled = tf.tensor1d(rows, 'int32');
+  const x = tf.reshape(ein, [E, R, H]) as tf.Tensor3D;
+  const hidden = gelu(expertDense(x, w.w1, w.b1, filled)) as tf.Tensor3D; // (E, R, mlp)
+  const out = expertDense(hidden, w.w2, w.b2, filled); // (E, R, H)
   return tf.reshape(out, [E * R, H]);
 }
 
@@ -198,7 +199,7 @@ export function moeLayer(
   // Each member's softmax runs over its own E/M experts, so its noise scale is σ = noise_std/(E/M).
   const sigma = r.noiseStd / (E / M);
   const noisy = opts.train && sigma > 0 && opts.noiseSeed !== null
-    ? tf.add(logits, tf.mul(routerNoise(N, E, opts.noiseSeed), sigma))
+    ? tf.add(logits, routerNoise(N, E, opts.noiseSeed, sigma))
     : logits;
   const gates = softmax(noisy) as tf.Tensor2D; // (N, E)
   const gatesClean = noisy === logits ? gates : (softmax(logits) as tf.Tensor2D);
@@ -210,25 +211,26 @@ export function moeLayer(
     : planTopK(gateValues, N, E, { k: r.k, groupSize: r.groupSize, capacity: cap, batchPriority: r.batchPriority });
   const R = plan.rowsPerExpert;
 
-  const rowToken = tf.tensor1d(plan.rowToken, 'int32');
-  const rowGate = tf.tensor1d(plan.rowGate, 'int32');
+  const packed = packExpertRows(plan); // each expert's tokens first: its products can stop there
+  const rowToken = tf.tensor1d(packed.rowToken, 'int32');
+  const rowGate = tf.tensor1d(packed.rowGate, 'int32');
   let y: tf.Tensor2D;
   if ((opts.impl ?? 'gather') === 'gather') {
     const ein = dispatchRows(x, rowToken); // (E·R, H)
-    const out = runExperts(ein, w, R); // (E·R, H)
+    const out = runExperts(ein, w, R, packed.rows); // (E·R, H)
     y = combineRows(out, gates, rowToken, rowGate, N); // (N, H)
   } else {
     // Reference: dense one-hot dispatch/combine (einsum form), O(N·E·R·H).
     const dispatch = tf.cast(tf.slice(tf.oneHot(rowToken, N + 1), [0, 1], [E * R, N]), 'float32') as tf.Tensor2D; // (E·R, N)
     const ein = tf.matMul(dispatch, x) as tf.Tensor2D; // (E·R, H)
-    const out = runExperts(ein, w, R);
+    const out = runExperts(ein, w, R, packed.rows);
     const rowExpert = new Int32Array(E * R).map((_, i) => Math.floor(i / R));
     const expertOfRow = tf.transpose(tf.cast(tf.oneHot(tf.tensor1d(rowExpert, 'int32'), E), 'float32')) as tf.Tensor2D; // (E, E·R)
     const combine = tf.mul(tf.transpose(dispatch), tf.matMul(gates, expertOfRow)) as tf.Tensor2D; // (N, E·R)
     y = tf.matMul(combine, out);
   }
 
-  let aux: tf.Scalar = tf.scalar(0);
+  let aux: tf.Scalar | null = null;
   let importanceLoss = NaN, loadLoss = NaN;
   if (opts.auxLosses !== false && r.router === 'top-k') {
     const terms: tf.Scalar[] = [];
@@ -260,7 +262,7 @@ export function moeLayer(
     if (r.aux.zloss > 0) {
       terms.push(tf.mul(tf.mean(tf.square(tf.logSumExp(logits, -1))), r.aux.zloss)); // masked logits: the member's own partition
     }
-    if (terms.length) aux = tf.addN(terms) as tf.Scalar;
+    if (terms.length) aux = terms.length === 1 ? terms[0]! : (tf.addN(terms) as tf.Scalar);
   } else if (r.router === 'top-k' && noisy === logits) {
     // No loss tensors (inference): the importance statistic from the clean gates already on the host.
     let sum = 0, start = 0;
@@ -281,5 +283,5 @@ export function moeLayer(
     importanceLoss,
     loadLoss,
   };
-  return { y, aux, plan, stats, gatesClean };
+  return { y, aux: aux ?? tf.scalar(0), plan, stats, gatesClean };
 }

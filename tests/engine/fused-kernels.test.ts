@@ -12,12 +12,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
 import {
   hasKernel, VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_ERF, VMOE_ERF_GRAD, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
-  VMOE_LAYER_NORM_GRAD, VMOE_ROUTER_AUX, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
+  VMOE_LAYER_NORM_GRAD, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD, VMOE_ROUTER_AUX, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from '../../src/engine/fused-kernels.js';
 import { routerAuxLosses } from '../../src/vmoe/aux-losses.js';
 import { loadBlasAddon, WASM_BLAS } from '../../src/engine/native-blas.js';
 import {
-  combineRows, composedGelu, composedLayerNorm, composedSelfAttention, dispatchRows, erf, gelu, layerNorm, selfAttention, softmax,
+  combineRows, composedGelu, composedLayerNorm, composedSelfAttention, dispatchRows, erf, expertDense, gelu, layerNorm, selfAttention, softmax,
 } from '../../src/vmoe/layers.js';
 import { OptimSchema } from '../../src/train/config.js';
 import { Adam } from '../../src/train/optimizer.js';
@@ -85,7 +85,7 @@ function valueAndGrads(op: (...xs: tf.Tensor[]) => tf.Tensor, inputs: { data: Fl
 const ALL_KERNELS = [
   VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_ADAM, VMOE_SUM_OF_SQUARES,
   VMOE_GATHER_ROWS, VMOE_SCATTER_ROWS, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_ATTENTION, VMOE_ATTENTION_GRAD,
-  VMOE_ERF, VMOE_ERF_GRAD, VMOE_ROUTER_AUX,
+  VMOE_ERF, VMOE_ERF_GRAD, VMOE_ROUTER_AUX, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD,
 ];
 
 const SHAPES: number[][] = [[3, 5, 37], [1, 1], [17, 256], [2, 3, 64], [40]];
@@ -214,6 +214,50 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
       expect(() => addon.attention(heap, 0, 72, 96, 1, 0, 1, 6, 1)).toThrow(RangeError);
       expect(() => addon.attentionGrad(heap, 0, 24, 96, 190, 1, 4, 1, 6, 1)).toThrow(RangeError);
       expect(() => (addon.attention as (...a: unknown[]) => void)(heap, 0, 72, 96, 1, 4, 1, 6)).toThrow(TypeError);
+    });
+  });
+
+  describe('expert products on packed rows', () => {
+    it.each([
+      { E: 3, R: 7, I: 5, O: 9, rows: [7, 0, 4] }, // full, empty and partly filled experts
+      { E: 2, R: 33, I: 64, O: 48, rows: [30, 33] },
+    ])('forward and gradients equal the batched fused product on the filled rows, zeros below: E=$E R=$R I=$I O=$O rows=$rows', ({ E, R, I, O, rows }) => {
+      // inputs as dispatch leaves them: zero rows below each expert's count
+      const xv = normals(E * R * I, 80);
+      for (let e = 0; e < E; e++) xv.fill(0, (e * R + rows[e]!) * I, (e + 1) * R * I);
+      const wv = normals(E * I * O, 81), bv = normals(E * O, 82);
+      // cotangent as combine gives it: zero on empty rows
+      const cot = normals(E * R * O, 83);
+      for (let e = 0; e < E; e++) cot.fill(0, (e * R + rows[e]!) * O, (e + 1) * R * O);
+      const filled = Int32Array.from(rows);
+      const run = (packedKernel: boolean) => tf.tidy(() => {
+        const x = tf.tensor3d(xv, [E, R, I]), w = tf.tensor3d(wv, [E, I, O]), b = tf.tensor2d(bv, [E, O]), c = tf.tensor3d(cot, [E, R, O]);
+        const f = (xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor) => packedKernel
+          ? expertDense(xi as tf.Tensor3D, wi as tf.Tensor3D, bi as tf.Tensor2D, tf.tensor1d(filled, 'int32'))
+          : tf.fused.matMul({ a: xi as tf.Tensor3D, b: wi as tf.Tensor3D, bias: tf.reshape(bi, [E, 1, O]) });
+        const y = f(x, w, b);
+        const grads = tf.grads((xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor) => tf.sum(tf.mul(f(xi, wi, bi), c)))([x, w, b]);
+        return [y, ...grads].map((t) => Float32Array.from(t.dataSync()));
+      });
+      const [y, dx, dw, db] = run(true);
+      const [yRef, dxRef, dwRef, dbRef] = run(false);
+      for (let e = 0; e < E; e++) {
+        const filledPart = (a: Float32Array, width: number) => a.subarray(e * R * width, (e * R + rows[e]!) * width);
+        expectClose(filledPart(y!, O), filledPart(yRef!, O), 1e-5);
+        expect(y!.subarray((e * R + rows[e]!) * O, (e + 1) * R * O).every((v) => v === 0)).toBe(true);
+        expectClose(filledPart(dx!, I), filledPart(dxRef!, I), 1e-5);
+        expect(dx!.subarray((e * R + rows[e]!) * I, (e + 1) * R * I).every((v) => v === 0)).toBe(true);
+      }
+      expectClose(dw!, dwRef!, 1e-5);
+      expectClose(db!, dbRef!, 1e-5);
+    });
+    it('rejects row counts outside [0, R] and mismatched shapes', () => {
+      const x = tf.zeros([2, 4, 3]), w = tf.zeros([2, 3, 5]);
+      expect(() => tf.engine().runKernel(VMOE_EXPERT_DENSE, { x, w, rows: tf.tensor1d([1, 5], 'int32') })).toThrow(/\[0, R\]/);
+      expect(() => tf.engine().runKernel(VMOE_EXPERT_DENSE, { x, w, rows: tf.tensor1d([1, -1], 'int32') })).toThrow(/\[0, R\]/);
+      expect(() => tf.engine().runKernel(VMOE_EXPERT_DENSE, { x, w: tf.zeros([2, 4, 5]), rows: tf.tensor1d([1, 1], 'int32') })).toThrow(/must be \(E, R, I\)/);
+      expect(() => tf.engine().runKernel(VMOE_EXPERT_DENSE, { x, w, b: tf.zeros([2, 4]), rows: tf.tensor1d([1, 1], 'int32') })).toThrow(/b \[2,4\]/);
+      expect(() => tf.engine().runKernel(VMOE_EXPERT_DENSE_GRAD, { dy: tf.zeros([2, 4, 4]), x, w, rows: tf.tensor1d([1, 1], 'int32') })).toThrow(/dy \[2,4,4\]/);
     });
   });
 

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
-import { planExpertChoice, planTopK } from '../../src/vmoe/dispatch.js';
+import { packExpertRows, planExpertChoice, planTopK } from '../../src/vmoe/dispatch.js';
 import { topExpertsPerItem, topItemsPerExpert } from '../../src/vmoe/routing.js';
 import { expertCapacity } from '../../src/vmoe/capacity.js';
 import { importanceLoss, loadLoss } from '../../src/vmoe/aux-losses.js';
@@ -224,7 +224,7 @@ describe('MoE layer semantics', () => {
     const res = moeLayer(tf.tensor2d(xs, [N, H]), w, r, { train: true, noiseSeed: seed });
     const logits = tf.matMul(tf.tensor2d(xs, [N, H]), w.router);
     const sigma = r.noiseStd / E;
-    const noisy = tf.add(logits, tf.mul(routerNoise(N, E, seed), sigma));
+    const noisy = tf.add(logits, routerNoise(N, E, seed, sigma));
     const L = logits.arraySync() as number[][], NL = noisy.arraySync() as number[][];
     const gatesClean = tf.softmax(logits).arraySync() as number[][];
     let imp = 0, load = 0;
@@ -288,5 +288,30 @@ describe('optional router losses', () => {
     for (let g = 0; g < N / S; g++) gs += gshardLoss(gates.slice(g * S, (g + 1) * S)) / (N / S);
     expect(run({ importance: 0, load: 0, gshard: 1, zloss: 0 })).toBeCloseTo(gs, 5);
     expect(run({ importance: 0, load: 0, gshard: 0, zloss: 1 })).toBeCloseTo(zLoss(logits), 4);
+  });
+});
+
+describe('packExpertRows', () => {
+  it.each([
+    { N: 40, E: 4, K: 2, S: 20, cf: 1.5 }, // capacity slack: empty slots to skip
+    { N: 30, E: 3, K: 1, S: 10, cf: 0.5 }, // drops: experts full
+  ])('keeps every (token, gate) pair with its expert, filled rows first in order: N=$N E=$E K=$K S=$S cf=$cf', ({ N, E, K, S, cf }) => {
+    const rng = new Rng(17);
+    const gates = Float32Array.from({ length: N * E }, () => rng.uniform());
+    const plan = planTopK(gates, N, E, { k: K, groupSize: S, batchPriority: false,
+      capacity: (s) => expertCapacity({ groupSize: s, numExperts: E, k: K, capacityFactor: cf }) });
+    const packed = packExpertRows(plan);
+    const R = plan.rowsPerExpert;
+    let emptySomewhere = false;
+    for (let e = 0; e < E; e++) {
+      const want: string[] = [];
+      for (let i = e * R; i < (e + 1) * R; i++) if (plan.rowToken[i]) want.push(`${plan.rowToken[i]}:${plan.rowGate[i]}`);
+      expect(packed.rows[e]).toBe(want.length);
+      const got = Array.from({ length: R }, (_, i) => `${packed.rowToken[e * R + i]}:${packed.rowGate[e * R + i]}`);
+      expect(got.slice(0, want.length)).toEqual(want);
+      expect(got.slice(want.length).every((v) => v === '0:0')).toBe(true);
+      if (want.length < R) emptySomewhere = true;
+    }
+    if (cf > 1) expect(emptySomewhere).toBe(true); // the case exercises skipping
   });
 });
