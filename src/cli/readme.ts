@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { eceWords, provenanceOf } from '../export/provenance.js';
-import { updateReadmeSection } from '../export/readme.js';
+import { sectionBody, updateReadmeSection } from '../export/readme.js';
 import { UsageError } from './common.js';
 
 /** `vmoe readme --section quickstart --from runs/quickstart`: copies a run's results.md (+ provenance) into the README. */
@@ -17,7 +17,7 @@ export function registerReadmeCommand(program: Command): void {
     .option('--command <text>', 'the command that regenerates these numbers')
     .action((flags: { section: string; from?: string; file?: string; readme: string; command?: string }) => {
       if (flags.file) {
-        const body = fs.readFileSync(flags.file, 'utf8').trimEnd() + (flags.command ? `\n\nRegenerate: \`${flags.command}\`` : '');
+        const body = sectionBody(fs.readFileSync(flags.file, 'utf8')) + (flags.command ? `\n\nRegenerate: \`${flags.command}\`` : '');
         updateReadmeSection(flags.readme, flags.section, body);
         process.stdout.write(`updated section ${flags.section} of ${flags.readme}\n`);
         return;
@@ -26,7 +26,7 @@ export function registerReadmeCommand(program: Command): void {
       const md = fs.readFileSync(path.join(flags.from, 'results.md'), 'utf8');
       const res = JSON.parse(fs.readFileSync(path.join(flags.from, 'results.json'), 'utf8')) as Record<string, any>;
       const prov = [
-        `Measured ${String(res.time ?? '').slice(0, 10)} on ${res.host?.cpus ?? '?'} CPU cores, backend ${res.engine?.backend ?? '?'} (${res.engine?.threads ?? '?'} thread${res.engine?.threads === 1 ? '' : 's'}), seed ${res.seed}, vmoe-ts ${res.versions?.['vmoe-ts'] ?? '?'}; checkpoint sha256 ${String(res.checkpoint?.sha256 ?? '').slice(0, 12)}.`,
+        `Measured ${String(res.time ?? '').slice(0, 10)} on ${res.host?.cpus ?? '?'} CPU cores, backend ${res.engine?.backend ?? '?'} (${res.engine?.threads ?? '?'} thread${res.engine?.threads === 1 ? '' : 's'}${res.engine?.gemm ? `, products on ${res.engine.gemm}` : ''}), seed ${res.seed}, vmoe-ts ${res.versions?.['vmoe-ts'] ?? '?'}; checkpoint sha256 ${String(res.checkpoint?.sha256 ?? '').slice(0, 12)}.`,
         res.total_seconds ? `Wall time of the whole job: ${(res.total_seconds / 60).toFixed(1)} min.` : '',
         flags.command ? `Regenerate: \`${flags.command}\`.` : '',
         `${eceWords(provenanceOf(res).ece)}; NLL in nats; Brier summed over classes; FLOPs: matMul only, 2 per multiply-add.`,

@@ -11,6 +11,11 @@ export function replaceSection(text: string, name: string, body: string): string
   return text.slice(0, i + open.length) + '\n' + body.trimEnd() + '\n' + text.slice(j);
 }
 
+/** A Markdown file's body for a README section: a leading top-level heading ("# …") is the file's own title, not the section's. */
+export function sectionBody(markdown: string): string {
+  return markdown.replace(/^# [^\n]*\n+/, '').trimEnd();
+}
+
 export function updateReadmeSection(file: string, name: string, body: string): void {
   const text = fs.readFileSync(file, 'utf8');
   const next = replaceSection(text, name, body);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { replaceSection } from '../../src/export/readme.js';
+import { replaceSection, sectionBody } from '../../src/export/readme.js';
 import { eceWords } from '../../src/export/provenance.js';
 import { toCsv, toLatex, toMarkdown, latexEscape } from '../../src/export/tables.js';
 
@@ -8,6 +8,11 @@ describe('README sections', () => {
     const t = 'a\n<!-- vmoe:x -->\nold\n<!-- /vmoe:x -->\nb\n';
     expect(replaceSection(t, 'x', 'new')).toBe('a\n<!-- vmoe:x -->\nnew\n<!-- /vmoe:x -->\nb\n');
     expect(() => replaceSection(t, 'y', 'z')).toThrow(/vmoe:y/);
+  });
+  it('a file\'s own top-level title is left out of the section; other headings and text stay', () => {
+    expect(sectionBody('# Latest benchmark\n\nBenchmark 2026 …\n\n| a |\n')).toBe('Benchmark 2026 …\n\n| a |');
+    expect(sectionBody('## Table\n| a |\n')).toBe('## Table\n| a |');
+    expect(sectionBody('text\n# not a title\n')).toBe('text\n# not a title');
   });
 });
 
