@@ -444,21 +444,6 @@ napi_value GeluGrad(napi_env env, napi_callback_info info) {
   return unaryGradEntry<geluGradLoop>(env, info, "vmoe_blas.geluGrad: an operand lies outside the heap");
 }
 
-// erf(heap, xOff, yOff, n): y = erf(x); erfGrad(heap, dyOff, xOff, dxOff, n): dx = dy · (2/√π) e^{−x²}.
-// (The router's load loss; tfjs's wasm Erf and its Exp gradient run ~15–20 ns per element.)
-void erfLoop(const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] = std::erf(x[i]);
-}
-void erfGradLoop(const float* dy, const float* x, float* dx, int64_t n) {
-  constexpr float kTwoOverSqrtPi = 1.1283791670955126f;
-  for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * kTwoOverSqrtPi * std::exp(-x[i] * x[i]);
-}
-napi_value Erf(napi_env env, napi_callback_info info) {
-  return unaryEntry<erfLoop>(env, info, "vmoe_blas.erf: an operand lies outside the heap");
-}
-napi_value ErfGrad(napi_env env, napi_callback_info info) {
-  return unaryGradEntry<erfGradLoop>(env, info, "vmoe_blas.erfGrad: an operand lies outside the heap");
-}
 
 // Σ x[0..n) in kLanes independent float partial sums (one vector register), combined in
 // double: vectorises, where one serial accumulator would not (no reassociation allowed).
@@ -1471,8 +1456,6 @@ napi_value Init(napi_env env, napi_value exports) {
       {"layerNormGrad", nullptr, LayerNormGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"softmax", nullptr, Softmax, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"softmaxGrad", nullptr, SoftmaxGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"erf", nullptr, Erf, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"erfGrad", nullptr, ErfGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"attention", nullptr, Attention, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"attentionGrad", nullptr, AttentionGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"reduceMiddle", nullptr, ReduceMiddle, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -11,8 +11,6 @@
  *   VmoeLayerNormGrad {dy, x, scale}, attrs {epsilon} → [dx, dscale, dbias].
  *   VmoeSoftmax       {x} → y, softmax over the last axis.
  *   VmoeSoftmaxGrad   {dy, y} → dx, from the forward output y.
- *   VmoeErf           {x} → erf(x).
- *   VmoeErfGrad       {dy, x} → dy · (2/√π) e^{−x²}.
  *   VmoeAttention     {qkv (B·T, 3H): columns [q | k | v], each head-major}, attrs {batch B, heads, scale}
  *                     → [out (B·T, H), probs (B·heads, T, T)]: per image and head, probs = softmax(scale · q kᵀ)
  *                     and out's head columns = probs · v (multi-head self-attention without transposes).
@@ -46,8 +44,6 @@ export const VMOE_LAYER_NORM = 'VmoeLayerNorm';
 export const VMOE_LAYER_NORM_GRAD = 'VmoeLayerNormGrad';
 export const VMOE_SOFTMAX = 'VmoeSoftmax';
 export const VMOE_SOFTMAX_GRAD = 'VmoeSoftmaxGrad';
-export const VMOE_ERF = 'VmoeErf';
-export const VMOE_ERF_GRAD = 'VmoeErfGrad';
 export const VMOE_ATTENTION = 'VmoeAttention';
 export const VMOE_ATTENTION_GRAD = 'VmoeAttentionGrad';
 export const VMOE_ADAM = 'VmoeAdam';

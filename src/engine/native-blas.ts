@@ -32,7 +32,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_ERF, VMOE_ERF_GRAD, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD,
+  VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD,
   VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD, VMOE_ROUTER_AUX, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from './fused-kernels.js';
 
@@ -56,8 +56,6 @@ export interface BlasAddon {
   ): void;
   softmax(heap: Float32Array, xOff: number, yOff: number, rows: number, cols: number): void;
   softmaxGrad(heap: Float32Array, dyOff: number, yOff: number, dxOff: number, rows: number, cols: number): void;
-  erf(heap: Float32Array, xOff: number, yOff: number, n: number): void;
-  erfGrad(heap: Float32Array, dyOff: number, xOff: number, dxOff: number, n: number): void;
   attention(heap: Float32Array, qkvOff: number, outOff: number, probsOff: number, batch: number, T: number, heads: number, hd: number,
     scale: number): void;
   attentionGrad(heap: Float32Array, dyOff: number, qkvOff: number, probsOff: number, dqkvOff: number, batch: number, T: number,
@@ -189,7 +187,7 @@ export function selfCheck(addon: BlasAddon): string | null {
 /** Every entry point this code calls; an addon built from older sources lacks some. */
 const ADDON_FUNCTIONS = [
   'setGemm', 'routerAux', 'expertDense', 'expertDenseGrad', 'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
-  'erf', 'erfGrad', 'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'setThreads', 'info',
+  'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'setThreads', 'info',
 ] as const satisfies readonly (keyof BlasAddon)[];
 
 /**
@@ -875,8 +873,6 @@ function fusedKernels(addon: BlasAddon): tf.KernelConfig[] {
     { kernelName: VMOE_LAYER_NORM_GRAD, backendName: WASM_BLAS, kernelFunc: layerNormGradKernel(addon) },
     { kernelName: VMOE_SOFTMAX, backendName: WASM_BLAS, kernelFunc: softmaxKernel(addon) },
     { kernelName: VMOE_SOFTMAX_GRAD, backendName: WASM_BLAS, kernelFunc: softmaxGradKernel(addon) },
-    { kernelName: VMOE_ERF, backendName: WASM_BLAS, kernelFunc: unaryKernel(VMOE_ERF, addon.erf) },
-    { kernelName: VMOE_ERF_GRAD, backendName: WASM_BLAS, kernelFunc: unaryGradKernel(VMOE_ERF_GRAD, addon.erfGrad) },
     { kernelName: VMOE_ATTENTION, backendName: WASM_BLAS, kernelFunc: attentionKernel(addon) },
     { kernelName: VMOE_ATTENTION_GRAD, backendName: WASM_BLAS, kernelFunc: attentionGradKernel(addon) },
     { kernelName: VMOE_ADAM, backendName: WASM_BLAS, kernelFunc: adamKernel(addon) },

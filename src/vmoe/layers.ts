@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  hasKernel, isPlainWasm, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_ERF, VMOE_ERF_GRAD, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
+  hasKernel, isPlainWasm, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
   VMOE_LAYER_NORM_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD,
 } from '../engine/fused-kernels.js';
 
@@ -138,12 +138,6 @@ function fusedSoftmax(x: tf.Tensor): tf.Tensor {
     };
   }) as unknown as CustomGradFn);
   return f(x) as tf.Tensor;
-}
-
-/** erf, one native kernel each way where the backend has them (the router's load loss), else tf.erf. */
-export function erf(x: tf.Tensor): tf.Tensor {
-  if (!fusable(x, VMOE_ERF, VMOE_ERF_GRAD)) return tf.erf(x);
-  return fusedUnary(x, VMOE_ERF, VMOE_ERF_GRAD);
 }
 
 /**

@@ -11,13 +11,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
 import {
-  hasKernel, VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_ERF, VMOE_ERF_GRAD, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
+  hasKernel, VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
   VMOE_LAYER_NORM_GRAD, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD, VMOE_ROUTER_AUX, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from '../../src/engine/fused-kernels.js';
 import { routerAuxLosses } from '../../src/vmoe/aux-losses.js';
 import { loadBlasAddon, WASM_BLAS } from '../../src/engine/native-blas.js';
 import {
-  combineRows, composedGelu, composedLayerNorm, composedSelfAttention, dispatchRows, erf, expertDense, gelu, layerNorm, selfAttention, softmax,
+  combineRows, composedGelu, composedLayerNorm, composedSelfAttention, dispatchRows, expertDense, gelu, layerNorm, selfAttention, softmax,
 } from '../../src/vmoe/layers.js';
 import { OptimSchema } from '../../src/train/config.js';
 import { Adam } from '../../src/train/optimizer.js';
@@ -85,7 +85,7 @@ function valueAndGrads(op: (...xs: tf.Tensor[]) => tf.Tensor, inputs: { data: Fl
 const ALL_KERNELS = [
   VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_ADAM, VMOE_SUM_OF_SQUARES,
   VMOE_GATHER_ROWS, VMOE_SCATTER_ROWS, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_ATTENTION, VMOE_ATTENTION_GRAD,
-  VMOE_ERF, VMOE_ERF_GRAD, VMOE_ROUTER_AUX, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD,
+  VMOE_ROUTER_AUX, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD,
 ];
 
 const SHAPES: number[][] = [[3, 5, 37], [1, 1], [17, 256], [2, 3, 64], [40]];
@@ -146,13 +146,6 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
       expectClose(got[1]!, want[1]!, 1e-4); // dx: the composed chain rule rounds more
       expectClose(got[2]!, want[2]!, 1e-4); // dscale: a sum over all leading axes
       expectClose(got[3]!, want[3]!, 1e-4); // dbias
-    });
-
-    it.each(['wasm', 'cpu'])('erf forward and gradient equal tf.erf on %s', async (ref) => {
-      const want = await onBackend(ref, () => valueAndGrads((a) => tf.erf(a), [x], cot));
-      const got = valueAndGrads((a) => erf(a), [x], cot);
-      expectClose(got[0]!, want[0]!, 2e-6);
-      expectClose(got[1]!, want[1]!, 2e-6);
     });
 
     it.each(['wasm', 'cpu'])('softmax forward and gradient equal tf.softmax on %s', async (ref) => {
@@ -510,8 +503,6 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
     expect(run(VMOE_ADAM, { param: x, m: x, v: x, grad: x }, { ...adamAttrs, epsilon: NaN })).toThrow(/epsilon/);
     expect(run(VMOE_ADAM, { param: x, m: x, v: x, grad: x }, { ...adamAttrs, gradScale: undefined as unknown as number })).toThrow(/gradScale/);
     expect(run(VMOE_SUM_OF_SQUARES, { a: x, b: tf.cast(x, 'int32') })).toThrow(/float32/);
-    expect(run(VMOE_ERF, { x: tf.cast(x, 'int32') })).toThrow(/float32/);
-    expect(run(VMOE_ERF_GRAD, { dy: tf.zeros([3, 2]), x })).toThrow(/differ in shape/);
   });
 
   it('addon entry points check argument counts, types and ranges', () => {
@@ -530,9 +521,6 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
     expect(() => addon.layerNorm(heap, 0, 60, 48, 0, 4, 10, 1e-6)).toThrow(RangeError);
     expect(() => addon.layerNorm(heap, 0, 40, 48, 0, 4, 10, -1)).toThrow(RangeError);
     expect(() => addon.layerNormGrad(heap, 0, 0, 40, 0, 50, 60, 4, 10, 1e-6)).toThrow(RangeError);
-    expect(() => addon.erf(heap, 0, 32, 32)).not.toThrow();
-    expect(() => addon.erf(heap, 0, 33, 32)).toThrow(RangeError);
-    expect(() => addon.erfGrad(heap, 0, 16, 60, 8)).toThrow(RangeError);
     expect(() => addon.softmax(heap, 0, 0, 8, 8)).not.toThrow();
     expect(() => addon.softmax(heap, 0, 0, 9, 8)).toThrow(RangeError);
     expect(() => addon.softmaxGrad(heap, 0, 0, 1, 8, 8)).toThrow(RangeError);
