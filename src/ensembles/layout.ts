@@ -10,11 +10,17 @@ import type { ModelConfig } from '../vmoe/config.js';
 
 export type MemberLayout = ModelConfig['ensemble']['layout'];
 
-/** (B, T, H) → (B·M, T, H), member m of image i at row i·M + m (repeat) or m·B + i (tile). */
+/**
+ * (B, T, H) → (B·M, T, H), member m of image i at row i·M + m (repeat) or m·B + i (tile).
+ * A broadcasting add onto zeros, not tf.tile: the wasm Tile kernel took ~20 ms for a batch of 64
+ * (E³ tiny), and the add's gradient is one sum over the member axis.
+ */
 export function repeatMembers(x: tf.Tensor3D, M: number, layout: MemberLayout): tf.Tensor3D {
   const [B, T, H] = x.shape;
-  if (layout === 'tile') return tf.tile(x, [M, 1, 1]);
-  return tf.reshape(tf.tile(tf.reshape(x, [B, 1, T * H]), [1, M, 1]), [B * M, T, H]);
+  const copies = layout === 'tile'
+    ? tf.add(tf.zeros([M, B * T * H]), tf.reshape(x, [1, B * T * H])) // (M, B·T·H)
+    : tf.add(tf.zeros([B, M, T * H]), tf.reshape(x, [B, 1, T * H])); // (B, M, T·H)
+  return tf.reshape(copies, [B * M, T, H]);
 }
 
 /** Per-row outputs (B·M, D) in the layout → (M, B, D). */
