@@ -165,8 +165,8 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
   });
 
   describe('self-attention on the fused qkv projection', () => {
-    // (B, T, heads, hd): odd sequence lengths and head widths, one head, one image, the bench shape's T.
-    const cases = [[3, 7, 2, 5], [1, 1, 1, 1], [2, 50, 4, 16], [4, 13, 3, 8], [1, 33, 1, 20]] as const;
+    // (B, T, heads, hd): odd sequence lengths and head widths, one head, one image, the bench shape's T, wide heads, long sequences.
+    const cases = [[3, 7, 2, 5], [1, 1, 1, 1], [2, 50, 4, 16], [4, 13, 3, 8], [1, 33, 1, 20], [1, 9, 2, 64], [1, 11, 1, 65], [1, 257, 1, 3]] as const;
     it.each(cases.map((c) => [c.join('/'), c] as const))('B/T/heads/hd %s: forward and dqkv equal the composed ops on wasm and cpu', async (_, c) => {
       const [B, T, heads, hd] = c;
       const width = 3 * heads * hd;
