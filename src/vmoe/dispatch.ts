@@ -46,6 +46,10 @@ function groupSizesFor(numTokens: number, groupSize: number): number[] {
  * Chosen experts are marked with the token's stamp, so nothing is cleared per token.
  */
 function chooseTopK(gates: Float32Array | Float64Array, N: number, E: number, K: number, expert: Int32Array, top1: Float64Array): void {
+  if (K === 2 && E >= 2) {
+    chooseTop2(gates, N, E, expert, top1);
+    return;
+  }
   const stamp = new Int32Array(E).fill(-1);
   for (let t = 0; t < N; t++) {
     const base = t * E;
@@ -60,6 +64,27 @@ function chooseTopK(gates: Float32Array | Float64Array, N: number, E: number, K:
       expert[t * K + c] = best;
       if (c === 0) top1[t] = bestV;
     }
+  }
+}
+
+/**
+ * chooseTopK for K = 2 in one pass per token (the common V-MoE setting): strict comparisons keep
+ * the lower index on ties, and NaN / -Infinity gates are never chosen unless nothing else is left,
+ * exactly as the general loop.
+ */
+function chooseTop2(gates: Float32Array | Float64Array, N: number, E: number, expert: Int32Array, top1: Float64Array): void {
+  for (let t = 0; t < N; t++) {
+    const base = t * E;
+    let b1 = -1, v1 = -Infinity, b2 = -1, v2 = -Infinity;
+    for (let e = 0; e < E; e++) {
+      const v = gates[base + e]!;
+      if (v > v1) { b2 = b1; v2 = v1; b1 = e; v1 = v; } else if (v > v2) { b2 = e; v2 = v; }
+    }
+    if (b1 < 0) b1 = 0;
+    if (b2 < 0) b2 = b1 === 0 ? 1 : 0;
+    expert[2 * t] = b1;
+    expert[2 * t + 1] = b2;
+    top1[t] = v1;
   }
 }
 

@@ -291,6 +291,32 @@ describe('optional router losses', () => {
   });
 });
 
+describe('planTopK with K = 2 (its one-pass selection)', () => {
+  it('chooses what the general K-loop chooses first and second: ties to the lower index, NaN and -Infinity last', () => {
+    const E = 5;
+    const rows = [
+      [0.2, 0.4, 0.4, 0.1, 0.4], // a three-way tie for first
+      [0.3, 0.3, 0.1, 0.3, 0.0], // ties for first and second
+      [NaN, 0.5, NaN, 0.2, 0.2],
+      [-Infinity, 0.7, -Infinity, -Infinity, -Infinity], // one real choice: the second falls back to the lowest index
+      [NaN, NaN, NaN, NaN, NaN],
+      [0.9, -Infinity, NaN, -Infinity, NaN],
+      [0.1, 0.2, 0.3, 0.4, 0.5],
+    ];
+    const rng = new Rng(23);
+    for (let i = 0; i < 40; i++) rows.push(Array.from({ length: E }, () => Math.round(rng.uniform() * 4) / 4)); // many ties
+    const N = rows.length;
+    for (const gates of [Float64Array.from(rows.flat()), Float32Array.from(rows.flat())]) {
+      const opts = (k: number) => ({ k, groupSize: N, capacity: () => N, batchPriority: false });
+      const two = planTopK(gates, N, E, opts(2)), three = planTopK(gates, N, E, opts(3));
+      for (let t = 0; t < N; t++) {
+        expect([two.expert![2 * t], two.expert![2 * t + 1]]).toEqual([three.expert![3 * t], three.expert![3 * t + 1]]);
+      }
+      expect(Array.from(two.expert!.subarray(0, 14))).toEqual([1, 2, 0, 1, 1, 3, 1, 0, 0, 1, 0, 1, 4, 3]);
+    }
+  });
+});
+
 describe('packExpertRows', () => {
   it.each([
     { N: 40, E: 4, K: 2, S: 20, cf: 1.5 }, // capacity slack: empty slots to skip
