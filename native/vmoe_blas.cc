@@ -792,6 +792,16 @@ napi_value AttentionGrad(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// out[j] = scale · Σ_i x[i, j] over a row-major (rows, cols) block, accumulated in double.
+void columnSums(const float* x, int64_t rows, int64_t cols, double scale, float* out) {
+  std::vector<double> acc(static_cast<size_t>(cols), 0.0);
+  for (int64_t i = 0; i < rows; i++) {
+    const float* row = x + i * cols;
+    for (int64_t j = 0; j < cols; j++) acc[j] += row[j];
+  }
+  for (int64_t j = 0; j < cols; j++) out[j] = static_cast<float>(acc[j] * scale);
+}
+
 // reduceMiddle(heap, srcOff, dstOff, outer, mid, inner, scale)
 // x viewed as row-major (outer, mid, inner): dst[o, j] = scale · Σ_m x[o, m, j], in double.
 // A sum (scale 1) or mean (1/mid) over any contiguous block of axes, without the transpose
@@ -818,17 +828,7 @@ napi_value ReduceMiddle(napi_env env, napi_callback_info info) {
     for (int64_t o = 0; o < outer; o++) heap[dst + o] = static_cast<float>(laneSum(heap + src + o * mid, mid) * scale);
     return nullptr;
   }
-  std::vector<double> acc(static_cast<size_t>(inner));
-  for (int64_t o = 0; o < outer; o++) {
-    std::fill(acc.begin(), acc.end(), 0.0);
-    const float* x = heap + src + o * mid * inner;
-    for (int64_t m = 0; m < mid; m++) {
-      const float* row = x + m * inner;
-      for (int64_t j = 0; j < inner; j++) acc[j] += row[j];
-    }
-    float* out = heap + dst + o * inner;
-    for (int64_t j = 0; j < inner; j++) out[j] = static_cast<float>(acc[j] * scale);
-  }
+  for (int64_t o = 0; o < outer; o++) columnSums(heap + src + o * mid * inner, mid, inner, scale, heap + dst + o * inner);
   return nullptr;
 }
 
@@ -1183,12 +1183,7 @@ napi_value ExpertDenseGrad(napi_env env, napi_callback_info info) {
       std::memset(dwe, 0, sizeof(float) * I * O);
     }
     std::memset(dxe + static_cast<int64_t>(r) * I, 0, sizeof(float) * (R - r) * I);
-    if (db >= 0) {
-      float* dbe = heap + db + e * O;
-      std::vector<double> acc(O, 0.0);
-      for (int i = 0; i < r; i++) for (int64_t j = 0; j < O; j++) acc[j] += dye[i * O + j];
-      for (int64_t j = 0; j < O; j++) dbe[j] = static_cast<float>(acc[j]);
-    }
+    if (db >= 0) columnSums(dye, r, O, 1.0, heap + db + e * O);
   }
   return nullptr;
 }

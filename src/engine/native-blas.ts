@@ -247,7 +247,8 @@ export function loadBlasAddon(): BlasStatus {
 export function chooseGemm(addon: BlasAddon, want: string | undefined): string {
   const { gemmLibraries } = addon.info();
   if (want && !gemmLibraries.includes(want as GemmLibrary)) {
-    throw new Error(`VMOE_GEMM=${want}, but this addon has only ${gemmLibraries.join(', ')} (unset it, or install libdnnl-dev and run npm run build:native)`);
+    const hint = want === 'onednn' ? 'unset it, or install libdnnl-dev and run npm run build:native' : 'unset it or choose one of those';
+    throw new Error(`VMOE_GEMM=${want}, but this addon has only ${gemmLibraries.join(', ')} (${hint})`);
   }
   addon.setGemm((want as GemmLibrary | undefined) ?? gemmLibraries[0]!);
   const info = addon.info();

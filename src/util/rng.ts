@@ -90,6 +90,34 @@ export class Rng {
     return this.nextUint32() >>> 1;
   }
 
+  /**
+   * n standard normal float32 values (times `scale`) by the ziggurat (see standardNormals). The
+   * generator's step is inlined on int32 locals — a method call per draw cost more than the
+   * ziggurat itself — and written back to the state for the rare wedge/tail cases.
+   */
+  normals(n: number, scale = 1): Float32Array {
+    const { k, w } = ZIG;
+    const out = new Float32Array(n);
+    const st = this.s;
+    let s0 = st[0]! | 0, s1 = st[1]! | 0, s2 = st[2]! | 0, s3 = st[3]! | 0;
+    for (let i = 0; i < n; i++) {
+      const m = Math.imul(s1, 5);
+      const j = Math.imul((m << 7) | (m >>> 25), 9); // nextUint32's output, as a signed 32-bit draw
+      const t = s1 << 9;
+      s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+      const layer = j & 127;
+      if (Math.abs(j) < k[layer]!) {
+        out[i] = scale * (j * w[layer]!);
+        continue;
+      }
+      st[0] = s0; st[1] = s1; st[2] = s2; st[3] = s3;
+      out[i] = scale * zigguratSlow(this, j);
+      s0 = st[0]! | 0; s1 = st[1]! | 0; s2 = st[2]! | 0; s3 = st[3]! | 0;
+    }
+    st[0] = s0; st[1] = s1; st[2] = s2; st[3] = s3;
+    return out;
+  }
+
   getState(): RngState {
     return [this.s[0]!, this.s[1]!, this.s[2]!, this.s[3]!];
   }
@@ -132,40 +160,11 @@ const ZIG = (() => {
  * values (tfjs's randomNormal took 1–2 ms for a 3200×8 batch; this ≈ 0.1 ms).
  */
 export function standardNormals(n: number, seed: number, scale = 1): Float32Array {
-  const { k, w } = ZIG;
-  const out = new Float32Array(n);
-  // xoshiro128** stepped inline on int32 locals (a call or a closure per draw cost more than
-  // the ziggurat itself); the rare wedge/tail cases step the same state through `state`.
-  const state = Int32Array.from(new Rng(seed).getState());
-  let s0 = state[0]!, s1 = state[1]!, s2 = state[2]!, s3 = state[3]!;
-  for (let i = 0; i < n; i++) {
-    const m = Math.imul(s1, 5);
-    const j = Math.imul((m << 7) | (m >>> 25), 9); // signed 32-bit draw
-    const t = s1 << 9;
-    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
-    const layer = j & 127;
-    if (Math.abs(j) < k[layer]!) {
-      out[i] = scale * (j * w[layer]!);
-      continue;
-    }
-    state[0] = s0; state[1] = s1; state[2] = s2; state[3] = s3;
-    out[i] = scale * zigguratSlow(state, j);
-    s0 = state[0]!; s1 = state[1]!; s2 = state[2]!; s3 = state[3]!;
-  }
-  return out;
-}
-
-/** Next xoshiro128** output of `s` (int32 state, advanced in place), uniform in [0, 1). */
-function uniformOf(s: Int32Array): number {
-  const m = Math.imul(s[1]!, 5);
-  const r = Math.imul((m << 7) | (m >>> 25), 9);
-  const t = s[1]! << 9;
-  s[2]! ^= s[0]!; s[3]! ^= s[1]!; s[1]! ^= s[2]!; s[0]! ^= s[3]!; s[2]! ^= t; s[3] = (s[3]! << 11) | (s[3]! >>> 21);
-  return (r >>> 0) / 4294967296;
+  return new Rng(seed).normals(n, scale);
 }
 
 /** The ziggurat's rare cases for a first draw j that missed its layer's box: the tail and the wedges. */
-function zigguratSlow(s: Int32Array, j: number): number {
+function zigguratSlow(rng: Rng, j: number): number {
   const { k, w, f, R } = ZIG;
   for (;;) {
     const layer = j & 127;
@@ -175,14 +174,14 @@ function zigguratSlow(s: Int32Array, j: number): number {
       // the tail beyond R: Marsaglia's exponential rejection
       let tx: number, ty: number;
       do {
-        tx = -Math.log(1 - uniformOf(s)) / R;
-        ty = -Math.log(1 - uniformOf(s));
+        tx = -Math.log(1 - rng.uniform()) / R;
+        ty = -Math.log(1 - rng.uniform());
       } while (ty + ty < tx * tx);
       return j > 0 ? R + tx : -R - tx;
     }
     // a wedge: accept under the density, else draw again
-    if (f[layer]! + uniformOf(s) * (f[layer - 1]! - f[layer]!) < Math.exp(-0.5 * x * x)) return x;
-    j = (uniformOf(s) * 4294967296) | 0;
+    if (f[layer]! + rng.uniform() * (f[layer - 1]! - f[layer]!) < Math.exp(-0.5 * x * x)) return x;
+    j = rng.nextUint32() | 0;
   }
 }
 
