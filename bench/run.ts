@@ -85,8 +85,11 @@ function plan(args: BenchArgs): Job[] {
   // same process), so the full run warms up 10 steps; the peer's PyTorch needs only its 2.
   const t = args.quick ? { warmup: 3, runs: 5 } : { warmup: 10, runs: 20 };
   const big = args.quick ? { warmup: 1, runs: 2 } : { warmup: 3, runs: 5 };
-  // layer studies: cheap calls, so many interleaved rounds (a ratio of minima needs them)
-  const layer = args.quick ? { warmup: 3, runs: 5 } : { warmup: 10, runs: 60 };
+  // Layer studies: cheap calls, so many interleaved rounds (a ratio of minima needs them). 30
+  // warm-up rounds: with 10, the MoE layer's JavaScript was still being optimised during the
+  // timed rounds of moe-vs-dense (median 14.6–15.3 ms there against 12.5–12.8 ms for the same
+  // call in the capacity sweep, whose 7 variants warm it 7× as often); with 30 both agree.
+  const layer = args.quick ? { warmup: 3, runs: 5 } : { warmup: 30, runs: 60 };
   const jobs: Job[] = [];
   for (const threads of args.threads) {
     if (wants('models')) for (const name of MODEL_NAMES) jobs.push({ kind: 'model', suite: 'models', name, batch: args.batch, threads, ...t });

@@ -619,10 +619,69 @@ inline float laneMax(const float* x, int64_t n) {
   return m;
 }
 
+// Pairwise (tree) reductions over a fixed number of values: short independent chains the
+// compiler turns into vector shuffles, where a running accumulator would be one serial chain.
+template <int C>
+inline float treeMax(const float* v) {
+  if constexpr (C == 1) {
+    return v[0];
+  } else {
+    const float a = treeMax<C / 2>(v), b = treeMax<C / 2>(v + C / 2);
+    return b > a ? b : a;
+  }
+}
+template <int C>
+inline float treeSum(const float* v) {
+  if constexpr (C == 1) {
+    return v[0];
+  } else {
+    return treeSum<C / 2>(v) + treeSum<C / 2>(v + C / 2);
+  }
+}
+
+// Softmax rows of exactly C columns (C a power of two ≤ 32: the router's E experts), fully
+// unrolled: per row a tree max and tree sum instead of the generic loops' per-row setup, which
+// dominates rows this short (3200 × 8 router gates: ~85 → ~15 µs).
+template <int C>
+__attribute__((always_inline)) inline void softmaxRowsFixed(const float* __restrict xs, float* __restrict ys, int64_t rows) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* x = xs + r * C;
+    float* y = ys + r * C;
+    const float max = treeMax<C>(x);
+    float e[C];
+    for (int j = 0; j < C; j++) {
+      const float d = x[j] - max;
+      const float v = expSmall(d < -87.0f ? -87.0f : d);
+      e[j] = d < -87.0f ? 0.0f : v;
+    }
+    const float inv = 1.0f / treeSum<C>(e);
+    for (int j = 0; j < C; j++) y[j] = e[j] * inv;
+  }
+}
+
+template <int C>
+__attribute__((always_inline)) inline void softmaxGradRowsFixed(const float* __restrict dys, const float* __restrict ys, float* __restrict dxs, int64_t rows) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* dy = dys + r * C;
+    const float* y = ys + r * C;
+    float p[C];
+    for (int j = 0; j < C; j++) p[j] = dy[j] * y[j];
+    const float dot = treeSum<C>(p);
+    for (int j = 0; j < C; j++) dxs[r * C + j] = y[j] * (dy[j] - dot);
+  }
+}
+
 // Softmax over the last axis of row-major (rows, cols): y = e^{x - max} / Σ e^{x - max}.
 // x - max <= 0; below -87 e^x is under 1e-38 and taken as 0 (also for -Infinity, as masks use).
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void softmaxRows(const float* __restrict xs, float* __restrict ys, int64_t rows, int64_t cols) {
+  switch (cols) {
+    case 4: return softmaxRowsFixed<4>(xs, ys, rows);
+    case 8: return softmaxRowsFixed<8>(xs, ys, rows);
+    case 16: return softmaxRowsFixed<16>(xs, ys, rows);
+    case 32: return softmaxRowsFixed<32>(xs, ys, rows);
+    default: break;
+  }
   for (int64_t r = 0; r < rows; r++) {
     const float* x = xs + r * cols;
     float* y = ys + r * cols;
@@ -640,6 +699,13 @@ void softmaxRows(const float* __restrict xs, float* __restrict ys, int64_t rows,
 // dx = y · (dy - Σ_j dy_j y_j) per row.
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void softmaxGradRows(const float* __restrict dys, const float* __restrict ys, float* __restrict dxs, int64_t rows, int64_t cols) {
+  switch (cols) {
+    case 4: return softmaxGradRowsFixed<4>(dys, ys, dxs, rows);
+    case 8: return softmaxGradRowsFixed<8>(dys, ys, dxs, rows);
+    case 16: return softmaxGradRowsFixed<16>(dys, ys, dxs, rows);
+    case 32: return softmaxGradRowsFixed<32>(dys, ys, dxs, rows);
+    default: break;
+  }
   for (int64_t r = 0; r < rows; r++) {
     const float* dy = dys + r * cols;
     const float* y = ys + r * cols;
@@ -1047,7 +1113,7 @@ napi_value CombineRows(napi_env env, napi_callback_info info) {
 }
 
 // d = g · dy and returns dy · row, over h values: 16 partial sums in float (one vector
-// register), added in double at the end.
+// register), combined pairwise; a tail shorter than 16 is added in double.
 __attribute__((target_clones("avx512f", "avx2", "default")))
 float scaleAndDot(const float* __restrict dy, const float* __restrict row, float* __restrict d, float g, int64_t h) {
   float acc[16] = {0};
@@ -1058,12 +1124,12 @@ float scaleAndDot(const float* __restrict dy, const float* __restrict row, float
       acc[l] += dy[j + l] * row[j + l];
     }
   }
-  double dot = 0;
+  // Lanes combined pairwise, as laneSum does: a serial chain over the 16 lanes cost more than the row itself.
+  double dot = treeSum<16>(acc);
   for (; j < h; j++) {
     d[j] = g * dy[j];
     dot += static_cast<double>(dy[j]) * row[j];
   }
-  for (int l = 0; l < 16; l++) dot += acc[l];
   return static_cast<float>(dot);
 }
 
@@ -1245,25 +1311,25 @@ void cv2GradOf(const double* v, int n, double scale, double* out) {
   for (int i = 0; i < n; i++) out[i] = scale * ((2.0 / n) * (v[i] - mean) / den - var * 2.0 * mean / n / (den * den));
 }
 
-// routerAux(heap, logitsOff, gatesOff, noisyOff, kthOff, dLogitsOff, lossesOff, N, E, members, sigma, wImp, wLoad, groupSizes)
-// noisyOff = kthOff = -1: no load loss. kth: int32 per token (the expert of its K-th choice).
+// routerAux(heap, logitsOff, noiseOff, kthOff, dLogitsOff, lossesOff, N, E, members, sigma, wImp, wLoad, groupSizes)
+// noiseOff = kthOff = -1: no load loss; noise is what the router added to the logits. kth: int32 per token (the expert of its K-th choice).
 // Writes dLogits (N, E) and losses [importance, load (NaN without noise), weighted].
 napi_value RouterAux(napi_env env, napi_callback_info info) {
-  napi_value argv[14];
+  napi_value argv[13];
   float* heap;
   size_t length;
-  int64_t v[9];
-  if (!heapKernelArgs(env, info, 14, argv, "vmoe_blas.routerAux expects 14 arguments", &heap, &length, 9, v)) return nullptr;
+  int64_t v[8];
+  if (!heapKernelArgs(env, info, 13, argv, "vmoe_blas.routerAux expects 13 arguments", &heap, &length, 8, v)) return nullptr;
   double sigma, wImp, wLoad;
-  NAPI_OK(napi_get_value_double(env, argv[10], &sigma));
-  NAPI_OK(napi_get_value_double(env, argv[11], &wImp));
-  NAPI_OK(napi_get_value_double(env, argv[12], &wLoad));
+  NAPI_OK(napi_get_value_double(env, argv[9], &sigma));
+  NAPI_OK(napi_get_value_double(env, argv[10], &wImp));
+  NAPI_OK(napi_get_value_double(env, argv[11], &wLoad));
   const double* sizes;
   size_t numGroups;
-  if (!float64ArrayArg(env, argv[13], &sizes, &numGroups, "vmoe_blas.routerAux: groupSizes must be a Float64Array")) return nullptr;
-  const int64_t logitsOff = v[0], gatesOff = v[1], noisyOff = v[2], kthOff = v[3], dOff = v[4], lossOff = v[5];
-  const int64_t N = v[6], E = v[7], M = v[8];
-  const bool withLoad = noisyOff >= 0 && kthOff >= 0;
+  if (!float64ArrayArg(env, argv[12], &sizes, &numGroups, "vmoe_blas.routerAux: groupSizes must be a Float64Array")) return nullptr;
+  const int64_t logitsOff = v[0], noiseOff = v[1], kthOff = v[2], dOff = v[3], lossOff = v[4];
+  const int64_t N = v[5], E = v[6], M = v[7];
+  const bool withLoad = noiseOff >= 0 && kthOff >= 0;
   if (N < 0 || E < 1 || M < 1 || E % M != 0 || E > 65536 || (withLoad && !(sigma > 0))) {
     napi_throw_range_error(env, nullptr, "vmoe_blas.routerAux: bad dimensions or sigma");
     return nullptr;
@@ -1278,17 +1344,15 @@ napi_value RouterAux(napi_env env, napi_callback_info info) {
     total += static_cast<int64_t>(S);
   }
   if (total != N || !inRange(env, logitsOff, N * E, length, "vmoe_blas.routerAux: logits outside the heap") ||
-      !inRange(env, gatesOff, N * E, length, "vmoe_blas.routerAux: gates outside the heap") ||
       !inRange(env, dOff, N * E, length, "vmoe_blas.routerAux: dLogits outside the heap") ||
       !inRange(env, lossOff, 3, length, "vmoe_blas.routerAux: losses outside the heap") ||
-      (withLoad && (!inRange(env, noisyOff, N * E, length, "vmoe_blas.routerAux: noisy logits outside the heap") ||
+      (withLoad && (!inRange(env, noiseOff, N * E, length, "vmoe_blas.routerAux: noise outside the heap") ||
                     !inRange(env, kthOff, N, length, "vmoe_blas.routerAux: kth outside the heap")))) {
     if (total != N) napi_throw_range_error(env, nullptr, "vmoe_blas.routerAux: group sizes do not add up to N");
     return nullptr;
   }
   const float* logits = heap + logitsOff;
-  const float* gates = heap + gatesOff;
-  const float* noisy = withLoad ? heap + noisyOff : nullptr;
+  const float* noise = withLoad ? heap + noiseOff : nullptr;
   const int32_t* kth = withLoad ? intsAt(heap, kthOff) : nullptr;
   float* dLogits = heap + dOff;
   const int64_t Em = E / M;
@@ -1301,15 +1365,20 @@ napi_value RouterAux(napi_env env, napi_callback_info info) {
       }
     }
   }
-  // z, P and ∂P/∂z for each token's own experts, (N, E/M).
-  static thread_local std::vector<float> zbuf, pbuf, dbuf;
+  // The clean gates softmax(logits), as VmoeSoftmax computes them; then z, P and ∂P/∂z for
+  // each token's own experts, (N, E/M), the threshold being its K-th noisy logit (logit + noise
+  // in float, as the router adds them).
+  static thread_local std::vector<float> gbuf, zbuf, pbuf, dbuf;
   static thread_local std::vector<double> dDirect;
+  gbuf.resize(N * E);
+  softmaxRows(logits, gbuf.data(), N, E);
+  const float* gates = gbuf.data();
   if (withLoad) {
     zbuf.resize(N * Em);
     pbuf.resize(N * Em);
     dbuf.resize(N * Em);
     for (int64_t t = 0; t < N; t++) {
-      const float thr = noisy[t * E + kth[t]];
+      const float thr = logits[t * E + kth[t]] + noise[t * E + kth[t]];
       const float* l = logits + t * E + (t % M) * Em;
       for (int64_t e = 0; e < Em; e++) zbuf[t * Em + e] = (thr - l[e]) * c;
     }
@@ -1369,6 +1438,219 @@ napi_value RouterAux(napi_env env, napi_callback_info info) {
   losses[1] = static_cast<float>(loadMean);
   losses[2] = static_cast<float>(wImp * importance + (withLoad ? wLoad * loadMean : 0.0));
   return nullptr;
+}
+
+// ---- The router: product, mask, noise and softmax in one call each way ---------------------
+// Forward: logits = x w (N, E), plus the E³ partition mask (−1e9 where expert e is outside
+// member t mod M's block, as src/ensembles/partition.ts adds it); gates = softmax(logits +
+// noise) (noise optional). Backward: dz = dLogits + softmax'(gates)ᵀ dGates, dx = dz wᵀ,
+// dw = xᵀ dz. The product and softmax are the ones matMul and VmoeSoftmax run, so values
+// equal the composed ops'. The clean gates softmax(logits) that the importance loss needs are
+// recomputed inside routerAux instead of being a third output here: tfjs uploads a zero
+// gradient for every output off the gradient's path.
+
+// routerGates(heap, xOff, wOff, noiseOff (-1: none), logitsOff, gatesOff, N, H, E, M)
+napi_value RouterGates(napi_env env, napi_callback_info info) {
+  napi_value argv[10];
+  float* heap;
+  size_t length;
+  int64_t v[9];
+  if (!heapKernelArgs(env, info, 10, argv, "vmoe_blas.routerGates expects 10 arguments", &heap, &length, 9, v)) return nullptr;
+  const int64_t x = v[0], w = v[1], noise = v[2], logits = v[3], gates = v[4];
+  const int64_t N = v[5], H = v[6], E = v[7], M = v[8];
+  if (N < 0 || H < 1 || E < 1 || M < 1 || E % M != 0 || N > INT32_MAX || H > INT32_MAX || E > INT32_MAX) {
+    napi_throw_range_error(env, nullptr, "vmoe_blas.routerGates: bad dimensions");
+    return nullptr;
+  }
+  if (!inRange(env, x, N * H, length, "vmoe_blas.routerGates: x outside the heap") ||
+      !inRange(env, w, H * E, length, "vmoe_blas.routerGates: w outside the heap") ||
+      !inRange(env, logits, N * E, length, "vmoe_blas.routerGates: logits outside the heap") ||
+      !inRange(env, gates, N * E, length, "vmoe_blas.routerGates: gates outside the heap") ||
+      (noise >= 0 && !inRange(env, noise, N * E, length, "vmoe_blas.routerGates: noise outside the heap"))) {
+    return nullptr;
+  }
+  if (N == 0) return nullptr;
+  float* lg = heap + logits;
+  gemm(false, false, static_cast<int>(N), static_cast<int>(E), static_cast<int>(H), heap + x, heap + w, lg, nullptr, false);
+  if (M > 1) {
+    const int64_t Em = E / M;
+    for (int64_t t = 0; t < N; t++) {
+      const int64_t own = t % M;
+      for (int64_t e = 0; e < E; e++) {
+        if (e / Em != own) lg[t * E + e] += -1e9f;
+      }
+    }
+  }
+  if (noise >= 0) {
+    static thread_local std::vector<float> noisy;
+    noisy.resize(N * E);
+    const float* ns = heap + noise;
+    for (int64_t i = 0; i < N * E; i++) noisy[i] = lg[i] + ns[i];
+    softmaxRows(noisy.data(), heap + gates, N, E);
+  } else {
+    softmaxRows(lg, heap + gates, N, E);
+  }
+  return nullptr;
+}
+
+// routerGatesGrad(heap, xOff, wOff, gatesOff, dGatesOff, dLogitsOff (-1: none), dxOff, dwOff, N, H, E)
+napi_value RouterGatesGrad(napi_env env, napi_callback_info info) {
+  napi_value argv[11];
+  float* heap;
+  size_t length;
+  int64_t v[10];
+  if (!heapKernelArgs(env, info, 11, argv, "vmoe_blas.routerGatesGrad expects 11 arguments", &heap, &length, 10, v)) return nullptr;
+  const int64_t x = v[0], w = v[1], gates = v[2], dGates = v[3], dLogits = v[4], dx = v[5], dw = v[6];
+  const int64_t N = v[7], H = v[8], E = v[9];
+  if (N < 0 || H < 1 || E < 1 || N > INT32_MAX || H > INT32_MAX || E > INT32_MAX) {
+    napi_throw_range_error(env, nullptr, "vmoe_blas.routerGatesGrad: bad dimensions");
+    return nullptr;
+  }
+  if (!inRange(env, x, N * H, length, "vmoe_blas.routerGatesGrad: x outside the heap") ||
+      !inRange(env, w, H * E, length, "vmoe_blas.routerGatesGrad: w outside the heap") ||
+      !inRange(env, gates, N * E, length, "vmoe_blas.routerGatesGrad: gates outside the heap") ||
+      !inRange(env, dGates, N * E, length, "vmoe_blas.routerGatesGrad: dGates outside the heap") ||
+      (dLogits >= 0 && !inRange(env, dLogits, N * E, length, "vmoe_blas.routerGatesGrad: dLogits outside the heap")) ||
+      !inRange(env, dx, N * H, length, "vmoe_blas.routerGatesGrad: dx outside the heap") ||
+      !inRange(env, dw, H * E, length, "vmoe_blas.routerGatesGrad: dw outside the heap")) {
+    return nullptr;
+  }
+  if (N == 0) {
+    std::memset(heap + dw, 0, sizeof(float) * H * E);
+    return nullptr;
+  }
+  static thread_local std::vector<float> dz;
+  dz.resize(N * E);
+  softmaxGradRows(heap + dGates, heap + gates, dz.data(), N, E);
+  if (dLogits >= 0) {
+    const float* d = heap + dLogits;
+    for (int64_t i = 0; i < N * E; i++) dz[i] += d[i];
+  }
+  gemm(false, true, static_cast<int>(N), static_cast<int>(H), static_cast<int>(E), dz.data(), heap + w, heap + dx, nullptr, false);
+  gemm(true, false, static_cast<int>(H), static_cast<int>(E), static_cast<int>(N), heap + x, dz.data(), heap + dw, nullptr, false);
+  return nullptr;
+}
+
+// ---- Top-k dispatch planning on host arrays ---------------------------------------------------
+// planTopK of src/vmoe/dispatch.ts (the reference, itself tested against the per-group rules of
+// src/vmoe/routing.ts), plus the packed layout of packExpertRows, in one pass: each token's K
+// experts by descending gate (ties to the lower index; NaN/-Infinity only when nothing else is
+// left, then the lowest unchosen expert); per group, rank by rank over the tokens in position
+// order (or by descending top-1 gate, stable: Batch Prioritized Routing); slot >= capacity drops
+// the assignment. Kept assignments are appended to their expert's packed rows in the order the
+// unpacked layout holds them (groups, then slots), so packed == packExpertRows(unpacked).
+
+template <typename T>
+bool mutableArrayArg(napi_env env, napi_value v, napi_typedarray_type want, T** data, size_t* length, const char* what) {
+  const T* d;
+  if (!typedArrayArg(env, v, want, &d, length, what)) return false;
+  *data = const_cast<T*>(d);
+  return true;
+}
+
+// planTopK(gates F32 (N·E), N, E, K, sizes I32 (groups), caps I32 (groups), batchPriority,
+//          expert I32 (N·K), slot I32 (N·K), kept U8 (N·K), rowToken I32 (E·R), rowGate I32 (E·R),
+//          packedToken I32 (E·R), packedGate I32 (E·R), rows I32 (E)) → processed assignments
+napi_value PlanTopK(napi_env env, napi_callback_info info) {
+  napi_value argv[15];
+  if (!checkArgc(env, info, 15, argv, "vmoe_blas.planTopK expects 15 arguments")) return nullptr;
+  const float* gates;
+  const int32_t *sizes, *caps;
+  int32_t *expert, *slot, *rowToken, *rowGate, *packedToken, *packedGate, *rows;
+  uint8_t* kept;
+  size_t nGates, nSizes, nCaps, nExpert, nSlot, nKept, nRT, nRG, nPT, nPG, nRows;
+  int64_t dims[3];
+  bool bpr;
+  const char* bad = "vmoe_blas.planTopK: wrong argument types (Float32Array gates, Int32Array/Uint8Array outputs)";
+  if (!typedArrayArg(env, argv[0], napi_float32_array, &gates, &nGates, bad) || !int64Args(env, argv, 1, 3, dims) ||
+      !int32ArrayArg(env, argv[4], &sizes, &nSizes, bad) || !int32ArrayArg(env, argv[5], &caps, &nCaps, bad) ||
+      napi_get_value_bool(env, argv[6], &bpr) != napi_ok ||
+      !mutableArrayArg(env, argv[7], napi_int32_array, &expert, &nExpert, bad) ||
+      !mutableArrayArg(env, argv[8], napi_int32_array, &slot, &nSlot, bad) ||
+      !mutableArrayArg(env, argv[9], napi_uint8_array, &kept, &nKept, bad) ||
+      !mutableArrayArg(env, argv[10], napi_int32_array, &rowToken, &nRT, bad) ||
+      !mutableArrayArg(env, argv[11], napi_int32_array, &rowGate, &nRG, bad) ||
+      !mutableArrayArg(env, argv[12], napi_int32_array, &packedToken, &nPT, bad) ||
+      !mutableArrayArg(env, argv[13], napi_int32_array, &packedGate, &nPG, bad) ||
+      !mutableArrayArg(env, argv[14], napi_int32_array, &rows, &nRows, bad)) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_type_error(env, nullptr, bad);
+    return nullptr;
+  }
+  const int64_t N = dims[0], E = dims[1], K = dims[2];
+  int64_t total = 0, R = 0;
+  bool ok = N >= 0 && E >= 1 && K >= 1 && K <= E && N <= INT32_MAX / (E > K ? E : K) && nSizes == nCaps;
+  for (size_t g = 0; ok && g < nSizes; g++) {
+    ok = sizes[g] >= 1 && caps[g] >= 0;
+    total += sizes[g];
+    R += caps[g];
+  }
+  ok = ok && total == N && E * R <= INT32_MAX && nGates == static_cast<size_t>(N * E) && nExpert == static_cast<size_t>(N * K) &&
+       nSlot == nExpert && nKept == nExpert && nRT == static_cast<size_t>(E * R) && nRG == nRT && nPT == nRT && nPG == nRT &&
+       nRows == static_cast<size_t>(E);
+  if (!ok) {
+    napi_throw_range_error(env, nullptr, "vmoe_blas.planTopK: dimensions, group sizes (must add up to N), capacities or array lengths do not fit");
+    return nullptr;
+  }
+  std::vector<double> top1(N);
+  std::vector<int64_t> stamp(E, -1);
+  for (int64_t t = 0; t < N; t++) {
+    const float* g = gates + t * E;
+    for (int64_t c = 0; c < K; c++) {
+      int64_t best = -1;
+      float bestV = -INFINITY;
+      for (int64_t e = 0; e < E; e++) {
+        if (g[e] > bestV && stamp[e] != t) {
+          bestV = g[e];
+          best = e;
+        }
+      }
+      for (int64_t e = 0; best < 0 && e < E; e++) {
+        if (stamp[e] != t) best = e;  // every remaining gate is -Infinity or NaN
+      }
+      stamp[best] = t;
+      expert[t * K + c] = static_cast<int32_t>(best);
+      if (c == 0) top1[t] = bestV;
+    }
+  }
+  std::memset(rowToken, 0, sizeof(int32_t) * nRT);
+  std::memset(rowGate, 0, sizeof(int32_t) * nRT);
+  std::memset(packedToken, 0, sizeof(int32_t) * nRT);
+  std::memset(packedGate, 0, sizeof(int32_t) * nRT);
+  std::memset(kept, 0, nKept);
+  std::memset(rows, 0, sizeof(int32_t) * E);
+  std::vector<int64_t> counts(E), order;
+  int64_t processed = 0, start = 0, offset = 0;
+  for (size_t gi = 0; gi < nSizes; gi++) {
+    const int64_t S = sizes[gi], C = caps[gi];
+    order.resize(S);
+    for (int64_t i = 0; i < S; i++) order[i] = start + i;
+    if (bpr) std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return top1[a] > top1[b]; });
+    std::fill(counts.begin(), counts.end(), 0);
+    for (int64_t c = 0; c < K; c++) {
+      for (int64_t i = 0; i < S; i++) {
+        const int64_t t = order[i], a = t * K + c, e = expert[a];
+        const int64_t s = counts[e]++;
+        slot[a] = static_cast<int32_t>(s);
+        if (s < C) {
+          kept[a] = 1;
+          processed++;
+          const int32_t token = static_cast<int32_t>(t + 1), gate = static_cast<int32_t>(t * E + e + 1);
+          rowToken[e * R + offset + s] = token;
+          rowGate[e * R + offset + s] = gate;
+          const int64_t p = e * R + rows[e]++;
+          packedToken[p] = token;
+          packedGate[p] = gate;
+        }
+      }
+    }
+    start += S;
+    offset += C;
+  }
+  napi_value result;
+  NAPI_OK(napi_create_double(env, static_cast<double>(processed), &result));
+  return result;
 }
 
 napi_value SetThreads(napi_env env, napi_callback_info info) {
@@ -1464,6 +1746,9 @@ napi_value Init(napi_env env, napi_value exports) {
       {"expertDense", nullptr, ExpertDense, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"expertDenseGrad", nullptr, ExpertDenseGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"routerAux", nullptr, RouterAux, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"planTopK", nullptr, PlanTopK, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"routerGates", nullptr, RouterGates, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"routerGatesGrad", nullptr, RouterGatesGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setGemm", nullptr, SetGemm, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
   };

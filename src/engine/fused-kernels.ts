@@ -31,10 +31,14 @@
  *                     per expert, y_e = x_e w_e (+ b_e) on its first rows[e] rows and 0 below (packed expert buffers).
  *   VmoeExpertDenseGrad {dy (E, R, O), x, w, rows}, attrs {bias: boolean} → [dx (E, R, I), dw (E, I, O), db (E, O) if bias],
  *                     over the first rows[e] rows of each expert (dx 0 below).
- *   VmoeRouterAux     {logits (N, E), gates (N, E) = softmax(logits), optional noisy (N, E) and kth (N) int32: the expert
- *                     of each token's K-th choice}, attrs {groupSizes (number[], Σ = N), members, sigma,
- *                     importanceWeight, loadWeight} → [dLogits (N, E), losses (3): importance, load (NaN without
- *                     noisy), weighted sum]: routerAuxLosses of src/vmoe/aux-losses.ts.
+ *   VmoeRouterAux     {logits (N, E), optional noise (N, E) and kth (N) int32: the noise the router added and the expert of
+ *                     each token's K-th choice}, attrs {groupSizes (number[], Σ = N), members, sigma, importanceWeight,
+ *                     loadWeight} → [dLogits (N, E), losses (3): importance, load (NaN without noise), weighted sum]:
+ *                     routerAuxLosses of src/vmoe/aux-losses.ts with gates = softmax(logits), noisy = logits + noise.
+ *   VmoeRouterGates   {x (N, H), w (H, E), optional noise (N, E)}, attrs {members M (E³; 1 for none)} → [logits, gates],
+ *                     both (N, E): logits = x w (+ −1e9 where expert e is outside member (t mod M)'s block
+ *                     [m·E/M, (m+1)·E/M)), gates = softmax(logits (+ noise)).
+ *   VmoeRouterGatesGrad {x, w, gates, dGates, optional dLogits} → [dx (N, H), dw (H, E)]: the gradient of VmoeRouterGates.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -53,6 +57,8 @@ export const VMOE_SCATTER_ROWS = 'VmoeScatterRows';
 export const VMOE_COMBINE_ROWS = 'VmoeCombineRows';
 export const VMOE_COMBINE_ROWS_GRAD = 'VmoeCombineRowsGrad';
 export const VMOE_ROUTER_AUX = 'VmoeRouterAux';
+export const VMOE_ROUTER_GATES = 'VmoeRouterGates';
+export const VMOE_ROUTER_GATES_GRAD = 'VmoeRouterGatesGrad';
 export const VMOE_EXPERT_DENSE = 'VmoeExpertDense';
 export const VMOE_EXPERT_DENSE_GRAD = 'VmoeExpertDenseGrad';
 

@@ -33,7 +33,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD,
-  VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD, VMOE_ROUTER_AUX, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
+  VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD, VMOE_ROUTER_AUX, VMOE_ROUTER_GATES, VMOE_ROUTER_GATES_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from './fused-kernels.js';
 
 export const WASM_BLAS = 'wasm-blas';
@@ -77,9 +77,19 @@ export interface BlasAddon {
   expertDense(heap: Float32Array, xOff: number, wOff: number, bOff: number, rowsOff: number, yOff: number, E: number, R: number, I: number, O: number): void;
   expertDenseGrad(heap: Float32Array, dyOff: number, xOff: number, wOff: number, rowsOff: number, dxOff: number, dwOff: number, dbOff: number,
     E: number, R: number, I: number, O: number): void;
-  /** losses written at lossesOff: [importance, load, weighted]; noisyOff = kthOff = -1 without noise. */
-  routerAux(heap: Float32Array, logitsOff: number, gatesOff: number, noisyOff: number, kthOff: number, dLogitsOff: number, lossesOff: number,
+  /** losses written at lossesOff: [importance, load, weighted]; noiseOff = kthOff = -1 without noise. */
+  routerAux(heap: Float32Array, logitsOff: number, noiseOff: number, kthOff: number, dLogitsOff: number, lossesOff: number,
     N: number, E: number, members: number, sigma: number, importanceWeight: number, loadWeight: number, groupSizes: Float64Array): void;
+  /** planTopK + packExpertRows of src/vmoe/dispatch.ts into the given arrays; returns the processed assignments. */
+  planTopK(gates: Float32Array, N: number, E: number, K: number, groupSizes: Int32Array, capacities: Int32Array, batchPriority: boolean,
+    expert: Int32Array, slot: Int32Array, kept: Uint8Array, rowToken: Int32Array, rowGate: Int32Array,
+    packedToken: Int32Array, packedGate: Int32Array, rows: Int32Array): number;
+  /** logits = x w (+ the E³ mask for members > 1), gates = softmax(logits (+ noise)); noiseOff = -1: none. */
+  routerGates(heap: Float32Array, xOff: number, wOff: number, noiseOff: number, logitsOff: number, gatesOff: number,
+    N: number, H: number, E: number, members: number): void;
+  /** dx, dw of routerGates from dGates and the optional dLogits (-1: absent). */
+  routerGatesGrad(heap: Float32Array, xOff: number, wOff: number, gatesOff: number, dGatesOff: number, dLogitsOff: number,
+    dxOff: number, dwOff: number, N: number, H: number, E: number): void;
   setThreads(n: number): void;
   /** Routes every product to one of info().gemmLibraries; throws for one the build lacks. */
   setGemm(name: GemmLibrary): void;
@@ -186,7 +196,7 @@ export function selfCheck(addon: BlasAddon): string | null {
 
 /** Every entry point this code calls; an addon built from older sources lacks some. */
 const ADDON_FUNCTIONS = [
-  'setGemm', 'routerAux', 'expertDense', 'expertDenseGrad', 'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
+  'setGemm', 'planTopK', 'routerAux', 'routerGates', 'routerGatesGrad', 'expertDense', 'expertDenseGrad', 'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
   'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'setThreads', 'info',
 ] as const satisfies readonly (keyof BlasAddon)[];
 
@@ -840,14 +850,14 @@ function expertDenseGradKernel(addon: BlasAddon): tf.KernelFunc {
 
 function routerAuxKernel(addon: BlasAddon): tf.KernelFunc {
   return ((args: KernelArgs) => {
-    const { logits, gates, noisy, kth } = args.inputs as Record<'logits' | 'gates' | 'noisy' | 'kth', tf.TensorInfo | undefined>;
-    requireFloat32(VMOE_ROUTER_AUX, { logits, gates, ...(noisy ? { noisy } : {}) });
+    const { logits, noise, kth } = args.inputs as Record<'logits' | 'noise' | 'kth', tf.TensorInfo | undefined>;
+    requireFloat32(VMOE_ROUTER_AUX, { logits, ...(noise ? { noise } : {}) });
     const [N, E] = logits!.shape as [number, number];
-    if (logits!.shape.length !== 2 || !sameShape(gates!.shape, [N, E]) || (noisy && !sameShape(noisy.shape, [N, E]))) {
-      throw new Error(`${VMOE_ROUTER_AUX}: logits, gates and noisy must all be (N, E); got [${logits!.shape}], [${gates!.shape}], [${noisy?.shape}]`);
+    if (logits!.shape.length !== 2 || (noise && !sameShape(noise.shape, [N, E]))) {
+      throw new Error(`${VMOE_ROUTER_AUX}: logits and noise must both be (N, E); got [${logits!.shape}], [${noise?.shape}]`);
     }
-    if (!noisy !== !kth || (kth && (kth.dtype !== 'int32' || !sameShape(kth.shape, [N])))) {
-      throw new Error(`${VMOE_ROUTER_AUX}: noisy and kth come together, kth int32 of shape [${N}]`);
+    if (!noise !== !kth || (kth && (kth.dtype !== 'int32' || !sameShape(kth.shape, [N])))) {
+      throw new Error(`${VMOE_ROUTER_AUX}: noise and kth come together, kth int32 of shape [${N}]`);
     }
     const sizes = (args.attrs as { groupSizes?: unknown }).groupSizes;
     if (!Array.isArray(sizes) || !sizes.every((v) => Number.isInteger(v) && v > 0)) {
@@ -857,11 +867,55 @@ function routerAuxKernel(addon: BlasAddon): tf.KernelFunc {
     const dLogits = backend.makeOutput([N, E], 'float32');
     const losses = backend.makeOutput([3], 'float32');
     const off = (t: tf.TensorInfo | undefined) => (t ? floatOffset(backend, t) : -1);
-    addon.routerAux(heapF32(backend), off(logits), off(gates), off(noisy), off(kth), off(dLogits), off(losses), N, E,
+    addon.routerAux(heapF32(backend), off(logits), off(noise), off(kth), off(dLogits), off(losses), N, E,
       countAttr(VMOE_ROUTER_AUX, args.attrs, 'members'), numberAttr(VMOE_ROUTER_AUX, args.attrs, 'sigma'),
       numberAttr(VMOE_ROUTER_AUX, args.attrs, 'importanceWeight'), numberAttr(VMOE_ROUTER_AUX, args.attrs, 'loadWeight'),
       Float64Array.from(sizes as number[]));
     return [dLogits, losses];
+  }) as tf.KernelFunc;
+}
+
+/** (N, H, E) of a router call from x (N, H) and w (H, E), checked; `also` must all be (N, E). */
+function routerDims(kernel: string, x: tf.TensorInfo, w: tf.TensorInfo, also: Record<string, tf.TensorInfo | undefined>) {
+  const present = Object.fromEntries(Object.entries(also).filter(([, t]) => t !== undefined)) as Record<string, tf.TensorInfo>;
+  requireFloat32(kernel, { x, w, ...present });
+  const [N, H] = x.shape as [number, number];
+  const E = w.shape[1]!;
+  if (x.shape.length !== 2 || !sameShape(w.shape, [H, E]) || E < 1 || H < 1) {
+    throw new Error(`${kernel}: x [${x.shape}] and w [${w.shape}] must be (N, H) and (H, E)`);
+  }
+  for (const [name, t] of Object.entries(present)) {
+    if (!sameShape(t.shape, [N, E])) throw new Error(`${kernel}: ${name} [${t.shape}] must be (${N}, ${E})`);
+  }
+  return { N, H, E };
+}
+
+function routerGatesKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { x, w, noise } = args.inputs as Record<'x' | 'w' | 'noise', tf.TensorInfo | undefined>;
+    const { N, H, E } = routerDims(VMOE_ROUTER_GATES, x!, w!, { noise });
+    const members = countAttr(VMOE_ROUTER_GATES, args.attrs, 'members');
+    if (!(members >= 1) || E % members !== 0) throw new Error(`${VMOE_ROUTER_GATES}: ${E} experts do not split into ${members} members`);
+    const backend = args.backend as WasmBackendLike;
+    const logits = backend.makeOutput([N, E], 'float32');
+    const gates = backend.makeOutput([N, E], 'float32');
+    addon.routerGates(heapF32(backend), floatOffset(backend, x!), floatOffset(backend, w!), noise ? floatOffset(backend, noise) : -1,
+      floatOffset(backend, logits), floatOffset(backend, gates), N, H, E, members);
+    return [logits, gates];
+  }) as tf.KernelFunc;
+}
+
+function routerGatesGradKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { x, w, gates, dGates, dLogits } = args.inputs as Record<'x' | 'w' | 'gates' | 'dGates' | 'dLogits', tf.TensorInfo | undefined>;
+    if (!gates || !dGates) throw new Error(`${VMOE_ROUTER_GATES_GRAD}: needs gates and dGates`);
+    const { N, H, E } = routerDims(VMOE_ROUTER_GATES_GRAD, x!, w!, { gates, dGates, dLogits });
+    const backend = args.backend as WasmBackendLike;
+    const dx = backend.makeOutput([N, H], 'float32');
+    const dw = backend.makeOutput([H, E], 'float32');
+    addon.routerGatesGrad(heapF32(backend), floatOffset(backend, x!), floatOffset(backend, w!), floatOffset(backend, gates),
+      floatOffset(backend, dGates), dLogits ? floatOffset(backend, dLogits) : -1, floatOffset(backend, dx), floatOffset(backend, dw), N, H, E);
+    return [dx, dw];
   }) as tf.KernelFunc;
 }
 
@@ -883,6 +937,8 @@ function fusedKernels(addon: BlasAddon): tf.KernelConfig[] {
     { kernelName: VMOE_COMBINE_ROWS, backendName: WASM_BLAS, kernelFunc: combineRowsKernel(addon) },
     { kernelName: VMOE_COMBINE_ROWS_GRAD, backendName: WASM_BLAS, kernelFunc: combineRowsGradKernel(addon) },
     { kernelName: VMOE_ROUTER_AUX, backendName: WASM_BLAS, kernelFunc: routerAuxKernel(addon) },
+    { kernelName: VMOE_ROUTER_GATES, backendName: WASM_BLAS, kernelFunc: routerGatesKernel(addon) },
+    { kernelName: VMOE_ROUTER_GATES_GRAD, backendName: WASM_BLAS, kernelFunc: routerGatesGradKernel(addon) },
     { kernelName: VMOE_EXPERT_DENSE, backendName: WASM_BLAS, kernelFunc: expertDenseKernel(addon) },
     { kernelName: VMOE_EXPERT_DENSE_GRAD, backendName: WASM_BLAS, kernelFunc: expertDenseGradKernel(addon) },
   ];
@@ -906,6 +962,12 @@ function replacement(addon: BlasAddon, name: string, original: tf.KernelFunc): t
 }
 
 let registered = false;
+let registeredAddon: BlasAddon | null = null;
+
+/** The addon behind the wasm-blas backend while that backend is active (for host routines such as planTopK), else null. */
+export function activeBlasAddon(): BlasAddon | null {
+  return tf.getBackend() === WASM_BLAS ? registeredAddon : null;
+}
 
 /**
  * Registers `wasm-blas` (the initialised wasm backend's instance under a
@@ -924,4 +986,5 @@ export function registerWasmBlasBackend(addon: BlasAddon, threads: number): void
   // Priority below wasm's so tfjs never picks it on its own.
   tf.registerBackend(WASM_BLAS, () => wasmBackend, 0);
   registered = true;
+  registeredAddon = addon;
 }

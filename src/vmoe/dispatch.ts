@@ -88,6 +88,15 @@ function chooseTop2(gates: Float32Array | Float64Array, N: number, E: number, ex
   }
 }
 
+/** A top-k plan's groups, their capacities and R = Σ capacities, after checking gates and k. */
+function topKLayout(gates: ArrayLike<number>, N: number, E: number, opts: { k: number; groupSize: number; capacity: CapacityFn }) {
+  if (gates.length !== N * E) throw new Error(`gates have ${gates.length} values, expected ${N}×${E}`);
+  if (opts.k < 1 || opts.k > E) throw new Error(`k must be in [1, ${E}], got ${opts.k}`);
+  const sizes = groupSizesFor(N, opts.groupSize);
+  const caps = sizes.map((s) => opts.capacity(s));
+  return { sizes, caps, R: caps.reduce((a, b) => a + b, 0) };
+}
+
 /**
  * Top-k per token (spec §2): K-major assignment; within a rank, position order
  * (vanilla) or descending top-1 gate (BPR, stable); slot ≥ C drops the assignment.
@@ -100,11 +109,7 @@ export function planTopK(
   opts: { k: number; groupSize: number; capacity: CapacityFn; batchPriority: boolean },
 ): DispatchPlan {
   const N = numTokens, E = numExperts, K = opts.k;
-  if (gates.length !== N * E) throw new Error(`gates have ${gates.length} values, expected ${N}×${E}`);
-  if (K < 1 || K > E) throw new Error(`k must be in [1, ${E}], got ${K}`);
-  const sizes = groupSizesFor(N, opts.groupSize);
-  const caps = sizes.map((s) => opts.capacity(s));
-  const R = caps.reduce((a, b) => a + b, 0);
+  const { sizes, caps, R } = topKLayout(gates, N, E, opts);
   const expert = new Int32Array(N * K);
   const slot = new Int32Array(N * K);
   const kept = new Uint8Array(N * K);
@@ -213,4 +218,48 @@ export function packExpertRows(plan: Pick<DispatchPlan, 'rowToken' | 'rowGate' |
     rows[e] = n;
   }
   return { rowToken, rowGate, rows };
+}
+
+/** Expert buffers with each expert's filled rows first (see packExpertRows). */
+export interface PackedRows {
+  rowToken: Int32Array;
+  rowGate: Int32Array;
+  /** (E) filled rows per expert. */
+  rows: Int32Array;
+}
+
+/** A native planTopK + packExpertRows filling preallocated arrays (the wasm-blas addon's planTopK). */
+export interface NativeTopKPlanner {
+  planTopK(gates: Float32Array, N: number, E: number, K: number, groupSizes: Int32Array, capacities: Int32Array, batchPriority: boolean,
+    expert: Int32Array, slot: Int32Array, kept: Uint8Array, rowToken: Int32Array, rowGate: Int32Array,
+    packedToken: Int32Array, packedGate: Int32Array, rows: Int32Array): number;
+}
+
+/**
+ * planTopK and its packed rows, natively when `native` is given (one pass, no intermediate
+ * arrays; tests hold it equal to the functions above), else with planTopK + packExpertRows.
+ */
+export function planTopKPacked(
+  gates: Float32Array | Float64Array,
+  numTokens: number,
+  numExperts: number,
+  opts: { k: number; groupSize: number; capacity: CapacityFn; batchPriority: boolean },
+  native: NativeTopKPlanner | null,
+): { plan: DispatchPlan; packed: PackedRows } {
+  if (!native || !(gates instanceof Float32Array)) {
+    const plan = planTopK(gates, numTokens, numExperts, opts);
+    return { plan, packed: packExpertRows(plan) };
+  }
+  const N = numTokens, E = numExperts, K = opts.k;
+  const { sizes, caps, R } = topKLayout(gates, N, E, opts);
+  const expert = new Int32Array(N * K), slot = new Int32Array(N * K), kept = new Uint8Array(N * K);
+  const rowToken = new Int32Array(E * R), rowGate = new Int32Array(E * R);
+  const packed = { rowToken: new Int32Array(E * R), rowGate: new Int32Array(E * R), rows: new Int32Array(E) };
+  const processed = native.planTopK(gates, N, E, K, Int32Array.from(sizes), Int32Array.from(caps), opts.batchPriority,
+    expert, slot, kept, rowToken, rowGate, packed.rowToken, packed.rowGate, packed.rows);
+  const plan: DispatchPlan = {
+    numTokens: N, numExperts: E, rowsPerExpert: R, groupSizes: sizes, capacities: caps,
+    rowToken, rowGate, expert, slot, kept, k: K, processed, requested: N * K, expertCount: Float64Array.from(packed.rows),
+  };
+  return { plan, packed };
 }

@@ -6,9 +6,10 @@
  * gates do.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { hasKernel, isPlainWasm, VMOE_ROUTER_AUX } from '../engine/fused-kernels.js';
+import { hasKernel, isPlainWasm, VMOE_ROUTER_AUX, VMOE_ROUTER_GATES, VMOE_ROUTER_GATES_GRAD } from '../engine/fused-kernels.js';
 import { combineRows, dense2d, dispatchRows, expertDense, gelu, softmax } from './layers.js';
-import { packExpertRows, planExpertChoice, planTopK, type DispatchPlan } from './dispatch.js';
+import { packExpertRows, planExpertChoice, planTopKPacked, type DispatchPlan, type PackedRows } from './dispatch.js';
+import { activeBlasAddon } from '../engine/native-blas.js';
 import { expertCapacity, expertChoiceCapacity, type CapacityRounding } from './capacity.js';
 import { checkPartition, partitionMask } from '../ensembles/partition.js';
 import { importanceLossOfGroup, routerAuxLosses } from './aux-losses.js';
@@ -53,7 +54,8 @@ export interface MoeLayerResult {
   aux: tf.Scalar;
   plan: DispatchPlan;
   stats: MoeLayerStats;
-  gatesClean: tf.Tensor2D; // (N, E)
+  /** (N, E) softmax of the noise-free logits; computed on first read under noise (training never reads it). */
+  readonly gatesClean: tf.Tensor2D;
 }
 
 export type DispatchImpl = 'gather' | 'dense';
@@ -68,19 +70,85 @@ function capacityFn(r: RoutingSettings, E: number): (S: number) => number {
       : expertCapacity({ groupSize: S, numExperts: E, k: r.k, capacityFactor: r.capacityFactor, rounding: r.rounding });
 }
 
-/** The router's noise for one layer call, (N, E): σ times standard normals from its seed. */
-export function routerNoise(N: number, E: number, seed: number, sigma = 1): tf.Tensor2D {
-  return tf.tensor2d(standardNormals(N * E, seed, sigma), [N, E]);
+/** The router's noise for one layer call, (N, E) row-major: σ times standard normals from its seed. */
+export function routerNoise(N: number, E: number, seed: number, sigma = 1): Float32Array {
+  return standardNormals(N * E, seed, sigma);
+}
+
+/** The router's tensors for one layer call, both (N, E). */
+export interface RouterGates {
+  /** x·W, plus the E³ partition mask for members > 1. */
+  logits: tf.Tensor2D;
+  /** softmax(logits + noise): the gates tokens are routed and combined with. */
+  gates: tf.Tensor2D;
+}
+
+/**
+ * Router logits and gates, x (N, H) · W (H, E) [+ mask] → logits, softmax(logits [+ noise]) →
+ * gates: one native kernel each way where the backend registers one (its gradient is
+ * registered below), else composed tfjs ops. noise: (N, E) already scaled by σ, or null.
+ */
+export function routerGates(x: tf.Tensor2D, w: tf.Tensor2D, noise: tf.Tensor2D | null, members: number): RouterGates {
+  if (x.dtype === 'float32' && hasKernel(VMOE_ROUTER_GATES) && hasKernel(VMOE_ROUTER_GATES_GRAD)) {
+    registerRouterGatesGradient();
+    const inputs: tf.NamedTensorMap = noise ? { x, w, noise } : { x, w };
+    const [logits, gates] = tf.engine().runKernel(VMOE_ROUTER_GATES, inputs, { members } as unknown as tf.NamedAttrMap) as tf.Tensor2D[];
+    return { logits: logits!, gates: gates! };
+  }
+  return composedRouterGates(x, w, noise, members);
+}
+
+/** routerGates from tfjs ops (every backend; the reference the fused kernel is tested against). */
+export function composedRouterGates(x: tf.Tensor2D, w: tf.Tensor2D, noise: tf.Tensor2D | null, members: number): RouterGates {
+  const [N, E] = [x.shape[0], w.shape[1]];
+  const rawLogits = dense2d(x, w); // (N, E)
+  const logits = members > 1 ? (tf.add(rawLogits, partitionMask(N, E, members)) as tf.Tensor2D) : rawLogits;
+  const gates = softmax(noise ? tf.add(logits, noise) : logits) as tf.Tensor2D;
+  return { logits, gates };
+}
+
+/**
+ * The gradient of VmoeRouterGates: both output gradients go to one kernel, which returns dx
+ * and dw together. (tfjs uploads zeros for an output off the gradient's path, e.g. the logits
+ * when no loss reads them.)
+ */
+function registerRouterGatesGradient(): void {
+  if (tf.getGradient(VMOE_ROUTER_GATES)) return;
+  tf.registerGradient({
+    kernelName: VMOE_ROUTER_GATES,
+    inputsToSave: ['x', 'w'],
+    outputsToSave: [false, true],
+    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+      const [dLogits, dGates] = dy as tf.Tensor[];
+      const [x, w, gates] = saved;
+      // Run here, not inside the per-input closures: tfjs calls each in its own tidy, which would
+      // dispose the other input's gradient.
+      const [dx, dw] = tf.engine().runKernel(VMOE_ROUTER_GATES_GRAD, { x: x!, w: w!, gates: gates!, dGates: dGates!, dLogits: dLogits! }) as tf.Tensor[];
+      return { x: () => dx!, w: () => dw!, noise: () => tf.zerosLike(dGates!) };
+    },
+  });
+}
+
+/** Row-wise softmax of (rows, cols) values on the host, in float64, rounded to float32. */
+function softmaxHost(v: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(v.length);
+  for (let r = 0; r < rows; r++) {
+    let max = -Infinity;
+    for (let j = 0; j < cols; j++) max = Math.max(max, v[r * cols + j]!);
+    let sum = 0;
+    for (let j = 0; j < cols; j++) sum += Math.exp(v[r * cols + j]! - max);
+    for (let j = 0; j < cols; j++) out[r * cols + j] = Math.exp(v[r * cols + j]! - max) / sum;
+  }
+  return out;
 }
 
 interface RouterAuxArgs {
-  /** (N, E) clean logits (E³: masked), and their softmax. */
+  /** (N, E) clean logits (E³: masked). */
   logits: tf.Tensor2D;
-  gatesClean: tf.Tensor2D;
-  /** The clean gates' values when already on the host. */
+  /** softmax(logits) when already on the host (no noise: the routing gates). */
   gatesCleanValues: Float32Array | null;
-  /** (N, E) noisy logits and each token's K-th expert; null: no load loss. */
-  noisy: tf.Tensor2D | null;
+  /** The router's noise (tensor and host values) and each token's K-th expert; null: no load loss. */
+  noise: { tensor: tf.Tensor2D; values: Float32Array } | null;
   kthExpert: Int32Array | null;
   sigma: number;
   groupSizes: number[];
@@ -100,19 +168,21 @@ function routerAuxTerm(a: RouterAuxArgs): { loss: tf.Scalar; importance: number;
   const f = tf.customGrad(((lg: tf.Tensor2D, save: tf.GradSaveFunc) => {
     let weighted: number;
     let dLogits: tf.Tensor;
+    const [N, E] = lg.shape;
     if (hasKernel(VMOE_ROUTER_AUX)) {
-      const inputs: tf.NamedTensorMap = { logits: lg, gates: a.gatesClean };
-      if (a.noisy && a.kthExpert) Object.assign(inputs, { noisy: a.noisy, kth: tf.tensor1d(a.kthExpert, 'int32') });
+      const inputs: tf.NamedTensorMap = { logits: lg };
+      if (a.noise && a.kthExpert) Object.assign(inputs, { noise: a.noise.tensor, kth: tf.tensor1d(a.kthExpert, 'int32') });
       const [d, losses] = tf.engine().runKernel(VMOE_ROUTER_AUX, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
       [importance, load, weighted] = Array.from(losses!.dataSync()) as [number, number, number];
       dLogits = d!;
     } else {
+      const logits = lg.dataSync() as Float32Array;
+      const noise = a.noise?.values ?? null;
       const host = routerAuxLosses({
-        numTokens: lg.shape[0], numExperts: lg.shape[1], members: a.members, groupSizes: a.groupSizes, sigma: a.sigma,
-        kthExpert: a.kthExpert, weights: a.weights,
-        logits: lg.dataSync() as Float32Array,
-        gates: a.gatesCleanValues ?? (a.gatesClean.dataSync() as Float32Array),
-        noisy: a.noisy ? (a.noisy.dataSync() as Float32Array) : null,
+        numTokens: N, numExperts: E, members: a.members, groupSizes: a.groupSizes, sigma: a.sigma,
+        kthExpert: a.kthExpert, weights: a.weights, logits,
+        gates: a.gatesCleanValues ?? softmaxHost(logits, N, E),
+        noisy: noise ? logits.map((l, i) => l + noise[i]!) : null, // float32 sums, as the router's
       });
       ({ importance, load, weighted } = host);
       dLogits = tf.tensor2d(host.dLogits, lg.shape);
@@ -194,24 +264,25 @@ export function moeLayer(
   const E = w.router.shape[1];
   const M = opts.members ?? 1;
   if (M > 1) checkPartition(E, r.groupSize, N, M);
-  const rawLogits = dense2d(x, w.router); // (N, E)
-  const logits = M > 1 ? tf.add(rawLogits, partitionMask(N, E, M)) as tf.Tensor2D : rawLogits;
   // Each member's softmax runs over its own E/M experts, so its noise scale is σ = noise_std/(E/M).
   const sigma = r.noiseStd / (E / M);
-  const noisy = opts.train && sigma > 0 && opts.noiseSeed !== null
-    ? tf.add(logits, routerNoise(N, E, opts.noiseSeed, sigma))
-    : logits;
-  const gates = softmax(noisy) as tf.Tensor2D; // (N, E)
-  const gatesClean = noisy === logits ? gates : (softmax(logits) as tf.Tensor2D);
+  const withNoise = opts.train && sigma > 0 && opts.noiseSeed !== null;
+  const noiseValues = withNoise ? routerNoise(N, E, opts.noiseSeed!, sigma) : null;
+  const noise = noiseValues ? tf.tensor2d(noiseValues, [N, E]) : null;
+  const { logits, gates } = routerGates(x, w.router, noise, M);
 
   const gateValues = gates.dataSync() as Float32Array;
   const cap = capacityFn(r, E);
-  const plan = r.router === 'expert-choice'
-    ? planExpertChoice(gateValues, N, E, { groupSize: r.groupSize, capacity: cap })
-    : planTopK(gateValues, N, E, { k: r.k, groupSize: r.groupSize, capacity: cap, batchPriority: r.batchPriority });
+  // Each expert's tokens first (packed rows): its products can stop there.
+  let plan: DispatchPlan, packed: PackedRows;
+  if (r.router === 'expert-choice') {
+    plan = planExpertChoice(gateValues, N, E, { groupSize: r.groupSize, capacity: cap });
+    packed = packExpertRows(plan);
+  } else {
+    ({ plan, packed } = planTopKPacked(gateValues, N, E, { k: r.k, groupSize: r.groupSize, capacity: cap, batchPriority: r.batchPriority }, activeBlasAddon()));
+  }
   const R = plan.rowsPerExpert;
 
-  const packed = packExpertRows(plan); // each expert's tokens first: its products can stop there
   const rowToken = tf.tensor1d(packed.rowToken, 'int32');
   const rowGate = tf.tensor1d(packed.rowGate, 'int32');
   let y: tf.Tensor2D;
@@ -234,7 +305,7 @@ export function moeLayer(
   let importanceLoss = NaN, loadLoss = NaN;
   if (opts.auxLosses !== false && r.router === 'top-k') {
     const terms: tf.Scalar[] = [];
-    const withLoad = opts.train && sigma > 0 && opts.noiseSeed !== null;
+    const withLoad = withNoise;
     let kthExpert: Int32Array | null = null;
     if (withLoad) {
       // Threshold: the K-th largest noisy logit (its expert is the K-th choice).
@@ -242,7 +313,7 @@ export function moeLayer(
       for (let t = 0; t < N; t++) kthExpert[t] = plan.expert![t * r.k + r.k - 1]!;
     }
     const host = routerAuxTerm({
-      logits, gatesClean, gatesCleanValues: gatesClean === gates ? gateValues : null, noisy: withLoad ? (noisy as tf.Tensor2D) : null, kthExpert,
+      logits, gatesCleanValues: withNoise ? null : gateValues, noise: withLoad ? { tensor: noise!, values: noiseValues! } : null, kthExpert,
       sigma, groupSizes: plan.groupSizes, members: M, weights: { importance: r.aux.importance, load: withLoad ? r.aux.load : 0 },
     });
     importanceLoss = host.importance;
@@ -263,7 +334,7 @@ export function moeLayer(
       terms.push(tf.mul(tf.mean(tf.square(tf.logSumExp(logits, -1))), r.aux.zloss)); // masked logits: the member's own partition
     }
     if (terms.length) aux = terms.length === 1 ? terms[0]! : (tf.addN(terms) as tf.Scalar);
-  } else if (r.router === 'top-k' && noisy === logits) {
+  } else if (r.router === 'top-k' && !withNoise) {
     // No loss tensors (inference): the importance statistic from the clean gates already on the host.
     let sum = 0, start = 0;
     for (const S of plan.groupSizes) {
@@ -283,5 +354,11 @@ export function moeLayer(
     importanceLoss,
     loadLoss,
   };
-  return { y, aux: aux ?? tf.scalar(0), plan, stats, gatesClean };
+  let gatesClean: tf.Tensor2D | null = withNoise ? null : gates;
+  return {
+    y, aux: aux ?? tf.scalar(0), plan, stats,
+    get gatesClean() {
+      return (gatesClean ??= softmax(logits) as tf.Tensor2D);
+    },
+  };
 }

@@ -12,9 +12,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
 import {
   hasKernel, VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
-  VMOE_LAYER_NORM_GRAD, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD, VMOE_ROUTER_AUX, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
+  VMOE_LAYER_NORM_GRAD, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD, VMOE_ROUTER_AUX, VMOE_ROUTER_GATES, VMOE_ROUTER_GATES_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from '../../src/engine/fused-kernels.js';
 import { routerAuxLosses } from '../../src/vmoe/aux-losses.js';
+import { composedRouterGates, routerGates } from '../../src/vmoe/moe.js';
 import { loadBlasAddon, WASM_BLAS } from '../../src/engine/native-blas.js';
 import {
   combineRows, composedGelu, composedLayerNorm, composedSelfAttention, dispatchRows, expertDense, gelu, layerNorm, selfAttention, softmax,
@@ -85,10 +86,11 @@ function valueAndGrads(op: (...xs: tf.Tensor[]) => tf.Tensor, inputs: { data: Fl
 const ALL_KERNELS = [
   VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_ADAM, VMOE_SUM_OF_SQUARES,
   VMOE_GATHER_ROWS, VMOE_SCATTER_ROWS, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_ATTENTION, VMOE_ATTENTION_GRAD,
-  VMOE_ROUTER_AUX, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD,
+  VMOE_ROUTER_AUX, VMOE_ROUTER_GATES, VMOE_ROUTER_GATES_GRAD, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD,
 ];
 
-const SHAPES: number[][] = [[3, 5, 37], [1, 1], [17, 256], [2, 3, 64], [40]];
+// Widths 4, 8, 16 and 32 take the fixed-width softmax path (router gates), the others the general one.
+const SHAPES: number[][] = [[3, 5, 37], [1, 1], [17, 256], [2, 3, 64], [40], [33, 8], [5, 4], [2, 3, 16], [9, 32]];
 
 describe('without the fused kernels (plain wasm, cpu)', () => {
   beforeAll(async () => {
@@ -254,24 +256,60 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
     });
   });
 
+  describe('router gates (product, E³ mask, noise, softmax)', () => {
+    // Widths 8 and 4 take the fixed-width softmax, 6 the general one; 'gates only' leaves the logits off the
+    // gradient's path (tfjs then hands the kernel a zero dLogits).
+    it.each([
+      { name: 'noise, both outputs', N: 37, H: 5, E: 8, M: 1, noise: true, logitsToo: true },
+      { name: 'E³ 2 members, noise', N: 40, H: 6, E: 4, M: 2, noise: true, logitsToo: true },
+      { name: 'no noise, 6 experts', N: 13, H: 3, E: 6, M: 1, noise: false, logitsToo: true },
+      { name: 'E³ 2 members, no noise, gates only', N: 24, H: 7, E: 8, M: 2, noise: false, logitsToo: false },
+      { name: 'one token, one expert', N: 1, H: 4, E: 1, M: 1, noise: true, logitsToo: true },
+    ])('forward and dx, dw equal the composed ops on wasm and cpu: $name', async ({ N, H, E, M, noise, logitsToo }) => {
+      const x = { data: normals(N * H, 80, 2), shape: [N, H] };
+      const w = { data: normals(H * E, 81), shape: [H, E] };
+      const noiseValues = noise ? normals(N * E, 82, 0.5) : null;
+      const op = (impl: typeof routerGates) => (xi: tf.Tensor, wi: tf.Tensor) => {
+        const r = impl(xi as tf.Tensor2D, wi as tf.Tensor2D, noiseValues ? tf.tensor2d(noiseValues, [N, E]) : null, M);
+        return logitsToo ? tf.concat([r.logits, r.gates], 1) : r.gates;
+      };
+      const cot = normals(N * E * (logitsToo ? 2 : 1), 83);
+      const got = valueAndGrads(op(routerGates), [x, w], cot);
+      for (const ref of ['wasm', 'cpu']) {
+        const want = await onBackend(ref, () => valueAndGrads(op(composedRouterGates), [x, w], cot));
+        expectClose(got[0]!, want[0]!, 1e-5); // logits (masked: −1e9) and gates
+        expectClose(got[1]!, want[1]!, 1e-4); // dx
+        expectClose(got[2]!, want[2]!, 1e-4); // dw
+      }
+    });
+
+    it('rejects mismatched shapes and members that do not divide E', () => {
+      const x = tf.zeros([4, 3]), w = tf.zeros([3, 4]);
+      expect(() => tf.engine().runKernel(VMOE_ROUTER_GATES, { x, w: tf.zeros([2, 4]) }, { members: 1 })).toThrow(/must be \(N, H\) and \(H, E\)/);
+      expect(() => tf.engine().runKernel(VMOE_ROUTER_GATES, { x, w, noise: tf.zeros([4, 3]) }, { members: 1 })).toThrow(/noise \[4,3\]/);
+      expect(() => tf.engine().runKernel(VMOE_ROUTER_GATES, { x, w }, { members: 3 })).toThrow(/do not split into 3 members/);
+      expect(() => tf.engine().runKernel(VMOE_ROUTER_GATES_GRAD, { x, w, gates: tf.zeros([4, 4]) })).toThrow(/needs gates and dGates/);
+    });
+  });
+
   describe('router auxiliary losses', () => {
-    /** Logits (E³: masked), their softmax, noisy logits and each token's K-th noisy choice. */
+    /** Logits (E³: masked), their softmax, the router's noise, noisy logits and each token's K-th noisy choice. */
     function routerInputs(N: number, E: number, M: number, K: number, seed: number) {
       const Em = E / M, sigma = 1 / Em;
       const logits = normals(N * E, seed);
       for (let t = 0; t < N; t++) for (let e = 0; e < E; e++) if (Math.floor(e / Em) !== t % M) logits[t * E + e] = -1e9;
-      const noise = normals(N * E, seed + 1);
+      const noise = normals(N * E, seed + 1).map((v) => sigma * v); // float32, as the router's
       const gates = new Float32Array(N * E), noisy = new Float32Array(N * E), kth = new Int32Array(N);
       for (let t = 0; t < N; t++) {
         const row = logits.subarray(t * E, (t + 1) * E);
         const mx = Math.max(...row);
         let z = 0;
         for (let e = 0; e < E; e++) z += Math.exp(row[e]! - mx);
-        for (let e = 0; e < E; e++) { gates[t * E + e] = Math.exp(row[e]! - mx) / z; noisy[t * E + e] = row[e]! + sigma * noise[t * E + e]!; }
+        for (let e = 0; e < E; e++) { gates[t * E + e] = Math.exp(row[e]! - mx) / z; noisy[t * E + e] = row[e]! + noise[t * E + e]!; }
         const order = Array.from({ length: E }, (_, e) => e).sort((a, b) => noisy[t * E + b]! - noisy[t * E + a]! || a - b);
         kth[t] = order[K - 1]!;
       }
-      return { logits, gates, noisy, kth, sigma };
+      return { logits, gates, noise, noisy, kth, sigma };
     }
     it.each([
       { name: 'one member, an uneven last group', N: 44, E: 8, sizes: [16, 16, 12], M: 1, K: 2, noise: true },
@@ -283,8 +321,9 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
       const want = routerAuxLosses({ numTokens: N, numExperts: E, logits: inp.logits, gates: inp.gates, noisy: noise ? inp.noisy : null,
         kthExpert: noise ? inp.kth : null, sigma: inp.sigma, groupSizes: sizes, members: M, weights });
       tf.tidy(() => {
-        const inputs: tf.NamedTensorMap = { logits: tf.tensor2d(inp.logits, [N, E]), gates: tf.tensor2d(inp.gates, [N, E]) };
-        if (noise) Object.assign(inputs, { noisy: tf.tensor2d(inp.noisy, [N, E]), kth: tf.tensor1d(inp.kth, 'int32') });
+        // The kernel computes the clean gates and the noisy threshold itself.
+        const inputs: tf.NamedTensorMap = { logits: tf.tensor2d(inp.logits, [N, E]) };
+        if (noise) Object.assign(inputs, { noise: tf.tensor2d(inp.noise, [N, E]), kth: tf.tensor1d(inp.kth, 'int32') });
         const [d, losses] = tf.engine().runKernel(VMOE_ROUTER_AUX, inputs,
           { groupSizes: sizes, members: M, sigma: inp.sigma, importanceWeight: weights.importance, loadWeight: weights.load }) as tf.Tensor[];
         const [imp, load, weighted] = losses!.dataSync();
@@ -300,17 +339,17 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
         expect(worst / scale).toBeLessThan(1e-4); // float32 erfc and exp against float64
       });
     });
-    it('rejects a K-th expert outside its member, group sizes that miss N, and unpaired noisy/kth', () => {
+    it('rejects a K-th expert outside its member, group sizes that miss N, and unpaired noise/kth', () => {
       const N = 8, E = 4, M = 2;
       const inp = routerInputs(N, E, M, 1, 71);
       const attrs = (sizes: number[]) => ({ groupSizes: sizes, members: M, sigma: inp.sigma, importanceWeight: 1, loadWeight: 1 });
-      const base = () => ({ logits: tf.tensor2d(inp.logits, [N, E]), gates: tf.tensor2d(inp.gates, [N, E]), noisy: tf.tensor2d(inp.noisy, [N, E]) });
+      const base = () => ({ logits: tf.tensor2d(inp.logits, [N, E]), noise: tf.tensor2d(inp.noise, [N, E]) });
       const bad = Int32Array.from(inp.kth);
       bad[1] = 0; // token 1 belongs to member 1 (experts 2, 3)
       expect(() => tf.engine().runKernel(VMOE_ROUTER_AUX, { ...base(), kth: tf.tensor1d(bad, 'int32') }, attrs([8]))).toThrow(/outside its member/);
       expect(() => tf.engine().runKernel(VMOE_ROUTER_AUX, { ...base(), kth: tf.tensor1d(inp.kth, 'int32') }, attrs([4]))).toThrow(/add up to N/);
       expect(() => tf.engine().runKernel(VMOE_ROUTER_AUX, { ...base(), kth: tf.tensor1d(inp.kth, 'int32') }, attrs([3, 5]))).toThrow(/multiples of members/);
-      expect(() => tf.engine().runKernel(VMOE_ROUTER_AUX, base(), attrs([8]))).toThrow(/noisy and kth come together/);
+      expect(() => tf.engine().runKernel(VMOE_ROUTER_AUX, base(), attrs([8]))).toThrow(/noise and kth come together/);
     });
   });
 
@@ -538,15 +577,24 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
     expect(() => addon.sumOfSquares(heap, Float64Array.of(61), Float64Array.of(4))).toThrow(RangeError);
     expect(() => addon.sumOfSquares(heap, Float64Array.of(0.5), Float64Array.of(4))).toThrow(RangeError);
     expect(() => addon.sumOfSquares(heap, Float64Array.of(0, 1), Float64Array.of(4))).toThrow(RangeError);
-    // routerAux on (N, E) = (4, 2): logits 0, gates 8, dLogits 16, losses 24; no noise
+    // routerAux on (N, E) = (4, 2): logits 0, dLogits 16, losses 24; no noise
     heap.fill(0.5);
-    expect(() => addon.routerAux(heap, 0, 8, -1, -1, 16, 24, 4, 2, 1, 0, 1, 0, Float64Array.of(4))).not.toThrow();
-    expect(heap[24]).toBe(0); // equal importances: CV² = 0
-    expect(() => addon.routerAux(heap, 0, 8, -1, -1, 16, 62, 4, 2, 1, 0, 1, 0, Float64Array.of(4))).toThrow(RangeError);
-    expect(() => addon.routerAux(heap, 0, 8, -1, -1, 16, 24, 4, 2, 1, 0, 1, 0, Float64Array.of(2))).toThrow(RangeError);
-    expect(() => addon.routerAux(heap, 0, 8, -1, -1, 16, 24, 4, 3, 2, 0, 1, 0, Float64Array.of(4))).toThrow(RangeError); // 3 experts, 2 members
-    expect(() => addon.routerAux(heap, 0, 8, 40, 56, 16, 24, 4, 2, 1, 0, 1, 1, Float64Array.of(4))).toThrow(RangeError); // sigma 0 with noise
-    expect(() => addon.routerAux(heap, 0, 8, -1, -1, 16, 24, 4, 2, 1, 0, 1, 0, [4] as unknown as Float64Array)).toThrow(TypeError);
+    expect(() => addon.routerAux(heap, 0, -1, -1, 16, 24, 4, 2, 1, 0, 1, 0, Float64Array.of(4))).not.toThrow();
+    expect(heap[24]).toBe(0); // equal logits, equal importances: CV² = 0
+    expect(() => addon.routerAux(heap, 0, -1, -1, 16, 62, 4, 2, 1, 0, 1, 0, Float64Array.of(4))).toThrow(RangeError);
+    expect(() => addon.routerAux(heap, 0, -1, -1, 16, 24, 4, 2, 1, 0, 1, 0, Float64Array.of(2))).toThrow(RangeError);
+    expect(() => addon.routerAux(heap, 0, -1, -1, 16, 24, 4, 3, 2, 0, 1, 0, Float64Array.of(4))).toThrow(RangeError); // 3 experts, 2 members
+    expect(() => addon.routerAux(heap, 0, 40, 56, 16, 24, 4, 2, 1, 0, 1, 1, Float64Array.of(4))).toThrow(RangeError); // sigma 0 with noise
+    expect(() => addon.routerAux(heap, 0, -1, -1, 16, 24, 4, 2, 1, 0, 1, 0, [4] as unknown as Float64Array)).toThrow(TypeError);
+    // routerGates on (N, H, E) = (2, 4, 2): x 0, w 8, logits 16, gates 24; its gradient: dGates 28, dx 32, dw 40
+    expect(() => addon.routerGates(heap, 0, 8, -1, 16, 24, 2, 4, 2, 1)).not.toThrow();
+    expect(heap[24]! + heap[25]!).toBeCloseTo(1, 6);
+    expect(() => addon.routerGates(heap, 0, 8, -1, 62, 24, 2, 4, 2, 1)).toThrow(RangeError);
+    expect(() => addon.routerGates(heap, 0, 8, 62, 16, 24, 2, 4, 2, 1)).toThrow(RangeError); // noise runs past the heap
+    expect(() => addon.routerGates(heap, 0, 8, -1, 16, 24, 2, 4, 3, 2)).toThrow(RangeError); // 3 experts, 2 members
+    expect(() => addon.routerGatesGrad(heap, 0, 8, 24, 28, -1, 32, 40, 2, 4, 2)).not.toThrow();
+    expect(() => addon.routerGatesGrad(heap, 0, 8, 24, 28, -1, 32, 60, 2, 4, 2)).toThrow(RangeError);
+    expect(() => (addon.routerGatesGrad as unknown as (...a: unknown[]) => void)(heap, 0, 8, 24, 28, -1, 32, 40, 2, 4)).toThrow(TypeError);
   });
 
   it('stays correct when allocating the outputs grows the wasm memory (views are taken after allocation)', () => {

@@ -1,7 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
-import { packExpertRows, planExpertChoice, planTopK } from '../../src/vmoe/dispatch.js';
+import { packExpertRows, planExpertChoice, planTopK, planTopKPacked } from '../../src/vmoe/dispatch.js';
+import { loadBlasAddon } from '../../src/engine/native-blas.js';
 import { topExpertsPerItem, topItemsPerExpert } from '../../src/vmoe/routing.js';
 import { expertCapacity } from '../../src/vmoe/capacity.js';
 import { importanceLoss, loadLoss } from '../../src/vmoe/aux-losses.js';
@@ -224,7 +225,7 @@ describe('MoE layer semantics', () => {
     const res = moeLayer(tf.tensor2d(xs, [N, H]), w, r, { train: true, noiseSeed: seed });
     const logits = tf.matMul(tf.tensor2d(xs, [N, H]), w.router);
     const sigma = r.noiseStd / E;
-    const noisy = tf.add(logits, routerNoise(N, E, seed, sigma));
+    const noisy = tf.add(logits, tf.tensor2d(routerNoise(N, E, seed, sigma), [N, E]));
     const L = logits.arraySync() as number[][], NL = noisy.arraySync() as number[][];
     const gatesClean = tf.softmax(logits).arraySync() as number[][];
     let imp = 0, load = 0;
@@ -254,7 +255,7 @@ describe('aux losses over uneven groups and E³ members', () => {
     const res = moeLayer(tf.tensor2d(xs, [N, H]), w, r, { train: true, noiseSeed: seed, members });
     const logits = tf.matMul(tf.tensor2d(xs, [N, H]), w.router).arraySync() as number[][];
     const sigma = r.noiseStd / Em;
-    const noise = routerNoise(N, E, seed).arraySync() as number[][];
+    const noise = tf.tensor2d(routerNoise(N, E, seed), [N, E]).arraySync() as number[][];
     let imp = 0, load = 0, parts = 0;
     for (let start = 0; start < N; start += S) {
       const rows = Array.from({ length: Math.min(S, N - start) }, (_, i) => start + i);
@@ -339,5 +340,53 @@ describe('packExpertRows', () => {
       if (want.length < R) emptySomewhere = true;
     }
     if (cf > 1) expect(emptySomewhere).toBe(true); // the case exercises skipping
+  });
+});
+
+const blas = loadBlasAddon();
+describe.skipIf(!blas.addon)(`native planTopK (${blas.addon ? 'addon loaded' : `skipped: ${blas.reason}`})`, () => {
+  // Gates rounded to quarters (many ties), rows with NaN / -Infinity, uneven last groups, drops and slack.
+  it.each([
+    { N: 50, E: 5, K: 2, S: 16, cf: 1.05, bpr: false },
+    { N: 50, E: 5, K: 2, S: 16, cf: 0.5, bpr: true },
+    { N: 64, E: 8, K: 1, S: 64, cf: 1.0, bpr: true },
+    { N: 37, E: 6, K: 3, S: 10, cf: 2.0, bpr: false },
+    { N: 37, E: 6, K: 3, S: 10, cf: 0.25, bpr: true },
+    { N: 9, E: 1, K: 1, S: 4, cf: 1.0, bpr: false },
+    { N: 0, E: 4, K: 2, S: 8, cf: 1.0, bpr: false },
+  ])('equals planTopK + packExpertRows field by field: N=$N E=$E K=$K S=$S cf=$cf bpr=$bpr', ({ N, E, K, S, cf, bpr }) => {
+    const rng = new Rng(31 + N + K);
+    const gates = Float32Array.from({ length: N * E }, () => Math.round(rng.uniform() * 4) / 4);
+    if (N > 3 && E > 1) {
+      gates.fill(NaN, 0, E);
+      gates.fill(-Infinity, E, 2 * E - 1);
+      gates[2 * E] = NaN;
+    }
+    const opts = { k: K, groupSize: S, batchPriority: bpr, capacity: (s: number) => expertCapacity({ groupSize: s, numExperts: E, k: K, capacityFactor: cf }) };
+    const want = planTopK(gates, N, E, opts);
+    const wantPacked = packExpertRows(want);
+    const got = planTopKPacked(gates, N, E, opts, blas.addon);
+    expect(got.plan).toEqual(want);
+    expect(got.packed).toEqual(wantPacked);
+    if (cf < 1 && N > 0) expect(want.processed).toBeLessThan(want.requested); // the case drops assignments
+  });
+
+  it('checks its arguments: types, lengths, and group sizes that must add up to N', () => {
+    const addon = blas.addon!;
+    const i32 = (n: number) => new Int32Array(n);
+    const call = (over: Partial<Record<number, unknown>>) => {
+      // N = 4 tokens, E = 2, K = 1, one group of 4 with capacity 2: R = 2
+      const args: unknown[] = [new Float32Array(8), 4, 2, 1, Int32Array.of(4), Int32Array.of(2), false,
+        i32(4), i32(4), new Uint8Array(4), i32(4), i32(4), i32(4), i32(4), i32(2)];
+      for (const [k, v] of Object.entries(over)) args[Number(k)] = v;
+      return () => (addon.planTopK as unknown as (...a: unknown[]) => number)(...args);
+    };
+    expect(call({})()).toBe(2); // equal gates: all four tokens pick expert 0, which keeps two
+    expect(call({ 0: new Float64Array(8) })).toThrow(TypeError);
+    expect(call({ 9: new Int32Array(4) })).toThrow(TypeError);
+    expect(call({ 4: Int32Array.of(3) })).toThrow(/add up to N/);
+    expect(call({ 10: i32(3) })).toThrow(RangeError);
+    expect(call({ 3: 3 })).toThrow(RangeError); // K > E
+    expect(call({ 5: Int32Array.of(-1) })).toThrow(RangeError);
   });
 });
