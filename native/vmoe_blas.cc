@@ -859,6 +859,7 @@ napi_value AttentionGrad(napi_env env, napi_callback_info info) {
 }
 
 // out[j] = scale · Σ_i x[i, j] over a row-major (rows, cols) block, accumulated in double.
+__attribute__((target_clones("avx512f", "avx2", "default")))
 void columnSums(const float* x, int64_t rows, int64_t cols, double scale, float* out) {
   std::vector<double> acc(static_cast<size_t>(cols), 0.0);
   for (int64_t i = 0; i < rows; i++) {
@@ -1186,69 +1187,126 @@ bool expertRows(napi_env env, const int32_t* rows, int64_t E, int64_t R) {
   return true;
 }
 
-// expertDense(heap, xOff, wOff, bOff (-1: none), rowsOff, yOff, E, R, I, O):
-// y_e[:rows_e] = x_e[:rows_e] w_e (+ b_e), y_e[rows_e:] = 0; x (E, R, I), w (E, I, O), b (E, O), y (E, R, O).
+// With tokens (tokensOff >= 0, (E·R) int32, 1-based as VmoeGatherRows reads them), x is the
+// (N, I) token matrix and expert e's row i is x[tokens[e·R + i] − 1]: the dispatch gather runs
+// inside the product, one expert at a time into a buffer that stays in cache for its product,
+// instead of as a separate (E·R, I) tensor; the gradient scatters dx back the same way.
+bool expertTokens(napi_env env, const int32_t* tokens, const int32_t* rows, int64_t E, int64_t R, int64_t N) {
+  for (int64_t e = 0; e < E; e++) {
+    for (int64_t i = 0; i < rows[e]; i++) {
+      const int32_t t = tokens[e * R + i];
+      if (t < 1 || t > N) {
+        napi_throw_range_error(env, nullptr, "vmoe_blas.expertDense: a filled row's token must be in [1, N]");
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// Rows x[tokens[i] − 1] for i < r into out (r, I).
+void gatherTokens(const float* x, const int32_t* tokens, int64_t r, int64_t I, float* out) {
+  for (int64_t i = 0; i < r; i++) std::memcpy(out + i * I, x + (tokens[i] - 1) * I, sizeof(float) * I);
+}
+
+// expertDense(heap, xOff, wOff, bOff (-1: none), rowsOff, tokensOff (-1: none), yOff, E, R, I, O, N):
+// y_e[:rows_e] = x_e[:rows_e] w_e (+ b_e), y_e[rows_e:] = 0; x (E, R, I), or (N, I) with tokens;
+// w (E, I, O), b (E, O), y (E, R, O).
 napi_value ExpertDense(napi_env env, napi_callback_info info) {
-  napi_value argv[10];
+  napi_value argv[12];
   float* heap;
   size_t length;
-  int64_t v[9];
-  if (!heapKernelArgs(env, info, 10, argv, "vmoe_blas.expertDense expects 10 arguments", &heap, &length, 9, v)) return nullptr;
-  const int64_t x = v[0], w = v[1], b = v[2], rowsOff = v[3], y = v[4], E = v[5], R = v[6], I = v[7], O = v[8];
-  if (E < 0 || R < 0 || I < 0 || O < 0 || R > INT32_MAX || I > INT32_MAX || O > INT32_MAX ||
-      !inRange(env, x, E * R * I, length, "vmoe_blas.expertDense: x outside the heap") ||
+  int64_t v[11];
+  if (!heapKernelArgs(env, info, 12, argv, "vmoe_blas.expertDense expects 12 arguments", &heap, &length, 11, v)) return nullptr;
+  const int64_t x = v[0], w = v[1], b = v[2], rowsOff = v[3], tokOff = v[4], y = v[5], E = v[6], R = v[7], I = v[8], O = v[9], N = v[10];
+  const bool gathered = tokOff >= 0;
+  if (E < 0 || R < 0 || I < 0 || O < 0 || N < 0 || R > INT32_MAX || I > INT32_MAX || O > INT32_MAX ||
+      !inRange(env, x, gathered ? N * I : E * R * I, length, "vmoe_blas.expertDense: x outside the heap") ||
       !inRange(env, w, E * I * O, length, "vmoe_blas.expertDense: w outside the heap") ||
       (b >= 0 && !inRange(env, b, E * O, length, "vmoe_blas.expertDense: b outside the heap")) ||
       !inRange(env, rowsOff, E, length, "vmoe_blas.expertDense: rows outside the heap") ||
+      (gathered && !inRange(env, tokOff, E * R, length, "vmoe_blas.expertDense: tokens outside the heap")) ||
       !inRange(env, y, E * R * O, length, "vmoe_blas.expertDense: y outside the heap") ||
-      !expertRows(env, intsAt(heap, rowsOff), E, R)) {
+      !expertRows(env, intsAt(heap, rowsOff), E, R) ||
+      (gathered && !expertTokens(env, intsAt(heap, tokOff), intsAt(heap, rowsOff), E, R, N))) {
     return nullptr;
   }
   const int32_t* rows = intsAt(heap, rowsOff);
+  static thread_local std::vector<float> xs;
   for (int64_t e = 0; e < E; e++) {
     const int r = rows[e];
     float* ye = heap + y + e * R * O;
-    if (r > 0) gemm(false, false, r, static_cast<int>(O), static_cast<int>(I), heap + x + e * R * I, heap + w + e * I * O, ye,
+    const float* xe = heap + x + e * R * I;
+    if (gathered && r > 0) {
+      xs.resize(static_cast<size_t>(r) * I);
+      gatherTokens(heap + x, intsAt(heap, tokOff) + e * R, r, I, xs.data());
+      xe = xs.data();
+    }
+    if (r > 0) gemm(false, false, r, static_cast<int>(O), static_cast<int>(I), xe, heap + w + e * I * O, ye,
                     b >= 0 ? heap + b + e * O : nullptr, false);
     std::memset(ye + static_cast<int64_t>(r) * O, 0, sizeof(float) * (R - r) * O);
   }
   return nullptr;
 }
 
-// expertDenseGrad(heap, dyOff, xOff, wOff, rowsOff, dxOff, dwOff, dbOff (-1: none), E, R, I, O):
-// dx_e[:rows_e] = dy_e w_eᵀ (0 below), dw_e = x_e[:rows_e]ᵀ dy_e[:rows_e], db_e = Σ dy_e[:rows_e].
+// expertDenseGrad(heap, dyOff, xOff, wOff, rowsOff, tokensOff (-1: none), dxOff, dwOff, dbOff (-1: none), E, R, I, O, N):
+// dx_e[:rows_e] = dy_e w_eᵀ (0 below), dw_e = x_e[:rows_e]ᵀ dy_e[:rows_e], db_e = Σ dy_e[:rows_e]; with tokens,
+// x and dx are (N, I) and dx[t] = Σ over the rows holding token t (in expert, then row order).
 napi_value ExpertDenseGrad(napi_env env, napi_callback_info info) {
-  napi_value argv[12];
+  napi_value argv[14];
   float* heap;
   size_t length;
-  int64_t v[11];
-  if (!heapKernelArgs(env, info, 12, argv, "vmoe_blas.expertDenseGrad expects 12 arguments", &heap, &length, 11, v)) return nullptr;
-  const int64_t dy = v[0], x = v[1], w = v[2], rowsOff = v[3], dx = v[4], dw = v[5], db = v[6], E = v[7], R = v[8], I = v[9], O = v[10];
-  if (E < 0 || R < 0 || I < 0 || O < 0 || R > INT32_MAX || I > INT32_MAX || O > INT32_MAX ||
+  int64_t v[13];
+  if (!heapKernelArgs(env, info, 14, argv, "vmoe_blas.expertDenseGrad expects 14 arguments", &heap, &length, 13, v)) return nullptr;
+  const int64_t dy = v[0], x = v[1], w = v[2], rowsOff = v[3], tokOff = v[4], dx = v[5], dw = v[6], db = v[7];
+  const int64_t E = v[8], R = v[9], I = v[10], O = v[11], N = v[12];
+  const bool gathered = tokOff >= 0;
+  const int64_t xSize = gathered ? N * I : E * R * I;
+  if (E < 0 || R < 0 || I < 0 || O < 0 || N < 0 || R > INT32_MAX || I > INT32_MAX || O > INT32_MAX ||
       !inRange(env, dy, E * R * O, length, "vmoe_blas.expertDenseGrad: dy outside the heap") ||
-      !inRange(env, x, E * R * I, length, "vmoe_blas.expertDenseGrad: x outside the heap") ||
+      !inRange(env, x, xSize, length, "vmoe_blas.expertDenseGrad: x outside the heap") ||
       !inRange(env, w, E * I * O, length, "vmoe_blas.expertDenseGrad: w outside the heap") ||
       !inRange(env, rowsOff, E, length, "vmoe_blas.expertDenseGrad: rows outside the heap") ||
-      !inRange(env, dx, E * R * I, length, "vmoe_blas.expertDenseGrad: dx outside the heap") ||
+      (gathered && !inRange(env, tokOff, E * R, length, "vmoe_blas.expertDenseGrad: tokens outside the heap")) ||
+      !inRange(env, dx, xSize, length, "vmoe_blas.expertDenseGrad: dx outside the heap") ||
       !inRange(env, dw, E * I * O, length, "vmoe_blas.expertDenseGrad: dw outside the heap") ||
       (db >= 0 && !inRange(env, db, E * O, length, "vmoe_blas.expertDenseGrad: db outside the heap")) ||
-      !expertRows(env, intsAt(heap, rowsOff), E, R)) {
+      !expertRows(env, intsAt(heap, rowsOff), E, R) ||
+      (gathered && !expertTokens(env, intsAt(heap, tokOff), intsAt(heap, rowsOff), E, R, N))) {
     return nullptr;
   }
   const int32_t* rows = intsAt(heap, rowsOff);
+  static thread_local std::vector<float> xs, dxs;
+  if (gathered) std::memset(heap + dx, 0, sizeof(float) * N * I);
   for (int64_t e = 0; e < E; e++) {
     const int r = rows[e];
     const float* dye = heap + dy + e * R * O;
     const float* xe = heap + x + e * R * I;
     float* dxe = heap + dx + e * R * I;
     float* dwe = heap + dw + e * I * O;
+    const int32_t* tok = gathered ? intsAt(heap, tokOff) + e * R : nullptr;
+    if (gathered && r > 0) {
+      xs.resize(static_cast<size_t>(r) * I);
+      dxs.resize(static_cast<size_t>(r) * I);
+      gatherTokens(heap + x, tok, r, I, xs.data());
+      xe = xs.data();
+      dxe = dxs.data();
+    }
     if (r > 0) {
       gemm(false, true, r, static_cast<int>(I), static_cast<int>(O), dye, heap + w + e * I * O, dxe, nullptr, false);
       gemm(true, false, static_cast<int>(I), static_cast<int>(O), r, xe, dye, dwe, nullptr, false);
     } else {
       std::memset(dwe, 0, sizeof(float) * I * O);
     }
-    std::memset(dxe + static_cast<int64_t>(r) * I, 0, sizeof(float) * (R - r) * I);
+    if (gathered) {
+      for (int64_t i = 0; i < r; i++) {
+        float* dst = heap + dx + (tok[i] - 1) * I;
+        const float* src = dxe + i * I;
+        for (int64_t j = 0; j < I; j++) dst[j] += src[j];
+      }
+    } else {
+      std::memset(dxe + static_cast<int64_t>(r) * I, 0, sizeof(float) * (R - r) * I);
+    }
     if (db >= 0) columnSums(dye, r, O, 1.0, heap + db + e * O);
   }
   return nullptr;
@@ -1593,8 +1651,9 @@ napi_value PlanTopK(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, nullptr, "vmoe_blas.planTopK: dimensions, group sizes (must add up to N), capacities or array lengths do not fit");
     return nullptr;
   }
-  std::vector<double> top1(N);
+  std::vector<float> top1(N);
   std::vector<int64_t> stamp(E, -1);
+  std::vector<uint64_t> keys;
   for (int64_t t = 0; t < N; t++) {
     const float* g = gates + t * E;
     for (int64_t c = 0; c < K; c++) {
@@ -1625,8 +1684,21 @@ napi_value PlanTopK(napi_env env, napi_callback_info info) {
   for (size_t gi = 0; gi < nSizes; gi++) {
     const int64_t S = sizes[gi], C = caps[gi];
     order.resize(S);
-    for (int64_t i = 0; i < S; i++) order[i] = start + i;
-    if (bpr) std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return top1[a] > top1[b]; });
+    if (bpr) {
+      // Descending top-1 gate, ties in position order, as one sort of 64-bit keys: the gate's bits
+      // mapped to an order-preserving unsigned integer (±0 as one value), inverted, above the position.
+      keys.resize(S);
+      for (int64_t i = 0; i < S; i++) {
+        const float v = top1[start + i] == 0.0f ? 0.0f : top1[start + i];
+        const uint32_t bits = static_cast<uint32_t>(bitsOf(v));
+        const uint32_t ascending = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+        keys[i] = (static_cast<uint64_t>(~ascending) << 32) | static_cast<uint64_t>(i);
+      }
+      std::sort(keys.begin(), keys.end());
+      for (int64_t i = 0; i < S; i++) order[i] = start + static_cast<int64_t>(keys[i] & 0xffffffffu);
+    } else {
+      for (int64_t i = 0; i < S; i++) order[i] = start + i;
+    }
     std::fill(counts.begin(), counts.end(), 0);
     for (int64_t c = 0; c < K; c++) {
       for (int64_t i = 0; i < S; i++) {

@@ -179,13 +179,15 @@ function moeSetup(batch: number) {
   const T = tokensPerImage(cfg);
   const N = batch * T;
   const rng = new Rng(3);
-  const x = tf.tensor2d(Float32Array.from({ length: N * cfg.hidden }, () => rng.normal()), [N, cfg.hidden]);
+  // A variable, so both layers also return dL/dx, as every layer inside a network must (without
+  // it the MoE layer skipped its dispatch gradient while the dense MLP still paid for its dx).
+  const x = tf.variable(tf.tensor2d(Float32Array.from({ length: N * cfg.hidden }, () => rng.normal()), [N, cfg.hidden]));
   const cot = tf.tensor2d(Float32Array.from({ length: N * cfg.hidden }, () => rng.normal()), [N, cfg.hidden]);
   const p = 'block1/moe';
   const w: MoeWeights = {
     router: model.p(`${p}/router/kernel`), w1: model.p(`${p}/w1`), b1: model.p(`${p}/b1`), w2: model.p(`${p}/w2`), b2: model.p(`${p}/b2`),
   };
-  const vars = [w.router, w.w1, w.b1, w.w2, w.b2] as unknown as tf.Variable[];
+  const vars = [x, w.router, w.w1, w.b1, w.w2, w.b2] as unknown as tf.Variable[];
   const moe = (c: number) => fwdBwd(x, vars, (xi) => moeLayer(xi, w, model.routingFor({ capacityFactor: c }), { train: true, noiseSeed: 7 }).y, cot);
   return { cfg, model, N, x, cot, moe };
 }
@@ -206,7 +208,7 @@ export function moeVsDense(batch: number, t: Timing) {
   const b1 = tf.variable(tf.zeros([K * mlpDim]) as tf.Tensor1D);
   const w2 = tf.variable(tf.tensor2d(mk(K * mlpDim * H, lim1), [K * mlpDim, H]));
   const b2 = tf.variable(tf.zeros([H]) as tf.Tensor1D);
-  const dense = fwdBwd(s.x, [w1, b1, w2, b2], (xi) => dense2d(gelu(dense2d(xi, w1, b1 as tf.Tensor1D)) as tf.Tensor2D, w2, b2 as tf.Tensor1D), s.cot);
+  const dense = fwdBwd(s.x, [s.x, w1, b1, w2, b2], (xi) => dense2d(gelu(dense2d(xi, w1, b1 as tf.Tensor1D)) as tf.Tensor2D, w2, b2 as tf.Tensor1D), s.cot);
   const { median: [moeMs, denseMs], min: [moeMin, denseMin] } = timeInterleaved([s.moe(s.cfg.moe.capacityFactor), dense], t);
   for (const v of [w1, b1, w2, b2]) v.dispose();
   s.model.dispose();

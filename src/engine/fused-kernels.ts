@@ -29,8 +29,12 @@
  *   VmoeCombineRowsGrad {dy (numTokens, H), x, gates, tokens, gateIndex} → [dx (M, H), dgates (gates' shape)].
  *   VmoeExpertDense   {x (E, R, I), w (E, I, O), optional b (E, O), rows (E) int32 in [0, R]} → y (E, R, O):
  *                     per expert, y_e = x_e w_e (+ b_e) on its first rows[e] rows and 0 below (packed expert buffers).
- *   VmoeExpertDenseGrad {dy (E, R, O), x, w, rows}, attrs {bias: boolean} → [dx (E, R, I), dw (E, I, O), db (E, O) if bias],
- *                     over the first rows[e] rows of each expert (dx 0 below).
+ *                     With an optional tokens (E·R) int32 input, x is the (N, I) token matrix and row i of expert e
+ *                     is x[tokens[e·R + i] − 1] (the dispatch gather, done inside the product; filled rows need a
+ *                     token in [1, N]).
+ *   VmoeExpertDenseGrad {dy (E, R, O), x, w, rows, optional tokens}, attrs {bias: boolean} → [dx (x's shape), dw (E, I, O),
+ *                     db (E, O) if bias], over the first rows[e] rows of each expert (dx 0 below; with tokens, each
+ *                     row's dx is added into its token's row).
  *   VmoeRouterAux     {logits (N, E), optional noise (N, E) and kth (N) int32: the noise the router added and the expert of
  *                     each token's K-th choice}, attrs {groupSizes (number[], Σ = N), members, sigma, importanceWeight,
  *                     loadWeight} → [dLogits (N, E), losses (3): importance, load (NaN without noise), weighted sum]:

@@ -73,10 +73,11 @@ export interface BlasAddon {
     numTokens: number, numGates: number, m: number, h: number): void;
   combineRowsGrad(heap: Float32Array, dyOff: number, xOff: number, gatesOff: number, tokOff: number, gateOff: number, dxOff: number,
     dGatesOff: number, numTokens: number, numGates: number, m: number, h: number): void;
-  /** y_e = x_e w_e (+ b_e) over rows[e] rows (int32 at rowsOff), zeros below; bOff = -1: no bias. */
-  expertDense(heap: Float32Array, xOff: number, wOff: number, bOff: number, rowsOff: number, yOff: number, E: number, R: number, I: number, O: number): void;
-  expertDenseGrad(heap: Float32Array, dyOff: number, xOff: number, wOff: number, rowsOff: number, dxOff: number, dwOff: number, dbOff: number,
-    E: number, R: number, I: number, O: number): void;
+  /** y_e = x_e w_e (+ b_e) over rows[e] rows (int32 at rowsOff), zeros below; bOff = -1: no bias; tokensOff ≥ 0: x is (N, I), row i of expert e is x[tokens[e·R + i] − 1]. */
+  expertDense(heap: Float32Array, xOff: number, wOff: number, bOff: number, rowsOff: number, tokensOff: number, yOff: number,
+    E: number, R: number, I: number, O: number, N: number): void;
+  expertDenseGrad(heap: Float32Array, dyOff: number, xOff: number, wOff: number, rowsOff: number, tokensOff: number, dxOff: number, dwOff: number,
+    dbOff: number, E: number, R: number, I: number, O: number, N: number): void;
   /** losses written at lossesOff: [importance, load, weighted]; noiseOff = kthOff = -1 without noise. */
   routerAux(heap: Float32Array, logitsOff: number, noiseOff: number, kthOff: number, dLogitsOff: number, lossesOff: number,
     N: number, E: number, members: number, sigma: number, importanceWeight: number, loadWeight: number, groupSizes: Float64Array): void;
@@ -804,21 +805,28 @@ function combineRowsGradKernel(addon: BlasAddon): tf.KernelFunc {
   }) as tf.KernelFunc;
 }
 
-/** (E, R, I, O) of an expert product from x (E, R, I), w (E, I, O) and rows (E) int32, checked. */
-function expertDims(kernel: string, x: tf.TensorInfo, w: tf.TensorInfo, rows: tf.TensorInfo) {
+/**
+ * (E, R, I, O, N) of an expert product from w (E, I, O), rows (E) int32 and x, checked: x is
+ * (E, R, I), or with tokens ((E·R) int32) the (N, I) token matrix and R = tokens / E.
+ */
+function expertDims(kernel: string, x: tf.TensorInfo, w: tf.TensorInfo, rows: tf.TensorInfo, tokens: tf.TensorInfo | undefined) {
   requireFloat32(kernel, { x, w });
-  const [E, R, I] = x.shape as [number, number, number];
-  const O = w.shape[2]!;
-  if (x.shape.length !== 3 || !sameShape(w.shape, [E, I, O]) || rows.dtype !== 'int32' || !sameShape(rows.shape, [E])) {
-    throw new Error(`${kernel}: x [${x.shape}], w [${w.shape}] and rows (${rows.dtype} [${rows.shape}]) must be (E, R, I), (E, I, O) and int32 (E)`);
+  const [E, I, O] = w.shape as [number, number, number];
+  const R = tokens ? (E > 0 ? tokens.shape[0]! / E : 0) : x.shape[1]!;
+  const N = tokens ? x.shape[0]! : 0;
+  const xOk = tokens
+    ? x.shape.length === 2 && x.shape[1] === I && tokens.dtype === 'int32' && tokens.shape.length === 1 && Number.isInteger(R)
+    : sameShape(x.shape, [E, R, I]);
+  if (w.shape.length !== 3 || !xOk || rows.dtype !== 'int32' || !sameShape(rows.shape, [E])) {
+    throw new Error(`${kernel}: x [${x.shape}], w [${w.shape}] and rows (${rows.dtype} [${rows.shape}]) must be (E, R, I) (or (N, I) with int32 tokens of E·R), (E, I, O) and int32 (E)`);
   }
-  return { E, R, I, O };
+  return { E, R, I, O, N };
 }
 
 function expertDenseKernel(addon: BlasAddon): tf.KernelFunc {
   return ((args: KernelArgs) => {
-    const { x, w, b, rows } = args.inputs as Record<'x' | 'w' | 'b' | 'rows', tf.TensorInfo | undefined>;
-    const { E, R, I, O } = expertDims(VMOE_EXPERT_DENSE, x!, w!, rows!);
+    const { x, w, b, rows, tokens } = args.inputs as Record<'x' | 'w' | 'b' | 'rows' | 'tokens', tf.TensorInfo | undefined>;
+    const { E, R, I, O, N } = expertDims(VMOE_EXPERT_DENSE, x!, w!, rows!, tokens);
     if (b) {
       requireFloat32(VMOE_EXPERT_DENSE, { b });
       if (!sameShape(b.shape, [E, O])) throw new Error(`${VMOE_EXPERT_DENSE}: b [${b.shape}] must be (${E}, ${O})`);
@@ -826,24 +834,24 @@ function expertDenseKernel(addon: BlasAddon): tf.KernelFunc {
     const backend = args.backend as WasmBackendLike;
     const y = backend.makeOutput([E, R, O], 'float32');
     addon.expertDense(heapF32(backend), floatOffset(backend, x!), floatOffset(backend, w!), b ? floatOffset(backend, b) : -1,
-      floatOffset(backend, rows!), floatOffset(backend, y), E, R, I, O);
+      floatOffset(backend, rows!), tokens ? floatOffset(backend, tokens) : -1, floatOffset(backend, y), E, R, I, O, N);
     return y;
   }) as tf.KernelFunc;
 }
 
 function expertDenseGradKernel(addon: BlasAddon): tf.KernelFunc {
   return ((args: KernelArgs) => {
-    const { dy, x, w, rows } = args.inputs as Record<'dy' | 'x' | 'w' | 'rows', tf.TensorInfo>;
-    const { E, R, I, O } = expertDims(VMOE_EXPERT_DENSE_GRAD, x, w, rows);
-    requireFloat32(VMOE_EXPERT_DENSE_GRAD, { dy });
-    if (!sameShape(dy.shape, [E, R, O])) throw new Error(`${VMOE_EXPERT_DENSE_GRAD}: dy [${dy.shape}] must be (${E}, ${R}, ${O})`);
+    const { dy, x, w, rows, tokens } = args.inputs as Record<'dy' | 'x' | 'w' | 'rows' | 'tokens', tf.TensorInfo | undefined>;
+    const { E, R, I, O, N } = expertDims(VMOE_EXPERT_DENSE_GRAD, x!, w!, rows!, tokens);
+    requireFloat32(VMOE_EXPERT_DENSE_GRAD, { dy: dy! });
+    if (!sameShape(dy!.shape, [E, R, O])) throw new Error(`${VMOE_EXPERT_DENSE_GRAD}: dy [${dy!.shape}] must be (${E}, ${R}, ${O})`);
     const bias = (args.attrs as { bias?: unknown }).bias === true;
     const backend = args.backend as WasmBackendLike;
-    const dx = backend.makeOutput([E, R, I], 'float32');
+    const dx = backend.makeOutput(x!.shape, 'float32');
     const dw = backend.makeOutput([E, I, O], 'float32');
     const db = bias ? backend.makeOutput([E, O], 'float32') : null;
-    addon.expertDenseGrad(heapF32(backend), floatOffset(backend, dy), floatOffset(backend, x), floatOffset(backend, w), floatOffset(backend, rows),
-      floatOffset(backend, dx), floatOffset(backend, dw), db ? floatOffset(backend, db) : -1, E, R, I, O);
+    addon.expertDenseGrad(heapF32(backend), floatOffset(backend, dy!), floatOffset(backend, x!), floatOffset(backend, w!), floatOffset(backend, rows!),
+      tokens ? floatOffset(backend, tokens) : -1, floatOffset(backend, dx), floatOffset(backend, dw), db ? floatOffset(backend, db) : -1, E, R, I, O, N);
     return db ? [dx, dw, db] : [dx, dw];
   }) as tf.KernelFunc;
 }

@@ -270,13 +270,32 @@ export function expertDense(x: tf.Tensor3D, w: tf.Tensor3D, b: tf.Tensor2D, rows
   if (!fusable(x, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD)) {
     return tf.fused.matMul({ a: x, b: w, bias: tf.reshape(b, [E, 1, O]) }) as tf.Tensor3D;
   }
+  return fusedExpertDense(x, w, b, rows, null);
+}
+
+/** Whether expertDenseOfTokens runs as one fused kernel (else callers gather with dispatchRows first). */
+export function canGatherInExpertDense(x: tf.Tensor): boolean {
+  return fusable(x, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD);
+}
+
+/**
+ * expertDense(dispatchRows(x, tokens) viewed as (E, R, I), …) for x (N, I) and packed 1-based tokens
+ * (E·R), in one kernel: each expert gathers its rows into a buffer that stays in cache for its
+ * product, and the gradient scatters dx straight back to (N, I). Needs canGatherInExpertDense(x).
+ */
+export function expertDenseOfTokens(x: tf.Tensor2D, tokens: tf.Tensor1D, w: tf.Tensor3D, b: tf.Tensor2D, rows: tf.Tensor1D): tf.Tensor3D {
+  return fusedExpertDense(x, w, b, rows, tokens);
+}
+
+function fusedExpertDense(x: tf.Tensor, w: tf.Tensor3D, b: tf.Tensor2D, rows: tf.Tensor1D, tokens: tf.Tensor1D | null): tf.Tensor3D {
+  const extra: tf.NamedTensorMap = tokens ? { tokens } : {};
   const f = tf.customGrad(((xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor, save: tf.GradSaveFunc) => {
-    save([xi, wi, rows]);
+    save(tokens ? [xi, wi, rows, tokens] : [xi, wi, rows]);
     return {
-      value: tf.engine().runKernel(VMOE_EXPERT_DENSE, { x: xi, w: wi, b: bi, rows }) as tf.Tensor3D,
+      value: tf.engine().runKernel(VMOE_EXPERT_DENSE, { x: xi, w: wi, b: bi, rows, ...extra }) as tf.Tensor3D,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, ws, rs] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
-        return tf.engine().runKernel(VMOE_EXPERT_DENSE_GRAD, { dy, x: xs, w: ws, rows: rs }, { bias: true }) as tf.Tensor[];
+        const [xs, ws, rs, ts] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor | undefined];
+        return tf.engine().runKernel(VMOE_EXPERT_DENSE_GRAD, { dy, x: xs, w: ws, rows: rs, ...(ts ? { tokens: ts } : {}) }, { bias: true }) as tf.Tensor[];
       },
     };
   }) as unknown as CustomGradFn);

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { hasKernel, isPlainWasm, VMOE_ROUTER_AUX, VMOE_ROUTER_GATES, VMOE_ROUTER_GATES_GRAD } from '../engine/fused-kernels.js';
-import { combineRows, dense2d, dispatchRows, expertDense, gelu, softmax } from './layers.js';
+import { canGatherInExpertDense, combineRows, dense2d, dispatchRows, expertDense, expertDenseOfTokens, gelu, softmax } from './layers.js';
 import { packExpertRows, planExpertChoice, planTopKPacked, type DispatchPlan, type PackedRows } from './dispatch.js';
 import { activeBlasAddon } from '../engine/native-blas.js';
 import { expertCapacity, expertChoiceCapacity, type CapacityRounding } from './capacity.js';
@@ -229,9 +229,20 @@ function runExpertsBatched(ein: tf.Tensor2D, w: MoeWeights, R: number, rows: Int
   const [E, H] = w.w1.shape;
   const filled = tf.tensor1d(rows, 'int32');
   const x = tf.reshape(ein, [E, R, H]) as tf.Tensor3D;
-  const hidden = gelu(expertDense(x, w.w1, w.b1, filled)) as tf.Tensor3D; // (E, R, mlp)
-  const out = expertDense(hidden, w.w2, w.b2, filled); // (E, R, H)
-  return tf.reshape(out, [E * R, H]);
+  return secondExpertProduct(expertDense(x, w.w1, w.b1, filled), w, filled);
+}
+
+/** runExpertsBatched(dispatchRows(x, tokens), …) with the dispatch gather inside the first product: (N, H) → (E·R, H). */
+function runExpertsOnTokens(x: tf.Tensor2D, tokens: tf.Tensor1D, w: MoeWeights, rows: Int32Array): tf.Tensor2D {
+  const filled = tf.tensor1d(rows, 'int32');
+  return secondExpertProduct(expertDenseOfTokens(x, tokens, w.w1, w.b1, filled), w, filled);
+}
+
+/** GELU and the second expert product on the first one's output (E, R, mlp) → (E·R, H). */
+function secondExpertProduct(first: tf.Tensor3D, w: MoeWeights, filled: tf.Tensor1D): tf.Tensor2D {
+  const [E, R] = first.shape;
+  const out = expertDense(gelu(first) as tf.Tensor3D, w.w2, w.b2, filled); // (E, R, H)
+  return tf.reshape(out, [E * R, out.shape[2]]);
 }
 
 /** One plain 2-D MLP per expert, for backends whose batched products are slow (plain wasm). */
@@ -287,8 +298,9 @@ export function moeLayer(
   const rowGate = tf.tensor1d(packed.rowGate, 'int32');
   let y: tf.Tensor2D;
   if ((opts.impl ?? 'gather') === 'gather') {
-    const ein = dispatchRows(x, rowToken); // (E·R, H)
-    const out = runExperts(ein, w, R, packed.rows); // (E·R, H)
+    const out = canGatherInExpertDense(x)
+      ? runExpertsOnTokens(x, rowToken, w, packed.rows)
+      : runExperts(dispatchRows(x, rowToken), w, R, packed.rows); // (E·R, H)
     y = combineRows(out, gates, rowToken, rowGate, N); // (N, H)
   } else {
     // Reference: dense one-hot dispatch/combine (einsum form), O(N·E·R·H).

@@ -18,7 +18,8 @@ import { routerAuxLosses } from '../../src/vmoe/aux-losses.js';
 import { composedRouterGates, routerGates } from '../../src/vmoe/moe.js';
 import { loadBlasAddon, WASM_BLAS } from '../../src/engine/native-blas.js';
 import {
-  combineRows, composedGelu, composedLayerNorm, composedSelfAttention, dispatchRows, expertDense, gelu, layerNorm, selfAttention, softmax,
+  canGatherInExpertDense, combineRows, composedGelu, composedLayerNorm, composedSelfAttention, dispatchRows, expertDense, expertDenseOfTokens, gelu,
+  layerNorm, selfAttention, softmax,
 } from '../../src/vmoe/layers.js';
 import { OptimSchema } from '../../src/train/config.js';
 import { Adam } from '../../src/train/optimizer.js';
@@ -246,6 +247,46 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
       expectClose(dw!, dwRef!, 1e-5);
       expectClose(db!, dbRef!, 1e-5);
     });
+    it.each([
+      // E=3, R=6, N=7: a full expert, an empty one, and one with three rows; tokens 1 and 3 go to two experts (K = 2)
+      { E: 3, R: 6, I: 5, O: 9, N: 7, tokens: [3, 1, 7, 5, 2, 4, 0, 0, 0, 0, 0, 0, 1, 3, 6, 0, 0, 0], rows: [6, 0, 3] },
+      { E: 2, R: 40, I: 64, O: 48, N: 50, tokens: [...Array.from({ length: 40 }, (_, i) => 50 - i), ...Array.from({ length: 40 }, (_, i) => (i < 35 ? ((2 * i) % 49) + 1 : 0))], rows: [40, 35] },
+    ])('with tokens, equals dispatchRows then the product, on wasm and cpu (y, dx (N, I), dw, db): E=$E R=$R N=$N', async ({ E, R, I, O, N, tokens, rows }) => {
+      const xv = normals(N * I, 84), wv = normals(E * I * O, 85), bv = normals(E * O, 86);
+      const cot = normals(E * R * O, 87);
+      for (let e = 0; e < E; e++) cot.fill(0, (e * R + rows[e]!) * O, (e + 1) * R * O); // combine gives empty rows no gradient
+      const run = (fused: boolean) => tf.tidy(() => {
+        const x = tf.tensor2d(xv, [N, I]), w = tf.tensor3d(wv, [E, I, O]), b = tf.tensor2d(bv, [E, O]), c = tf.tensor3d(cot, [E, R, O]);
+        const tok = tf.tensor1d(tokens, 'int32'), filled = tf.tensor1d(rows, 'int32');
+        const f = (xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor) => fused
+          ? expertDenseOfTokens(xi as tf.Tensor2D, tok, wi as tf.Tensor3D, bi as tf.Tensor2D, filled)
+          : tf.add(tf.matMul(tf.reshape(dispatchRows(xi as tf.Tensor2D, tok), [E, R, I]), wi), tf.reshape(bi, [E, 1, O]));
+        const y = f(x, w, b);
+        const grads = tf.grads((xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor) => tf.sum(tf.mul(f(xi, wi, bi), c)))([x, w, b]);
+        return [y, ...grads].map((t) => Float32Array.from(t.dataSync()));
+      });
+      expect(canGatherInExpertDense(tf.zeros([1, 1]))).toBe(true);
+      const [y, dx, dw, db] = run(true);
+      for (const ref of ['wasm', 'cpu']) {
+        const [yRef, dxRef, dwRef, dbRef] = await onBackend(ref, () => run(false));
+        for (let e = 0; e < E; e++) {
+          const part = (a: Float32Array) => a.subarray(e * R * O, (e * R + rows[e]!) * O);
+          expectClose(part(y!), part(yRef!), 1e-5);
+          expect(y!.subarray((e * R + rows[e]!) * O, (e + 1) * R * O).every((v) => v === 0)).toBe(true);
+        }
+        expectClose(dx!, dxRef!, 1e-5); // summed over both experts for tokens routed twice; 0 for token rows never routed
+        expectClose(dw!, dwRef!, 1e-5);
+        expectClose(db!, dbRef!, 1e-5);
+      }
+      const x = tf.zeros([N, I]), w = tf.zeros([E, I, O]);
+      const bad = Int32Array.from(tokens);
+      bad[0] = N + 1;
+      expect(() => tf.engine().runKernel(VMOE_EXPERT_DENSE, { x, w, rows: tf.tensor1d(rows, 'int32'), tokens: tf.tensor1d(bad, 'int32') })).toThrow(/token must be in \[1, N\]/);
+      bad[0] = 0;
+      expect(() => tf.engine().runKernel(VMOE_EXPERT_DENSE, { x, w, rows: tf.tensor1d(rows, 'int32'), tokens: tf.tensor1d(bad, 'int32') })).toThrow(/token must be in \[1, N\]/);
+      expect(() => tf.engine().runKernel(VMOE_EXPERT_DENSE, { x: tf.zeros([N, I + 1]), w, rows: tf.tensor1d(rows, 'int32'), tokens: tf.tensor1d(tokens, 'int32') })).toThrow(/must be \(E, R, I\)/);
+    });
+
     it('rejects row counts outside [0, R] and mismatched shapes', () => {
       const x = tf.zeros([2, 4, 3]), w = tf.zeros([2, 3, 5]);
       expect(() => tf.engine().runKernel(VMOE_EXPERT_DENSE, { x, w, rows: tf.tensor1d([1, 5], 'int32') })).toThrow(/\[0, R\]/);

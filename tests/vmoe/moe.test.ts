@@ -345,7 +345,7 @@ describe('packExpertRows', () => {
 
 const blas = loadBlasAddon();
 describe.skipIf(!blas.addon)(`native planTopK (${blas.addon ? 'addon loaded' : `skipped: ${blas.reason}`})`, () => {
-  // Gates rounded to quarters (many ties), rows with NaN / -Infinity, uneven last groups, drops and slack.
+  // Gates rounded to quarters (many ties), rows with NaN / -Infinity / ±0 tops, uneven last groups, drops and slack.
   it.each([
     { N: 50, E: 5, K: 2, S: 16, cf: 1.05, bpr: false },
     { N: 50, E: 5, K: 2, S: 16, cf: 0.5, bpr: true },
@@ -361,6 +361,8 @@ describe.skipIf(!blas.addon)(`native planTopK (${blas.addon ? 'addon loaded' : `
       gates.fill(NaN, 0, E);
       gates.fill(-Infinity, E, 2 * E - 1);
       gates[2 * E] = NaN;
+      for (let e = 0; e < E; e++) gates[3 * E + e] = e === 0 ? -0 : -0.25; // top-1 gates −0 and +0: equal for BPR's order
+      for (let e = 0; e < E; e++) gates[4 * E + e] = e === 1 ? 0 : -0.5;
     }
     const opts = { k: K, groupSize: S, batchPriority: bpr, capacity: (s: number) => expertCapacity({ groupSize: s, numExperts: E, k: K, capacityFactor: cf }) };
     const want = planTopK(gates, N, E, opts);
