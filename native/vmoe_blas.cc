@@ -1369,6 +1369,62 @@ void cv2GradOf(const double* v, int n, double scale, double* out) {
   for (int i = 0; i < n; i++) out[i] = scale * ((2.0 / n) * (v[i] - mean) / den - var * 2.0 * mean / n / (den * den));
 }
 
+// The per-(group, member) part of routerAux: importances and loads, their CV² and the gradient
+// rows. Vectorised builds: the per-token loops run over the member's E/M experts in double.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void routerAuxGroups(const float* gates, const float* pbuf, const float* dbuf, const int32_t* kth, const double* sizes, size_t numGroups,
+                     int64_t E, int64_t M, float c, double wImp, double wLoad, float* dLogits, double* impOut, double* loadOut) {
+  const int64_t Em = E / M, parts = static_cast<int64_t>(numGroups) * M;
+  const bool withLoad = pbuf != nullptr;
+  std::vector<double> imp(Em), load(Em), dImp(Em), dLoad(Em);
+  double impSum = 0, loadSum = 0;
+  int64_t start = 0;
+  for (size_t g = 0; g < numGroups; g++) {
+    const int64_t S = static_cast<int64_t>(sizes[g]), rows = S / M;
+    for (int64_t m = 0; m < M; m++) {
+      const int64_t col0 = m * Em;
+      std::fill(imp.begin(), imp.end(), 0.0);
+      std::fill(load.begin(), load.end(), 0.0);
+      for (int64_t t = start + m; t < start + S; t += M) {
+        for (int64_t e = 0; e < Em; e++) imp[e] += gates[t * E + col0 + e];
+        if (withLoad) for (int64_t e = 0; e < Em; e++) load[e] += pbuf[t * Em + e];
+      }
+      impSum += cv2Of(imp.data(), static_cast<int>(Em));
+      if (wImp > 0) cv2GradOf(imp.data(), static_cast<int>(Em), wImp / parts, dImp.data());
+      else std::fill(dImp.begin(), dImp.end(), 0.0);
+      if (withLoad) {
+        for (int64_t e = 0; e < Em; e++) load[e] /= rows;
+        loadSum += cv2Of(load.data(), static_cast<int>(Em));
+      }
+      const bool loadGrad = withLoad && wLoad > 0;
+      if (loadGrad) cv2GradOf(load.data(), static_cast<int>(Em), wLoad / parts / rows, dLoad.data());
+      // Per token: the importance term through the softmax, p_e (dImp_e − Σ p dImp), and the load
+      // term, −dz_e on each own logit and +Σ dz on the threshold's (the K-th choice's) logit. Other
+      // members' experts have p = 0 exactly (masked logits) and get 0.
+      for (int64_t t = start + m; t < start + S; t += M) {
+        const float* p = gates + t * E + col0;
+        const float* dp = loadGrad ? dbuf + t * Em : nullptr;
+        double s = 0, dThr = 0;
+        for (int64_t e = 0; e < Em; e++) s += p[e] * dImp[e];
+        if (loadGrad) {
+          for (int64_t e = 0; e < Em; e++) dThr += dLoad[e] * dp[e] * c;  // ∂/∂thr of each term; ∂/∂logit is its negative
+        }
+        float* d = dLogits + t * E;
+        std::fill(d, d + col0, 0.0f);
+        std::fill(d + col0 + Em, d + E, 0.0f);
+        const int64_t own = loadGrad ? kth[t] - col0 : -1;
+        for (int64_t e = 0; e < Em; e++) {
+          const double direct = loadGrad ? (e == own ? dThr : 0.0) - dLoad[e] * dp[e] * c : 0.0;
+          d[col0 + e] = static_cast<float>(p[e] * (dImp[e] - s) + direct);
+        }
+      }
+    }
+    start += S;
+  }
+  *impOut = impSum;
+  *loadOut = loadSum;
+}
+
 // routerAux(heap, logitsOff, noiseOff, kthOff, dLogitsOff, lossesOff, N, E, members, sigma, wImp, wLoad, groupSizes)
 // noiseOff = kthOff = -1: no load loss; noise is what the router added to the logits. kth: int32 per token (the expert of its K-th choice).
 // Writes dLogits (N, E) and losses [importance, load (NaN without noise), weighted].
@@ -1416,8 +1472,8 @@ napi_value RouterAux(napi_env env, napi_callback_info info) {
   const int64_t Em = E / M;
   const float c = static_cast<float>(1.0 / (sigma * std::sqrt(2.0)));
   if (withLoad) {
-    for (int64_t t = 0; t < N; t++) {
-      if (kth[t] < 0 || kth[t] >= E || kth[t] / Em != t % M) {
+    for (int64_t t = 0, m = 0; t < N; t++, m = m + 1 == M ? 0 : m + 1) {  // m = t mod M without a division per token
+      if (kth[t] < m * Em || kth[t] >= (m + 1) * Em) {
         napi_throw_range_error(env, nullptr, "vmoe_blas.routerAux: a token's K-th expert is outside its member's experts");
         return nullptr;
       }
@@ -1427,7 +1483,6 @@ napi_value RouterAux(napi_env env, napi_callback_info info) {
   // each token's own experts, (N, E/M), the threshold being its K-th noisy logit (logit + noise
   // in float, as the router adds them).
   static thread_local std::vector<float> gbuf, zbuf, pbuf, dbuf;
-  static thread_local std::vector<double> dDirect;
   gbuf.resize(N * E);
   softmaxRows(logits, gbuf.data(), N, E);
   const float* gates = gbuf.data();
@@ -1435,60 +1490,17 @@ napi_value RouterAux(napi_env env, napi_callback_info info) {
     zbuf.resize(N * Em);
     pbuf.resize(N * Em);
     dbuf.resize(N * Em);
-    for (int64_t t = 0; t < N; t++) {
+    for (int64_t t = 0, m = 0; t < N; t++, m = m + 1 == M ? 0 : m + 1) {
       const float thr = logits[t * E + kth[t]] + noise[t * E + kth[t]];
-      const float* l = logits + t * E + (t % M) * Em;
+      const float* l = logits + t * E + m * Em;
       for (int64_t e = 0; e < Em; e++) zbuf[t * Em + e] = (thr - l[e]) * c;
     }
     loadTermsLoop(zbuf.data(), pbuf.data(), dbuf.data(), N * Em);
   }
-  dDirect.assign(E, 0.0);
-  std::vector<double> imp(Em), load(Em), dImp(Em), dLoad(Em);
   const int64_t parts = static_cast<int64_t>(numGroups) * M;
   double impSum = 0, loadSum = 0;
-  int64_t start = 0;
-  for (size_t g = 0; g < numGroups; g++) {
-    const int64_t S = static_cast<int64_t>(sizes[g]), rows = S / M;
-    for (int64_t m = 0; m < M; m++) {
-      const int64_t col0 = m * Em;
-      std::fill(imp.begin(), imp.end(), 0.0);
-      std::fill(load.begin(), load.end(), 0.0);
-      for (int64_t t = start + m; t < start + S; t += M) {
-        for (int64_t e = 0; e < Em; e++) imp[e] += gates[t * E + col0 + e];
-        if (withLoad) for (int64_t e = 0; e < Em; e++) load[e] += pbuf[t * Em + e];
-      }
-      impSum += cv2Of(imp.data(), static_cast<int>(Em));
-      if (wImp > 0) cv2GradOf(imp.data(), static_cast<int>(Em), wImp / parts, dImp.data());
-      else std::fill(dImp.begin(), dImp.end(), 0.0);
-      if (withLoad) {
-        for (int64_t e = 0; e < Em; e++) load[e] /= rows;
-        loadSum += cv2Of(load.data(), static_cast<int>(Em));
-      }
-      const bool loadGrad = withLoad && wLoad > 0;
-      if (loadGrad) cv2GradOf(load.data(), static_cast<int>(Em), wLoad / parts / rows, dLoad.data());
-      for (int64_t t = start + m; t < start + S; t += M) {
-        const float* p = gates + t * E;
-        std::fill(dDirect.begin(), dDirect.end(), 0.0);
-        if (loadGrad) {
-          double dThr = 0;
-          for (int64_t e = 0; e < Em; e++) {
-            const double dz = dLoad[e] * dbuf[t * Em + e] * c;  // ∂/∂thr of this term; ∂/∂logit is its negative
-            dDirect[col0 + e] -= dz;
-            dThr += dz;
-          }
-          dDirect[kth[t]] += dThr;
-        }
-        double s = 0;
-        for (int64_t e = 0; e < Em; e++) s += p[col0 + e] * dImp[e];
-        float* d = dLogits + t * E;
-        for (int64_t j = 0; j < E; j++) {
-          const double dg = (j >= col0 && j < col0 + Em) ? dImp[j - col0] : 0.0;
-          d[j] = static_cast<float>(p[j] * (dg - s) + dDirect[j]);
-        }
-      }
-    }
-    start += S;
-  }
+  routerAuxGroups(gates, withLoad ? pbuf.data() : nullptr, withLoad ? dbuf.data() : nullptr, kth, sizes, numGroups, E, M, c, wImp,
+                  wLoad, dLogits, &impSum, &loadSum);
   float* losses = heap + lossOff;
   const double importance = impSum / parts;
   const double loadMean = withLoad ? loadSum / parts : std::nan("");
@@ -1725,6 +1737,85 @@ napi_value PlanTopK(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// ---- Router noise: the ziggurat of src/util/rng.ts (Rng.normals) ---------------------------------
+// Same generator (xoshiro128**), same tables (passed in from JavaScript, so both read identical
+// doubles) and the same operations in the same order, so the values are the JavaScript ones bit
+// for bit: the fast path is integer work and two double products; the rare wedge and tail cases
+// call exp/log, where glibc and V8 could in principle round differently in the last bit (tests
+// compare millions of draws exactly). Built for the baseline ISA (no target_clones): no FMA can
+// contract a product and a sum that JavaScript rounds separately.
+
+struct Xoshiro128 {
+  uint32_t s[4];
+  static uint32_t rotl(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
+  uint32_t next() {
+    const uint32_t result = rotl(s[1] * 5u, 7) * 9u;
+    const uint32_t t = s[1] << 9;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 11);
+    return result;
+  }
+  double uniform() { return next() / 4294967296.0; }
+};
+
+// zigguratSlow of src/util/rng.ts: the draw j missed its layer's box.
+double zigguratSlow(Xoshiro128& rng, int32_t j, const double* k, const double* w, const double* f, double R) {
+  for (;;) {
+    const int32_t layer = j & 127;
+    const double x = static_cast<double>(j) * w[layer];
+    if (std::fabs(static_cast<double>(j)) < k[layer]) return x;
+    if (layer == 0) {
+      double tx, ty;
+      do {
+        tx = -std::log(1 - rng.uniform()) / R;
+        ty = -std::log(1 - rng.uniform());
+      } while (ty + ty < tx * tx);
+      return j > 0 ? R + tx : -R - tx;
+    }
+    if (f[layer] + rng.uniform() * (f[layer - 1] - f[layer]) < std::exp(-0.5 * x * x)) return x;
+    j = static_cast<int32_t>(rng.next());
+  }
+}
+
+// normals(state Uint32Array(4) (read and advanced), k, w, f Float64Array(128), R, scale, out Float32Array)
+napi_value Normals(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  if (!checkArgc(env, info, 7, argv, "vmoe_blas.normals expects 7 arguments")) return nullptr;
+  const uint32_t* state;
+  const double *k, *w, *f;
+  float* out;
+  size_t nState, nk, nw, nf, n;
+  double R, scale;
+  const char* bad = "vmoe_blas.normals: expects (Uint32Array(4), 3 × Float64Array(128), R, scale, Float32Array)";
+  if (!typedArrayArg(env, argv[0], napi_uint32_array, &state, &nState, bad) || !float64ArrayArg(env, argv[1], &k, &nk, bad) ||
+      !float64ArrayArg(env, argv[2], &w, &nw, bad) || !float64ArrayArg(env, argv[3], &f, &nf, bad) ||
+      !mutableArrayArg(env, argv[6], napi_float32_array, &out, &n, bad)) {
+    return nullptr;
+  }
+  if (napi_get_value_double(env, argv[4], &R) != napi_ok || napi_get_value_double(env, argv[5], &scale) != napi_ok) {
+    napi_throw_type_error(env, nullptr, bad);
+    return nullptr;
+  }
+  if (nState != 4 || nk != 128 || nw != 128 || nf != 128) {
+    napi_throw_range_error(env, nullptr, bad);
+    return nullptr;
+  }
+  Xoshiro128 rng{{state[0], state[1], state[2], state[3]}};
+  for (size_t i = 0; i < n; i++) {
+    const int32_t j = static_cast<int32_t>(rng.next());
+    const int32_t layer = j & 127;
+    const double v = std::fabs(static_cast<double>(j)) < k[layer] ? static_cast<double>(j) * w[layer] : zigguratSlow(rng, j, k, w, f, R);
+    out[i] = static_cast<float>(scale * v);
+  }
+  uint32_t* st = const_cast<uint32_t*>(state);
+  for (int i = 0; i < 4; i++) st[i] = rng.s[i];
+  return nullptr;
+}
+
 napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -1818,6 +1909,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"expertDense", nullptr, ExpertDense, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"expertDenseGrad", nullptr, ExpertDenseGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"routerAux", nullptr, RouterAux, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"normals", nullptr, Normals, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"planTopK", nullptr, PlanTopK, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"routerGates", nullptr, RouterGates, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"routerGatesGrad", nullptr, RouterGatesGrad, nullptr, nullptr, nullptr, napi_default, nullptr},

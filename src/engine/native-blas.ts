@@ -81,6 +81,8 @@ export interface BlasAddon {
   /** losses written at lossesOff: [importance, load, weighted]; noiseOff = kthOff = -1 without noise. */
   routerAux(heap: Float32Array, logitsOff: number, noiseOff: number, kthOff: number, dLogitsOff: number, lossesOff: number,
     N: number, E: number, members: number, sigma: number, importanceWeight: number, loadWeight: number, groupSizes: Float64Array): void;
+  /** Rng.normals of src/util/rng.ts from `state` (advanced in place) with its ziggurat tables, into out. */
+  normals(state: Uint32Array, k: Float64Array, w: Float64Array, f: Float64Array, R: number, scale: number, out: Float32Array): void;
   /** planTopK + packExpertRows of src/vmoe/dispatch.ts into the given arrays; returns the processed assignments. */
   planTopK(gates: Float32Array, N: number, E: number, K: number, groupSizes: Int32Array, capacities: Int32Array, batchPriority: boolean,
     expert: Int32Array, slot: Int32Array, kept: Uint8Array, rowToken: Int32Array, rowGate: Int32Array,
@@ -197,7 +199,7 @@ export function selfCheck(addon: BlasAddon): string | null {
 
 /** Every entry point this code calls; an addon built from older sources lacks some. */
 const ADDON_FUNCTIONS = [
-  'setGemm', 'planTopK', 'routerAux', 'routerGates', 'routerGatesGrad', 'expertDense', 'expertDenseGrad', 'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
+  'setGemm', 'normals', 'planTopK', 'routerAux', 'routerGates', 'routerGatesGrad', 'expertDense', 'expertDenseGrad', 'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
   'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'setThreads', 'info',
 ] as const satisfies readonly (keyof BlasAddon)[];
 

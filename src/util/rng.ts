@@ -157,10 +157,19 @@ const ZIG = (() => {
  * n standard normal float32 values (times `scale`) from seed: the ziggurat on xoshiro128** output (one 32-bit
  * draw, a table lookup and a compare for ~99% of values; the wedges and the tail fall back to
  * exact rejection). The router's noise, drawn on the host so every backend sees the same
- * values (tfjs's randomNormal took 1–2 ms for a 3200×8 batch; this ≈ 0.1 ms).
+ * values (tfjs's randomNormal took 1–2 ms for a 3200×8 batch; this ≈ 0.1 ms; `native`, the
+ * same algorithm in C++, ≈ 0.03 ms).
  */
-export function standardNormals(n: number, seed: number, scale = 1): Float32Array {
-  return new Rng(seed).normals(n, scale);
+export function standardNormals(n: number, seed: number, scale = 1, native: NativeNormals | null = null): Float32Array {
+  if (!native) return new Rng(seed).normals(n, scale);
+  const out = new Float32Array(n);
+  native.normals(Uint32Array.from(new Rng(seed).getState()), ZIG.k, ZIG.w, ZIG.f, ZIG.R, scale, out);
+  return out;
+}
+
+/** A native Rng.normals from a state (the wasm-blas addon's normals): the same values, bit for bit (tested). */
+export interface NativeNormals {
+  normals(state: Uint32Array, k: Float64Array, w: Float64Array, f: Float64Array, R: number, scale: number, out: Float32Array): void;
 }
 
 /** The ziggurat's rare cases for a first draw j that missed its layer's box: the tail and the wedges. */

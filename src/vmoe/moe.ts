@@ -72,7 +72,7 @@ function capacityFn(r: RoutingSettings, E: number): (S: number) => number {
 
 /** The router's noise for one layer call, (N, E) row-major: σ times standard normals from its seed. */
 export function routerNoise(N: number, E: number, seed: number, sigma = 1): Float32Array {
-  return standardNormals(N * E, seed, sigma);
+  return standardNormals(N * E, seed, sigma, activeBlasAddon());
 }
 
 /** The router's tensors for one layer call, both (N, E). */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Rng, standardNormals } from '../../src/util/rng.js';
+import { loadBlasAddon } from '../../src/engine/native-blas.js';
 
 describe('Rng', () => {
   it('is deterministic per seed and differs across seeds', () => {
@@ -48,5 +49,34 @@ describe('Rng', () => {
     expect(standardNormals(8, 12)).not.toEqual(z.subarray(0, 8));
     // an odd count is the prefix of the next even one
     expect(standardNormals(7, 11)).toEqual(z.subarray(0, 7));
+  });
+});
+
+const blas = loadBlasAddon();
+describe.skipIf(!blas.addon)(`standardNormals with the native generator (${blas.addon ? 'addon loaded' : `skipped: ${blas.reason}`})`, () => {
+  it.each([
+    { n: 2_000_000, seed: 1, scale: 1 }, // ~24 000 wedge draws and ~50 tail draws
+    { n: 25_600, seed: 7, scale: 0.125 }, // the bench router's noise: 3200 tokens × 8 experts, σ = 1/8
+    { n: 1_000_003, seed: 2 ** 31 - 1, scale: 3.5 },
+    { n: 1, seed: 0, scale: 1 },
+    { n: 0, seed: 5, scale: 1 },
+  ])('equals the JavaScript generator bit for bit: n=$n seed=$seed scale=$scale', ({ n, seed, scale }) => {
+    const js = standardNormals(n, seed, scale);
+    const native = standardNormals(n, seed, scale, blas.addon);
+    expect(native.length).toBe(n);
+    let mismatches = 0, tail = 0;
+    for (let i = 0; i < n; i++) {
+      if (!Object.is(native[i], js[i])) mismatches++;
+      if (Math.abs(js[i]! / scale) > 3.442619855899) tail++;
+    }
+    expect(mismatches).toBe(0);
+    if (n >= 1_000_000) expect(tail).toBeGreaterThan(10); // the tail branch ran
+  });
+  it('rejects wrong table sizes and argument types', () => {
+    const addon = blas.addon!;
+    const t = () => new Float64Array(128);
+    expect(() => addon.normals(new Uint32Array(4), t(), t(), new Float64Array(127), 3.4, 1, new Float32Array(4))).toThrow(RangeError);
+    expect(() => addon.normals(new Uint32Array(3), t(), t(), t(), 3.4, 1, new Float32Array(4))).toThrow(RangeError);
+    expect(() => addon.normals(new Uint32Array(4), t(), t(), t(), 3.4, 1, new Float64Array(4) as unknown as Float32Array)).toThrow(TypeError);
   });
 });
