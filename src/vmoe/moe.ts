@@ -3,7 +3,9 @@
  * plan → gather into per-expert buffers → the E expert MLPs (one batched
  * product per weight, or E plain 2-D products where batched ones are slow) →
  * weighted scatter-add back to tokens. Routing indices carry no gradient; the
- * gates do.
+ * gates do. On wasm-blas the router, the aux losses and the expert products
+ * are native kernels and the plan and noise native host routines (equal to
+ * the JavaScript ones, which every other backend uses).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { hasKernel, isPlainWasm, VMOE_ROUTER_AUX, VMOE_ROUTER_GATES, VMOE_ROUTER_GATES_GRAD } from '../engine/fused-kernels.js';
@@ -317,7 +319,7 @@ export function moeLayer(
   let importanceLoss = NaN, loadLoss = NaN;
   if (opts.auxLosses !== false && r.router === 'top-k') {
     const terms: tf.Scalar[] = [];
-    const withLoad = withNoise;
+    const withLoad = withNoise; // the load loss needs the noisy threshold
     let kthExpert: Int32Array | null = null;
     if (withLoad) {
       // Threshold: the K-th largest noisy logit (its expert is the K-th choice).
