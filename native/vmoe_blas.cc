@@ -1026,59 +1026,6 @@ bool indicesInRange(napi_env env, const int32_t* idx, int64_t m, int64_t max, co
 
 const int32_t* intsAt(float* heap, int64_t off) { return reinterpret_cast<const int32_t*>(heap + off); }
 
-// The prologue gatherRows and scatterRows share: (heap, srcOff, idxOff, outOff, numRows, m, h), the m indices
-// in [0, numRows]; the source holds srcRows rows of h floats and the output outRows (numRows or m each way).
-bool rowsArgs(napi_env env, napi_callback_info info, bool gather, float** heap, int64_t* v) {
-  napi_value argv[7];
-  size_t length;
-  const char* what = gather ? "vmoe_blas.gatherRows expects 7 arguments" : "vmoe_blas.scatterRows expects 7 arguments";
-  if (!heapKernelArgs(env, info, 7, argv, what, heap, &length, 6, v)) return false;
-  const int64_t numRows = v[3], m = v[4], h = v[5];
-  const int64_t srcRows = gather ? numRows : m, outRows = gather ? m : numRows;
-  if (numRows < 0 || m < 0 || h < 0) {
-    napi_throw_range_error(env, nullptr, "vmoe_blas rows kernel: bad dimensions");
-    return false;
-  }
-  return inRange(env, v[0], srcRows * h, length, "vmoe_blas rows kernel: source outside the heap") &&
-         inRange(env, v[1], m, length, "vmoe_blas rows kernel: indices outside the heap") &&
-         inRange(env, v[2], outRows * h, length, "vmoe_blas rows kernel: output outside the heap") &&
-         indicesInRange(env, intsAt(*heap, v[1]), m, numRows, "vmoe_blas rows kernel: row index out of range");
-}
-
-// gatherRows(heap, xOff, idxOff, outOff, numRows, m, h): out[i] = x[idx[i] - 1], or zeros where idx[i] = 0.
-napi_value GatherRows(napi_env env, napi_callback_info info) {
-  float* heap;
-  int64_t v[6];
-  if (!rowsArgs(env, info, true, &heap, v)) return nullptr;
-  const int64_t x = v[0], m = v[4], h = v[5];
-  const int32_t* ix = intsAt(heap, v[1]);
-  for (int64_t i = 0; i < m; i++) {
-    float* o = heap + v[2] + i * h;
-    if (ix[i] > 0) std::memcpy(o, heap + x + (ix[i] - 1) * h, sizeof(float) * h);
-    else std::memset(o, 0, sizeof(float) * h);
-  }
-  return nullptr;
-}
-
-// scatterRows(heap, vOff, idxOff, outOff, numRows, m, h): out (numRows, h) = Σ_{i: idx[i] = r+1} v[i];
-// rows with idx 0 are dropped. The gradient of gatherRows.
-napi_value ScatterRows(napi_env env, napi_callback_info info) {
-  float* heap;
-  int64_t v[6];
-  if (!rowsArgs(env, info, false, &heap, v)) return nullptr;
-  const int64_t src = v[0], numRows = v[3], m = v[4], h = v[5];
-  const int32_t* ix = intsAt(heap, v[1]);
-  float* o = heap + v[2];
-  std::memset(o, 0, sizeof(float) * numRows * h);
-  for (int64_t i = 0; i < m; i++) {
-    if (ix[i] == 0) continue;
-    float* dst = o + (ix[i] - 1) * h;
-    const float* row = heap + src + i * h;
-    for (int64_t j = 0; j < h; j++) dst[j] += row[j];
-  }
-  return nullptr;
-}
-
 // combineRows(heap, outOff, gatesOff, tokOff, gateOff, yOff, numTokens, numGates, m, h):
 // y (numTokens, h) = Σ_i gates[gate[i] - 1] · out[i] into row tok[i] - 1 (rows with tok 0 are dropped;
 // gate 0 reads a zero gate).
@@ -1187,7 +1134,7 @@ bool expertRows(napi_env env, const int32_t* rows, int64_t E, int64_t R) {
   return true;
 }
 
-// With tokens (tokensOff >= 0, (E·R) int32, 1-based as VmoeGatherRows reads them), x is the
+// With tokens (tokensOff >= 0, (E·R) int32, 1-based, 0 for an empty slot), x is the
 // (N, I) token matrix and expert e's row i is x[tokens[e·R + i] − 1]: the dispatch gather runs
 // inside the product, one expert at a time into a buffer that stays in cache for its product,
 // instead of as a separate (E·R, I) tensor; the gradient scatters dx back the same way.
@@ -1901,8 +1848,6 @@ napi_value Init(napi_env env, napi_value exports) {
       {"reduceMiddle", nullptr, ReduceMiddle, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"sumOfSquares", nullptr, SumOfSquares, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"gatherRows", nullptr, GatherRows, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"scatterRows", nullptr, ScatterRows, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"combineRows", nullptr, CombineRows, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"combineRowsGrad", nullptr, CombineRowsGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -20,9 +20,6 @@
  *                     gradScale (1 for none)} → [param, m, v] after one Adam step, as
  *                     src/train/optimizer.ts composes it.
  *   VmoeSumOfSquares  {any names: tensors} → float32 scalar Σ x² over all of them.
- *   VmoeGatherRows    {x (R, H) float32, indices (M) int32 in [0, R]} → (M, H): row i = x[indices[i] − 1], zeros where 0.
- *   VmoeScatterRows   {x (M, H), indices (M) int32}, attrs {numRows} → (numRows, H): Σ of the rows x[i] with
- *                     indices[i] = r + 1 (0: dropped); the gradient of VmoeGatherRows.
  *   VmoeCombineRows   {x (M, H), gates (any shape, G values), tokens (M) int32 in [0, numTokens], gateIndex (M) int32
  *                     in [0, G]}, attrs {numTokens} → (numTokens, H): Σ gates_flat[gateIndex[i] − 1] · x[i] into row
  *                     tokens[i] − 1 (a 0 index drops the row).
@@ -56,8 +53,6 @@ export const VMOE_ATTENTION = 'VmoeAttention';
 export const VMOE_ATTENTION_GRAD = 'VmoeAttentionGrad';
 export const VMOE_ADAM = 'VmoeAdam';
 export const VMOE_SUM_OF_SQUARES = 'VmoeSumOfSquares';
-export const VMOE_GATHER_ROWS = 'VmoeGatherRows';
-export const VMOE_SCATTER_ROWS = 'VmoeScatterRows';
 export const VMOE_COMBINE_ROWS = 'VmoeCombineRows';
 export const VMOE_COMBINE_ROWS_GRAD = 'VmoeCombineRowsGrad';
 export const VMOE_ROUTER_AUX = 'VmoeRouterAux';

@@ -32,8 +32,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD,
-  VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD, VMOE_ROUTER_AUX, VMOE_ROUTER_GATES, VMOE_ROUTER_GATES_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
+  VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD,
+  VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD, VMOE_ROUTER_AUX, VMOE_ROUTER_GATES, VMOE_ROUTER_GATES_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from './fused-kernels.js';
 
 export const WASM_BLAS = 'wasm-blas';
@@ -66,9 +66,7 @@ export interface BlasAddon {
   sumOfSquares(heap: Float32Array, offsets: Float64Array, sizes: Float64Array): number;
   /** dst[o, j] = scale · Σ_m src[o, m, j] for src viewed as (outer, mid, inner). */
   reduceMiddle(heap: Float32Array, srcOff: number, dstOff: number, outer: number, mid: number, inner: number, scale: number): void;
-  /** Row indices are 1-based int32 offsets into the same heap; 0 is an empty row. */
-  gatherRows(heap: Float32Array, xOff: number, idxOff: number, outOff: number, numRows: number, m: number, h: number): void;
-  scatterRows(heap: Float32Array, xOff: number, idxOff: number, outOff: number, numRows: number, m: number, h: number): void;
+  /** Token and gate indices are 1-based int32 offsets into the same heap; 0 drops the row. */
   combineRows(heap: Float32Array, xOff: number, gatesOff: number, tokOff: number, gateOff: number, yOff: number,
     numTokens: number, numGates: number, m: number, h: number): void;
   combineRowsGrad(heap: Float32Array, dyOff: number, xOff: number, gatesOff: number, tokOff: number, gateOff: number, dxOff: number,
@@ -200,7 +198,7 @@ export function selfCheck(addon: BlasAddon): string | null {
 /** Every entry point this code calls; an addon built from older sources lacks some. */
 const ADDON_FUNCTIONS = [
   'setGemm', 'normals', 'planTopK', 'routerAux', 'routerGates', 'routerGatesGrad', 'expertDense', 'expertDenseGrad', 'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
-  'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'setThreads', 'info',
+  'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'combineRows', 'combineRowsGrad', 'setThreads', 'info',
 ] as const satisfies readonly (keyof BlasAddon)[];
 
 /**
@@ -751,30 +749,6 @@ function countAttr(kernel: string, attrs: tf.NamedAttrMap | undefined, name: str
   return v;
 }
 
-/**
- * VmoeGatherRows (x (R, H) → (M, H) by M indices) and its gradient VmoeScatterRows
- * (x (M, H) → (numRows, H)): one row-index kernel each way.
- */
-function rowsKernel(addon: BlasAddon, gather: boolean): tf.KernelFunc {
-  const name = gather ? VMOE_GATHER_ROWS : VMOE_SCATTER_ROWS;
-  return ((args: KernelArgs) => {
-    const { x, indices } = args.inputs as { x: tf.TensorInfo; indices: tf.TensorInfo };
-    requireFloat32(name, { x });
-    if (x.shape.length !== 2) throw new Error(`${name}: x [${x.shape}] must be 2-D (rows, width)`);
-    const m = indices.shape[0] ?? 0;
-    const [xRows, h] = x.shape as [number, number];
-    if (indices.dtype !== 'int32' || indices.shape.length !== 1 || (!gather && m !== xRows)) {
-      throw new Error(`${name}: indices must be int32 of shape [${gather ? 'M' : xRows}], got ${indices.dtype} [${indices.shape}]`);
-    }
-    const numRows = gather ? xRows : countAttr(name, args.attrs, 'numRows');
-    const backend = args.backend as WasmBackendLike;
-    const out = backend.makeOutput([gather ? m : numRows, h], 'float32');
-    const run = gather ? addon.gatherRows : addon.scatterRows;
-    if ((gather ? m : numRows) * h > 0) run(heapF32(backend), floatOffset(backend, x), floatOffset(backend, indices), floatOffset(backend, out), numRows, m, h);
-    return out;
-  }) as tf.KernelFunc;
-}
-
 function combineRowsKernel(addon: BlasAddon): tf.KernelFunc {
   return ((args: KernelArgs) => {
     const { x, gates, tokens, gateIndex } = args.inputs as Record<'x' | 'gates' | 'tokens' | 'gateIndex', tf.TensorInfo>;
@@ -942,8 +916,6 @@ function fusedKernels(addon: BlasAddon): tf.KernelConfig[] {
     { kernelName: VMOE_ATTENTION_GRAD, backendName: WASM_BLAS, kernelFunc: attentionGradKernel(addon) },
     { kernelName: VMOE_ADAM, backendName: WASM_BLAS, kernelFunc: adamKernel(addon) },
     { kernelName: VMOE_SUM_OF_SQUARES, backendName: WASM_BLAS, kernelFunc: sumOfSquaresKernel(addon) },
-    { kernelName: VMOE_GATHER_ROWS, backendName: WASM_BLAS, kernelFunc: rowsKernel(addon, true) },
-    { kernelName: VMOE_SCATTER_ROWS, backendName: WASM_BLAS, kernelFunc: rowsKernel(addon, false) },
     { kernelName: VMOE_COMBINE_ROWS, backendName: WASM_BLAS, kernelFunc: combineRowsKernel(addon) },
     { kernelName: VMOE_COMBINE_ROWS_GRAD, backendName: WASM_BLAS, kernelFunc: combineRowsGradKernel(addon) },
     { kernelName: VMOE_ROUTER_AUX, backendName: WASM_BLAS, kernelFunc: routerAuxKernel(addon) },

@@ -11,7 +11,7 @@ import { heatMapSvg, lineChartSvg } from '../export/figures.js';
 import { modelMembers, tokensPerImage } from '../vmoe/config.js';
 import type { RoutingOverrides, VisionMoE } from '../vmoe/model.js';
 import type { MoeLayerStats } from '../vmoe/moe.js';
-import { cv2, importanceLossOfGroup } from '../vmoe/aux-losses.js';
+import { cv2, erfcFast, importanceLossOfGroup } from '../vmoe/aux-losses.js';
 
 export interface LayerTrace {
   block: number;
@@ -72,15 +72,9 @@ export function meanRouterEntropy(gates: ArrayLike<number>, numTokens: number, n
   return numTokens ? total / numTokens : NaN;
 }
 
-/** Standard normal CDF via a Chebyshev-fitted erfc (fractional error < 1.2e-7). */
+/** Standard normal CDF via the Chebyshev-fitted erfc (erfcFast; fractional error < 1.2e-7). */
 export function normalCdf(z: number): number {
-  if (z === Infinity) return 1;
-  if (z === -Infinity) return 0;
-  const x = Math.abs(z) / Math.SQRT2;
-  const t = 1 / (1 + 0.5 * x);
-  const erfc = t * Math.exp(-x * x - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
-    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
-  return z >= 0 ? 1 - 0.5 * erfc : 0.5 * erfc;
+  return 0.5 * erfcFast(-z / Math.SQRT2);
 }
 
 /**

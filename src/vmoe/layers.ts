@@ -9,8 +9,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  hasKernel, isPlainWasm, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
-  VMOE_LAYER_NORM_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD,
+  hasKernel, isPlainWasm, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
+  VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD,
 } from '../engine/fused-kernels.js';
 
 type CustomGradFn = Parameters<typeof tf.customGrad>[0];
@@ -212,24 +212,12 @@ export function scatterAddRows(v: tf.Tensor2D, idx: tf.Tensor1D, numRows: number
 
 /**
  * MoE dispatch: row i = x[tokens[i] − 1], a zero row where tokens[i] = 0 (an
- * empty expert slot); x (N, H), tokens (M) int32 → (M, H). One fused kernel
- * each way where the backend has them, else a gather from x with a zero row
- * prepended.
+ * empty expert slot); x (N, H), tokens (M) int32 → (M, H): a gather from x with
+ * a zero row prepended. (Where the backend has the fused expert product, the
+ * layer gathers inside it instead: expertDenseOfTokens.)
  */
 export function dispatchRows(x: tf.Tensor2D, tokens: tf.Tensor1D): tf.Tensor2D {
-  const [N, H] = x.shape;
-  if (!fusable(x, VMOE_GATHER_ROWS, VMOE_SCATTER_ROWS)) {
-    return gatherRows(tf.concat([tf.zeros([1, H]), x], 0) as tf.Tensor2D, tokens);
-  }
-  const f = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
-    save([tokens]); // tensors made in the forward pass and not saved are freed before backprop
-    return {
-      value: tf.engine().runKernel(VMOE_GATHER_ROWS, { x: xi, indices: tokens }) as tf.Tensor2D,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
-        tf.engine().runKernel(VMOE_SCATTER_ROWS, { x: dy, indices: saved[0]! }, { numRows: N }) as tf.Tensor,
-    };
-  }) as unknown as CustomGradFn);
-  return f(x) as tf.Tensor2D;
+  return gatherRows(tf.concat([tf.zeros([1, x.shape[1]]), x], 0) as tf.Tensor2D, tokens);
 }
 
 /**

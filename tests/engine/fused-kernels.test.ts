@@ -11,8 +11,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
 import {
-  hasKernel, VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GATHER_ROWS, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
-  VMOE_LAYER_NORM_GRAD, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD, VMOE_ROUTER_AUX, VMOE_ROUTER_GATES, VMOE_ROUTER_GATES_GRAD, VMOE_SCATTER_ROWS, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
+  hasKernel, VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
+  VMOE_LAYER_NORM_GRAD, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD, VMOE_ROUTER_AUX, VMOE_ROUTER_GATES, VMOE_ROUTER_GATES_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
 } from '../../src/engine/fused-kernels.js';
 import { routerAuxLosses } from '../../src/vmoe/aux-losses.js';
 import { composedRouterGates, routerGates } from '../../src/vmoe/moe.js';
@@ -86,7 +86,7 @@ function valueAndGrads(op: (...xs: tf.Tensor[]) => tf.Tensor, inputs: { data: Fl
 
 const ALL_KERNELS = [
   VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_ADAM, VMOE_SUM_OF_SQUARES,
-  VMOE_GATHER_ROWS, VMOE_SCATTER_ROWS, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_ATTENTION, VMOE_ATTENTION_GRAD,
+  VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_ATTENTION, VMOE_ATTENTION_GRAD,
   VMOE_ROUTER_AUX, VMOE_ROUTER_GATES, VMOE_ROUTER_GATES_GRAD, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD,
 ];
 
@@ -394,7 +394,7 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
     });
   });
 
-  describe('MoE dispatch and combine rows', () => {
+  describe('MoE combine rows', () => {
     // Expert-buffer rows: 1-based tokens with empty slots (0), repeated tokens (top-k), a dropped gate index.
     const cases = [
       { N: 7, E: 3, H: 5, tokens: [3, 0, 1, 7, 3, 0, 5, 2, 7, 0, 1, 4] },
@@ -406,21 +406,12 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
       const tokens = Int32Array.from(c.tokens);
       // Each row's gate index t·E + e + 1 for an expert derived from the row; row 1 keeps its token but reads gate 0.
       const gateIndex = Int32Array.from(c.tokens, (t, i) => (t === 0 || i === 1 ? 0 : (t - 1) * c.E + (i % c.E) + 1));
-      const x = { data: normals(c.N * c.H, 60, 2), shape: [c.N, c.H] };
       const rows = { data: normals(M * c.H, 61), shape: [M, c.H] };
       const gates = { data: normals(c.N * c.E, 62), shape: [c.N, c.E] };
       const ops = {
-        dispatch: (a: tf.Tensor) => dispatchRows(a as tf.Tensor2D, tf.tensor1d(tokens, 'int32')),
         combine: (r: tf.Tensor, g: tf.Tensor) =>
           combineRows(r as tf.Tensor2D, g as tf.Tensor2D, tf.tensor1d(tokens, 'int32'), tf.tensor1d(gateIndex, 'int32'), c.N),
       };
-      it.each(['wasm', 'cpu'])('dispatch forward and gradient equal the composed gather on %s', async (ref) => {
-        const cot = normals(M * c.H, 63);
-        const want = await onBackend(ref, () => valueAndGrads(ops.dispatch, [x], cot));
-        const got = valueAndGrads(ops.dispatch, [x], cot);
-        expectClose(got[0]!, want[0]!, 1e-9); // copies
-        expectClose(got[1]!, want[1]!, 1e-6);
-      });
       it.each(['wasm', 'cpu'])('combine forward and row/gate gradients equal the composed gather-multiply-scatter on %s', async (ref) => {
         const cot = normals(c.N * c.H, 64);
         const want = await onBackend(ref, () => valueAndGrads(ops.combine, [rows, gates], cot));
@@ -435,12 +426,6 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
       const run = (name: string, inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap = {}) => () => tf.engine().runKernel(name, inputs, attrs);
       const x = tf.tensor2d(normals(6, 65), [3, 2]);
       const idx = (v: number[]) => tf.tensor1d(v, 'int32');
-      expect(run(VMOE_GATHER_ROWS, { x, indices: idx([1, 4]) })).toThrow(/out of range/);
-      expect(run(VMOE_GATHER_ROWS, { x, indices: idx([-1]) })).toThrow(/out of range/);
-      expect(run(VMOE_GATHER_ROWS, { x, indices: tf.tensor1d([1]) })).toThrow(/int32/);
-      expect(run(VMOE_SCATTER_ROWS, { x, indices: idx([1, 2, 3]) }, { numRows: 2 })).toThrow(/out of range/);
-      expect(run(VMOE_SCATTER_ROWS, { x, indices: idx([1, 2]) }, { numRows: 2 })).toThrow(/shape \[3\]/);
-      expect(run(VMOE_SCATTER_ROWS, { x, indices: idx([1, 2, 0]) }, { numRows: -1 })).toThrow(/numRows/);
       const gates = tf.tensor2d(normals(4, 66), [2, 2]);
       expect(run(VMOE_COMBINE_ROWS, { x, gates, tokens: idx([1, 2, 0]), gateIndex: idx([1, 5, 0]) }, { numTokens: 2 })).toThrow(/out of range/);
       expect(run(VMOE_COMBINE_ROWS, { x, gates, tokens: idx([1, 3, 0]), gateIndex: idx([1, 4, 0]) }, { numTokens: 2 })).toThrow(/out of range/);

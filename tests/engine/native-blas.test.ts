@@ -84,7 +84,7 @@ describe('selfCheck', () => {
 
 describe('checkAddon', () => {
   const names = ['sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
-    'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'gatherRows', 'scatterRows', 'combineRows', 'combineRowsGrad', 'normals', 'planTopK', 'routerAux', 'routerGates', 'routerGatesGrad', 'expertDense', 'expertDenseGrad', 'setThreads', 'setGemm', 'info'];
+    'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'combineRows', 'combineRowsGrad', 'normals', 'planTopK', 'routerAux', 'routerGates', 'routerGatesGrad', 'expertDense', 'expertDenseGrad', 'setThreads', 'setGemm', 'info'];
   const fake = (over: Record<string, unknown>) => ({ ...Object.fromEntries(names.map((n) => [n, () => {}])), ...over }) as unknown as BlasAddon;
   it('asks for a rebuild when a stale build lacks entry points, instead of failing later', () => {
     const stale = fake({ gelu: undefined, adam: undefined });
