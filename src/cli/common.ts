@@ -27,12 +27,9 @@ export function parsePositiveNumber(s: string, flag: string): number {
   return v;
 }
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+import { UsageError } from '../util/errors.js';
+
+export { UsageError };
 
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];

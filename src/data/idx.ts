@@ -10,13 +10,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 
-/** A missing, unreadable or malformed data file or data set. */
-export class DataError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DataError';
-  }
-}
+import { DataError } from '../util/errors.js';
+
+export { DataError };
 
 export interface IdxArray {
   dims: number[];

@@ -17,13 +17,9 @@ export interface CorruptionSpec {
   heldOut: boolean;
 }
 
-/** Thrown for an unknown corruption name or a severity outside the allowed range. */
-export class CorruptionError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'CorruptionError';
-  }
-}
+import { CorruptionError } from '../util/errors.js';
+
+export { CorruptionError };
 
 export function checkSeverity(severity: number, who: string, max = 5): void {
   if (!Number.isInteger(severity) || severity < 0 || severity > max) {

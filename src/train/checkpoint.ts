@@ -71,14 +71,9 @@ export interface SaveCheckpointOptions {
   fs?: Partial<CheckpointFs>;
 }
 
-export class CheckpointError extends Error {
-  readonly file?: string;
-  constructor(message: string, options?: { file?: string; cause?: unknown }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'CheckpointError';
-    this.file = options?.file;
-  }
-}
+import { CheckpointError } from '../util/errors.js';
+
+export { CheckpointError };
 
 export const CHECKPOINT_FORMAT_VERSION = 1;
 export const CHECKPOINT_EXTENSION = '.vmoe';

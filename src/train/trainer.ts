@@ -23,12 +23,9 @@ import type { SamplerState } from '../data/batches.js';
 import { Progress } from './progress.js';
 import { runRecord } from './record.js';
 
-export class TrainingError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'TrainingError';
-  }
-}
+import { TrainingError } from '../util/errors.js';
+
+export { TrainingError };
 
 export interface TrainOptions {
   config: ExperimentConfig;

@@ -116,12 +116,9 @@ export function checkModelConfig(cfg: ModelConfig, prefix = 'model'): void {
   if (errs.length) throw new ConfigError(errs);
 }
 
-export class ConfigError extends Error {
-  constructor(public readonly problems: string[]) {
-    super(`invalid config:\n  ${problems.join('\n  ')}`);
-    this.name = 'ConfigError';
-  }
-}
+import { ConfigError } from '../util/errors.js';
+
+export { ConfigError };
 
 export function tokensPerImage(cfg: ModelConfig): number {
   const g = cfg.imageSize / cfg.patchSize;
