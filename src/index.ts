@@ -22,14 +22,14 @@ export { flopsPerImage, FLOPS_CONVENTION, type FlopsBreakdown } from './vmoe/flo
 export * as ensembles from './ensembles/index.js';
 
 // Training
-export * from './train/config.js';
+export * from './config/experiment.js';
 export { Adam, learningRate } from './train/optimizer.js';
-export * from './train/checkpoint.js';
+export * from './checkpoint/format.js';
 export { train, TrainingError, classificationLoss, evaluateSplit, initFromCheckpoint, decideHead, type HeadInit, type HeadDecision, type TrainOptions, type TrainResult } from './train/trainer.js';
-export { loadModel, resolveCheckpoint, type LoadedModel } from './train/load.js';
+export { loadModel, resolveCheckpoint, type LoadedModel } from './checkpoint/load.js';
 
 // Evaluation
-export { computeOutputs, type Outputs, type OutputOptions, type RouterSummary } from './eval/outputs.js';
+export { computeOutputs, type Outputs, type OutputOptions, type RouterSummary } from './vmoe/outputs.js';
 export { classificationMetrics, type ClassificationMetrics } from './eval/classification.js';
 export * as metrics from './metrics/index.js';
 export * as fewshot from './fewshot/index.js';

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadExperiment } from '../src/train/config.js';
+import { loadExperiment } from '../src/config/experiment.js';
 
 const dir = path.resolve(__dirname, '../configs');
 describe('shipped configs', () => {

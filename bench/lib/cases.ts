@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { engineInfo } from '../../src/engine/index.js';
-import { OptimSchema } from '../../src/train/config.js';
+import { OptimSchema } from '../../src/config/experiment.js';
 import { Adam } from '../../src/train/optimizer.js';
 import { modelLoss } from '../../src/train/trainer.js';
 import { dense2d, gelu } from '../../src/vmoe/layers.js';

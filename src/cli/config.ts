@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { loadExperiment } from '../train/config.js';
+import { loadExperiment } from '../config/experiment.js';
 import { collect } from './common.js';
 
 export function registerConfigCommand(program: Command): void {

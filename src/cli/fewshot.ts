@@ -5,8 +5,8 @@ import { loadDataset } from '../data/index.js';
 import { extractPreLogits } from '../eval/features-cache.js';
 import { toCsv, toLatex, toTextTable, type Row } from '../export/tables.js';
 import { runFewShot, type FewShotDataset, type ProbeKind } from '../fewshot/index.js';
-import { loadModel } from '../train/load.js';
-import { runRecord } from '../train/record.js';
+import { loadModel } from '../checkpoint/load.js';
+import { runRecord } from '../engine/record.js';
 import { UsageError, addEngineOptions, collect, parsePositiveInt, startEngine } from './common.js';
 
 interface FewshotFlags {

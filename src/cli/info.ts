@@ -1,13 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { loadCheckpoint } from '../train/checkpoint.js';
-import { parseExperiment } from '../train/config.js';
-import { resolveCheckpoint } from '../train/load.js';
+import { loadCheckpoint } from '../checkpoint/format.js';
+import { parseExperiment } from '../config/experiment.js';
+import { resolveCheckpoint } from '../checkpoint/load.js';
 import { moeBlocks, tokensPerImage } from '../vmoe/config.js';
 import { flopsPerImage } from '../vmoe/flops.js';
 import { countParams } from '../vmoe/params.js';
-import { loadExperiment } from '../train/config.js';
+import { loadExperiment } from '../config/experiment.js';
 
 export function describeModel(configSource: { checkpoint?: string; config?: string }): Record<string, unknown> {
   let cfgRaw: unknown;

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { PACKAGE_VERSION } from '../train/record.js';
+import { PACKAGE_VERSION } from '../engine/record.js';
 import { registerTrainCommands } from './train.js';
 import { registerEvalCommand } from './eval.js';
 import { registerInfoCommand } from './info.js';

@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import { datasetAvailable } from '../data/index.js';
 import { toCsv, toLatex, toMarkdown, type Row } from '../export/tables.js';
 import { eceWords, provenanceColumns, provenanceOf, runWords } from '../export/provenance.js';
-import { loadExperiment } from '../train/config.js';
+import { loadExperiment } from '../config/experiment.js';
 import { train } from '../train/trainer.js';
 import { addEngineOptions, collect, startEngine } from './common.js';
 import { runEval } from './eval.js';

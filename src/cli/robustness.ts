@@ -7,8 +7,8 @@ import { boxPlotSvg } from '../export/figures.js';
 import { writeFigure } from '../export/png.js';
 import { toCsv, toLatex, toMarkdown, toTextTable, type Row } from '../export/tables.js';
 import { CORRUPTIONS, MNIST_C, SUITES, type Suite } from '../robustness/index.js';
-import { loadModel } from '../train/load.js';
-import { runRecord } from '../train/record.js';
+import { loadModel } from '../checkpoint/load.js';
+import { runRecord } from '../engine/record.js';
 import { UsageError, addEngineOptions, collect, parsePositiveInt, startEngine } from './common.js';
 
 interface RobustnessFlags {

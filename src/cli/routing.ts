@@ -1,17 +1,18 @@
+import { affinityHeatMap, trainingLogFigures } from '../export/routing-figures.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Command } from 'commander';
 import { loadDataset, makeBatch, type ImageDataset, type Split } from '../data/index.js';
 import {
-  BACKGROUND_PATCH_RULE, DEFAULT_COLLAPSE, affinityHeatMap, analyseRouting, parseTrainingLog, processedPatches, processedShareByContent, traceRouting, type ShareByContent,
-  trainingLogFigures, trainingLogSeries, type LayerSummary,
+  BACKGROUND_PATCH_RULE, DEFAULT_COLLAPSE, analyseRouting, parseTrainingLog, processedPatches, processedShareByContent, traceRouting, type ShareByContent,
+  trainingLogSeries, type LayerSummary,
 } from '../eval/routing-analysis.js';
 import { patchOverlaySvg, type OverlayPanel } from '../export/figures.js';
 import { writeFigure } from '../export/png.js';
 import { toCsv, type Row } from '../export/tables.js';
-import { loadModel } from '../train/load.js';
-import { runRecord } from '../train/record.js';
+import { loadModel } from '../checkpoint/load.js';
+import { runRecord } from '../engine/record.js';
 import { modelMembers } from '../vmoe/config.js';
 import type { VisionMoE } from '../vmoe/model.js';
 import { UsageError, addEngineOptions, parsePositiveInt, parsePositiveNumber, startEngine, addDataOptions } from './common.js';

@@ -1,8 +1,8 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { loadExperiment } from '../train/config.js';
+import { loadExperiment } from '../config/experiment.js';
 import { train, type HeadInit } from '../train/trainer.js';
-import { resolveCheckpoint } from '../train/load.js';
+import { resolveCheckpoint } from '../checkpoint/load.js';
 import { addEngineOptions, collect, startEngine } from './common.js';
 
 interface TrainFlags {

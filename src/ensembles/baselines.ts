@@ -4,10 +4,11 @@
  * Outputs are stacked member after member, in the layout E³ Outputs already have.
  */
 import type { ImageDataset } from '../data/index.js';
-import { computeOutputs, type Outputs } from '../eval/outputs.js';
-import type { LoadedModel } from '../train/load.js';
+import { computeOutputs, type Outputs } from '../vmoe/outputs.js';
 import { flopsPerImage } from '../vmoe/flops.js';
-import type { RoutingOverrides } from '../vmoe/model.js';
+import type { RoutingOverrides, VisionMoE } from '../vmoe/model.js';
+import type { ModelConfig } from '../vmoe/config.js';
+import type { PixelScale } from '../data/index.js';
 import type { Rng } from '../util/rng.js';
 
 /** Stacks the members of several Outputs on the same data (deep ensembles, MC-dropout samples). */
@@ -49,6 +50,12 @@ export function stackOutputs(parts: Outputs[]): Outputs {
   };
 }
 
+/** What an ensemble member needs to run: the model and how its inputs are scaled (a loaded checkpoint fits). */
+export interface EnsembleMember {
+  model: VisionMoE;
+  config: { model: ModelConfig; data: { scale: PixelScale } };
+}
+
 export interface EnsembleRunOptions {
   batchSize: number;
   routing: RoutingOverrides;
@@ -60,7 +67,7 @@ export interface EnsembleRunOptions {
 }
 
 /** Runs every model (and MC sample) over one data set and stacks the members. */
-export function ensembleOutputs(models: LoadedModel[], ds: ImageDataset, opts: EnsembleRunOptions): Outputs {
+export function ensembleOutputs(models: EnsembleMember[], ds: ImageDataset, opts: EnsembleRunOptions): Outputs {
   const parts: Outputs[] = [];
   for (const l of models) {
     const passes = opts.mcSamples > 0 ? opts.mcSamples : 1;
@@ -76,6 +83,6 @@ export function ensembleOutputs(models: LoadedModel[], ds: ImageDataset, opts: E
 }
 
 /** FLOPs per image of the whole ensemble: every model, every MC pass. */
-export function ensembleFlops(models: LoadedModel[], routing: RoutingOverrides, mcSamples: number): number {
+export function ensembleFlops(models: EnsembleMember[], routing: RoutingOverrides, mcSamples: number): number {
   return models.reduce((a, l) => a + flopsPerImage(l.config.model, routing).total, 0) * Math.max(1, mcSamples);
 }

@@ -1,11 +1,5 @@
-/** From E³ member logits to the ensemble's prediction and training loss. */
+/** E³ training loss from member logits (the ensemble prediction, ensembleLogits, lives in vmoe/members.ts). */
 import * as tf from '@tensorflow/tfjs-core';
-
-/** Member logits (M, B, K) → log p̄ (B, K), p̄ the mean of the members' softmaxes: logsumexp_m log_softmax − log M. */
-export function ensembleLogits(memberLogits: tf.Tensor3D): tf.Tensor2D {
-  const M = memberLogits.shape[0];
-  return tf.sub(tf.logSumExp(tf.logSoftmax(memberLogits), 0), Math.log(M)) as tf.Tensor2D;
-}
 
 /**
  * E³ training loss: each member's own loss on the labels, averaged over members,

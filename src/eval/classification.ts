@@ -4,7 +4,7 @@ import {
   oracleCollaborativeAccuracy, probsFromLogits, selectiveSummary, type Binning, type EceConvention, type EceResult,
   type EnsembleDiversity, type Labels, type Probs, type ReliabilityBin,
 } from '../metrics/index.js';
-import type { Outputs } from './outputs.js';
+import type { Outputs } from '../vmoe/outputs.js';
 
 /** ECE variants and reliability-diagram data; every variant uses the main ECE's bins (and binning, except ece_equal_mass). */
 export interface CalibrationDetails {

@@ -6,8 +6,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ImageDataset } from '../data/index.js';
-import type { LoadedModel } from '../train/load.js';
-import { computeOutputs } from './outputs.js';
+import type { LoadedModel } from '../checkpoint/load.js';
+import { computeOutputs } from '../vmoe/outputs.js';
 
 export interface CachedFeatures {
   n: number;

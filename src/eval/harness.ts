@@ -11,7 +11,7 @@ import {
 } from '../metrics/index.js';
 import type { EnsembleRunOptions } from '../ensembles/baselines.js';
 import { classificationMetrics, type ClassificationMetrics } from './classification.js';
-import type { Outputs } from './outputs.js';
+import type { Outputs } from '../vmoe/outputs.js';
 
 /** How the models run (src/ensembles ensembleOutputs) and how finely calibration is binned. */
 export interface HarnessOptions extends EnsembleRunOptions {

@@ -7,9 +7,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { makeBatch, type ImageDataset } from '../data/index.js';
 import { CORRUPTIONS, MNIST_C, corruptBatch, type Suite } from '../robustness/index.js';
-import type { LoadedModel } from '../train/load.js';
+import type { LoadedModel } from '../checkpoint/load.js';
 import { classificationMetrics, type ClassificationMetrics } from './classification.js';
-import type { Outputs } from './outputs.js';
+import type { Outputs } from '../vmoe/outputs.js';
 import { modelMembers } from '../vmoe/config.js';
 
 /** One model as the user named it: a checkpoint, or several joined into a deep ensemble. */

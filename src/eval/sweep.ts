@@ -5,12 +5,10 @@
  * of (token, choice) assignments processed, FLOPs per image, images/s).
  */
 import type { ImageDataset, PixelScale } from '../data/index.js';
-import { lineChartSvg } from '../export/figures.js';
-import type { Row } from '../export/tables.js';
 import { flopsPerImage } from '../vmoe/flops.js';
 import type { RoutingOverrides, VisionMoE } from '../vmoe/model.js';
 import { classificationMetrics } from './classification.js';
-import { computeOutputs, type Outputs, type RouterSummary } from './outputs.js';
+import { computeOutputs, type Outputs, type RouterSummary } from '../vmoe/outputs.js';
 
 export type BatchPriorityMode = 'both' | 'on' | 'off';
 
@@ -77,7 +75,7 @@ export function processedFractionOf(router: RouterSummary[]): number {
   return router.reduce((a, r) => a + r.processedFraction, 0) / router.length;
 }
 
-export interface SweepRow extends Row {
+export type SweepRow = {
   routing: string;
   k: number;
   capacity_factor: number;
@@ -92,7 +90,9 @@ export interface SweepRow extends Row {
   flops_per_image: number;
   images_per_s: number;
   seconds: number;
-}
+  /** processed_block{b}: the processed fraction of MoE block b. */
+  [perBlock: `processed_block${number}`]: number;
+};
 
 /** How to evaluate one setting: the model-specific part of a sweep (V-MoE, E³, …). */
 export interface SweepEvaluator {
@@ -149,24 +149,5 @@ export function modelSweepEvaluator(model: VisionMoE, ds: ImageDataset, opts: { 
   return {
     evaluate: (routing) => computeOutputs(model, ds, { batchSize: opts.batchSize, scale: opts.scale, routing }),
     flops: (routing) => flopsPerImage(model.cfg, routing).total,
-  };
-}
-
-/** Line label for one (routing mode, K). */
-export const seriesName = (routing: string, k: number) => `${routing === 'bpr' ? 'BPR' : 'vanilla'} K=${k}`;
-
-/** Accuracy and NLL against processed fraction, one line per (routing mode, K). */
-export function sweepFigures(rows: SweepRow[], title = ''): { accuracy: string; nll: string } {
-  const groups = new Map<string, SweepRow[]>();
-  for (const r of rows) {
-    const key = seriesName(r.routing, r.k);
-    groups.set(key, [...(groups.get(key) ?? []), r]);
-  }
-  const series = (metric: 'accuracy' | 'nll') =>
-    [...groups].map(([name, rs]) => ({ name, points: rs.map((r) => [r.processed_fraction, r[metric]] as [number, number]) }));
-  const suffix = title ? ` — ${title}` : '';
-  return {
-    accuracy: lineChartSvg({ title: `Accuracy vs processed assignments${suffix}`, xLabel: 'processed fraction of (token, choice) assignments', yLabel: 'accuracy', series: series('accuracy') }),
-    nll: lineChartSvg({ title: `NLL vs processed assignments${suffix}`, xLabel: 'processed fraction of (token, choice) assignments', yLabel: 'NLL (nats)', series: series('nll') }),
   };
 }

@@ -7,11 +7,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadExperiment } from '../train/config.js';
+import { loadExperiment } from '../config/experiment.js';
 import { train } from '../train/trainer.js';
 import { runEval } from '../cli/eval.js';
 import { reportOutputs, reportRows } from '../cli/report.js';
-import { runRecord } from '../train/record.js';
+import { runRecord } from '../engine/record.js';
 
 const CONFIG_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../configs');
 

@@ -4,7 +4,7 @@
  * few-shot accuracy against shots. The builders take plain arrays; the glue at the
  * bottom turns the harness's Outputs (or a few-shot report) into named figures.
  */
-import type { Outputs } from '../eval/outputs.js';
+import type { Outputs } from '../vmoe/outputs.js';
 import type { ShotResult } from '../fewshot/protocol.js';
 import {
   aurc, confidenceAndCorrect, ece, oodMetrics, oodScore, probsFromLogits, riskCoverageCurve,

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { hasKernel, VMOE_ADAM, VMOE_SUM_OF_SQUARES } from '../engine/fused-kernels.js';
-import type { ExperimentConfig } from './config.js';
+import type { ExperimentConfig } from '../config/experiment.js';
 
 export type OptimConfig = ExperimentConfig['optim'];
 

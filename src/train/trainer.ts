@@ -10,18 +10,18 @@ import { BatchSampler, loadDataset, makeBatch, type ImageDataset } from '../data
 import { engineInfo } from '../engine/index.js';
 import { meanMemberLoss } from '../ensembles/combine.js';
 import { isReshapedRouterKernel } from '../ensembles/from-vmoe.js';
-import { computeOutputs } from '../eval/outputs.js';
+import { computeOutputs } from '../vmoe/outputs.js';
 import { accuracy, nll } from '../metrics/likelihood.js';
 import { probsFromLogits } from '../metrics/softmax.js';
 import { VisionMoE, type ForwardResult } from '../vmoe/model.js';
 import { paramSpecs } from '../vmoe/params.js';
 import { Rng, type RngState } from '../util/rng.js';
 import { Adam, learningRate } from './optimizer.js';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type NamedArray } from './checkpoint.js';
-import type { ExperimentConfig } from './config.js';
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type NamedArray } from '../checkpoint/format.js';
+import type { ExperimentConfig } from '../config/experiment.js';
 import type { SamplerState } from '../data/batches.js';
 import { Progress } from './progress.js';
-import { runRecord } from './record.js';
+import { runRecord } from '../engine/record.js';
 
 import { TrainingError } from '../util/errors.js';
 

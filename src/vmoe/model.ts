@@ -8,8 +8,7 @@ import { modelMembers, moeBlocks, tokensPerImage, type ModelConfig } from './con
 import { dense, dense2d, dropout, gelu, layerNorm, selfAttention } from './layers.js';
 import { moeLayer, type DispatchImpl, type MoeLayerResult, type MoeLayerStats, type RoutingSettings } from './moe.js';
 import { initParamValues, paramSpecs } from './params.js';
-import { ensembleLogits } from '../ensembles/combine.js';
-import { concatMembers, fromRoutingOrder, membersFirst, repeatMembers, toRoutingOrder } from '../ensembles/layout.js';
+import { concatMembers, ensembleLogits, fromRoutingOrder, membersFirst, repeatMembers, toRoutingOrder } from './members.js';
 import type { Rng } from '../util/rng.js';
 
 export interface RoutingOverrides {

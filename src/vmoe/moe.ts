@@ -13,7 +13,7 @@ import { canGatherInExpertDense, combineRows, dense2d, dispatchRows, expertDense
 import { packExpertRows, planExpertChoice, planTopKPacked, type DispatchPlan, type PackedRows } from './dispatch.js';
 import { activeBlasAddon } from '../engine/native-blas.js';
 import { expertCapacity, expertChoiceCapacity, type CapacityRounding } from './capacity.js';
-import { checkPartition, partitionMask } from '../ensembles/partition.js';
+import { checkPartition, partitionMask } from './partition.js';
 import { importanceLossOfGroup, routerAuxLosses } from './aux-losses.js';
 import { standardNormals } from '../util/rng.js';
 

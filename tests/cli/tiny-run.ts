@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
 import { vi } from 'vitest';
-import { parseExperiment } from '../../src/train/config.js';
+import { parseExperiment } from '../../src/config/experiment.js';
 import { train } from '../../src/train/trainer.js';
 
 /** Trains a tiny V-MoE on MNIST for 4 steps (14×14 patches → 5 tokens, E=4, K=2, MoE in block 1); returns the run folder. */

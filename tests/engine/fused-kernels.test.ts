@@ -21,7 +21,7 @@ import {
   canGatherInExpertDense, combineRows, composedGelu, composedLayerNorm, composedSelfAttention, dispatchRows, expertDense, expertDenseOfTokens, gelu,
   layerNorm, selfAttention, softmax,
 } from '../../src/vmoe/layers.js';
-import { OptimSchema } from '../../src/train/config.js';
+import { OptimSchema } from '../../src/config/experiment.js';
 import { Adam } from '../../src/train/optimizer.js';
 import { Rng } from '../../src/util/rng.js';
 

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
 import { checkAddon, chooseCoreType, chooseGemm, defaultAddonPath, loadBlasAddon, selfCheck, type BlasAddon, type GemmLibrary } from '../../src/engine/native-blas.js';
-import { OptimSchema } from '../../src/train/config.js';
+import { OptimSchema } from '../../src/config/experiment.js';
 import { Adam } from '../../src/train/optimizer.js';
 import { dense2d } from '../../src/vmoe/layers.js';
 import { ModelSchema } from '../../src/vmoe/config.js';

@@ -1,7 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
-import { ensembleLogits, meanMemberLoss } from '../../src/ensembles/combine.js';
+import { meanMemberLoss } from '../../src/ensembles/combine.js';
+import { ensembleLogits } from '../../src/vmoe/members.js';
 import { classificationLoss, modelLoss } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/rng.js';
 import { cfgOf, initModel, randomImages } from './helpers.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../src/engine/index.js';
 import { e3ValuesFromVmoe, isReshapedRouterKernel } from '../../src/ensembles/from-vmoe.js';
-import { saveCheckpoint, type NamedArray } from '../../src/train/checkpoint.js';
+import { saveCheckpoint, type NamedArray } from '../../src/checkpoint/format.js';
 import { initFromCheckpoint } from '../../src/train/trainer.js';
 import { VisionMoE } from '../../src/vmoe/model.js';
 import { initParamValues } from '../../src/vmoe/params.js';

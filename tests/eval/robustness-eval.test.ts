@@ -6,8 +6,8 @@ import type { ClassificationMetrics } from '../../src/eval/classification.js';
 import { corruptBatch } from '../../src/robustness/index.js';
 import { ModelSchema } from '../../src/vmoe/config.js';
 import { VisionMoE } from '../../src/vmoe/model.js';
-import { parseExperiment } from '../../src/train/config.js';
-import type { LoadedModel } from '../../src/train/load.js';
+import { parseExperiment } from '../../src/config/experiment.js';
+import type { LoadedModel } from '../../src/checkpoint/load.js';
 
 let entry: ModelEntry;
 beforeAll(async () => {

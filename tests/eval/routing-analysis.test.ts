@@ -2,12 +2,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
 import { makeBatch } from '../../src/data/index.js';
-import { computeOutputs } from '../../src/eval/outputs.js';
+import { computeOutputs } from '../../src/vmoe/outputs.js';
 import {
   DEFAULT_COLLAPSE, addLayerTrace, analyseRouting, collapseFlags, emptyLayerCounts, loadLossOfGroup,
-  isBackgroundPatch, meanRouterEntropy, normalCdf, parseTrainingLog, processedPatches, processedShareByContent, rowNormalise, runningMean, summariseLayer, traceRouting,
-  trainingLogFigures, trainingLogSeries, type LayerTrace, type RoutingTrace,
+  isBackgroundPatch, meanRouterEntropy, normalCdf, parseTrainingLog, processedPatches, processedShareByContent, rowNormalise, summariseLayer, traceRouting,
+  trainingLogSeries, type LayerTrace, type RoutingTrace,
 } from '../../src/eval/routing-analysis.js';
+import { runningMean, trainingLogFigures } from '../../src/export/routing-figures.js';
 import { importanceLossOfGroup } from '../../src/vmoe/aux-losses.js';
 import { gelu } from '../../src/vmoe/layers.js';
 import { VisionMoE } from '../../src/vmoe/model.js';

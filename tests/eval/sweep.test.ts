@@ -1,9 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../src/engine/index.js';
-import type { Outputs } from '../../src/eval/outputs.js';
+import type { Outputs } from '../../src/vmoe/outputs.js';
 import {
-  modelSweepEvaluator, parseNumberList, processedFractionOf, runSweep, sweepFigures, sweepSettings, type BatchPriorityMode,
+  modelSweepEvaluator, parseNumberList, processedFractionOf, runSweep, sweepSettings, type BatchPriorityMode,
 } from '../../src/eval/sweep.js';
+import { sweepFigures } from '../../src/export/sweep-figures.js';
 import { flopsPerImage } from '../../src/vmoe/flops.js';
 import { VisionMoE } from '../../src/vmoe/model.js';
 import { syntheticDataset, tinyConfig } from './helpers.js';

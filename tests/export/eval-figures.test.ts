@@ -3,7 +3,7 @@ import {
   evalFigures, fewShotFigure, fewShotSvg, histogramCounts, oracleAurcOf, reliabilityDiagramSvg, reliabilityLayout, riskCoverageSvg,
   scoreHistogramSvg, thinIndices, type ReliabilityBinInput,
 } from '../../src/export/eval-figures.js';
-import type { Outputs } from '../../src/eval/outputs.js';
+import type { Outputs } from '../../src/vmoe/outputs.js';
 import type { ShotResult } from '../../src/fewshot/protocol.js';
 import { aurc } from '../../src/metrics/index.js';
 import { checkSvg, count, type SvgElement } from '../eval/svg-check.js';

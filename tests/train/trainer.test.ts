@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../src/engine/index.js';
-import { loadExperiment, parseExperiment, OptimSchema } from '../../src/train/config.js';
+import { loadExperiment, parseExperiment, OptimSchema } from '../../src/config/experiment.js';
 import { learningRate } from '../../src/train/optimizer.js';
 import { train } from '../../src/train/trainer.js';
 import { ConfigError } from '../../src/vmoe/config.js';
@@ -122,7 +122,7 @@ describe('fine-tuning initialisation', () => {
     expect(report.resized).toEqual(['pos']);
     expect(report.fresh.sort()).toEqual(['embed/kernel', 'head/bias', 'head/kernel']);
     expect(report.copied).toContain('block1/moe/w1');
-    const { loadCheckpoint } = await import('../../src/train/checkpoint.js');
+    const { loadCheckpoint } = await import('../../src/checkpoint/format.js');
     const src = loadCheckpoint(r.checkpoint).tensors['params/pos']!.data as Float32Array; // (5, 16): cls + 2×2
     const pos = model.p('pos').arraySync() as number[][]; // (17, 16)
     const H = 16;
@@ -142,7 +142,7 @@ describe('fine-tuning initialisation', () => {
   it('the head is kept on the same data set and starts afresh on another one with as many classes, or when asked', async () => {
     const { initFromCheckpoint } = await import('../../src/train/trainer.js');
     const { VisionMoE } = await import('../../src/vmoe/model.js');
-    const { loadCheckpoint } = await import('../../src/train/checkpoint.js');
+    const { loadCheckpoint } = await import('../../src/checkpoint/format.js');
     const dir = tmp();
     const r = await train({ config: small(3), outDir: dir, quiet: true }); // trained on mnist, 10 classes
     const trained = Array.from(loadCheckpoint(r.checkpoint).tensors['params/head/kernel']!.data);
@@ -183,7 +183,7 @@ describe('fine-tuning initialisation', () => {
 
 describe('freezing', () => {
   it('parameters under train.freeze prefixes do not change; the rest do', async () => {
-    const { loadCheckpoint } = await import('../../src/train/checkpoint.js');
+    const { loadCheckpoint } = await import('../../src/checkpoint/format.js');
     const { initParamValues } = await import('../../src/vmoe/params.js');
     const cfg = small(3, { train: { batchSize: 16, steps: 3, evalEvery: 0, evalLimit: 64, checkpointEvery: 3, logEvery: 1000, freeze: ['embed/', 'block0/'] } });
     const r = await train({ config: cfg, outDir: tmp(), quiet: true });

@@ -14,7 +14,7 @@ import {
   loadCheckpoint,
   type NamedArray,
   saveCheckpoint,
-} from '../../src/train/checkpoint.js';
+} from '../../src/checkpoint/format.js';
 import { Rng } from '../../src/util/rng.js';
 
 let dir: string;

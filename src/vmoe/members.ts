@@ -3,10 +3,11 @@
  * is repeated M times; the layout fixes which row holds member m of image i:
  * repeat puts it at row i·M + m, tile at row m·B + i. Routing, however, wants
  * one order whatever the layout — (image, token, member), member fastest — so
- * that a routing group holds whole images with all their members.
+ * that a routing group holds whole images with all their members. Also the
+ * ensemble prediction from member logits (mean of the members' probabilities).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { ModelConfig } from '../vmoe/config.js';
+import type { ModelConfig } from './config.js';
 
 export type MemberLayout = ModelConfig['ensemble']['layout'];
 
@@ -53,4 +54,10 @@ export function fromRoutingOrder(y: tf.Tensor2D, B: number, T: number, M: number
   const y4 = tf.reshape(y, [B, T, M, H]);
   const back = layout === 'tile' ? tf.transpose(y4, [2, 0, 1, 3]) : tf.transpose(y4, [0, 2, 1, 3]); // (M, B, T, H) | (B, M, T, H)
   return tf.reshape(back, [B * M * T, H]);
+}
+
+/** Member logits (M, B, K) → log p̄ (B, K), p̄ the mean of the members' softmaxes: logsumexp_m log_softmax − log M. */
+export function ensembleLogits(memberLogits: tf.Tensor3D): tf.Tensor2D {
+  const M = memberLogits.shape[0];
+  return tf.sub(tf.logSumExp(tf.logSoftmax(memberLogits), 0), Math.log(M)) as tf.Tensor2D;
 }

@@ -1,10 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
-import { concatMembers, fromRoutingOrder, membersFirst, repeatMembers, toRoutingOrder } from '../../src/ensembles/layout.js';
+import { concatMembers, fromRoutingOrder, membersFirst, repeatMembers, toRoutingOrder } from '../../src/vmoe/members.js';
 import { VisionMoE } from '../../src/vmoe/model.js';
 import { Rng } from '../../src/util/rng.js';
-import { cfgOf, initModel, randomImages } from './helpers.js';
+import { cfgOf, initModel, randomImages } from '../ensembles/helpers.js';
 
 beforeAll(async () => {
   await initEngine({ backend: 'wasm', quiet: true, threads: 1 });

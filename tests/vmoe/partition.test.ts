@@ -1,10 +1,10 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
-import { checkPartition, memberBlock, partitionMask } from '../../src/ensembles/partition.js';
+import { checkPartition, memberBlock, partitionMask } from '../../src/vmoe/partition.js';
 import type { MoeLayerResult } from '../../src/vmoe/moe.js';
 import { Rng } from '../../src/util/rng.js';
-import { base, cfgOf, initModel, randomImages } from './helpers.js';
+import { base, cfgOf, initModel, randomImages } from '../ensembles/helpers.js';
 
 beforeAll(async () => {
   await initEngine({ backend: 'wasm', quiet: true, threads: 1 });

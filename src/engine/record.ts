@@ -1,7 +1,7 @@
 /** What every result file records: config, seed, backend, threads and versions. */
 import os from 'node:os';
 import { createRequire } from 'node:module';
-import { engineInfo } from '../engine/index.js';
+import { engineInfo } from './index.js';
 
 const require = createRequire(import.meta.url);
 export const PACKAGE_VERSION: string = (require('../../package.json') as { version: string }).version;

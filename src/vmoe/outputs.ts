@@ -5,9 +5,9 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { makeBatch, sequentialBatches, type ImageDataset, type PixelScale } from '../data/index.js';
-import type { ForwardOptions, RoutingOverrides, VisionMoE } from '../vmoe/model.js';
-import { modelMembers } from '../vmoe/config.js';
-import type { MoeLayerStats } from '../vmoe/moe.js';
+import type { ForwardOptions, RoutingOverrides, VisionMoE } from './model.js';
+import { modelMembers } from './config.js';
+import type { MoeLayerStats } from './moe.js';
 import type { Rng } from '../util/rng.js';
 
 export interface RouterSummary {
