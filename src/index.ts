@@ -30,7 +30,7 @@ export { loadModel, resolveCheckpoint, type LoadedModel } from './checkpoint/loa
 
 // Evaluation
 export { computeOutputs, type Outputs, type OutputOptions, type RouterSummary } from './vmoe/outputs.js';
-export { classificationMetrics, type ClassificationMetrics } from './eval/classification.js';
+export { classificationMetrics, type ClassificationMetrics } from './eval/harness.js';
 export * as metrics from './metrics/index.js';
 export * as fewshot from './fewshot/index.js';
 export * as robustness from './robustness/index.js';

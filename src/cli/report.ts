@@ -1,41 +1,9 @@
+/** `vmoe report`: merges several runs' results into one mean ± std table (export/report.ts). */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import {
-  formatMeanStd, provenanceCaption, provenanceComments, provenanceCsvColumns, provenanceNote, readResult, summarise,
-} from '../export/report.js';
-import { toCsv, toLatex, toMarkdown, toTextTable, type Row } from '../export/tables.js';
+import { reportOutputs, reportRows } from '../export/report.js';
 import { UsageError } from './common.js';
-
-export function reportRows(paths: string[], groupBy: 'model' | 'path', metrics?: string[]) {
-  const summaries = summarise(paths.map((p) => readResult(p, groupBy)));
-  const keys = metrics ?? [...new Set(summaries.flatMap((s) => Object.keys(s.mean)))];
-  // every group lists every metric (empty where it has none) so the provenance columns come last in the CSV
-  const anyHas = keys.filter((k) => summaries.some((s) => k in s.mean));
-  const numeric: Row[] = summaries.map((s) => ({
-    model: s.group, runs: s.runs,
-    ...Object.fromEntries(anyHas.flatMap((k) => [[`${k}_mean`, s.mean[k] ?? null], [`${k}_std`, s.std[k] ?? null]])),
-    ...provenanceCsvColumns(s),
-  }));
-  const pretty: Row[] = summaries.map((s) => ({
-    model: s.group, runs: s.runs,
-    ...Object.fromEntries(keys.map((k) => [k, k in s.mean ? formatMeanStd(s.mean[k]!, s.std[k]!, k) : '–'])),
-  }));
-  return { summaries, numeric, pretty };
-}
-
-/** The report in every format; each states the provenance and conventions of its numbers. */
-export function reportOutputs(rows: ReturnType<typeof reportRows>, caption = ''): Record<string, string> {
-  const { summaries, numeric, pretty } = rows;
-  const note = provenanceNote(summaries);
-  return {
-    csv: toCsv(numeric),
-    json: JSON.stringify({ groups: summaries, convention: 'mean ± sample std (ddof 1) over runs' }, null, 2) + '\n',
-    latex: toLatex(pretty, [caption, provenanceCaption(summaries)].filter(Boolean).join('; '), provenanceComments(summaries)),
-    markdown: `${toMarkdown(pretty)}\n${note}`,
-    table: `${toTextTable(pretty)}\n${note}`,
-  };
-}
 
 export function registerReportCommand(program: Command): void {
   program

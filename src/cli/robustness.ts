@@ -75,7 +75,7 @@ export async function runRobustness(flags: RobustnessFlags): Promise<Record<stri
   });
   const rows: Row[] = res.rows.map((r) => ({
     model: r.model, corruption: r.corruption, severity: r.severity, accuracy: r.metrics.accuracy, nll: r.metrics.nll, ece: r.metrics.ece,
-    ...(r.metrics.diversity ? { disagreement: r.metrics.diversity.disagreement, mutual_information: r.metrics.diversity.mutualInformation, ambiguity: r.metrics.diversity.ambiguity } : {}),
+    ...(r.metrics.members > 1 ? { disagreement: r.metrics.disagreement ?? null, mutual_information: r.metrics.mutual_information ?? null, ambiguity: r.metrics.ambiguity ?? null } : {}),
   }));
   const summaryRows: Row[] = res.summary.map((s) => ({ ...s }));
   const constants = Object.fromEntries(corruptions.map((c) => [c.name, suite === 'c' ? CORRUPTIONS[c.name]!.constants : [MNIST_C[c.name]!.constant]]));

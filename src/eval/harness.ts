@@ -1,87 +1,33 @@
 /**
- * The evaluation harness: the model(s) run once over every data set
- * (ensembleOutputs in src/ensembles), then the cached Outputs go to evaluators —
- * classification metrics (optionally after temperature scaling fitted on the
- * validation split) and OOD detection.
+ * The evaluation harness: run the model(s) once over every data set (ensembles/baselines
+ * ensembleOutputs), then hand the Outputs to the evaluators (evaluators.ts), which yield one typed
+ * report (report.ts). Two entry points share everything after the Outputs:
+ *
+ * - `evaluateCheckpoints`: checkpoints → test, val (temperature), OOD and train (Mahalanobis) Outputs → EvalReport (`vmoe eval`);
+ * - `evaluatePredictions`: a predictions CSV (any framework) → Outputs → PredictionsReport (`vmoe metrics`).
+ *
+ * Files and stdout formats are export's job (export/eval-files.ts); this module writes nothing.
  */
-import { loadDataset, isSyntheticOod, syntheticOodDataset, type ImageDataset, type Split } from '../data/index.js';
-import {
-  OOD_SCORE_DEFINITIONS, applyTemperature, fitMahalanobis, fitTemperature, mahalanobisScore, oodMetrics, oodScore,
-  relativeMahalanobisScore, type OodPositive, type OodScoreName, type TemperatureFit,
-} from '../metrics/index.js';
-import type { EnsembleRunOptions } from '../ensembles/baselines.js';
-import { classificationMetrics, type ClassificationMetrics } from './classification.js';
+import { isSyntheticOod, loadDataset, syntheticOodDataset, type ImageDataset, type Split } from '../data/index.js';
+import { ensembleFlops, ensembleOutputs, type EnsembleRunOptions } from '../ensembles/baselines.js';
+import { loadModel, type LoadedModel } from '../checkpoint/load.js';
+import { runRecord } from '../engine/record.js';
+import { logitsFromProbs, type PredictionsTable } from '../metrics/index.js';
+import { DataError, UsageError } from '../util/errors.js';
+import { Rng } from '../util/rng.js';
+import { flopsPerImage } from '../vmoe/flops.js';
+import type { RoutingOverrides } from '../vmoe/model.js';
 import type { Outputs } from '../vmoe/outputs.js';
+import { PREDICTION_EVALUATORS, evaluate, type EvalInputs, type EvaluatorName } from './evaluators.js';
+import type { OodSet } from './ood-temperature.js';
+import type { CheckpointRecord, EvalReport, MetricsReport, PredictionsReport } from './report.js';
 
-/** How the models run (src/ensembles ensembleOutputs) and how finely calibration is binned. */
-export interface HarnessOptions extends EnsembleRunOptions {
-  bins: number;
-}
+/** Accuracy, NLL, Brier, calibration, selective prediction and (ensembles) diversity of one set of predictions. */
+export type ClassificationMetrics = MetricsReport;
 
-export interface TemperatureResult {
-  fit: TemperatureFit;
-  metrics: ClassificationMetrics;
-}
-
-/** Fits T on `fit` outputs (a held-out split) and reports `target` metrics after scaling. */
-export function temperatureScaled(fit: Outputs, target: Outputs, bins: number, mode: 'per-member' | 'pooled' = 'pooled'): TemperatureResult {
-  const logits = (o: Outputs) => ({ data: o.logits, n: o.n, k: o.numClasses, m: o.members });
-  const t = fitTemperature(logits(fit), fit.labels, fit.members > 1 ? { mode } : {});
-  const scaled = applyTemperature(logits(target), t.temperatures.length === 1 ? t.temperatures[0]! : t.temperatures);
-  const out: Outputs = { ...target, logits: Float32Array.from(scaled.data as ArrayLike<number>) };
-  return { fit: t, metrics: classificationMetrics(out, bins) };
-}
-
-export type OodScoreChoice = OodScoreName | 'mahalanobis' | 'relative-mahalanobis';
-
-export interface OodEntry {
-  dataset: string;
-  n: number;
-  /** score name → metrics under both conventions */
-  scores: Record<string, { ood_positive: { auroc: number; auprc: number; fpr95: number }; in_positive: { auroc: number; auprc: number; fpr95: number } }>;
-}
-
-export const OOD_DEFINITIONS: Record<string, string> = {
-  ...OOD_SCORE_DEFINITIONS,
-  mahalanobis: 'min over classes of the squared Mahalanobis distance of the pre-logits (class means, shared covariance from training pre-logits)',
-  'relative-mahalanobis': 'Mahalanobis minus the distance under one class-agnostic Gaussian fitted on training pre-logits',
-};
-
-function scoresFor(o: Outputs, names: OodScoreChoice[], maha: ReturnType<typeof fitMahalanobis> | null): Map<string, Float64Array> {
-  const logits = { data: o.logits, n: o.n, k: o.numClasses, m: o.members };
-  const out = new Map<string, Float64Array>();
-  for (const name of names) {
-    if (name === 'mahalanobis' || name === 'relative-mahalanobis') {
-      if (!maha) continue;
-      const f = { data: o.preLogits, n: o.n, d: o.preLogitsDim };
-      out.set(name, name === 'mahalanobis' ? mahalanobisScore(maha, f) : relativeMahalanobisScore(maha, f));
-    } else {
-      if (o.members === 1 && (name === 'expected-entropy' || name === 'mutual-information')) continue;
-      out.set(name, oodScore(logits, name));
-    }
-  }
-  return out;
-}
-
-export function oodEvaluation(inDist: Outputs, oodSets: { name: string; outputs: Outputs }[], opts: { train?: Outputs | null }): OodEntry[] {
-  const names: OodScoreChoice[] = ['msp', 'entropy', 'max-logit', 'energy', 'expected-entropy', 'mutual-information', 'mahalanobis', 'relative-mahalanobis'];
-  const maha = opts.train && opts.train.preLogitsDim > 0
-    ? fitMahalanobis({ data: opts.train.preLogits, n: opts.train.n, d: opts.train.preLogitsDim }, opts.train.labels)
-    : null;
-  const inScores = scoresFor(inDist, names, maha);
-  return oodSets.map(({ name, outputs }) => {
-    const oodScores = scoresFor(outputs, names, maha);
-    const scores: OodEntry['scores'] = {};
-    for (const [s, inS] of inScores) {
-      const o = oodScores.get(s)!;
-      const pick = (p: OodPositive) => {
-        const m = oodMetrics(inS, o, { positive: p });
-        return { auroc: m.auroc, auprc: m.auprc, fpr95: m.fpr95 };
-      };
-      scores[s] = { ood_positive: pick('ood'), in_positive: pick('in-distribution') };
-    }
-    return { dataset: name, n: outputs.n, scores };
-  });
+/** The prediction-only evaluators over one Outputs (the rows of sweeps and robustness tables). */
+export function classificationMetrics(out: Outputs, bins = 15): ClassificationMetrics {
+  return evaluate({ outputs: out }, PREDICTION_EVALUATORS, { bins });
 }
 
 /** Loads an OOD set by name: a registered data set's test split, or a synthetic noise set shaped like `like`. */
@@ -90,7 +36,171 @@ export function loadOodDataset(name: string, like: ImageDataset, opts: { dataDir
   if (isSyntheticOod(name)) return syntheticOodDataset(name, like, n, opts.seed ?? 0);
   const ds = loadDataset(name, 'test' as Split, { dataDir: opts.dataDir, limit: n });
   if (ds.height !== like.height || ds.width !== like.width || ds.channels !== like.channels) {
-    throw new Error(`OOD set ${name} has ${ds.height}×${ds.width}×${ds.channels} images; the model takes ${like.height}×${like.width}×${like.channels}`);
+    throw new DataError(`OOD set ${name} has ${ds.height}×${ds.width}×${ds.channels} images; the model takes ${like.height}×${like.width}×${like.channels}`);
   }
   return ds;
+}
+
+/** What `vmoe eval` evaluates, typed (the CLI parses flags into this). */
+export interface EvalOptions {
+  /** checkpoint files, checkpoints/ folders or run folders; several = a deep ensemble */
+  checkpoints: string[];
+  /** data set name (default: the one the first checkpoint was trained on) */
+  dataset?: string;
+  split: Split;
+  dataDir?: string;
+  limit?: number;
+  batchSize: number;
+  routing: RoutingOverrides;
+  /** MC-dropout passes per model (0 = dropout off) */
+  mcSamples: number;
+  /** seeds the MC-dropout masks */
+  seed: number;
+  bins: number;
+  /** OOD sets: data-set names (test split) or synthetic noise names */
+  ood: string[];
+  oodDataDir?: string;
+  /** training examples whose pre-logits fit the Mahalanobis scores (0 = skip) */
+  mahalanobisFit: number;
+  /** also report metrics after temperature scaling fitted on the val split */
+  temperatureScale: 'pooled' | 'per-member' | null;
+  onProgress?: (label: string, done: number, total: number) => void;
+}
+
+export const DEFAULT_EVAL_OPTIONS: Omit<EvalOptions, 'checkpoints'> = {
+  split: 'test', batchSize: 256, routing: {}, mcSamples: 0, seed: 0, bins: 15, ood: [], mahalanobisFit: 5000, temperatureScale: null,
+};
+
+/** A finished evaluation: the report and the arrays its figures and predictions file are drawn from. */
+export interface EvalRun {
+  report: EvalReport;
+  outputs: Outputs;
+  oodSets: OodSet[];
+  /** e.g. "fmnist-vmoe-tiny (vmoe)" or "deep ensemble of 2" */
+  label: string;
+  dataset: ImageDataset;
+  /** sha256 of each checkpoint */
+  checkpoints: string[];
+}
+
+function checkpointRecord(l: LoadedModel): CheckpointRecord {
+  return { path: l.path, sha256: l.sha256, step: l.step, seed: l.config.seed };
+}
+
+/** Checks that the loaded models can run together with these options; throws UsageError naming the checkpoint. */
+function checkModels(loaded: LoadedModel[], opts: EvalOptions): void {
+  const first = loaded[0]!;
+  for (const l of loaded) {
+    if (l.config.model.numClasses !== first.config.model.numClasses || l.config.model.imageSize !== first.config.model.imageSize) {
+      throw new UsageError(`${l.path}: ${l.config.model.numClasses} classes at ${l.config.model.imageSize}px cannot be ensembled with ${first.path} (${first.config.model.numClasses} classes at ${first.config.model.imageSize}px)`);
+    }
+    const maxK = l.config.model.moe.numExperts / (l.config.model.type === 'e3' ? l.config.model.ensemble.members : 1);
+    if (opts.routing.k !== undefined && l.config.model.type !== 'vit' && opts.routing.k > maxK) {
+      throw new UsageError(`--k ${opts.routing.k} exceeds the ${maxK} experts each token can reach in ${l.path}`);
+    }
+  }
+  if (opts.mcSamples > 0) {
+    const noDropout = loaded.filter((l) => !(l.config.model.dropout > 0)).map((l) => l.path);
+    if (noDropout.length) throw new UsageError(`--mc-samples needs dropout, but ${noDropout.join(', ')} ha${noDropout.length > 1 ? 've' : 's'} model.dropout = 0`);
+  }
+}
+
+/** Evaluates one checkpoint or an ensemble of them on a data set (and OOD sets, val split for temperature scaling). */
+export function evaluateCheckpoints(options: Partial<EvalOptions> & { checkpoints: string[] }): EvalRun {
+  const opts: EvalOptions = { ...DEFAULT_EVAL_OPTIONS, ...options };
+  if (!opts.checkpoints.length) throw new UsageError('give at least one checkpoint');
+  const loaded = opts.checkpoints.map((c) => loadModel(c));
+  try {
+    return evaluateLoaded(loaded, opts);
+  } finally {
+    for (const l of loaded) l.model.dispose();
+  }
+}
+
+function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
+  checkModels(loaded, opts);
+  const first = loaded[0]!;
+  const config = first.config;
+  const dataset = opts.dataset ?? config.data.dataset;
+  const dataDir = opts.dataDir ?? config.data.dataDir ?? undefined;
+  const ds = loadDataset(dataset, opts.split, { dataDir, valSize: config.data.valSize, limit: opts.limit });
+  if (ds.numClasses > config.model.numClasses) {
+    throw new DataError(`${dataset}/${opts.split} has ${ds.numClasses} classes but ${first.path} predicts ${config.model.numClasses}`);
+  }
+  const run: EnsembleRunOptions = {
+    batchSize: opts.batchSize, routing: opts.routing, mcSamples: opts.mcSamples, rng: new Rng(opts.seed), onProgress: opts.onProgress,
+  };
+  const wantMaha = opts.ood.length > 0 && opts.mahalanobisFit > 0;
+  const outputs = ensembleOutputs(loaded, ds, { ...run, keepPreLogits: wantMaha });
+  const inputs: EvalInputs = { outputs };
+  const names: EvaluatorName[] = [...PREDICTION_EVALUATORS, 'temperature', 'ood', 'routing'];
+  if (opts.temperatureScale) {
+    const val = loadDataset(dataset, 'val', { dataDir, valSize: config.data.valSize, limit: config.train.evalLimit ?? undefined });
+    inputs.fit = ensembleOutputs(loaded, val, run);
+    inputs.fitSplit = `${dataset}/val (n=${val.n})`;
+  }
+  const oodSets: OodSet[] = opts.ood.map((name) => ({
+    name, outputs: ensembleOutputs(loaded, loadOodDataset(name, ds, { dataDir: opts.oodDataDir, limit: ds.n }), { ...run, keepPreLogits: wantMaha }),
+  }));
+  if (oodSets.length) {
+    inputs.ood = oodSets;
+    inputs.oodTrain = wantMaha
+      ? ensembleOutputs(loaded, loadDataset(dataset, 'train', { dataDir, valSize: config.data.valSize, limit: opts.mahalanobisFit }), { ...run, keepPreLogits: true })
+      : null;
+  }
+  const metrics = evaluate(inputs, names, { bins: opts.bins, temperatureMode: opts.temperatureScale ?? 'pooled' });
+  const settings = first.model.routingFor(opts.routing);
+  const flops = flopsPerImage(config.model, opts.routing);
+  const { n, k, members, conventions, ...values } = metrics;
+  const report: EvalReport = {
+    dataset: ds.name, split: ds.split, n, k, members,
+    ...values,
+    flops_per_image: ensembleFlops(loaded, opts.routing, opts.mcSamples),
+    images_per_s: outputs.n / outputs.seconds, seconds: outputs.seconds,
+    ensemble: loaded.length > 1 || opts.mcSamples > 0
+      ? { kind: opts.mcSamples > 0 ? 'mc-dropout' : 'deep-ensemble', checkpoints: loaded.length, mc_samples: opts.mcSamples || null, combination: 'mean of member probabilities' }
+      : config.model.type === 'e3' ? { kind: 'e3', members: config.model.ensemble.members, combination: 'mean of member probabilities' } : null,
+    routing: config.model.type !== 'vit'
+      ? { router: settings.router, k: settings.k, capacity_factor: settings.capacity === null ? settings.capacityFactor : null, capacity: flops.moe[0]?.capacity ?? null, batch_priority: settings.batchPriority, group_size: settings.groupSize }
+      : null,
+    checkpoint: loaded.length === 1 ? checkpointRecord(first) : loaded.map(checkpointRecord),
+    // seeds the MC-dropout masks; the training seed of each model is under checkpoint (and config)
+    eval_seed: opts.seed,
+    batch_size: opts.batchSize,
+    conventions: { ...conventions, flops: flops.convention },
+    ...runRecord(config),
+  };
+  const label = loaded.length > 1 ? `deep ensemble of ${loaded.length}` : `${config.name} (${config.model.type}${opts.mcSamples > 0 ? `, MC dropout ×${opts.mcSamples}` : ''})`;
+  return { report, outputs, oodSets, label, dataset: ds, checkpoints: loaded.map((l) => l.sha256) };
+}
+
+/** A predictions table as Outputs: logits as given, or log p for probabilities (softmax(log p) = p). */
+export function outputsFromPredictions(t: PredictionsTable): Outputs {
+  const scores = t.kind === 'logits' ? t.scores : logitsFromProbs(t.scores);
+  return {
+    n: scores.n, numClasses: scores.k, members: scores.m ?? 1, logits: Float64Array.from(scores.data as ArrayLike<number>),
+    preLogits: new Float32Array(0), preLogitsDim: 0, labels: t.labels, router: [], seconds: 0,
+  };
+}
+
+/** Checks that an OOD predictions table can be compared with the in-distribution one. */
+function checkOodCompatible(input: PredictionsTable, ood: PredictionsTable): void {
+  if (ood.scores.k !== input.scores.k) throw new DataError(`${ood.source} has ${ood.scores.k} classes but ${input.source} has ${input.scores.k}`);
+  if (ood.kind !== input.kind) throw new DataError(`${ood.source} gives ${ood.kind} but ${input.source} gives ${input.kind}; use the same kind`);
+  if ((ood.scores.m ?? 1) !== (input.scores.m ?? 1)) {
+    throw new DataError(`${ood.source} has ${ood.scores.m ?? 1} members but ${input.source} has ${input.scores.m ?? 1}`);
+  }
+}
+
+/** `vmoe metrics`: every prediction evaluator (and OOD, when an OOD table is given) over a predictions table. */
+export function evaluatePredictions(input: PredictionsTable, ood?: PredictionsTable, opts: { bins?: number; binning?: 'equal-width' | 'equal-mass' } = {}): PredictionsReport {
+  const inputs: EvalInputs = { outputs: outputsFromPredictions(input), scoreKind: input.kind === 'logits' ? 'logits' : 'log-probs' };
+  const names: EvaluatorName[] = [...PREDICTION_EVALUATORS];
+  if (ood) {
+    checkOodCompatible(input, ood);
+    inputs.ood = [{ name: ood.source, outputs: outputsFromPredictions(ood) }];
+    names.push('ood');
+  }
+  const m = evaluate(inputs, names, { bins: opts.bins, binning: opts.binning });
+  return { source: input.source, input: input.kind, ...m };
 }

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { makeBatch, type ImageDataset } from '../data/index.js';
 import { CORRUPTIONS, MNIST_C, corruptBatch, type Suite } from '../robustness/index.js';
 import type { LoadedModel } from '../checkpoint/load.js';
-import { classificationMetrics, type ClassificationMetrics } from './classification.js';
+import { classificationMetrics, type ClassificationMetrics } from './harness.js';
 import type { Outputs } from '../vmoe/outputs.js';
 import { modelMembers } from '../vmoe/config.js';
 

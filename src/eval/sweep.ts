@@ -7,7 +7,7 @@
 import type { ImageDataset, PixelScale } from '../data/index.js';
 import { flopsPerImage } from '../vmoe/flops.js';
 import type { RoutingOverrides, VisionMoE } from '../vmoe/model.js';
-import { classificationMetrics } from './classification.js';
+import { classificationMetrics } from './harness.js';
 import { computeOutputs, type Outputs, type RouterSummary } from '../vmoe/outputs.js';
 
 export type BatchPriorityMode = 'both' | 'on' | 'off';

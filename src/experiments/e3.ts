@@ -9,8 +9,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadExperiment } from '../config/experiment.js';
 import { train } from '../train/trainer.js';
-import { runEval } from '../cli/eval.js';
-import { reportOutputs, reportRows } from '../cli/report.js';
+import { evaluateCheckpoints } from '../eval/harness.js';
+import { writeEvalResults } from '../export/eval-files.js';
+import { reportOutputs, reportRows } from '../export/report.js';
 import { runRecord } from '../engine/record.js';
 
 const CONFIG_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../configs');
@@ -44,14 +45,11 @@ function annotate(file: string, extra: Record<string, unknown>): void {
 export async function runE3Experiment(o: E3ExperimentOptions): Promise<{ table: string }> {
   fs.mkdirSync(o.out, { recursive: true });
   const log = (s: string) => process.stderr.write(`[experiment] ${s}\n`);
-  const evalArgs = (checkpoints: string[], out: string) => ({
-    checkpoint: checkpoints, split: 'test', batchSize: '256', bins: '15', format: 'json', out,
-    ood: o.ood.join(',') || undefined, mahalanobisFit: '0', ...(o.evalLimit ? { limit: String(o.evalLimit) } : {}),
-  });
-  const quiet = () => {
-    const w = process.stdout.write.bind(process.stdout);
-    process.stdout.write = (() => true) as typeof process.stdout.write;
-    return () => { process.stdout.write = w; };
+  const evaluateInto = (checkpoints: string[], out: string) => {
+    const run = evaluateCheckpoints({
+      checkpoints, split: 'test', batchSize: 256, bins: 15, ood: o.ood, mahalanobisFit: 0, limit: o.evalLimit ?? undefined,
+    });
+    writeEvalResults(out, run, { bins: 15 });
   };
   const trainModel = async (m: ModelSpec, seed: number, dir: string) => {
     const set = [...m.set, `seed=${seed}`, `name="${m.label}"`, `data.dataset="${o.dataset}"`, ...(o.steps ? [`train.steps=${o.steps}`, `train.evalEvery=${o.steps}`] : [])];
@@ -75,12 +73,7 @@ export async function runE3Experiment(o: E3ExperimentOptions): Promise<{ table: 
       const resultFile = path.join(dir, 'eval_test', 'results.json');
       if (!(o.reuse && fs.existsSync(resultFile))) {
         const seconds = await trainedSeconds(m, seed, dir);
-        const restore = quiet();
-        try {
-          await runEval(evalArgs([dir], path.join(dir, 'eval_test')));
-        } finally {
-          restore();
-        }
+        evaluateInto([dir], path.join(dir, 'eval_test'));
         annotate(resultFile, { model_label: m.label, train_seconds: seconds });
       }
       const r = JSON.parse(fs.readFileSync(resultFile, 'utf8')) as { train_seconds: number };
@@ -103,18 +96,13 @@ export async function runE3Experiment(o: E3ExperimentOptions): Promise<{ table: 
     const resultFile = path.join(dir, 'eval_test', 'results.json');
     if (!(o.reuse && fs.existsSync(resultFile))) {
       log(`evaluating the deep ensemble ${path.basename(a)} + ${path.basename(b)}`);
-      const restore = quiet();
-      try {
-        await runEval(evalArgs([a, b], path.join(dir, 'eval_test')));
-      } finally {
-        restore();
-      }
+      evaluateInto([a, b], path.join(dir, 'eval_test'));
       annotate(resultFile, { model_label: 'deep-ensemble-2x-vmoe-k2', train_seconds: trainSeconds.get(a)! + trainSeconds.get(b)! });
     }
     resultDirs.push(dir);
   }
   const metrics = ['accuracy', 'nll', 'ece', 'brier', 'flops_per_image', 'train_seconds', 'images_per_s',
-    ...o.ood.map((d) => `ood_${d}_msp_auroc`), 'gibbs_nll', 'member_accuracy_mean', 'member_nll_mean', 'disagreement', 'mutualInformation', 'ambiguity'];
+    ...o.ood.map((d) => `ood_${d}_msp_auroc`), 'gibbs_nll', 'member_accuracy_mean', 'member_nlls_mean', 'disagreement', 'mutual_information', 'ambiguity'];
   const rows = reportRows(resultDirs, 'model', metrics);
   const outputs = reportOutputs(rows, `ViT, V-MoE, E³ and a deep ensemble, ${o.seeds} seed(s) each; OOD: ${o.ood.join(', ') || 'none'}`);
   const provenance = { ...runRecord({ seed: 0 }), options: o, convention: 'mean ± sample std over seeds; ECE 15 equal-width bins; OOD AUROC of MSP with OOD positive' };

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { eceWords, provenanceOf, type Provenance } from './provenance.js';
-import type { Row } from './tables.js';
+import { toCsv, toLatex, toMarkdown, toTextTable, type Row } from './tables.js';
 
 export interface ResultRecord {
   source: string;
@@ -26,11 +26,20 @@ export function flattenEvalResult(r: Record<string, any>): Record<string, number
     if (typeof r.calibration?.[k] === 'number') out[k] = r.calibration[k];
   }
   // Ensembles (deep, E³, MC dropout): the members' own quality, averaged over members.
-  for (const k of ['member_accuracy', 'member_nll']) {
+  for (const k of ['member_accuracy', 'member_nlls']) {
     const v = r[k];
     if (Array.isArray(v) && v.length && v.every((x) => typeof x === 'number')) out[`${k}_mean`] = v.reduce((a: number, b: number) => a + b, 0) / v.length;
   }
-  if (r.diversity) for (const [k, v] of Object.entries(r.diversity)) if (typeof v === 'number' && Number.isFinite(v)) out[k] = v;
+  for (const k of ['disagreement', 'normalized_disagreement', 'pairwise_kl', 'mutual_information', 'ambiguity']) {
+    if (typeof r[k] === 'number' && Number.isFinite(r[k])) out[k] = r[k];
+  }
+  // results.json written before the one report schema (stop 23) nested these under `diversity`, camelCase, and said member_nll
+  if (r.diversity) {
+    for (const [k, v] of Object.entries(r.diversity)) {
+      if (typeof v === 'number' && Number.isFinite(v)) out[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = v;
+    }
+  }
+  if (Array.isArray(r.member_nll) && r.member_nll.length) out.member_nlls_mean = r.member_nll.reduce((a: number, b: number) => a + b, 0) / r.member_nll.length;
   if (r.temperature_scaled) {
     out.ts_nll = r.temperature_scaled.nll;
     out.ts_ece = r.temperature_scaled.ece;
@@ -209,4 +218,35 @@ export function formatMeanStd(m: number, s: number, key: string): string {
   const d = DIGITS[key] ?? 4;
   if (key === 'flops_per_image') return `${(m / 1e6).toFixed(2)}M`;
   return s > 0 ? `${m.toFixed(d)} ± ${s.toFixed(d)}` : m.toFixed(d);
+}
+
+/** Reads and groups runs (by config name or path): numeric rows for CSV, mean ± std strings for tables. */
+export function reportRows(paths: string[], groupBy: 'model' | 'path', metrics?: string[]) {
+  const summaries = summarise(paths.map((p) => readResult(p, groupBy)));
+  const keys = metrics ?? [...new Set(summaries.flatMap((s) => Object.keys(s.mean)))];
+  // every group lists every metric (empty where it has none) so the provenance columns come last in the CSV
+  const anyHas = keys.filter((k) => summaries.some((s) => k in s.mean));
+  const numeric: Row[] = summaries.map((s) => ({
+    model: s.group, runs: s.runs,
+    ...Object.fromEntries(anyHas.flatMap((k) => [[`${k}_mean`, s.mean[k] ?? null], [`${k}_std`, s.std[k] ?? null]])),
+    ...provenanceCsvColumns(s),
+  }));
+  const pretty: Row[] = summaries.map((s) => ({
+    model: s.group, runs: s.runs,
+    ...Object.fromEntries(keys.map((k) => [k, k in s.mean ? formatMeanStd(s.mean[k]!, s.std[k]!, k) : '–'])),
+  }));
+  return { summaries, numeric, pretty };
+}
+
+/** The report in every format; each states the provenance and conventions of its numbers. */
+export function reportOutputs(rows: ReturnType<typeof reportRows>, caption = ''): Record<string, string> {
+  const { summaries, numeric, pretty } = rows;
+  const note = provenanceNote(summaries);
+  return {
+    csv: toCsv(numeric),
+    json: JSON.stringify({ groups: summaries, convention: 'mean ± sample std (ddof 1) over runs' }, null, 2) + '\n',
+    latex: toLatex(pretty, [caption, provenanceCaption(summaries)].filter(Boolean).join('; '), provenanceComments(summaries)),
+    markdown: `${toMarkdown(pretty)}\n${note}`,
+    table: `${toTextTable(pretty)}\n${note}`,
+  };
 }

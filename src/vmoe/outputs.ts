@@ -25,7 +25,7 @@ export interface Outputs {
   /** Ensemble members M (E³ members, deep-ensemble checkpoints, MC-dropout samples); 1 for a single model. */
   members: number;
   /** (M, N, K) row-major: entry (j, i, c) at (j·N + i)·K + c; (N, K) when M = 1. */
-  logits: Float32Array;
+  logits: Float32Array | Float64Array;
   /** (N, D) row-major. */
   preLogits: Float32Array;
   preLogitsDim: number;

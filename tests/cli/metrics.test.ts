@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { formatMetricsReport, registerMetricsCommand, runMetrics, type MetricsReport } from '../../src/cli/metrics.js';
+import { registerMetricsCommand, runMetrics } from '../../src/cli/metrics.js';
+import { formatMetricsReport } from '../../src/export/metrics-format.js';
+import type { PredictionsReport as MetricsReport } from '../../src/eval/report.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'vmoe-metrics-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -69,8 +71,13 @@ describe('runMetrics', () => {
     { positive: 'in-distribution' as const, auprc: 1 },
   ])('OOD metrics with MSP ($positive positive)', async ({ positive, auprc }) => {
     const r = await runMetrics({ input: single, oodInput: oodFlat, oodPositive: positive });
-    expect(r.ood).toMatchObject({ score: 'msp', auroc: 1, auprc, fpr95: 0, n_in: 2, n_ood: 3 });
-    expect(r.conventions.ood).toMatchObject({ positive });
+    // both positive-class conventions are always reported; the flag picks the one the tables show
+    const entry = r.ood![0]!;
+    expect(entry.n).toBe(3);
+    expect(entry.scores.msp![positive === 'ood' ? 'ood_positive' : 'in_positive']).toMatchObject({ auroc: 1, auprc, fpr95: 0 });
+    const table = formatMetricsReport(r, 'table', { score: 'msp', positive });
+    expect(table).toMatch(new RegExp(`score msp, ${positive === 'ood' ? 'OOD' : 'in-distribution'} positive`));
+    expect(table).toMatch(/^ood\.auroc\s+1\.0000$/m);
   });
 
   it.each([
@@ -153,7 +160,7 @@ describe('formats', () => {
     const r = await runMetrics({ input: single, oodInput: oodFlat });
     const json = JSON.parse(formatMetricsReport(r, 'json'));
     for (const key of ['n', 'accuracy', 'nll', 'brier', 'ece', 'ood', 'conventions']) expect(json).toHaveProperty(key);
-    expect(Object.keys(json.ood)).toEqual(expect.arrayContaining(['score', 'auroc', 'auprc', 'fpr95']));
+    expect(Object.keys(json.ood[0].scores.msp.ood_positive)).toEqual(expect.arrayContaining(['auroc', 'auprc', 'fpr95']));
     const csv = formatMetricsReport(r, 'csv');
     expect(csv.split('\n')[0]).toBe('metric,value');
     expect(csv).toMatch(/^ece,0\.25$/m);

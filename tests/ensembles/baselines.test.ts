@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../src/engine/index.js';
 import { ensembleFlops, ensembleOutputs, stackOutputs } from '../../src/ensembles/baselines.js';
-import { classificationMetrics } from '../../src/eval/classification.js';
+import { classificationMetrics } from '../../src/eval/harness.js';
 import { computeOutputs, type Outputs } from '../../src/vmoe/outputs.js';
 import { parseExperiment } from '../../src/config/experiment.js';
 import type { LoadedModel } from '../../src/checkpoint/load.js';
@@ -60,8 +60,8 @@ describe('stackOutputs', () => {
     expect(ens.accuracy).toBe(single.accuracy);
     expect(ens.nll).toBeCloseTo(single.nll, 6);
     expect(ens.gibbs_nll).toBeCloseTo(single.nll, 6);
-    expect(ens.diversity!.disagreement).toBe(0);
-    expect(ens.diversity!.mutualInformation).toBeCloseTo(0, 9);
+    expect(ens.disagreement).toBe(0);
+    expect(ens.mutual_information).toBeCloseTo(0, 9);
   });
 });
 

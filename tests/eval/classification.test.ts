@@ -1,6 +1,7 @@
 /** classificationMetrics (the source of `vmoe eval`'s results.json): the calibration and selective-prediction details. */
 import { describe, expect, it } from 'vitest';
-import { classificationMetrics, percentKey } from '../../src/eval/classification.js';
+import { percentKey } from '../../src/eval/classification.js';
+import { classificationMetrics } from '../../src/eval/harness.js';
 import type { Outputs } from '../../src/vmoe/outputs.js';
 import {
   accuracyAtCoverage, confidenceAndCorrect, coverageAtRisk, ece, probsFromLogits, riskCoverageCurve,

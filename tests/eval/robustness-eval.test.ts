@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../src/engine/index.js';
 import { loadDataset } from '../../src/data/index.js';
 import { evaluateRobustness, isHeldOut, shiftedOutputs, summariseShift, type ModelEntry, type ShiftRow } from '../../src/eval/robustness.js';
-import type { ClassificationMetrics } from '../../src/eval/classification.js';
+import type { ClassificationMetrics } from '../../src/eval/harness.js';
 import { corruptBatch } from '../../src/robustness/index.js';
 import { ModelSchema } from '../../src/vmoe/config.js';
 import { VisionMoE } from '../../src/vmoe/model.js';

@@ -32,10 +32,17 @@ describe('report: mean ± std over runs', () => {
   it('averages the members\' accuracy and NLL of an ensemble result', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-report-'));
     const f = path.join(dir, 'ens.json');
-    fs.writeFileSync(f, JSON.stringify({ config: { name: 'e3' }, accuracy: 0.9, member_accuracy: [0.8, 0.85], member_nll: [0.5, 0.7] }));
+    fs.writeFileSync(f, JSON.stringify({ config: { name: 'e3' }, accuracy: 0.9, member_accuracy: [0.8, 0.85], member_nlls: [0.5, 0.7], mutual_information: 0.02 }));
     const v = readResult(f, 'model').values;
     expect(v.member_accuracy_mean).toBeCloseTo((0.8 + 0.85) / 2, 12);
-    expect(v.member_nll_mean).toBeCloseTo((0.5 + 0.7) / 2, 12);
+    expect(v.member_nlls_mean).toBeCloseTo((0.5 + 0.7) / 2, 12);
+    expect(v.mutual_information).toBe(0.02);
+    // results.json from before the one report schema: member_nll and camelCase diversity under `diversity`
+    const old = path.join(dir, 'old.json');
+    fs.writeFileSync(old, JSON.stringify({ config: { name: 'e3' }, accuracy: 0.9, member_nll: [0.4, 0.6], diversity: { mutualInformation: 0.03 } }));
+    const w = readResult(old, 'model').values;
+    expect(w.member_nlls_mean).toBeCloseTo(0.5, 12);
+    expect(w.mutual_information).toBe(0.03);
   });
 
   it('exposes the nested ECE variants and AURC as columns, not the curve data', () => {
@@ -81,7 +88,7 @@ describe('report: provenance and conventions per group', () => {
   }
 
   it('keeps data, seeds, checkpoints, backend, versions and conventions in JSON, CSV, Markdown and LaTeX', async () => {
-    const { reportOutputs, reportRows } = await import('../../src/cli/report.js');
+    const { reportOutputs, reportRows } = await import('../../src/export/report.js');
     const ood = [{ dataset: 'mnist', scores: { msp: { ood_positive: { auroc: 0.8 } } } }];
     const files = await writeRuns([
       result('vmoe', 0, 'a', { ood, temperature_scaled: { nll: 0.25, ece: 0.01 } }),
@@ -128,7 +135,7 @@ describe('report: provenance and conventions per group', () => {
   });
 
   it('states what differs between groups per group and what a result does not record as unknown', async () => {
-    const { reportOutputs, reportRows } = await import('../../src/cli/report.js');
+    const { reportOutputs, reportRows } = await import('../../src/export/report.js');
     const files = await writeRuns([
       result('a', 0, 'c'),
       { ...result('b', 5, 'd'), engine: { backend: 'cpu', threads: 1 } },
