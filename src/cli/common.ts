@@ -1,6 +1,7 @@
 /** Options and error handling shared by the commands. */
 import type { Command } from 'commander';
 import { initEngine, type BackendName, type EngineInfo } from '../engine/index.js';
+import { EXIT_INTERNAL, UsageError, isVmoeError } from '../util/errors.js';
 
 export function addEngineOptions(cmd: Command): Command {
   return cmd
@@ -27,9 +28,24 @@ export function parsePositiveNumber(s: string, flag: string): number {
   return v;
 }
 
-import { UsageError } from '../util/errors.js';
-
 export { UsageError };
+
+/**
+ * Prints an error the way every command does and returns the exit code: a VmoeError (bad input) as
+ * `error: <message>` plus `hint: <hint>` and its exitCode (2), no stack; anything else is a bug:
+ * `error: <message>` and exit 1, the stack only with `debug` (--debug or VMOE_DEBUG=1).
+ */
+export function reportError(err: unknown, opts: { debug: boolean }, write: (s: string) => void = (s) => process.stderr.write(s)): number {
+  if (isVmoeError(err)) {
+    write(`error: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
+    if (opts.debug && err.stack) write(`${err.stack}\n`);
+    return err.exitCode;
+  }
+  const e = err instanceof Error ? err : new Error(String(err));
+  write(`error: ${e.message}\n`);
+  write(opts.debug ? `${e.stack ?? ''}\n` : 'this is a bug in vmoe-ts, not in your input; rerun with --debug (or VMOE_DEBUG=1) for the stack trace\n');
+  return EXIT_INTERNAL;
+}
 
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { PACKAGE_VERSION } from '../engine/record.js';
+import { reportError } from './common.js';
 import { registerTrainCommands } from './train.js';
 import { registerEvalCommand } from './eval.js';
 import { registerInfoCommand } from './info.js';
@@ -42,10 +43,9 @@ registerRobustnessCommand(program);
 registerReadmeCommand(program);
 registerConfigCommand(program);
 
+program.option('--debug', 'print the stack trace of unexpected errors (also VMOE_DEBUG=1)');
+
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);
-  const e = err as Error;
-  const known = ['ConfigError', 'DataError', 'CheckpointError', 'TrainingError', 'UsageError', 'CorruptionError'].includes(e.name) || e.constructor?.name === 'CheckpointError';
-  process.stderr.write(`vmoe: ${known ? e.message : e.stack ?? String(e)}\n`);
-  process.exit(known ? 2 : 1);
+  process.exit(reportError(err, { debug: process.argv.includes('--debug') || process.env.VMOE_DEBUG === '1' }));
 });

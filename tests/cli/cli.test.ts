@@ -164,13 +164,31 @@ describe('ensembles from the CLI', () => {
       const t = vmoe('train', ...common, '--set', `seed=${seed}`, '--out', path.join(dir, `v${seed}`));
       expect(t.status, t.stderr).toBe(0);
     }
-    const e = vmoe('eval', '--checkpoint', path.join(dir, 'v1'), '--checkpoint', path.join(dir, 'v2'), '--limit', '64');
+    const evalDir = path.join(dir, 'ens-eval');
+    const e = vmoe('eval', '--checkpoint', path.join(dir, 'v1'), '--checkpoint', path.join(dir, 'v2'), '--limit', '64', '--out', evalDir);
     expect(e.status, e.stderr).toBe(0);
     const rep = JSON.parse(e.stdout);
     expect(rep.members).toBe(2);
     expect(rep.ensemble.kind).toBe('deep-ensemble');
     expect(rep.gibbs_nll).toBeGreaterThanOrEqual(rep.nll - 1e-9); // Jensen
-    expect(rep.member_nll).toHaveLength(2);
+    expect(rep.member_nlls).toHaveLength(2);
+
+    // The same predictions through `vmoe metrics` (from the predictions.csv eval wrote) give the same keys and values:
+    // one harness, one schema. The CSV holds the float32 logits exactly, so the numbers are equal, not just close.
+    const m = vmoe('metrics', '--input', path.join(evalDir, 'predictions.csv'));
+    expect(m.status, m.stderr).toBe(0);
+    const met = JSON.parse(m.stdout) as Record<string, unknown>;
+    const { source, input, ...metricPart } = met;
+    expect(input).toBe('logits');
+    expect(source).toBe(path.join(evalDir, 'predictions.csv'));
+    const sharedKeys = Object.keys(metricPart);
+    expect(sharedKeys).toEqual(expect.arrayContaining(['accuracy', 'nll', 'brier', 'ece', 'calibration', 'selective_prediction', 'gibbs_nll', 'mutual_information', 'conventions']));
+    for (const key of sharedKeys) {
+      if (key === 'conventions') continue;
+      expect(rep[key], key).toEqual(metricPart[key]);
+    }
+    // eval's conventions hold the metrics' plus what only a model run has (FLOPs, router, OOD)
+    expect(rep.conventions).toMatchObject(metricPart.conventions as object);
 
     const f = vmoe('finetune', '--from', path.join(dir, 'v1'), ...common, '--set', 'model.type="e3"', '--set', 'model.moe.k=1',
       '--out', path.join(dir, 'e3'));

@@ -117,7 +117,7 @@ describe('vmoe probe as a process', () => {
     const r = vmoe('probe', '--train', file(`train-${tag}.csv`, trainText), '--test', file(`test-${tag}.csv`, testText), '--l2', '1');
     expect(r.status).toBe(2);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/^vmoe: /);
+    expect(r.stderr).toMatch(/^error: /);
     expect(r.stderr).toMatch(message);
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
   });
