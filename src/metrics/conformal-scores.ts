@@ -167,11 +167,22 @@ export interface ScoreParams {
   u?: ArrayLike<number> | null;
 }
 
-function resolveScore(params: ScoreParams, n: number): { method: ConformalMethod; lambda: number; kReg: number; u: ArrayLike<number> | null } {
-  const { method } = params;
-  if (!CONFORMAL_METHODS.includes(method)) {
+/** Throws `UsageError` unless `method` is 'lac', 'aps' or 'raps'. */
+export function checkMethod(method: string): asserts method is ConformalMethod {
+  if (!(CONFORMAL_METHODS as readonly string[]).includes(method)) {
     throw new UsageError(`unknown conformal method '${method}'; expected one of ${CONFORMAL_METHODS.join(', ')}`);
   }
+}
+
+/** Throws `UsageError` unless λ (when given) is finite and ≥ 0 and k_reg (when given) an integer ≥ 0. */
+export function checkRapsParams(lambda: number | undefined, kReg: number | undefined): void {
+  if (lambda !== undefined && !(lambda >= 0 && Number.isFinite(lambda))) throw new UsageError(`raps lambda must be a number ≥ 0, got ${lambda}`);
+  if (kReg !== undefined && !(Number.isInteger(kReg) && kReg >= 0)) throw new UsageError(`raps kReg must be an integer ≥ 0, got ${kReg}`);
+}
+
+function resolveScore(params: ScoreParams, n: number): { method: ConformalMethod; lambda: number; kReg: number; u: ArrayLike<number> | null } {
+  const { method } = params;
+  checkMethod(method);
   const u = params.u ?? null;
   if (method === 'lac' && u !== null) throw new UsageError(`randomisation (u) applies to aps and raps, not lac`);
   if (u !== null) {
@@ -184,10 +195,9 @@ function resolveScore(params: ScoreParams, n: number): { method: ConformalMethod
     if (params.lambda !== undefined || params.kReg !== undefined) throw new UsageError(`lambda and kReg apply to raps, not ${method}`);
     return { method, lambda: 0, kReg: 0, u };
   }
-  const lambda = params.lambda;
-  const kReg = params.kReg;
-  if (lambda === undefined || !(lambda >= 0) || !Number.isFinite(lambda)) throw new UsageError(`raps needs lambda ≥ 0, got ${lambda}`);
-  if (kReg === undefined || !Number.isInteger(kReg) || kReg < 0) throw new UsageError(`raps needs an integer kReg ≥ 0, got ${kReg}`);
+  const { lambda, kReg } = params;
+  if (lambda === undefined || kReg === undefined) throw new UsageError(`raps scores need both lambda and kReg, got ${lambda} and ${kReg}`);
+  checkRapsParams(lambda, kReg);
   return { method, lambda, kReg, u };
 }
 

@@ -13,9 +13,10 @@ import {
   type ConformalMethod,
   type LabelledProbs,
   type ScoreMatrix,
-  CONFORMAL_METHODS,
   checkAlpha,
   checkConformalInput,
+  checkMethod,
+  checkRapsParams,
   classRanks,
   conformalRank,
   conformalScoreMatrix,
@@ -100,6 +101,7 @@ export function tuneRaps(
   opts: { u?: ArrayLike<number> | null; lambda?: number; kReg?: number; lambdaGrid?: readonly number[] } = {},
 ): RapsTuning {
   checkAlpha(alpha);
+  checkRapsParams(opts.lambda, opts.kReg);
   const p = checkConformalInput(tune.probs, tune.labels, 'tuning');
   const { n, k } = p;
   let kReg = opts.kReg;
@@ -193,9 +195,7 @@ function rowsOf(p: Probs, labels: Labels, u: Float64Array | null, idx: ArrayLike
 }
 
 function checkOptions(opts: ConformalOptions): Required<Pick<ConformalOptions, 'classConditional' | 'randomized' | 'seed'>> {
-  if (!CONFORMAL_METHODS.includes(opts.method)) {
-    throw new UsageError(`unknown conformal method '${opts.method}'; expected one of ${CONFORMAL_METHODS.join(', ')}`);
-  }
+  checkMethod(opts.method);
   const randomized = opts.randomized ?? false;
   if (randomized && opts.method === 'lac') throw new UsageError('randomized applies to aps and raps, not lac');
   const seed = opts.seed ?? 0;
@@ -203,12 +203,11 @@ function checkOptions(opts: ConformalOptions): Required<Pick<ConformalOptions, '
   if (opts.method !== 'raps' && (opts.lambda !== undefined || opts.kReg !== undefined || opts.lambdaGrid !== undefined || opts.tuneFraction !== undefined)) {
     throw new UsageError(`lambda, kReg, lambdaGrid and tuneFraction apply to raps, not ${opts.method}`);
   }
-  if (opts.lambda !== undefined && !(opts.lambda >= 0 && Number.isFinite(opts.lambda))) throw new UsageError(`lambda must be ≥ 0, got ${opts.lambda}`);
-  if (opts.kReg !== undefined && !(Number.isInteger(opts.kReg) && opts.kReg >= 0)) throw new UsageError(`kReg must be an integer ≥ 0, got ${opts.kReg}`);
+  checkRapsParams(opts.lambda, opts.kReg);
   if (opts.tuneFraction !== undefined && !(opts.tuneFraction > 0 && opts.tuneFraction < 1)) {
     throw new UsageError(`tuneFraction must be in (0, 1), got ${opts.tuneFraction}`);
   }
-  for (const l of opts.lambdaGrid ?? []) if (!(l >= 0 && Number.isFinite(l))) throw new UsageError(`lambda grid value ${l} is not ≥ 0`);
+  for (const l of opts.lambdaGrid ?? []) checkRapsParams(l, undefined);
   return { classConditional: opts.classConditional ?? false, randomized, seed };
 }
 

@@ -517,6 +517,9 @@ describe('bad input', () => {
     expect(() => conformalReport(calib, test, { method: 'aps', alpha: 0.5, lambda: 0.1 })).toThrow(UsageError);
     expect(() => conformalReport(calib, test, { method: 'raps', alpha: 0.5, lambda: -1, kReg: 1 })).toThrow(UsageError);
     expect(() => conformalScoreMatrix(P([ROW]), { method: 'aps', u: [0.5, 0.5] })).toThrow(/u has length 2/);
+    expect(() => conformalScoreMatrix(P([ROW]), { method: 'raps', lambda: 0.1 })).toThrow(/need both lambda and kReg/);
+    expect(() => conformalScoreMatrix(P([ROW]), { method: 'raps', lambda: 0.1, kReg: 1.5 })).toThrow(/kReg must be an integer/);
+    expect(() => conformalScoreMatrix(P([ROW]), { method: 'lac', u: [0.5] })).toThrow(UsageError);
     expect(() => conformalCurve(calib, test, { method: 'lac', alphas: [] })).toThrow(UsageError);
   });
 
