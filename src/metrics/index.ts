@@ -10,3 +10,5 @@ export * from './ranking.js';
 export * from './ood.js';
 export * from './mahalanobis.js';
 export * from './predictions-csv.js';
+export * from './conformal-scores.js';
+export * from './conformal.js';
