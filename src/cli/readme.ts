@@ -5,17 +5,36 @@ import { eceWords, provenanceOf } from '../export/provenance.js';
 import { sectionBody, updateReadmeSection } from '../export/readme.js';
 import { UsageError } from './common.js';
 
-/** `vmoe readme --section quickstart --from runs/quickstart`: copies a run's results.md (+ provenance) into the README. */
+/** Where the toolkit's result sections live (the README shows a copy of one table and links here). */
+export const RESULTS_FILE = 'docs/results.md';
+
+/** The target must exist and hold the section's markers: say so, and where the sections live, before writing anything. */
+function checkTarget(file: string, section: string): void {
+  const open = `<!-- vmoe:${section} -->`, close = `<!-- /vmoe:${section} -->`;
+  if (!fs.existsSync(file)) {
+    throw new UsageError(`--readme ${file}: no such file (result sections live in ${RESULTS_FILE}; run from the repository root or pass --readme FILE)`);
+  }
+  const text = fs.readFileSync(file, 'utf8');
+  if (!text.includes(open) || !text.includes(close)) {
+    throw new UsageError(`--readme ${file}: no section ${section} (markers ${open} … ${close}); add the two marker lines where the section belongs`);
+  }
+}
+
+/**
+ * `vmoe readme --section quickstart --from runs/quickstart`: copies a run's results.md (+ provenance) into a result
+ * section of docs/results.md (`--readme FILE` for another Markdown file, e.g. README.md as before).
+ */
 export function registerReadmeCommand(program: Command): void {
   program
     .command('readme')
-    .description('write a run\'s results table into the README section <!-- vmoe:NAME -->')
+    .description(`write a run's results table into the section <!-- vmoe:NAME --> of ${RESULTS_FILE}`)
     .requiredOption('--section <name>', 'section name')
     .option('--from <dir>', 'run folder holding results.md and results.json')
     .option('--file <md>', 'a Markdown table the toolkit wrote (vmoe report, vmoe fewshot, npm run bench …) instead of --from')
-    .option('--readme <file>', 'README to update', 'README.md')
+    .option('--readme <file>', 'Markdown file holding the section', RESULTS_FILE)
     .option('--command <text>', 'the command that regenerates these numbers')
     .action((flags: { section: string; from?: string; file?: string; readme: string; command?: string }) => {
+      checkTarget(flags.readme, flags.section);
       if (flags.file) {
         const body = sectionBody(fs.readFileSync(flags.file, 'utf8')) + (flags.command ? `\n\nRegenerate: \`${flags.command}\`` : '');
         updateReadmeSection(flags.readme, flags.section, body);

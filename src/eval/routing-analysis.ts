@@ -77,7 +77,7 @@ export function normalCdf(z: number): number {
 }
 
 /**
- * Load loss of one group (spec §3) evaluated without drawing noise: the
+ * Load loss of one group (docs/spec/aux-losses.md §7) evaluated without drawing noise: the
  * threshold is the K-th largest clean logit, and p_e(x) = 1 − Φ((thr − logit_e)/σ)
  * is the chance that noise of scale σ lifts expert e over it. Logit differences
  * come from log gates (the softmax normaliser cancels). E³ members as in

@@ -1,5 +1,5 @@
 /**
- * Adaptive compute at inference (spec §4): evaluate one trained model under a
+ * Adaptive compute at inference (docs/spec/adaptive-compute.md): evaluate one trained model under a
  * grid of (capacity factor, K, routing mode) overrides. Each setting runs the
  * model once; the rows pair quality (accuracy, NLL, ECE) with compute (share
  * of (token, choice) assignments processed, FLOPs per image, images/s).

@@ -1,17 +1,18 @@
 /**
- * README result sections are written by the toolkit: a section lives between
- * `<!-- vmoe:NAME -->` and `<!-- /vmoe:NAME -->` and is replaced whole.
+ * Result sections are written by the toolkit: a section lives between `<!-- vmoe:NAME -->` and
+ * `<!-- /vmoe:NAME -->` in a Markdown file (docs/results.md holds them all; `vmoe readme` writes there by
+ * default) and is replaced whole.
  */
 import fs from 'node:fs';
 
 export function replaceSection(text: string, name: string, body: string): string {
   const open = `<!-- vmoe:${name} -->`, close = `<!-- /vmoe:${name} -->`;
   const i = text.indexOf(open), j = text.indexOf(close);
-  if (i < 0 || j < i) throw new Error(`README has no section markers ${open} … ${close}`);
+  if (i < 0 || j < i) throw new Error(`no section markers ${open} … ${close}`);
   return text.slice(0, i + open.length) + '\n' + body.trimEnd() + '\n' + text.slice(j);
 }
 
-/** A Markdown file's body for a README section: a leading top-level heading ("# …") is the file's own title, not the section's. */
+/** A Markdown file's body for a result section: a leading top-level heading ("# …") is the file's own title, not the section's. */
 export function sectionBody(markdown: string): string {
   return markdown.replace(/^# [^\n]*\n+/, '').trimEnd();
 }

@@ -1,6 +1,6 @@
 /**
  * Multinomial logistic-regression probe: the probabilistic counterpart of the LSR probe, so a
- * probe's NLL and ECE can be reported (vmoe.md §6).
+ * probe's NLL and ECE can be reported (docs/spec/evaluation.md §8).
  *
  * Convention (as scikit-learn's LogisticRegression with C = 1/λ, whose objective is
  * C·Σ NLL + ½‖W‖², divided by C):

@@ -1,5 +1,5 @@
 /**
- * Closed-form regularised least-squares probe (vmoe.md §6, after big_vision's fewshot_lsr).
+ * Closed-form regularised least-squares probe (docs/spec/evaluation.md §8, after big_vision's fewshot_lsr).
  *
  * Features are standardised with the few-shot train set's mean and population std (+1e-5), a
  * constant bias feature 100 is appended (large, so the ridge penalty barely touches the bias),

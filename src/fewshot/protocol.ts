@@ -1,5 +1,5 @@
 /**
- * Few-shot evaluation protocol (vmoe.md §6): for each data set, shot count and seed, draw
+ * Few-shot evaluation protocol (docs/spec/evaluation.md §8): for each data set, shot count and seed, draw
  * `shot` train examples per class, fit a probe over a λ grid, score the full test set; then pick
  * λ per shot count (a) by mean rank across data sets, as the reference does (it ranks on test
  * accuracy, so this is optimistic), and (b) leave-self-out: each data set gets the λ that ranks

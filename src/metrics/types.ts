@@ -1,6 +1,6 @@
 /**
  * Plain-array inputs shared by every metric. Metrics never see tensors: a model's outputs arrive as
- * row-major typed arrays with explicit dimensions (see ../../shared/design.md, "Outputs").
+ * row-major typed arrays with explicit dimensions (see docs/architecture.md §2, "The Outputs contract").
  */
 
 /**

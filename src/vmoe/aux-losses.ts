@@ -1,5 +1,5 @@
 /**
- * Auxiliary router losses for one routing group (spec §3), as plain-array reference
+ * Auxiliary router losses for one routing group (docs/spec/aux-losses.md §2–§4), as plain-array reference
  * implementations. The trainer averages them over groups and sums over MoE layers.
  */
 import { checkMatrix, topKIndices, type TopExpertsResult } from './routing.js';
@@ -190,7 +190,7 @@ function moments(v: ArrayLike<number>): { mean: number; variance: number } {
   return { mean, variance: variance / n };
 }
 
-/** Population CV² = var/mean² (the auxiliary-loss form, spec §3). */
+/** Population CV² = var/mean² (the auxiliary-loss form, docs/spec/aux-losses.md §5). */
 export function cv2(v: ArrayLike<number>): number {
   const { mean, variance } = moments(v);
   return variance / (mean * mean + 1e-20);

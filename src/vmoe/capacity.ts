@@ -1,5 +1,5 @@
 /**
- * Expert buffer capacity per routing group (spec §2 step 4).
+ * Expert buffer capacity per routing group (docs/spec/routing.md §4).
  *
  * Float fuzz: a capacity factor is a decimal typed by a person (1.05, 1.1, …) and
  * has no exact binary form, so S·K·c/E can land a few ULPs above an integer

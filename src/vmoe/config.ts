@@ -44,7 +44,7 @@ export const EnsembleSchema = z.strictObject({
 });
 
 export const ModelSchema = z.strictObject({
-  /** vit: dense; vmoe: sparse MoE layers; e3: partitioned batch ensemble of a V-MoE (spec §5). */
+  /** vit: dense; vmoe: sparse MoE layers; e3: partitioned batch ensemble of a V-MoE (docs/spec/e3.md). */
   type: z.enum(['vit', 'vmoe', 'e3']).default('vmoe'),
   imageSize: z.number().int().min(1).default(28),
   channels: z.number().int().min(1).default(1),
@@ -71,7 +71,7 @@ export function modelMembers(cfg: ModelConfig): number {
   return cfg.type === 'e3' ? cfg.ensemble.members : 1;
 }
 
-/** Which blocks hold a MoE layer (0-indexed), per spec §1. */
+/** Which blocks hold a MoE layer (0-indexed), per docs/spec/model.md §5. */
 export function moeBlocks(cfg: ModelConfig): number[] {
   if (cfg.type === 'vit') return [];
   const { placement, n, list } = cfg.moe.layers;

@@ -98,7 +98,7 @@ function topKLayout(gates: ArrayLike<number>, N: number, E: number, opts: { k: n
 }
 
 /**
- * Top-k per token (spec §2): K-major assignment; within a rank, position order
+ * Top-k per token (docs/spec/routing.md §5–§6): K-major assignment; within a rank, position order
  * (vanilla) or descending top-1 gate (BPR, stable); slot ≥ C drops the assignment.
  * gates: (N, E) row-major. Ties between experts go to the lower index.
  */

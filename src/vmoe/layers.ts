@@ -67,7 +67,7 @@ export function dense(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor 
   return tf.reshape(y, [...lead, w.shape[1]]);
 }
 
-/** LayerNorm over the last axis, epsilon 1e-6 (spec §1). */
+/** LayerNorm over the last axis, epsilon 1e-6 (docs/spec/model.md §4). */
 export function layerNorm(x: tf.Tensor, scale: tf.Tensor1D, bias: tf.Tensor1D, eps = 1e-6): tf.Tensor {
   if (fusable(x, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD)) return fusedLayerNorm(x, scale, bias, eps);
   return composedLayerNorm(x, scale, bias, eps);

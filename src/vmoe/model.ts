@@ -1,5 +1,5 @@
 /**
- * ViT / V-MoE forward pass (spec §1): patch embedding by reshape + matMul, class
+ * ViT / V-MoE forward pass (docs/spec/model.md): patch embedding by reshape + matMul, class
  * token, learned positions, pre-LN blocks whose MLP is dense or MoE, final
  * LayerNorm, token or GAP readout, optional pre-logits, head.
  */

@@ -1,5 +1,5 @@
 /**
- * The sparse MoE layer (spec §2–3) on tensors: router → host-side dispatch
+ * The sparse MoE layer (docs/spec/routing.md, docs/spec/aux-losses.md) on tensors: router → host-side dispatch
  * plan → gather into per-expert buffers → the E expert MLPs (one batched
  * product per weight, or E plain 2-D products where batched ones are slow) →
  * weighted scatter-add back to tokens. Routing indices carry no gradient; the

@@ -1,5 +1,5 @@
 /**
- * The harness side of the Outputs contract (shared/design.md): run a model once
+ * The harness side of the Outputs contract (docs/architecture.md §2): run a model once
  * over a data set and hand back plain arrays — logits, pre-logits, labels and
  * router statistics — that evaluators consume without touching tensors.
  */

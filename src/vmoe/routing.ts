@@ -1,5 +1,5 @@
 /**
- * The pure reference router (spec §2): plain arrays in, plain arrays out. The tensor
+ * The pure reference router (docs/spec/routing.md): plain arrays in, plain arrays out. The tensor
  * MoE layer is tested against these functions, and users can call them to see exactly
  * which (token, expert, slot) a routing decision produced.
  *
@@ -67,8 +67,8 @@ export interface TopExpertsResult {
 }
 
 /**
- * Noisy top-k per token with capacity, K-major assignment and optional BPR (spec §2
- * steps 3–6). `gates` (S, E) are the (already noisy, in training) softmax outputs.
+ * Noisy top-k per token with capacity, K-major assignment and optional BPR (docs/spec/routing.md
+ * §2–§6). `gates` (S, E) are the (already noisy, in training) softmax outputs.
  */
 export function topExpertsPerItem(gates: number[][], opts: TopExpertsOptions): TopExpertsResult {
   const [numTokens, numExperts] = checkMatrix(gates, 'gates');

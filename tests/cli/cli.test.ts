@@ -32,7 +32,7 @@ describe('package', () => {
       "import { topExpertsPerItem, metrics } from 'vmoe-ts'; const r = topExpertsPerItem([[.4,0,.2],[.5,.1,.4],[.3,.2,.6]], { k: 2, capacity: 2 }); console.log(JSON.stringify(r.expert), typeof metrics.ece)"],
     { cwd: root, encoding: 'utf8' });
     expect(r.stderr).toBe('');
-    // spec golden vector: vanilla experts per token and choice
+    // docs/spec/routing.md §8 golden vector: vanilla experts per token and choice
     expect(r.stdout.trim()).toBe('[[0,2],[0,2],[2,0]] function');
   });
 });

@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { replaceSection, sectionBody } from '../../src/export/readme.js';
 import { eceWords } from '../../src/export/provenance.js';
@@ -13,6 +15,24 @@ describe('README sections', () => {
     expect(sectionBody('# Latest benchmark\n\nBenchmark 2026 …\n\n| a |\n')).toBe('Benchmark 2026 …\n\n| a |');
     expect(sectionBody('## Table\n| a |\n')).toBe('## Table\n| a |');
     expect(sectionBody('text\n# not a title\n')).toBe('text\n# not a title');
+  });
+});
+
+describe('the repository\'s result sections', () => {
+  const root = path.resolve(__dirname, '../..');
+  const results = fs.readFileSync(path.join(root, 'docs/results.md'), 'utf8');
+  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  const sections = ['quickstart', 'reference', 'sweep', 'e3', 'fewshot', 'robustness', 'bench'];
+  it.each(sections)('docs/results.md (vmoe readme\'s default target) holds section %s once', (name) => {
+    expect(results.split(`<!-- vmoe:${name} -->`)).toHaveLength(2);
+    expect(results.split(`<!-- /vmoe:${name} -->`)).toHaveLength(2);
+  });
+  it('the README holds no section markers, and its headline table is the reference section\'s table, row for row', () => {
+    expect(readme).not.toMatch(/<!-- \/?vmoe:/);
+    const body = results.split('<!-- vmoe:reference -->')[1]!.split('<!-- /vmoe:reference -->')[0]!;
+    const rows = body.split('\n').filter((l) => l.startsWith('|'));
+    expect(rows.length).toBeGreaterThan(2);
+    expect(readme).toContain(rows.join('\n'));
   });
 });
 

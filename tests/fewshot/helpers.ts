@@ -15,7 +15,7 @@ export function cyclicLabels(n: number, k: number): Int32Array {
 }
 
 /**
- * The spec's LSR design written out independently of src/: standardise with the train mean and
+ * The LSR design of docs/spec/evaluation.md §8 written out independently of src/: standardise with the train mean and
  * population std + 1e-5, append the bias feature 100. Returns the design matrices as ml-matrix.
  */
 export function referenceDesign(train: Features, test: Features): { x: Matrix; xt: Matrix } {

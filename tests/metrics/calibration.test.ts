@@ -11,7 +11,7 @@ import { probsFromLogits } from '../../src/metrics/softmax.js';
 import { Rng } from '../../src/util/rng.js';
 import { randomLabels, randomLogits, sampleClass } from './helpers.js';
 
-// Spec golden fixture: max-probabilities [0.32, 0.37, 0.39, 0.61, 0.65, 0.91], predicted classes
+// Golden fixture of docs/spec/evaluation.md §3: max-probabilities [0.32, 0.37, 0.39, 0.61, 0.65, 0.91], predicted classes
 // [1, 0, 2, 0, 1, 0], labels [1, 0, 0, 1, 0, 0]. Rows need not sum to one for top-label ECE.
 const goldenRows = [
   [0.31, 0.32, 0.27],

@@ -9,7 +9,7 @@ import {
   topKIndices,
 } from '../../src/vmoe/routing.js';
 
-// Spec §2 golden vectors (from the reference vmoe/moe_test.py): S=3, E=3, K=2, C=2.
+// docs/spec/routing.md §8 golden vectors (from the reference vmoe/moe_test.py): S=3, E=3, K=2, C=2.
 const GOLDEN_GATES = [
   [0.4, 0, 0.2],
   [0.5, 0.1, 0.4],
