@@ -194,7 +194,7 @@ export async function runRoutingCommand(given: RoutingFlags): Promise<RoutingRep
         expert_demand: 'share of requested (token, choice) assignments per expert, before capacity drops',
         router_entropy: 'mean over tokens of the entropy (nats) of the noise-free gate softmax; max_entropy = log(experts a token can reach)',
         importance_loss: 'CV² of per-expert summed clean gates, per routing group (and E³ member), averaged',
-        load_loss: 'spec §3 load loss without sampling noise: threshold = K-th largest clean logit, σ = noise_std/(E/M), averaged over groups',
+        load_loss: 'docs/spec/aux-losses.md §7 load loss without sampling noise: threshold = K-th largest clean logit, σ = noise_std/(E/M), averaged over groups',
         affinity: "(classes, experts): share of a class's processed assignments going to each expert; rows sum to 1 (null: class absent)",
       },
       files,

@@ -52,7 +52,7 @@ describe('traceRouting is the evaluation forward pass', () => {
   });
 });
 
-describe('which assignments are kept (spec §2 step 5)', () => {
+describe('which assignments are kept (docs/spec/routing.md §6)', () => {
   // 4 images, 2 per group → 2 groups of S = 10 tokens; absolute capacity 2 forces drops.
   const C = 2, S = 2 * T;
 

@@ -16,7 +16,7 @@ const tiny = (over: Record<string, unknown> = {}): ModelConfig =>
     moe: { numExperts: 4, k: 2, groupImages: 2, layers: { placement: 'list', list: [1] } }, ...over,
   });
 
-describe('MoE placement (spec §1)', () => {
+describe('MoE placement (docs/spec/model.md §5)', () => {
   it.each([
     { placement: 'last-n', n: 2, depth: 8, want: [5, 7] },
     { placement: 'last-n', n: 1, depth: 4, want: [3] },
