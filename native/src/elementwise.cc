@@ -26,32 +26,6 @@ void tanhLoop(const float* __restrict x, float* __restrict y, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] = tanhOne(x[i]);
 }
 
-}  // namespace
-
-// tanh(heap, srcOff, dstOff, n)
-napi_value Tanh(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  if (argc != 4) {
-    napi_throw_type_error(env, nullptr, "vmoe_blas.tanh expects 4 arguments");
-    return nullptr;
-  }
-  float* heap;
-  size_t length;
-  if (!heapArg(env, argv[0], &heap, &length)) return nullptr;
-  int64_t src, dst, n;
-  if (!int64Arg(env, argv[1], &src) || !int64Arg(env, argv[2], &dst) || !int64Arg(env, argv[3], &n)) return nullptr;
-  if (!inRange(env, src, n, length, "vmoe_blas.tanh: source outside the heap") ||
-      !inRange(env, dst, n, length, "vmoe_blas.tanh: destination outside the heap")) {
-    return nullptr;
-  }
-  tanhLoop(heap + src, heap + dst, n);
-  return nullptr;
-}
-
-namespace {
-
 // The formula of src/vmoe/layers.ts gelu(), in its order of operations:
 // y = (x/2)(1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi).
 constexpr float kGeluC = 0.7978845608028654f;
@@ -107,7 +81,10 @@ napi_value unaryGradEntry(napi_env env, napi_callback_info info, const char* nam
 
 }  // namespace
 
-// gelu(heap, srcOff, dstOff, n), geluGrad(heap, dyOff, xOff, dxOff, n)
+// tanh(heap, srcOff, dstOff, n), gelu(heap, srcOff, dstOff, n), geluGrad(heap, dyOff, xOff, dxOff, n)
+napi_value Tanh(napi_env env, napi_callback_info info) {
+  return unaryEntry<tanhLoop>(env, info, "vmoe_blas.tanh: an operand lies outside the heap");
+}
 napi_value Gelu(napi_env env, napi_callback_info info) {
   return unaryEntry<geluLoop>(env, info, "vmoe_blas.gelu: an operand lies outside the heap");
 }
@@ -183,14 +160,20 @@ void layerNormGradRows(const float* __restrict dys, const float* __restrict xs, 
   }
 }
 
-// Validates (heap, offsets…, rows, cols, eps) shared by layerNorm and layerNormGrad: rows × cols
-// blocks at the offsets in rowBlocks, cols-long vectors at those in vectors.
-bool layerNormShapes(napi_env env, size_t length, int64_t rows, int64_t cols, const int64_t* rowBlocks, int numRowBlocks,
-                     const int64_t* vectors, int numVectors, const char* what) {
+// rows >= 0 and cols >= 1 with rows × cols representable; throws `what` otherwise.
+bool rowsCols(napi_env env, int64_t rows, int64_t cols, const char* what) {
   if (rows < 0 || cols < 1 || (rows > 0 && cols > INT64_MAX / rows)) {
     napi_throw_range_error(env, nullptr, what);
     return false;
   }
+  return true;
+}
+
+// Validates (heap, offsets…, rows, cols, eps) shared by layerNorm and layerNormGrad: rows × cols
+// blocks at the offsets in rowBlocks, cols-long vectors at those in vectors.
+bool layerNormShapes(napi_env env, size_t length, int64_t rows, int64_t cols, const int64_t* rowBlocks, int numRowBlocks,
+                     const int64_t* vectors, int numVectors, const char* what) {
+  if (!rowsCols(env, rows, cols, what)) return false;
   for (int i = 0; i < numRowBlocks; i++) {
     if (!inRange(env, rowBlocks[i], rows * cols, length, what)) return false;
   }
@@ -309,11 +292,10 @@ __attribute__((always_inline)) inline void softmaxGradRowsFixed(const float* __r
   }
 }
 
-// Softmax over the last axis of row-major (rows, cols): y = e^{x - max} / Σ e^{x - max}.
-// x - max <= 0; below -87 e^x is under 1e-38 and taken as 0 (also for -Infinity, as masks use).
-
 }  // namespace
 
+// Softmax over the last axis of row-major (rows, cols): y = e^{x - max} / Σ e^{x - max}.
+// x - max <= 0; below -87 e^x is under 1e-38 and taken as 0 (also for -Infinity, as masks use).
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void softmaxRows(const float* __restrict xs, float* __restrict ys, int64_t rows, int64_t cols) {
   switch (cols) {
@@ -356,18 +338,6 @@ void softmaxGradRows(const float* __restrict dys, const float* __restrict ys, fl
     for (int64_t j = 0; j < cols; j++) dx[j] = y[j] * (dy[j] - dot);
   }
 }
-
-namespace {
-
-bool rowsCols(napi_env env, int64_t rows, int64_t cols, const char* what) {
-  if (rows < 0 || cols < 1 || (rows > 0 && cols > INT64_MAX / rows)) {
-    napi_throw_range_error(env, nullptr, what);
-    return false;
-  }
-  return true;
-}
-
-}  // namespace
 
 // softmax(heap, xOff, yOff, rows, cols)
 napi_value Softmax(napi_env env, napi_callback_info info) {

@@ -39,13 +39,8 @@ void gemm(bool ta, bool tb, int M, int N, int K, const float* a, const float* b,
 // sgemm(heap, transA, transB, M, N, K, batch, aOff, aStride, bOff, bStride, cOff, cStride, biasOff, biasStride, relu)
 // A batch stride of 0 broadcasts that operand (or the bias row) over the batch; biasOff < 0 means no bias.
 napi_value Sgemm(napi_env env, napi_callback_info info) {
-  size_t argc = 16;
   napi_value argv[16];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  if (argc != 16) {
-    napi_throw_type_error(env, nullptr, "vmoe_blas.sgemm expects 16 arguments");
-    return nullptr;
-  }
+  if (!checkArgc(env, info, 16, argv, "vmoe_blas.sgemm expects 16 arguments")) return nullptr;
   float* heap;
   size_t length;
   if (!heapArg(env, argv[0], &heap, &length)) return nullptr;
@@ -88,13 +83,8 @@ napi_value Sgemm(napi_env env, napi_callback_info info) {
 // sgemmOffsets(heap, transA, transB, M, N, K, offsets: Int32Array [a0, b0, c0, a1, b1, c1, …])
 // for batch dimensions that broadcast in a pattern no single stride describes.
 napi_value SgemmOffsets(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
   napi_value argv[7];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  if (argc != 7) {
-    napi_throw_type_error(env, nullptr, "vmoe_blas.sgemmOffsets expects 7 arguments");
-    return nullptr;
-  }
+  if (!checkArgc(env, info, 7, argv, "vmoe_blas.sgemmOffsets expects 7 arguments")) return nullptr;
   float* heap;
   size_t length;
   if (!heapArg(env, argv[0], &heap, &length)) return nullptr;
@@ -103,21 +93,18 @@ napi_value SgemmOffsets(napi_env env, napi_callback_info info) {
   NAPI_OK(napi_get_value_bool(env, argv[2], &tb));
   int64_t M, N, K;
   if (!int64Arg(env, argv[3], &M) || !int64Arg(env, argv[4], &N) || !int64Arg(env, argv[5], &K)) return nullptr;
-  napi_typedarray_type type;
+  const int32_t* off;
   size_t count;
-  void* raw;
-  napi_value buffer;
-  size_t byteOffset;
-  if (napi_get_typedarray_info(env, argv[6], &type, &count, &raw, &buffer, &byteOffset) != napi_ok ||
-      type != napi_int32_array || count % 3 != 0) {
-    napi_throw_type_error(env, nullptr, "vmoe_blas.sgemmOffsets: offsets must be an Int32Array of triples");
+  const char* badOffsets = "vmoe_blas.sgemmOffsets: offsets must be an Int32Array of triples";
+  if (!int32ArrayArg(env, argv[6], &off, &count, badOffsets)) return nullptr;
+  if (count % 3 != 0) {
+    napi_throw_type_error(env, nullptr, badOffsets);
     return nullptr;
   }
   if (M < 0 || N < 0 || K < 0 || M > INT32_MAX || N > INT32_MAX || K > INT32_MAX) {
     napi_throw_range_error(env, nullptr, "vmoe_blas.sgemmOffsets: bad dimensions");
     return nullptr;
   }
-  const int32_t* off = static_cast<const int32_t*>(raw);
   for (size_t i = 0; i < count; i += 3) {
     if (!inRange(env, off[i], M * K, length, "vmoe_blas.sgemmOffsets: A outside the heap") ||
         !inRange(env, off[i + 1], K * N, length, "vmoe_blas.sgemmOffsets: B outside the heap") ||

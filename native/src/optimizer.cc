@@ -46,17 +46,14 @@ napi_value Adam(napi_env env, napi_callback_info info) {
   for (int i = 0; i < 7; i++) {
     if (!inRange(env, v[i], n, length, "vmoe_blas.adam: operand outside the heap")) return nullptr;
   }
-  napi_typedarray_type type;
+  const double* coefficients;
   size_t count;
-  void* raw;
-  napi_value buffer;
-  size_t byteOffset;
-  if (napi_get_typedarray_info(env, argv[9], &type, &count, &raw, &buffer, &byteOffset) != napi_ok ||
-      type != napi_float64_array || count != kAdamCoefficients) {
-    napi_throw_type_error(env, nullptr, "vmoe_blas.adam: coefficients must be a Float64Array of 9");
+  const char* badCoefficients = "vmoe_blas.adam: coefficients must be a Float64Array of 9";
+  if (!float64ArrayArg(env, argv[9], &coefficients, &count, badCoefficients)) return nullptr;
+  if (count != kAdamCoefficients) {
+    napi_throw_type_error(env, nullptr, badCoefficients);
     return nullptr;
   }
-  const double* coefficients = static_cast<const double*>(raw);
   float c[kAdamCoefficients];
   for (int i = 0; i < kAdamCoefficients; i++) {
     if (!std::isfinite(coefficients[i])) {

@@ -10,13 +10,8 @@ namespace vmoe {
 // copyStrided(heap, srcOff, dstOff, shape: Int32Array, srcStrides: Int32Array)
 // dst (contiguous, row-major `shape`) = the strided view of src: a slice of any rank.
 napi_value CopyStrided(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
-  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  if (argc != 5) {
-    napi_throw_type_error(env, nullptr, "vmoe_blas.copyStrided expects 5 arguments");
-    return nullptr;
-  }
+  if (!checkArgc(env, info, 5, argv, "vmoe_blas.copyStrided expects 5 arguments")) return nullptr;
   float* heap;
   size_t length;
   if (!heapArg(env, argv[0], &heap, &length)) return nullptr;
