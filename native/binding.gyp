@@ -2,7 +2,17 @@
   "targets": [
     {
       "target_name": "vmoe_blas",
-      "sources": ["vmoe_blas.cc"],
+      "sources": [
+        "src/module.cc",
+        "src/gemm.cc",
+        "src/strided.cc",
+        "src/elementwise.cc",
+        "src/attention.cc",
+        "src/optimizer.cc",
+        "src/experts.cc",
+        "src/router.cc",
+        "src/rng.cc"
+      ],
       "cflags_cc": ["-O3", "-std=c++17", "-fno-trapping-math"],
       "cflags_cc!": ["-fno-exceptions"],
       "libraries": ["-lopenblas"]

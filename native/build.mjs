@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * Builds the optional OpenBLAS addon (native/vmoe_blas.cc) with node-gyp into
- * node_modules/.cache/vmoe-blas/, outside the source tree.
+ * Builds the optional native addon (native/src/: common.h and one .cc per unit, listed
+ * in native/binding.gyp) with node-gyp into node_modules/.cache/vmoe-blas/, outside the
+ * source tree; the result is node_modules/.cache/vmoe-blas/build/Release/vmoe_blas.node.
  *
  *   node native/build.mjs             # fail loudly (exit 1) when the build fails
  *   node native/build.mjs --optional  # never fail: say why and leave the toolkit on plain wasm
@@ -65,7 +66,6 @@ function build(dnnl) {
     t.libraries = [...t.libraries, '-ldnnl', '-fopenmp'];
   }
   fs.writeFileSync(path.join(outDir, 'binding.gyp'), JSON.stringify(binding, null, 2));
-  fs.copyFileSync(path.join(here, 'vmoe_blas.cc'), path.join(outDir, 'vmoe_blas.cc'));
   const args = [gyp, 'rebuild'];
   const nodeDir = findNodeDir();
   if (nodeDir) args.push(`--nodedir=${nodeDir}`);
@@ -76,6 +76,11 @@ function build(dnnl) {
 }
 
 fs.mkdirSync(outDir, { recursive: true });
+// A fresh copy of the sources (binding.gyp names them relative to itself); drop the
+// single-file source older versions copied here.
+fs.rmSync(path.join(outDir, 'src'), { recursive: true, force: true });
+fs.rmSync(path.join(outDir, 'vmoe_blas.cc'), { force: true });
+fs.cpSync(path.join(here, 'src'), path.join(outDir, 'src'), { recursive: true });
 let withDnnl = haveDnnl();
 let failure = build(withDnnl);
 if (failure && withDnnl) {

@@ -1,8 +1,10 @@
 /**
- * Names of the fused kernels a backend may register beyond tfjs's own set
- * (the wasm-blas backend registers all of them, natively). Model code asks
- * `hasKernel` and falls back to composed tfjs ops when the active backend has
- * no such kernel, so every other backend computes exactly what it did before.
+ * The fused kernels' names and contracts: kernels a backend may register beyond
+ * tfjs's own set. Backend-neutral, so model code imports it without the native side:
+ * the wasm-blas backend implements all of them on its addon (./native/fused.ts),
+ * no other backend implements any. Model code asks `hasKernel` and falls back to
+ * composed tfjs ops when the active backend has no such kernel, so every other
+ * backend computes exactly what it did before.
  *
  * Contracts (float32 only):
  *   VmoeGelu          {x} → y, the tanh-form GELU of src/vmoe/layers.ts.
