@@ -58,8 +58,9 @@ module.exports = {
   options: {
     doNotFollow: { path: 'node_modules' },
     includeOnly: '^src/',
+    // type-only imports count too: a type from a higher layer is still an upward dependency
     tsPreCompilationDeps: true,
-    tsConfig: { fileName: 'tsconfig.build.json' },
+    // './x.js' in an import names './x.ts' (NodeNext resolution)
     enhancedResolveOptions: { extensions: ['.ts', '.js'] },
   },
 };
