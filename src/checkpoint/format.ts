@@ -240,7 +240,7 @@ function buildHeader(content: CheckpointContent): { header: Header; arrays: (Flo
   const arrays: (Float32Array | Int32Array)[] = [];
   let offset = 0;
   for (const name of names) {
-    const t = content.tensors[name];
+    const t = content.tensors[name]!; // names are content.tensors' own keys
     const where = `saveCheckpoint: tensor "${name}"`;
     if (name.length === 0) throw new CheckpointError('saveCheckpoint: tensor names must be non-empty');
     if (t.dtype !== 'float32' && t.dtype !== 'int32') {
@@ -270,8 +270,8 @@ function littleEndianBytes(array: Float32Array | Int32Array): Uint8Array {
   const out = new Uint8Array(array.byteLength);
   const view = new DataView(out.buffer);
   for (let i = 0; i < array.length; i++) {
-    if (array instanceof Float32Array) view.setFloat32(i * 4, array[i], true);
-    else view.setInt32(i * 4, array[i], true);
+    if (array instanceof Float32Array) view.setFloat32(i * 4, array[i]!, true);
+    else view.setInt32(i * 4, array[i]!, true);
   }
   return out;
 }
@@ -474,8 +474,8 @@ function validateHeader(raw: unknown, payloadBytesInFile: number, fail: (what: s
   }
   const byOffset = [...entries].sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < byOffset.length; i++) {
-    const prev = byOffset[i - 1];
-    if (byOffset[i].offset < prev.offset + prev.byteLength) fail(`tensors "${prev.name}" and "${byOffset[i].name}" overlap`);
+    const prev = byOffset[i - 1]!, cur = byOffset[i]!;
+    if (cur.offset < prev.offset + prev.byteLength) fail(`tensors "${prev.name}" and "${cur.name}" overlap`);
   }
   return { meta: meta as Record<string, unknown>, payloadByteLength: payloadBytesInFile, tensors: entries };
 }
@@ -501,9 +501,10 @@ export function compareShapes(
   const misShaped: string[] = [];
   for (const name of Object.keys(expected).sort()) {
     const shape = found.get(name);
-    if (shape === undefined) missing.push(`${prefix}${name} [${expected[name].join(', ')}]`);
-    else if (!sameShape(shape, expected[name])) {
-      misShaped.push(`${prefix}${name}: expected [${expected[name].join(', ')}], checkpoint has [${shape.join(', ')}]`);
+    const want = expected[name]!; // name is one of expected's keys
+    if (shape === undefined) missing.push(`${prefix}${name} [${want.join(', ')}]`);
+    else if (!sameShape(shape, want)) {
+      misShaped.push(`${prefix}${name}: expected [${want.join(', ')}], checkpoint has [${shape.join(', ')}]`);
     }
   }
   const unexpected = [...found.keys()]

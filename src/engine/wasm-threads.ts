@@ -150,7 +150,7 @@ export function buildThreadScripts(bundle: string): { worker: string; main: stri
   if (!decl) throw new Error('wasmWorkerContents not found in the tfjs-backend-wasm bundle');
   // The literal holds `"\n"` escapes meant for the script's own string
   // literals; tfjs re-escapes them before making its Blob, and so do we.
-  const worker = (JSON.parse(decl[1]) as string).replace(/\n/g, '\\n');
+  const worker = (JSON.parse(decl[1]!) as string).replace(/\n/g, '\\n');
 
   const start = bundle.indexOf(FACTORY_START);
   const end = bundle.indexOf(FACTORY_END, start);

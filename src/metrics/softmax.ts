@@ -81,8 +81,8 @@ export function averageMembers(probs: Probs): Probs {
   if (m === 1) return { data: probs.data, n: probs.n, k: probs.k };
   const nk = probs.n * probs.k;
   const data = new Float64Array(nk);
-  for (let j = 0; j < m; j++) for (let e = 0; e < nk; e++) data[e] += probs.data[j * nk + e]!;
-  for (let e = 0; e < nk; e++) data[e] /= m;
+  for (let j = 0; j < m; j++) for (let e = 0; e < nk; e++) data[e]! += probs.data[j * nk + e]!;
+  for (let e = 0; e < nk; e++) data[e]! /= m;
   return { data, n: probs.n, k: probs.k };
 }
 

@@ -27,7 +27,7 @@ export class Rng {
       const sm = splitmix32(seed);
       for (let i = 0; i < 4; i++) this.s[i] = sm();
     }
-    if ((this.s[0] | this.s[1] | this.s[2] | this.s[3]) === 0) this.s[0] = 1;
+    if ((this.s[0]! | this.s[1]! | this.s[2]! | this.s[3]!) === 0) this.s[0] = 1;
   }
 
   /** Uniform 32-bit unsigned integer. */

@@ -133,7 +133,7 @@ export function planTopK(
         const t = order[i]!;
         const a = t * K + c;
         const e = expert[a]!;
-        const s = counts[e]++;
+        const s = counts[e]!++;
         slot[a] = s;
         if (s < C) {
           kept[a] = 1;

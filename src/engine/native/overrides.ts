@@ -167,7 +167,7 @@ function sliceKernel(addon: BlasAddon, fallback: tf.KernelFunc): tf.KernelFunc {
     const { x } = args.inputs as { x: tf.TensorInfo };
     const { begin, size } = args.attrs as unknown as { begin: number | number[]; size: number | number[] };
     if (!copyable(x)) return fallback(args as Parameters<tf.KernelFunc>[0]);
-    const [b, sz] = tf.slice_util.parseSliceParams(x as tf.TensorInfo as tf.Tensor, begin, size);
+    const [b, sz] = tf.slice_util.parseSliceParams(x as tf.TensorInfo as tf.Tensor, begin, size) as [number[], number[]];
     return copyBlock(addon, args.backend as WasmBackendLike, x, b, sz, sz);
   }) as tf.KernelFunc;
 }
