@@ -190,7 +190,10 @@ const routing: Evaluator = {
   name: 'routing',
   applies: (p) => p.inputs.outputs.router.length > 0,
   run: (p) => ({
-    router: p.inputs.outputs.router,
+    router: p.inputs.outputs.router.map((r) => ({
+      block: r.block, processed_fraction: r.processedFraction, drop_fraction: r.dropFraction, expert_load: r.expertLoad,
+      capacity: r.capacity, group_size: r.groupSize,
+    })),
     conventions: {
       router: 'per MoE layer, averaged over batches weighted by batch size: processed_fraction = processed (token, choice) assignments / all; expert_load = share of processed assignments per expert',
     },

@@ -4,7 +4,6 @@
  * convention sits under `conventions`, keyed like the number. Evaluators (evaluators.ts) each fill
  * their part; the harness (harness.ts) adds where the predictions came from.
  */
-import type { RouterSummary } from '../vmoe/outputs.js';
 import type { CalibrationDetails, SelectiveDetails } from './classification.js';
 
 /** OOD detection metrics under one positive-class convention. */
@@ -20,6 +19,21 @@ export interface OodEntry {
   n: number;
   /** score name (msp, entropy, max-logit, energy, …) → metrics with OOD as the positive class and with in-distribution */
   scores: Record<string, { ood_positive: OodNumbers; in_positive: OodNumbers }>;
+}
+
+/** One MoE layer's routing over the evaluated data (averaged over batches, weighted by batch size). */
+export interface RouterReport {
+  block: number;
+  /** processed (token, choice) assignments / all assignments */
+  processed_fraction: number;
+  /** 1 − processed_fraction */
+  drop_fraction: number;
+  /** share of processed assignments per expert, (E,) */
+  expert_load: number[];
+  /** expert capacity per routing group */
+  capacity: number;
+  /** tokens per routing group */
+  group_size: number;
 }
 
 /** Metrics after temperature scaling fitted on a held-out split. */
@@ -83,7 +97,7 @@ export interface MetricsReport {
   /** OOD detection per OOD set; null when none was given */
   ood?: OodEntry[] | null;
   /** router statistics per MoE layer (models with MoE layers only) */
-  router?: RouterSummary[];
+  router?: RouterReport[];
   conventions: Record<string, unknown>;
 }
 
