@@ -14,7 +14,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outDir = path.join(root, 'node_modules', '.cache', 'vmoe-bench');
 const tsc = path.join(root, 'node_modules', '.bin', 'tsc');
 fs.mkdirSync(outDir, { recursive: true });
-// src/train/record.ts reads ../../package.json relative to itself.
+// src/engine/record.ts reads ../../package.json relative to itself.
 fs.copyFileSync(path.join(root, 'package.json'), path.join(outDir, 'package.json'));
 const c = spawnSync(tsc, ['-p', path.join(root, 'bench', 'tsconfig.json')], { cwd: root, encoding: 'utf8' });
 const entry = path.join(outDir, 'bench', 'run.js');

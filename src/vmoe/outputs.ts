@@ -1,7 +1,7 @@
 /**
- * The harness side of the Outputs contract (docs/architecture.md §2): run a model once
- * over a data set and hand back plain arrays — logits, pre-logits, labels and
- * router statistics — that evaluators consume without touching tensors.
+ * The model side of the Outputs contract (docs/architecture.md §2): run a model once over a data set
+ * (inference, batch by batch) and hand back plain arrays — logits (M, N, K), pre-logits, labels and
+ * router statistics — that the evaluators (src/eval) consume without touching tensors or models.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { makeBatch, sequentialBatches, type ImageDataset, type PixelScale } from '../data/index.js';
