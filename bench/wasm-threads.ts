@@ -70,7 +70,7 @@ function timeIt(fn: () => tf.Tensor): number {
     y.dispose();
   }
   times.sort((p, q) => p - q);
-  return times[times.length >> 1];
+  return times[times.length >> 1]!;
 }
 
 async function child(threads: number): Promise<void> {
@@ -93,7 +93,7 @@ function parent(threads: number, rounds: number): void {
     return JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult;
   };
   const best = (a: ChildResult | null, b: ChildResult): ChildResult =>
-    a ? { ...b, ms: b.ms.map((m, i) => Math.min(m, a.ms[i])) } : b;
+    a ? { ...b, ms: b.ms.map((m, i) => Math.min(m, a.ms[i]!)) } : b;
   let one: ChildResult | null = null;
   let many: ChildResult | null = null;
   for (let r = 0; r < rounds; r++) {
@@ -104,9 +104,9 @@ function parent(threads: number, rounds: number): void {
   console.log(`wasm backend, SIMD=${o.simd}; threads reported: ${o.threads} vs ${m.threads}; best of ${rounds} rounds`);
   console.log(`${'case'.padEnd(30)} ${'1 thr ms'.padStart(9)} ${`${m.threads} thr ms`.padStart(9)} ${'speed-up'.padStart(9)}`);
   CASES.forEach((c, i) => {
-    const gflops = c.flops ? `  (${(c.flops / o.ms[i] / 1e6).toFixed(1)} → ${(c.flops / m.ms[i] / 1e6).toFixed(1)} GFLOP/s)` : '';
+    const gflops = c.flops ? `  (${(c.flops / o.ms[i]! / 1e6).toFixed(1)} → ${(c.flops / m.ms[i]! / 1e6).toFixed(1)} GFLOP/s)` : '';
     console.log(
-      `${c.name.padEnd(30)} ${o.ms[i].toFixed(2).padStart(9)} ${m.ms[i].toFixed(2).padStart(9)} ${(o.ms[i] / m.ms[i]).toFixed(2).padStart(8)}×${gflops}`,
+      `${c.name.padEnd(30)} ${o.ms[i]!.toFixed(2).padStart(9)} ${m.ms[i]!.toFixed(2).padStart(9)} ${(o.ms[i]! / m.ms[i]!).toFixed(2).padStart(8)}×${gflops}`,
     );
   });
 }

@@ -35,7 +35,9 @@ function i32(shape: number[], values: number[]): NamedArray {
 }
 
 /** Bitwise equality of typed arrays (NaN payloads and -0 included). */
-function expectSameBits(actual: NamedArray, expected: NamedArray): void {
+function expectSameBits(loaded: NamedArray | undefined, expected: NamedArray): void {
+  expect(loaded, 'tensor missing from the loaded checkpoint').toBeDefined();
+  const actual = loaded!;
   expect(actual.dtype).toBe(expected.dtype);
   expect(actual.shape).toEqual(expected.shape);
   expect(actual.data).toBeInstanceOf(expected.dtype === 'float32' ? Float32Array : Int32Array);
@@ -121,15 +123,15 @@ describe('round trip', () => {
       tensors: { 'params/big': { dtype: 'float32', shape: [1000, 1000], data: big }, 'x/labels': { dtype: 'int32', shape: [1000], data: labels } },
     };
     const loaded = loadCheckpoint(saveCheckpoint(dir, content));
-    expectSameBits(loaded.tensors['params/big'], content.tensors['params/big']);
-    expectSameBits(loaded.tensors['x/labels'], content.tensors['x/labels']);
+    expectSameBits(loaded.tensors['params/big'], content.tensors['params/big']!);
+    expectSameBits(loaded.tensors['x/labels'], content.tensors['x/labels']!);
   });
 
   it('saves typed-array views at a byte offset correctly', () => {
     const backing = Float32Array.from([9, 9, 1, 2, 3, 9]);
     const view = backing.subarray(2, 5);
     const loaded = loadCheckpoint(saveCheckpoint(dir, { meta: {}, tensors: { v: { dtype: 'float32', shape: [3], data: view } } }));
-    expect(Array.from(loaded.tensors.v.data)).toEqual([1, 2, 3]);
+    expect(Array.from(loaded.tensors.v!.data)).toEqual([1, 2, 3]);
   });
 
   it('stores a tensor named "__proto__" as data', () => {
@@ -202,8 +204,8 @@ describe('file layout (as documented at the top of checkpoint.ts)', () => {
     );
     const loaded = loadCheckpoint(file);
     expect(loaded.meta).toEqual({ step: 1, hello: 'x' });
-    expect(Array.from(loaded.tensors['p/w'].data)).toEqual([1.5, -2]);
-    expect(Array.from(loaded.tensors['p/n'].data)).toEqual([-9]);
+    expect(Array.from(loaded.tensors['p/w']!.data)).toEqual([1.5, -2]);
+    expect(Array.from(loaded.tensors['p/n']!.data)).toEqual([-9]);
   });
 });
 
@@ -219,7 +221,7 @@ describe('hashes', () => {
   it('differs when a single parameter changes', () => {
     const a = smallContent();
     const b = smallContent();
-    (b.tensors['params/head/bias'].data as Float32Array)[1] = 0.25;
+    (b.tensors['params/head/bias']!.data as Float32Array)[1] = 0.25;
     expect(checkpointHash(saveCheckpoint(path.join(dir, 'a'), a))).not.toBe(checkpointHash(saveCheckpoint(path.join(dir, 'b'), b)));
   });
 });
@@ -232,7 +234,7 @@ describe('corruption is refused', () => {
     for (let i = 0; i < good.length; i++) {
       for (const bit of [0x01, 0x80]) {
         const copy = Buffer.from(good);
-        copy[i] ^= bit;
+        copy[i]! ^= bit;
         fs.writeFileSync(bad, copy);
         const err = loadError(bad);
         expect(err.message, `byte ${i}`).toMatch(/checksum|corrupt/);
@@ -244,7 +246,7 @@ describe('corruption is refused', () => {
   it('the checksum message says what to do', () => {
     const file = saveCheckpoint(dir, smallContent());
     const bytes = fs.readFileSync(file);
-    bytes[bytes.length - 40] ^= 0xff;
+    bytes[bytes.length - 40]! ^= 0xff;
     fs.writeFileSync(file, bytes);
     expect(loadError(file).message).toMatch(/checksum mismatch.*corrupt or was truncated.*delete it to resume from the previous checkpoint/);
   });
@@ -338,7 +340,7 @@ describe('atomic writes', () => {
     const file = saveCheckpoint(dir, smallContent(5));
     const before = fs.readFileSync(file);
     const replacement = smallContent(5);
-    (replacement.tensors['params/head/bias'].data as Float32Array)[0] = 99;
+    (replacement.tensors['params/head/bias']!.data as Float32Array)[0] = 99;
     expect(() => saveCheckpoint(dir, replacement, { fs: failure })).toThrow(CheckpointError);
     return { before, file };
   }
@@ -357,7 +359,7 @@ describe('atomic writes', () => {
     (limit) => {
       const { before, file } = previousThenFailedSave(failingWriter(limit));
       expect(fs.readFileSync(file).equals(before)).toBe(true);
-      expect(loadCheckpoint(dir).tensors['params/head/bias'].data[0]).toBeCloseTo(0.1, 6);
+      expect(loadCheckpoint(dir).tensors['params/head/bias']!.data[0]).toBeCloseTo(0.1, 6);
       expect(fs.readdirSync(dir)).toEqual(['checkpoint-5.vmoe']);
     },
   );
@@ -381,7 +383,7 @@ describe('atomic writes', () => {
     const leftovers = fs.readdirSync(dir).filter((n) => n !== 'checkpoint-5.vmoe');
     expect(leftovers).toHaveLength(1);
     expect(leftovers[0]).toMatch(/^\.checkpoint-6\.vmoe\..*\.tmp$/);
-    expect(fs.statSync(path.join(dir, leftovers[0])).size).toBe(50);
+    expect(fs.statSync(path.join(dir, leftovers[0]!)).size).toBe(50);
     expect(latestCheckpoint(dir)).toBe(file);
     expect(loadCheckpoint(dir).sha256).toBe(sha256(before).toString('hex'));
   });
@@ -389,9 +391,9 @@ describe('atomic writes', () => {
   it('saving over an existing step replaces it whole', () => {
     saveCheckpoint(dir, smallContent(5));
     const replacement = smallContent(5);
-    (replacement.tensors['params/head/bias'].data as Float32Array)[0] = 99;
+    (replacement.tensors['params/head/bias']!.data as Float32Array)[0] = 99;
     saveCheckpoint(dir, replacement);
-    expect(loadCheckpoint(dir).tensors['params/head/bias'].data[0]).toBe(99);
+    expect(loadCheckpoint(dir).tensors['params/head/bias']!.data[0]).toBe(99);
     expect(fs.readdirSync(dir)).toEqual(['checkpoint-5.vmoe']);
   });
 });

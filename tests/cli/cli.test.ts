@@ -233,7 +233,7 @@ describe('vmoe experiment e3', () => {
     const de = groupsOf().find((g) => g.group === 'deep-ensemble-2x-vmoe-k2')!;
     const k2b = groupsOf().find((g) => g.group === 'vmoe-k2')!;
     // an ensemble of two V-MoEs costs twice one V-MoE's FLOPs
-    expect(de.mean.flops_per_image).toBe(2 * k2b.mean.flops_per_image);
+    expect(de.mean.flops_per_image).toBe(2 * k2b.mean.flops_per_image!);
     // the ensemble is made of the two V-MoE K=2 runs of the table
     expect([...de.provenance.checkpoints].sort()).toEqual([...k2b.provenance.checkpoints].sort());
     for (const f of ['table.csv', 'table.tex', 'results.md']) expect(fs.existsSync(path.join(out, f))).toBe(true);

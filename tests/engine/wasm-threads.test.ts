@@ -20,23 +20,23 @@ const ROOT = path.resolve(__dirname, '../..');
 
 type Mat = number[][];
 const matmul = (a: Mat, b: Mat): Mat =>
-  a.map((row) => b[0].map((_, j) => row.reduce((s, v, k) => s + v * b[k][j], 0)));
-const transpose = (a: Mat): Mat => a[0].map((_, j) => a.map((r) => r[j]));
+  a.map((row) => b[0]!.map((_, j) => row.reduce((s, v, k) => s + v * b[k]![j]!, 0)));
+const transpose = (a: Mat): Mat => a[0]!.map((_, j) => a.map((r) => r[j]!));
 const randMat = (rng: Rng, r: number, c: number): Mat =>
   Array.from({ length: r }, () => Array.from({ length: c }, () => rng.normal()));
 
 /** y = tanh(x·W1 + b1)·W2 + b2, L = Σ(y − t)² / (2N), and dL/d{W1,b1,W2,b2} by hand. */
 function mlpReference(x: Mat, t: Mat, w1: Mat, b1: number[], w2: Mat, b2: number[]) {
   const n = x.length;
-  const h = matmul(x, w1).map((r) => r.map((v, j) => Math.tanh(v + b1[j]))); // (N, H)
-  const y = matmul(h, w2).map((r) => r.map((v, j) => v + b2[j])); // (N, O)
-  const dy = y.map((r, i) => r.map((v, j) => (v - t[i][j]) / n)); // (N, O)
-  const loss = y.reduce((s, r, i) => s + r.reduce((q, v, j) => q + (v - t[i][j]) ** 2, 0), 0) / (2 * n);
+  const h = matmul(x, w1).map((r) => r.map((v, j) => Math.tanh(v + b1[j]!))); // (N, H)
+  const y = matmul(h, w2).map((r) => r.map((v, j) => v + b2[j]!)); // (N, O)
+  const dy = y.map((r, i) => r.map((v, j) => (v - t[i]![j]!) / n)); // (N, O)
+  const loss = y.reduce((s, r, i) => s + r.reduce((q, v, j) => q + (v - t[i]![j]!) ** 2, 0), 0) / (2 * n);
   const dW2 = matmul(transpose(h), dy); // (H, O)
-  const db2 = dy[0].map((_, j) => dy.reduce((s, r) => s + r[j], 0));
-  const dz = matmul(dy, transpose(w2)).map((r, i) => r.map((v, j) => v * (1 - h[i][j] ** 2))); // (N, H)
+  const db2 = dy[0]!.map((_, j) => dy.reduce((s, r) => s + r[j]!, 0));
+  const dz = matmul(dy, transpose(w2)).map((r, i) => r.map((v, j) => v * (1 - h[i]![j]! ** 2))); // (N, H)
   const dW1 = matmul(transpose(x), dz); // (D, H)
-  const db1 = dz[0].map((_, j) => dz.reduce((s, r) => s + r[j], 0));
+  const db1 = dz[0]!.map((_, j) => dz.reduce((s, r) => s + r[j]!, 0));
   return { y, loss, dW1, db1, dW2, db2 };
 }
 
@@ -44,7 +44,7 @@ function expectClose(actual: ArrayLike<number>, expected: number[], tol = 1e-4):
   expect(actual.length).toBe(expected.length);
   let worst = 0;
   for (let i = 0; i < expected.length; i++) {
-    worst = Math.max(worst, Math.abs(actual[i] - expected[i]) / Math.max(1, Math.abs(expected[i])));
+    worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) / Math.max(1, Math.abs(expected[i]!)));
   }
   expect(worst).toBeLessThan(tol);
 }
@@ -148,10 +148,10 @@ describe('wasm backend with 2 threads', () => {
     expectClose(await forward().data(), ref.y.flat());
     const { value, grads } = tf.variableGrads(lossFn, Object.values(vars));
     expectClose(await value.data(), [ref.loss]);
-    expectClose(await grads[vars.w1.name].data(), ref.dW1.flat());
-    expectClose(await grads[vars.b1.name].data(), ref.db1);
-    expectClose(await grads[vars.w2.name].data(), ref.dW2.flat());
-    expectClose(await grads[vars.b2.name].data(), ref.db2);
+    expectClose(await grads[vars.w1.name]!.data(), ref.dW1.flat());
+    expectClose(await grads[vars.b1.name]!.data(), ref.db1);
+    expectClose(await grads[vars.w2.name]!.data(), ref.dW2.flat());
+    expectClose(await grads[vars.b2.name]!.data(), ref.db2);
   });
 });
 

@@ -464,9 +464,9 @@ describe('coverage guarantee on exchangeable data (random calibration/test split
       });
       r.class_conditional_coverage.forEach((c, y) => {
         if (c === null) return;
-        sums[y] += c;
-        sq[y] += c * c;
-        counts[y]++;
+        sums[y]! += c;
+        sq[y]! += c * c;
+        counts[y]!++;
       });
     }
     for (let y = 0; y < k; y++) {
