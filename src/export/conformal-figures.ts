@@ -37,8 +37,12 @@ export function setSizeHistogramSvg(spec: SetSizeHistogramSpec): string {
     const n = e.set_size_histogram.reduce((a, b) => a + b, 0);
     return Array.from({ length: sizes }, (_, s) => (n > 0 ? (e.set_size_histogram[s] ?? 0) / n : 0));
   });
-  const yt = niceTicks(0, Math.max(1e-9, ...shares.flat()), 4);
-  const top = Math.max(yt[yt.length - 1] ?? 1, ...shares.flat()) || 1;
+  const peak = Math.max(1e-9, ...shares.flat());
+  const yt = niceTicks(0, peak, 5);
+  const step = yt.length > 1 ? yt[1]! - yt[0]! : peak;
+  // the axis ends on a tick at or above the tallest bar
+  while (yt[yt.length - 1]! < peak - 1e-12) yt.push(Number((yt[yt.length - 1]! + step).toPrecision(12)));
+  const top = yt[yt.length - 1]!;
   const slot = pw / sizes, bar = (slot * 0.8) / spec.entries.length;
   const sy = (v: number) => m.top + ph - (v / top) * ph;
   const parts = [
