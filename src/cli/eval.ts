@@ -4,9 +4,10 @@ import type { Split } from '../data/index.js';
 import { evaluateCheckpoints, type EvalOptions, type EvalRun } from '../eval/harness.js';
 import { EVAL_FORMATS, formatEval, writeEvalResults, type EvalFormat } from '../export/eval-files.js';
 import type { RoutingOverrides } from '../vmoe/model.js';
+import { addConformalOptions, conformalFromFlags, type ConformalFlags } from './conformal-flags.js';
 import { UsageError, addDataOptions, addEngineOptions, collect, parsePositiveInt, parsePositiveNumber, startEngine } from './common.js';
 
-export interface EvalFlags {
+export interface EvalFlags extends ConformalFlags {
   checkpoint: string | string[]; mcSamples?: string; seed?: string; ood?: string; oodDataDir?: string;
   temperatureScale?: boolean | string; mahalanobisFit?: string; dataset?: string; split: string; dataDir?: string; limit?: string; batchSize: string;
   capacityFactor?: string; capacity?: string; batchPriority?: boolean; k?: string; groupImages?: string;
@@ -43,6 +44,7 @@ export function evalOptionsFromFlags(flags: EvalFlags): EvalOptions {
     seed, bins: parsePositiveInt(flags.bins, '--bins'),
     ood: flags.ood ? flags.ood.split(',').map((x) => x.trim()).filter(Boolean) : [],
     oodDataDir: flags.oodDataDir, mahalanobisFit, temperatureScale: tsMode,
+    conformal: conformalFromFlags(flags),
     onProgress: process.stderr.isTTY ? (label, d, t) => process.stderr.write(`\r[vmoe] ${label}: ${d}/${t}   `) : undefined,
   };
 }
@@ -65,7 +67,7 @@ export async function runEval(flags: EvalFlags): Promise<EvalRun> {
 }
 
 export function registerEvalCommand(program: Command): void {
-  addEngineOptions(addDataOptions(
+  addEngineOptions(addDataOptions(addConformalOptions(
     program
       .command('eval')
       .description('evaluate a checkpoint: accuracy, NLL, Brier, ECE, router statistics, FLOPs per image')
@@ -84,7 +86,8 @@ export function registerEvalCommand(program: Command): void {
       .option('--mahalanobis-fit <n>', 'training examples whose pre-logits fit the Mahalanobis scores (0 = skip)', '5000')
       .option('--temperature-scale [mode]', 'also report metrics after temperature scaling fitted on the val split (ensembles: pooled or per-member)')
       .option('--format <fmt>', 'stdout format: json, table, csv or latex', 'json')
-      .option('--out <dir>', 'also write results.json, results.csv, table.tex, predictions.csv and figures/ (reliability, risk–coverage, OOD histograms; SVG + PNG) into this folder'),)
+      .option('--out <dir>', 'also write results.json, results.csv, table.tex, predictions.csv, prediction_sets.csv (with --conformal) and figures/ (reliability, risk–coverage, OOD histograms, conformal set sizes and coverage; SVG + PNG) into this folder'),
+    'the val split (the split --temperature-scale fits on), reported on --split'),)
   ).action(async (flags: EvalFlags) => {
     await runEval(flags);
   });

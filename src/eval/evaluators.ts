@@ -8,18 +8,19 @@
  * Units: classification (accuracy, NLL, Brier), calibration (ECE and its variants, reliability bins,
  * calibration AUC), selective (AURC, oracle accuracy, accuracy at coverage, coverage at risk),
  * diversity (ensembles), temperature (needs held-out Outputs), ood (needs OOD Outputs), routing
- * (router statistics of MoE layers).
+ * (router statistics of MoE layers), conformal (split conformal prediction sets; needs calibration
+ * Outputs).
  */
 import {
   ACCURACY_CONVENTION, BRIER_CONVENTION, DIVERSITY_CONVENTION, NLL_CONVENTION, ORACLE_FRACTIONS, accuracy, brier,
   calibrationAuc, confidenceAndCorrect, ensembleDiversity, memberNlls, nll, oracleCollaborativeAccuracy,
-  probsFromLogits, type Binning, type Logits, type Probs,
+  CONFORMAL_METHODS, QUANTILE_RULE, conformalCurve, probsFromLogits, type Binning, type ConformalMethod, type Logits, type Probs,
 } from '../metrics/index.js';
 import type { Outputs } from '../vmoe/outputs.js';
-import { UsageError } from '../util/errors.js';
+import { DataError, UsageError } from '../util/errors.js';
 import { calibrationDetails, percentKey, selectiveDetails } from './classification.js';
 import { oodEvaluation, temperatureScaled, type OodSet } from './ood-temperature.js';
-import type { MetricsReport } from './report.js';
+import type { ConformalResults, MetricsReport } from './report.js';
 
 /** What evaluators read: the predictions to evaluate and, for some, extra data. */
 export interface EvalInputs {
@@ -33,7 +34,29 @@ export interface EvalInputs {
   ood?: OodSet[];
   /** Training-split predictions with pre-logits, to fit the Mahalanobis scores (null: skip them). */
   oodTrain?: Outputs | null;
+  /** Calibration predictions (e.g. the val split) for the conformal evaluator; exchangeable with `outputs`. */
+  calib?: Outputs;
+  /** where `calib` came from, for the conventions (e.g. 'mnist/val (n=64)' or a CSV path) */
+  calibSource?: string;
 }
+
+/** What the conformal evaluator calibrates: methods × levels α, and the options of conformalCurve. */
+export interface ConformalEvalOptions {
+  /** default lac, aps, raps */
+  methods: ConformalMethod[];
+  /** miscoverage levels α in (0, 1), default [0.1] */
+  alphas: number[];
+  /** Mondrian q̂ per class (default false) */
+  classConditional?: boolean;
+  /** randomised APS / RAPS scores (default false); lac is deterministic either way */
+  randomized?: boolean;
+  /** seed of the randomisation and of RAPS's tuning split (default 0) */
+  seed?: number;
+  /** include each test example's set (`prediction_sets`) in the reports (default false) */
+  returnSets?: boolean;
+}
+
+export const DEFAULT_CONFORMAL_OPTIONS: ConformalEvalOptions = { methods: [...CONFORMAL_METHODS], alphas: [0.1] };
 
 export interface EvaluatorOptions {
   /** ECE bins (default 15) */
@@ -41,9 +64,13 @@ export interface EvaluatorOptions {
   /** ECE binning (default equal-width) */
   binning: Binning;
   temperatureMode: 'pooled' | 'per-member';
+  /** the conformal evaluator's methods, levels and options */
+  conformal: ConformalEvalOptions;
 }
 
-export const DEFAULT_EVALUATOR_OPTIONS: EvaluatorOptions = { bins: 15, binning: 'equal-width', temperatureMode: 'pooled' };
+export const DEFAULT_EVALUATOR_OPTIONS: EvaluatorOptions = {
+  bins: 15, binning: 'equal-width', temperatureMode: 'pooled', conformal: DEFAULT_CONFORMAL_OPTIONS,
+};
 
 /** The shared view evaluators compute once per Outputs: logits as a metrics array and p̄ (N, K). */
 export interface Prepared {
@@ -64,7 +91,7 @@ export interface Evaluator {
   run(p: Prepared, opts: EvaluatorOptions): Partial<MetricsReport> & { conventions?: Record<string, unknown> };
 }
 
-export const EVALUATOR_NAMES = ['classification', 'calibration', 'selective', 'diversity', 'temperature', 'ood', 'routing'] as const;
+export const EVALUATOR_NAMES = ['classification', 'calibration', 'selective', 'diversity', 'temperature', 'ood', 'routing', 'conformal'] as const;
 export type EvaluatorName = (typeof EVALUATOR_NAMES)[number];
 
 /** AUROC of confidence for right vs wrong predictions; NaN when either class is absent (all right or all wrong). */
@@ -200,8 +227,53 @@ const routing: Evaluator = {
   }),
 };
 
+/** The probabilities conformal prediction reads: softmax, or for ensembles the members' softmax (averaged by conformalCurve). */
+function probsOf(o: Outputs): Probs {
+  return probsFromLogits({ data: o.logits, n: o.n, k: o.numClasses, ...(o.members > 1 ? { m: o.members } : {}) });
+}
+
+const conformal: Evaluator = {
+  name: 'conformal',
+  applies: (p) => p.inputs.calib !== undefined,
+  run: (p, opts) => {
+    const c = { ...DEFAULT_CONFORMAL_OPTIONS, ...opts.conformal };
+    const calib = p.inputs.calib!;
+    const o = p.inputs.outputs;
+    const calibProbs = { probs: probsOf(calib), labels: calib.labels };
+    const results: ConformalResults = {};
+    for (const method of c.methods) {
+      results[method] = conformalCurve(calibProbs, { probs: p.probs, labels: o.labels }, {
+        method, alphas: c.alphas, classConditional: c.classConditional, seed: c.seed, returnSets: c.returnSets,
+        // randomisation applies to the APS / RAPS scores; LAC has no ties to break
+        randomized: method === 'lac' ? false : c.randomized,
+      });
+    }
+    return {
+      conformal: results,
+      conventions: {
+        conformal: {
+          calibration: p.inputs.calibSource ?? `held-out data (n=${calib.n})`,
+          probabilities: o.members > 1 ? 'mean of the members\' probabilities p̄ = mean_m softmax(z_m), calibration and test alike' : 'softmax(logits), calibration and test alike',
+          scores: {
+            lac: 's(x, y) = 1 − p_y',
+            aps: 's(x, y) = sum of the probabilities ranked above y, plus p_y (randomised: plus u·p_y instead, u ~ U(0, 1) per example)',
+            raps: 'APS score + λ·max(0, rank(y) − k_reg); λ and k_reg tuned on a seeded 30% of the calibration rows, which then do not enter q̂',
+          },
+          quantile_rule: QUANTILE_RULE,
+          prediction_set: 'C(x) = {y : s(x, y) ≤ qhat}; guarantee P(y ∈ C(x)) ≥ 1 − alpha for exchangeable calibration and test data',
+          coverage: 'fraction of test examples whose label is in their prediction set',
+          mean_set_size: 'mean number of classes per prediction set',
+          layout: 'conformal.<method> lists one report per alpha, in the order given',
+          class_conditional: c.classConditional ?? false,
+          randomized: (c.randomized ?? false) ? 'aps and raps (lac is never randomised)' : false,
+        },
+      },
+    };
+  },
+};
+
 /** Every evaluator, by name. */
-export const EVALUATORS: Record<EvaluatorName, Evaluator> = { classification, calibration, selective, diversity, temperature, ood, routing };
+export const EVALUATORS: Record<EvaluatorName, Evaluator> = { classification, calibration, selective, diversity, temperature, ood, routing, conformal };
 
 /** The evaluators that describe predictions alone: what `vmoe metrics` and the sweep / robustness rows run. */
 export const PREDICTION_EVALUATORS: EvaluatorName[] = ['classification', 'calibration', 'selective', 'diversity'];
@@ -229,6 +301,9 @@ export function prepare(inputs: EvalInputs): Prepared {
  */
 export function evaluate(inputs: EvalInputs, names: readonly EvaluatorName[] = PREDICTION_EVALUATORS, options: Partial<EvaluatorOptions> = {}): MetricsReport {
   const opts = { ...DEFAULT_EVALUATOR_OPTIONS, ...options };
+  if (names.includes('conformal') && inputs.calib && inputs.calib.numClasses !== inputs.outputs.numClasses) {
+    throw new DataError(`the calibration predictions have ${inputs.calib.numClasses} classes but the test predictions have ${inputs.outputs.numClasses}`);
+  }
   const p = prepare(inputs);
   const o = inputs.outputs;
   const report: Record<string, unknown> = { n: o.n, k: o.numClasses, members: o.members };
@@ -243,6 +318,7 @@ export function evaluate(inputs: EvalInputs, names: readonly EvaluatorName[] = P
   }
   if (names.includes('temperature')) report.temperature_scaled ??= null;
   if (names.includes('ood')) report.ood ??= null;
+  if (names.includes('conformal')) report.conformal ??= null;
   conventions.temperature_scaled = false; // the headline numbers are raw; scaled ones live under temperature_scaled
   report.conventions = conventions;
   return report as unknown as MetricsReport;

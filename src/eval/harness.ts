@@ -3,8 +3,10 @@
  * ensembleOutputs), then hand the Outputs to the evaluators (evaluators.ts), which yield one typed
  * report (report.ts). Two entry points share everything after the Outputs:
  *
- * - `evaluateCheckpoints`: checkpoints → test, val (temperature), OOD and train (Mahalanobis) Outputs → EvalReport (`vmoe eval`);
- * - `evaluatePredictions`: a predictions CSV (any framework) → Outputs → PredictionsReport (`vmoe metrics`).
+ * - `evaluateCheckpoints`: checkpoints → test, val (temperature scaling and conformal calibration share
+ *   one val Outputs), OOD and train (Mahalanobis) Outputs → EvalReport (`vmoe eval`);
+ * - `evaluatePredictions`: a predictions CSV (any framework), and optionally a calibration CSV for
+ *   conformal prediction → Outputs → PredictionsReport (`vmoe metrics`).
  *
  * Files and stdout formats are export's job (export/eval-files.ts); this module writes nothing.
  */
@@ -18,7 +20,9 @@ import { Rng } from '../util/rng.js';
 import { flopsPerImage } from '../vmoe/flops.js';
 import type { RoutingOverrides } from '../vmoe/model.js';
 import type { Outputs } from '../vmoe/outputs.js';
-import { PREDICTION_EVALUATORS, evaluate, type EvalInputs, type EvaluatorName } from './evaluators.js';
+import {
+  DEFAULT_CONFORMAL_OPTIONS, PREDICTION_EVALUATORS, evaluate, type ConformalEvalOptions, type EvalInputs, type EvaluatorName,
+} from './evaluators.js';
 import type { OodSet } from './ood-temperature.js';
 import type { CheckpointRecord, EvalReport, MetricsReport, PredictionsReport } from './report.js';
 
@@ -64,11 +68,14 @@ export interface EvalOptions {
   mahalanobisFit: number;
   /** also report metrics after temperature scaling fitted on the val split */
   temperatureScale: 'pooled' | 'per-member' | null;
+  /** also calibrate split conformal prediction sets on the val split and report them on `split` (null: no) */
+  conformal: ConformalEvalOptions | null;
   onProgress?: (label: string, done: number, total: number) => void;
 }
 
 export const DEFAULT_EVAL_OPTIONS: Omit<EvalOptions, 'checkpoints'> = {
   split: 'test', batchSize: 256, routing: {}, mcSamples: 0, seed: 0, bins: 15, ood: [], mahalanobisFit: 5000, temperatureScale: null,
+  conformal: null,
 };
 
 /** A finished evaluation: the report and the arrays its figures and predictions file are drawn from. */
@@ -81,6 +88,29 @@ export interface EvalRun {
   dataset: ImageDataset;
   /** sha256 of each checkpoint */
   checkpoints: string[];
+  /** conformal prediction sets per test example, one column per method and α (empty without --conformal) */
+  predictionSets: PredictionSetColumn[];
+}
+
+/** The prediction sets of one method at one α: `set_<method>_<alpha>`, and per example its classes ascending. */
+export interface PredictionSetColumn {
+  column: string;
+  sets: number[][];
+}
+
+/** The column name of a method's sets at α, e.g. set_lac_0.1. */
+export const predictionSetColumn = (method: string, alpha: number): string => `set_${method}_${alpha}`;
+
+/** Moves `prediction_sets` out of the conformal reports (they stay out of results.json) into columns. */
+function takePredictionSets(report: { conformal?: EvalReport['conformal'] }): PredictionSetColumn[] {
+  const columns: PredictionSetColumn[] = [];
+  for (const [method, reports] of Object.entries(report.conformal ?? {})) {
+    for (const r of reports ?? []) {
+      if (r.prediction_sets) columns.push({ column: predictionSetColumn(method, r.alpha), sets: r.prediction_sets });
+      delete r.prediction_sets;
+    }
+  }
+  return columns;
 }
 
 function checkpointRecord(l: LoadedModel): CheckpointRecord {
@@ -134,10 +164,20 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
   const outputs = ensembleOutputs(loaded, ds, { ...run, keepPreLogits: wantMaha });
   const inputs: EvalInputs = { outputs };
   const names: EvaluatorName[] = [...PREDICTION_EVALUATORS, 'temperature', 'ood', 'routing'];
-  if (opts.temperatureScale) {
+  if (opts.temperatureScale || opts.conformal) {
+    // one val Outputs serves both temperature scaling and conformal calibration
     const val = loadDataset(dataset, 'val', { dataDir, valSize: config.data.valSize, limit: config.train.evalLimit ?? undefined });
-    inputs.fit = ensembleOutputs(loaded, val, run);
-    inputs.fitSplit = `${dataset}/val (n=${val.n})`;
+    const valOutputs = ensembleOutputs(loaded, val, run);
+    const valName = `${dataset}/val (n=${val.n})`;
+    if (opts.temperatureScale) {
+      inputs.fit = valOutputs;
+      inputs.fitSplit = valName;
+    }
+    if (opts.conformal) {
+      inputs.calib = valOutputs;
+      inputs.calibSource = valName;
+      names.push('conformal');
+    }
   }
   const oodSets: OodSet[] = opts.ood.map((name) => ({
     name, outputs: ensembleOutputs(loaded, loadOodDataset(name, ds, { dataDir: opts.oodDataDir, limit: ds.n }), { ...run, keepPreLogits: wantMaha }),
@@ -148,7 +188,11 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
       ? ensembleOutputs(loaded, loadDataset(dataset, 'train', { dataDir, valSize: config.data.valSize, limit: opts.mahalanobisFit }), { ...run, keepPreLogits: true })
       : null;
   }
-  const metrics = evaluate(inputs, names, { bins: opts.bins, temperatureMode: opts.temperatureScale ?? 'pooled' });
+  const metrics = evaluate(inputs, names, {
+    bins: opts.bins, temperatureMode: opts.temperatureScale ?? 'pooled',
+    conformal: { ...DEFAULT_CONFORMAL_OPTIONS, ...opts.conformal, returnSets: true },
+  });
+  const predictionSets = takePredictionSets(metrics);
   const settings = first.model.routingFor(opts.routing);
   const flops = flopsPerImage(config.model, opts.routing);
   const { n, k, members, conventions, ...values } = metrics;
@@ -171,7 +215,7 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
     ...runRecord(config),
   };
   const label = loaded.length > 1 ? `deep ensemble of ${loaded.length}` : `${config.name} (${config.model.type}${opts.mcSamples > 0 ? `, MC dropout ×${opts.mcSamples}` : ''})`;
-  return { report, outputs, oodSets, label, dataset: ds, checkpoints: loaded.map((l) => l.sha256) };
+  return { report, outputs, oodSets, label, dataset: ds, checkpoints: loaded.map((l) => l.sha256), predictionSets };
 }
 
 /** A predictions table as Outputs: logits as given, or log p for probabilities (softmax(log p) = p). */
@@ -192,8 +236,21 @@ function checkOodCompatible(input: PredictionsTable, ood: PredictionsTable): voi
   }
 }
 
-/** `vmoe metrics`: every prediction evaluator (and OOD, when an OOD table is given) over a predictions table. */
-export function evaluatePredictions(input: PredictionsTable, ood?: PredictionsTable, opts: { bins?: number; binning?: 'equal-width' | 'equal-mass' } = {}): PredictionsReport {
+/** Options of `evaluatePredictions`. */
+export interface PredictionsEvalOptions {
+  bins?: number;
+  binning?: 'equal-width' | 'equal-mass';
+  /** calibration predictions (same classes) for conformal prediction sets */
+  calib?: PredictionsTable;
+  /** conformal methods and levels (default lac, aps, raps at α = 0.1); used when `calib` is given */
+  conformal?: Partial<ConformalEvalOptions>;
+}
+
+/**
+ * `vmoe metrics`: every prediction evaluator (and OOD, when an OOD table is given; conformal, when a
+ * calibration table is given) over a predictions table.
+ */
+export function evaluatePredictions(input: PredictionsTable, ood?: PredictionsTable, opts: PredictionsEvalOptions = {}): PredictionsReport {
   const inputs: EvalInputs = { outputs: outputsFromPredictions(input), scoreKind: input.kind === 'logits' ? 'logits' : 'log-probs' };
   const names: EvaluatorName[] = [...PREDICTION_EVALUATORS];
   if (ood) {
@@ -201,6 +258,17 @@ export function evaluatePredictions(input: PredictionsTable, ood?: PredictionsTa
     inputs.ood = [{ name: ood.source, outputs: outputsFromPredictions(ood) }];
     names.push('ood');
   }
-  const m = evaluate(inputs, names, { bins: opts.bins, binning: opts.binning });
+  if (opts.calib) {
+    if (opts.calib.scores.k !== input.scores.k) {
+      throw new DataError(`calibration file ${opts.calib.source} has ${opts.calib.scores.k} classes but ${input.source} has ${input.scores.k}; conformal prediction needs the same classes`);
+    }
+    inputs.calib = outputsFromPredictions(opts.calib);
+    inputs.calibSource = `${opts.calib.source} (n=${opts.calib.scores.n})`;
+    names.push('conformal');
+  }
+  const m = evaluate(inputs, names, {
+    ...(opts.bins !== undefined ? { bins: opts.bins } : {}), ...(opts.binning !== undefined ? { binning: opts.binning } : {}),
+    conformal: { ...DEFAULT_CONFORMAL_OPTIONS, ...opts.conformal },
+  });
   return { source: input.source, input: input.kind, ...m };
 }

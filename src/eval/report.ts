@@ -4,6 +4,7 @@
  * convention sits under `conventions`, keyed like the number. Evaluators (evaluators.ts) each fill
  * their part; the harness (harness.ts) adds where the predictions came from.
  */
+import type { ConformalMethod, ConformalReport } from '../metrics/index.js';
 import type { CalibrationDetails, SelectiveDetails } from './classification.js';
 
 /** OOD detection metrics under one positive-class convention. */
@@ -62,6 +63,9 @@ export type DiversityNumbers = {
   ambiguity: number;
 };
 
+/** Split conformal prediction: per method (lac, aps, raps: those asked for), one report per α in the order given. */
+export type ConformalResults = Partial<Record<ConformalMethod, ConformalReport[]>>;
+
 /** What the evaluators yield for one set of predictions (`vmoe metrics` prints exactly this plus its source). */
 export interface MetricsReport {
   n: number;
@@ -98,6 +102,8 @@ export interface MetricsReport {
   ood?: OodEntry[] | null;
   /** router statistics per MoE layer (models with MoE layers only) */
   router?: RouterReport[];
+  /** split conformal prediction sets calibrated on held-out data; null when asked for without calibration data */
+  conformal?: ConformalResults | null;
   conventions: Record<string, unknown>;
 }
 

@@ -1,10 +1,11 @@
 /**
  * `vmoe metrics` output: the predictions report (eval/report.ts) as JSON, as a two-column CSV of dotted
  * keys, as a text table or as a LaTeX tabular. Tables show scalars only (curves stay in JSON and CSV)
- * and, for OOD, the one score and positive-class convention chosen as the headline.
+ * and, for OOD, the one score and positive-class convention chosen as the headline. Conformal
+ * prediction (with --calib) adds one row per method and α: alpha, qhat, coverage, mean_set_size.
  */
 import { stringify } from 'csv-stringify/sync';
-import { reportJson, type PredictionsReport } from '../eval/report.js';
+import { reportJson, type ConformalResults, type PredictionsReport } from '../eval/report.js';
 import type { OodPositive, OodScoreName } from '../metrics/index.js';
 import { latexEscape } from './tables.js';
 
@@ -57,14 +58,59 @@ function fmt(v: number): string {
   return Number.isFinite(v) ? v.toFixed(4) : String(v);
 }
 
+/** One conformal row: a method at one α (qhat null when class-conditional: one per class, in JSON). */
+export interface ConformalRow {
+  method: string;
+  alpha: number;
+  qhat: number | null;
+  coverage: number;
+  mean_set_size: number;
+}
+
+/** The headline numbers of conformal results, one row per method and α, in report order. */
+export function conformalRows(conformal: ConformalResults | null | undefined): ConformalRow[] {
+  return Object.entries(conformal ?? {}).flatMap(([method, reports]) => (reports ?? []).map((r) => ({
+    method, alpha: r.alpha, qhat: typeof r.qhat === 'number' ? r.qhat : null, coverage: r.coverage, mean_set_size: r.mean_set_size,
+  })));
+}
+
+const qhatText = (q: number | null) => (q === null ? 'per class' : fmt(q));
+
+function conformalTable(rows: ConformalRow[], calibration: string): string[] {
+  const cells = [['method', 'alpha', 'qhat', 'coverage', 'mean_set_size'], ...rows.map((r) => [r.method, String(r.alpha), qhatText(r.qhat), fmt(r.coverage), fmt(r.mean_set_size)])];
+  const widths = cells[0]!.map((_, c) => Math.max(...cells.map((row) => row[c]!.length)));
+  return ['', `conformal prediction sets, calibrated on ${calibration}`, ...cells.map((row) => row.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  '))];
+}
+
+function conformalLatex(rows: ConformalRow[], calibration: string): string[] {
+  return [
+    '',
+    `% split conformal prediction, calibrated on ${latexEscape(calibration)}; coverage = share of test labels in their set`,
+    '\\begin{tabular}{lrrrr}',
+    '\\toprule',
+    'Method & $\\alpha$ & $\\hat q$ & Coverage & Mean set size \\\\',
+    '\\midrule',
+    ...rows.map((r) => `${r.method.toUpperCase()} & ${r.alpha} & ${r.qhat === null ? 'per class' : fmt(r.qhat)} & ${fmt(r.coverage)} & ${fmt(r.mean_set_size)} \\\\`),
+    '\\bottomrule',
+    '\\end{tabular}',
+  ];
+}
+
 export function formatMetricsReport(report: PredictionsReport, format: MetricsFormat, headline: OodHeadline = DEFAULT_OOD_HEADLINE): string {
   if (format === 'json') return reportJson(report).trimEnd();
   const flat: [string, string | number | boolean][] = [];
+  const { conformal, ...withoutConformal } = report;
+  const cRows = conformalRows(conformal);
+  const calibration = String((report.conventions.conformal as { calibration?: string } | undefined)?.calibration ?? 'held-out data');
   if (format === 'csv') {
-    flatten(report, '', flat);
+    flatten(withoutConformal, '', flat);
+    // one block of keys per method and α: conformal.<method>.alpha_<α>.<key> (every number of the report)
+    for (const [method, reports] of Object.entries(conformal ?? {})) {
+      for (const r of reports ?? []) flatten(r, `conformal.${method}.alpha_${r.alpha}`, flat);
+    }
     return stringify([['metric', 'value'], ...flat.map(([k, v]) => [k, typeof v === 'number' ? String(v) : v])]);
   }
-  const { ood, ...rest } = report;
+  const { ood, ...rest } = withoutConformal;
   flatten(rest, '', flat);
   const oodHit = ood?.[0]?.scores[headline.score]?.[headline.positive === 'ood' ? 'ood_positive' : 'in_positive'];
   if (oodHit) for (const [k, v] of Object.entries(oodHit)) flat.push([`ood.${k}`, v]);
@@ -76,7 +122,7 @@ export function formatMetricsReport(report: PredictionsReport, format: MetricsFo
     ];
     if (ood?.[0]) rows.push(['ood', `${ood[0].dataset} (${ood[0].n} examples), score ${headline.score}, ${headline.positive === 'ood' ? 'OOD' : 'in-distribution'} positive`]);
     const width = Math.max(...rows.map(([key]) => key.length));
-    return rows.map(([key, v]) => `${key.padEnd(width)}  ${v}`).join('\n');
+    return [...rows.map(([key, v]) => `${key.padEnd(width)}  ${v}`), ...(cRows.length ? conformalTable(cRows, calibration) : [])].join('\n');
   }
   const ece = report.conventions.ece as { bins: number; binning: string; labels: string };
   const lines = [
@@ -92,6 +138,7 @@ export function formatMetricsReport(report: PredictionsReport, format: MetricsFo
     }),
     '\\bottomrule',
     '\\end{tabular}',
+    ...(cRows.length ? conformalLatex(cRows, calibration) : []),
   ];
   return lines.join('\n');
 }

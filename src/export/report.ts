@@ -49,6 +49,12 @@ export function flattenEvalResult(r: Record<string, any>): Record<string, number
       out[`ood_${o.dataset}_${score}_auroc`] = m.ood_positive.auroc;
     }
   }
+  // Conformal prediction (--conformal): per method and α, coverage and mean set size.
+  for (const [method, reports] of Object.entries((r.conformal ?? {}) as Record<string, any>)) {
+    for (const c of Array.isArray(reports) ? reports : []) {
+      for (const k of ['coverage', 'mean_set_size']) if (typeof c?.[k] === 'number') out[`conformal_${method}_${c.alpha}_${k}`] = c[k];
+    }
+  }
   return out;
 }
 
