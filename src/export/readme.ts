@@ -3,11 +3,12 @@
  * `<!-- vmoe:NAME -->` and `<!-- /vmoe:NAME -->` and is replaced whole.
  */
 import fs from 'node:fs';
+import { DataError } from '../util/errors.js';
 
 export function replaceSection(text: string, name: string, body: string): string {
   const open = `<!-- vmoe:${name} -->`, close = `<!-- /vmoe:${name} -->`;
   const i = text.indexOf(open), j = text.indexOf(close);
-  if (i < 0 || j < i) throw new Error(`README has no section markers ${open} … ${close}`);
+  if (i < 0 || j < i) throw new DataError(`README has no section markers ${open} … ${close}`);
   return text.slice(0, i + open.length) + '\n' + body.trimEnd() + '\n' + text.slice(j);
 }
 

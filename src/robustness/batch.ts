@@ -2,7 +2,8 @@
 import { Rng } from '../util/rng.js';
 import { CORRUPTIONS, getCorruption } from './corruptions.js';
 import { getMnistC, MNIST_C } from './mnist-c.js';
-import { CorruptionError, type CorruptionFn } from './types.js';
+import type { CorruptionFn } from './types.js';
+import { CorruptionError } from '../util/errors.js';
 
 export type Suite = 'c' | 'mnist-c';
 export const SUITES: readonly Suite[] = ['c', 'mnist-c'];
