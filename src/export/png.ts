@@ -60,7 +60,7 @@ export function svgToPng(svg: string, opts: PngOptions = {}): Buffer {
   const scale = opts.scale ?? 2;
   if (!(scale > 0 && Number.isFinite(scale))) throw new UsageError(`svgToPng: scale must be a positive number, got ${scale}`);
   const lib = loadResvg();
-  if (!lib) throw new VmoeError(`svgToPng: @resvg/resvg-js could not be loaded (${resvgError}); install it or write SVG only`);
+  if (!lib) throw new VmoeError(`svgToPng: @resvg/resvg-js could not be loaded (${resvgError})`, { hint: 'install it (npm install @resvg/resvg-js) or write SVG only' });
   const family = opts.sansSerifFamily ?? 'DejaVu Sans';
   const r = new lib.Resvg(svg, {
     fitTo: { mode: 'zoom', value: scale },
