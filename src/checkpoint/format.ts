@@ -31,6 +31,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as nodeFs from 'node:fs';
 import { endianness } from 'node:os';
 import * as path from 'node:path';
+import { CheckpointError } from '../util/errors.js';
+
+export { CheckpointError };
 
 export type CheckpointDtype = 'float32' | 'int32';
 
@@ -70,10 +73,6 @@ export interface SaveCheckpointOptions {
   /** Overrides for the file-system calls (testing). */
   fs?: Partial<CheckpointFs>;
 }
-
-import { CheckpointError } from '../util/errors.js';
-
-export { CheckpointError };
 
 export const CHECKPOINT_FORMAT_VERSION = 1;
 export const CHECKPOINT_EXTENSION = '.vmoe';
@@ -179,7 +178,7 @@ function writeAll(io: CheckpointFs, fd: number, bytes: Uint8Array): void {
   let done = 0;
   while (done < bytes.length) {
     const n = io.writeSync(fd, bytes.subarray(done));
-    if (n <= 0) throw new Error(`write returned ${n}`);
+    if (n <= 0) throw new Error(`writeAll: write returned ${n}`);
     done += n;
   }
 }

@@ -1,7 +1,8 @@
 /** Loading a trained model: a checkpoint file, a checkpoints/ folder, or a run folder. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { CheckpointError, latestCheckpoint, loadCheckpoint } from './format.js';
+import { latestCheckpoint, loadCheckpoint } from './format.js';
+import { CheckpointError } from '../util/errors.js';
 import { parseExperiment, type ExperimentConfig } from '../config/experiment.js';
 import { VisionMoE } from '../vmoe/model.js';
 import { paramSpecs } from '../vmoe/params.js';

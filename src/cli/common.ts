@@ -1,7 +1,9 @@
 /** Options and error handling shared by the commands. */
 import type { Command } from 'commander';
-import { initEngine, type BackendName, type EngineInfo } from '../engine/index.js';
-import { EXIT_INTERNAL, UsageError, isVmoeError } from '../util/errors.js';
+import { BACKEND_ORDER, initEngine, type BackendName, type EngineInfo } from '../engine/index.js';
+import { EXIT_BAD_INPUT, EXIT_INTERNAL, UsageError, isVmoeError } from '../util/errors.js';
+
+export { UsageError };
 
 export function addEngineOptions(cmd: Command): Command {
   return cmd
@@ -10,8 +12,14 @@ export function addEngineOptions(cmd: Command): Command {
 }
 
 export async function startEngine(opts: { backend?: string; threads?: string }): Promise<EngineInfo> {
+  const backend = opts.backend ?? 'auto';
+  if (backend !== 'auto' && !(BACKEND_ORDER as readonly string[]).includes(backend)) {
+    throw new UsageError(`--backend: unknown backend "${backend}"; expected auto, ${BACKEND_ORDER.join(', ')}`, {
+      hint: 'use --backend auto to pick the fastest backend that is installed',
+    });
+  }
   return initEngine({
-    backend: (opts.backend ?? 'auto') as BackendName | 'auto',
+    backend: backend as BackendName | 'auto',
     threads: opts.threads ? parsePositiveInt(opts.threads, '--threads') : undefined,
   });
 }
@@ -28,7 +36,8 @@ export function parsePositiveNumber(s: string, flag: string): number {
   return v;
 }
 
-export { UsageError };
+/** Node file-system error codes that mean a path the user gave is missing, unreadable or of the wrong kind. */
+const USER_FS_CODES = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'EACCES', 'EPERM']);
 
 /**
  * Prints an error the way every command does and returns the exit code: a VmoeError (bad input) as
@@ -42,6 +51,13 @@ export function reportError(err: unknown, opts: { debug: boolean }, write: (s: s
     return err.exitCode;
   }
   const e = err instanceof Error ? err : new Error(String(err));
+  const fsCode = (e as NodeJS.ErrnoException).code;
+  if (fsCode !== undefined && USER_FS_CODES.has(fsCode) && typeof (e as NodeJS.ErrnoException).path === 'string') {
+    // A file or folder named on the command line that is missing or unreadable: bad input, not a bug.
+    write(`error: ${e.message}\n`);
+    if (opts.debug && e.stack) write(`${e.stack}\n`);
+    return EXIT_BAD_INPUT;
+  }
   write(`error: ${e.message}\n`);
   write(opts.debug ? `${e.stack ?? ''}\n` : 'this is a bug in vmoe-ts, not in your input; rerun with --debug (or VMOE_DEBUG=1) for the stack trace\n');
   return EXIT_INTERNAL;

@@ -18,7 +18,8 @@ import { corruptBatch, corruptionNames, type Suite } from '../robustness/batch.j
 import { CORRUPTIONS } from '../robustness/corruptions.js';
 import { MNIST_C } from '../robustness/mnist-c.js';
 import { previewGrid, writePng } from '../robustness/preview.js';
-import { parsePositiveInt, UsageError } from './common.js';
+import { parsePositiveInt } from './common.js';
+import { UsageError } from '../util/errors.js';
 
 export interface CorruptOptions {
   dataset: string;

@@ -2,7 +2,8 @@ import path from 'node:path';
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { runE3Experiment } from '../experiments/e3.js';
-import { addEngineOptions, parsePositiveInt, startEngine, UsageError } from './common.js';
+import { addEngineOptions, parsePositiveInt, startEngine } from './common.js';
+import { UsageError } from '../util/errors.js';
 
 interface ExperimentFlags { quick?: boolean; seeds?: string; steps?: string; out?: string; ood: string; evalLimit?: string; dataset: string; fresh?: boolean; backend?: string; threads?: string }
 

@@ -7,7 +7,8 @@ import { toCsv, toLatex, toTextTable, type Row } from '../export/tables.js';
 import { runFewShot, type FewShotDataset, type ProbeKind } from '../fewshot/index.js';
 import { loadModel } from '../checkpoint/load.js';
 import { runRecord } from '../engine/record.js';
-import { UsageError, addEngineOptions, collect, parsePositiveInt, startEngine } from './common.js';
+import { addEngineOptions, collect, parsePositiveInt, startEngine } from './common.js';
+import { UsageError } from '../util/errors.js';
 
 interface FewshotFlags {
   checkpoint: string[]; datasets: string; shots: string; seeds: string; probe: string; selectBy?: string;

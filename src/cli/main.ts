@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { PACKAGE_VERSION } from '../engine/record.js';
 import { reportError } from './common.js';
+import { EXIT_BAD_INPUT } from '../util/errors.js';
 import { registerTrainCommands } from './train.js';
 import { registerEvalCommand } from './eval.js';
 import { registerInfoCommand } from './info.js';
@@ -24,7 +25,8 @@ program
   .name('vmoe')
   .description('Sparse Mixture-of-Experts vision models (V-MoE, E³) and the metrics to trust their predictions')
   .version(PACKAGE_VERSION)
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .exitOverride(); // commander's own errors (unknown option, missing argument) are bad input too: exit 2, not 1
 
 registerQuickstartCommand(program);
 registerTrainCommands(program);
@@ -46,6 +48,6 @@ registerConfigCommand(program);
 program.option('--debug', 'print the stack trace of unexpected errors (also VMOE_DEBUG=1)');
 
 program.parseAsync(process.argv).catch((err: unknown) => {
-  if (err instanceof CommanderError) process.exit(err.exitCode);
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : EXIT_BAD_INPUT);
   process.exit(reportError(err, { debug: process.argv.includes('--debug') || process.env.VMOE_DEBUG === '1' }));
 });

@@ -3,14 +3,13 @@
  * user-supplied test features. Files: CSV with header `label,f0,…,f{D-1}` (src/fewshot/features-csv.ts).
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { DataError } from '../data/idx.js';
+import { DataError, UsageError } from '../util/errors.js';
 import { readFeaturesCsv, type LabelledFeatures } from '../fewshot/features-csv.js';
 import { accuracyOf, argmaxRows } from '../fewshot/features.js';
 import { fitLogreg } from '../fewshot/logreg.js';
 import { fitLsr } from '../fewshot/lsr.js';
 import { meanNllFromLogits, topLabelEce } from '../fewshot/probe-metrics.js';
 import type { ProbeKind } from '../fewshot/protocol.js';
-import { UsageError } from './common.js';
 
 export type ProbeFormat = 'json' | 'table';
 

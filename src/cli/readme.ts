@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { eceWords, provenanceOf } from '../export/provenance.js';
 import { sectionBody, updateReadmeSection } from '../export/readme.js';
-import { UsageError } from './common.js';
+import { DataError, UsageError } from '../util/errors.js';
 
 /** Where the toolkit's result sections live (the README shows a copy of one table and links here). */
 export const RESULTS_FILE = 'docs/results.md';
@@ -36,14 +36,29 @@ export function registerReadmeCommand(program: Command): void {
     .action((flags: { section: string; from?: string; file?: string; readme: string; command?: string }) => {
       checkTarget(flags.readme, flags.section);
       if (flags.file) {
+        if (!fs.existsSync(flags.file)) throw new DataError(`--file ${flags.file}: no such file`);
         const body = sectionBody(fs.readFileSync(flags.file, 'utf8')) + (flags.command ? `\n\nRegenerate: \`${flags.command}\`` : '');
         updateReadmeSection(flags.readme, flags.section, body);
         process.stdout.write(`updated section ${flags.section} of ${flags.readme}\n`);
         return;
       }
       if (!flags.from) throw new UsageError('give --from <run folder> or --file <markdown>');
+      for (const name of ['results.md', 'results.json']) {
+        const file = path.join(flags.from, name);
+        if (!fs.existsSync(file)) {
+          throw new DataError(`--from ${flags.from}: ${fs.existsSync(flags.from) ? `no ${name} in that folder` : 'no such folder'} (looked for ${file})`, {
+            hint: 'pass a folder written by `vmoe quickstart` or `vmoe experiment` (it holds results.md and results.json), or use --file <markdown>',
+          });
+        }
+      }
       const md = fs.readFileSync(path.join(flags.from, 'results.md'), 'utf8');
-      const res = JSON.parse(fs.readFileSync(path.join(flags.from, 'results.json'), 'utf8')) as Record<string, any>;
+      const resFile = path.join(flags.from, 'results.json');
+      let res: Record<string, any>;
+      try {
+        res = JSON.parse(fs.readFileSync(resFile, 'utf8')) as Record<string, any>;
+      } catch (e) {
+        throw new DataError(`${resFile}: not valid JSON: ${(e as Error).message}`);
+      }
       const prov = [
         `Measured ${String(res.time ?? '').slice(0, 10)} on ${res.host?.cpus ?? '?'} CPU cores, backend ${res.engine?.backend ?? '?'} (${res.engine?.threads ?? '?'} thread${res.engine?.threads === 1 ? '' : 's'}${res.engine?.gemm ? `, products on ${res.engine.gemm}` : ''}), seed ${res.seed}, vmoe-ts ${res.versions?.['vmoe-ts'] ?? '?'}; checkpoint sha256 ${String(res.checkpoint?.sha256 ?? '').slice(0, 12)}.`,
         res.total_seconds ? `Wall time of the whole job: ${(res.total_seconds / 60).toFixed(1)} min.` : '',

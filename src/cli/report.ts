@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { reportOutputs, reportRows } from '../export/report.js';
-import { UsageError } from './common.js';
+import { UsageError } from '../util/errors.js';
 
 export function registerReportCommand(program: Command): void {
   program

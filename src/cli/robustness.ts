@@ -9,7 +9,8 @@ import { toCsv, toLatex, toMarkdown, toTextTable, type Row } from '../export/tab
 import { CORRUPTIONS, MNIST_C, SUITES, type Suite } from '../robustness/index.js';
 import { loadModel } from '../checkpoint/load.js';
 import { runRecord } from '../engine/record.js';
-import { UsageError, addEngineOptions, collect, parsePositiveInt, startEngine } from './common.js';
+import { addEngineOptions, collect, parsePositiveInt, startEngine } from './common.js';
+import { UsageError } from '../util/errors.js';
 
 interface RobustnessFlags {
   checkpoint: string[]; label: string[]; dataset?: string; split: string; dataDir?: string; suite: string; corruptions: string;

@@ -15,7 +15,8 @@ import { loadModel } from '../checkpoint/load.js';
 import { runRecord } from '../engine/record.js';
 import { modelMembers } from '../vmoe/config.js';
 import type { VisionMoE } from '../vmoe/model.js';
-import { UsageError, addEngineOptions, parsePositiveInt, parsePositiveNumber, startEngine, addDataOptions } from './common.js';
+import { addEngineOptions, parsePositiveInt, parsePositiveNumber, startEngine, addDataOptions } from './common.js';
+import { UsageError } from '../util/errors.js';
 
 export interface RoutingFlags {
   checkpoint?: string; log?: string; dataset?: string; split: string; dataDir?: string; limit?: string; batchSize: string;

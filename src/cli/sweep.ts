@@ -10,7 +10,8 @@ import { loadModel } from '../checkpoint/load.js';
 import { runRecord } from '../engine/record.js';
 import { FLOPS_CONVENTION } from '../vmoe/flops.js';
 import { modelMembers } from '../vmoe/config.js';
-import { UsageError, addEngineOptions, parsePositiveInt, startEngine, addDataOptions } from './common.js';
+import { addEngineOptions, parsePositiveInt, startEngine, addDataOptions } from './common.js';
+import { UsageError } from '../util/errors.js';
 import * as tf from '@tensorflow/tfjs-core';
 
 export interface SweepFlags {
@@ -27,25 +28,18 @@ export interface SweepReport {
   [key: string]: unknown;
 }
 
-function usage<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-}
 
 export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
   if (!['json', 'table', 'csv', 'latex', 'markdown'].includes(flags.format)) throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);
-  const capacityFactors = usage(() => parseNumberList(flags.capacityFactors, '--capacity-factors'));
-  const mode = usage(() => parseBatchPriorityMode(flags.batchPriority));
+  const capacityFactors = parseNumberList(flags.capacityFactors, '--capacity-factors');
+  const mode = parseBatchPriorityMode(flags.batchPriority);
   const batchSize = parsePositiveInt(flags.batchSize, '--batch-size');
   const bins = parsePositiveInt(flags.bins, '--bins');
   await startEngine(flags);
   const { model, config, path: ckPath, sha256, step } = loadModel(flags.checkpoint);
   try {
-    const ks = flags.k !== undefined ? usage(() => parseNumberList(flags.k!, '--k')) : [config.model.moe.k];
-    const settings = usage(() => sweepSettings({ capacityFactors, ks, batchPriority: mode }));
+    const ks = flags.k !== undefined ? parseNumberList(flags.k!, '--k') : [config.model.moe.k];
+    const settings = sweepSettings({ capacityFactors, ks, batchPriority: mode });
     const maxK = config.model.moe.numExperts / modelMembers(config.model);
     const tooBig = ks.find((k) => k > maxK);
     if (tooBig !== undefined) throw new UsageError(`--k ${tooBig} exceeds the ${maxK} experts a token can reach in this model`);
@@ -54,7 +48,7 @@ export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
       dataDir: flags.dataDir ?? config.data.dataDir ?? undefined, valSize: config.data.valSize,
       limit: flags.limit ? parsePositiveInt(flags.limit, '--limit') : undefined,
     });
-    const evaluator = usage(() => modelSweepEvaluator(model, ds, { batchSize, scale: config.data.scale }));
+    const evaluator = modelSweepEvaluator(model, ds, { batchSize, scale: config.data.scale });
     // One untimed batch first, so the first setting's images/s does not include backend warm-up.
     tf.tidy(() => {
       const b = makeBatch(ds, Int32Array.from({ length: Math.min(batchSize, ds.n) }, (_, i) => i), { scale: config.data.scale });

@@ -5,7 +5,8 @@
  */
 import fs from 'node:fs';
 import { z } from 'zod';
-import { ConfigError, ModelSchema, checkModelConfig } from '../vmoe/config.js';
+import { ModelSchema, checkModelConfig } from '../vmoe/config.js';
+import { ConfigError } from '../util/errors.js';
 
 export const DataSchema = z.strictObject({
   dataset: z.enum(['fashion-mnist', 'mnist']).default('fashion-mnist'),

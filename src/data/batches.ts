@@ -4,7 +4,7 @@
  * need no backend.
  */
 import { Rng, type RngState } from '../util/rng.js';
-import { DataError } from './idx.js';
+import { DataError } from '../util/errors.js';
 import type { ImageDataset } from './registry.js';
 
 export interface SamplerOptions {

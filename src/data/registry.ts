@@ -10,7 +10,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { Rng } from '../util/rng.js';
-import { DataError, readIdx, type IdxArray } from './idx.js';
+import { readIdx, type IdxArray } from './idx.js';
+import { DataError } from '../util/errors.js';
 
 export type Split = 'train' | 'val' | 'test' | 'train_full';
 export const SPLITS: readonly Split[] = ['train', 'val', 'test', 'train_full'];
@@ -30,6 +31,8 @@ export interface ImageDataset {
   labels: Int32Array;
   /** Folder the files were read from. */
   source: string;
+  /** The IDX labels file of the split (absent for data sets not read from files). */
+  labelsFile?: string;
 }
 
 export interface LoadOptions {
@@ -331,6 +334,6 @@ export function loadDataset(name: string, split: Split, opts: LoadOptions = {}):
   }
   return {
     name: meta.name ?? entry.name,
-    split, n, height, width, channels, numClasses, classNames, images, labels, source: dir,
+    split, n, height, width, channels, numClasses, classNames, images, labels, source: dir, labelsFile: raw.labelsPath,
   };
 }

@@ -11,6 +11,7 @@ import '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import { UsageError } from '../util/errors.js';
 
 export type BackendName = 'node-gpu' | 'node' | 'wasm-blas' | 'wasm' | 'cpu';
 // wasm-blas: the wasm backend with OpenBLAS matMuls (src/engine/native-blas.ts), when its optional addon is built.
@@ -116,7 +117,9 @@ export async function initEngine(opts: InitOptions = {}): Promise<EngineInfo> {
   const threads = opts.threads ?? (Number(process.env.VMOE_THREADS) || 1);
   const order = want === 'auto' ? BACKEND_ORDER : [want];
   if (want !== 'auto' && !BACKEND_ORDER.includes(want)) {
-    throw new Error(`unknown backend "${want}"; choose one of ${BACKEND_ORDER.join(', ')} or auto`);
+    throw new UsageError(`unknown backend "${want}" (from --backend or VMOE_BACKEND); choose one of ${BACKEND_ORDER.join(', ')} or auto`, {
+      hint: 'use --backend auto to pick the fastest backend that is installed',
+    });
   }
   for (const name of order) {
     const info = await initOne(name, threads);
@@ -137,7 +140,7 @@ export async function initEngine(opts: InitOptions = {}): Promise<EngineInfo> {
       ? ` (install it with: npm install @tensorflow/tfjs-${want === 'node' ? 'node' : 'node-gpu'})`
       : '';
     if (want === 'wasm-blas') hint = ` (${(await import('./native-blas.js')).loadBlasAddon().reason ?? 'the wasm backend failed to initialise'})`;
-    throw new Error(`backend "${want}" is not available${hint}`);
+    throw new UsageError(`backend "${want}" is not available${hint}`, { hint: 'use --backend auto to fall back to the fastest backend that is installed' });
   }
   throw new Error('no TensorFlow.js backend could be initialised');
 }

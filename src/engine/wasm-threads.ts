@@ -46,6 +46,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker as NodeWorker, type WorkerOptions } from 'node:worker_threads';
+import { UsageError } from '../util/errors.js';
 
 const require = createRequire(import.meta.url);
 
@@ -91,7 +92,7 @@ let disabledReason: string | null = null;
 export function enableWasmThreads(threads: number): boolean {
   disabledReason = null;
   if (!Number.isInteger(threads) || threads < 1) {
-    throw new Error(`threads must be a positive integer, got ${threads}`);
+    throw new UsageError(`threads must be a positive integer, got ${threads}`);
   }
   if (threads === 1) return fail('one thread requested');
   if (wasmBackendStarted()) return fail('the wasm backend is already initialised; call this before tf.setBackend');
@@ -147,14 +148,14 @@ function nodeHasWasmThreads(): boolean {
 /** Pure: the worker and main scripts derived from the text of tf-backend-wasm.node.js. */
 export function buildThreadScripts(bundle: string): { worker: string; main: string } {
   const decl = WORKER_DECL.exec(bundle);
-  if (!decl) throw new Error('wasmWorkerContents not found in the tfjs-backend-wasm bundle');
+  if (!decl) throw new Error('buildThreadScripts: wasmWorkerContents not found in the tfjs-backend-wasm bundle');
   // The literal holds `"\n"` escapes meant for the script's own string
   // literals; tfjs re-escapes them before making its Blob, and so do we.
   const worker = (JSON.parse(decl[1]!) as string).replace(/\n/g, '\\n');
 
   const start = bundle.indexOf(FACTORY_START);
   const end = bundle.indexOf(FACTORY_END, start);
-  if (start < 0 || end < 0) throw new Error('threaded-SIMD factory not found in the tfjs-backend-wasm bundle');
+  if (start < 0 || end < 0) throw new Error('buildThreadScripts: threaded-SIMD factory not found in the tfjs-backend-wasm bundle');
   const factory = bundle.slice(start, end + FACTORY_END.length);
 
   // Bundle-scope names the factory uses: `var require$$N = require('x');` lines
@@ -175,7 +176,7 @@ export function buildThreadScripts(bundle: string): { worker: string; main: stri
       lines.push(bundle.slice(fnStart + 1, fnEnd + 2));
       continue;
     }
-    if (name.startsWith('require$$')) throw new Error(`bundle helper ${name} not found`);
+    if (name.startsWith('require$$')) throw new Error(`buildThreadScripts: bundle helper ${name} not found`);
     // Other __names are emscripten exports defined inside the factory, or __filename/__dirname.
   }
   lines.push(factory, 'return tfjsBackendWasmThreadedSimd$1.exports;', '})();', '');

@@ -10,16 +10,17 @@ import type { RoutingOverrides, VisionMoE } from '../vmoe/model.js';
 import type { ModelConfig } from '../vmoe/config.js';
 import type { PixelScale } from '../data/index.js';
 import type { Rng } from '../util/rng.js';
+import { DataError } from '../util/errors.js';
 
 /** Stacks the members of several Outputs on the same data (deep ensembles, MC-dropout samples). */
 export function stackOutputs(parts: Outputs[]): Outputs {
-  if (!parts.length) throw new Error('stackOutputs: no outputs');
+  if (!parts.length) throw new DataError('stackOutputs: no outputs');
   const first = parts[0]!;
   for (const p of parts) {
     if (p.n !== first.n || p.numClasses !== first.numClasses) {
-      throw new Error(`cannot ensemble outputs over different data: ${p.n}×${p.numClasses} vs ${first.n}×${first.numClasses}`);
+      throw new DataError(`cannot ensemble outputs over different data: ${p.n}×${p.numClasses} vs ${first.n}×${first.numClasses}`);
     }
-    for (let i = 0; i < p.n; i++) if (p.labels[i] !== first.labels[i]) throw new Error(`cannot ensemble outputs whose labels differ (example ${i})`);
+    for (let i = 0; i < p.n; i++) if (p.labels[i] !== first.labels[i]) throw new DataError(`cannot ensemble outputs whose labels differ (example ${i})`);
   }
   const members = parts.reduce((a, p) => a + p.members, 0);
   const logits = new Float32Array(members * first.n * first.numClasses);

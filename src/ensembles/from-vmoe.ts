@@ -6,6 +6,7 @@
  */
 import type { ModelConfig } from '../vmoe/config.js';
 import { paramSpecs } from '../vmoe/params.js';
+import { CheckpointError } from '../util/errors.js';
 
 export type ParamValues = Map<string, { shape: number[]; data: Float32Array }>;
 
@@ -19,10 +20,10 @@ export function e3ValuesFromVmoe(vmoe: ParamValues, e3: ModelConfig): ParamValue
   const out: ParamValues = new Map();
   for (const [name, spec] of paramSpecs(e3)) {
     const v = vmoe.get(name);
-    if (!v) throw new Error(`the V-MoE has no parameter ${name}`);
+    if (!v) throw new CheckpointError(`the V-MoE has no parameter ${name}`);
     const targetSize = spec.shape.reduce((a, d) => a * d, 1);
     if (v.shape.join(',') !== spec.shape.join(',') && !isReshapedRouterKernel(name, v.data.length, targetSize)) {
-      throw new Error(`parameter ${name}: the V-MoE's [${v.shape}] does not fit the E³ model's [${spec.shape}]`);
+      throw new CheckpointError(`parameter ${name}: the V-MoE's [${v.shape}] does not fit the E³ model's [${spec.shape}]`);
     }
     out.set(name, { shape: spec.shape.slice(), data: v.data });
   }

@@ -40,7 +40,7 @@ export function loadOodDataset(name: string, like: ImageDataset, opts: { dataDir
   if (isSyntheticOod(name)) return syntheticOodDataset(name, like, n, opts.seed ?? 0);
   const ds = loadDataset(name, 'test' as Split, { dataDir: opts.dataDir, limit: n });
   if (ds.height !== like.height || ds.width !== like.width || ds.channels !== like.channels) {
-    throw new DataError(`OOD set ${name} has ${ds.height}×${ds.width}×${ds.channels} images; the model takes ${like.height}×${like.width}×${like.channels}`);
+    throw new DataError(`OOD set ${name} (--ood) in ${ds.source} has ${ds.height}×${ds.width}×${ds.channels} images; the model takes ${like.height}×${like.width}×${like.channels}`, { hint: 'give --ood a data set of the model\'s image size, or a synthetic set (uniform-noise, gaussian-noise)' });
   }
   return ds;
 }
@@ -155,7 +155,7 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
   const dataDir = opts.dataDir ?? config.data.dataDir ?? undefined;
   const ds = loadDataset(dataset, opts.split, { dataDir, valSize: config.data.valSize, limit: opts.limit });
   if (ds.numClasses > config.model.numClasses) {
-    throw new DataError(`${dataset}/${opts.split} has ${ds.numClasses} classes but ${first.path} predicts ${config.model.numClasses}`);
+    throw new DataError(`${ds.labelsFile ?? `${dataset}/${opts.split}`}: the ${opts.split} split has ${ds.numClasses} classes (labels up to ${ds.labels.reduce((a, y) => Math.max(a, y), -1)}) but ${first.path} predicts ${config.model.numClasses}`, { hint: `evaluate on a data set with at most ${config.model.numClasses} classes (--dataset), or fine-tune the model with --set model.numClasses=${ds.numClasses}` });
   }
   const run: EnsembleRunOptions = {
     batchSize: opts.batchSize, routing: opts.routing, mcSamples: opts.mcSamples, rng: new Rng(opts.seed), onProgress: opts.onProgress,

@@ -11,6 +11,7 @@ import { modelMembers, tokensPerImage } from '../vmoe/config.js';
 import type { RoutingOverrides, VisionMoE } from '../vmoe/model.js';
 import type { MoeLayerStats } from '../vmoe/moe.js';
 import { cv2, erfcFast, importanceLossOfGroup } from '../vmoe/aux-losses.js';
+import { DataError, UsageError } from '../util/errors.js';
 
 export interface LayerTrace {
   block: number;
@@ -38,8 +39,8 @@ export interface RoutingTrace {
 
 /** Evaluation forward pass that also keeps each MoE layer's per-token plan (via the forward pass's onMoeLayer hook). */
 export function traceRouting(model: VisionMoE, images: tf.Tensor4D, routing: RoutingOverrides = {}): RoutingTrace {
-  if (model.cfg.type === 'vit') throw new Error('routing analysis needs a model with MoE layers; this one is a dense ViT (type "vit")');
-  if (model.routingFor(routing).router !== 'top-k') throw new Error('routing analysis traces the top-k router; this model uses expert-choice routing');
+  if (model.cfg.type === 'vit') throw new UsageError('routing analysis needs a model with MoE layers; this one is a dense ViT (type "vit")');
+  if (model.routingFor(routing).router !== 'top-k') throw new UsageError('routing analysis traces the top-k router; this model uses expert-choice routing');
   const members = modelMembers(model.cfg);
   const layers: LayerTrace[] = [];
   const logits = tf.tidy(() => model.forward(images, {
@@ -58,7 +59,7 @@ export function traceRouting(model: VisionMoE, images: tf.Tensor4D, routing: Rou
 
 /** Mean over tokens of the entropy (nats) of each token's gate distribution. gates: (N, E). */
 export function meanRouterEntropy(gates: ArrayLike<number>, numTokens: number, numExperts: number): number {
-  if (gates.length !== numTokens * numExperts) throw new Error(`gates have ${gates.length} values, expected ${numTokens}×${numExperts}`);
+  if (gates.length !== numTokens * numExperts) throw new DataError(`gates have ${gates.length} values, expected ${numTokens}×${numExperts}`);
   let total = 0;
   for (let t = 0; t < numTokens; t++) {
     let h = 0;
@@ -141,15 +142,15 @@ export function addLayerTrace(c: LayerCounts, layer: LayerTrace, labels: ArrayLi
   const E = layer.numExperts, K = layer.k, M = layer.members;
   const N = layer.gatesClean.length / E;
   const rowsPerImage = tokensPerImage * M;
-  if (E !== c.numExperts || K !== c.k) throw new Error(`block ${layer.block}: traced E=${E}, K=${K} but counts hold E=${c.numExperts}, K=${c.k}`);
+  if (E !== c.numExperts || K !== c.k) throw new Error(`addLayerTrace: block ${layer.block}: traced E=${E}, K=${K} but counts hold E=${c.numExperts}, K=${c.k}`);
   if (labels.length * rowsPerImage !== N) {
-    throw new Error(`block ${layer.block}: ${N} routed rows but ${labels.length} labels × ${tokensPerImage} tokens × ${M} members`);
+    throw new Error(`addLayerTrace: block ${layer.block}: ${N} routed rows but ${labels.length} labels × ${tokensPerImage} tokens × ${M} members`);
   }
   c.capacity = layer.capacities[0]!;
   c.groupSize = layer.groupSizes[0]!;
   for (let t = 0; t < N; t++) {
     const cls = labels[Math.floor(t / rowsPerImage)]!;
-    if (!(cls >= 0 && cls < c.numClasses)) throw new Error(`label ${cls} outside [0, ${c.numClasses})`);
+    if (!(cls >= 0 && cls < c.numClasses)) throw new DataError(`label ${cls} outside [0, ${c.numClasses})`);
     for (let j = 0; j < K; j++) {
       const e = layer.expert[t * K + j]!;
       c.requested++;
@@ -340,14 +341,14 @@ export function parseTrainingLog(text: string, source: string): TrainingLogRecor
     try {
       rec = JSON.parse(line);
     } catch (e) {
-      throw new Error(`${source}:${i + 1}: not valid JSON (${(e as Error).message})`);
+      throw new DataError(`${source}:${i + 1}: not valid JSON (${(e as Error).message})`);
     }
     const r = rec as { step?: unknown; split?: unknown; moe?: unknown };
     if (r.split !== undefined || !Array.isArray(r.moe) || r.moe.length === 0) return;
-    if (typeof r.step !== 'number') throw new Error(`${source}:${i + 1}: a training line needs a numeric "step"`);
+    if (typeof r.step !== 'number') throw new DataError(`${source}:${i + 1}: a training line needs a numeric "step"`);
     const moe = (r.moe as { block?: unknown; drop?: unknown; load?: unknown }[]).map((m, j) => {
       if (typeof m.block !== 'number' || typeof m.drop !== 'number' || !Array.isArray(m.load)) {
-        throw new Error(`${source}:${i + 1}: moe[${j}] needs numeric "block", "drop" and an array "load"`);
+        throw new DataError(`${source}:${i + 1}: moe[${j}] needs numeric "block", "drop" and an array "load"`);
       }
       return { block: m.block, drop: m.drop, load: m.load as number[] };
     });

@@ -9,6 +9,7 @@ import { flopsPerImage } from '../vmoe/flops.js';
 import type { RoutingOverrides, VisionMoE } from '../vmoe/model.js';
 import { classificationMetrics } from './harness.js';
 import { computeOutputs, type Outputs, type RouterSummary } from '../vmoe/outputs.js';
+import { UsageError } from '../util/errors.js';
 
 export type BatchPriorityMode = 'both' | 'on' | 'off';
 
@@ -19,7 +20,7 @@ export interface SweepSetting {
 }
 
 export function parseBatchPriorityMode(s: string): BatchPriorityMode {
-  if (s !== 'both' && s !== 'on' && s !== 'off') throw new Error(`batch priority mode must be both, on or off, got "${s}"`);
+  if (s !== 'both' && s !== 'on' && s !== 'off') throw new UsageError(`batch priority mode must be both, on or off, got "${s}"`);
   return s;
 }
 
@@ -29,17 +30,17 @@ export function parseBatchPriorityMode(s: string): BatchPriorityMode {
  */
 export function sweepSettings(opts: { capacityFactors: number[]; ks: number[]; batchPriority: BatchPriorityMode }): SweepSetting[] {
   const { capacityFactors, ks } = opts;
-  if (!capacityFactors.length) throw new Error('sweep: give at least one capacity factor');
-  if (!ks.length) throw new Error('sweep: give at least one K');
+  if (!capacityFactors.length) throw new UsageError('sweep: give at least one capacity factor');
+  if (!ks.length) throw new UsageError('sweep: give at least one K');
   for (const c of capacityFactors) {
-    if (!Number.isFinite(c) || c <= 0) throw new Error(`sweep: capacity factor must be a finite number > 0, got ${c}`);
+    if (!Number.isFinite(c) || c <= 0) throw new UsageError(`sweep: capacity factor must be a finite number > 0, got ${c}`);
   }
   for (const k of ks) {
-    if (!Number.isInteger(k) || k < 1) throw new Error(`sweep: K must be an integer ≥ 1, got ${k}`);
+    if (!Number.isInteger(k) || k < 1) throw new UsageError(`sweep: K must be an integer ≥ 1, got ${k}`);
   }
   const dupe = (xs: number[]) => xs.find((x, i) => xs.indexOf(x) !== i);
-  if (dupe(capacityFactors) !== undefined) throw new Error(`sweep: capacity factor ${dupe(capacityFactors)} is listed twice`);
-  if (dupe(ks) !== undefined) throw new Error(`sweep: K ${dupe(ks)} is listed twice`);
+  if (dupe(capacityFactors) !== undefined) throw new UsageError(`sweep: capacity factor ${dupe(capacityFactors)} is listed twice`);
+  if (dupe(ks) !== undefined) throw new UsageError(`sweep: K ${dupe(ks)} is listed twice`);
   const modes = parseBatchPriorityMode(opts.batchPriority) === 'both' ? [true, false] : [opts.batchPriority === 'on'];
   const out: SweepSetting[] = [];
   for (const batchPriority of modes) {
@@ -51,10 +52,10 @@ export function sweepSettings(opts: { capacityFactors: number[]; ks: number[]; b
 /** Comma-separated numbers, e.g. "0.1,0.2,1.05". */
 export function parseNumberList(s: string, what: string): number[] {
   const parts = s.split(',').map((p) => p.trim()).filter((p) => p.length > 0);
-  if (!parts.length) throw new Error(`${what}: expected a comma-separated list of numbers, got "${s}"`);
+  if (!parts.length) throw new UsageError(`${what}: expected a comma-separated list of numbers, got "${s}"`);
   return parts.map((p) => {
     const v = Number(p);
-    if (!Number.isFinite(v)) throw new Error(`${what}: "${p}" is not a number (in "${s}")`);
+    if (!Number.isFinite(v)) throw new UsageError(`${what}: "${p}" is not a number (in "${s}")`);
     return v;
   });
 }
@@ -142,9 +143,9 @@ export function runSweep(settings: SweepSetting[], evaluator: SweepEvaluator, op
 
 /** The V-MoE evaluator: computeOutputs over a data set, FLOPs from the architecture. */
 export function modelSweepEvaluator(model: VisionMoE, ds: ImageDataset, opts: { batchSize: number; scale: PixelScale }): SweepEvaluator {
-  if (model.cfg.type === 'vit') throw new Error('sweep: the model has no MoE layer (type "vit"); capacity, K and BPR do not apply');
+  if (model.cfg.type === 'vit') throw new UsageError('sweep: the model has no MoE layer (type "vit"); capacity, K and BPR do not apply');
   if (model.cfg.moe.router !== 'top-k') {
-    throw new Error('sweep: K and Batch Prioritized Routing apply to the top-k router; this model uses the expert-choice router');
+    throw new UsageError('sweep: K and Batch Prioritized Routing apply to the top-k router; this model uses the expert-choice router');
   }
   return {
     evaluate: (routing) => computeOutputs(model, ds, { batchSize: opts.batchSize, scale: opts.scale, routing }),

@@ -11,6 +11,7 @@ import {
   type OodScoreName,
 } from '../metrics/index.js';
 import { PALETTE, escapeXml, niceTicks, tickText } from './figures.js';
+import { DataError, UsageError } from '../util/errors.js';
 
 const FONT = 'font-family="sans-serif"';
 const f2 = (v: number) => String(Math.round(v * 100) / 100);
@@ -150,11 +151,11 @@ export function reliabilityLayout(width = 480): { top: Box; hist: Box; height: n
  */
 export function reliabilityDiagramSvg(spec: ReliabilityFigureSpec): string {
   const B = spec.bins.length;
-  if (B < 1) throw new Error('reliability diagram: no bins');
+  if (B < 1) throw new DataError('reliability diagram: no bins');
   spec.bins.forEach((b, i) => {
-    if (!(b.count >= 0)) throw new Error(`reliability diagram: bin ${i} has count ${b.count}`);
+    if (!(b.count >= 0)) throw new DataError(`reliability diagram: bin ${i} has count ${b.count}`);
     if (b.count > 0 && !(b.accuracy >= 0 && b.accuracy <= 1 && b.confidence >= 0 && b.confidence <= 1)) {
-      throw new Error(`reliability diagram: bin ${i} (count ${b.count}) has accuracy ${b.accuracy} and confidence ${b.confidence}; both must be in [0, 1]`);
+      throw new DataError(`reliability diagram: bin ${i} (count ${b.count}) has accuracy ${b.accuracy} and confidence ${b.confidence}; both must be in [0, 1]`);
     }
   });
   const width = spec.width ?? 480;
@@ -251,10 +252,10 @@ export function thinIndices(n: number, max: number): number[] {
 }
 
 export function riskCoverageSvg(spec: RiskCoverageFigureSpec): string {
-  if (!spec.series.length) throw new Error('risk–coverage figure: no series');
+  if (!spec.series.length) throw new DataError('risk–coverage figure: no series');
   spec.series.forEach((s) => {
-    if (s.coverage.length !== s.risk.length) throw new Error(`risk–coverage series "${s.name}": ${s.coverage.length} coverages but ${s.risk.length} risks`);
-    if (!s.coverage.length) throw new Error(`risk–coverage series "${s.name}" is empty`);
+    if (s.coverage.length !== s.risk.length) throw new DataError(`risk–coverage series "${s.name}": ${s.coverage.length} coverages but ${s.risk.length} risks`);
+    if (!s.coverage.length) throw new DataError(`risk–coverage series "${s.name}" is empty`);
   });
   const width = spec.width ?? 560, height = spec.height ?? 420;
   const box: Box = { x: 72, y: spec.subtitle ? 52 : 40, w: width - 72 - 20, h: 0 };
@@ -321,7 +322,7 @@ export interface ScoreHistogramSpec {
 
 /** Equal-width edges over [lo, hi] of the finite values (widened when all equal), and per-series counts. */
 export function histogramCounts(series: ArrayLike<number>[], bins: number): { edges: number[]; counts: number[][] } {
-  if (!Number.isInteger(bins) || bins < 1) throw new Error(`histogram: bins must be a positive integer, got ${bins}`);
+  if (!Number.isInteger(bins) || bins < 1) throw new UsageError(`histogram: bins must be a positive integer, got ${bins}`);
   let lo = Infinity, hi = -Infinity;
   for (const v of series) for (let i = 0; i < v.length; i++) if (Number.isFinite(v[i]!)) { lo = Math.min(lo, v[i]!); hi = Math.max(hi, v[i]!); }
   if (lo === Infinity) { lo = 0; hi = 1; }
@@ -345,14 +346,14 @@ export function histogramCounts(series: ArrayLike<number>[], bins: number): { ed
  * Every panel shows the same sets (one legend serves all); n in the legend is panel 0's.
  */
 export function scoreHistogramSvg(spec: ScoreHistogramSpec): string {
-  if (!spec.panels.length) throw new Error('score histogram: no panels');
+  if (!spec.panels.length) throw new DataError('score histogram: no panels');
   const bins = spec.bins ?? 40;
   const pw = spec.panelWidth ?? 400, height = spec.height ?? 340;
   const width = pw * spec.panels.length;
   const names = spec.panels[0]!.series.map((s) => s.name);
   spec.panels.forEach((panel, p) => {
     if (panel.series.map((s) => s.name).join('\u0000') !== names.join('\u0000')) {
-      throw new Error(`score histogram: panel ${p} has series [${panel.series.map((s) => s.name).join(', ')}], panel 0 has [${names.join(', ')}]; every panel must show the same sets`);
+      throw new DataError(`score histogram: panel ${p} has series [${panel.series.map((s) => s.name).join(', ')}], panel 0 has [${names.join(', ')}]; every panel must show the same sets`);
     }
   });
   const parts = [svgOpen(width, height), ...heading(width, spec.title, spec.subtitle)];
@@ -416,9 +417,9 @@ export interface FewShotFigureSpec {
 
 /** Log-x (the shots 1, 5, 10, 25 are spread by ratio), one line per data set, error bars = ± std. */
 export function fewShotSvg(spec: FewShotFigureSpec): string {
-  if (!spec.points.length) throw new Error('few-shot figure: no points');
+  if (!spec.points.length) throw new DataError('few-shot figure: no points');
   for (const p of spec.points) {
-    if (!(p.shot >= 1)) throw new Error(`few-shot figure: ${p.dataset} has shot ${p.shot}; shots must be ≥ 1`);
+    if (!(p.shot >= 1)) throw new DataError(`few-shot figure: ${p.dataset} has shot ${p.shot}; shots must be ≥ 1`);
   }
   const width = spec.width ?? 560, height = spec.height ?? 400;
   const datasets = [...new Set(spec.points.map((p) => p.dataset))];

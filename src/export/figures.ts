@@ -3,6 +3,7 @@
  * image/patch overlays. Pure functions from plain data to an SVG string, so
  * results can be written next to the tables without a plotting stack.
  */
+import { DataError } from '../util/errors.js';
 
 export const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#7f7f7f', '#bcbd22'];
 
@@ -149,10 +150,10 @@ export interface HeatMapSpec {
 export function heatMapSvg(spec: HeatMapSpec): string {
   const R = spec.values.length;
   const C = R ? spec.values[0]!.length : 0;
-  if (spec.rowLabels.length !== R) throw new Error(`heat map: ${spec.rowLabels.length} row labels for ${R} rows`);
-  if (spec.colLabels.length !== C) throw new Error(`heat map: ${spec.colLabels.length} column labels for ${C} columns`);
+  if (spec.rowLabels.length !== R) throw new DataError(`heat map: ${spec.rowLabels.length} row labels for ${R} rows`);
+  if (spec.colLabels.length !== C) throw new DataError(`heat map: ${spec.colLabels.length} column labels for ${C} columns`);
   spec.values.forEach((row, r) => {
-    if (row.length !== C) throw new Error(`heat map: row ${r} has ${row.length} values, row 0 has ${C}`);
+    if (row.length !== C) throw new DataError(`heat map: row ${r} has ${row.length} values, row 0 has ${C}`);
   });
   const cell = spec.cellSize ?? 36;
   const annotate = spec.annotate ?? cell >= 30;
@@ -323,10 +324,10 @@ export function patchOverlaySvg(spec: { title: string; panels: OverlayPanel[]; c
   parts.push(`<text x="${width / 2}" y="22" text-anchor="middle" font-size="14" ${FONT}>${escapeXml(spec.title)}</text>`);
   spec.panels.forEach((p, i) => {
     const g = p.width / p.patchSize;
-    if (!Number.isInteger(g) || p.height % p.patchSize !== 0) throw new Error(`overlay panel ${i}: patch size ${p.patchSize} does not divide ${p.height}×${p.width}`);
+    if (!Number.isInteger(g) || p.height % p.patchSize !== 0) throw new DataError(`overlay panel ${i}: patch size ${p.patchSize} does not divide ${p.height}×${p.width}`);
     const nPatches = (p.height / p.patchSize) * g;
-    if (p.highlight.length !== nPatches) throw new Error(`overlay panel ${i}: ${p.highlight.length} highlight values for ${nPatches} patches`);
-    if (p.pixels.length !== p.height * p.width) throw new Error(`overlay panel ${i}: ${p.pixels.length} pixels for a ${p.height}×${p.width} image`);
+    if (p.highlight.length !== nPatches) throw new DataError(`overlay panel ${i}: ${p.highlight.length} highlight values for ${nPatches} patches`);
+    if (p.pixels.length !== p.height * p.width) throw new DataError(`overlay panel ${i}: ${p.pixels.length} pixels for a ${p.height}×${p.width} image`);
     const ox = gap + (i % cols) * (pw + gap), oy = top + Math.floor(i / cols) * (ph + labelH + gap);
     parts.push(`<g class="panel" transform="translate(${ox} ${oy})">`);
     parts.push(`<text x="${(p.width * px) / 2}" y="11" text-anchor="middle" font-size="11" ${FONT}>${escapeXml(p.label)}</text>`);

@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { DataError, UsageError, VmoeError } from '../util/errors.js';
 
 export interface PngOptions {
   /** Pixels per SVG user unit (default 2: print-sharp figures; 1 gives the SVG's own size). */
@@ -46,10 +47,10 @@ export function pngAvailable(): boolean {
 /** Reads width and height from the root <svg> element (the figure writers always set both). */
 export function svgSize(svg: string): { width: number; height: number } {
   const open = /<svg\b[^>]*>/.exec(svg)?.[0];
-  if (!open) throw new Error('svgSize: no <svg> element');
+  if (!open) throw new DataError('svgSize: no <svg> element');
   const num = (name: string) => {
     const m = new RegExp(`\\s${name}="([0-9.]+)(px)?"`).exec(open);
-    if (!m) throw new Error(`svgSize: the <svg> element has no numeric ${name} attribute`);
+    if (!m) throw new DataError(`svgSize: the <svg> element has no numeric ${name} attribute`);
     return Number(m[1]);
   };
   return { width: num('width'), height: num('height') };
@@ -57,9 +58,9 @@ export function svgSize(svg: string): { width: number; height: number } {
 
 export function svgToPng(svg: string, opts: PngOptions = {}): Buffer {
   const scale = opts.scale ?? 2;
-  if (!(scale > 0 && Number.isFinite(scale))) throw new Error(`svgToPng: scale must be a positive number, got ${scale}`);
+  if (!(scale > 0 && Number.isFinite(scale))) throw new UsageError(`svgToPng: scale must be a positive number, got ${scale}`);
   const lib = loadResvg();
-  if (!lib) throw new Error(`svgToPng: @resvg/resvg-js could not be loaded (${resvgError}); install it or write SVG only`);
+  if (!lib) throw new VmoeError(`svgToPng: @resvg/resvg-js could not be loaded (${resvgError})`, { hint: 'install it (npm install @resvg/resvg-js) or write SVG only' });
   const family = opts.sansSerifFamily ?? 'DejaVu Sans';
   const r = new lib.Resvg(svg, {
     fitTo: { mode: 'zoom', value: scale },
@@ -75,7 +76,7 @@ export function svgToPng(svg: string, opts: PngOptions = {}): Buffer {
  * unavailable). Returns the paths written.
  */
 export function writeFigure(dir: string, name: string, svg: string, opts: PngOptions = {}): string[] {
-  if (!/^[\w.-]+$/.test(name)) throw new Error(`writeFigure: figure name "${name}" must be letters, digits, '.', '_' or '-'`);
+  if (!/^[\w.-]+$/.test(name)) throw new UsageError(`writeFigure: figure name "${name}" must be letters, digits, '.', '_' or '-'`);
   fs.mkdirSync(dir, { recursive: true });
   const svgPath = path.join(dir, `${name}.svg`);
   fs.writeFileSync(svgPath, svg);

@@ -4,11 +4,16 @@
  * default) and is replaced whole.
  */
 import fs from 'node:fs';
+import { DataError } from '../util/errors.js';
 
-export function replaceSection(text: string, name: string, body: string): string {
+export function replaceSection(text: string, name: string, body: string, source = 'README'): string {
   const open = `<!-- vmoe:${name} -->`, close = `<!-- /vmoe:${name} -->`;
   const i = text.indexOf(open), j = text.indexOf(close);
-  if (i < 0 || j < i) throw new Error(`no section markers ${open} … ${close}`);
+  if (i < 0 || j < i) {
+    throw new DataError(`${source} has no section markers ${open} … ${close}`, {
+      hint: `add the two lines ${open} and ${close} where the section belongs (or choose another --section)`,
+    });
+  }
   return text.slice(0, i + open.length) + '\n' + body.trimEnd() + '\n' + text.slice(j);
 }
 
@@ -19,7 +24,7 @@ export function sectionBody(markdown: string): string {
 
 export function updateReadmeSection(file: string, name: string, body: string): void {
   const text = fs.readFileSync(file, 'utf8');
-  const next = replaceSection(text, name, body);
+  const next = replaceSection(text, name, body, file);
   const tmp = `${file}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, next);
   fs.renameSync(tmp, file);

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { eceWords, provenanceOf, type Provenance } from './provenance.js';
 import { toCsv, toLatex, toMarkdown, toTextTable, type Row } from './tables.js';
+import { DataError } from '../util/errors.js';
 
 export interface ResultRecord {
   source: string;
@@ -64,12 +65,16 @@ export function readResult(p: string, groupBy: 'model' | 'path'): ResultRecord {
     ? [path.join(p, 'eval_test', 'results.json'), path.join(p, 'results.json')]
     : [p];
   const file = candidates.find((f) => fs.existsSync(f));
-  if (!file) throw new Error(`no results found at ${p} (looked for ${candidates.join(', ')})`);
+  if (!file) {
+    throw new DataError(`no results found at ${p} (looked for ${candidates.join(', ')})`, {
+      hint: fs.existsSync(p) ? 'evaluate the run first: vmoe eval --checkpoint RUN --out RUN/eval_test' : `${p} does not exist; check the path`,
+    });
+  }
   let r: Record<string, any>;
   try {
     r = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`${file}: not valid JSON: ${(e as Error).message}`);
+    throw new DataError(`${file}: not valid JSON: ${(e as Error).message}`);
   }
   const model = r.model_label ?? r.config?.name ?? path.basename(path.dirname(file));
   const values = flattenEvalResult(r);
@@ -81,7 +86,7 @@ export function readResult(p: string, groupBy: 'model' | 'path'): ResultRecord {
       if (values.train_seconds === undefined && typeof t.seconds === 'number') values.train_seconds = t.seconds;
       if (typeof t.step === 'number') values.train_steps = t.step;
     } catch (e) {
-      throw new Error(`${summary}: not valid JSON: ${(e as Error).message}`);
+      throw new DataError(`${summary}: not valid JSON: ${(e as Error).message}`);
     }
   }
   return { source: file, group: groupBy === 'model' ? String(model) : file, values, provenance: provenanceOf(r) };

@@ -5,7 +5,7 @@
  * the 1-based line and column, and the column's name.
  */
 import { readFile } from 'node:fs/promises';
-import { DataError } from '../data/idx.js';
+import { DataError } from '../util/errors.js';
 import type { Features } from './features.js';
 
 export interface LabelledFeatures {

@@ -4,6 +4,7 @@
  * A feature matrix is one row-major typed array plus its shape, so pre-logits
  * extracted from a model (Float32Array) can be probed without copying.
  */
+import { DataError } from '../util/errors.js';
 
 /** Row-major feature matrix, `data` has shape (rows, cols). */
 export interface Features {
@@ -21,7 +22,7 @@ export function featuresFromRows(rows: ArrayLike<number>[]): Features {
   const d = n > 0 ? rows[0]!.length : 0;
   const data = new Float64Array(n * d);
   rows.forEach((row, i) => {
-    if (row.length !== d) throw new Error(`featuresFromRows: row ${i} has ${row.length} values, row 0 has ${d}`);
+    if (row.length !== d) throw new DataError(`featuresFromRows: row ${i} has ${row.length} values, row 0 has ${d}`);
     for (let j = 0; j < d; j++) data[i * d + j] = row[j]!;
   });
   return { rows: n, cols: d, data };
@@ -30,15 +31,15 @@ export function featuresFromRows(rows: ArrayLike<number>[]): Features {
 /** Throws unless `x` is a consistent (rows, cols) matrix of finite numbers. */
 export function checkFeatures(x: Features, what: string): void {
   if (!Number.isInteger(x.rows) || !Number.isInteger(x.cols) || x.rows < 0 || x.cols < 0) {
-    throw new Error(`${what}: shape (${x.rows}, ${x.cols}) is not a pair of non-negative integers`);
+    throw new DataError(`${what}: shape (${x.rows}, ${x.cols}) is not a pair of non-negative integers`);
   }
   if (x.data.length !== x.rows * x.cols) {
-    throw new Error(`${what}: data has ${x.data.length} values, shape (${x.rows}, ${x.cols}) needs ${x.rows * x.cols}`);
+    throw new DataError(`${what}: data has ${x.data.length} values, shape (${x.rows}, ${x.cols}) needs ${x.rows * x.cols}`);
   }
   for (let i = 0; i < x.data.length; i++) {
     if (!Number.isFinite(x.data[i]!)) {
       const r = Math.floor(i / x.cols), c = i % x.cols;
-      throw new Error(`${what}: value at row ${r}, column ${c} is ${x.data[i]}, not a finite number`);
+      throw new DataError(`${what}: value at row ${r}, column ${c} is ${x.data[i]}, not a finite number`);
     }
   }
 }
@@ -46,13 +47,13 @@ export function checkFeatures(x: Features, what: string): void {
 /** Throws unless `y` holds `n` integer labels in [0, numClasses). */
 export function checkLabels(y: ArrayLike<number>, n: number, numClasses: number, what: string): void {
   if (!Number.isInteger(numClasses) || numClasses < 2) {
-    throw new Error(`${what}: numClasses must be an integer ≥ 2, got ${numClasses}`);
+    throw new DataError(`${what}: numClasses must be an integer ≥ 2, got ${numClasses}`);
   }
-  if (y.length !== n) throw new Error(`${what}: ${y.length} labels for ${n} feature rows`);
+  if (y.length !== n) throw new DataError(`${what}: ${y.length} labels for ${n} feature rows`);
   for (let i = 0; i < n; i++) {
     const v = y[i]!;
     if (!Number.isInteger(v) || v < 0 || v >= numClasses) {
-      throw new Error(`${what}: label at row ${i} is ${v}, expected an integer in [0, ${numClasses})`);
+      throw new DataError(`${what}: label at row ${i} is ${v}, expected an integer in [0, ${numClasses})`);
     }
   }
 }
@@ -66,7 +67,7 @@ export interface Standardiser {
 /** Mean and population std (ddof 0) + STD_EPSILON of each column. */
 export function fitStandardiser(x: Features): Standardiser {
   const { rows: n, cols: d, data } = x;
-  if (n === 0) throw new Error('fitStandardiser: the train set has no rows');
+  if (n === 0) throw new DataError('fitStandardiser: the train set has no rows');
   const mean = new Float64Array(d);
   const std = new Float64Array(d);
   for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mean[j]! += data[i * d + j]!;
@@ -88,7 +89,7 @@ export function fitStandardiser(x: Features): Standardiser {
 export function standardise(x: Features, s: Standardiser, biasValue?: number): Float64Array {
   const { rows: n, cols: d, data } = x;
   if (s.mean.length !== d) {
-    throw new Error(`standardise: features have ${d} columns, the standardiser was fitted on ${s.mean.length}`);
+    throw new DataError(`standardise: features have ${d} columns, the standardiser was fitted on ${s.mean.length}`);
   }
   const out = biasValue === undefined ? d : d + 1;
   const z = new Float64Array(n * out);
@@ -119,7 +120,7 @@ export function argmaxRows(scores: Float64Array, n: number, k: number): Int32Arr
 
 /** Fraction of predictions equal to the labels. */
 export function accuracyOf(pred: ArrayLike<number>, labels: ArrayLike<number>): number {
-  if (pred.length !== labels.length) throw new Error(`accuracy: ${pred.length} predictions, ${labels.length} labels`);
+  if (pred.length !== labels.length) throw new DataError(`accuracy: ${pred.length} predictions, ${labels.length} labels`);
   if (pred.length === 0) return NaN;
   let hits = 0;
   for (let i = 0; i < pred.length; i++) if (pred[i] === labels[i]) hits++;

@@ -50,7 +50,7 @@ export function minimiseLbfgs(objective: ObjectiveFn, x0: Float64Array, options:
   const n = x0.length;
   let x = Float64Array.from(x0);
   let { value: f, gradient: g } = objective(x);
-  if (!Number.isFinite(f)) throw new Error(`L-BFGS: objective at the starting point is ${f}`);
+  if (!Number.isFinite(f)) throw new Error(`minimiseLbfgs: objective at the starting point is ${f}`);
   const history = [f];
   const sList: Float64Array[] = [];
   const yList: Float64Array[] = [];

@@ -21,6 +21,7 @@ import {
   type Standardiser,
 } from './features.js';
 import { minimiseLbfgs, type LbfgsResult } from './lbfgs.js';
+import { DataError, UsageError } from '../util/errors.js';
 
 export interface LogregOptions {
   /** Stop when max |∇f| ≤ gradientTolerance · N (i.e. on the per-example mean). Default 1e-6. */
@@ -98,8 +99,8 @@ export function logregObjective(
   const n = y.length;
   const d = dim;
   const k = numClasses;
-  if (params.length !== d * k + k) throw new Error(`logregObjective: θ has ${params.length} values, expected ${d * k + k}`);
-  if (x.length !== n * d) throw new Error(`logregObjective: x has ${x.length} values, expected N·D = ${n * d}`);
+  if (params.length !== d * k + k) throw new DataError(`logregObjective: θ has ${params.length} values, expected ${d * k + k}`);
+  if (x.length !== n * d) throw new DataError(`logregObjective: x has ${x.length} values, expected N·D = ${n * d}`);
   const p = logitsOf(params, x, n, d, k); // logits, then probabilities (N, K)
   const zTrue = new Float64Array(n);
   for (let i = 0; i < n; i++) zTrue[i] = p[i * k + y[i]!]!;
@@ -137,7 +138,7 @@ export function fitLogreg(
 ): LogregModel {
   checkFeatures(trainX, 'fitLogreg trainX');
   checkLabels(trainY, trainX.rows, numClasses, 'fitLogreg trainY');
-  if (!(l2 > 0) || !Number.isFinite(l2)) throw new Error(`fitLogreg: l2 must be a finite number > 0, got ${l2}`);
+  if (!(l2 > 0) || !Number.isFinite(l2)) throw new UsageError(`fitLogreg: l2 must be a finite number > 0, got ${l2}`);
   const d = trainX.cols;
   const k = numClasses;
   const n = trainX.rows;
@@ -145,7 +146,7 @@ export function fitLogreg(
   const x = standardise(trainX, standardiser); // (N, D)
   const nParams = d * k + k;
   const x0 = options.initialParams ?? new Float64Array(nParams);
-  if (x0.length !== nParams) throw new Error(`fitLogreg: initialParams has ${x0.length} values, expected ${nParams}`);
+  if (x0.length !== nParams) throw new UsageError(`fitLogreg: initialParams has ${x0.length} values, expected ${nParams}`);
   const result = minimiseLbfgs((theta) => logregObjective(theta, x, trainY, d, k, l2), x0, {
     gradientTolerance: (options.gradientTolerance ?? 1e-6) * n,
     maxIterations: options.maxIterations ?? 1000,
@@ -154,7 +155,7 @@ export function fitLogreg(
 
   const logits = (testX: Features): Float64Array => {
     checkFeatures(testX, 'logreg testX');
-    if (testX.cols !== d) throw new Error(`logreg: test features have ${testX.cols} columns, train features have ${d}`);
+    if (testX.cols !== d) throw new DataError(`logreg: test features have ${testX.cols} columns, train features have ${d}`);
     return logitsOf(params, standardise(testX, standardiser), testX.rows, d, k);
   };
   return {

@@ -19,6 +19,7 @@ import {
   type Features,
   type Standardiser,
 } from './features.js';
+import { DataError, UsageError } from '../util/errors.js';
 
 export const LSR_BIAS_FEATURE = 100;
 
@@ -144,14 +145,14 @@ export function fitLsr(trainX: Features, trainY: ArrayLike<number>, numClasses: 
   }
 
   const weights = (l2: number): Float64Array => {
-    if (!(l2 > 0) || !Number.isFinite(l2)) throw new Error(`LSR: l2 must be a finite number > 0, got ${l2}`);
+    if (!(l2 > 0) || !Number.isFinite(l2)) throw new UsageError(`LSR: l2 must be a finite number > 0, got ${l2}`);
     return matmul(lhs, dp, r, scaleRows(rhs, eigenvalues, l2, k), k); // (D', K)
   };
 
   const scores = (testX: Features, l2: number): Float64Array => {
     checkFeatures(testX, 'LSR testX');
     if (testX.cols !== trainX.cols) {
-      throw new Error(`LSR: test features have ${testX.cols} columns, train features have ${trainX.cols}`);
+      throw new DataError(`LSR: test features have ${testX.cols} columns, train features have ${trainX.cols}`);
     }
     return matmul(lsrDesignMatrix(testX, standardiser), testX.rows, dp, weights(l2), k);
   };
@@ -201,7 +202,7 @@ export function lsrAccuracyByL2(model: LsrModel, testX: Features, testY: ArrayLi
   checkFeatures(testX, 'LSR testX');
   checkLabels(testY, testX.rows, model.numClasses, 'LSR testY');
   if (testX.cols !== model.dim) {
-    throw new Error(`LSR: test features have ${testX.cols} columns, train features have ${model.dim}`);
+    throw new DataError(`LSR: test features have ${testX.cols} columns, train features have ${model.dim}`);
   }
   const dp = model.dim + 1;
   const k = model.numClasses;
@@ -213,7 +214,7 @@ export function lsrAccuracyByL2(model: LsrModel, testX: Features, testY: ArrayLi
   const projectFirst = m * dp * r + l2s.length * m * r * k < l2s.length * m * dp * k;
   const projected = projectFirst ? matmul(xt, m, dp, lhs, r) : undefined; // (M, r)
   return Float64Array.from(l2s, (l2) => {
-    if (!(l2 > 0) || !Number.isFinite(l2)) throw new Error(`LSR: l2 must be a finite number > 0, got ${l2}`);
+    if (!(l2 > 0) || !Number.isFinite(l2)) throw new UsageError(`LSR: l2 must be a finite number > 0, got ${l2}`);
     const s = projected
       ? matmul(projected, m, r, scaleRows(rhs, model.eigenvalues, l2, k), k)
       : matmul(xt, m, dp, model.weights(l2), k);

@@ -14,6 +14,7 @@ import { accuracyOf, argmaxRows, checkFeatures, checkLabels, type Features } fro
 import { fitLogreg, type LogregOptions } from './logreg.js';
 import { fitLsr, lsrAccuracyByL2 } from './lsr.js';
 import { meanNllFromLogits, topLabelEce } from './probe-metrics.js';
+import { DataError, UsageError } from '../util/errors.js';
 
 export interface FewShotDataset {
   name: string;
@@ -91,18 +92,18 @@ export interface FewShotReport {
  * first `shot` of each class; grouped by class (class 0's picks first), each group in permutation order.
  */
 export function sampleFewShot(labels: ArrayLike<number>, numClasses: number, shot: number, rng: Rng): Int32Array {
-  if (!Number.isInteger(shot) || shot < 1) throw new Error(`sampleFewShot: shot must be a positive integer, got ${shot}`);
+  if (!Number.isInteger(shot) || shot < 1) throw new UsageError(`sampleFewShot: shot must be a positive integer, got ${shot}`);
   const perm = rng.permutation(labels.length);
   const picked: number[][] = Array.from({ length: numClasses }, () => []);
   for (const i of perm) {
     const c = labels[i]!;
     if (c < 0 || c >= numClasses || !Number.isInteger(c)) {
-      throw new Error(`sampleFewShot: label ${c} at index ${i} is outside [0, ${numClasses})`);
+      throw new DataError(`sampleFewShot: label ${c} at index ${i} is outside [0, ${numClasses})`);
     }
     if (picked[c]!.length < shot) picked[c]!.push(i);
   }
   picked.forEach((p, c) => {
-    if (p.length < shot) throw new Error(`sampleFewShot: class ${c} has ${p.length} examples, ${shot}-shot needs ${shot}`);
+    if (p.length < shot) throw new DataError(`sampleFewShot: class ${c} has ${p.length} examples, ${shot}-shot needs ${shot}`);
   });
   return Int32Array.from(picked.flat());
 }
@@ -140,11 +141,11 @@ export function rankDescending(values: ArrayLike<number>): Float64Array {
  */
 export function selectByMeanRank(scoreByDataset: ArrayLike<number>[], exclude?: number): { index: number; meanRanks: number[] } {
   const used = scoreByDataset.filter((_, i) => i !== exclude);
-  if (used.length === 0) throw new Error('selectByMeanRank: no data set left to rank on');
+  if (used.length === 0) throw new DataError('selectByMeanRank: no data set left to rank on');
   const m = used[0]!.length;
   const meanRanks = new Array<number>(m).fill(0);
   for (const acc of used) {
-    if (acc.length !== m) throw new Error(`selectByMeanRank: λ grids differ in length (${acc.length} vs ${m})`);
+    if (acc.length !== m) throw new DataError(`selectByMeanRank: λ grids differ in length (${acc.length} vs ${m})`);
     const r = rankDescending(acc);
     for (let j = 0; j < m; j++) meanRanks[j]! += r[j]!;
   }
@@ -200,10 +201,10 @@ function evaluateLogregDraw(
 function resolveSeeds(seeds: FewShotOptions['seeds']): number[] {
   if (seeds === undefined) return [0, 1, 2];
   if (typeof seeds === 'number') {
-    if (!Number.isInteger(seeds) || seeds < 1) throw new Error(`few-shot: seeds must be a positive integer count, got ${seeds}`);
+    if (!Number.isInteger(seeds) || seeds < 1) throw new UsageError(`few-shot: seeds must be a positive integer count, got ${seeds}`);
     return Array.from({ length: seeds }, (_, i) => i);
   }
-  if (seeds.length === 0) throw new Error('few-shot: the seed list is empty');
+  if (seeds.length === 0) throw new UsageError('few-shot: the seed list is empty');
   return [...seeds];
 }
 
@@ -214,21 +215,21 @@ function checkDataset(d: FewShotDataset): void {
   checkLabels(d.trainY, d.trainX.rows, d.numClasses, `${what} trainY`);
   checkLabels(d.testY, d.testX.rows, d.numClasses, `${what} testY`);
   if (d.trainX.cols !== d.testX.cols) {
-    throw new Error(`${what}: train features have ${d.trainX.cols} columns, test features have ${d.testX.cols}`);
+    throw new DataError(`${what}: train features have ${d.trainX.cols} columns, test features have ${d.testX.cols}`);
   }
 }
 
 export function runFewShot(datasets: readonly FewShotDataset[], options: FewShotOptions = {}): FewShotReport {
-  if (datasets.length === 0) throw new Error('few-shot: no data sets given');
+  if (datasets.length === 0) throw new UsageError('few-shot: no data sets given');
   const shots = [...(options.shots ?? DEFAULT_SHOTS)];
   const seeds = resolveSeeds(options.seeds);
   const l2s = [...(options.l2s ?? DEFAULT_L2_GRID)];
   const probe = options.probe ?? 'lsr';
   const fallbackL2 = options.fallbackL2 ?? DEFAULT_FALLBACK_L2;
   const selectBy = options.selectBy ?? 'accuracy';
-  if (selectBy === 'nll' && probe !== 'logreg') throw new Error("few-shot: selectBy 'nll' needs probe 'logreg' (LSR has no probabilities)");
+  if (selectBy === 'nll' && probe !== 'logreg') throw new UsageError("few-shot: selectBy 'nll' needs probe 'logreg' (LSR has no probabilities)");
   if (l2s.length === 0 || l2s.some((v) => !(v > 0) || !Number.isFinite(v))) {
-    throw new Error(`few-shot: every λ must be a finite number > 0, got [${l2s.join(', ')}]`);
+    throw new UsageError(`few-shot: every λ must be a finite number > 0, got [${l2s.join(', ')}]`);
   }
   datasets.forEach(checkDataset);
   const notes: string[] = [];

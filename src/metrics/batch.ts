@@ -3,6 +3,7 @@
  * batch must share, and in-order summation, which is what makes streaming equal one-shot exactly.
  */
 import { type ClassScores, type Labels, checkScores, members } from './types.js';
+import { DataError } from '../util/errors.js';
 
 /** The class count K and member count M of the first batch; later batches must match them. */
 export class BatchShape {
@@ -20,8 +21,8 @@ export class BatchShape {
       this.m = m;
       return true;
     }
-    if (x.k !== this.k) throw new Error(`${this.name}.k = ${x.k} differs from k = ${this.k} of earlier updates`);
-    if (m !== this.m) throw new Error(`${this.name} has m = ${m} members but earlier updates had m = ${this.m}`);
+    if (x.k !== this.k) throw new DataError(`${this.name}.k = ${x.k} differs from k = ${this.k} of earlier updates`);
+    if (m !== this.m) throw new DataError(`${this.name} has m = ${m} members but earlier updates had m = ${this.m}`);
     return false;
   }
 }
@@ -52,7 +53,7 @@ export abstract class BatchAccumulator {
 
   /** The example count, for a result; throws before the first update. */
   protected seen(): number {
-    if (this.n === 0) throw new Error(`${this.what} has no examples yet`);
+    if (this.n === 0) throw new DataError(`${this.what} has no examples yet`);
     return this.n;
   }
 }

@@ -5,6 +5,7 @@
  */
 import { averageMembers, argmaxRows } from './softmax.js';
 import { type Labels, type Probs, checkLabels, checkSameLength, checkScores } from './types.js';
+import { DataError, UsageError } from '../util/errors.js';
 
 export type Binning = 'equal-width' | 'equal-mass';
 export type CalibrationNorm = 'l1' | 'l2' | 'max';
@@ -72,14 +73,14 @@ function resolve(opts: EceOptions): ResolvedOptions {
     signed: opts.signed ?? false,
     classwise: opts.classwise ?? false,
   };
-  if (!Number.isInteger(r.bins) || r.bins < 1) throw new Error(`bins must be a positive integer, got ${r.bins}`);
+  if (!Number.isInteger(r.bins) || r.bins < 1) throw new UsageError(`bins must be a positive integer, got ${r.bins}`);
   if (r.binning !== 'equal-width' && r.binning !== 'equal-mass') {
-    throw new Error(`binning must be 'equal-width' or 'equal-mass', got '${r.binning}'`);
+    throw new UsageError(`binning must be 'equal-width' or 'equal-mass', got '${r.binning}'`);
   }
   if (r.norm !== 'l1' && r.norm !== 'l2' && r.norm !== 'max') {
-    throw new Error(`norm must be 'l1', 'l2' or 'max', got '${r.norm}'`);
+    throw new UsageError(`norm must be 'l1', 'l2' or 'max', got '${r.norm}'`);
   }
-  if (r.signed && r.norm !== 'l1') throw new Error(`signed calibration error is defined only for norm 'l1'`);
+  if (r.signed && r.norm !== 'l1') throw new UsageError(`signed calibration error is defined only for norm 'l1'`);
   return r;
 }
 
@@ -109,7 +110,7 @@ function conventionOf(r: ResolvedOptions): EceConvention {
 
 /** Equal-width bin of a confidence in [0, 1]: [b/B, (b+1)/B), with 1.0 in the last bin. */
 export function equalWidthBin(confidence: number, bins: number): number {
-  if (Number.isNaN(confidence)) throw new Error('confidence is NaN');
+  if (Number.isNaN(confidence)) throw new DataError('confidence is NaN');
   let b = Math.floor(confidence * bins);
   if (b >= bins) b = bins - 1;
   if (b < 0) b = 0;
@@ -210,7 +211,7 @@ export class CalibrationAccumulator {
       this.k = probs.k;
       for (let c = 0; c < this.k; c++) this.groups.push(newBinSums(this.bins));
     } else if (probs.k !== this.k) {
-      throw new Error(`probs.k = ${probs.k} differs from k = ${this.k} of earlier updates`);
+      throw new DataError(`probs.k = ${probs.k} differs from k = ${this.k} of earlier updates`);
     }
     const p = averageMembers(probs);
     for (let i = 0; i < probs.n; i++) {
@@ -224,7 +225,7 @@ export class CalibrationAccumulator {
 
   /** Add top-label confidences and 0/1 correctness directly. */
   updateTopLabel(confidence: ArrayLike<number>, correct: ArrayLike<number | boolean>): this {
-    if (this.classwise) throw new Error('updateTopLabel is for top-label accumulators; this one is classwise');
+    if (this.classwise) throw new UsageError('updateTopLabel is for top-label accumulators; this one is classwise');
     checkSameLength(confidence, correct, 'confidence', 'correct');
     const g = this.groups[0]!;
     for (let i = 0; i < confidence.length; i++) {
@@ -245,7 +246,7 @@ export class CalibrationAccumulator {
 
   result(opts: { norm?: CalibrationNorm; signed?: boolean } = {}): EceResult {
     const r = resolve({ bins: this.bins, classwise: this.classwise, norm: opts.norm, signed: opts.signed });
-    if (this.count === 0) throw new Error('CalibrationAccumulator has no examples yet');
+    if (this.count === 0) throw new DataError('CalibrationAccumulator has no examples yet');
     for (const g of this.groups) equalWidthEdges(g);
     return finish(this.groups, r);
   }
@@ -276,7 +277,7 @@ function equalMassSums(values: ArrayLike<number>, hits: ArrayLike<number>, bins:
     const end = Math.floor(((b + 1) * n) / bins);
     for (let r = start; r < end; r++) {
       const i = order[r]!;
-      if (Number.isNaN(values[i]!)) throw new Error(`confidence at row ${i} is NaN`);
+      if (Number.isNaN(values[i]!)) throw new DataError(`confidence at row ${i} is NaN`);
       add(s, b, values[i]!, hits[i]!);
     }
     if (end > start) {

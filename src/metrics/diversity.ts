@@ -7,6 +7,7 @@ import { BatchAccumulator, addAll } from './batch.js';
 import { NllAccumulator, countHits, ensembleNll, gibbsNll } from './likelihood.js';
 import { argmaxRows, ensembleLogProbs, entropyFromLogProbs, logSoftmax, meanProbs } from './softmax.js';
 import { type Labels, type Logits, checkScores, members } from './types.js';
+import { DataError } from '../util/errors.js';
 
 export const DIVERSITY_CONVENTION = {
   disagreement: 'fraction of (unordered member pair, example) with different argmax',
@@ -19,7 +20,7 @@ export const DIVERSITY_CONVENTION = {
 function needPairs(logits: Logits, what: string): number {
   checkScores(logits, 'logits');
   const m = members(logits);
-  if (m < 2) throw new Error(`${what} needs an ensemble with m ≥ 2 members, got m = ${m}`);
+  if (m < 2) throw new DataError(`${what} needs an ensemble with m ≥ 2 members, got m = ${m}`);
   return m;
 }
 

@@ -6,6 +6,7 @@
  */
 import { CholeskyDecomposition, Matrix } from 'ml-matrix';
 import { type Features, type Labels } from './types.js';
+import { DataError, UsageError } from '../util/errors.js';
 
 export interface MahalanobisOptions {
   /** number of classes (default max label + 1); every class needs at least one example */
@@ -36,10 +37,10 @@ export interface MahalanobisModel {
 
 function checkFeatures(x: Features, name: string): void {
   if (!Number.isInteger(x.n) || x.n < 1 || !Number.isInteger(x.d) || x.d < 1) {
-    throw new Error(`${name} needs positive integer n and d, got n = ${x.n}, d = ${x.d}`);
+    throw new DataError(`${name} needs positive integer n and d, got n = ${x.n}, d = ${x.d}`);
   }
   if (x.data.length !== x.n * x.d) {
-    throw new Error(`${name}.data has length ${x.data.length}, expected n·d = ${x.n}·${x.d} = ${x.n * x.d}`);
+    throw new DataError(`${name}.data has length ${x.data.length}, expected n·d = ${x.n}·${x.d} = ${x.n * x.d}`);
   }
 }
 
@@ -73,7 +74,7 @@ function cholesky(cov: Float64Array, d: number, ridge: number, what: string): { 
   for (let a = 0; a < d; a++) for (let b = 0; b < d; b++) m.set(a, b, cov[a * d + b]! + (a === b ? lambda : 0));
   const dec = new CholeskyDecomposition(m);
   if (!dec.isPositiveDefinite()) {
-    throw new Error(
+    throw new DataError(
       `${what} covariance (${d}×${d}) is not positive definite (features are collinear or too few); ` +
         `pass a larger ridge (now ${ridge}, relative to trace/D)`,
     );
@@ -96,17 +97,17 @@ function forwardSolve(chol: Float64Array, d: number, src: ArrayLike<number>, off
 export function fitMahalanobis(train: Features, labels: Labels, opts: MahalanobisOptions = {}): MahalanobisModel {
   checkFeatures(train, 'train features');
   const { n, d } = train;
-  if (labels.length !== n) throw new Error(`labels has length ${labels.length}, expected n = ${n}`);
+  if (labels.length !== n) throw new DataError(`labels has length ${labels.length}, expected n = ${n}`);
   let maxLabel = -1;
   for (let i = 0; i < n; i++) {
     const y = labels[i]!;
-    if (!Number.isInteger(y) || y < 0) throw new Error(`labels[${i}] = ${y} is not a class index`);
+    if (!Number.isInteger(y) || y < 0) throw new DataError(`labels[${i}] = ${y} is not a class index`);
     maxLabel = Math.max(maxLabel, y);
   }
   const numClasses = opts.numClasses ?? maxLabel + 1;
-  if (maxLabel >= numClasses) throw new Error(`label ${maxLabel} is ≥ numClasses = ${numClasses}`);
+  if (maxLabel >= numClasses) throw new DataError(`label ${maxLabel} is ≥ numClasses = ${numClasses}`);
   const ridge = opts.ridge ?? 1e-6;
-  if (!(ridge >= 0)) throw new Error(`ridge must be ≥ 0, got ${ridge}`);
+  if (!(ridge >= 0)) throw new UsageError(`ridge must be ≥ 0, got ${ridge}`);
 
   const classMeans = new Float64Array(numClasses * d);
   const counts = new Float64Array(numClasses);
@@ -120,7 +121,7 @@ export function fitMahalanobis(train: Features, labels: Labels, opts: Mahalanobi
     }
   }
   for (let c = 0; c < numClasses; c++) {
-    if (counts[c] === 0) throw new Error(`class ${c} has no training examples; Mahalanobis needs a mean per class`);
+    if (counts[c] === 0) throw new DataError(`class ${c} has no training examples; Mahalanobis needs a mean per class`);
     for (let a = 0; a < d; a++) classMeans[c * d + a]! /= counts[c]!;
   }
   for (let a = 0; a < d; a++) globalMean[a]! /= n;
@@ -158,7 +159,7 @@ export function fitMahalanobis(train: Features, labels: Labels, opts: Mahalanobi
 
 function checkDims(model: MahalanobisModel, x: Features): void {
   checkFeatures(x, 'features');
-  if (x.d !== model.d) throw new Error(`features have d = ${x.d}, the Mahalanobis model was fitted with d = ${model.d}`);
+  if (x.d !== model.d) throw new DataError(`features have d = ${x.d}, the Mahalanobis model was fitted with d = ${model.d}`);
 }
 
 /** Squared distance to each class mean under the shared covariance. */        // (N, C)

@@ -7,6 +7,7 @@ import { expectedEntropy, mutualInformationPerExample, predictiveEntropy } from 
 import { auroc, averagePrecision, fprAtTpr } from './ranking.js';
 import { ensembleLogProbs, logsumexp } from './softmax.js';
 import { type Logits, checkScores, members } from './types.js';
+import { UsageError } from '../util/errors.js';
 
 export type OodScoreName = 'msp' | 'max-logit' | 'energy' | 'entropy' | 'expected-entropy' | 'mutual-information';
 
@@ -80,7 +81,7 @@ export function oodScore(logits: Logits, name: OodScoreName): Float64Array {
     case 'mutual-information':
       return mutualInformationPerExample(logits);
     default:
-      throw new Error(`unknown OOD score '${name as string}'; choose one of ${OOD_SCORE_NAMES.join(', ')}`);
+      throw new UsageError(`unknown OOD score '${name as string}'; choose one of ${OOD_SCORE_NAMES.join(', ')}`);
   }
 }
 
@@ -113,7 +114,7 @@ export function oodMetrics(
 ): OodMetrics {
   const positive = opts.positive ?? 'ood';
   if (positive !== 'ood' && positive !== 'in-distribution') {
-    throw new Error(`positive must be 'ood' or 'in-distribution', got '${positive as string}'`);
+    throw new UsageError(`positive must be 'ood' or 'in-distribution', got '${positive as string}'`);
   }
   let pos: ArrayLike<number> = oodScores;
   let neg: ArrayLike<number> = inScores;

@@ -5,8 +5,8 @@
  * the 1-based line and column, and the column's name.
  */
 import { stringify } from 'csv-stringify/sync';
-import { DataError } from '../data/idx.js';
 import type { ClassScores } from './types.js';
+import { DataError, UsageError } from '../util/errors.js';
 
 export type ScoreKind = 'logits' | 'probs';
 
@@ -245,7 +245,7 @@ export function formatPredictionsCsv(
   const header = [...(ensemble ? ['id', 'member'] : []), 'label', ...Array.from({ length: k }, (_, c) => `${prefix}${c}`)];
   for (const name of [...(opts.ids ?? []), ...(opts.memberNames ?? [])]) {
     if (/[,"\r\n]/.test(name) || name.trim() !== name || name === '') {
-      throw new Error(`id or member name '${name}' must be non-empty without commas, quotes, newlines or edge spaces`);
+      throw new UsageError(`id or member name '${name}' must be non-empty without commas, quotes, newlines or edge spaces`);
     }
   }
   const records: (string | number)[][] = [header];

@@ -3,11 +3,12 @@
  * one half, via midranks), step-wise average precision, and FPR at a fixed TPR.
  */
 import { checkSameLength } from './types.js';
+import { DataError, UsageError } from '../util/errors.js';
 
 function checkScoresFinite(x: ArrayLike<number>, name: string): void {
-  if (x.length === 0) throw new Error(`${name} is empty`);
+  if (x.length === 0) throw new DataError(`${name} is empty`);
   for (let i = 0; i < x.length; i++) {
-    if (Number.isNaN(x[i]!)) throw new Error(`${name}[${i}] is NaN`);
+    if (Number.isNaN(x[i]!)) throw new DataError(`${name}[${i}] is NaN`);
   }
 }
 
@@ -87,7 +88,7 @@ export function averagePrecision(positiveScores: ArrayLike<number>, negativeScor
  * (predict positive when score ≥ threshold; thresholds at the distinct scores).
  */
 export function fprAtTpr(positiveScores: ArrayLike<number>, negativeScores: ArrayLike<number>, tpr = 0.95): number {
-  if (!(tpr > 0 && tpr <= 1)) throw new Error(`tpr must be in (0, 1], got ${tpr}`);
+  if (!(tpr > 0 && tpr <= 1)) throw new UsageError(`tpr must be in (0, 1], got ${tpr}`);
   const p = pool(positiveScores, negativeScores);
   const nPos = positiveScores.length;
   const nNeg = negativeScores.length;
@@ -106,7 +107,7 @@ export function aurocFromLabels(scores: ArrayLike<number>, isPositive: ArrayLike
   const neg: number[] = [];
   for (let i = 0; i < scores.length; i++) (isPositive[i] ? pos : neg).push(scores[i]!);
   if (pos.length === 0 || neg.length === 0) {
-    throw new Error(`AUROC needs both classes; got ${pos.length} positives and ${neg.length} negatives`);
+    throw new DataError(`AUROC needs both classes; got ${pos.length} positives and ${neg.length} negatives`);
   }
   return auroc(pos, neg);
 }

@@ -7,6 +7,7 @@
  */
 import { aurocFromLabels } from './ranking.js';
 import { checkSameLength } from './types.js';
+import { DataError, UsageError } from '../util/errors.js';
 
 export const SELECTIVE_CONVENTION = {
   order: 'descending confidence; ties averaged (expected value over random tie-breaking)',
@@ -21,7 +22,7 @@ export const SELECTIVE_CONVENTION = {
 function cumulativeErrors(confidence: ArrayLike<number>, correct: ArrayLike<number | boolean>): Float64Array {
   checkSameLength(confidence, correct, 'confidence', 'correct');
   const n = confidence.length;
-  for (let i = 0; i < n; i++) if (Number.isNaN(confidence[i]!)) throw new Error(`confidence[${i}] is NaN`);
+  for (let i = 0; i < n; i++) if (Number.isNaN(confidence[i]!)) throw new DataError(`confidence[${i}] is NaN`);
   const order = Int32Array.from({ length: n }, (_, i) => i).sort((a, b) => confidence[b]! - confidence[a]! || a - b);
   const cum = new Float64Array(n + 1);
   for (let r = 0; r < n; ) {
@@ -74,7 +75,7 @@ function aurcOf(risk: Float64Array): number {
 }
 
 function countAt(fraction: number, n: number, name: string): number {
-  if (!(fraction >= 0 && fraction <= 1)) throw new Error(`${name} must be in [0, 1], got ${fraction}`);
+  if (!(fraction >= 0 && fraction <= 1)) throw new UsageError(`${name} must be in [0, 1], got ${fraction}`);
   return Math.round(fraction * n);
 }
 
@@ -98,7 +99,7 @@ export function coverageAtRisk(confidence: ArrayLike<number>, correct: ArrayLike
 }
 
 function coverageAt(cum: Float64Array, risk: number): number {
-  if (!(risk >= 0 && risk <= 1)) throw new Error(`risk must be in [0, 1], got ${risk}`);
+  if (!(risk >= 0 && risk <= 1)) throw new UsageError(`risk must be in [0, 1], got ${risk}`);
   const n = cum.length - 1;
   for (let i = n; i >= 1; i--) if (cum[i]! / i <= risk + 1e-12) return i / n;
   return 0;
@@ -115,7 +116,7 @@ export const SELECTIVE_RISKS = [0.01, 0.02, 0.05, 0.1] as const;
  * curve when N ≤ maxPoints. The points are exact points of the curve (no interpolation).
  */
 export function downsampleRiskCoverage(curve: RiskCoverageCurve, maxPoints = RISK_COVERAGE_MAX_POINTS): RiskCoverageCurve {
-  if (!Number.isInteger(maxPoints) || maxPoints < 1) throw new Error(`maxPoints must be a positive integer, got ${maxPoints}`);
+  if (!Number.isInteger(maxPoints) || maxPoints < 1) throw new UsageError(`maxPoints must be a positive integer, got ${maxPoints}`);
   const n = curve.coverage.length;
   const p = Math.min(n, maxPoints);
   const coverage = new Float64Array(p);

@@ -6,6 +6,7 @@
 import { ensembleNll } from './likelihood.js';
 import { logsumexp } from './softmax.js';
 import { type Labels, type Logits, checkLabels, checkScores, members } from './types.js';
+import { UsageError } from '../util/errors.js';
 
 export type TemperatureMode = 'single' | 'per-member' | 'pooled';
 
@@ -41,9 +42,9 @@ export function applyTemperature(logits: Logits, temperature: number | ArrayLike
   const m = members(logits);
   const per = logits.n * logits.k;
   const ts = typeof temperature === 'number' ? new Array<number>(m).fill(temperature) : Array.from(temperature);
-  if (ts.length !== m) throw new Error(`got ${ts.length} temperatures for ${m} members`);
+  if (ts.length !== m) throw new UsageError(`got ${ts.length} temperatures for ${m} members`);
   ts.forEach((t, j) => {
-    if (!(t > 0) || !Number.isFinite(t)) throw new Error(`temperature[${j}] = ${t} must be a positive finite number`);
+    if (!(t > 0) || !Number.isFinite(t)) throw new UsageError(`temperature[${j}] = ${t} must be a positive finite number`);
   });
   const data = new Float64Array(m * per);
   for (let j = 0; j < m; j++) {
@@ -116,7 +117,7 @@ export function fitTemperature(logits: Logits, labels: Labels, opts: Temperature
   const range = opts.logTRange ?? [-5, 5];
   const tol = opts.tolerance ?? 1e-7;
   if (!(range[0] < range[1]) || !(range[0] <= 0 && range[1] >= 0)) {
-    throw new Error(`logTRange [${range}] must be an increasing interval containing 0 (T = 1)`);
+    throw new UsageError(`logTRange [${range}] must be an increasing interval containing 0 (T = 1)`);
   }
   const m = members(logits);
   const search = `golden section on log T in [${range[0]}, ${range[1]}] (tol ${tol}), then min with T = 1`;
@@ -135,7 +136,7 @@ export function fitTemperature(logits: Logits, labels: Labels, opts: Temperature
     };
   }
   if (opts.mode !== 'per-member' && opts.mode !== 'pooled') {
-    throw new Error(`logits have m = ${m} members: pass mode 'per-member' (one T per member) or 'pooled' (one T for p̄)`);
+    throw new UsageError(`logits have m = ${m} members: pass mode 'per-member' (one T per member) or 'pooled' (one T for p̄)`);
   }
   const ensembleBefore = ensembleNll(logits, labels);
   if (opts.mode === 'pooled') {

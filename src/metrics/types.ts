@@ -2,6 +2,7 @@
  * Plain-array inputs shared by every metric. Metrics never see tensors: a model's outputs arrive as
  * row-major typed arrays with explicit dimensions (see docs/architecture.md §2, "The Outputs contract").
  */
+import { DataError } from '../util/errors.js';
 
 /**
  * Row-major class scores — logits or probabilities.
@@ -43,11 +44,11 @@ export function checkScores(x: ClassScores, name = 'scores'): void {
   const m = members(x);
   for (const [field, v] of [['n', x.n], ['k', x.k], ['m', m]] as const) {
     if (!Number.isInteger(v) || v < 1) {
-      throw new Error(`${name}.${field} must be a positive integer, got ${v}`);
+      throw new DataError(`${name}.${field} must be a positive integer, got ${v}`);
     }
   }
   if (x.data.length !== m * x.n * x.k) {
-    throw new Error(
+    throw new DataError(
       `${name}.data has length ${x.data.length}, expected m·n·k = ${m}·${x.n}·${x.k} = ${m * x.n * x.k}`,
     );
   }
@@ -56,7 +57,7 @@ export function checkScores(x: ClassScores, name = 'scores'): void {
 export function checkSingle(x: ClassScores, name = 'scores'): void {
   checkScores(x, name);
   if (members(x) !== 1) {
-    throw new Error(
+    throw new DataError(
       `${name} has m = ${x.m} members; this function takes one predictive distribution (N, K) — ` +
         `average the members first (meanProbs)`,
     );
@@ -65,19 +66,19 @@ export function checkSingle(x: ClassScores, name = 'scores'): void {
 
 export function checkLabels(labels: Labels, n: number, k: number, name = 'labels'): void {
   if (labels.length !== n) {
-    throw new Error(`${name} has length ${labels.length}, expected n = ${n}`);
+    throw new DataError(`${name} has length ${labels.length}, expected n = ${n}`);
   }
   for (let i = 0; i < n; i++) {
     const y = labels[i]!;
     if (!Number.isInteger(y) || y < 0 || y >= k) {
-      throw new Error(`${name}[${i}] = ${y} is not a class index in [0, ${k})`);
+      throw new DataError(`${name}[${i}] = ${y} is not a class index in [0, ${k})`);
     }
   }
 }
 
 export function checkSameLength(a: ArrayLike<unknown>, b: ArrayLike<unknown>, nameA: string, nameB: string): void {
   if (a.length !== b.length) {
-    throw new Error(`${nameA} has length ${a.length} but ${nameB} has length ${b.length}`);
+    throw new DataError(`${nameA} has length ${a.length} but ${nameB} has length ${b.length}`);
   }
-  if (a.length === 0) throw new Error(`${nameA} is empty`);
+  if (a.length === 0) throw new DataError(`${nameA} is empty`);
 }

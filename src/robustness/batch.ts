@@ -2,7 +2,8 @@
 import { Rng } from '../util/rng.js';
 import { CORRUPTIONS, getCorruption } from './corruptions.js';
 import { getMnistC, MNIST_C } from './mnist-c.js';
-import { CorruptionError, type CorruptionFn } from './types.js';
+import type { CorruptionFn } from './types.js';
+import { CorruptionError, UsageError } from '../util/errors.js';
 
 export type Suite = 'c' | 'mnist-c';
 export const SUITES: readonly Suite[] = ['c', 'mnist-c'];
@@ -44,7 +45,7 @@ function fmix32(x: number): number {
  */
 export function imageRng(seed: number, index: number): Rng {
   if (!Number.isInteger(seed) || !Number.isInteger(index) || index < 0) {
-    throw new RangeError(`imageRng: seed and index must be integers (index ≥ 0), got ${seed}, ${index}`);
+    throw new UsageError(`imageRng: seed and index must be integers (index ≥ 0), got ${seed}, ${index}`);
   }
   const s = seed >>> 0;
   const i = index >>> 0;

@@ -57,7 +57,8 @@ import {
   brightness, contrast, elasticTransform, jpegCompression, pixelate, saturate,
   type ElasticConstant, type SaturateConstant,
 } from './digital.js';
-import { checkSeverity, CorruptionError, type CorruptionFamily, type CorruptionFn, type CorruptionSpec } from './types.js';
+import { checkSeverity, type CorruptionFamily, type CorruptionFn, type CorruptionSpec } from './types.js';
+import { CorruptionError } from '../util/errors.js';
 
 const R = 28 / 32;
 

@@ -4,6 +4,7 @@
  * Every function returns a new array unless its name ends in InPlace.
  */
 import type { Rng } from '../util/rng.js';
+import { DataError, UsageError } from '../util/errors.js';
 
 /**
  * How samples outside the image are filled:
@@ -13,12 +14,12 @@ import type { Rng } from '../util/rng.js';
 export type Border = 'reflect' | 'nearest' | 'constant';
 
 export function checkImage(img: Float32Array, h: number, w: number, c: number, who: string): void {
-  if (!(img instanceof Float32Array)) throw new TypeError(`${who}: image must be a Float32Array`);
+  if (!(img instanceof Float32Array)) throw new DataError(`${who}: image must be a Float32Array`);
   for (const [k, v] of [['h', h], ['w', w], ['c', c]] as const) {
-    if (!Number.isInteger(v) || v < 1) throw new RangeError(`${who}: ${k} must be a positive integer, got ${v}`);
+    if (!Number.isInteger(v) || v < 1) throw new DataError(`${who}: ${k} must be a positive integer, got ${v}`);
   }
   if (img.length !== h * w * c) {
-    throw new RangeError(`${who}: image has ${img.length} values but (h, w, c) = (${h}, ${w}, ${c}) needs ${h * w * c}`);
+    throw new DataError(`${who}: image has ${img.length} values but (h, w, c) = (${h}, ${w}, ${c}) needs ${h * w * c}`);
   }
 }
 
@@ -311,7 +312,7 @@ export function motionBlurPlane(
  */
 export function plasmaFractal(size: number, decay: number, rng: Rng): Float32Array {
   if (!Number.isInteger(size) || size < 2 || (size & (size - 1)) !== 0) {
-    throw new RangeError(`plasmaFractal: size must be a power of two ≥ 2, got ${size}`);
+    throw new UsageError(`plasmaFractal: size must be a power of two ≥ 2, got ${size}`);
   }
   const m = new Float64Array(size * size); // (size, size)
   const at = (y: number, x: number): number => m[((y + size) % size) * size + ((x + size) % size)]!;

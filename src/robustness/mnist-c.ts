@@ -31,7 +31,8 @@ import { withSeverities } from './corruptions.js';
 import { brightness } from './digital.js';
 import { affineSource, centredAffine, clip01, clip01InPlace, mapPlanes, pixelScale, warpPlane } from './image-ops.js';
 import { impulseNoise, shotNoise } from './noise.js';
-import { CorruptionError, type CorruptionFamily, type CorruptionFn } from './types.js';
+import { type CorruptionFamily, type CorruptionFn } from './types.js';
+import { CorruptionError } from '../util/errors.js';
 import { fog, spatter } from './weather.js';
 
 export interface MnistCSpec {

@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PNG } from 'pngjs';
+import { DataError } from '../util/errors.js';
 
 export interface PreviewRow {
   /** One (k, H, W, C) uint8 block per column (severity), all with the same k. */
@@ -33,9 +34,9 @@ export function previewGrid(rows: PreviewRow[], layout: PreviewLayout): { rgba: 
   const rgba = new Uint8Array(width * height * 4);
   for (let i = 0; i < width * height; i++) rgba.set([GAP_RGB[0]!, GAP_RGB[1]!, GAP_RGB[2]!, 255], 4 * i);
   rows.forEach((row, r) => {
-    if (row.cells.length !== cols) throw new RangeError(`previewGrid: row ${r} has ${row.cells.length} cells, row 0 has ${cols}`);
+    if (row.cells.length !== cols) throw new DataError(`previewGrid: row ${r} has ${row.cells.length} cells, row 0 has ${cols}`);
     row.cells.forEach((cell, col) => {
-      if (cell.length !== k * h * w * c) throw new RangeError(`previewGrid: row ${r} cell ${col} holds ${cell.length} values, expected ${k * h * w * c}`);
+      if (cell.length !== k * h * w * c) throw new DataError(`previewGrid: row ${r} cell ${col} holds ${cell.length} values, expected ${k * h * w * c}`);
       for (let j = 0; j < k; j++) {
         const x0 = GAP_CELL + col * (cellW + GAP_CELL) + j * (w + GAP_IMAGE);
         const y0 = GAP_CELL + r * (h + GAP_CELL);

@@ -1,4 +1,7 @@
 import type { Rng } from '../util/rng.js';
+import { CorruptionError } from '../util/errors.js';
+
+export { CorruptionError };
 
 /**
  * A corruption: image (H, W, C) in [0, 1] → a new image (H, W, C) in [0, 1].
@@ -16,10 +19,6 @@ export interface CorruptionSpec {
   /** One of the four corruptions ImageNet-C keeps out of the benchmark average. */
   heldOut: boolean;
 }
-
-import { CorruptionError } from '../util/errors.js';
-
-export { CorruptionError };
 
 export function checkSeverity(severity: number, who: string, max = 5): void {
   if (!Number.isInteger(severity) || severity < 0 || severity > max) {

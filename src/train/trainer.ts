@@ -22,8 +22,7 @@ import type { ExperimentConfig } from '../config/experiment.js';
 import type { SamplerState } from '../data/batches.js';
 import { Progress } from './progress.js';
 import { runRecord } from '../engine/record.js';
-
-import { TrainingError } from '../util/errors.js';
+import { CheckpointError, TrainingError } from '../util/errors.js';
 
 export { TrainingError };
 
@@ -126,11 +125,17 @@ export function initFromCheckpoint(
   const saved = (ck.meta.config as { data?: { dataset?: unknown } } | undefined)?.data?.dataset;
   const head = decideHead(opts.head ?? 'auto', typeof saved === 'string' ? saved : null, opts.dataset ?? null);
   const copied: string[] = [], resized: string[] = [], fresh: string[] = [];
+  const misfits: string[] = [];
   for (const [name, v] of model.params) {
     const src = ck.tensors[`params/${name}`];
     // a head left out keeps the model's own initialisation (zero kernel, configured bias)
     if (!src || (head.reinit && name.startsWith(HEAD_PREFIX))) {
       fresh.push(name);
+      continue;
+    }
+    if (src.shape.join(',') !== v.shape.join(',') && !restartsOnShapeChange(name, opts.head ?? 'auto')
+      && !isReshapedRouterKernel(name, src.data.length, v.size) && !(name === 'pos' && src.shape[1] === v.shape[1])) {
+      misfits.push(`${name} is [${src.shape}] in the checkpoint but [${v.shape}] in the config`);
       continue;
     }
     if (src.shape.join(',') === v.shape.join(',')) {
@@ -140,14 +145,34 @@ export function initFromCheckpoint(
       // V-MoE → E³ (see src/ensembles/from-vmoe.ts): member m inherits the experts and router columns [m·E/M, (m+1)·E/M).
       v.assign(tf.tensor(src.data as Float32Array, v.shape));
       resized.push(name);
-    } else if (name === 'pos') {
+    } else if (name === 'pos') { // same width, another patch grid
       v.assign(resizePositions(src, v.shape as [number, number], model.cfg.readout === 'token'));
       resized.push(name);
     } else {
       fresh.push(name);
     }
   }
+  if (misfits.length) {
+    const headOnly = misfits.every((m) => m.startsWith(HEAD_PREFIX));
+    throw new CheckpointError(
+      `${file}: ${misfits.length} parameter${misfits.length > 1 ? 's do' : ' does'} not fit the model config: ${misfits.slice(0, 8).join('; ')}${misfits.length > 8 ? `; … and ${misfits.length - 8} more` : ''}`,
+      {
+        file,
+        hint: headOnly
+          ? 'pass --reinit-head (instead of --no-reinit-head) to start the head afresh for the new class count'
+          : `fine-tune with the checkpoint's model settings (model.hidden, model.mlpDim, model.moe.numExperts …; \`vmoe info ${file}\` shows them)${misfits.some((m) => m.startsWith(HEAD_PREFIX)) ? '; --reinit-head starts the head afresh' : ''}`,
+      },
+    );
+  }
   return { copied, resized, fresh, head };
+}
+
+/**
+ * Parameters fine-tuning starts afresh when their shape changed: the patch embedding (another patch size or
+ * channel count) and, unless --no-reinit-head asked to keep it, the head (another class count).
+ */
+function restartsOnShapeChange(name: string, head: HeadInit): boolean {
+  return name.startsWith('embed/') || (name.startsWith(HEAD_PREFIX) && head !== 'keep');
 }
 
 /** Bilinear resize of the patch-grid part of a position embedding (T, H); the class row is kept. */

@@ -3,6 +3,7 @@
  * implementations. The trainer averages them over groups and sums over MoE layers.
  */
 import { checkMatrix, topKIndices, type TopExpertsResult } from './routing.js';
+import { DataError, UsageError } from '../util/errors.js';
 
 const TWO_OVER_SQRT_PI = 2 / Math.sqrt(Math.PI);
 const ONE_OVER_SQRT_PI = 1 / Math.sqrt(Math.PI);
@@ -67,10 +68,10 @@ export function normalCdf(z: number): number {
 
 /** (std/mean)² with the population std; the balance measure of both V-MoE losses. */
 export function squaredCoefficientOfVariation(values: number[], name = 'values'): number {
-  if (values.length === 0) throw new Error(`${name} is empty`);
+  if (values.length === 0) throw new DataError(`${name} is empty`);
   const mean = values.reduce((a, b) => a + b, 0) / values.length;
   if (!(mean > 0)) {
-    throw new Error(`${name} has mean ${mean}; the coefficient of variation needs a positive mean`);
+    throw new DataError(`${name} has mean ${mean}; the coefficient of variation needs a positive mean`);
   }
   const variance = values.reduce((a, v) => a + (v - mean) ** 2, 0) / values.length;
   return variance / (mean * mean);
@@ -97,14 +98,14 @@ export function loadLoss(logitsClean: number[][], noisyLogits: number[][], k: nu
   const [numTokens, numExperts] = checkMatrix(logitsClean, 'logitsClean');
   const [noisyTokens, noisyExperts] = checkMatrix(noisyLogits, 'noisyLogits');
   if (noisyTokens !== numTokens || noisyExperts !== numExperts) {
-    throw new Error(
+    throw new DataError(
       `noisyLogits shape (${noisyTokens}, ${noisyExperts}) must match logitsClean (${numTokens}, ${numExperts})`,
     );
   }
   if (!Number.isInteger(k) || k < 1 || k > numExperts) {
-    throw new Error(`k must be an integer in [1, ${numExperts}] (numExperts), got ${k}`);
+    throw new UsageError(`k must be an integer in [1, ${numExperts}] (numExperts), got ${k}`);
   }
-  if (!Number.isFinite(sigma) || sigma <= 0) throw new Error(`sigma must be a finite number > 0, got ${sigma}`);
+  if (!Number.isFinite(sigma) || sigma <= 0) throw new UsageError(`sigma must be a finite number > 0, got ${sigma}`);
   const load = new Array<number>(numExperts).fill(0);
   for (let s = 0; s < numTokens; s++) {
     const noisy = noisyLogits[s]!;
@@ -152,7 +153,7 @@ export interface RouterStats {
 /** Per-layer router metrics from one group's routing result. */
 export function routerStats(result: TopExpertsResult, numExperts: number): RouterStats {
   if (!Number.isInteger(numExperts) || numExperts < 1) {
-    throw new Error(`numExperts must be an integer ≥ 1, got ${numExperts}`);
+    throw new UsageError(`numExperts must be an integer ≥ 1, got ${numExperts}`);
   }
   const keptPerExpert = new Array<number>(numExperts).fill(0);
   let kept = 0;
@@ -161,7 +162,7 @@ export function routerStats(result: TopExpertsResult, numExperts: number): Route
   result.expert.forEach((choices, s) => {
     let anyKept = false;
     choices.forEach((e, j) => {
-      if (e < 0 || e >= numExperts) throw new Error(`routing result uses expert ${e}, but numExperts is ${numExperts}`);
+      if (e < 0 || e >= numExperts) throw new DataError(`routing result uses expert ${e}, but numExperts is ${numExperts}`);
       total++;
       if (result.kept[s]![j]) {
         keptPerExpert[e]!++;
@@ -291,14 +292,14 @@ export function routerAuxLosses(a: RouterAuxInput): RouterAuxResult {
   const Em = E / M;
   const { logits, gates, noisy, kthExpert } = a;
   const withLoad = noisy !== null && kthExpert !== null;
-  if (!Number.isInteger(Em) || Em < 1) throw new Error(`${E} experts do not split into ${M} members`);
+  if (!Number.isInteger(Em) || Em < 1) throw new Error(`routerAuxLosses: ${E} experts do not split into ${M} members`);
   if (logits.length !== N * E || gates.length !== N * E || (noisy && noisy.length !== N * E)) {
-    throw new Error(`router aux losses: logits, gates and noisy logits must each hold ${N}×${E} values`);
+    throw new Error(`routerAuxLosses: logits, gates and noisy logits must each hold ${N}×${E} values`);
   }
-  if (withLoad && !(a.sigma > 0)) throw new Error(`router aux losses: sigma must be > 0 with noise, got ${a.sigma}`);
+  if (withLoad && !(a.sigma > 0)) throw new Error(`routerAuxLosses: sigma must be > 0 with noise, got ${a.sigma}`);
   let parts = 0;
   for (const S of a.groupSizes) {
-    if (S % M !== 0) throw new Error(`routing group of ${S} tokens does not split into ${M} members`);
+    if (S % M !== 0) throw new Error(`routerAuxLosses: routing group of ${S} tokens does not split into ${M} members`);
     parts += M;
   }
   const wImp = a.weights.importance, wLoad = withLoad ? a.weights.load : 0;

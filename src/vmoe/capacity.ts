@@ -9,6 +9,7 @@
  * rounding. 1e-9 is ~10⁷ ULPs (far above any product/quotient error) yet far below
  * any difference a real capacity factor would express.
  */
+import { UsageError } from '../util/errors.js';
 
 export type CapacityRounding = 'multiple-of-4' | 'round' | 'none';
 
@@ -32,13 +33,13 @@ export function fuzzyRound(x: number): number {
 
 function checkPositiveInt(value: number, field: string): void {
   if (!Number.isInteger(value) || value < 1) {
-    throw new Error(`${field} must be an integer ≥ 1, got ${value}`);
+    throw new UsageError(`${field} must be an integer ≥ 1, got ${value}`);
   }
 }
 
 function checkFactor(value: number, field: string): void {
   if (!Number.isFinite(value) || value <= 0) {
-    throw new Error(`${field} must be a finite number > 0, got ${value}`);
+    throw new UsageError(`${field} must be a finite number > 0, got ${value}`);
   }
 }
 
@@ -71,12 +72,12 @@ export function expertCapacity(opts: ExpertCapacityOptions): number {
   checkPositiveInt(numExperts, 'numExperts');
   checkPositiveInt(k, 'k');
   if (!CAPACITY_ROUNDINGS.includes(rounding)) {
-    throw new Error(`rounding must be one of ${CAPACITY_ROUNDINGS.join(', ')}, got '${String(rounding)}'`);
+    throw new UsageError(`rounding must be one of ${CAPACITY_ROUNDINGS.join(', ')}, got '${String(rounding)}'`);
   }
   const hasFactor = capacityFactor !== undefined && capacityFactor !== null;
   const hasCapacity = capacity !== undefined && capacity !== null;
   if (hasFactor === hasCapacity) {
-    throw new Error(
+    throw new UsageError(
       `give exactly one of capacity / capacityFactor (got capacity=${capacity}, capacityFactor=${capacityFactor})`,
     );
   }
@@ -93,7 +94,7 @@ export function expertCapacity(opts: ExpertCapacityOptions): number {
     c = fuzzyCeil(ideal);
   }
   if (c < 1) {
-    throw new Error(
+    throw new UsageError(
       `expert capacity ${c} < 1 from groupSize=${groupSize}, k=${k}, capacityFactor=${capacityFactor}, ` +
         `numExperts=${numExperts}, rounding=${rounding} (S·K·c/E = ${ideal}); raise the capacity factor or group size`,
     );
@@ -114,7 +115,7 @@ export function expertChoiceCapacity(opts: { groupSize: number; numExperts: numb
   const ideal = (groupSize * capacityFactor) / numExperts;
   const c = fuzzyCeil(ideal);
   if (c < 1) {
-    throw new Error(
+    throw new UsageError(
       `expert-choice capacity ${c} < 1 from groupSize=${groupSize}, capacityFactor=${capacityFactor}, ` +
         `numExperts=${numExperts} (S·c/E = ${ideal})`,
     );

@@ -3,6 +3,9 @@
  * only states what differs from the defaults, and every override is checked.
  */
 import { z } from 'zod';
+import { ConfigError } from '../util/errors.js';
+
+export { ConfigError };
 
 export const MoeLayersSchema = z.strictObject({
   /** every-n: blocks n-1, 2n-1, …; last-n: the last n odd blocks; list: explicit 0-indexed blocks. */
@@ -115,10 +118,6 @@ export function checkModelConfig(cfg: ModelConfig, prefix = 'model'): void {
   }
   if (errs.length) throw new ConfigError(errs);
 }
-
-import { ConfigError } from '../util/errors.js';
-
-export { ConfigError };
 
 export function tokensPerImage(cfg: ModelConfig): number {
   const g = cfg.imageSize / cfg.patchSize;

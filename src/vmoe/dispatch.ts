@@ -7,6 +7,7 @@
  * Expert buffer layout: expert e owns rows [e·R, (e+1)·R), R = Σ_g C_g; group g's
  * slots start at offset_g = Σ_{g'<g} C_g'. A row holds token t as t+1, or 0 if empty.
  */
+import { DataError, UsageError } from '../util/errors.js';
 
 export interface DispatchPlan {
   numTokens: number;
@@ -34,7 +35,7 @@ export interface DispatchPlan {
 export type CapacityFn = (groupSize: number) => number;
 
 function groupSizesFor(numTokens: number, groupSize: number): number[] {
-  if (groupSize < 1) throw new Error(`routing group size must be ≥ 1, got ${groupSize}`);
+  if (groupSize < 1) throw new UsageError(`routing group size must be ≥ 1, got ${groupSize}`);
   const sizes: number[] = [];
   for (let start = 0; start < numTokens; start += groupSize) sizes.push(Math.min(groupSize, numTokens - start));
   return sizes;
@@ -90,8 +91,8 @@ function chooseTop2(gates: Float32Array | Float64Array, N: number, E: number, ex
 
 /** A top-k plan's groups, their capacities and R = Σ capacities, after checking gates and k. */
 function topKLayout(gates: ArrayLike<number>, N: number, E: number, opts: { k: number; groupSize: number; capacity: CapacityFn }) {
-  if (gates.length !== N * E) throw new Error(`gates have ${gates.length} values, expected ${N}×${E}`);
-  if (opts.k < 1 || opts.k > E) throw new Error(`k must be in [1, ${E}], got ${opts.k}`);
+  if (gates.length !== N * E) throw new DataError(`gates have ${gates.length} values, expected ${N}×${E}`);
+  if (opts.k < 1 || opts.k > E) throw new UsageError(`k must be in [1, ${E}], got ${opts.k}`);
   const sizes = groupSizesFor(N, opts.groupSize);
   const caps = sizes.map((s) => opts.capacity(s));
   return { sizes, caps, R: caps.reduce((a, b) => a + b, 0) };
@@ -165,7 +166,7 @@ export function planExpertChoice(
   opts: { groupSize: number; capacity: CapacityFn },
 ): DispatchPlan {
   const N = numTokens, E = numExperts;
-  if (gates.length !== N * E) throw new Error(`gates have ${gates.length} values, expected ${N}×${E}`);
+  if (gates.length !== N * E) throw new DataError(`gates have ${gates.length} values, expected ${N}×${E}`);
   const sizes = groupSizesFor(N, opts.groupSize);
   const caps = sizes.map((s) => Math.min(opts.capacity(s), s));
   const R = caps.reduce((a, b) => a + b, 0);

@@ -10,6 +10,7 @@ import { moeLayer, type DispatchImpl, type MoeLayerResult, type MoeLayerStats, t
 import { initParamValues, paramSpecs } from './params.js';
 import { concatMembers, ensembleLogits, fromRoutingOrder, membersFirst, repeatMembers, toRoutingOrder } from './members.js';
 import type { Rng } from '../util/rng.js';
+import { CheckpointError, DataError } from '../util/errors.js';
 
 export interface RoutingOverrides {
   capacityFactor?: number;
@@ -99,9 +100,9 @@ export class VisionMoE {
     const params: ParamStore = new Map();
     for (const [name, spec] of paramSpecs(cfg)) {
       const v = values.get(name);
-      if (!v) throw new Error(`missing parameter ${name}`);
+      if (!v) throw new CheckpointError(`missing parameter ${name}`);
       if (v.shape.join(',') !== spec.shape.join(',')) {
-        throw new Error(`parameter ${name} has shape [${v.shape}] but the config expects [${spec.shape}]`);
+        throw new CheckpointError(`parameter ${name} has shape [${v.shape}] but the config expects [${spec.shape}]`);
       }
       params.set(name, makeVariable(v.data, v.shape));
     }
@@ -110,7 +111,7 @@ export class VisionMoE {
 
   p<T extends tf.Tensor = tf.Tensor>(name: string): T {
     const v = this.params.get(name);
-    if (!v) throw new Error(`model has no parameter ${name}`);
+    if (!v) throw new Error(`VisionMoE.p: the model has no parameter ${name}`);
     return v as unknown as T;
   }
 
@@ -145,7 +146,7 @@ export class VisionMoE {
     const { hidden: H, imageSize, channels } = this.cfg;
     const [B, h, w, c] = images.shape;
     if (h !== imageSize || w !== imageSize || c !== channels) {
-      throw new Error(`model expects images (B, ${imageSize}, ${imageSize}, ${channels}), got (${images.shape.join(', ')})`);
+      throw new DataError(`model expects images (B, ${imageSize}, ${imageSize}, ${channels}), got (${images.shape.join(', ')})`);
     }
     let x = dense(this.patchify(images), this.p('embed/kernel'), this.p('embed/bias')) as tf.Tensor3D; // (B, g², H)
     if (this.cfg.readout === 'token') {

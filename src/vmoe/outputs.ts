@@ -9,6 +9,7 @@ import type { ForwardOptions, RoutingOverrides, VisionMoE } from './model.js';
 import { modelMembers } from './config.js';
 import type { MoeLayerStats } from './moe.js';
 import type { Rng } from '../util/rng.js';
+import { DataError } from '../util/errors.js';
 
 export interface RouterSummary {
   block: number;
@@ -47,6 +48,13 @@ export interface OutputOptions {
 }
 
 export function computeOutputs(model: VisionMoE, ds: ImageDataset, opts: OutputOptions): Outputs {
+  const c = model.cfg;
+  if (ds.height !== c.imageSize || ds.width !== c.imageSize || ds.channels !== c.channels) {
+    throw new DataError(
+      `data set ${ds.name}${ds.name.endsWith(ds.source) ? '' : ` (${ds.source})`} has ${ds.height}×${ds.width}×${ds.channels} images; the model takes ${c.imageSize}×${c.imageSize}×${c.channels}`,
+      { hint: 'evaluate on a data set of the image size the model was trained on (--dataset)' },
+    );
+  }
   const K = model.cfg.numClasses;
   const M = modelMembers(model.cfg);
   const logits = new Float32Array(M * ds.n * K);

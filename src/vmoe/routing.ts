@@ -9,27 +9,28 @@
  * - expert-choice: equal gates go to the lower token index first.
  */
 import { expertCapacity, expertChoiceCapacity, type CapacityRounding } from './capacity.js';
+import { DataError, UsageError } from '../util/errors.js';
 
 /** Checks a non-empty (S, E) matrix of finite numbers; returns [S, E]. */
 export function checkMatrix(m: number[][], name: string): [number, number] {
   if (!Array.isArray(m) || m.length === 0) {
-    throw new Error(`${name} must be a non-empty (tokens, experts) array of rows`);
+    throw new DataError(`${name} must be a non-empty (tokens, experts) array of rows`);
   }
   const row0 = m[0];
   if (!Array.isArray(row0) || row0.length === 0) {
-    throw new Error(`${name}[0] must be a non-empty array (one value per expert)`);
+    throw new DataError(`${name}[0] must be a non-empty array (one value per expert)`);
   }
   const width = row0.length;
   for (let s = 0; s < m.length; s++) {
     const row = m[s];
-    if (!Array.isArray(row)) throw new Error(`${name}[${s}] is not an array`);
+    if (!Array.isArray(row)) throw new DataError(`${name}[${s}] is not an array`);
     if (row.length !== width) {
-      throw new Error(`${name} is ragged: row ${s} has ${row.length} values, row 0 has ${width}`);
+      throw new DataError(`${name} is ragged: row ${s} has ${row.length} values, row 0 has ${width}`);
     }
     for (let e = 0; e < width; e++) {
       const v = row[e];
       if (typeof v !== 'number' || !Number.isFinite(v)) {
-        throw new Error(`${name}[${s}][${e}] must be a finite number, got ${String(v)}`);
+        throw new DataError(`${name}[${s}][${e}] must be a finite number, got ${String(v)}`);
       }
     }
   }
@@ -74,7 +75,7 @@ export function topExpertsPerItem(gates: number[][], opts: TopExpertsOptions): T
   const [numTokens, numExperts] = checkMatrix(gates, 'gates');
   const { k } = opts;
   if (!Number.isInteger(k) || k < 1 || k > numExperts) {
-    throw new Error(`k must be an integer in [1, ${numExperts}] (numExperts), got ${k}`);
+    throw new UsageError(`k must be an integer in [1, ${numExperts}] (numExperts), got ${k}`);
   }
   const capacity = expertCapacity({
     groupSize: numTokens,
@@ -143,11 +144,11 @@ export function dispatchMask(result: TopExpertsResult, numExperts: number): bool
 
 function checkNumExperts(result: TopExpertsResult, numExperts: number): void {
   if (!Number.isInteger(numExperts) || numExperts < 1) {
-    throw new Error(`numExperts must be an integer ≥ 1, got ${numExperts}`);
+    throw new UsageError(`numExperts must be an integer ≥ 1, got ${numExperts}`);
   }
   for (const choices of result.expert) {
     for (const e of choices) {
-      if (e >= numExperts) throw new Error(`routing result uses expert ${e}, but numExperts is ${numExperts}`);
+      if (e >= numExperts) throw new DataError(`routing result uses expert ${e}, but numExperts is ${numExperts}`);
     }
   }
 }
@@ -188,14 +189,14 @@ export function topItemsPerExpert(
   const hasFactor = opts.capacityFactor !== undefined && opts.capacityFactor !== null;
   const hasCapacity = opts.capacity !== undefined && opts.capacity !== null;
   if (hasFactor === hasCapacity) {
-    throw new Error(
+    throw new UsageError(
       `give exactly one of capacity / capacityFactor (got capacity=${opts.capacity}, capacityFactor=${opts.capacityFactor})`,
     );
   }
   let wanted: number;
   if (hasCapacity) {
     wanted = opts.capacity!;
-    if (!Number.isInteger(wanted) || wanted < 1) throw new Error(`capacity must be an integer ≥ 1, got ${wanted}`);
+    if (!Number.isInteger(wanted) || wanted < 1) throw new UsageError(`capacity must be an integer ≥ 1, got ${wanted}`);
   } else {
     wanted = expertChoiceCapacity({ groupSize: numTokens, numExperts, capacityFactor: opts.capacityFactor! });
   }
