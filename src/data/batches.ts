@@ -7,6 +7,7 @@ import { Rng, type RngState } from '../util/rng.js';
 import { DataError } from './idx.js';
 import type { ImageDataset } from './registry.js';
 
+/** Options of `BatchSampler`: batch size, seed, shuffling, dropping the last partial batch. */
 export interface SamplerOptions {
   batchSize: number;
   seed?: number;
@@ -149,8 +150,10 @@ export function* sequentialBatches(n: number, batchSize: number): Generator<Int3
   }
 }
 
+/** How `makeBatch` scales uint8 pixels: `minus1to1` is x/127.5 − 1, `zero1` is x/255. */
 export type PixelScale = 'minus1to1' | 'zero1';
 
+/** Training augmentation applied by `makeBatch`: random crop with zero padding, horizontal flip. */
 export interface AugmentOptions {
   /** Zero-pad each side by this many pixels, then crop back to H×W at a random offset. */
   randomCrop?: number;
@@ -158,6 +161,7 @@ export interface AugmentOptions {
   flip?: boolean;
 }
 
+/** Options of `makeBatch`: pixel scaling and augmentation (which needs an `rng`). */
 export interface MakeBatchOptions {
   /** 'minus1to1' (default): x/127.5 − 1; 'zero1': x/255. */
   scale?: PixelScale;
@@ -166,6 +170,7 @@ export interface MakeBatchOptions {
   rng?: Rng;
 }
 
+/** A batch ready for the model: images `x` (B, H, W, C) float32 and labels `y` (B) int32. */
 export interface Batch {
   /** (B, H, W, C) */
   x: Float32Array;

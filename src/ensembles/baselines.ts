@@ -56,6 +56,7 @@ export interface EnsembleMember {
   config: { model: ModelConfig; data: { scale: PixelScale } };
 }
 
+/** Options of `ensembleOutputs`: batch size, routing overrides, MC-dropout passes and their RNG. */
 export interface EnsembleRunOptions {
   batchSize: number;
   routing: RoutingOverrides;

@@ -35,6 +35,7 @@ export interface EvalInputs {
   oodTrain?: Outputs | null;
 }
 
+/** Options every evaluator takes: ECE bins and binning, and how temperatures are fitted for ensembles. */
 export interface EvaluatorOptions {
   /** ECE bins (default 15) */
   bins: number;
@@ -43,6 +44,7 @@ export interface EvaluatorOptions {
   temperatureMode: 'pooled' | 'per-member';
 }
 
+/** The evaluator options used when none are given: 15 equal-width bins, pooled temperature. */
 export const DEFAULT_EVALUATOR_OPTIONS: EvaluatorOptions = { bins: 15, binning: 'equal-width', temperatureMode: 'pooled' };
 
 /** The shared view evaluators compute once per Outputs: logits as a metrics array and p̄ (N, K). */
@@ -64,7 +66,9 @@ export interface Evaluator {
   run(p: Prepared, opts: EvaluatorOptions): Partial<MetricsReport> & { conventions?: Record<string, unknown> };
 }
 
+/** Every evaluator, in report order. */
 export const EVALUATOR_NAMES = ['classification', 'calibration', 'selective', 'diversity', 'temperature', 'ood', 'routing'] as const;
+/** The name of an evaluator (a key of `EVALUATORS`). */
 export type EvaluatorName = (typeof EVALUATOR_NAMES)[number];
 
 /** AUROC of confidence for right vs wrong predictions; NaN when either class is absent (all right or all wrong). */

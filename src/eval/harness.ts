@@ -67,6 +67,7 @@ export interface EvalOptions {
   onProgress?: (label: string, done: number, total: number) => void;
 }
 
+/** Defaults of `evaluateCheckpoints`: test split, batch 256, no OOD sets, 15 ECE bins, no MC dropout. */
 export const DEFAULT_EVAL_OPTIONS: Omit<EvalOptions, 'checkpoints'> = {
   split: 'test', batchSize: 256, routing: {}, mcSamples: 0, seed: 0, bins: 15, ood: [], mahalanobisFit: 5000, temperatureScale: null,
 };

@@ -22,6 +22,7 @@ import {
 } from './features.js';
 import { minimiseLbfgs, type LbfgsResult } from './lbfgs.js';
 
+/** Options of `fitLogreg`: gradient tolerance, iteration limit, warm start. */
 export interface LogregOptions {
   /** Stop when max |∇f| ≤ gradientTolerance · N (i.e. on the per-example mean). Default 1e-6. */
   gradientTolerance?: number;
@@ -31,6 +32,7 @@ export interface LogregOptions {
   initialParams?: Float64Array;
 }
 
+/** A fitted logistic-regression probe: the standardiser, weights (D, K), biases (K) and the L-BFGS result. */
 export interface LogregModel {
   numClasses: number;
   dim: number;
@@ -128,6 +130,10 @@ export function logregObjective(
   return { value, gradient };
 }
 
+/**
+ * Fit an L2-regularised multinomial logistic regression (penalty λ/2·‖W‖², summed NLL, unpenalised bias) to
+ * standardised features (N, D) and labels (N) by L-BFGS.
+ */
 export function fitLogreg(
   trainX: Features,
   trainY: ArrayLike<number>,

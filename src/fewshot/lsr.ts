@@ -22,13 +22,19 @@ import {
 
 export const LSR_BIAS_FEATURE = 100;
 
+/** How the least-squares probe is solved: `primal` (eigendecomposition of XᵀX, when N ≥ D') or `dual` (of XXᵀ). */
 export type LsrRoute = 'primal' | 'dual';
 
+/** Options of `fitLsr`. */
 export interface LsrOptions {
   /** Force a route (for tests); default: primal when N ≥ D', dual otherwise. */
   route?: LsrRoute;
 }
 
+/**
+ * A fitted least-squares probe: the standardiser and one eigendecomposition from which the weights for any λ
+ * follow.
+ */
 export interface LsrModel {
   numClasses: number;
   /** Input feature dimension D (without the bias column). */

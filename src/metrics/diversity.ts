@@ -8,6 +8,7 @@ import { NllAccumulator, countHits, ensembleNll, gibbsNll } from './likelihood.j
 import { argmaxRows, ensembleLogProbs, entropyFromLogProbs, logSoftmax, meanProbs } from './softmax.js';
 import { type Labels, type Logits, checkScores, members } from './types.js';
 
+/** How each ensemble-diversity number is defined (pairs, reductions, units); reported with them. */
 export const DIVERSITY_CONVENTION = {
   disagreement: 'fraction of (unordered member pair, example) with different argmax',
   normalizedDisagreement: 'disagreement / ensemble error (1 − accuracy of p̄)',
@@ -119,6 +120,10 @@ export function ambiguity(logits: Logits, labels: Labels): number {
   return gibbsNll(logits, labels) - ensembleNll(logits, labels);
 }
 
+/**
+ * What `ensembleDiversity` returns: disagreement, normalised disagreement, pairwise KL, mutual information,
+ * ambiguity, Gibbs and ensemble NLL, and their convention.
+ */
 export interface EnsembleDiversity {
   disagreement: number;
   normalizedDisagreement: number;

@@ -16,6 +16,10 @@ function splitmix32(seed: number): () => number {
   };
 }
 
+/**
+ * Seeded pseudo-random generator (xoshiro128**) whose `getState()` can be saved in a checkpoint and restored, so a
+ * resumed run draws the same numbers.
+ */
 export class Rng {
   private s: Uint32Array;
 

@@ -43,6 +43,10 @@ export const EnsembleSchema = z.strictObject({
   layout: z.enum(['repeat', 'tile']).default('repeat'),
 });
 
+/**
+ * Zod schema of the model config: `ModelSchema.parse(raw)` fills defaults and validates types; `checkModelConfig`
+ * then checks the cross-field rules.
+ */
 export const ModelSchema = z.strictObject({
   /** vit: dense; vmoe: sparse MoE layers; e3: partitioned batch ensemble of a V-MoE (spec §5). */
   type: z.enum(['vit', 'vmoe', 'e3']).default('vmoe'),
@@ -63,7 +67,9 @@ export const ModelSchema = z.strictObject({
   ensemble: EnsembleSchema.prefault({}),
 });
 
+/** The `model.moe` section: experts, k, capacity, router, groups, aux-loss weights. */
 export type MoeConfig = z.infer<typeof MoeSchema>;
+/** A parsed model config (`ModelSchema.parse`). */
 export type ModelConfig = z.infer<typeof ModelSchema>;
 
 /** Ensemble members the model itself produces (E³: M; others: 1). */

@@ -11,6 +11,10 @@ import { initParamValues, paramSpecs } from './params.js';
 import { concatMembers, ensembleLogits, fromRoutingOrder, membersFirst, repeatMembers, toRoutingOrder } from './members.js';
 import type { Rng } from '../util/rng.js';
 
+/**
+ * Routing settings that override the model config at inference (capacity factor or absolute capacity, k, Batch
+ * Prioritized Routing, images per routing group).
+ */
 export interface RoutingOverrides {
   capacityFactor?: number;
   capacity?: number | null;
@@ -19,6 +23,7 @@ export interface RoutingOverrides {
   groupImages?: number;
 }
 
+/** Options of `VisionMoE.forward`: training mode, the RNG for router noise and dropout, routing overrides. */
 export interface ForwardOptions {
   train: boolean;
   /** Drives router noise and dropout; required when train or mcDropout. */
@@ -36,6 +41,10 @@ export interface ForwardOptions {
   onMoeLayer?: (block: number, layer: MoeLayerResult) => void;
 }
 
+/**
+ * What `VisionMoE.forward` returns: logits (B, classes), pre-logits and per-MoE-layer router results and auxiliary
+ * losses.
+ */
 export interface ForwardResult {
   /** (B, classes). For E³: log p̄ = logsumexp_m log_softmax(member logits) − log M. */
   logits: tf.Tensor2D;
@@ -47,6 +56,7 @@ export interface ForwardResult {
   moe: (MoeLayerStats & { block: number })[];
 }
 
+/** The model's parameters by name (e.g. `block3/moe/router/kernel`), as TensorFlow.js variables. */
 export type ParamStore = Map<string, tf.Variable>;
 
 export interface BlockContext {
@@ -75,6 +85,11 @@ export function makeVariable(data: Float32Array, shape: number[]): tf.Variable {
   return v;
 }
 
+/**
+ * A Vision Transformer whose MLP blocks may be sparse MoE layers: ViT (`type: 'vit'`), V-MoE (`'vmoe'`) or E³, the
+ * partitioned batch ensemble of a V-MoE (`'e3'`). Build with `VisionMoE.init(cfg, seed)` or
+ * `VisionMoE.fromValues(cfg, values)`; run with `forward(images, opts)` on (B, H, W, C) images.
+ */
 export class VisionMoE {
   readonly cfg: ModelConfig;
   readonly params: ParamStore;

@@ -39,6 +39,10 @@ export interface RoutingSettings {
   aux: { importance: number; load: number; gshard: number; zloss: number };
 }
 
+/**
+ * One MoE layer's routing statistics for a batch: processed and dropped fractions, per-expert load, capacity,
+ * group size and the auxiliary losses.
+ */
 export interface MoeLayerStats {
   /** Processed / requested (token, choice) assignments. */
   processedFraction: number;

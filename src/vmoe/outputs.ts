@@ -10,6 +10,10 @@ import { modelMembers } from './config.js';
 import type { MoeLayerStats } from './moe.js';
 import type { Rng } from '../util/rng.js';
 
+/**
+ * One MoE layer's routing over a data set: processed and dropped fraction, per-expert load, capacity and group
+ * size.
+ */
 export interface RouterSummary {
   block: number;
   processedFraction: number;
@@ -19,6 +23,10 @@ export interface RouterSummary {
   groupSize: number;
 }
 
+/**
+ * A model's outputs over a data set, all on the CPU: logits (M, N, K) or (N, K), pre-logits (N, D), labels (N),
+ * per-layer router summaries and wall time.
+ */
 export interface Outputs {
   n: number;
   numClasses: number;
@@ -35,6 +43,7 @@ export interface Outputs {
   seconds: number;
 }
 
+/** Options of `computeOutputs`: batch size, pixel scaling, routing overrides, MC dropout, whether to keep pre-logits. */
 export interface OutputOptions {
   batchSize: number;
   scale: PixelScale;
@@ -46,6 +55,10 @@ export interface OutputOptions {
   onBatch?: (done: number, total: number) => void;
 }
 
+/**
+ * Run `model` over `ds` in batches and collect its logits, pre-logits and router statistics as `Outputs` (the
+ * input to every evaluator).
+ */
 export function computeOutputs(model: VisionMoE, ds: ImageDataset, opts: OutputOptions): Outputs {
   const K = model.cfg.numClasses;
   const M = modelMembers(model.cfg);
