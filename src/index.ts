@@ -31,11 +31,12 @@ export { Rng, type RngState } from './util/rng.js';
 // Models: the V-MoE / E³ / ViT model, its config, FLOPs and outputs.
 export { VisionMoE, type ForwardOptions, type ForwardResult, type RoutingOverrides, type ParamStore } from './vmoe/model.js';
 export {
-  ModelSchema, checkModelConfig, modelMembers,
+  ModelSchema, MoeSchema, checkModelConfig, modelMembers,
   type ModelConfig, type MoeConfig,
 } from './vmoe/config.js';
 export { flopsPerImage, FLOPS_CONVENTION, type FlopsBreakdown } from './vmoe/flops.js';
 export { countParams } from './vmoe/params.js';
+export type { MoeLayerStats, DispatchImpl } from './vmoe/moe.js';
 export { computeOutputs, type Outputs, type OutputOptions, type RouterSummary } from './vmoe/outputs.js';
 export { ExperimentSchema, parseExperiment, loadExperiment, applyOverride, type ExperimentConfig } from './config/experiment.js';
 
@@ -61,7 +62,7 @@ export {
 /**
  * Every uncertainty metric as a namespace: `metrics.ece`, `metrics.nll`, `metrics.CalibrationAccumulator`, ….
  * Pure functions on plain typed arrays (scores (N, K) or member scores (M, N, K), see {@link ClassScores}),
- * so they work on predictions from any framework. The main ones are also exported by name below.
+ * so they work on predictions from any framework. The main ones are also exported at the top level.
  */
 export * as metrics from './metrics/index.js';
 export type { ClassScores, Logits, Probs, Labels } from './metrics/types.js';
@@ -101,7 +102,7 @@ export {
 export { fitLsr, type LsrModel, type LsrOptions, type LsrRoute } from './fewshot/lsr.js';
 export { fitLogreg, type LogregModel, type LogregOptions } from './fewshot/logreg.js';
 export { readFeaturesCsv, parseFeaturesCsv, type LabelledFeatures } from './fewshot/features-csv.js';
-export type { Features } from './fewshot/features.js';
+export type { Features, Standardiser } from './fewshot/features.js';
 
 // Robustness: image corruptions (Fashion-MNIST-C / MNIST-C suites, severities 1–5).
 export {
@@ -134,6 +135,8 @@ export {
   evaluateCheckpoints, evaluatePredictions, classificationMetrics, DEFAULT_EVAL_OPTIONS,
   type EvalOptions, type EvalRun, type ClassificationMetrics,
 } from './eval/harness.js';
+export type { OodSet } from './eval/ood-temperature.js';
+export type { CalibrationDetails, SelectiveDetails } from './eval/classification.js';
 export {
   type MetricsReport, type PredictionsReport, type EvalReport, type CheckpointRecord,
   type OodNumbers, type OodEntry, type TemperatureReport, type DiversityNumbers,

@@ -72,7 +72,7 @@ export interface CheckpointFs {
 export interface SaveCheckpointOptions {
   /** How many checkpoint files to keep in `dir` after a successful save (default 3; Infinity keeps all). */
   keep?: number;
-  /** Overrides for the file-system calls (testing). */
+  /** @internal Overrides for the file-system calls (testing). */
   fs?: Partial<CheckpointFs>;
 }
 

@@ -100,6 +100,7 @@ export class BatchSampler {
     return batch;
   }
 
+  /** The sampler's position and RNG state, to save in a checkpoint. */
   getState(): SamplerState {
     return {
       n: this.n,
@@ -112,6 +113,10 @@ export class BatchSampler {
     };
   }
 
+  /**
+   * Restore a state saved by `getState`; throws if it was saved with other settings (batch size, shuffle, data
+   * size …).
+   */
   setState(state: SamplerState): void {
     for (const key of ['n', 'batchSize', 'shuffle', 'dropRemainder'] as const) {
       if (state[key] !== this[key]) {

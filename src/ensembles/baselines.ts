@@ -64,6 +64,7 @@ export interface EnsembleRunOptions {
   mcSamples: number;
   rng: Rng;
   keepPreLogits?: boolean;
+  /** Called after each batch with the model's label, the examples done and the total. */
   onProgress?: (label: string, done: number, total: number) => void;
 }
 

@@ -63,6 +63,7 @@ export interface Evaluator {
   readonly name: EvaluatorName;
   /** Whether this evaluator has what it needs (e.g. ensembles for diversity); skipped silently when not. */
   applies(p: Prepared): boolean;
+  /** Compute this evaluator's part of the report. */
   run(p: Prepared, opts: EvaluatorOptions): Partial<MetricsReport> & { conventions?: Record<string, unknown> };
 }
 

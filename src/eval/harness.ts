@@ -64,6 +64,7 @@ export interface EvalOptions {
   mahalanobisFit: number;
   /** also report metrics after temperature scaling fitted on the val split */
   temperatureScale: 'pooled' | 'per-member' | null;
+  /** Called after each batch with what is running, the examples done and the total. */
   onProgress?: (label: string, done: number, total: number) => void;
 }
 

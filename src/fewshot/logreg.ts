@@ -53,6 +53,7 @@ export interface LogregModel {
   logits(testX: Features): Float64Array;
   /** Softmax of the logits, (M, K). */
   probabilities(testX: Features): Float64Array;
+  /** Predicted classes (N) of test features (N, D). */
   predict(testX: Features): Int32Array;
 }
 

@@ -49,7 +49,9 @@ export interface LsrModel {
   weights(l2: number): Float64Array;
   /** Test scores X̃_test W(λ), shape (M, K). */
   scores(testX: Features, l2: number): Float64Array;
+  /** Predicted classes (N) of test features (N, D) with penalty λ = `l2`. */
   predict(testX: Features, l2: number): Int32Array;
+  /** Accuracy on test features (N, D) and labels (N) with penalty λ = `l2`. */
   accuracy(testX: Features, testY: ArrayLike<number>, l2: number): number;
 }
 

@@ -255,6 +255,7 @@ export class CalibrationAccumulator {
     return s;
   }
 
+  /** The ECE (and reliability bins) over every example added so far, with the given norm and sign. */
   result(opts: { norm?: CalibrationNorm; signed?: boolean } = {}): EceResult {
     const r = resolve({ bins: this.bins, classwise: this.classwise, norm: opts.norm, signed: opts.signed });
     if (this.count === 0) throw new Error('CalibrationAccumulator has no examples yet');

@@ -168,6 +168,7 @@ export class DiversityAccumulator extends BatchAccumulator {
     super('DiversityAccumulator', 'logits');
   }
 
+  /** Add a batch of member logits (M, N, K) with labels (N). */
   update(logits: Logits, labels: Labels): this {
     const m = needPairs(logits, 'ensemble diversity');
     this.shape.check(logits);
@@ -182,6 +183,7 @@ export class DiversityAccumulator extends BatchAccumulator {
     return this;
   }
 
+  /** Every diversity number over the examples added so far, as `ensembleDiversity` computes them. */
   result(): EnsembleDiversity {
     const n = this.seen();
     const m = this.m;

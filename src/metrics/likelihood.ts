@@ -142,6 +142,7 @@ export class NllAccumulator extends BatchAccumulator {
     super('NllAccumulator', 'logits');
   }
 
+  /** Add a batch of logits (N, K) or member logits (M, N, K) with labels (N). */
   update(logits: Logits, labels: Labels): this {
     if (this.shape.check(logits)) this.memberSums = new Float64Array(members(logits));
     this.total = addAll(this.total, nllPerExample(logits, labels));
@@ -150,6 +151,7 @@ export class NllAccumulator extends BatchAccumulator {
     return this;
   }
 
+  /** Ensemble, Gibbs and member NLLs over every example added so far. */
   result(): NllResult {
     const n = this.seen();
     const memberNlls = Array.from(this.memberSums, (s) => s / n);

@@ -18,6 +18,10 @@ export const AuxLossSchema = z.strictObject({
   zloss: z.number().min(0).default(0),
 });
 
+/**
+ * Zod schema of the `model.moe` section: MoE layers, experts, k, capacity, router, noise, groups and aux-loss
+ * weights.
+ */
 export const MoeSchema = z.strictObject({
   layers: MoeLayersSchema.prefault({}),
   numExperts: z.number().int().min(1).default(8),

@@ -37,7 +37,10 @@ export interface ForwardOptions {
    * and the MoE stats keep the importance loss (computed on the host) but not the load loss.
    */
   auxLosses?: boolean;
-  /** Called for every MoE layer with its dispatch plan (routing analysis, tests). Rows are (image, token, member). */
+  /**
+   * @internal Called for every MoE layer with its dispatch plan (routing analysis, tests). Rows are (image, token,
+   * member).
+   */
   onMoeLayer?: (block: number, layer: MoeLayerResult) => void;
 }
 
@@ -101,6 +104,7 @@ export class VisionMoE {
     this.moeBlockSet = new Set(moeBlocks(cfg));
   }
 
+  /** A new model for `cfg` with freshly initialised parameters, seeded by `seed`. */
   static init(cfg: ModelConfig, seed: number): VisionMoE {
     const params: ParamStore = new Map();
     for (const [name, v] of initParamValues(cfg, seed)) {
@@ -123,12 +127,14 @@ export class VisionMoE {
     return new VisionMoE(cfg, params);
   }
 
+  /** @internal The parameter called `name`. */
   p<T extends tf.Tensor = tf.Tensor>(name: string): T {
     const v = this.params.get(name);
     if (!v) throw new Error(`model has no parameter ${name}`);
     return v as unknown as T;
   }
 
+  /** @internal The config's routing settings with `over` applied. */
   routingFor(over: RoutingOverrides = {}): RoutingSettings {
     const m = this.cfg.moe;
     const T = tokensPerImage(this.cfg);
@@ -145,7 +151,7 @@ export class VisionMoE {
     };
   }
 
-  /** images (B, H, W, C) → patch tokens (B, g², p²C), patches flattened row-major (row, col, channel). */
+  /** @internal images (B, H, W, C) → patch tokens (B, g², p²C), patches flattened row-major (row, col, channel). */
   patchify(images: tf.Tensor4D): tf.Tensor3D {
     const { patchSize: p, imageSize, channels: C } = this.cfg;
     const B = images.shape[0];
@@ -155,7 +161,7 @@ export class VisionMoE {
     return tf.reshape(patches, [B, g * g, p * p * C]);
   }
 
-  /** Token embeddings before the first block: (B, T, H). */
+  /** @internal Token embeddings before the first block: (B, T, H). */
   embed(images: tf.Tensor4D): tf.Tensor3D {
     const { hidden: H, imageSize, channels } = this.cfg;
     const [B, h, w, c] = images.shape;
@@ -171,6 +177,7 @@ export class VisionMoE {
     return tf.add(x, this.p('pos')) as tf.Tensor3D;
   }
 
+  /** @internal Multi-head self-attention of the block named `prefix`: (B, T, H) → (B, T, H). */
   attention(x: tf.Tensor3D, prefix: string): tf.Tensor3D {
     const [B, T, H] = x.shape;
     const nh = this.cfg.heads;
@@ -182,7 +189,7 @@ export class VisionMoE {
     return tf.reshape(dense2d(merged, this.p(`${prefix}/out/kernel`), this.p(`${prefix}/out/bias`)), [B, T, H]);
   }
 
-  /** One encoder block; MoE blocks append their stats. */
+  /** @internal One encoder block; MoE blocks append their stats. */
   block(
     x: tf.Tensor3D,
     b: number,
@@ -216,7 +223,7 @@ export class VisionMoE {
     return tf.add(x, tf.reshape(dropout(y, rate, ctx.dropSeed()), [B, T, H])) as tf.Tensor3D;
   }
 
-  /** Final norm, readout, pre-logits and head: (B, T, H) → logits (B, classes), representation (B, D). */
+  /** @internal Final norm, readout, pre-logits and head: (B, T, H) → logits (B, classes), representation (B, D). */
   head(x: tf.Tensor3D): { logits: tf.Tensor2D; preLogits: tf.Tensor2D } {
     const [B, , H] = x.shape;
     const normed = layerNorm(x, this.p('norm/scale'), this.p('norm/bias')) as tf.Tensor3D;
@@ -228,6 +235,11 @@ export class VisionMoE {
     return { logits, preLogits: repr };
   }
 
+  /**
+   * Run the model on a batch of images (B, H, W, C), pixels scaled as in training; returns logits (B, classes),
+   * pre-logits and the MoE layers' router statistics. The caller disposes the returned tensors (or runs it inside
+   * `tf.tidy`).
+   */
   forward(images: tf.Tensor4D, opts: ForwardOptions): ForwardResult {
     const useDropout = (opts.train || opts.mcDropout === true) && this.cfg.dropout > 0;
     if ((opts.train || useDropout) && !opts.rng) throw new Error('forward: an rng is required in training and MC-dropout mode');
@@ -265,22 +277,22 @@ export class VisionMoE {
 
   // The member layout helpers of src/ensembles, bound to this model's configured layout.
 
-  /** (B, T, H) → (B·M, T, H). */
+  /** @internal (B, T, H) → (B·M, T, H). */
   repeatMembers(x: tf.Tensor3D, M: number): tf.Tensor3D {
     return repeatMembers(x, M, this.cfg.ensemble.layout);
   }
 
-  /** (B·M, D) → (M, B, D). */
+  /** @internal (B·M, D) → (M, B, D). */
   membersFirst(t: tf.Tensor2D, B: number, M: number): tf.Tensor3D {
     return membersFirst(t, B, M, this.cfg.ensemble.layout);
   }
 
-  /** Layout rows (B·M·T, H) → (image, token, member) rows. */
+  /** @internal Layout rows (B·M·T, H) → (image, token, member) rows. */
   toRoutingOrder(h: tf.Tensor2D, B: number, T: number, M: number): tf.Tensor2D {
     return toRoutingOrder(h, B, T, M, this.cfg.ensemble.layout);
   }
 
-  /** (image, token, member) rows → layout rows (B·M·T, H). */
+  /** @internal (image, token, member) rows → layout rows (B·M·T, H). */
   fromRoutingOrder(y: tf.Tensor2D, B: number, T: number, M: number): tf.Tensor2D {
     return fromRoutingOrder(y, B, T, M, this.cfg.ensemble.layout);
   }
@@ -292,6 +304,7 @@ export class VisionMoE {
     return out;
   }
 
+  /** Free the parameters' tensor memory; the model is unusable afterwards. */
   dispose(): void {
     for (const v of this.params.values()) v.dispose();
   }

@@ -64,6 +64,10 @@ export interface MoeLayerResult {
   readonly gatesClean: tf.Tensor2D;
 }
 
+/**
+ * How tokens reach their experts: `gather` (row gather/scatter, the default) or `dense` (one-hot einsum, the
+ * reference form).
+ */
 export type DispatchImpl = 'gather' | 'dense';
 
 function capacityFn(r: RoutingSettings, E: number): (S: number) => number {

@@ -52,6 +52,7 @@ export interface OutputOptions {
   mcDropout?: boolean;
   rng?: Rng;
   keepPreLogits?: boolean;
+  /** Called after each batch with the examples done and the total. */
   onBatch?: (done: number, total: number) => void;
 }
 
