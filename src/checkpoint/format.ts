@@ -35,14 +35,17 @@ import { CheckpointError } from '../util/errors.js';
 
 export { CheckpointError };
 
+/** Element type of a checkpoint array. */
 export type CheckpointDtype = 'float32' | 'int32';
 
+/** One array in a checkpoint: dtype, shape and the flat row-major data. */
 export interface NamedArray {
   dtype: CheckpointDtype;
   shape: number[];
   data: Float32Array | Int32Array;
 }
 
+/** What a checkpoint holds: caller-owned JSON metadata and named arrays (parameters, optimizer slots). */
 export interface CheckpointContent {
   /** JSON metadata owned by the caller: config, step, RNG state, engine, … */
   meta: Record<string, unknown>;
@@ -50,6 +53,7 @@ export interface CheckpointContent {
   tensors: Record<string, NamedArray>;
 }
 
+/** A checkpoint read by `loadCheckpoint`: its content, file path, SHA-256 and format version. */
 export interface LoadedCheckpoint extends CheckpointContent {
   path: string;
   /** Hex SHA-256 of the whole file (same as `checkpointHash`). */
@@ -67,14 +71,17 @@ export interface CheckpointFs {
   unlinkSync(file: string): void;
 }
 
+/** Options of `saveCheckpoint`: how many checkpoint files to keep. */
 export interface SaveCheckpointOptions {
   /** How many checkpoint files to keep in `dir` after a successful save (default 3; Infinity keeps all). */
   keep?: number;
-  /** Overrides for the file-system calls (testing). */
+  /** @internal Overrides for the file-system calls (testing). */
   fs?: Partial<CheckpointFs>;
 }
 
+/** The checkpoint format version this build writes (and the newest it reads). */
 export const CHECKPOINT_FORMAT_VERSION = 1;
+/** File extension of checkpoint files (`checkpoint-<step>.vmoe`). */
 export const CHECKPOINT_EXTENSION = '.vmoe';
 const MAGIC = Buffer.from('VMOECKPT', 'ascii');
 const PREFIX_BYTES = 16; // magic (8) + version (4) + header length (4)
@@ -104,6 +111,10 @@ export function checkpointFileName(step: number): string {
 
 // ---------------------------------------------------------------- save
 
+/**
+ * Write `content` atomically to `<dir>/checkpoint-<step>.vmoe` (step from `content.meta.step`), then delete all
+ * but the newest `opts.keep` checkpoints; returns the file written.
+ */
 export function saveCheckpoint(dir: string, content: CheckpointContent, opts: SaveCheckpointOptions = {}): string {
   const keep = opts.keep ?? DEFAULT_KEEP;
   if (!(keep === Infinity || (Number.isInteger(keep) && keep >= 1))) {

@@ -7,6 +7,10 @@ import { parseExperiment, type ExperimentConfig } from '../config/experiment.js'
 import { VisionMoE } from '../vmoe/model.js';
 import { paramSpecs } from '../vmoe/params.js';
 
+/**
+ * A model restored from a checkpoint, with the experiment config it was trained under, its metadata, file, SHA-256
+ * and step.
+ */
 export interface LoadedModel {
   model: VisionMoE;
   config: ExperimentConfig;
@@ -16,6 +20,10 @@ export interface LoadedModel {
   step: number;
 }
 
+/**
+ * The checkpoint file `p` names: the file itself, or the latest checkpoint in a run folder (`<p>/checkpoints/`) or
+ * a checkpoint folder.
+ */
 export function resolveCheckpoint(p: string): string {
   if (!fs.existsSync(p)) throw new CheckpointError(`checkpoint ${p} does not exist`);
   if (fs.statSync(p).isFile()) return p;
@@ -26,6 +34,10 @@ export function resolveCheckpoint(p: string): string {
   throw new CheckpointError(`no checkpoint (*.vmoe) found in ${p} or ${path.join(p, 'checkpoints')}`);
 }
 
+/**
+ * Load a model from a checkpoint file or run folder (see `resolveCheckpoint`), rebuilding it from the config saved
+ * in the checkpoint.
+ */
 export function loadModel(p: string): LoadedModel {
   const file = resolveCheckpoint(p);
   const ck = loadCheckpoint(file);

@@ -54,6 +54,10 @@ export const EvalSchema = z.strictObject({
   batchSize: z.number().int().min(1).default(256),
 });
 
+/**
+ * Zod schema of an experiment config (`name`, `seed`, and the `model`, `data`, `optim`, `train`, `eval` sections),
+ * with every default filled in.
+ */
 export const ExperimentSchema = z.strictObject({
   name: z.string().default('experiment'),
   description: z.string().default(''),
@@ -67,6 +71,7 @@ export const ExperimentSchema = z.strictObject({
   expected: z.record(z.string(), z.unknown()).default({}),
 });
 
+/** A parsed, validated experiment config. */
 export type ExperimentConfig = z.infer<typeof ExperimentSchema>;
 
 function describeIssues(err: z.ZodError, source: string): string[] {
@@ -114,6 +119,10 @@ export function applyOverride(raw: Record<string, unknown>, assignment: string):
   node[parts[parts.length - 1]!] = value;
 }
 
+/**
+ * Read an experiment config from a JSON file (or the defaults when `file` is null), apply `--set`-style
+ * `overrides` (`path.to.field=JSON`) and validate it.
+ */
 export function loadExperiment(file: string | null, overrides: string[] = []): ExperimentConfig {
   let raw: Record<string, unknown> = {};
   if (file) {

@@ -7,6 +7,7 @@ import { Rng, type RngState } from '../util/rng.js';
 import { DataError } from '../util/errors.js';
 import type { ImageDataset } from './registry.js';
 
+/** Options of `BatchSampler`: batch size, seed, shuffling, dropping the last partial batch. */
 export interface SamplerOptions {
   batchSize: number;
   seed?: number;
@@ -99,6 +100,7 @@ export class BatchSampler {
     return batch;
   }
 
+  /** The sampler's position and RNG state, to save in a checkpoint. */
   getState(): SamplerState {
     return {
       n: this.n,
@@ -111,6 +113,10 @@ export class BatchSampler {
     };
   }
 
+  /**
+   * Restore a state saved by `getState`; throws if it was saved with other settings (batch size, shuffle, data
+   * size …).
+   */
   setState(state: SamplerState): void {
     for (const key of ['n', 'batchSize', 'shuffle', 'dropRemainder'] as const) {
       if (state[key] !== this[key]) {
@@ -149,8 +155,10 @@ export function* sequentialBatches(n: number, batchSize: number): Generator<Int3
   }
 }
 
+/** How `makeBatch` scales uint8 pixels: `minus1to1` is x/127.5 − 1, `zero1` is x/255. */
 export type PixelScale = 'minus1to1' | 'zero1';
 
+/** Training augmentation applied by `makeBatch`: random crop with zero padding, horizontal flip. */
 export interface AugmentOptions {
   /** Zero-pad each side by this many pixels, then crop back to H×W at a random offset. */
   randomCrop?: number;
@@ -158,6 +166,7 @@ export interface AugmentOptions {
   flip?: boolean;
 }
 
+/** Options of `makeBatch`: pixel scaling and augmentation (which needs an `rng`). */
 export interface MakeBatchOptions {
   /** 'minus1to1' (default): x/127.5 − 1; 'zero1': x/255. */
   scale?: PixelScale;
@@ -166,6 +175,7 @@ export interface MakeBatchOptions {
   rng?: Rng;
 }
 
+/** A batch ready for the model: images `x` (B, H, W, C) float32 and labels `y` (B) int32. */
 export interface Batch {
   /** (B, H, W, C) */
   x: Float32Array;

@@ -13,9 +13,18 @@ import { Rng } from '../util/rng.js';
 import { readIdx, type IdxArray } from './idx.js';
 import { DataError } from '../util/errors.js';
 
+/**
+ * A data set split; `val` is carved deterministically from the official train split, `train_full` is train before
+ * carving.
+ */
 export type Split = 'train' | 'val' | 'test' | 'train_full';
+/** Every `Split`, in order. */
 export const SPLITS: readonly Split[] = ['train', 'val', 'test', 'train_full'];
 
+/**
+ * One split of an image classification data set, decoded into memory: `images` (n, H, W, C) uint8 and `labels` (n)
+ * int32.
+ */
 export interface ImageDataset {
   name: string;
   split: Split;
@@ -35,6 +44,7 @@ export interface ImageDataset {
   labelsFile?: string;
 }
 
+/** Options of `loadDataset`: where to look, the validation size, a limit. */
 export interface LoadOptions {
   /** Folder holding the data set (or a `fashion-mnist/` subfolder); overrides $VMOE_DATA_DIR. */
   dataDir?: string;
@@ -170,6 +180,10 @@ function missingError(entry: DatasetEntry, looked: string[]): DataError {
   );
 }
 
+/**
+ * One data set as `listDatasets` reports it: whether it is available, where it was found or looked for, and how to
+ * install it.
+ */
 export interface DatasetListing {
   name: string;
   available: boolean;
@@ -179,6 +193,7 @@ export interface DatasetListing {
   install: string;
 }
 
+/** Every known data set with where it was found (or looked for) and how to install it. */
 export function listDatasets(opts: Pick<LoadOptions, 'dataDir'> = {}): DatasetListing[] {
   return Object.values(REGISTRY).map((entry) => {
     const { dir, looked } = entry.locate(opts);
@@ -186,6 +201,7 @@ export function listDatasets(opts: Pick<LoadOptions, 'dataDir'> = {}): DatasetLi
   });
 }
 
+/** True when the data set's files are found (in `opts.dataDir`, $VMOE_DATA_DIR or the system folders). */
 export function datasetAvailable(name: string, opts: Pick<LoadOptions, 'dataDir'> = {}): boolean {
   return entryFor(name).locate(opts).dir !== undefined;
 }

@@ -6,13 +6,19 @@
 import { Rng } from '../util/rng.js';
 import type { ImageDataset } from './registry.js';
 
+/** Names of the synthetic out-of-distribution sets accepted wherever an OOD data set is named. */
 export const SYNTHETIC_OOD = ['uniform-noise', 'gaussian-noise'] as const;
+/** A synthetic OOD set: `uniform-noise` (uniform pixels) or `gaussian-noise`. */
 export type SyntheticOod = (typeof SYNTHETIC_OOD)[number];
 
 export function isSyntheticOod(name: string): name is SyntheticOod {
   return (SYNTHETIC_OOD as readonly string[]).includes(name);
 }
 
+/**
+ * A synthetic OOD data set of `n` images shaped like `like` (same H, W, C and classes), seeded by `seed`; labels
+ * are all −1 (no class).
+ */
 export function syntheticOodDataset(kind: SyntheticOod, like: ImageDataset, n: number, seed = 0): ImageDataset {
   const size = like.height * like.width * like.channels;
   const rng = new Rng(seed);

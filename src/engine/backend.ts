@@ -13,10 +13,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { UsageError } from '../util/errors.js';
 
+/**
+ * A TensorFlow.js backend, fastest first: `node-gpu` (tfjs-node-gpu), `node` (tfjs-node), `wasm-blas` (wasm with
+ * the optional native OpenBLAS addon), `wasm`, `cpu`.
+ */
 export type BackendName = 'node-gpu' | 'node' | 'wasm-blas' | 'wasm' | 'cpu';
-// wasm-blas: the wasm backend with OpenBLAS matMuls (src/engine/native-blas.ts), when its optional addon is built.
+/**
+ * Backends in the order `initEngine({ backend: 'auto' })` tries them. wasm-blas: the wasm backend with OpenBLAS
+ * matMuls (src/engine/native-blas.ts), when its optional addon is built.
+ */
 export const BACKEND_ORDER: readonly BackendName[] = ['node-gpu', 'node', 'wasm-blas', 'wasm', 'cpu'];
 
+/** What `initEngine` chose: backend, thread count and versions (also recorded in run records). */
 export interface EngineInfo {
   /** Our name for the backend (node-gpu, node, wasm-blas, wasm, cpu). */
   backend: BackendName;
@@ -34,6 +42,7 @@ export interface EngineInfo {
 const require = createRequire(import.meta.url);
 let current: EngineInfo | null = null;
 
+/** Options of `initEngine`. */
 export interface InitOptions {
   /** Force one backend; error if it is not available. */
   backend?: BackendName | 'auto';
@@ -145,6 +154,7 @@ export async function initEngine(opts: InitOptions = {}): Promise<EngineInfo> {
   throw new Error('no TensorFlow.js backend could be initialised');
 }
 
+/** The running engine's info; throws if `initEngine` has not been called. */
 export function engineInfo(): EngineInfo {
   if (!current) throw new Error('engine not initialised: call initEngine() first');
   return current;

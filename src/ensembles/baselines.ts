@@ -57,6 +57,7 @@ export interface EnsembleMember {
   config: { model: ModelConfig; data: { scale: PixelScale } };
 }
 
+/** Options of `ensembleOutputs`: batch size, routing overrides, MC-dropout passes and their RNG. */
 export interface EnsembleRunOptions {
   batchSize: number;
   routing: RoutingOverrides;
@@ -64,6 +65,7 @@ export interface EnsembleRunOptions {
   mcSamples: number;
   rng: Rng;
   keepPreLogits?: boolean;
+  /** Called after each batch with the model's label, the examples done and the total. */
   onProgress?: (label: string, done: number, total: number) => void;
 }
 

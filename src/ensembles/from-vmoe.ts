@@ -8,6 +8,7 @@ import type { ModelConfig } from '../vmoe/config.js';
 import { paramSpecs } from '../vmoe/params.js';
 import { CheckpointError } from '../util/errors.js';
 
+/** Parameter values by name: shape and flat row-major data (what `VisionMoE.fromValues` takes). */
 export type ParamValues = Map<string, { shape: number[]; data: Float32Array }>;
 
 /** Whether a source parameter is a router kernel with the target's numbers in another shape ((H, E) ↔ (H, M, E/M)). */

@@ -21,6 +21,10 @@ export interface CalibrationDetails {
   reliability: ReliabilityBin[];
 }
 
+/**
+ * Selective-prediction details of a report: accuracy at coverages and coverage at risks (keyed by percentage), and
+ * the downsampled risk–coverage curve.
+ */
 export interface SelectiveDetails {
   /** key: coverage as a percentage, e.g. '90%' */
   accuracy_at_coverage: Record<string, number>;

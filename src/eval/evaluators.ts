@@ -56,8 +56,10 @@ export interface ConformalEvalOptions {
   returnSets?: boolean;
 }
 
+/** Conformal defaults: every method at α = 0.1. */
 export const DEFAULT_CONFORMAL_OPTIONS: ConformalEvalOptions = { methods: [...CONFORMAL_METHODS], alphas: [0.1] };
 
+/** Options every evaluator takes: ECE bins and binning, how temperatures are fitted for ensembles, conformal settings. */
 export interface EvaluatorOptions {
   /** ECE bins (default 15) */
   bins: number;
@@ -68,6 +70,7 @@ export interface EvaluatorOptions {
   conformal: ConformalEvalOptions;
 }
 
+/** The evaluator options used when none are given: 15 equal-width bins, pooled temperature, conformal defaults. */
 export const DEFAULT_EVALUATOR_OPTIONS: EvaluatorOptions = {
   bins: 15, binning: 'equal-width', temperatureMode: 'pooled', conformal: DEFAULT_CONFORMAL_OPTIONS,
 };
@@ -88,10 +91,13 @@ export interface Evaluator {
   readonly name: EvaluatorName;
   /** Whether this evaluator has what it needs (e.g. ensembles for diversity); skipped silently when not. */
   applies(p: Prepared): boolean;
+  /** Compute this evaluator's part of the report. */
   run(p: Prepared, opts: EvaluatorOptions): Partial<MetricsReport> & { conventions?: Record<string, unknown> };
 }
 
+/** Every evaluator, in report order. */
 export const EVALUATOR_NAMES = ['classification', 'calibration', 'selective', 'diversity', 'temperature', 'ood', 'routing', 'conformal'] as const;
+/** The name of an evaluator (a key of `EVALUATORS`). */
 export type EvaluatorName = (typeof EVALUATOR_NAMES)[number];
 
 /** AUROC of confidence for right vs wrong predictions; NaN when either class is absent (all right or all wrong). */

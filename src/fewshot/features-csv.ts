@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { DataError } from '../util/errors.js';
 import type { Features } from './features.js';
 
+/** A parsed features CSV: features (N, D), labels (N), the class counts, and each row's source line. */
 export interface LabelledFeatures {
   x: Features;
   y: Int32Array;
@@ -23,6 +24,10 @@ export interface LabelledFeatures {
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 const INTEGER = /^\+?\d+$/;
 
+/**
+ * Parse a features CSV (`label,f0,…,f{D-1}`, one example per line) into `LabelledFeatures`; errors name `source`,
+ * the line and the column.
+ */
 export function parseFeaturesCsv(text: string, source = '<string>'): LabelledFeatures {
   const lines = text.split(/\r?\n/);
   let headerLine = -1;
@@ -83,6 +88,7 @@ export function parseFeaturesCsv(text: string, source = '<string>'): LabelledFea
   };
 }
 
+/** Read and parse a features CSV file (see `parseFeaturesCsv`). */
 export async function readFeaturesCsv(path: string): Promise<LabelledFeatures> {
   let text: string;
   try {

@@ -23,6 +23,7 @@ import {
 import { minimiseLbfgs, type LbfgsResult } from './lbfgs.js';
 import { DataError, UsageError } from '../util/errors.js';
 
+/** Options of `fitLogreg`: gradient tolerance, iteration limit, warm start. */
 export interface LogregOptions {
   /** Stop when max |∇f| ≤ gradientTolerance · N (i.e. on the per-example mean). Default 1e-6. */
   gradientTolerance?: number;
@@ -32,6 +33,7 @@ export interface LogregOptions {
   initialParams?: Float64Array;
 }
 
+/** A fitted logistic-regression probe: the standardiser, weights (D, K), biases (K) and the L-BFGS result. */
 export interface LogregModel {
   numClasses: number;
   dim: number;
@@ -52,6 +54,7 @@ export interface LogregModel {
   logits(testX: Features): Float64Array;
   /** Softmax of the logits, (M, K). */
   probabilities(testX: Features): Float64Array;
+  /** Predicted classes (N) of test features (N, D). */
   predict(testX: Features): Int32Array;
 }
 
@@ -129,6 +132,10 @@ export function logregObjective(
   return { value, gradient };
 }
 
+/**
+ * Fit an L2-regularised multinomial logistic regression (penalty λ/2·‖W‖², summed NLL, unpenalised bias) to
+ * standardised features (N, D) and labels (N) by L-BFGS.
+ */
 export function fitLogreg(
   trainX: Features,
   trainY: ArrayLike<number>,

@@ -23,13 +23,19 @@ import { DataError, UsageError } from '../util/errors.js';
 
 export const LSR_BIAS_FEATURE = 100;
 
+/** How the least-squares probe is solved: `primal` (eigendecomposition of XᵀX, when N ≥ D') or `dual` (of XXᵀ). */
 export type LsrRoute = 'primal' | 'dual';
 
+/** Options of `fitLsr`. */
 export interface LsrOptions {
   /** Force a route (for tests); default: primal when N ≥ D', dual otherwise. */
   route?: LsrRoute;
 }
 
+/**
+ * A fitted least-squares probe: the standardiser and one eigendecomposition from which the weights for any λ
+ * follow.
+ */
 export interface LsrModel {
   numClasses: number;
   /** Input feature dimension D (without the bias column). */
@@ -44,7 +50,9 @@ export interface LsrModel {
   weights(l2: number): Float64Array;
   /** Test scores X̃_test W(λ), shape (M, K). */
   scores(testX: Features, l2: number): Float64Array;
+  /** Predicted classes (N) of test features (N, D) with penalty λ = `l2`. */
   predict(testX: Features, l2: number): Int32Array;
+  /** Accuracy on test features (N, D) and labels (N) with penalty λ = `l2`. */
   accuracy(testX: Features, testY: ArrayLike<number>, l2: number): number;
 }
 

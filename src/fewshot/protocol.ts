@@ -16,6 +16,7 @@ import { fitLsr, lsrAccuracyByL2 } from './lsr.js';
 import { meanNllFromLogits, topLabelEce } from './probe-metrics.js';
 import { DataError, UsageError } from '../util/errors.js';
 
+/** One data set for the few-shot protocol: train and test features (N, D) with labels, and the class count. */
 export interface FewShotDataset {
   name: string;
   trainX: Features;
@@ -25,14 +26,17 @@ export interface FewShotDataset {
   numClasses: number;
 }
 
+/** The linear probe: `lsr` (regularised least squares, closed form) or `logreg` (multinomial logistic regression). */
 export type ProbeKind = 'lsr' | 'logreg';
 
+/** Shots per class evaluated by default. */
 export const DEFAULT_SHOTS: readonly number[] = [1, 5, 10, 25];
 /** 2^i, i = −10…19. */
 export const DEFAULT_L2_GRID: readonly number[] = Array.from({ length: 30 }, (_, i) => 2 ** (i - 10));
 /** big_vision's fixed λ; used by leave-self-out when there is no other data set to learn λ from. */
 export const DEFAULT_FALLBACK_L2 = 2 ** 10;
 
+/** Options of `runFewShot`: shots, seeds, λ grid, probe, and how λ is selected. */
 export interface FewShotOptions {
   shots?: readonly number[];
   /** A count n (seeds 0…n−1) or explicit seeds. Default 3. */
@@ -49,12 +53,14 @@ export interface FewShotOptions {
   logreg?: Omit<LogregOptions, 'initialParams'>;
 }
 
+/** Mean, sample std (ddof 1) and per-seed values of a metric over seeds. */
 export interface SeedStats {
   mean: number;
   std: number;
   perSeed: number[];
 }
 
+/** The result at one selected λ: accuracy over seeds (and NLL and ECE for the logreg probe). */
 export interface SelectedResult {
   l2: number;
   accuracy: SeedStats;
@@ -64,6 +70,7 @@ export interface SelectedResult {
   ece?: SeedStats;
 }
 
+/** One data set at one shot count: the metrics for every λ of the grid and at the λ each selection rule picks. */
 export interface ShotResult {
   dataset: string;
   shot: number;
@@ -75,6 +82,7 @@ export interface ShotResult {
   leaveSelfOut: SelectedResult;
 }
 
+/** What `runFewShot` returns: the settings, one `ShotResult` per data set and shot count, and the λ selection. */
 export interface FewShotReport {
   probe: ProbeKind;
   selectBy: 'accuracy' | 'nll';
@@ -219,6 +227,10 @@ function checkDataset(d: FewShotDataset): void {
   }
 }
 
+/**
+ * Run the few-shot protocol: for each data set, shot count and seed, fit the probe on `shot` examples per class
+ * over the λ grid, score the test set, then select λ by mean rank across data sets and by leave-self-out.
+ */
 export function runFewShot(datasets: readonly FewShotDataset[], options: FewShotOptions = {}): FewShotReport {
   if (datasets.length === 0) throw new UsageError('few-shot: no data sets given');
   const shots = [...(options.shots ?? DEFAULT_SHOTS)];

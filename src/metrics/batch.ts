@@ -70,6 +70,7 @@ export class MeanAccumulator extends BatchAccumulator {
     super(what, scoresName);
   }
 
+  /** Add a batch of scores (N, K) or member scores (M, N, K) with labels (N). */
   update(scores: ClassScores, labels: Labels): this {
     this.shape.check(scores);
     this.total = this.addSum(this.total, scores, labels);
@@ -77,6 +78,7 @@ export class MeanAccumulator extends BatchAccumulator {
     return this;
   }
 
+  /** The mean over every example added so far. */
   result(): number {
     return this.total / this.seen();
   }

@@ -7,9 +7,15 @@ import { averageMembers, argmaxRows } from './softmax.js';
 import { type Labels, type Probs, checkLabels, checkSameLength, checkScores } from './types.js';
 import { DataError, UsageError } from '../util/errors.js';
 
+/**
+ * How confidences are binned: `equal-width` bins on [0, 1] or `equal-mass` bins holding the same number of
+ * examples.
+ */
 export type Binning = 'equal-width' | 'equal-mass';
+/** How bin gaps are reduced: `l1` (ECE), `l2` (RMS calibration error) or `max` (MCE). */
 export type CalibrationNorm = 'l1' | 'l2' | 'max';
 
+/** Options of `ece`: bins, binning, norm, signed, top-label or classwise. */
 export interface EceOptions {
   /** number of bins (default 15) */
   bins?: number;
@@ -23,6 +29,10 @@ export interface EceOptions {
   classwise?: boolean;
 }
 
+/**
+ * The exact convention an ECE value was computed under (bins, binning, norm, top-label or classwise …), stored
+ * with every reported ECE.
+ */
 export interface EceConvention {
   name: string;
   bins: number;
@@ -37,6 +47,7 @@ export interface EceConvention {
   classReduction?: 'mean over classes';
 }
 
+/** One reliability-diagram bin: its confidence range, count, mean confidence and accuracy. */
 export interface ReliabilityBin {
   /** lower edge (equal-width) or smallest confidence in the bin (equal-mass); NaN if empty */
   lo: number;
@@ -49,6 +60,7 @@ export interface ReliabilityBin {
   confidence: number;
 }
 
+/** What `ece` returns: the value, its convention and the reliability bins (per class when classwise). */
 export interface EceResult {
   value: number;
   convention: EceConvention;
@@ -244,6 +256,7 @@ export class CalibrationAccumulator {
     return s;
   }
 
+  /** The ECE (and reliability bins) over every example added so far, with the given norm and sign. */
   result(opts: { norm?: CalibrationNorm; signed?: boolean } = {}): EceResult {
     const r = resolve({ bins: this.bins, classwise: this.classwise, norm: opts.norm, signed: opts.signed });
     if (this.count === 0) throw new DataError('CalibrationAccumulator has no examples yet');

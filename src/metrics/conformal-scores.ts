@@ -12,7 +12,9 @@ import { Rng } from '../util/rng.js';
 import { averageMembers } from './softmax.js';
 import { type Labels, type Probs, checkLabels, checkScores } from './types.js';
 
+/** A conformal score: `lac` (1 − p_y), `aps` (adaptive prediction sets) or `raps` (regularised APS). */
 export type ConformalMethod = 'lac' | 'aps' | 'raps';
+/** Every `ConformalMethod`. */
 export const CONFORMAL_METHODS: readonly ConformalMethod[] = ['lac', 'aps', 'raps'];
 
 /** |Σ_k p_k − 1| allowed per probability row (the predictions CSV's default tolerance). */
@@ -95,7 +97,7 @@ function decimalOf(x: number): { digits: bigint; scale: bigint } {
   return exp >= 0 ? { digits: digits * 10n ** BigInt(exp), scale: 0n } : { digits, scale: BigInt(-exp) };
 }
 
-/** ⌊m·x⌋ for an integer m ≥ 0 and x ≥ 0, exact in BigInt arithmetic on x read as the decimal it prints as. */
+/** @internal ⌊m·x⌋ for an integer m ≥ 0 and x ≥ 0, exact in BigInt arithmetic on x read as the decimal it prints as. */
 export function floorTimesDecimal(m: number, x: number): number {
   const { digits, scale } = decimalOf(x);
   return Number((BigInt(m) * digits) / 10n ** scale);
@@ -124,7 +126,7 @@ export function minCalibrationSize(alpha: number): number {
   return Number((ten + digits - 1n) / digits) - 1;
 }
 
-/** Per-example U[0, 1) draws for randomised APS / RAPS (N), from the project's seeded generator. */
+/** @internal Per-example U[0, 1) draws for randomised APS / RAPS (N), from the project's seeded generator. */
 export function uniformDraws(n: number, rng: Rng): Float64Array {
   const u = new Float64Array(n);
   for (let i = 0; i < n; i++) u[i] = rng.uniform();

@@ -29,6 +29,7 @@ import {
 } from './conformal-scores.js';
 import type { Labels, Probs } from './types.js';
 
+/** How the conformal quantile q̂ is taken from the calibration scores, in words; reported with conformal results. */
 export const QUANTILE_RULE =
   'qhat = the ceil((n+1)(1-alpha))-th smallest of the n calibration scores (+Infinity when that rank exceeds n); ' +
   'ceil((n+1)(1-alpha)) computed exactly as (n+1) - floor((n+1)*alpha) on alpha as written in decimal';
@@ -67,8 +68,10 @@ export function classConditionalQuantiles(scores: ArrayLike<number>, labels: Lab
 
 /** RAPS tuning defaults, those of Angelopoulos et al.'s reference code (`pct_paramtune`, `lamda` grid). */
 export const RAPS_TUNE_FRACTION = 0.3;
+/** The λ grid RAPS tuning searches when λ is not given (the reference code's grid). */
 export const RAPS_LAMBDA_GRID: readonly number[] = [0.001, 0.01, 0.1, 0.2, 0.5];
 
+/** One λ of the RAPS tuning grid: the coverage and mean set size it gave on the tuning part. */
 export interface RapsGridPoint {
   lambda: number;
   /** coverage on the tuning part, with q̂ calibrated on the tuning part */
@@ -76,6 +79,7 @@ export interface RapsGridPoint {
   mean_set_size: number;
 }
 
+/** The RAPS parameters chosen (λ, k_reg) and the grid searched. */
 export interface RapsTuning {
   lambda: number;
   kReg: number;
@@ -377,6 +381,7 @@ export interface ConformalReport {
   warnings: string[];
 }
 
+/** Options of `conformalReport`: those of `calibrateConformal`, and whether to return the prediction sets. */
 export interface ConformalReportOptions extends ConformalOptions {
   /** include `prediction_sets` (default false) */
   returnSets?: boolean;

@@ -9,6 +9,7 @@ import { argmaxRows, ensembleLogProbs, entropyFromLogProbs, logSoftmax, meanProb
 import { type Labels, type Logits, checkScores, members } from './types.js';
 import { DataError } from '../util/errors.js';
 
+/** How each ensemble-diversity number is defined (pairs, reductions, units); reported with them. */
 export const DIVERSITY_CONVENTION = {
   disagreement: 'fraction of (unordered member pair, example) with different argmax',
   normalizedDisagreement: 'disagreement / ensemble error (1 − accuracy of p̄)',
@@ -120,6 +121,10 @@ export function ambiguity(logits: Logits, labels: Labels): number {
   return gibbsNll(logits, labels) - ensembleNll(logits, labels);
 }
 
+/**
+ * What `ensembleDiversity` returns: disagreement, normalised disagreement, pairwise KL, mutual information,
+ * ambiguity, Gibbs and ensemble NLL, and their convention.
+ */
 export interface EnsembleDiversity {
   disagreement: number;
   normalizedDisagreement: number;
@@ -164,6 +169,7 @@ export class DiversityAccumulator extends BatchAccumulator {
     super('DiversityAccumulator', 'logits');
   }
 
+  /** Add a batch of member logits (M, N, K) with labels (N). */
   update(logits: Logits, labels: Labels): this {
     const m = needPairs(logits, 'ensemble diversity');
     this.shape.check(logits);
@@ -178,6 +184,7 @@ export class DiversityAccumulator extends BatchAccumulator {
     return this;
   }
 
+  /** Every diversity number over the examples added so far, as `ensembleDiversity` computes them. */
   result(): EnsembleDiversity {
     const n = this.seen();
     const m = this.m;

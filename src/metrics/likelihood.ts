@@ -7,6 +7,7 @@ import { ensembleLogProbs, logSoftmax, averageMembers, argmaxRows } from './soft
 import { BatchAccumulator, MeanAccumulator, addAll } from './batch.js';
 import { type Labels, type Logits, type Probs, checkLabels, checkScores, members } from './types.js';
 
+/** How NLL values are computed (nats, mean over examples, the ensemble and Gibbs forms); reported with them. */
 export const NLL_CONVENTION = {
   base: 'natural log (nats)',
   reduction: 'mean over examples',
@@ -15,6 +16,7 @@ export const NLL_CONVENTION = {
   clipping: 'none (log space)',
 } as const;
 
+/** How Brier scores are computed (sum over classes, not divided by K, range [0, 2]); reported with them. */
 export const BRIER_CONVENTION = {
   formula: 'mean_i Σ_k (p_ik − y_ik)²',
   sumOverClasses: true,
@@ -22,6 +24,7 @@ export const BRIER_CONVENTION = {
   range: '[0, 2]',
 } as const;
 
+/** How accuracy picks a prediction (argmax of p̄, first index on ties); reported with it. */
 export const ACCURACY_CONVENTION = {
   prediction: 'argmax of the predictive distribution p̄ (first index on ties)',
 } as const;
@@ -117,6 +120,7 @@ export class BrierAccumulator extends MeanAccumulator {
   }
 }
 
+/** NLLs of (member) logits: the ensemble NLL, the Gibbs NLL (mean member NLL) and each member's NLL. */
 export interface NllResult {
   /** −log p̄(y): single-model NLL, or the ensemble NLL */
   nll: number;
@@ -138,6 +142,7 @@ export class NllAccumulator extends BatchAccumulator {
     super('NllAccumulator', 'logits');
   }
 
+  /** Add a batch of logits (N, K) or member logits (M, N, K) with labels (N). */
   update(logits: Logits, labels: Labels): this {
     if (this.shape.check(logits)) this.memberSums = new Float64Array(members(logits));
     this.total = addAll(this.total, nllPerExample(logits, labels));
@@ -146,6 +151,7 @@ export class NllAccumulator extends BatchAccumulator {
     return this;
   }
 
+  /** Ensemble, Gibbs and member NLLs over every example added so far. */
   result(): NllResult {
     const n = this.seen();
     const memberNlls = Array.from(this.memberSums, (s) => s / n);

@@ -8,6 +8,7 @@ import { CholeskyDecomposition, Matrix } from 'ml-matrix';
 import { type Features, type Labels } from './types.js';
 import { DataError, UsageError } from '../util/errors.js';
 
+/** Options of `fitMahalanobis`: the number of classes and the covariance ridge. */
 export interface MahalanobisOptions {
   /** number of classes (default max label + 1); every class needs at least one example */
   numClasses?: number;
@@ -15,6 +16,10 @@ export interface MahalanobisOptions {
   ridge?: number;
 }
 
+/**
+ * A fitted Mahalanobis model: class means and the Cholesky factors of the shared class covariance and of the
+ * global (background) covariance.
+ */
 export interface MahalanobisModel {
   d: number;
   numClasses: number;
@@ -94,6 +99,9 @@ function forwardSolve(chol: Float64Array, d: number, src: ArrayLike<number>, off
   }
 }
 
+/**
+ * Fit class means and a shared covariance to training features (N, D) with labels (N), for Mahalanobis OOD scores.
+ */
 export function fitMahalanobis(train: Features, labels: Labels, opts: MahalanobisOptions = {}): MahalanobisModel {
   checkFeatures(train, 'train features');
   const { n, d } = train;

@@ -9,8 +9,10 @@ import { ensembleLogProbs, logsumexp } from './softmax.js';
 import { type Logits, checkScores, members } from './types.js';
 import { UsageError } from '../util/errors.js';
 
+/** An OOD score computed from logits; every score is "higher = more OOD" (see `OOD_SCORE_DEFINITIONS`). */
 export type OodScoreName = 'msp' | 'max-logit' | 'energy' | 'entropy' | 'expected-entropy' | 'mutual-information';
 
+/** Every `OodScoreName`. */
 export const OOD_SCORE_NAMES: readonly OodScoreName[] = [
   'msp',
   'max-logit',
@@ -20,6 +22,7 @@ export const OOD_SCORE_NAMES: readonly OodScoreName[] = [
   'mutual-information',
 ];
 
+/** Each OOD score's formula in words; reported with the scores. */
 export const OOD_SCORE_DEFINITIONS: Record<OodScoreName, string> = {
   msp: '1 − max_k p̄_k',
   'max-logit': '−max_k z_k (mean over members)',
@@ -85,8 +88,10 @@ export function oodScore(logits: Logits, name: OodScoreName): Float64Array {
   }
 }
 
+/** Which examples `oodMetrics` treats as the positive class. */
 export type OodPositive = 'ood' | 'in-distribution';
 
+/** What `oodMetrics` returns: AUROC, AUPRC and FPR at 95% TPR, the example counts and the convention. */
 export interface OodMetrics {
   auroc: number;
   auprc: number;

@@ -8,8 +8,10 @@ import { stringify } from 'csv-stringify/sync';
 import type { ClassScores } from './types.js';
 import { DataError, UsageError } from '../util/errors.js';
 
+/** Whether a predictions table holds logits or probabilities. */
 export type ScoreKind = 'logits' | 'probs';
 
+/** A parsed predictions CSV: scores (N, K) or member scores (M, N, K), labels (N), and example ids when present. */
 export interface PredictionsTable {
   kind: ScoreKind;
   /** member scores (M, N, K); `m` is set only for ensembles */
@@ -24,6 +26,7 @@ export interface PredictionsTable {
   source: string;
 }
 
+/** Options of `parsePredictionsCsv`: accept unknown labels (−1), the probability-sum tolerance. */
 export interface ParseOptions {
   /** accept label −1 (unknown, e.g. OOD data); default false */
   allowUnknownLabel?: boolean;
@@ -35,6 +38,10 @@ const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 const INTEGER = /^[+-]?\d+$/;
 const NON_FINITE = /^[+-]?(nan|inf|infinity)$/i;
 
+/**
+ * Parse a predictions CSV (`label,logit0,…` or `label,prob0,…`, optionally with `id` and `member` columns for
+ * ensembles) into a `PredictionsTable`; `source` names the file in error messages.
+ */
 export function parsePredictionsCsv(text: string, source = '<string>', opts: ParseOptions = {}): PredictionsTable {
   const tolerance = opts.probSumTolerance ?? 1e-3;
   const lines = text.split(/\r?\n/);

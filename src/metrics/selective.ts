@@ -9,6 +9,10 @@ import { aurocFromLabels } from './ranking.js';
 import { checkSameLength } from './types.js';
 import { DataError, UsageError } from '../util/errors.js';
 
+/**
+ * How selective-prediction numbers are computed (confidence order and ties, risk, AURC, coverage counts); reported
+ * with them.
+ */
 export const SELECTIVE_CONVENTION = {
   order: 'descending confidence; ties averaged (expected value over random tie-breaking)',
   risk: 'error rate among the i most confident / i, at coverage i/N',
@@ -40,6 +44,7 @@ function cumulativeErrors(confidence: ArrayLike<number>, correct: ArrayLike<numb
   return cum;
 }
 
+/** A risk–coverage curve: coverage i/N and the error rate among the i most confident examples, i = 1..N. */
 export interface RiskCoverageCurve {
   /** i/N for i = 1..N */
   coverage: Float64Array;
@@ -48,6 +53,10 @@ export interface RiskCoverageCurve {
   convention: typeof SELECTIVE_CONVENTION;
 }
 
+/**
+ * The risk–coverage curve of per-example `confidence` (N) and `correct` (N, 0/1 or boolean); ties in confidence
+ * are averaged.
+ */
 export function riskCoverageCurve(confidence: ArrayLike<number>, correct: ArrayLike<number | boolean>): RiskCoverageCurve {
   return curveOf(cumulativeErrors(confidence, correct));
 }
@@ -107,7 +116,9 @@ function coverageAt(cum: Float64Array, risk: number): number {
 
 /** Defaults of `selectiveSummary`: curve points kept, coverages and risks reported. */
 export const RISK_COVERAGE_MAX_POINTS = 200;
+/** Coverages at which `selectiveSummary` reports accuracy by default. */
 export const SELECTIVE_COVERAGES = [0.5, 0.8, 0.9, 0.95, 0.99] as const;
+/** Risks at which `selectiveSummary` reports the largest coverage by default. */
 export const SELECTIVE_RISKS = [0.01, 0.02, 0.05, 0.1] as const;
 
 /**
@@ -130,6 +141,10 @@ export function downsampleRiskCoverage(curve: RiskCoverageCurve, maxPoints = RIS
   return { coverage, risk, convention: curve.convention };
 }
 
+/**
+ * What `selectiveSummary` returns: AURC, accuracy at each coverage, coverage at each risk, and the downsampled
+ * risk–coverage curve.
+ */
 export interface SelectiveSummary {
   aurc: number;
   /** accuracy on the round(c·N) most confident examples, per requested coverage c */
@@ -173,6 +188,7 @@ export function calibrationAuc(confidence: ArrayLike<number>, correct: ArrayLike
   return aurocFromLabels(confidence, correct);
 }
 
+/** Fractions handed to the oracle by default in `oracleCollaborativeAccuracy`. */
 export const ORACLE_FRACTIONS = [0.005, 0.01, 0.02, 0.05] as const;
 
 /**

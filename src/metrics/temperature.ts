@@ -8,8 +8,13 @@ import { logsumexp } from './softmax.js';
 import { type Labels, type Logits, checkLabels, checkScores, members } from './types.js';
 import { UsageError } from '../util/errors.js';
 
+/**
+ * How temperatures were fitted: `single` (one model), `per-member` (one T per ensemble member) or `pooled` (one T
+ * shared by all members).
+ */
 export type TemperatureMode = 'single' | 'per-member' | 'pooled';
 
+/** Options of `fitTemperature`: the ensemble mode and the search interval and tolerance for log T. */
 export interface TemperatureOptions {
   /** Required for ensembles: one T per member (each member's NLL) or one T shared by all (ensemble NLL). */
   mode?: 'per-member' | 'pooled';
@@ -19,6 +24,10 @@ export interface TemperatureOptions {
   tolerance?: number;
 }
 
+/**
+ * What `fitTemperature` returns: the mode, the temperatures, and the NLL (and ensemble NLL) before and after
+ * scaling.
+ */
 export interface TemperatureFit {
   mode: TemperatureMode;
   /** one per member for 'per-member', else length 1 */

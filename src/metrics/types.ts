@@ -23,7 +23,9 @@ export interface ClassScores {
   m?: number;
 }
 
+/** Logits (N, K), or member logits (M, N, K) when `m` is set; see `ClassScores` for the layout. */
 export type Logits = ClassScores;
+/** Probabilities (N, K), or member probabilities (M, N, K) when `m` is set; see `ClassScores` for the layout. */
 export type Probs = ClassScores;
 
 /** Integer class labels in [0, k), length n. */
@@ -36,10 +38,12 @@ export interface Features {
   d: number;
 }
 
+/** @internal Members M of scores (1 when `m` is absent). */
 export function members(x: ClassScores): number {
   return x.m ?? 1;
 }
 
+/** @internal Throws unless n, k, m are positive integers and `data` holds M·N·K entries. */
 export function checkScores(x: ClassScores, name = 'scores'): void {
   const m = members(x);
   for (const [field, v] of [['n', x.n], ['k', x.k], ['m', m]] as const) {
@@ -54,6 +58,7 @@ export function checkScores(x: ClassScores, name = 'scores'): void {
   }
 }
 
+/** @internal `checkScores`, and throws unless there is a single member (M = 1). */
 export function checkSingle(x: ClassScores, name = 'scores'): void {
   checkScores(x, name);
   if (members(x) !== 1) {
@@ -64,6 +69,7 @@ export function checkSingle(x: ClassScores, name = 'scores'): void {
   }
 }
 
+/** @internal Throws unless `labels` has length n and every label is an integer in [0, k). */
 export function checkLabels(labels: Labels, n: number, k: number, name = 'labels'): void {
   if (labels.length !== n) {
     throw new DataError(`${name} has length ${labels.length}, expected n = ${n}`);
@@ -76,6 +82,7 @@ export function checkLabels(labels: Labels, n: number, k: number, name = 'labels
   }
 }
 
+/** @internal Throws unless two arrays have the same, non-zero length. */
 export function checkSameLength(a: ArrayLike<unknown>, b: ArrayLike<unknown>, nameA: string, nameB: string): void {
   if (a.length !== b.length) {
     throw new DataError(`${nameA} has length ${a.length} but ${nameB} has length ${b.length}`);

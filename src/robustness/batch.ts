@@ -5,9 +5,12 @@ import { getMnistC, MNIST_C } from './mnist-c.js';
 import type { CorruptionFn } from './types.js';
 import { CorruptionError, UsageError } from '../util/errors.js';
 
+/** A corruption suite: `c` (Fashion-MNIST-C, severities 1–5) or `mnist-c` (MNIST-C, severity 0 or 1). */
 export type Suite = 'c' | 'mnist-c';
+/** Every `Suite`. */
 export const SUITES: readonly Suite[] = ['c', 'mnist-c'];
 
+/** Shape of a batch of images (n, h, w, c). */
 export interface ImageShape {
   n: number;
   h: number;
@@ -15,12 +18,14 @@ export interface ImageShape {
   c: number;
 }
 
+/** The corruption function called `name` in `suite`; throws a `CorruptionError` for an unknown name. */
 export function corruptionFn(suite: Suite, name: string): CorruptionFn {
   if (suite === 'c') return getCorruption(name).fn;
   if (suite === 'mnist-c') return getMnistC(name).fn;
   throw new CorruptionError(`unknown corruption suite '${suite as string}': use c or mnist-c`);
 }
 
+/** The corruption names of `suite`. */
 export function corruptionNames(suite: Suite): string[] {
   return Object.keys(suite === 'c' ? CORRUPTIONS : MNIST_C);
 }
@@ -54,6 +59,10 @@ export function imageRng(seed: number, index: number): Rng {
   return rng;
 }
 
+/**
+ * Options of `corruptBatch`: the suite, and the index of the batch's first image in the whole set (which seeds
+ * each image's draws).
+ */
 export interface CorruptBatchOptions {
   suite?: Suite;
   /** Index of the first image of `images` in the whole set (default 0); see imageRng. */

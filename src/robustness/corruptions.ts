@@ -114,6 +114,10 @@ const SPATTER: SpatterConstant[] = [
 }));
 const SATURATE: SaturateConstant[] = [[0.3, 0], [0.1, 0], [1.5, 0], [2, 0.1], [2.5, 0.2]].map(([scale, shift]) => ({ scale: scale!, shift: shift! }));
 
+/**
+ * The Fashion-MNIST-C suite (ImageNet-C's corruptions adapted to 28×28 images) by name, e.g. `gaussian_noise`,
+ * `defocus_blur`, `fog`, `jpeg_compression`.
+ */
 export const CORRUPTIONS: Record<string, CorruptionSpec> = {
   gaussian_noise: spec('gaussian_noise', 'noise', false, [0.04, 0.06, 0.08, 0.09, 0.1], (img, _h, _w, _c, k, rng) => gaussianNoise(img, k, rng)),
   shot_noise: spec('shot_noise', 'noise', false, [500, 250, 100, 75, 50], (img, _h, _w, _c, k, rng) => shotNoise(img, k, rng)),
@@ -138,8 +142,10 @@ export const CORRUPTIONS: Record<string, CorruptionSpec> = {
 
 /** The 15 benchmark corruptions, in ImageNet-C order. */
 export const BENCHMARK_CORRUPTIONS = Object.keys(CORRUPTIONS).filter((n) => !CORRUPTIONS[n]!.heldOut);
+/** The four corruptions ImageNet-C keeps out of the benchmark average. */
 export const HELD_OUT_CORRUPTIONS = Object.keys(CORRUPTIONS).filter((n) => CORRUPTIONS[n]!.heldOut);
 
+/** The Fashion-MNIST-C corruption called `name`; throws a `CorruptionError` listing the names otherwise. */
 export function getCorruption(name: string): CorruptionSpec {
   const s = CORRUPTIONS[name];
   if (!s) throw new CorruptionError(`unknown corruption '${name}': use one of ${Object.keys(CORRUPTIONS).join(', ')}`);

@@ -35,6 +35,7 @@ import { type CorruptionFamily, type CorruptionFn } from './types.js';
 import { CorruptionError } from '../util/errors.js';
 import { fog, spatter } from './weather.js';
 
+/** A corruption of the MNIST-C suite: its function, family, MNIST-C's level and constant. */
 export interface MnistCSpec {
   /** severity 0 → copy, 1 → the corruption. */
   fn: CorruptionFn;
@@ -173,6 +174,7 @@ function entry(name: string, family: CorruptionFamily, level: number | null, con
   return { fn: withSeverities(name, [constant], (img, h, w, c, _k, rng) => apply(img, h, w, c, rng)), family, level, constant };
 }
 
+/** The MNIST-C suite (Mu & Gilmer, 2019) by name, each at MNIST-C's own fixed level. */
 export const MNIST_C: Record<string, MnistCSpec> = {
   shot_noise: entry('shot_noise', 'noise', 5, 3, (img, _h, _w, _c, rng) => shotNoise(img, 3, rng)),
   impulse_noise: entry('impulse_noise', 'noise', 4, 0.17, (img, _h, _w, _c, rng) => impulseNoise(img, 0.17, rng)),
@@ -198,6 +200,7 @@ export const MNIST_C: Record<string, MnistCSpec> = {
   canny_edges: entry('canny_edges', 'digital', null, null, (img, h, w, c) => canny(img, h, w, c)),
 };
 
+/** The MNIST-C corruption called `name`; throws a `CorruptionError` listing the names otherwise. */
 export function getMnistC(name: string): MnistCSpec {
   const s = MNIST_C[name];
   if (!s) throw new CorruptionError(`unknown MNIST-C corruption '${name}': use one of ${Object.keys(MNIST_C).join(', ')}`);

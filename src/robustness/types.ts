@@ -9,8 +9,13 @@ export { CorruptionError };
  */
 export type CorruptionFn = (img: Float32Array, h: number, w: number, c: number, severity: number, rng: Rng) => Float32Array;
 
+/** The kind of a corruption, as ImageNet-C / MNIST-C group them. */
 export type CorruptionFamily = 'noise' | 'blur' | 'weather' | 'digital' | 'geometric' | 'overlay';
 
+/**
+ * A corruption of the Fashion-MNIST-C suite: its function, family, the constants for severities 1–5, and whether
+ * it is held out of the benchmark average.
+ */
 export interface CorruptionSpec {
   fn: CorruptionFn;
   family: CorruptionFamily;

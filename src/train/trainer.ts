@@ -26,6 +26,7 @@ import { CheckpointError, TrainingError } from '../util/errors.js';
 
 export { TrainingError };
 
+/** Options of `train`: the config, the run folder, resume or fine-tune from a checkpoint, and logging. */
 export interface TrainOptions {
   config: ExperimentConfig;
   outDir: string;
@@ -42,6 +43,7 @@ export interface TrainOptions {
   yieldEveryMs?: number;
 }
 
+/** Accuracy and NLL of a model on one split at a training step. */
 export interface EvalSummary {
   step: number;
   split: string;
@@ -50,6 +52,10 @@ export interface EvalSummary {
   nll: number;
 }
 
+/**
+ * What `train` returns: the final step, the losses, the last validation summary, the last checkpoint written and
+ * the speed.
+ */
 export interface TrainResult {
   step: number;
   losses: number[];
@@ -67,6 +73,10 @@ interface RunState {
   optT: number;
 }
 
+/**
+ * Mean softmax cross-entropy of logits (B, K) against integer labels (B), with label smoothing `smoothing` in [0,
+ * 1).
+ */
 export function classificationLoss(logits: tf.Tensor2D, labels: tf.Tensor1D, numClasses: number, smoothing: number): tf.Scalar {
   const onehot = tf.oneHot(labels, numClasses);
   const targets = smoothing > 0 ? tf.add(tf.mul(onehot, 1 - smoothing), smoothing / numClasses) : onehot;
@@ -79,6 +89,7 @@ export function modelLoss(r: ForwardResult, labels: tf.Tensor1D, numClasses: num
   return r.memberLogits ? meanMemberLoss(r.memberLogits, labels, loss) : loss(r.logits, labels);
 }
 
+/** Accuracy and NLL of `model` on the data set `ds`, batched as `cfg.eval` says. */
 export function evaluateSplit(model: VisionMoE, ds: ImageDataset, cfg: ExperimentConfig, step: number): EvalSummary {
   const out = computeOutputs(model, ds, { batchSize: cfg.eval.batchSize, scale: cfg.data.scale });
   const logits = { data: out.logits, n: out.n, k: out.numClasses, m: out.members };
@@ -189,6 +200,10 @@ function resizePositions(src: NamedArray, target: [number, number], hasCls: bool
   });
 }
 
+/**
+ * Train a model as `opts.config` says, writing checkpoints to `<outDir>/checkpoints/` and one JSON line per step
+ * to `<outDir>/metrics.jsonl`; resumes or fine-tunes when asked.
+ */
 export async function train(opts: TrainOptions): Promise<TrainResult> {
   const cfg = opts.config;
   fs.mkdirSync(opts.outDir, { recursive: true });

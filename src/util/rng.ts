@@ -16,6 +16,10 @@ function splitmix32(seed: number): () => number {
   };
 }
 
+/**
+ * Seeded pseudo-random generator (xoshiro128**) whose `getState()` can be saved in a checkpoint and restored, so a
+ * resumed run draws the same numbers.
+ */
 export class Rng {
   private s: Uint32Array;
 
@@ -118,10 +122,12 @@ export class Rng {
     return out;
   }
 
+  /** The generator's state (four uint32 words), to save in a checkpoint. */
   getState(): RngState {
     return [this.s[0]!, this.s[1]!, this.s[2]!, this.s[3]!];
   }
 
+  /** Restore a state saved by `getState`: the generator then draws the same numbers as after that call. */
   setState(state: RngState): void {
     this.s.set(state);
   }

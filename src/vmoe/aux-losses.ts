@@ -139,6 +139,7 @@ export function zLoss(logits: number[][]): number {
   return sum / logits.length;
 }
 
+/** Load statistics of one routing result: kept assignments and load share per expert, dropped and fully dropped fractions. */
 export interface RouterStats {
   /** (E,) kept assignments per expert. */
   keptPerExpert: number[];

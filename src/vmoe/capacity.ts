@@ -11,8 +11,12 @@
  */
 import { UsageError } from '../util/errors.js';
 
+/**
+ * How S·K·c/E becomes an integer capacity: `multiple-of-4` (reference code), `round` (the paper) or `none` (ceil).
+ */
 export type CapacityRounding = 'multiple-of-4' | 'round' | 'none';
 
+/** Every `CapacityRounding`. */
 export const CAPACITY_ROUNDINGS: readonly CapacityRounding[] = ['multiple-of-4', 'round', 'none'];
 
 const RELATIVE_FUZZ = 1e-9;
@@ -43,6 +47,7 @@ function checkFactor(value: number, field: string): void {
   }
 }
 
+/** Options of `expertCapacity`: group size S, experts E, k, and a capacity factor c or an absolute capacity. */
 export interface ExpertCapacityOptions {
   /** S: tokens per routing group. */
   groupSize: number;

@@ -21,6 +21,10 @@ export const AuxLossSchema = z.strictObject({
   zloss: z.number().min(0).default(0),
 });
 
+/**
+ * Zod schema of the `model.moe` section: MoE layers, experts, k, capacity, router, noise, groups and aux-loss
+ * weights.
+ */
 export const MoeSchema = z.strictObject({
   layers: MoeLayersSchema.prefault({}),
   numExperts: z.number().int().min(1).default(8),
@@ -46,6 +50,10 @@ export const EnsembleSchema = z.strictObject({
   layout: z.enum(['repeat', 'tile']).default('repeat'),
 });
 
+/**
+ * Zod schema of the model config: `ModelSchema.parse(raw)` fills defaults and validates types; `checkModelConfig`
+ * then checks the cross-field rules.
+ */
 export const ModelSchema = z.strictObject({
   /** vit: dense; vmoe: sparse MoE layers; e3: partitioned batch ensemble of a V-MoE (docs/spec/e3.md). */
   type: z.enum(['vit', 'vmoe', 'e3']).default('vmoe'),
@@ -66,7 +74,9 @@ export const ModelSchema = z.strictObject({
   ensemble: EnsembleSchema.prefault({}),
 });
 
+/** The `model.moe` section: experts, k, capacity, router, groups, aux-loss weights. */
 export type MoeConfig = z.infer<typeof MoeSchema>;
+/** A parsed model config (`ModelSchema.parse`). */
 export type ModelConfig = z.infer<typeof ModelSchema>;
 
 /** Ensemble members the model itself produces (E³: M; others: 1). */

@@ -10,6 +10,10 @@ import { modelMembers, moeBlocks, tokensPerImage, type ModelConfig } from './con
 import { expertCapacity, expertChoiceCapacity } from './capacity.js';
 import type { RoutingOverrides } from './model.js';
 
+/**
+ * FLOPs per image by part (embedding, attention, MLP, router, experts, head) and per MoE block, under
+ * `convention`.
+ */
 export interface FlopsBreakdown {
   total: number;
   embed: number;
@@ -23,8 +27,13 @@ export interface FlopsBreakdown {
   convention: string;
 }
 
+/** How `flopsPerImage` counts: matMul FLOPs only, experts charged for their whole capacity buffer. */
 export const FLOPS_CONVENTION = 'matMul FLOPs only (2 per multiply-add); experts charged for E·C buffer rows per group';
 
+/**
+ * FLOPs to classify one image with the given config and routing overrides (expert buffers counted at capacity, so
+ * the capacity factor changes the cost).
+ */
 export function flopsPerImage(cfg: ModelConfig, over: RoutingOverrides = {}): FlopsBreakdown {
   const H = cfg.hidden, T = tokensPerImage(cfg);
   const g = cfg.imageSize / cfg.patchSize;

@@ -9,6 +9,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { ModelConfig } from './config.js';
 
+/**
+ * How E³ lays out the M members of a batch of B images: `repeat` (member m of image i at row i·M + m) or `tile`
+ * (row m·B + i).
+ */
 export type MemberLayout = ModelConfig['ensemble']['layout'];
 
 /**

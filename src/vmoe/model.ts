@@ -12,6 +12,10 @@ import { concatMembers, ensembleLogits, fromRoutingOrder, membersFirst, repeatMe
 import type { Rng } from '../util/rng.js';
 import { CheckpointError, DataError } from '../util/errors.js';
 
+/**
+ * Routing settings that override the model config at inference (capacity factor or absolute capacity, k, Batch
+ * Prioritized Routing, images per routing group).
+ */
 export interface RoutingOverrides {
   capacityFactor?: number;
   capacity?: number | null;
@@ -20,6 +24,7 @@ export interface RoutingOverrides {
   groupImages?: number;
 }
 
+/** Options of `VisionMoE.forward`: training mode, the RNG for router noise and dropout, routing overrides. */
 export interface ForwardOptions {
   train: boolean;
   /** Drives router noise and dropout; required when train or mcDropout. */
@@ -33,10 +38,17 @@ export interface ForwardOptions {
    * and the MoE stats keep the importance loss (computed on the host) but not the load loss.
    */
   auxLosses?: boolean;
-  /** Called for every MoE layer with its dispatch plan (routing analysis, tests). Rows are (image, token, member). */
+  /**
+   * @internal Called for every MoE layer with its dispatch plan (routing analysis, tests). Rows are (image, token,
+   * member).
+   */
   onMoeLayer?: (block: number, layer: MoeLayerResult) => void;
 }
 
+/**
+ * What `VisionMoE.forward` returns: logits (B, classes), pre-logits and per-MoE-layer router results and auxiliary
+ * losses.
+ */
 export interface ForwardResult {
   /** (B, classes). For E³: log p̄ = logsumexp_m log_softmax(member logits) − log M. */
   logits: tf.Tensor2D;
@@ -48,6 +60,7 @@ export interface ForwardResult {
   moe: (MoeLayerStats & { block: number })[];
 }
 
+/** The model's parameters by name (e.g. `block3/moe/router/kernel`), as TensorFlow.js variables. */
 export type ParamStore = Map<string, tf.Variable>;
 
 export interface BlockContext {
@@ -76,6 +89,11 @@ export function makeVariable(data: Float32Array, shape: number[]): tf.Variable {
   return v;
 }
 
+/**
+ * A Vision Transformer whose MLP blocks may be sparse MoE layers: ViT (`type: 'vit'`), V-MoE (`'vmoe'`) or E³, the
+ * partitioned batch ensemble of a V-MoE (`'e3'`). Build with `VisionMoE.init(cfg, seed)` or
+ * `VisionMoE.fromValues(cfg, values)`; run with `forward(images, opts)` on (B, H, W, C) images.
+ */
 export class VisionMoE {
   readonly cfg: ModelConfig;
   readonly params: ParamStore;
@@ -87,6 +105,7 @@ export class VisionMoE {
     this.moeBlockSet = new Set(moeBlocks(cfg));
   }
 
+  /** A new model for `cfg` with freshly initialised parameters, seeded by `seed`. */
   static init(cfg: ModelConfig, seed: number): VisionMoE {
     const params: ParamStore = new Map();
     for (const [name, v] of initParamValues(cfg, seed)) {
@@ -109,12 +128,14 @@ export class VisionMoE {
     return new VisionMoE(cfg, params);
   }
 
+  /** @internal The parameter called `name`. */
   p<T extends tf.Tensor = tf.Tensor>(name: string): T {
     const v = this.params.get(name);
     if (!v) throw new Error(`VisionMoE.p: the model has no parameter ${name}`);
     return v as unknown as T;
   }
 
+  /** @internal The config's routing settings with `over` applied. */
   routingFor(over: RoutingOverrides = {}): RoutingSettings {
     const m = this.cfg.moe;
     const T = tokensPerImage(this.cfg);
@@ -131,7 +152,7 @@ export class VisionMoE {
     };
   }
 
-  /** images (B, H, W, C) → patch tokens (B, g², p²C), patches flattened row-major (row, col, channel). */
+  /** @internal images (B, H, W, C) → patch tokens (B, g², p²C), patches flattened row-major (row, col, channel). */
   patchify(images: tf.Tensor4D): tf.Tensor3D {
     const { patchSize: p, imageSize, channels: C } = this.cfg;
     const B = images.shape[0];
@@ -141,7 +162,7 @@ export class VisionMoE {
     return tf.reshape(patches, [B, g * g, p * p * C]);
   }
 
-  /** Token embeddings before the first block: (B, T, H). */
+  /** @internal Token embeddings before the first block: (B, T, H). */
   embed(images: tf.Tensor4D): tf.Tensor3D {
     const { hidden: H, imageSize, channels } = this.cfg;
     const [B, h, w, c] = images.shape;
@@ -157,6 +178,7 @@ export class VisionMoE {
     return tf.add(x, this.p('pos')) as tf.Tensor3D;
   }
 
+  /** @internal Multi-head self-attention of the block named `prefix`: (B, T, H) → (B, T, H). */
   attention(x: tf.Tensor3D, prefix: string): tf.Tensor3D {
     const [B, T, H] = x.shape;
     const nh = this.cfg.heads;
@@ -168,7 +190,7 @@ export class VisionMoE {
     return tf.reshape(dense2d(merged, this.p(`${prefix}/out/kernel`), this.p(`${prefix}/out/bias`)), [B, T, H]);
   }
 
-  /** One encoder block; MoE blocks append their stats. */
+  /** @internal One encoder block; MoE blocks append their stats. */
   block(
     x: tf.Tensor3D,
     b: number,
@@ -202,7 +224,7 @@ export class VisionMoE {
     return tf.add(x, tf.reshape(dropout(y, rate, ctx.dropSeed()), [B, T, H])) as tf.Tensor3D;
   }
 
-  /** Final norm, readout, pre-logits and head: (B, T, H) → logits (B, classes), representation (B, D). */
+  /** @internal Final norm, readout, pre-logits and head: (B, T, H) → logits (B, classes), representation (B, D). */
   head(x: tf.Tensor3D): { logits: tf.Tensor2D; preLogits: tf.Tensor2D } {
     const [B, , H] = x.shape;
     const normed = layerNorm(x, this.p('norm/scale'), this.p('norm/bias')) as tf.Tensor3D;
@@ -214,6 +236,11 @@ export class VisionMoE {
     return { logits, preLogits: repr };
   }
 
+  /**
+   * Run the model on a batch of images (B, H, W, C), pixels scaled as in training; returns logits (B, classes),
+   * pre-logits and the MoE layers' router statistics. The caller disposes the returned tensors (or runs it inside
+   * `tf.tidy`).
+   */
   forward(images: tf.Tensor4D, opts: ForwardOptions): ForwardResult {
     const useDropout = (opts.train || opts.mcDropout === true) && this.cfg.dropout > 0;
     if ((opts.train || useDropout) && !opts.rng) throw new Error('forward: an rng is required in training and MC-dropout mode');
@@ -251,22 +278,22 @@ export class VisionMoE {
 
   // The member layout helpers of src/ensembles, bound to this model's configured layout.
 
-  /** (B, T, H) → (B·M, T, H). */
+  /** @internal (B, T, H) → (B·M, T, H). */
   repeatMembers(x: tf.Tensor3D, M: number): tf.Tensor3D {
     return repeatMembers(x, M, this.cfg.ensemble.layout);
   }
 
-  /** (B·M, D) → (M, B, D). */
+  /** @internal (B·M, D) → (M, B, D). */
   membersFirst(t: tf.Tensor2D, B: number, M: number): tf.Tensor3D {
     return membersFirst(t, B, M, this.cfg.ensemble.layout);
   }
 
-  /** Layout rows (B·M·T, H) → (image, token, member) rows. */
+  /** @internal Layout rows (B·M·T, H) → (image, token, member) rows. */
   toRoutingOrder(h: tf.Tensor2D, B: number, T: number, M: number): tf.Tensor2D {
     return toRoutingOrder(h, B, T, M, this.cfg.ensemble.layout);
   }
 
-  /** (image, token, member) rows → layout rows (B·M·T, H). */
+  /** @internal (image, token, member) rows → layout rows (B·M·T, H). */
   fromRoutingOrder(y: tf.Tensor2D, B: number, T: number, M: number): tf.Tensor2D {
     return fromRoutingOrder(y, B, T, M, this.cfg.ensemble.layout);
   }
@@ -278,6 +305,7 @@ export class VisionMoE {
     return out;
   }
 
+  /** Free the parameters' tensor memory; the model is unusable afterwards. */
   dispose(): void {
     for (const v of this.params.values()) v.dispose();
   }

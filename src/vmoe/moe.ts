@@ -39,6 +39,10 @@ export interface RoutingSettings {
   aux: { importance: number; load: number; gshard: number; zloss: number };
 }
 
+/**
+ * One MoE layer's routing statistics for a batch: processed and dropped fractions, per-expert load, capacity,
+ * group size and the auxiliary losses.
+ */
 export interface MoeLayerStats {
   /** Processed / requested (token, choice) assignments. */
   processedFraction: number;
@@ -60,6 +64,10 @@ export interface MoeLayerResult {
   readonly gatesClean: tf.Tensor2D;
 }
 
+/**
+ * How tokens reach their experts: `gather` (row gather/scatter, the default) or `dense` (one-hot einsum, the
+ * reference form).
+ */
 export type DispatchImpl = 'gather' | 'dense';
 
 function capacityFn(r: RoutingSettings, E: number): (S: number) => number {

@@ -11,6 +11,10 @@ import type { MoeLayerStats } from './moe.js';
 import type { Rng } from '../util/rng.js';
 import { DataError } from '../util/errors.js';
 
+/**
+ * One MoE layer's routing over a data set: processed and dropped fraction, per-expert load, capacity and group
+ * size.
+ */
 export interface RouterSummary {
   block: number;
   processedFraction: number;
@@ -20,6 +24,10 @@ export interface RouterSummary {
   groupSize: number;
 }
 
+/**
+ * A model's outputs over a data set, all on the CPU: logits (M, N, K) or (N, K), pre-logits (N, D), labels (N),
+ * per-layer router summaries and wall time.
+ */
 export interface Outputs {
   n: number;
   numClasses: number;
@@ -36,6 +44,7 @@ export interface Outputs {
   seconds: number;
 }
 
+/** Options of `computeOutputs`: batch size, pixel scaling, routing overrides, MC dropout, whether to keep pre-logits. */
 export interface OutputOptions {
   batchSize: number;
   scale: PixelScale;
@@ -44,9 +53,14 @@ export interface OutputOptions {
   mcDropout?: boolean;
   rng?: Rng;
   keepPreLogits?: boolean;
+  /** Called after each batch with the examples done and the total. */
   onBatch?: (done: number, total: number) => void;
 }
 
+/**
+ * Run `model` over `ds` in batches and collect its logits, pre-logits and router statistics as `Outputs` (the
+ * input to every evaluator).
+ */
 export function computeOutputs(model: VisionMoE, ds: ImageDataset, opts: OutputOptions): Outputs {
   const c = model.cfg;
   if (ds.height !== c.imageSize || ds.width !== c.imageSize || ds.channels !== c.channels) {

@@ -123,6 +123,10 @@ export function initParamValues(cfg: ModelConfig, seed: number): Map<string, { s
   return values;
 }
 
+/**
+ * Parameter count of a model config: `total`, and `activePerToken` (what one token uses: the dense parameters plus
+ * k experts per MoE layer).
+ */
 export function countParams(cfg: ModelConfig): { total: number; activePerToken: number } {
   let total = 0, expertParams = 0;
   for (const spec of paramSpecs(cfg).values()) {

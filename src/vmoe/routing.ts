@@ -44,6 +44,7 @@ export function topKIndices(row: number[], k: number): number[] {
   return idx.slice(0, k);
 }
 
+/** Options of `topExpertsPerItem`: k, the capacity (absolute or as a factor), Batch Prioritized Routing, rounding. */
 export interface TopExpertsOptions {
   k: number;
   /** Absolute capacity C (exactly one of capacity / capacityFactor). */
@@ -54,6 +55,10 @@ export interface TopExpertsOptions {
   rounding?: CapacityRounding;
 }
 
+/**
+ * What `topExpertsPerItem` returns for a group of S tokens: per token and choice (S, K) the expert, its buffer
+ * slot, whether it was kept, and the combine weight.
+ */
 export interface TopExpertsResult {
   /** C, slots per expert in this group. */
   capacity: number;
@@ -166,6 +171,7 @@ export function processedFraction(result: TopExpertsResult): number {
   return total === 0 ? 0 : kept / total;
 }
 
+/** What `topItemsPerExpert` returns: per expert and slot (E, C) the token taken and its gate. */
 export interface TopItemsResult {
   /** C, slots per expert (never more than the group's token count). */
   capacity: number;
