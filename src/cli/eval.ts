@@ -11,7 +11,7 @@ export interface EvalFlags extends ConformalFlags {
   checkpoint: string | string[]; mcSamples?: string; seed?: string; ood?: string; oodDataDir?: string;
   temperatureScale?: boolean | string; mahalanobisFit?: string; dataset?: string; split: string; dataDir?: string; limit?: string; batchSize: string;
   capacityFactor?: string; capacity?: string; batchPriority?: boolean; k?: string; groupImages?: string;
-  bins: string; format: string; out?: string; backend?: string; threads?: string;
+  bins: string; format: string; out?: string; backend?: string; threads?: string; label?: string;
 }
 
 /** The eval-time routing flags shared by eval, predict and sweep-like commands. */
@@ -35,7 +35,7 @@ export function evalOptionsFromFlags(flags: EvalFlags): EvalOptions {
   const mahalanobisFit = Number(flags.mahalanobisFit ?? '5000');
   if (!Number.isInteger(mahalanobisFit) || mahalanobisFit < 0) throw new UsageError(`--mahalanobis-fit: expected a non-negative integer, got "${flags.mahalanobisFit}"`);
   return {
-    checkpoints: Array.isArray(flags.checkpoint) ? flags.checkpoint : [flags.checkpoint],
+    checkpoints: Array.isArray(flags.checkpoint) ? flags.checkpoint : [flags.checkpoint], label: flags.label,
     dataset: flags.dataset, split: flags.split as Split, dataDir: flags.dataDir,
     limit: flags.limit ? parsePositiveInt(flags.limit, '--limit') : undefined,
     batchSize: parsePositiveInt(flags.batchSize, '--batch-size'),
@@ -85,6 +85,7 @@ export function registerEvalCommand(program: Command): void {
       .option('--ood-data-dir <dir>', 'folder holding the OOD data sets')
       .option('--mahalanobis-fit <n>', 'training examples whose pre-logits fit the Mahalanobis scores (0 = skip)', '5000')
       .option('--temperature-scale [mode]', 'also report metrics after temperature scaling fitted on the val split (ensembles: pooled or per-member)')
+      .option('--label <name>', 'name of the model in reports (results.json model_label; vmoe report groups by it)')
       .option('--format <fmt>', 'stdout format: json, table, csv or latex', 'json')
       .option('--out <dir>', 'also write results.json, results.csv, table.tex, predictions.csv, prediction_sets.csv (with --conformal) and figures/ (reliability, risk–coverage, OOD histograms, conformal set sizes and coverage; SVG + PNG) into this folder'),
     'the val split (the split --temperature-scale fits on), reported on --split'),)

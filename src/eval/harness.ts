@@ -72,6 +72,8 @@ export interface EvalOptions {
   conformal: ConformalEvalOptions | null;
   /** Called after each batch with what is running, the examples done and the total. */
   onProgress?: (label: string, done: number, total: number) => void;
+  /** what to call this model in reports (`model_label`; `vmoe report` groups by it); default: the config's name */
+  label?: string;
 }
 
 /** Defaults of `evaluateCheckpoints`: test split, batch 256, no OOD sets, 15 ECE bins, no MC dropout. */
@@ -211,6 +213,7 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
       : null,
     checkpoint: loaded.length === 1 ? checkpointRecord(first) : loaded.map(checkpointRecord),
     // seeds the MC-dropout masks; the training seed of each model is under checkpoint (and config)
+    ...(opts.label ? { model_label: opts.label } : {}),
     eval_seed: opts.seed,
     batch_size: opts.batchSize,
     conventions: { ...conventions, flops: flops.convention },

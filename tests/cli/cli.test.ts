@@ -165,9 +165,13 @@ describe('ensembles from the CLI', () => {
       expect(t.status, t.stderr).toBe(0);
     }
     const evalDir = path.join(dir, 'ens-eval');
-    const e = vmoe('eval', '--checkpoint', path.join(dir, 'v1'), '--checkpoint', path.join(dir, 'v2'), '--limit', '64', '--out', evalDir);
+    const e = vmoe('eval', '--checkpoint', path.join(dir, 'v1'), '--checkpoint', path.join(dir, 'v2'), '--limit', '64', '--out', evalDir, '--label', 'two-vmoes');
     expect(e.status, e.stderr).toBe(0);
     const rep = JSON.parse(e.stdout);
+    expect(rep.model_label).toBe('two-vmoes');
+    // vmoe report groups by the label (the config name would be the first member's)
+    const grouped = JSON.parse(vmoe('report', path.join(evalDir, 'results.json'), '--format', 'json').stdout);
+    expect(grouped.groups.map((g: { group: string }) => g.group)).toEqual(['two-vmoes']);
     expect(rep.members).toBe(2);
     expect(rep.ensemble.kind).toBe('deep-ensemble');
     expect(rep.gibbs_nll).toBeGreaterThanOrEqual(rep.nll - 1e-9); // Jensen
