@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadExperiment } from '../config/experiment.js';
-import { train, type HeadInit } from '../train/trainer.js';
+import { train, type HeadInit, type TrainResult } from '../train/trainer.js';
 import { stopOnSignals } from '../train/interrupt.js';
 import { checkOutputDir } from '../util/output-dir.js';
 import { resolveCheckpoint } from '../checkpoint/load.js';
@@ -20,7 +20,7 @@ async function runTrain(flags: TrainFlags, finetune: boolean): Promise<void> {
   await startEngine(flags);
   const head: HeadInit = flags.reinitHead === undefined ? 'auto' : flags.reinitHead ? 'reinit' : 'keep';
   const stop = stopOnSignals();
-  let r;
+  let r: TrainResult;
   try {
     r = await train({
       config, outDir, resume: flags.resume, overwrite: flags.overwrite, initFrom: finetune ? flags.from : undefined, head,

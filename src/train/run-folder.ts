@@ -64,8 +64,8 @@ export function openRunFolder(dir: string, opts: OpenRunFolderOptions = {}): Run
   if (found.length > 0) {
     if (!opts.overwrite) {
       lock.release();
-      throw new TrainingError(`${dir} already holds a run (${found.join(', ')}); a new run would replace its logs and config and leave its results beside the new ones`, {
-        hint: `pass --resume to continue that run, --overwrite to move it aside to ${dir}.old-<timestamp> and start afresh, or choose another --out`,
+      throw new TrainingError(`${dir} already holds a run (${found.join(', ')}); pass --resume to continue it, or --overwrite to move it aside to ${dir}.old-<timestamp> and start afresh`, {
+        hint: 'or choose another --out: a new run there would replace its logs and config and leave its results beside the new ones',
       });
     }
     movedAside = asideName(dir);

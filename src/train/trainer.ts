@@ -213,10 +213,21 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
   const resumeCommand = opts.resumeCommand ?? 'the same command with --resume';
 
   const existing = latestCheckpoint(ckptDir);
-  const existingStep = existing ? checkpointStepOf(existing) ?? 0 : 0;
-  if (opts.resume && existing && existingStep >= cfg.train.steps) {
-    log(`[vmoe] ${opts.outDir} is already finished: ${path.basename(existing)} is at step ${existingStep} of train.steps=${cfg.train.steps}; nothing was changed`);
-    return { step: existingStep, losses: [], lastVal: null, checkpoint: existing, seconds: 0, imagesPerSecond: 0, alreadyFinished: true };
+  // Resuming: the checkpoint is checked (finite, same config) and a finished run left as it is, before any work.
+  const ck = opts.resume && existing ? loadCheckpoint(existing) : null;
+  if (ck && existing) {
+    assertFiniteCheckpoint(ck, '');
+    const saved = ck.meta.config as ExperimentConfig;
+    for (const key of ['model', 'data', 'optim', 'seed'] as const) {
+      if (!sameJson(saved[key], cfg[key])) {
+        throw new TrainingError(`cannot resume ${existing}: its "${key}" config differs from the one given; resume with the run's own config (${path.join(opts.outDir, 'config.json')})`);
+      }
+    }
+    const savedStep = (ck.meta.state as RunState).step;
+    if (savedStep >= cfg.train.steps) {
+      log(`[vmoe] ${opts.outDir} is already finished: ${path.basename(existing)} is at step ${savedStep} of train.steps=${cfg.train.steps}; nothing was changed`);
+      return { step: savedStep, losses: [], lastVal: null, checkpoint: existing, seconds: 0, imagesPerSecond: 0, alreadyFinished: true };
+    }
   }
 
   const trainDs = loadDataset(cfg.data.dataset, cfg.data.valSize > 0 ? 'train' : 'train_full', {
@@ -243,15 +254,7 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
   // Fine-tuning: where the weights came from, recorded in every checkpoint so a resumed run still knows.
   let initRecord: Record<string, unknown> | null = null;
 
-  if (opts.resume && existing) {
-    const ck = loadCheckpoint(existing);
-    assertFiniteCheckpoint(ck, '');
-    const saved = ck.meta.config as ExperimentConfig;
-    for (const key of ['model', 'data', 'optim', 'seed'] as const) {
-      if (!sameJson(saved[key], cfg[key])) {
-        throw new TrainingError(`cannot resume ${existing}: its "${key}" config differs from the one given; resume with the run's own config (${path.join(opts.outDir, 'config.json')})`);
-      }
-    }
+  if (ck && existing) {
     for (const [name, v] of model.params) {
       const t = ck.tensors[`params/${name}`];
       if (!t || t.shape.join(',') !== v.shape.join(',')) throw new TrainingError(`checkpoint ${existing} lacks parameter ${name} or has another shape`);

@@ -14,10 +14,10 @@ import path from 'node:path';
 import { OutputError, describeWriteError } from './errors.js';
 
 /** Linux pseudo-filesystems that hold no files of ours (statfs f_type). */
-const PSEUDO_FS: Record<number, string> = {
-  0x9fa0: 'procfs', 0x62656572: 'sysfs', 0x64626720: 'debugfs', 0x73636673: 'securityfs', 0x27e0eb: 'cgroup',
-  0x63677270: 'cgroup2', 0x74726163: 'tracefs', 0x6e736673: 'nsfs', 0x42494e4d: 'binfmt_misc', 0x50495045: 'pipefs',
-};
+const PSEUDO_FS = new Map<number, string>([
+  [0x9fa0, 'procfs'], [0x62656572, 'sysfs'], [0x64626720, 'debugfs'], [0x73636673, 'securityfs'], [0x27e0eb, 'cgroup'],
+  [0x63677270, 'cgroup2'], [0x74726163, 'tracefs'], [0x6e736673, 'nsfs'], [0x42494e4d, 'binfmt_misc'], [0x50495045, 'pipefs'],
+]);
 /** Path prefixes refused even where statfs is unavailable. */
 const PSEUDO_ROOTS = ['/proc', '/sys'];
 
@@ -30,7 +30,7 @@ function pseudoFilesystem(p: string): string | null {
   if (process.platform !== 'linux') return null;
   for (const root of PSEUDO_ROOTS) if (underRoot(p, root)) return root === '/proc' ? 'procfs' : 'sysfs';
   try {
-    return PSEUDO_FS[Number(fs.statfsSync(p).type)] ?? null;
+    return PSEUDO_FS.get(Number(fs.statfsSync(p).type)) ?? null;
   } catch {
     return null;
   }
