@@ -72,6 +72,7 @@ export interface SaveCheckpointOptions {
 }
 
 import { CheckpointError } from '../util/errors.js';
+import { pidAlive } from '../util/run-lock.js';
 
 export { CheckpointError };
 
@@ -605,7 +606,7 @@ export function removeOrphanTemps(dir: string): string[] {
     const m = TEMP_NAME.exec(name);
     if (!m) continue;
     const pid = Number(m[1]);
-    if (pid !== process.pid && pidRunning(pid)) continue;
+    if (pid !== process.pid && pidAlive(pid)) continue;
     const file = path.join(dir, name);
     try {
       nodeFs.unlinkSync(file);
@@ -615,13 +616,4 @@ export function removeOrphanTemps(dir: string): string[] {
     }
   }
   return removed;
-}
-
-function pidRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -27,7 +27,8 @@ export interface RunLock {
   release(): void;
 }
 
-function pidAlive(pid: number): boolean {
+/** Whether process `pid` runs on this host (EPERM: it exists but belongs to another user). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
