@@ -27,7 +27,7 @@ import { runRecord } from '../engine/record.js';
 
 import { TrainingError, type VmoeErrorOptions } from '../util/errors.js';
 import { JsonlAppender, readJsonl, writeFileWhole } from '../util/output-dir.js';
-import { openRunFolder } from './run-folder.js';
+import { openRunFolder, runFilesIn } from './run-folder.js';
 import { signalExitCode, type StopRequest } from './interrupt.js';
 
 export { TrainingError };
@@ -228,6 +228,8 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
       log(`[vmoe] ${opts.outDir} is already finished: ${path.basename(existing)} is at step ${savedStep} of train.steps=${cfg.train.steps}; nothing was changed`);
       return { step: savedStep, losses: [], lastVal: null, checkpoint: existing, seconds: 0, imagesPerSecond: 0, alreadyFinished: true };
     }
+  } else if (opts.resume) {
+    refuseForeignRestart(opts.outDir, ckptDir, cfg);
   }
 
   const trainDs = loadDataset(cfg.data.dataset, cfg.data.valSize > 0 ? 'train' : 'train_full', {
@@ -412,6 +414,31 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
   model.dispose();
   opt.dispose();
   return result;
+}
+
+/**
+ * `--resume` without a checkpoint restarts at step 0, which is only right for the same run killed before
+ * its first checkpoint: a folder with a summary or evaluation results, or with another run's config, is
+ * refused instead of being silently replaced.
+ */
+function refuseForeignRestart(dir: string, ckptDir: string, cfg: ExperimentConfig): void {
+  const hint = 'pass --overwrite instead of --resume to move it aside and start afresh, or choose another --out';
+  const finished = runFilesIn(dir).filter((f) => !['config.json', 'metrics.jsonl', 'checkpoints'].includes(f));
+  if (finished.length > 0) {
+    throw new TrainingError(`nothing to resume in ${dir}: ${ckptDir} holds no checkpoint, and ${finished.join(', ')} belong to a run that cannot be continued`, { hint });
+  }
+  const configFile = path.join(dir, 'config.json');
+  if (!fs.existsSync(configFile)) return;
+  let saved: Partial<ExperimentConfig> | null = null;
+  try {
+    saved = JSON.parse(fs.readFileSync(configFile, 'utf8')) as Partial<ExperimentConfig>;
+  } catch {
+    // unreadable: treated as another run's
+  }
+  const differs = (['model', 'data', 'optim', 'seed'] as const).find((k) => saved === null || !sameJson(saved[k], cfg[k]));
+  if (differs) {
+    throw new TrainingError(`nothing to resume in ${dir}: ${ckptDir} holds no checkpoint, and ${configFile} is another run's (its "${differs}" differs from the one given)`, { hint });
+  }
 }
 
 /**

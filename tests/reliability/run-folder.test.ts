@@ -98,6 +98,14 @@ describe('finished and old runs', () => {
     expect(errs[0]).toMatch(/pass --resume to continue it, or --overwrite to move it aside/);
     expect(snapshot(run)).toEqual(before);
 
+    // --resume cannot continue it (no checkpoint): refused too, rather than a silent fresh start
+    const res = vmoe('train', ...common, '--set', 'train.steps=2', '--out', run, '--resume');
+    expect(res.status).toBe(2);
+    expect(errorLines(res.stderr)).toEqual([
+      `error: nothing to resume in ${run}: ${path.join(run, 'checkpoints')} holds no checkpoint, and train_summary.json, results.json belong to a run that cannot be continued`,
+    ]);
+    expect(snapshot(run)).toEqual(before);
+
     const o = vmoe('train', ...common, '--set', 'train.steps=2', '--set', 'seed=5', '--out', run, '--overwrite');
     expect(o.status, o.stderr).toBe(0);
     const aside = fs.readdirSync(parent).filter((n) => n.startsWith('run.old-'));

@@ -139,6 +139,20 @@ describe('trainer (library)', () => {
     expect(fs.existsSync(path.join(dir, LOCK_FILE))).toBe(false);
   });
 
+  it('--resume before the first checkpoint restarts the same run at step 0, and refuses another run\'s config', async () => {
+    const dir = tmpDir('lib-restart');
+    const config = cfg({ train: { batchSize: 16, steps: 2, evalEvery: 0, evalLimit: 32, checkpointEvery: 0, logEvery: 1000 } });
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, seed: 99 }));
+    await expect(train({ config, outDir: dir, quiet: true, resume: true })).rejects.toThrow(/config\.json is another run's \(its "seed" differs/);
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
+    fs.writeFileSync(path.join(dir, 'metrics.jsonl'), '{"step": 1}\n{"step": 2, "lo');
+    const r = await train({ config, outDir: dir, quiet: true, resume: true });
+    expect(r.step).toBe(2);
+    const log = readJsonl<{ step: number; split?: string; loss?: number }>(path.join(dir, 'metrics.jsonl'));
+    expect(log.cutLastLine).toBeNull();
+    expect(log.records.filter((l) => !l.split).map((l) => [l.step, typeof l.loss])).toEqual([[1, 'number'], [2, 'number']]);
+  });
+
   it('a stop request saves at the current step and throws TrainingInterrupted with 128 + signal', async () => {
     const { TrainingInterrupted } = await import('../../src/train/trainer.js');
     const dir = tmpDir('lib-stop');
