@@ -55,7 +55,7 @@ function asideName(dir: string): string {
 export function openRunFolder(dir: string, opts: OpenRunFolderOptions = {}): RunFolder {
   const command = opts.command ?? 'vmoe train';
   if (opts.resume && opts.overwrite) throw new TrainingError('--resume and --overwrite contradict each other: resume continues the run in the folder, overwrite moves it aside');
-  checkOutputDir(dir);
+  checkOutputDir(dir, '--out', { create: true });
   let lock = acquireRunLock(dir, command);
   const notes: string[] = [];
   if (lock.tookOver) notes.push(`took over ${lock.tookOver}`);

@@ -3,8 +3,8 @@
  *
  * `checkOutputDir` refuses, in one line naming the path, a folder that cannot hold results: one under a
  * regular file, on a pseudo-filesystem (/proc, /sys — Node's recursive mkdir never returns under /proc),
- * or whose nearest existing ancestor is not writable; otherwise it creates the folder. It touches
- * nothing but the folder it creates, so a command can call it before loading data or a model.
+ * or whose nearest existing ancestor is not writable; asked to, it creates the folder. It touches
+ * nothing else, so a command can call it before loading data or a model.
  *
  * `writeFileWhole` writes a file atomically (temp file + rename), so a reader never sees half of it and
  * a full disk leaves the previous version in place; the failure is an OutputError naming the file.
@@ -37,10 +37,10 @@ function pseudoFilesystem(p: string): string | null {
 }
 
 /**
- * Checks that `dir` can be (or is) a writable folder and creates it; throws an OutputError (exit 2)
- * naming `flag` and the offending path otherwise. Returns the absolute path.
+ * Checks that `dir` can be (or is) a writable folder, and with `create` creates it; throws an OutputError
+ * (exit 2) naming `flag` and the offending path otherwise. Returns the absolute path.
  */
-export function checkOutputDir(dir: string, flag = '--out'): string {
+export function checkOutputDir(dir: string, flag = '--out', opts: { create?: boolean } = {}): string {
   const abs = path.resolve(dir);
   const fail = (why: string, file: string, hint?: string): never => {
     throw new OutputError(`${flag} ${dir}: ${why}`, { file, hint });
@@ -81,10 +81,12 @@ export function checkOutputDir(dir: string, flag = '--out'): string {
   } catch (err) {
     fail(`${existing} is not writable: ${describeWriteError(err)}`, existing);
   }
-  try {
-    fs.mkdirSync(abs, { recursive: true });
-  } catch (err) {
-    fail(`cannot create it: ${describeWriteError(err)}`, abs);
+  if (opts.create) {
+    try {
+      fs.mkdirSync(abs, { recursive: true });
+    } catch (err) {
+      fail(`cannot create it: ${describeWriteError(err)}`, abs);
+    }
   }
   return abs;
 }

@@ -156,4 +156,20 @@ describe('output folders checked before any work', () => {
       expect(r.seconds).toBeLessThan(30);
     }
   });
+
+  it.each([
+    ['sweep', '--checkpoint', '/nonexistent'], ['robustness', '--checkpoint', '/nonexistent'], ['fewshot', '--checkpoint', '/nonexistent'],
+    ['routing', '--checkpoint', '/nonexistent'], ['report', '/nonexistent'], ['corrupt'], ['experiment', 'e3'], ['quickstart'],
+  ])('%s --out under a file or /proc: the same one line before any work', (...cmd: string[]) => {
+    const file = path.join(tmpDir('cmd'), 'file');
+    fs.writeFileSync(file, 'x');
+    const r = vmoe(...cmd, '--out', path.join(file, 'x'));
+    expect(r.status).toBe(2);
+    expect(errorLines(r.stderr)).toEqual([`error: --out ${path.join(file, 'x')}: ${file} is a file, not a folder`]);
+    if (process.platform === 'linux') {
+      const p = vmoe(...cmd, '--out', '/proc/vmoe-test/x');
+      expect(p.status).toBe(2);
+      expect(errorLines(p.stderr)[0]).toMatch(/^error: --out \/proc\/vmoe-test\/x: \/proc is on procfs/);
+    }
+  });
 });

@@ -13,9 +13,11 @@ import { LOCK_FILE, acquireRunLock } from '../../src/util/run-lock.js';
 import { deadPid, tmpDir } from './helpers.js';
 
 describe('checkOutputDir', () => {
-  it('creates a missing folder and accepts an existing one', () => {
+  it('accepts a missing folder (creating it when asked) and an existing one', () => {
     const d = path.join(tmpDir('out'), 'a', 'b');
     expect(checkOutputDir(d)).toBe(d);
+    expect(fs.existsSync(path.dirname(d))).toBe(false); // checked, not created
+    expect(checkOutputDir(d, '--out', { create: true })).toBe(d);
     expect(fs.statSync(d).isDirectory()).toBe(true);
     expect(checkOutputDir(d)).toBe(d);
   });
