@@ -327,81 +327,81 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
   const metrics = new JsonlAppender(metricsPath);
   const appendLog = (rec: Record<string, unknown>) => metrics.append(rec);
   try {
-  const startStep = step;
-  let lastYield = performance.now();
-  while (step < stopAt) {
-    if (opts.stop?.signal) {
-      const sig = opts.stop.signal;
-      const savedAt = checkpointStepOf(lastCkpt);
-      if (step > startStep && savedAt !== step) lastCkpt = saveState();
-      const what = lastCkpt ? `checkpoint ${lastCkpt} holds step ${checkpointStepOf(lastCkpt)}` : 'nothing was trained, so nothing was saved';
-      throw new TrainingInterrupted(sig, step, lastCkpt || null, `interrupted by ${sig} at step ${step} of ${total}; ${what}; ${metricsPath} is complete up to it`, {
-        hint: lastCkpt ? `continue with: ${resumeCommand}` : `start it again with the same command`,
-      });
-    }
-    const tStep = performance.now();
-    const idx = sampler.next();
-    const batch = makeBatch(trainDs, idx, { scale: cfg.data.scale, augment: cfg.data.augment, rng: augRng });
-    const lr = learningRate(cfg.optim, step + 1, total);
-    let taskLoss = NaN, auxLoss = NaN, gnorm = NaN;
-    let moeStats: { block: number; drop: number; load: number[]; importance: number; loadLoss: number }[] = [];
-    tf.tidy(() => {
-      const x = tf.tensor4d(batch.x, batch.shape);
-      const y = tf.tensor1d(batch.y, 'int32');
-      let task: tf.Scalar | null = null, aux: tf.Scalar | null = null;
-      const { value, grads } = tf.variableGrads(() => {
-        const r = model.forward(x, { train: true, rng });
-        task = modelLoss(r, y, cfg.model.numClasses, cfg.train.labelSmoothing);
-        aux = r.aux;
-        moeStats = r.moe.map((s) => ({ block: s.block, drop: s.dropFraction, load: s.expertLoad, importance: s.importanceLoss, loadLoss: s.loadLoss }));
-        taskLoss = task.dataSync()[0]!;
-        auxLoss = aux.dataSync()[0]!;
-        return tf.add(task, aux) as tf.Scalar;
-      }, trainVars);
-      const total = value.dataSync()[0]!;
-      if (!Number.isFinite(total)) {
-        throw new TrainingError(
-          `loss is ${total} at step ${step + 1} (task ${taskLoss}, aux ${auxLoss}); nothing was saved for this step; ${lastGood()}. ` +
-          'Try a lower optim.lr, optim.gradClipNorm, or a longer warmup.',
-        );
+    const startStep = step;
+    let lastYield = performance.now();
+    while (step < stopAt) {
+      if (opts.stop?.signal) {
+        const sig = opts.stop.signal;
+        const savedAt = checkpointStepOf(lastCkpt);
+        if (step > startStep && savedAt !== step) lastCkpt = saveState();
+        const what = lastCkpt ? `checkpoint ${lastCkpt} holds step ${checkpointStepOf(lastCkpt)}` : 'nothing was trained, so nothing was saved';
+        throw new TrainingInterrupted(sig, step, lastCkpt || null, `interrupted by ${sig} at step ${step} of ${total}; ${what}; ${metricsPath} is complete up to it`, {
+          hint: lastCkpt ? `continue with: ${resumeCommand}` : `start it again with: ${resumeCommand} (it restarts at step 0)`,
+        });
       }
-      const byName: Record<string, tf.Tensor> = {};
-      for (const [vname, g] of Object.entries(grads)) byName[nameOf.get(vname)!] = g;
-      gnorm = opt.apply(model.params, byName, lr);
-    });
-    if (!Number.isFinite(gnorm)) {
-      throw new TrainingError(`gradient norm is ${gnorm} at step ${step + 1}: training diverged; nothing was saved for this step; ${lastGood()}`, { hint: divergeHint });
-    }
-    step += 1;
-    imagesSeen += B;
-    const loss = taskLoss + auxLoss;
-    losses.push(loss);
-    const dt = (performance.now() - tStep) / 1000;
-    const ips = B / dt;
-    appendLog({
-      step, epoch: sampler.epoch, lr, loss, task_loss: taskLoss, aux_loss: auxLoss, grad_norm: gnorm,
-      images_per_s: ips, seconds: (performance.now() - t0) / 1000, moe: moeStats,
-    });
-    progress.update(step, { loss, ips });
-    // Hand the event loop a turn about once a second: a long synchronous loop would otherwise starve timers,
-    // signal handlers and IPC of the process that hosts the training (a test runner's worker, a parent CLI).
-    // With a stop request every step yields, so a signal is seen within one step.
-    if (opts.stop || performance.now() - lastYield >= (opts.yieldEveryMs ?? 1000)) {
-      await new Promise((resolve) => setImmediate(resolve));
-      lastYield = performance.now();
-    }
-    if (step % cfg.train.logEvery === 0) progress.line(step, `loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} |g| ${gnorm.toFixed(3)}`);
+      const tStep = performance.now();
+      const idx = sampler.next();
+      const batch = makeBatch(trainDs, idx, { scale: cfg.data.scale, augment: cfg.data.augment, rng: augRng });
+      const lr = learningRate(cfg.optim, step + 1, total);
+      let taskLoss = NaN, auxLoss = NaN, gnorm = NaN;
+      let moeStats: { block: number; drop: number; load: number[]; importance: number; loadLoss: number }[] = [];
+      tf.tidy(() => {
+        const x = tf.tensor4d(batch.x, batch.shape);
+        const y = tf.tensor1d(batch.y, 'int32');
+        let task: tf.Scalar | null = null, aux: tf.Scalar | null = null;
+        const { value, grads } = tf.variableGrads(() => {
+          const r = model.forward(x, { train: true, rng });
+          task = modelLoss(r, y, cfg.model.numClasses, cfg.train.labelSmoothing);
+          aux = r.aux;
+          moeStats = r.moe.map((s) => ({ block: s.block, drop: s.dropFraction, load: s.expertLoad, importance: s.importanceLoss, loadLoss: s.loadLoss }));
+          taskLoss = task.dataSync()[0]!;
+          auxLoss = aux.dataSync()[0]!;
+          return tf.add(task, aux) as tf.Scalar;
+        }, trainVars);
+        const total = value.dataSync()[0]!;
+        if (!Number.isFinite(total)) {
+          throw new TrainingError(
+            `loss is ${total} at step ${step + 1} (task ${taskLoss}, aux ${auxLoss}); nothing was saved for this step; ${lastGood()}. ` +
+            'Try a lower optim.lr, optim.gradClipNorm, or a longer warmup.',
+          );
+        }
+        const byName: Record<string, tf.Tensor> = {};
+        for (const [vname, g] of Object.entries(grads)) byName[nameOf.get(vname)!] = g;
+        gnorm = opt.apply(model.params, byName, lr);
+      });
+      if (!Number.isFinite(gnorm)) {
+        throw new TrainingError(`gradient norm is ${gnorm} at step ${step + 1}: training diverged; nothing was saved for this step; ${lastGood()}`, { hint: divergeHint });
+      }
+      step += 1;
+      imagesSeen += B;
+      const loss = taskLoss + auxLoss;
+      losses.push(loss);
+      const dt = (performance.now() - tStep) / 1000;
+      const ips = B / dt;
+      appendLog({
+        step, epoch: sampler.epoch, lr, loss, task_loss: taskLoss, aux_loss: auxLoss, grad_norm: gnorm,
+        images_per_s: ips, seconds: (performance.now() - t0) / 1000, moe: moeStats,
+      });
+      progress.update(step, { loss, ips });
+      // Hand the event loop a turn about once a second: a long synchronous loop would otherwise starve timers,
+      // signal handlers and IPC of the process that hosts the training (a test runner's worker, a parent CLI).
+      // With a stop request every step yields, so a signal is seen within one step.
+      if (opts.stop || performance.now() - lastYield >= (opts.yieldEveryMs ?? 1000)) {
+        await new Promise((resolve) => setImmediate(resolve));
+        lastYield = performance.now();
+      }
+      if (step % cfg.train.logEvery === 0) progress.line(step, `loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} |g| ${gnorm.toFixed(3)}`);
 
-    const atEnd = step === total;
-    if (valDs && ((cfg.train.evalEvery > 0 && step % cfg.train.evalEvery === 0) || atEnd)) {
-      lastVal = evaluateSplit(model, valDs, cfg, step);
-      appendLog({ step, split: 'val', n: lastVal.n, accuracy: lastVal.accuracy, nll: lastVal.nll });
-      progress.line(step, `val accuracy ${lastVal.accuracy.toFixed(4)} nll ${lastVal.nll.toFixed(4)} (n=${lastVal.n})`);
+      const atEnd = step === total;
+      if (valDs && ((cfg.train.evalEvery > 0 && step % cfg.train.evalEvery === 0) || atEnd)) {
+        lastVal = evaluateSplit(model, valDs, cfg, step);
+        appendLog({ step, split: 'val', n: lastVal.n, accuracy: lastVal.accuracy, nll: lastVal.nll });
+        progress.line(step, `val accuracy ${lastVal.accuracy.toFixed(4)} nll ${lastVal.nll.toFixed(4)} (n=${lastVal.n})`);
+      }
+      if ((cfg.train.checkpointEvery > 0 && step % cfg.train.checkpointEvery === 0) || atEnd || step === stopAt) {
+        lastCkpt = saveState();
+      }
     }
-    if ((cfg.train.checkpointEvery > 0 && step % cfg.train.checkpointEvery === 0) || atEnd || step === stopAt) {
-      lastCkpt = saveState();
-    }
-  }
   } finally {
     metrics.close();
   }
