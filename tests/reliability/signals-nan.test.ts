@@ -59,6 +59,22 @@ describe('signals during training', () => {
     expect(finalLoss(run)).toBe(reference); // exact: same data order, RNG streams and optimizer state
   });
 
+  it('SIGKILL (no handler runs): --resume takes over the dead lock and still reaches the same final loss', async () => {
+    const run = path.join(tmpDir('sig-kill'), 'run');
+    const t = vmoeAsync(...args(run, '--set', 'train.checkpointEvery=5'));
+    await waitFor(() => loggedSteps(run, true).length >= 8);
+    t.child.kill('SIGKILL');
+    const r = await t.done;
+    expect(r.signal).toBe('SIGKILL');
+    expect(fs.existsSync(path.join(run, '.vmoe.lock'))).toBe(true); // left behind by the killed process
+    const res = vmoe(...args(run, '--set', 'train.checkpointEvery=5', '--resume'));
+    expect(res.status, res.stderr).toBe(0);
+    expect(res.stderr).toContain(`took over a stale lock of pid ${t.child.pid}`);
+    expect(loggedSteps(run)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
+    expect(finalLoss(run)).toBe(reference);
+    expect(fs.existsSync(path.join(run, '.vmoe.lock'))).toBe(false);
+  });
+
   it('a second signal exits at once and leaves only whole files', async () => {
     const run = path.join(tmpDir('sig-twice'), 'run');
     const t = vmoeAsync(...args(run));
