@@ -155,6 +155,12 @@ describe('trainer (library)', () => {
     expect(log.records.filter((l) => !l.split).map((l) => [l.step, typeof l.loss])).toEqual([[1, 'number'], [2, 'number']]);
   });
 
+  it('resume and overwrite together are refused before anything is touched', async () => {
+    const dir = path.join(tmpDir('lib-both'), 'run');
+    await expect(train({ config: cfg(), outDir: dir, quiet: true, resume: true, overwrite: true })).rejects.toThrow(/--resume and --overwrite contradict/);
+    expect(fs.existsSync(dir)).toBe(false);
+  });
+
   it('a stop request saves at the current step and throws TrainingInterrupted with 128 + signal', async () => {
     const { TrainingInterrupted } = await import('../../src/train/trainer.js');
     const dir = tmpDir('lib-stop');
