@@ -32,6 +32,7 @@ import * as nodeFs from 'node:fs';
 import { endianness } from 'node:os';
 import * as path from 'node:path';
 import { CheckpointError } from '../util/errors.js';
+import { pidAlive } from '../util/run-lock.js';
 
 export { CheckpointError };
 
@@ -544,4 +545,85 @@ function section(title: string, items: string[]): string[] {
 
 function sameShape(a: number[], b: number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+// ---------------------------------------------------------------- reliability
+
+/** The step in a checkpoint file name (`checkpoint-<step>.vmoe`), or null for another name. */
+export function checkpointStepOf(file: string): number | null {
+  const m = CHECKPOINT_NAME.exec(path.basename(file));
+  return m ? Number(m[1]) : null;
+}
+
+export interface NonFinite {
+  /** The first tensor (in name order) holding a NaN or ±Infinity. */
+  name: string;
+  /** How many of its values are not finite, and how many it has. */
+  count: number;
+  size: number;
+  /** How many tensors hold a non-finite value. */
+  tensors: number;
+}
+
+/** The first float tensor (optionally only names starting with `prefix`) with a NaN or ±Infinity, or null. */
+export function findNonFinite(tensors: Record<string, NamedArray>, prefix = ''): NonFinite | null {
+  let first: NonFinite | null = null;
+  let bad = 0;
+  for (const name of Object.keys(tensors).sort()) {
+    const t = tensors[name]!;
+    if (!name.startsWith(prefix) || t.dtype !== 'float32') continue;
+    let count = 0;
+    for (let i = 0; i < t.data.length; i++) if (!Number.isFinite(t.data[i]!)) count += 1;
+    if (count === 0) continue;
+    bad += 1;
+    first ??= { name, count, size: t.data.length, tensors: 0 };
+  }
+  return first && { ...first, tensors: bad };
+}
+
+/** "params/x holds 12 of 64 non-finite values (and 3 more tensors do)". */
+export function describeNonFinite(nf: NonFinite): string {
+  return `${nf.name} holds ${nf.count} of ${nf.size} non-finite values (NaN or Infinity)` +
+    (nf.tensors > 1 ? ` and ${nf.tensors - 1} more tensor(s) do too` : '');
+}
+
+/** Throws a one-line CheckpointError when a loaded checkpoint's tensors under `prefix` are not all finite. */
+export function assertFiniteCheckpoint(ck: LoadedCheckpoint, prefix = 'params/'): void {
+  const nf = findNonFinite(ck.tensors, prefix);
+  if (nf === null) return;
+  throw new CheckpointError(
+    `checkpoint ${ck.path}: ${describeNonFinite(nf)}; it was saved by a run whose training diverged and cannot be used`,
+    { file: ck.path, hint: 'use an earlier checkpoint of that run, or retrain with a lower optim.lr' },
+  );
+}
+
+const TEMP_NAME = /^\.checkpoint-\d+\.vmoe\.(\d+)\.[0-9a-f]+\.tmp$/;
+
+/**
+ * Removes the temp files of checkpoint writes that never finished (a process killed mid-save) from `dir`,
+ * except those of a process that is still running; returns the paths removed. Call it while holding the
+ * run folder's lock, so no other writer is saving into `dir`.
+ */
+export function removeOrphanTemps(dir: string): string[] {
+  let names: string[];
+  try {
+    names = nodeFs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = TEMP_NAME.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid !== process.pid && pidAlive(pid)) continue;
+    const file = path.join(dir, name);
+    try {
+      nodeFs.unlinkSync(file);
+      removed.push(file);
+    } catch {
+      // housekeeping: a temp file we cannot remove is never read as a checkpoint
+    }
+  }
+  return removed;
 }

@@ -1,7 +1,7 @@
 /** Loading a trained model: a checkpoint file, a checkpoints/ folder, or a run folder. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { latestCheckpoint, loadCheckpoint } from './format.js';
+import { assertFiniteCheckpoint, latestCheckpoint, loadCheckpoint } from './format.js';
 import { CheckpointError } from '../util/errors.js';
 import { parseExperiment, type ExperimentConfig } from '../config/experiment.js';
 import { VisionMoE } from '../vmoe/model.js';
@@ -56,6 +56,7 @@ export function loadModel(p: string): LoadedModel {
     else values.set(name, { shape: t.shape, data: t.data as Float32Array });
   }
   if (problems.length) throw new CheckpointError(`${file} does not match its own config: ${problems.slice(0, 10).join('; ')}`);
+  assertFiniteCheckpoint(ck);
   return {
     model: VisionMoE.fromValues(config.model, values), config, meta: ck.meta, path: file, sha256: ck.sha256,
     step: typeof ck.meta.step === 'number' ? ck.meta.step : 0,

@@ -18,6 +18,7 @@ import { corruptBatch, corruptionNames, type Suite } from '../robustness/batch.j
 import { CORRUPTIONS } from '../robustness/corruptions.js';
 import { MNIST_C } from '../robustness/mnist-c.js';
 import { previewGrid, writePng } from '../robustness/preview.js';
+import { checkOutputDir } from '../util/output-dir.js';
 import { parsePositiveInt } from './common.js';
 import { UsageError } from '../util/errors.js';
 
@@ -97,6 +98,7 @@ function specOf(suite: Suite, name: string): { family: string; constant: (s: num
 }
 
 export function runCorrupt(opts: CorruptOptions): CorruptManifest {
+  checkOutputDir(opts.out);
   const log = opts.log ?? (() => {});
   const ds = loadDataset(opts.dataset, opts.split, { dataDir: opts.dataDir, limit: opts.limit });
   if (ds.numClasses > 256) throw new UsageError(`data set ${ds.name} has ${ds.numClasses} classes; IDX labels hold at most 256`);

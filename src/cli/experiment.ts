@@ -2,6 +2,7 @@ import path from 'node:path';
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { runE3Experiment } from '../experiments/e3.js';
+import { checkOutputDir } from '../util/output-dir.js';
 import { addEngineOptions, parsePositiveInt, startEngine } from './common.js';
 import { UsageError } from '../util/errors.js';
 
@@ -23,9 +24,10 @@ export function registerExperimentCommand(program: Command): void {
       .option('--fresh', 'retrain runs that already finished (default: reuse them, so an interrupted experiment resumes)'),
   ).action(async (name: string, flags: ExperimentFlags) => {
     if (name !== 'e3') throw new UsageError(`unknown experiment "${name}"; available: e3`);
-    await startEngine(flags);
     const quick = flags.quick === true;
     const out = flags.out ?? path.join('runs', `experiment-${name}${quick ? '-quick' : ''}`);
+    checkOutputDir(out);
+    await startEngine(flags);
     const { table } = await runE3Experiment({
       out,
       seeds: flags.seeds ? parsePositiveInt(flags.seeds, '--seeds') : quick ? 1 : 3,

@@ -6,6 +6,7 @@ import { extractPreLogits } from '../eval/features-cache.js';
 import { toCsv, toLatex, toTextTable, type Row } from '../export/tables.js';
 import { runFewShot, type FewShotDataset, type ProbeKind } from '../fewshot/index.js';
 import { loadModel } from '../checkpoint/load.js';
+import { checkOutputDir } from '../util/output-dir.js';
 import { runRecord } from '../engine/record.js';
 import { addEngineOptions, collect, parsePositiveInt, startEngine } from './common.js';
 import { UsageError } from '../util/errors.js';
@@ -19,6 +20,7 @@ interface FewshotFlags {
 const fmt = (m: number, s: number) => `${(100 * m).toFixed(1)} ± ${(100 * s).toFixed(1)}`;
 
 export async function runFewshot(flags: FewshotFlags): Promise<Record<string, unknown>> {
+  if (flags.out) checkOutputDir(flags.out);
   if (!['json', 'table', 'csv', 'latex'].includes(flags.format)) throw new UsageError(`--format must be json, table, csv or latex, got "${flags.format}"`);
   if (!['lsr', 'logreg'].includes(flags.probe)) throw new UsageError(`--probe must be lsr or logreg, got "${flags.probe}"`);
   const shots = flags.shots.split(',').map((s) => parsePositiveInt(s.trim(), '--shots'));

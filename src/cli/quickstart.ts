@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { runQuickstartJob } from '../experiments/quickstart.js';
+import { checkOutputDir } from '../util/output-dir.js';
 import { addEngineOptions, collect, startEngine } from './common.js';
 
 const CONFIG_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../configs');
@@ -10,6 +11,7 @@ const CONFIG_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
 interface QuickstartFlags { out: string; set: string[]; backend?: string; threads?: string; config: string }
 
 export async function runQuickstart(flags: QuickstartFlags): Promise<void> {
+  checkOutputDir(flags.out);
   const engine = await startEngine(flags);
   const r = await runQuickstartJob(
     { config: flags.config, out: flags.out, overrides: flags.set, log: (line) => process.stderr.write(`[vmoe] ${line}\n`) }, engine);

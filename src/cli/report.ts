@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { reportOutputs, reportRows } from '../export/report.js';
+import { checkOutputDir } from '../util/output-dir.js';
 import { UsageError } from '../util/errors.js';
 
 export function registerReportCommand(program: Command): void {
@@ -15,6 +16,7 @@ export function registerReportCommand(program: Command): void {
     .option('--format <fmt>', 'table, csv, json, latex or markdown', 'table')
     .option('--out <dir>', 'also write report.{csv,json,tex,md} here')
     .action((runs: string[], flags: { groupBy: string; metrics?: string; format: string; out?: string }) => {
+      if (flags.out) checkOutputDir(flags.out);
       if (flags.groupBy !== 'model' && flags.groupBy !== 'path') throw new UsageError(`--group-by must be model or path, got "${flags.groupBy}"`);
       const metrics = flags.metrics?.split(',').map((s) => s.trim()).filter(Boolean);
       const outputs = reportOutputs(reportRows(runs, flags.groupBy, metrics));

@@ -8,6 +8,7 @@ import { writeFigure } from '../export/png.js';
 import { toCsv, toLatex, toMarkdown, toTextTable, type Row } from '../export/tables.js';
 import { CORRUPTIONS, MNIST_C, SUITES, type Suite } from '../robustness/index.js';
 import { loadModel } from '../checkpoint/load.js';
+import { checkOutputDir } from '../util/output-dir.js';
 import { runRecord } from '../engine/record.js';
 import { addEngineOptions, collect, parsePositiveInt, startEngine } from './common.js';
 import { UsageError } from '../util/errors.js';
@@ -42,6 +43,7 @@ export function summaryCaption(dataset: string, suite: Suite, corruptions: { nam
 }
 
 export async function runRobustness(flags: RobustnessFlags): Promise<Record<string, unknown>> {
+  if (flags.out) checkOutputDir(flags.out);
   if (!(SUITES as readonly string[]).includes(flags.suite)) throw new UsageError(`--suite must be ${SUITES.join(' or ')}, got "${flags.suite}"`);
   const suite = flags.suite as Suite;
   if (!['json', 'table', 'csv', 'latex', 'markdown'].includes(flags.format)) throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);

@@ -15,6 +15,7 @@ import { loadModel } from '../checkpoint/load.js';
 import { runRecord } from '../engine/record.js';
 import { modelMembers } from '../vmoe/config.js';
 import type { VisionMoE } from '../vmoe/model.js';
+import { checkOutputDir } from '../util/output-dir.js';
 import { addEngineOptions, parsePositiveInt, parsePositiveNumber, startEngine, addDataOptions } from './common.js';
 import { UsageError } from '../util/errors.js';
 
@@ -132,6 +133,7 @@ export async function runRoutingCommand(given: RoutingFlags): Promise<RoutingRep
   if (!given.checkpoint && !given.log) throw new UsageError('give --checkpoint (routing statistics) and/or --log runs/<x>/metrics.jsonl (training plots)');
   const files: string[] = [];
   const flags = { ...given, out: given.out ?? defaultRoutingOut(given) };
+  checkOutputDir(flags.out);
   fs.mkdirSync(flags.out, { recursive: true });
   if (flags.log) {
     files.push(...writeTrainingLogPlots(flags.log, flags.out));

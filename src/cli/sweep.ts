@@ -10,6 +10,7 @@ import { loadModel } from '../checkpoint/load.js';
 import { runRecord } from '../engine/record.js';
 import { FLOPS_CONVENTION } from '../vmoe/flops.js';
 import { modelMembers } from '../vmoe/config.js';
+import { checkOutputDir } from '../util/output-dir.js';
 import { addEngineOptions, parsePositiveInt, startEngine, addDataOptions } from './common.js';
 import { UsageError } from '../util/errors.js';
 import * as tf from '@tensorflow/tfjs-core';
@@ -30,6 +31,7 @@ export interface SweepReport {
 
 
 export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
+  if (flags.out) checkOutputDir(flags.out);
   if (!['json', 'table', 'csv', 'latex', 'markdown'].includes(flags.format)) throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);
   const capacityFactors = parseNumberList(flags.capacityFactors, '--capacity-factors');
   const mode = parseBatchPriorityMode(flags.batchPriority);

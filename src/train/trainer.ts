@@ -17,14 +17,26 @@ import { VisionMoE, type ForwardResult } from '../vmoe/model.js';
 import { paramSpecs } from '../vmoe/params.js';
 import { Rng, type RngState } from '../util/rng.js';
 import { Adam, learningRate } from './optimizer.js';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type NamedArray } from '../checkpoint/format.js';
+import {
+  assertFiniteCheckpoint, checkpointStepOf, describeNonFinite, findNonFinite, latestCheckpoint, loadCheckpoint, saveCheckpoint, type NamedArray,
+} from '../checkpoint/format.js';
 import type { ExperimentConfig } from '../config/experiment.js';
 import type { SamplerState } from '../data/batches.js';
 import { Progress } from './progress.js';
 import { runRecord } from '../engine/record.js';
-import { CheckpointError, TrainingError } from '../util/errors.js';
+import { CheckpointError, TrainingError, type VmoeErrorOptions } from '../util/errors.js';
+import { JsonlAppender, readJsonl, writeFileWhole } from '../util/output-dir.js';
+import { openRunFolder, runFilesIn } from './run-folder.js';
+import { signalExitCode, type StopRequest } from './interrupt.js';
 
 export { TrainingError };
+
+/** A training stopped by SIGINT / SIGTERM after saving a checkpoint at the current step; exits 130 / 143. */
+export class TrainingInterrupted extends TrainingError {
+  constructor(readonly signal: NodeJS.Signals, readonly step: number, readonly checkpoint: string | null, message: string, options: VmoeErrorOptions = {}) {
+    super(message, { ...options, exitCode: signalExitCode(signal) });
+  }
+}
 
 /** Options of `train`: the config, the run folder, resume or fine-tune from a checkpoint, and logging. */
 export interface TrainOptions {
@@ -32,6 +44,17 @@ export interface TrainOptions {
   outDir: string;
   /** Continue from the latest checkpoint in outDir. */
   resume?: boolean;
+  /** Move a run already in outDir aside to `<outDir>.old-<timestamp>` (never deleted) and start afresh. */
+  overwrite?: boolean;
+  /**
+   * Checked after every step: once its `signal` is set (see stopOnSignals in interrupt.ts) the run saves a
+   * checkpoint at the current step and throws TrainingInterrupted.
+   */
+  stop?: StopRequest;
+  /** The command that resumes this run, for the messages (default "the same command with --resume"). */
+  resumeCommand?: string;
+  /** The command recorded in the run folder's lock (default "vmoe train"). */
+  command?: string;
   /** Initialise from another run's checkpoint (fine-tuning). */
   initFrom?: string;
   /** The classification head when fine-tuning (see HeadInit); default 'auto'. */
@@ -63,6 +86,8 @@ export interface TrainResult {
   checkpoint: string;
   seconds: number;
   imagesPerSecond: number;
+  /** Set when a resumed run had already reached train.steps: nothing was trained or written. */
+  alreadyFinished?: boolean;
 }
 
 interface RunState {
@@ -133,6 +158,7 @@ export function initFromCheckpoint(
   model: VisionMoE, file: string, opts: { head?: HeadInit; dataset?: string } = {},
 ): { copied: string[]; resized: string[]; fresh: string[]; head: HeadDecision } {
   const ck = loadCheckpoint(file);
+  assertFiniteCheckpoint(ck);
   const saved = (ck.meta.config as { data?: { dataset?: unknown } } | undefined)?.data?.dataset;
   const head = decideHead(opts.head ?? 'auto', typeof saved === 'string' ? saved : null, opts.dataset ?? null);
   const copied: string[] = [], resized: string[] = [], fresh: string[] = [];
@@ -201,15 +227,46 @@ function resizePositions(src: NamedArray, target: [number, number], hasCls: bool
 }
 
 /**
- * Train a model as `opts.config` says, writing checkpoints to `<outDir>/checkpoints/` and one JSON line per step
- * to `<outDir>/metrics.jsonl`; resumes or fine-tunes when asked.
+ * Trains a model into `opts.outDir`, which this process locks for the whole run (a second writer is
+ * refused). A folder holding another run's files needs `resume` or `overwrite`; a resumed run that is
+ * already finished returns `alreadyFinished` and changes nothing.
  */
 export async function train(opts: TrainOptions): Promise<TrainResult> {
+  const log = (s: string) => { if (!opts.quiet) process.stderr.write(s + '\n'); };
+  const folder = openRunFolder(opts.outDir, { resume: opts.resume, overwrite: opts.overwrite, command: opts.command });
+  try {
+    for (const n of folder.notes) log(`[vmoe] ${n}`);
+    return await trainLocked(opts, log);
+  } finally {
+    folder.lock.release();
+  }
+}
+
+async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promise<TrainResult> {
   const cfg = opts.config;
-  fs.mkdirSync(opts.outDir, { recursive: true });
   const ckptDir = path.join(opts.outDir, 'checkpoints');
   const metricsPath = path.join(opts.outDir, 'metrics.jsonl');
-  const log = (s: string) => { if (!opts.quiet) process.stderr.write(s + '\n'); };
+  const resumeCommand = opts.resumeCommand ?? 'the same command with --resume';
+
+  const existing = latestCheckpoint(ckptDir);
+  // Resuming: the checkpoint is checked (finite, same config) and a finished run left as it is, before any work.
+  const ck = opts.resume && existing ? loadCheckpoint(existing) : null;
+  if (ck && existing) {
+    assertFiniteCheckpoint(ck, '');
+    const saved = ck.meta.config as ExperimentConfig;
+    for (const key of ['model', 'data', 'optim', 'seed'] as const) {
+      if (!sameJson(saved[key], cfg[key])) {
+        throw new TrainingError(`cannot resume ${existing}: its "${key}" config differs from the one given; resume with the run's own config (${path.join(opts.outDir, 'config.json')})`);
+      }
+    }
+    const savedStep = (ck.meta.state as RunState).step;
+    if (savedStep >= cfg.train.steps) {
+      log(`[vmoe] ${opts.outDir} is already finished: ${path.basename(existing)} is at step ${savedStep} of train.steps=${cfg.train.steps}; nothing was changed`);
+      return { step: savedStep, losses: [], lastVal: null, checkpoint: existing, seconds: 0, imagesPerSecond: 0, alreadyFinished: true };
+    }
+  } else if (opts.resume) {
+    refuseForeignRestart(opts.outDir, ckptDir, cfg);
+  }
 
   const trainDs = loadDataset(cfg.data.dataset, cfg.data.valSize > 0 ? 'train' : 'train_full', {
     dataDir: cfg.data.dataDir ?? undefined, valSize: cfg.data.valSize, limit: cfg.data.trainLimit ?? undefined,
@@ -235,18 +292,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   // Fine-tuning: where the weights came from, recorded in every checkpoint so a resumed run still knows.
   let initRecord: Record<string, unknown> | null = null;
 
-  const existing = latestCheckpoint(ckptDir);
-  if (existing && !opts.resume) {
-    throw new TrainingError(`${opts.outDir} already holds checkpoints (${path.basename(existing)}); pass --resume to continue that run, or choose another --out`);
-  }
-  if (opts.resume && existing) {
-    const ck = loadCheckpoint(existing);
-    const saved = ck.meta.config as ExperimentConfig;
-    for (const key of ['model', 'data', 'optim', 'seed'] as const) {
-      if (!sameJson(saved[key], cfg[key])) {
-        throw new TrainingError(`cannot resume ${existing}: its "${key}" config differs from the one given; resume with the run's own config (${path.join(opts.outDir, 'config.json')})`);
-      }
-    }
+  if (ck && existing) {
     for (const [name, v] of model.params) {
       const t = ck.tensors[`params/${name}`];
       if (!t || t.shape.join(',') !== v.shape.join(',')) throw new TrainingError(`checkpoint ${existing} lacks parameter ${name} or has another shape`);
@@ -263,9 +309,11 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     sampler.setState(st.sampler);
     opt.t = st.optT;
     initRecord = (ck.meta.init_from as Record<string, unknown> | undefined) ?? null;
-    truncateLog(metricsPath, step);
+    const cut = truncateLog(metricsPath, step);
+    if (cut !== null) log(`[vmoe] ignored a cut last line of ${metricsPath} (a write interrupted by a crash): ${JSON.stringify(cut.slice(0, 60))}…`);
     log(`[vmoe] resumed ${path.basename(existing)} at step ${step}`);
   } else {
+    if (opts.resume) log(`[vmoe] no checkpoint in ${ckptDir} to resume from: starting at step 0`);
     if (opts.initFrom) {
       const r = initFromCheckpoint(model, opts.initFrom, { head: opts.head, dataset: cfg.data.dataset });
       const headFresh = r.fresh.some((n) => n.startsWith(HEAD_PREFIX));
@@ -274,18 +322,31 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     }
     if (fs.existsSync(metricsPath)) fs.rmSync(metricsPath);
   }
-  fs.writeFileSync(path.join(opts.outDir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
+  writeFileWhole(path.join(opts.outDir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
 
   const frozen = (name: string) => cfg.train.freeze.some((p) => name.startsWith(p));
   const trainable = [...model.params.entries()].filter(([n]) => !frozen(n));
   const trainVars = trainable.map(([, v]) => v);
   const nameOf = new Map(trainable.map(([n, v]) => [v.name, n]));
 
+  let lastCkpt = existing ?? '';
+  const lastGood = () => {
+    if (!lastCkpt) return 'no checkpoint was written before it';
+    // Saved right before the failing step: its weights are finite, yet they already give a non-finite loss.
+    const tooLate = checkpointStepOf(lastCkpt) === step ? ' (its weights are finite, but they already give this loss: resuming from it fails the same way)' : '';
+    return `the last finite checkpoint is ${lastCkpt}${tooLate}`;
+  };
+  const divergeHint = 'try a lower optim.lr, optim.gradClipNorm, or a longer optim.warmupSteps';
+  // A checkpoint is written only when every parameter and optimizer slot is finite.
   const saveState = (): string => {
     const tensors: Record<string, NamedArray> = {};
     for (const [name, v] of model.params) tensors[`params/${name}`] = { dtype: 'float32', shape: v.shape.slice(), data: v.dataSync() as Float32Array };
     for (const [slot, map] of [['m', opt.m], ['v', opt.v]] as const) {
       for (const [name, v] of map) tensors[`opt/${slot}/${name}`] = { dtype: 'float32', shape: v.shape.slice(), data: v.dataSync() as Float32Array };
+    }
+    const nf = findNonFinite(tensors);
+    if (nf) {
+      throw new TrainingError(`training diverged at step ${step}: ${describeNonFinite(nf)}; no checkpoint was written for step ${step}, ${lastGood()}`, { hint: divergeHint });
     }
     const state: RunState = { step, rng: rng.getState(), augRng: augRng.getState(), sampler: sampler.getState(), optT: opt.t };
     return saveCheckpoint(ckptDir, { meta: { ...runRecord(cfg), ...(initRecord ? { init_from: initRecord } : {}), step, state }, tensors }, { keep: cfg.train.keepCheckpoints });
@@ -296,77 +357,94 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const progress = new Progress(total, { quiet: opts.quiet });
   const losses: number[] = [];
   let lastVal: EvalSummary | null = null;
-  let lastCkpt = existing ?? '';
   const t0 = performance.now();
   let imagesSeen = 0;
   const B = cfg.train.batchSize;
-  const appendLog = (rec: Record<string, unknown>) => fs.appendFileSync(metricsPath, JSON.stringify(rec) + '\n');
-
-  let lastYield = performance.now();
-  while (step < stopAt) {
-    const tStep = performance.now();
-    const idx = sampler.next();
-    const batch = makeBatch(trainDs, idx, { scale: cfg.data.scale, augment: cfg.data.augment, rng: augRng });
-    const lr = learningRate(cfg.optim, step + 1, total);
-    let taskLoss = NaN, auxLoss = NaN, gnorm = NaN;
-    let moeStats: { block: number; drop: number; load: number[]; importance: number; loadLoss: number }[] = [];
-    tf.tidy(() => {
-      const x = tf.tensor4d(batch.x, batch.shape);
-      const y = tf.tensor1d(batch.y, 'int32');
-      let task: tf.Scalar | null = null, aux: tf.Scalar | null = null;
-      const { value, grads } = tf.variableGrads(() => {
-        const r = model.forward(x, { train: true, rng });
-        task = modelLoss(r, y, cfg.model.numClasses, cfg.train.labelSmoothing);
-        aux = r.aux;
-        moeStats = r.moe.map((s) => ({ block: s.block, drop: s.dropFraction, load: s.expertLoad, importance: s.importanceLoss, loadLoss: s.loadLoss }));
-        taskLoss = task.dataSync()[0]!;
-        auxLoss = aux.dataSync()[0]!;
-        return tf.add(task, aux) as tf.Scalar;
-      }, trainVars);
-      const total = value.dataSync()[0]!;
-      if (!Number.isFinite(total)) {
-        throw new TrainingError(
-          `loss is ${total} at step ${step + 1} (task ${taskLoss}, aux ${auxLoss}); nothing was saved for this step. ` +
-          `The last good checkpoint is ${lastCkpt || '(none yet)'}. Try a lower optim.lr, optim.gradClipNorm, or a longer warmup.`,
-        );
+  const metrics = new JsonlAppender(metricsPath);
+  const appendLog = (rec: Record<string, unknown>) => metrics.append(rec);
+  try {
+    const startStep = step;
+    let lastYield = performance.now();
+    while (step < stopAt) {
+      if (opts.stop?.signal) {
+        const sig = opts.stop.signal;
+        const savedAt = checkpointStepOf(lastCkpt);
+        if (step > startStep && savedAt !== step) lastCkpt = saveState();
+        const what = lastCkpt ? `checkpoint ${lastCkpt} holds step ${checkpointStepOf(lastCkpt)}` : 'nothing was trained, so nothing was saved';
+        throw new TrainingInterrupted(sig, step, lastCkpt || null, `interrupted by ${sig} at step ${step} of ${total}; ${what}; ${metricsPath} is complete up to it`, {
+          hint: lastCkpt ? `continue with: ${resumeCommand}` : `start it again with: ${resumeCommand} (it restarts at step 0)`,
+        });
       }
-      const byName: Record<string, tf.Tensor> = {};
-      for (const [vname, g] of Object.entries(grads)) byName[nameOf.get(vname)!] = g;
-      gnorm = opt.apply(model.params, byName, lr);
-    });
-    step += 1;
-    imagesSeen += B;
-    const loss = taskLoss + auxLoss;
-    losses.push(loss);
-    const dt = (performance.now() - tStep) / 1000;
-    const ips = B / dt;
-    appendLog({
-      step, epoch: sampler.epoch, lr, loss, task_loss: taskLoss, aux_loss: auxLoss, grad_norm: gnorm,
-      images_per_s: ips, seconds: (performance.now() - t0) / 1000, moe: moeStats,
-    });
-    progress.update(step, { loss, ips });
-    // Hand the event loop a turn about once a second: a long synchronous loop would otherwise starve timers,
-    // signal handlers and IPC of the process that hosts the training (a test runner's worker, a parent CLI).
-    if (performance.now() - lastYield >= (opts.yieldEveryMs ?? 1000)) {
-      await new Promise((resolve) => setImmediate(resolve));
-      lastYield = performance.now();
-    }
-    if (step % cfg.train.logEvery === 0) progress.line(step, `loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} |g| ${gnorm.toFixed(3)}`);
+      const tStep = performance.now();
+      const idx = sampler.next();
+      const batch = makeBatch(trainDs, idx, { scale: cfg.data.scale, augment: cfg.data.augment, rng: augRng });
+      const lr = learningRate(cfg.optim, step + 1, total);
+      let taskLoss = NaN, auxLoss = NaN, gnorm = NaN;
+      let moeStats: { block: number; drop: number; load: number[]; importance: number; loadLoss: number }[] = [];
+      tf.tidy(() => {
+        const x = tf.tensor4d(batch.x, batch.shape);
+        const y = tf.tensor1d(batch.y, 'int32');
+        let task: tf.Scalar | null = null, aux: tf.Scalar | null = null;
+        const { value, grads } = tf.variableGrads(() => {
+          const r = model.forward(x, { train: true, rng });
+          task = modelLoss(r, y, cfg.model.numClasses, cfg.train.labelSmoothing);
+          aux = r.aux;
+          moeStats = r.moe.map((s) => ({ block: s.block, drop: s.dropFraction, load: s.expertLoad, importance: s.importanceLoss, loadLoss: s.loadLoss }));
+          taskLoss = task.dataSync()[0]!;
+          auxLoss = aux.dataSync()[0]!;
+          return tf.add(task, aux) as tf.Scalar;
+        }, trainVars);
+        const total = value.dataSync()[0]!;
+        if (!Number.isFinite(total)) {
+          throw new TrainingError(
+            `loss is ${total} at step ${step + 1} (task ${taskLoss}, aux ${auxLoss}); nothing was saved for this step; ${lastGood()}. ` +
+            'Try a lower optim.lr, optim.gradClipNorm, or a longer warmup.',
+          );
+        }
+        const byName: Record<string, tf.Tensor> = {};
+        for (const [vname, g] of Object.entries(grads)) byName[nameOf.get(vname)!] = g;
+        gnorm = opt.apply(model.params, byName, lr);
+      });
+      if (!Number.isFinite(gnorm)) {
+        throw new TrainingError(`gradient norm is ${gnorm} at step ${step + 1}: training diverged; nothing was saved for this step; ${lastGood()}`, { hint: divergeHint });
+      }
+      step += 1;
+      imagesSeen += B;
+      const loss = taskLoss + auxLoss;
+      losses.push(loss);
+      const dt = (performance.now() - tStep) / 1000;
+      const ips = B / dt;
+      appendLog({
+        step, epoch: sampler.epoch, lr, loss, task_loss: taskLoss, aux_loss: auxLoss, grad_norm: gnorm,
+        images_per_s: ips, seconds: (performance.now() - t0) / 1000, moe: moeStats,
+      });
+      progress.update(step, { loss, ips });
+      // Hand the event loop a turn about once a second: a long synchronous loop would otherwise starve timers,
+      // signal handlers and IPC of the process that hosts the training (a test runner's worker, a parent CLI).
+      // With a stop request every step yields, so a signal is seen within one step.
+      if (opts.stop || performance.now() - lastYield >= (opts.yieldEveryMs ?? 1000)) {
+        await new Promise((resolve) => setImmediate(resolve));
+        lastYield = performance.now();
+      }
+      if (step % cfg.train.logEvery === 0) progress.line(step, `loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} |g| ${gnorm.toFixed(3)}`);
 
-    const atEnd = step === total;
-    if (valDs && ((cfg.train.evalEvery > 0 && step % cfg.train.evalEvery === 0) || atEnd)) {
-      lastVal = evaluateSplit(model, valDs, cfg, step);
-      appendLog({ step, split: 'val', n: lastVal.n, accuracy: lastVal.accuracy, nll: lastVal.nll });
-      progress.line(step, `val accuracy ${lastVal.accuracy.toFixed(4)} nll ${lastVal.nll.toFixed(4)} (n=${lastVal.n})`);
+      const atEnd = step === total;
+      if (valDs && ((cfg.train.evalEvery > 0 && step % cfg.train.evalEvery === 0) || atEnd)) {
+        lastVal = evaluateSplit(model, valDs, cfg, step);
+        appendLog({ step, split: 'val', n: lastVal.n, accuracy: lastVal.accuracy, nll: lastVal.nll });
+        progress.line(step, `val accuracy ${lastVal.accuracy.toFixed(4)} nll ${lastVal.nll.toFixed(4)} (n=${lastVal.n})`);
+      }
+      if ((cfg.train.checkpointEvery > 0 && step % cfg.train.checkpointEvery === 0) || atEnd || step === stopAt) {
+        lastCkpt = saveState();
+      }
     }
-    if ((cfg.train.checkpointEvery > 0 && step % cfg.train.checkpointEvery === 0) || atEnd || step === stopAt) {
-      lastCkpt = saveState();
-    }
+  } finally {
+    metrics.close();
   }
   progress.done();
   const seconds = (performance.now() - t0) / 1000;
   const result: TrainResult = { step, losses, lastVal, checkpoint: lastCkpt, seconds, imagesPerSecond: imagesSeen / Math.max(seconds, 1e-9) };
-  fs.writeFileSync(path.join(opts.outDir, 'train_summary.json'), JSON.stringify({
+  writeFileWhole(path.join(opts.outDir, 'train_summary.json'), JSON.stringify({
     ...runRecord(cfg), ...(initRecord ? { init_from: initRecord } : {}), step, seconds, images_per_s: result.imagesPerSecond, final_loss: losses.at(-1) ?? null, val: lastVal, checkpoint: lastCkpt,
   }, null, 2) + '\n');
   model.dispose();
@@ -374,18 +452,41 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   return result;
 }
 
-/** Drops log lines written after the checkpoint we resume from, so the log reads as one run. */
-function truncateLog(file: string, step: number): void {
-  if (!fs.existsSync(file)) return;
-  const kept = fs.readFileSync(file, 'utf8').split('\n').filter((l) => {
-    if (!l.trim()) return false;
-    try {
-      return (JSON.parse(l) as { step?: number }).step! <= step;
-    } catch {
-      return false;
-    }
-  });
-  fs.writeFileSync(file, kept.map((l) => l + '\n').join(''));
+/**
+ * `--resume` without a checkpoint restarts at step 0, which is only right for the same run killed before
+ * its first checkpoint: a folder with a summary or evaluation results, or with another run's config, is
+ * refused instead of being silently replaced.
+ */
+function refuseForeignRestart(dir: string, ckptDir: string, cfg: ExperimentConfig): void {
+  const hint = 'pass --overwrite instead of --resume to move it aside and start afresh, or choose another --out';
+  const finished = runFilesIn(dir).filter((f) => !['config.json', 'metrics.jsonl', 'checkpoints'].includes(f));
+  if (finished.length > 0) {
+    throw new TrainingError(`nothing to resume in ${dir}: ${ckptDir} holds no checkpoint, and ${finished.join(', ')} belong to a run that cannot be continued`, { hint });
+  }
+  const configFile = path.join(dir, 'config.json');
+  if (!fs.existsSync(configFile)) return;
+  let saved: Partial<ExperimentConfig> | null = null;
+  try {
+    saved = JSON.parse(fs.readFileSync(configFile, 'utf8')) as Partial<ExperimentConfig>;
+  } catch {
+    // unreadable: treated as another run's
+  }
+  const differs = (['model', 'data', 'optim', 'seed'] as const).find((k) => saved === null || !sameJson(saved[k], cfg[k]));
+  if (differs) {
+    throw new TrainingError(`nothing to resume in ${dir}: ${ckptDir} holds no checkpoint, and ${configFile} is another run's (its "${differs}" differs from the one given)`, { hint });
+  }
+}
+
+/**
+ * Drops log lines written after the checkpoint we resume from, so the log reads as one run; returns a cut
+ * last line (a write interrupted by a crash), which is dropped too, or null.
+ */
+function truncateLog(file: string, step: number): string | null {
+  if (!fs.existsSync(file)) return null;
+  const { records, cutLastLine } = readJsonl<{ step?: number }>(file);
+  const kept = records.filter((r) => typeof r.step === 'number' && r.step <= step);
+  writeFileWhole(file, kept.map((r) => JSON.stringify(r) + '\n').join(''));
+  return cutLastLine;
 }
 
 export { engineInfo };

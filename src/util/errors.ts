@@ -71,3 +71,27 @@ export class TrainingError extends VmoeError {}
 export function isVmoeError(e: unknown): e is VmoeError {
   return e instanceof VmoeError;
 }
+
+/**
+ * An output folder or file that cannot be written: not creatable, under a regular file or a
+ * pseudo-filesystem (/proc, /sys), not writable, the disk full (ENOSPC); `file` names it.
+ */
+export class OutputError extends VmoeError {
+  readonly file?: string;
+  constructor(message: string, options: VmoeErrorOptions & { file?: string } = {}) {
+    super(message, options);
+    this.file = options.file;
+  }
+}
+
+/** Why a write failed, in words, from a Node error code (ENOSPC → "no space left on device (ENOSPC)"). */
+export function describeWriteError(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  const words: Record<string, string> = {
+    ENOSPC: 'no space left on device', EDQUOT: 'disk quota exceeded', EROFS: 'read-only file system',
+    EACCES: 'permission denied', EPERM: 'operation not permitted', ENOTDIR: 'a part of the path is a file, not a folder',
+    EISDIR: 'it is a folder', EFBIG: 'file too large', EIO: 'input/output error',
+  };
+  const w = e?.code ? words[e.code] : undefined;
+  return w ? `${w} (${e.code})` : (e?.message ?? String(err));
+}

@@ -9,7 +9,7 @@ import type { ForwardOptions, RoutingOverrides, VisionMoE } from './model.js';
 import { modelMembers } from './config.js';
 import type { MoeLayerStats } from './moe.js';
 import type { Rng } from '../util/rng.js';
-import { DataError } from '../util/errors.js';
+import { CheckpointError, DataError } from '../util/errors.js';
 
 /**
  * One MoE layer's routing over a data set: processed and dropped fraction, per-expert load, capacity and group
@@ -91,6 +91,14 @@ export function computeOutputs(model: VisionMoE, ds: ImageDataset, opts: OutputO
       stats = r.moe;
     });
     const b = idx.length;
+    const bad = lg.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      throw new CheckpointError(
+        `the model gives non-finite logits (${lg[bad]}) for example ${idx[Math.floor((bad % (b * K)) / K)]} of ${ds.name} ${ds.split}: ` +
+        'its weights are finite but so large that they overflow, as after a training that diverged',
+        { hint: 'use an earlier checkpoint of that run, or retrain with a lower optim.lr' },
+      );
+    }
     for (let j = 0; j < M; j++) logits.set(lg.subarray(j * b * K, (j + 1) * b * K), (j * ds.n + done) * K);
     if (pl !== null) {
       const plv: Float32Array = pl;

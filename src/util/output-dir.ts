@@ -1,0 +1,191 @@
+/**
+ * Output folders checked before any work starts, and files written whole.
+ *
+ * `checkOutputDir` refuses, in one line naming the path, a folder that cannot hold results: one under a
+ * regular file, on a pseudo-filesystem (/proc, /sys — Node's recursive mkdir never returns under /proc),
+ * or whose nearest existing ancestor is not writable; asked to, it creates the folder. It touches
+ * nothing else, so a command can call it before loading data or a model.
+ *
+ * `writeFileWhole` writes a file atomically (temp file + rename), so a reader never sees half of it and
+ * a full disk leaves the previous version in place; the failure is an OutputError naming the file.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { OutputError, describeWriteError } from './errors.js';
+
+/** Linux pseudo-filesystems that hold no files of ours (statfs f_type). */
+const PSEUDO_FS = new Map<number, string>([
+  [0x9fa0, 'procfs'], [0x62656572, 'sysfs'], [0x64626720, 'debugfs'], [0x73636673, 'securityfs'], [0x27e0eb, 'cgroup'],
+  [0x63677270, 'cgroup2'], [0x74726163, 'tracefs'], [0x6e736673, 'nsfs'], [0x42494e4d, 'binfmt_misc'], [0x50495045, 'pipefs'],
+]);
+/** Path prefixes refused even where statfs is unavailable. */
+const PSEUDO_ROOTS = ['/proc', '/sys'];
+
+function underRoot(p: string, root: string): boolean {
+  return p === root || p.startsWith(root + '/');
+}
+
+/** The pseudo-filesystem `p` lies on, or null. */
+function pseudoFilesystem(p: string): string | null {
+  if (process.platform !== 'linux') return null;
+  for (const root of PSEUDO_ROOTS) if (underRoot(p, root)) return root === '/proc' ? 'procfs' : 'sysfs';
+  try {
+    return PSEUDO_FS.get(Number(fs.statfsSync(p).type)) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Checks that `dir` can be (or is) a writable folder, and with `create` creates it; throws an OutputError
+ * (exit 2) naming `flag` and the offending path otherwise. Returns the absolute path.
+ */
+export function checkOutputDir(dir: string, flag = '--out', opts: { create?: boolean } = {}): string {
+  const abs = path.resolve(dir);
+  const fail = (why: string, file: string, hint?: string): never => {
+    throw new OutputError(`${flag} ${dir}: ${why}`, { file, hint });
+  };
+  // The nearest part of the path that exists, resolved through symlinks.
+  let existing = abs;
+  let st: fs.Stats | null = null;
+  for (;;) {
+    try {
+      st = fs.statSync(existing);
+      break;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTDIR') {
+        // some ancestor is a file: keep walking up to name it
+      } else if (code !== 'ENOENT') {
+        fail(`cannot look at ${existing}: ${describeWriteError(err)}`, existing);
+      }
+      const up = path.dirname(existing);
+      if (up === existing) fail('no part of the path exists', abs);
+      existing = up;
+    }
+  }
+  let real = existing;
+  try {
+    real = fs.realpathSync(existing);
+  } catch {
+    // keep the path as given
+  }
+  const pseudo = pseudoFilesystem(abs) ?? pseudoFilesystem(real);
+  if (pseudo) fail(`${real} is on ${pseudo}, a pseudo-filesystem that cannot hold files; choose a folder on a disk`, real);
+  if (!st.isDirectory()) {
+    fail(existing === abs ? 'is a file, not a folder' : `${existing} is a file, not a folder`, existing,
+      'choose a folder that is not inside a file');
+  }
+  try {
+    fs.accessSync(existing, fs.constants.W_OK | fs.constants.X_OK);
+  } catch (err) {
+    fail(`${existing} is not writable: ${describeWriteError(err)}`, existing);
+  }
+  if (opts.create) {
+    try {
+      fs.mkdirSync(abs, { recursive: true });
+    } catch (err) {
+      fail(`cannot create it: ${describeWriteError(err)}`, abs);
+    }
+  }
+  return abs;
+}
+
+/**
+ * Writes `text` to `file` atomically (temp file in the same folder, fsync, rename). On failure the
+ * temp file is removed, the old `file` (if any) is unchanged, and an OutputError names `file`.
+ */
+export function writeFileWhole(file: string, text: string): void {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(tmp, 'w');
+    fs.writeFileSync(fd, text);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = undefined;
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    if (fd !== undefined) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // the write error is the one worth reporting
+      }
+    }
+    fs.rmSync(tmp, { force: true });
+    throw new OutputError(`cannot write ${file}: ${describeWriteError(err)}; the previous version (if any) is unchanged`, { file, cause: err });
+  }
+}
+
+/**
+ * Appends JSON lines whole: each record is one write of one complete line. A write that fails part-way
+ * (a full disk) is cut back to the last complete line, so the file never ends in half a record, and the
+ * failure is an OutputError naming the file.
+ */
+export class JsonlAppender {
+  private fd: number;
+  constructor(readonly file: string) {
+    try {
+      this.fd = fs.openSync(file, 'a');
+    } catch (err) {
+      throw new OutputError(`cannot open ${file} for writing: ${describeWriteError(err)}`, { file, cause: err });
+    }
+  }
+
+  append(record: unknown): void {
+    const bytes = Buffer.from(JSON.stringify(record) + '\n', 'utf8');
+    let size = 0;
+    try {
+      size = fs.fstatSync(this.fd).size;
+      let done = 0;
+      while (done < bytes.length) done += fs.writeSync(this.fd, bytes, done, bytes.length - done);
+    } catch (err) {
+      try {
+        if (fs.fstatSync(this.fd).isFile()) fs.ftruncateSync(this.fd, size);
+      } catch {
+        // cutting back is best effort; a reader ignores a cut last line anyway (readJsonl)
+      }
+      throw new OutputError(`cannot write ${this.file}: ${describeWriteError(err)}`, { file: this.file, cause: err });
+    }
+  }
+
+  close(): void {
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // already closed
+    }
+  }
+}
+
+export interface JsonlContents<T> {
+  records: T[];
+  /** A last line without its newline or not valid JSON (a write cut by a crash): left out of records. */
+  cutLastLine: string | null;
+}
+
+/**
+ * Reads a JSON-lines file written by JsonlAppender; a cut last line (a crash mid-write) is left out and
+ * returned in `cutLastLine`. A bad line elsewhere is an OutputError naming the file and line.
+ */
+export function readJsonl<T = unknown>(file: string): JsonlContents<T> {
+  const text = fs.readFileSync(file, 'utf8');
+  const lines = text.split('\n');
+  const last = lines.pop() ?? '';
+  const records: T[] = [];
+  let cutLastLine: string | null = last.length > 0 ? last : null;
+  lines.forEach((line, i) => {
+    if (!line.trim()) return;
+    try {
+      records.push(JSON.parse(line) as T);
+    } catch (err) {
+      if (i === lines.length - 1 && cutLastLine === null) {
+        cutLastLine = line;
+        return;
+      }
+      throw new OutputError(`${file}:${i + 1}: not valid JSON (${(err as Error).message})`, { file });
+    }
+  });
+  return { records, cutLastLine };
+}
