@@ -5,6 +5,7 @@ import { evaluateCheckpoints, type EvalOptions, type EvalRun } from '../eval/har
 import { EVAL_FORMATS, formatEval, writeEvalResults, type EvalFormat } from '../export/eval-files.js';
 import type { RoutingOverrides } from '../vmoe/model.js';
 import { addConformalOptions, conformalFromFlags, type ConformalFlags } from './conformal-flags.js';
+import { checkOutputDir } from '../util/output-dir.js';
 import { UsageError, addDataOptions, addEngineOptions, collect, parsePositiveInt, parsePositiveNumber, startEngine } from './common.js';
 
 export interface EvalFlags extends ConformalFlags {
@@ -58,6 +59,7 @@ function checkFormat(format: string): EvalFormat {
 export async function runEval(flags: EvalFlags): Promise<EvalRun> {
   const format = checkFormat(flags.format);
   const opts = evalOptionsFromFlags(flags);
+  if (flags.out) checkOutputDir(flags.out); // before the evaluation, not after it
   await startEngine(flags);
   const run = evaluateCheckpoints(opts);
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');

@@ -160,6 +160,7 @@ describe('output folders checked before any work', () => {
   it.each([
     ['sweep', '--checkpoint', '/nonexistent'], ['robustness', '--checkpoint', '/nonexistent'], ['fewshot', '--checkpoint', '/nonexistent'],
     ['routing', '--checkpoint', '/nonexistent'], ['report', '/nonexistent'], ['corrupt'], ['experiment', 'e3'], ['quickstart'],
+    ['eval', '--checkpoint', '/nonexistent'],
   ])('%s --out under a file or /proc: the same one line before any work', (...cmd: string[]) => {
     const file = path.join(tmpDir('cmd'), 'file');
     fs.writeFileSync(file, 'x');
