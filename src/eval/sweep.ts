@@ -182,7 +182,8 @@ export interface SweepReport {
   checkpoint: { path: string; sha256: string; step: number };
   model: { type: string; experts: number; k: number; group_images: number; capacity_rounding: string };
   rows: SweepRow[];
-  per_layer: SweepResult['perLayer'];
+  /** Per setting (same order as rows): each MoE layer's processed fraction and expert load. */
+  per_layer: { block: number; processed_fraction: number; expert_load: number[] }[][];
   conventions: Record<string, unknown>;
   files: string[];
   [record: string]: unknown;
@@ -210,7 +211,7 @@ export function sweepCheckpoint(opts: SweepOptions): SweepReport {
       checkpoint: { path: ckPath, sha256, step },
       model: { type: config.model.type, experts: config.model.moe.numExperts, k: config.model.moe.k, group_images: config.model.moe.groupImages, capacity_rounding: config.model.moe.capacityRounding },
       rows: result.rows,
-      per_layer: result.perLayer,
+      per_layer: result.perLayer.map((layers) => layers.map((l) => ({ block: l.block, processed_fraction: l.processedFraction, expert_load: l.expertLoad }))),
       conventions: { ...result.conventions, flops: FLOPS_CONVENTION },
       files: [],
       ...runRecord(config),
