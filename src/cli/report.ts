@@ -1,8 +1,6 @@
-/** `vmoe report`: merges several runs' results into one mean ± std table (export/report.ts). */
-import fs from 'node:fs';
-import path from 'node:path';
+/** `vmoe report`: parses flags, merges several runs' results into one mean ± std table (export/report.ts), prints and writes it. */
 import type { Command } from 'commander';
-import { reportOutputs, reportRows } from '../export/report.js';
+import { reportOutputs, reportRows, writeReportFiles } from '../export/report.js';
 import { UsageError } from '../util/errors.js';
 
 export function registerReportCommand(program: Command): void {
@@ -20,12 +18,6 @@ export function registerReportCommand(program: Command): void {
       const outputs = reportOutputs(reportRows(runs, flags.groupBy, metrics));
       if (!(flags.format in outputs)) throw new UsageError(`--format must be one of ${Object.keys(outputs).join(', ')}`);
       process.stdout.write(outputs[flags.format]!);
-      if (flags.out) {
-        fs.mkdirSync(flags.out, { recursive: true });
-        fs.writeFileSync(path.join(flags.out, 'report.csv'), outputs.csv!);
-        fs.writeFileSync(path.join(flags.out, 'report.json'), outputs.json!);
-        fs.writeFileSync(path.join(flags.out, 'report.tex'), outputs.latex!);
-        fs.writeFileSync(path.join(flags.out, 'report.md'), outputs.markdown!);
-      }
+      if (flags.out) writeReportFiles(flags.out, outputs);
     });
 }
