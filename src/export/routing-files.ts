@@ -66,7 +66,8 @@ export function patchOverlayFigure(overlay: PatchOverlay, classNames: string[]):
 export function writeRoutingFiles(dir: string, a: RoutingAnalysis, earlier: string[] = []): RoutingReport {
   const { report, overlay, classNames } = a;
   const layers = report.layers;
-  const files = report.files = [...earlier];
+  const files = [...earlier];
+  report.files = files;
   fs.mkdirSync(dir, { recursive: true });
   const out = (f: string, body: string) => {
     fs.writeFileSync(path.join(dir, f), body);
