@@ -1,63 +1,11 @@
-/**
- * `vmoe corrupt`: writes corrupted copies of a data set split as IDX folders
- * (readable with `idx:<folder>`), a manifest and a preview grid PNG.
- *
- * Layout under --out:
- *   <name>-<severity>/   (suite c)       t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, meta.json
- *   <name>/              (suite mnist-c) the same files
- *   manifest.json        every set written, with constants, seed and source
- *   preview.png          rows = corruptions, columns = severity 0 (clean) … 5 (or clean | corrupted for mnist-c)
- * Whatever split is read, the sets are written as the folder's `test` files.
- */
-import { writeFileSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+/** `vmoe corrupt`: parses flags into CorruptOptions, writes the corrupted sets (export/corrupted-sets.ts), prints the manifest. */
 import { Option, type Command } from 'commander';
-import { writeIdx } from '../data/idx.js';
-import { loadDataset, SPLITS, type Split } from '../data/registry.js';
-import { corruptBatch, corruptionNames, type Suite } from '../robustness/batch.js';
-import { CORRUPTIONS } from '../robustness/corruptions.js';
-import { MNIST_C } from '../robustness/mnist-c.js';
-import { previewGrid, writePng } from '../robustness/preview.js';
-import { checkOutputDir } from '../util/output-dir.js';
+import { SPLITS, type Split } from '../data/registry.js';
+import { writeCorruptedSets } from '../export/corrupted-sets.js';
+import { corruptionNames, type Suite } from '../robustness/batch.js';
 import { parsePositiveInt } from './common.js';
 import { UsageError } from '../util/errors.js';
-
-export interface CorruptOptions {
-  dataset: string;
-  split: Split;
-  /** Corruption names, or ['all']. */
-  corruptions: string[];
-  /** Severities 1..5 (suite c; ignored for mnist-c, which has one fixed severity each). */
-  severities: number[];
-  out: string;
-  suite: Suite;
-  seed: number;
-  limit?: number;
-  dataDir?: string;
-  /** Images per preview cell (0 = no preview). */
-  previewImages: number;
-  /** Progress lines go here (default: none). */
-  log?: (line: string) => void;
-}
-
-export interface CorruptedSet {
-  corruption: string;
-  severity: number;
-  family: string;
-  constant: unknown;
-  dir: string;
-  n: number;
-}
-
-export interface CorruptManifest {
-  tool: 'vmoe corrupt';
-  suite: Suite;
-  source: { dataset: string; split: Split; n: number; height: number; width: number; channels: number; limit?: number };
-  seed: number;
-  rng: string;
-  sets: CorruptedSet[];
-  preview?: string;
-}
+import { checkOutputDir } from '../util/output-dir.js';
 
 /** "3", "1-5", "1,3,5" → sorted unique severities in 1..5. */
 export function parseSeverities(spec: string): number[] {
@@ -88,75 +36,6 @@ export function parseCorruptions(spec: string, suite: Suite): string[] {
   return names;
 }
 
-function specOf(suite: Suite, name: string): { family: string; constant: (s: number) => unknown } {
-  if (suite === 'c') {
-    const s = CORRUPTIONS[name]!;
-    return { family: s.family, constant: (sev) => s.constants[sev - 1] };
-  }
-  const s = MNIST_C[name]!;
-  return { family: s.family, constant: () => ({ mnistCLevel: s.level, value: s.constant }) };
-}
-
-export function runCorrupt(opts: CorruptOptions): CorruptManifest {
-  checkOutputDir(opts.out);
-  const log = opts.log ?? (() => {});
-  const ds = loadDataset(opts.dataset, opts.split, { dataDir: opts.dataDir, limit: opts.limit });
-  if (ds.numClasses > 256) throw new UsageError(`data set ${ds.name} has ${ds.numClasses} classes; IDX labels hold at most 256`);
-  const shape = { n: ds.n, h: ds.height, w: ds.width, c: ds.channels };
-  const imageDims = ds.channels === 1 ? [ds.n, ds.height, ds.width] : [ds.n, ds.height, ds.width, ds.channels];
-  const labels = Uint8Array.from(ds.labels);
-  const severities = opts.suite === 'c' ? opts.severities : [1];
-  mkdirSync(opts.out, { recursive: true });
-
-  const sets: CorruptedSet[] = [];
-  for (const name of opts.corruptions) {
-    const { family, constant } = specOf(opts.suite, name);
-    for (const severity of severities) {
-      const t0 = Date.now();
-      const folder = opts.suite === 'c' ? `${name}-${severity}` : name;
-      const dir = join(opts.out, folder);
-      const images = corruptBatch(ds.images, shape, name, severity, opts.seed, { suite: opts.suite });
-      writeIdx(join(dir, 't10k-images-idx3-ubyte.gz'), imageDims, images);
-      writeIdx(join(dir, 't10k-labels-idx1-ubyte.gz'), [ds.n], labels);
-      const meta = {
-        name: `${ds.name}-${opts.suite === 'c' ? 'c' : 'mnist-c'}/${folder}`,
-        classNames: ds.classNames,
-        corruption: { suite: opts.suite, name, severity: opts.suite === 'c' ? severity : null, family, constant: constant(severity) },
-        seed: opts.seed,
-        source: { dataset: opts.dataset, split: opts.split, limit: opts.limit ?? null },
-      };
-      writeFileSync(join(dir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
-      sets.push({ corruption: name, severity: opts.suite === 'c' ? severity : 1, family, constant: constant(severity), dir: folder, n: ds.n });
-      log(`corrupt: ${folder} (${ds.n} images, ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-    }
-  }
-
-  const manifest: CorruptManifest = {
-    tool: 'vmoe corrupt',
-    suite: opts.suite,
-    source: { dataset: opts.dataset, split: opts.split, n: ds.n, height: ds.height, width: ds.width, channels: ds.channels, limit: opts.limit },
-    seed: opts.seed,
-    rng: 'per image: imageRng(seed, index) — independent of batching, shared across severities',
-    sets,
-  };
-
-  const k = Math.min(opts.previewImages, ds.n);
-  if (k > 0) {
-    const px = ds.height * ds.width * ds.channels;
-    const first = ds.images.subarray(0, k * px);
-    const kShape = { n: k, h: ds.height, w: ds.width, c: ds.channels };
-    const maxSeverity = opts.suite === 'c' ? 5 : 1;
-    const rows = opts.corruptions.map((name) => ({
-      cells: Array.from({ length: maxSeverity + 1 }, (_, s) => corruptBatch(first, kShape, name, s, opts.seed, { suite: opts.suite })),
-    }));
-    const grid = previewGrid(rows, { h: ds.height, w: ds.width, c: ds.channels, k });
-    writePng(join(opts.out, 'preview.png'), grid.rgba, grid.width, grid.height);
-    manifest.preview = 'preview.png';
-  }
-  writeFileSync(join(opts.out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
-  return manifest;
-}
-
 function parseSeed(s: string): number {
   const v = Number(s);
   if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new UsageError(`--seed: expected an integer in 0..4294967295, got "${s}"`);
@@ -185,7 +64,8 @@ export function registerCorruptCommand(program: Command): void {
       if (!Number.isInteger(previewImages) || previewImages < 0) {
         throw new UsageError(`--preview-images: expected a non-negative integer, got "${flags.previewImages}"`);
       }
-      const manifest = runCorrupt({
+      checkOutputDir(flags.out);
+      const manifest = writeCorruptedSets({
         dataset: flags.dataset,
         split: flags.split,
         corruptions: parseCorruptions(flags.corruption, flags.suite),

@@ -1,57 +1,13 @@
 /**
- * `vmoe metrics`: uncertainty metrics for any model's predictions, read from the predictions CSV
- * (src/metrics/predictions-csv.ts) and evaluated by the same harness as `vmoe eval` (eval/harness.ts);
- * with --calib and --conformal, split conformal prediction sets (docs/conformal.md).
+ * `vmoe metrics`: parses flags, evaluates the predictions CSVs (eval/predictions-files.ts: the same harness as
+ * `vmoe eval`; with --calib and --conformal, split conformal prediction sets, docs/conformal.md) and prints the
+ * report (export/metrics-format.ts).
  */
-import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import type { ConformalEvalOptions } from '../eval/evaluators.js';
-import { evaluatePredictions } from '../eval/harness.js';
-import type { PredictionsReport } from '../eval/report.js';
+import { runMetrics } from '../eval/predictions-files.js';
 import { formatMetricsReport, type MetricsFormat } from '../export/metrics-format.js';
-import {
-  OOD_SCORE_NAMES, parsePredictionsCsv, type Binning, type OodPositive, type OodScoreName, type PredictionsTable,
-} from '../metrics/index.js';
-import { DataError, UsageError } from '../util/errors.js';
+import { OOD_SCORE_NAMES, type Binning, type OodPositive, type OodScoreName } from '../metrics/index.js';
 import { addConformalOptions, conformalFromFlags, type ConformalFlags } from './conformal-flags.js';
-
-async function readPredictions(file: string, allowUnknownLabel: boolean): Promise<PredictionsTable> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new DataError(`cannot read predictions file ${file}: ${(e as Error).message}`);
-  }
-  return parsePredictionsCsv(text, file, { allowUnknownLabel });
-}
-
-export interface MetricsOptions {
-  input: string;
-  oodInput?: string;
-  bins?: number;
-  binning?: Binning;
-  oodScore?: OodScoreName;
-  oodPositive?: OodPositive;
-  /** calibration predictions CSV for conformal prediction (needs `conformal`) */
-  calib?: string;
-  conformal?: ConformalEvalOptions | null;
-}
-
-/** Reads the predictions CSV(s) and runs the harness's evaluators on them. */
-export async function runMetrics(opts: MetricsOptions): Promise<PredictionsReport> {
-  if (opts.conformal && !opts.calib) throw new UsageError('--conformal needs calibration predictions: add --calib <file> (a predictions CSV of held-out data)');
-  if (opts.calib && !opts.conformal) throw new UsageError('--calib is the calibration data of conformal prediction: add --conformal lac,aps,raps');
-  const [input, ood, calib] = await Promise.all([
-    readPredictions(opts.input, false),
-    opts.oodInput ? readPredictions(opts.oodInput, true) : Promise.resolve(undefined),
-    opts.calib ? readPredictions(opts.calib, false) : Promise.resolve(undefined),
-  ]);
-  const score = opts.oodScore ?? 'msp';
-  if (ood && input.kind === 'probs' && (score === 'max-logit' || score === 'energy')) {
-    throw new UsageError(`--ood-score ${score} needs logits, but ${input.source} gives probabilities (p0..)`);
-  }
-  return evaluatePredictions(input, ood, { bins: opts.bins, binning: opts.binning, calib, conformal: opts.conformal ?? undefined });
-}
 
 function parseBins(value: string): number {
   const v = Number(value);

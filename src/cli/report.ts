@@ -1,10 +1,8 @@
-/** `vmoe report`: merges several runs' results into one mean ± std table (export/report.ts). */
-import fs from 'node:fs';
-import path from 'node:path';
+/** `vmoe report`: parses flags, merges several runs' results into one mean ± std table (export/report.ts), prints and writes it. */
 import type { Command } from 'commander';
-import { reportOutputs, reportRows } from '../export/report.js';
-import { checkOutputDir } from '../util/output-dir.js';
+import { reportOutputs, reportRows, writeReportFiles } from '../export/report.js';
 import { UsageError } from '../util/errors.js';
+import { checkOutputDir } from '../util/output-dir.js';
 
 export function registerReportCommand(program: Command): void {
   program
@@ -16,18 +14,12 @@ export function registerReportCommand(program: Command): void {
     .option('--format <fmt>', 'table, csv, json, latex or markdown', 'table')
     .option('--out <dir>', 'also write report.{csv,json,tex,md} here')
     .action((runs: string[], flags: { groupBy: string; metrics?: string; format: string; out?: string }) => {
-      if (flags.out) checkOutputDir(flags.out);
       if (flags.groupBy !== 'model' && flags.groupBy !== 'path') throw new UsageError(`--group-by must be model or path, got "${flags.groupBy}"`);
       const metrics = flags.metrics?.split(',').map((s) => s.trim()).filter(Boolean);
+      if (flags.out) checkOutputDir(flags.out);
       const outputs = reportOutputs(reportRows(runs, flags.groupBy, metrics));
       if (!(flags.format in outputs)) throw new UsageError(`--format must be one of ${Object.keys(outputs).join(', ')}`);
       process.stdout.write(outputs[flags.format]!);
-      if (flags.out) {
-        fs.mkdirSync(flags.out, { recursive: true });
-        fs.writeFileSync(path.join(flags.out, 'report.csv'), outputs.csv!);
-        fs.writeFileSync(path.join(flags.out, 'report.json'), outputs.json!);
-        fs.writeFileSync(path.join(flags.out, 'report.tex'), outputs.latex!);
-        fs.writeFileSync(path.join(flags.out, 'report.md'), outputs.markdown!);
-      }
+      if (flags.out) writeReportFiles(flags.out, outputs);
     });
 }

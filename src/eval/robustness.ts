@@ -6,8 +6,12 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { makeBatch, type ImageDataset } from '../data/index.js';
+import path from 'node:path';
 import { CORRUPTIONS, MNIST_C, corruptBatch, type Suite } from '../robustness/index.js';
-import type { LoadedModel } from '../checkpoint/load.js';
+import { loadModel, type LoadedModel } from '../checkpoint/load.js';
+import { runRecord } from '../engine/record.js';
+import { UsageError } from '../util/errors.js';
+import { loadDatasetFor, type DataSelection } from './checkpoint-data.js';
 import { classificationMetrics, type ClassificationMetrics } from './harness.js';
 import type { Outputs } from '../vmoe/outputs.js';
 import { modelMembers } from '../vmoe/config.js';
@@ -136,11 +140,13 @@ export function shiftedOutputs(
   return out;
 }
 
+/** Every corruption of a suite with its default severities (1…5 for C, the one fixed level for MNIST-C). */
 export function suiteCorruptions(suite: Suite): { name: string; severities: number[] }[] {
   if (suite === 'mnist-c') return Object.keys(MNIST_C).map((name) => ({ name, severities: [1] }));
   return Object.keys(CORRUPTIONS).map((name) => ({ name, severities: [1, 2, 3, 4, 5] }));
 }
 
+/** Every model on clean data, then on each corruption × severity (corrupted on the fly); per-set metrics and summaries. */
 export function evaluateRobustness(
   models: ModelEntry[], ds: ImageDataset,
   opts: { suite: Suite; corruptions: { name: string; severities: number[] }[]; batchSize: number; seed: number; bins: number; onSet?: (name: string, severity: number, i: number, total: number) => void },
@@ -163,4 +169,116 @@ export function evaluateRobustness(
   }
   const summary = models.map((m) => summariseShift(m.label, clean.get(m.label)!, rows, opts.suite));
   return { clean, rows, summary };
+}
+
+/** One corruption and the severities to run it at. */
+export interface CorruptionSelection {
+  name: string;
+  severities: number[];
+}
+
+/** The suite's corruptions, all or the named ones (in suite order), at their default severities; unknown names are a UsageError. */
+export function selectCorruptions(suite: Suite, names: string[] | 'all'): CorruptionSelection[] {
+  const all = suiteCorruptions(suite);
+  if (names === 'all') return all;
+  const known = suite === 'c' ? Object.keys(CORRUPTIONS) : Object.keys(MNIST_C);
+  const unknown = names.filter((w) => !known.includes(w));
+  if (unknown.length) throw new UsageError(`unknown corruption(s) ${unknown.join(', ')} for suite ${suite}; known: ${known.join(', ')}`);
+  return all.filter((c) => names.includes(c.name));
+}
+
+/** What `vmoe robustness` runs: models, data, suite and corruptions, and the evaluation settings. */
+export interface RobustnessOptions {
+  /** One entry per model: a checkpoint, or several joined with + (a deep ensemble). */
+  checkpoints: string[];
+  /** Label of the matching checkpoint entry; default: the entry's folder or file names joined with +. */
+  labels: string[];
+  /** The data (default: the first checkpoint's data set). */
+  data: DataSelection;
+  suite: Suite;
+  corruptions: CorruptionSelection[];
+  batchSize: number;
+  seed: number;
+  bins: number;
+  onSet?: (name: string, severity: number, i: number, total: number) => void;
+}
+
+/** One model on one corrupted set: a row of robustness.csv (diversity columns for ensembles only). */
+export type RobustnessSetRow = {
+  model: string;
+  corruption: string;
+  severity: number;
+  accuracy: number;
+  nll: number;
+  ece: number;
+  disagreement?: number | null;
+  mutual_information?: number | null;
+  ambiguity?: number | null;
+};
+
+/** The result of `vmoe robustness` (robustness.json): numbers with their conventions and the run record. */
+export interface RobustnessReport {
+  dataset: string;
+  split: string;
+  n: number;
+  suite: Suite;
+  /** Note: the run record spread last replaces this key's value with the training config's seed (kept for compatibility). */
+  seed: number | undefined;
+  models: { label: string; checkpoints: { path: string; sha256: string }[] }[];
+  clean: Record<string, { accuracy: number; nll: number; ece: number }>;
+  summary: RobustnessSummary[];
+  per_set: RobustnessSetRow[];
+  corruptions: { name: string; severities: number[]; held_out: boolean }[];
+  /** Per corruption: its severity constants (C: one per severity; MNIST-C: the one constant). */
+  severity_constants: Record<string, unknown[]>;
+  conventions: Record<string, string>;
+  [record: string]: unknown;
+}
+
+/** The label of a model entry the user did not label: its checkpoints' base names joined with +. */
+export function defaultModelLabel(spec: string): string {
+  return spec.split('+').map((p) => path.basename(path.resolve(p))).join('+');
+}
+
+/** The conventions of the robustness summaries: which sets cA averages, how the drops are taken, where the corruptions come from. */
+export function robustnessConventions(suite: Suite, bins: number, seed: number): Record<string, string> {
+  return {
+    cA: suite === 'c'
+      ? 'mean accuracy over the benchmark sets (the 15 ImageNet-C corruptions × severities run); the 4 held-out corruptions are averaged separately in *_held_out'
+      : 'mean accuracy over every corrupted set (corruption × severity)',
+    cNLL: 'mean NLL over the same sets as cA', cECE: `mean ECE (${bins} equal-width bins, top-label) over the same sets as cA`,
+    accuracy_drop: 'clean accuracy − cA; relative_accuracy_drop divides by clean accuracy', nll_increase: 'cNLL − clean NLL', ece_increase: 'cECE − clean ECE',
+    corruptions: `procedural-${suite === 'c' ? 'C' : 'MNIST-C'}, generated by vmoe-ts with seed ${seed}; not identical to the released data sets`,
+  };
+}
+
+/** Loads the models, evaluates them under the corruptions (evaluateRobustness) and returns the typed report; the models are disposed. */
+export function robustnessReport(opts: RobustnessOptions): RobustnessReport {
+  if (!opts.checkpoints.length) throw new UsageError('robustness: give at least one model (join checkpoints with + for a deep ensemble)');
+  const models: ModelEntry[] = [];
+  try {
+    for (const [i, spec] of opts.checkpoints.entries()) {
+      models.push({ label: opts.labels[i] ?? defaultModelLabel(spec), members: spec.split('+').map((p) => loadModel(p)) });
+    }
+    const first = models[0]!.members[0]!;
+    const ds = loadDatasetFor(first.config, opts.data);
+    const { suite, corruptions, seed } = opts;
+    const res = evaluateRobustness(models, ds, { suite, corruptions, batchSize: opts.batchSize, seed, bins: opts.bins, onSet: opts.onSet });
+    const rows: RobustnessSetRow[] = res.rows.map((r) => ({
+      model: r.model, corruption: r.corruption, severity: r.severity, accuracy: r.metrics.accuracy, nll: r.metrics.nll, ece: r.metrics.ece,
+      ...(r.metrics.members > 1 ? { disagreement: r.metrics.disagreement ?? null, mutual_information: r.metrics.mutual_information ?? null, ambiguity: r.metrics.ambiguity ?? null } : {}),
+    }));
+    const constants = Object.fromEntries(corruptions.map((c) => [c.name, suite === 'c' ? CORRUPTIONS[c.name]!.constants : [MNIST_C[c.name]!.constant]]));
+    return {
+      dataset: ds.name, split: ds.split, n: ds.n, suite, seed,
+      models: models.map((m) => ({ label: m.label, checkpoints: m.members.map((l) => ({ path: l.path, sha256: l.sha256 })) })),
+      clean: Object.fromEntries([...res.clean].map(([k, v]) => [k, { accuracy: v.accuracy, nll: v.nll, ece: v.ece }])),
+      summary: res.summary, per_set: rows,
+      corruptions: corruptions.map((c) => ({ name: c.name, severities: c.severities, held_out: isHeldOut(suite, c.name) })), severity_constants: constants,
+      conventions: robustnessConventions(suite, opts.bins, seed),
+      ...runRecord(first.config),
+    };
+  } finally {
+    for (const m of models) for (const l of m.members) l.model.dispose();
+  }
 }

@@ -4,12 +4,17 @@
  * model once; the rows pair quality (accuracy, NLL, ECE) with compute (share
  * of (token, choice) assignments processed, FLOPs per image, images/s).
  */
-import type { ImageDataset, PixelScale } from '../data/index.js';
-import { flopsPerImage } from '../vmoe/flops.js';
+import * as tf from '@tensorflow/tfjs-core';
+import { makeBatch, type ImageDataset, type PixelScale } from '../data/index.js';
+import { loadModel } from '../checkpoint/load.js';
+import { runRecord } from '../engine/record.js';
+import { modelMembers } from '../vmoe/config.js';
+import { FLOPS_CONVENTION, flopsPerImage } from '../vmoe/flops.js';
 import type { RoutingOverrides, VisionMoE } from '../vmoe/model.js';
 import { classificationMetrics } from './harness.js';
 import { computeOutputs, type Outputs, type RouterSummary } from '../vmoe/outputs.js';
 import { UsageError } from '../util/errors.js';
+import { loadDatasetFor, type DataSelection } from './checkpoint-data.js';
 
 export type BatchPriorityMode = 'both' | 'on' | 'off';
 
@@ -151,4 +156,67 @@ export function modelSweepEvaluator(model: VisionMoE, ds: ImageDataset, opts: { 
     evaluate: (routing) => computeOutputs(model, ds, { batchSize: opts.batchSize, scale: opts.scale, routing }),
     flops: (routing) => flopsPerImage(model.cfg, routing).total,
   };
+}
+
+/** What `vmoe sweep` runs: one checkpoint, its data, and the grid of routing settings. */
+export interface SweepOptions {
+  checkpoint: string;
+  /** The data (default: the checkpoint's data set). */
+  data: DataSelection;
+  batchSize: number;
+  bins: number;
+  capacityFactors: number[];
+  /** Experts per token to sweep; default: the model's K. */
+  ks?: number[];
+  batchPriority: BatchPriorityMode;
+  /** Called after each setting, e.g. for a progress line. */
+  onRow?: (row: SweepRow, i: number, total: number) => void;
+}
+
+/** The result of `vmoe sweep` (sweep.json): rows, per-layer statistics, conventions, the run record; `files` is filled by whoever writes them. */
+export interface SweepReport {
+  dataset: string;
+  split: string;
+  n: number;
+  batch_size: number;
+  checkpoint: { path: string; sha256: string; step: number };
+  model: { type: string; experts: number; k: number; group_images: number; capacity_rounding: string };
+  rows: SweepRow[];
+  /** Per setting (same order as rows): each MoE layer's processed fraction and expert load. */
+  per_layer: { block: number; processed_fraction: number; expert_load: number[] }[][];
+  conventions: Record<string, unknown>;
+  files: string[];
+  [record: string]: unknown;
+}
+
+/** Loads the checkpoint and its data, warms the backend up on one untimed batch, runs every setting (runSweep); the model is disposed. */
+export function sweepCheckpoint(opts: SweepOptions): SweepReport {
+  const { model, config, path: ckPath, sha256, step } = loadModel(opts.checkpoint);
+  try {
+    const ks = opts.ks ?? [config.model.moe.k];
+    const settings = sweepSettings({ capacityFactors: opts.capacityFactors, ks, batchPriority: opts.batchPriority });
+    const maxK = config.model.moe.numExperts / modelMembers(config.model);
+    const tooBig = ks.find((k) => k > maxK);
+    if (tooBig !== undefined) throw new UsageError(`--k ${tooBig} exceeds the ${maxK} experts a token can reach in this model`);
+    const ds = loadDatasetFor(config, opts.data);
+    const evaluator = modelSweepEvaluator(model, ds, { batchSize: opts.batchSize, scale: config.data.scale });
+    // One untimed batch first, so the first setting's images/s does not include backend warm-up.
+    tf.tidy(() => {
+      const b = makeBatch(ds, Int32Array.from({ length: Math.min(opts.batchSize, ds.n) }, (_, i) => i), { scale: config.data.scale });
+      model.forward(tf.tensor4d(b.x, b.shape), { train: false });
+    });
+    const result = runSweep(settings, evaluator, { bins: opts.bins, onRow: (r, i) => opts.onRow?.(r, i, settings.length) });
+    return {
+      dataset: ds.name, split: ds.split, n: ds.n, batch_size: opts.batchSize,
+      checkpoint: { path: ckPath, sha256, step },
+      model: { type: config.model.type, experts: config.model.moe.numExperts, k: config.model.moe.k, group_images: config.model.moe.groupImages, capacity_rounding: config.model.moe.capacityRounding },
+      rows: result.rows,
+      per_layer: result.perLayer.map((layers) => layers.map((l) => ({ block: l.block, processed_fraction: l.processedFraction, expert_load: l.expertLoad }))),
+      conventions: { ...result.conventions, flops: FLOPS_CONVENTION },
+      files: [],
+      ...runRecord(config),
+    };
+  } finally {
+    model.dispose();
+  }
 }

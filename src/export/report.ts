@@ -261,3 +261,12 @@ export function reportOutputs(rows: ReturnType<typeof reportRows>, caption = '')
     table: `${toTextTable(pretty)}\n${note}`,
   };
 }
+
+/** Writes report.{csv,json,tex,md} (from reportOutputs) into `dir`. */
+export function writeReportFiles(dir: string, outputs: Record<string, string>): void {
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'report.csv'), outputs.csv!);
+  fs.writeFileSync(path.join(dir, 'report.json'), outputs.json!);
+  fs.writeFileSync(path.join(dir, 'report.tex'), outputs.latex!);
+  fs.writeFileSync(path.join(dir, 'report.md'), outputs.markdown!);
+}

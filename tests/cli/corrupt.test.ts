@@ -6,7 +6,8 @@ import { PNG } from 'pngjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeIdx } from '../../src/data/idx.js';
 import { loadDataset } from '../../src/data/registry.js';
-import { parseCorruptions, parseSeverities, registerCorruptCommand, runCorrupt } from '../../src/cli/corrupt.js';
+import { parseCorruptions, parseSeverities, registerCorruptCommand } from '../../src/cli/corrupt.js';
+import { writeCorruptedSets as runCorrupt } from '../../src/export/corrupted-sets.js';
 import { corruptBatch } from '../../src/robustness/batch.js';
 import { mnistDigits } from '../robustness/helpers.js';
 

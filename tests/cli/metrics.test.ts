@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { registerMetricsCommand, runMetrics } from '../../src/cli/metrics.js';
+import { registerMetricsCommand } from '../../src/cli/metrics.js';
+import { runMetrics } from '../../src/eval/predictions-files.js';
 import { formatMetricsReport } from '../../src/export/metrics-format.js';
 import type { PredictionsReport as MetricsReport } from '../../src/eval/report.js';
 

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { formatProbeResult, registerProbeCommand, runProbe } from '../../src/cli/probe.js';
+import { registerProbeCommand } from '../../src/cli/probe.js';
+import { formatProbeResult } from '../../src/export/probe-format.js';
+import { runProbe } from '../../src/fewshot/probe.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'vmoe-probe-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { defaultRoutingOut, registerRoutingCommand } from '../../src/cli/routing.js';
+import { registerRoutingCommand } from '../../src/cli/routing.js';
+import { defaultRoutingOut } from '../../src/export/routing-files.js';
 import { initEngine } from '../../src/engine/index.js';
 import { checkSvg, count, isPng } from '../eval/svg-check.js';
 import { runCommand, tinyRun, tmpDir } from './tiny-run.js';
