@@ -19,11 +19,20 @@ fs.copyFileSync(path.join(root, 'package.json'), path.join(outDir, 'package.json
 const c = spawnSync(tsc, ['-p', path.join(root, 'bench', 'tsconfig.json')], { cwd: root, encoding: 'utf8' });
 const entry = path.join(outDir, 'bench', 'run.js');
 if (c.status !== 0) {
-  process.stderr.write(`[bench] tsc reported problems (continuing with the emitted JavaScript):\n${(c.stdout || '') + (c.stderr || '')}`.slice(0, 4000) + '\n');
+  process.stderr.write(
+    `[bench] tsc reported problems (continuing with the emitted JavaScript):\n${(c.stdout || '') + (c.stderr || '')}`.slice(
+      0,
+      4000,
+    ) + '\n',
+  );
 }
 if (!fs.existsSync(entry)) {
   process.stderr.write(`[bench] compilation produced no ${entry}\n`);
   process.exit(1);
 }
-const r = spawnSync(process.execPath, [entry, ...process.argv.slice(2)], { cwd: root, stdio: 'inherit', env: { ...process.env, VMOE_REPO_ROOT: root } });
+const r = spawnSync(process.execPath, [entry, ...process.argv.slice(2)], {
+  cwd: root,
+  stdio: 'inherit',
+  env: { ...process.env, VMOE_REPO_ROOT: root },
+});
 process.exit(r.status ?? 1);

@@ -21,7 +21,15 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bestOfRepeats, comparePeer, markdownTable, parseArgs, SUITES, type BenchArgs, type PeerResult } from './lib/stats.js';
+import {
+  bestOfRepeats,
+  comparePeer,
+  markdownTable,
+  parseArgs,
+  SUITES,
+  type BenchArgs,
+  type PeerResult,
+} from './lib/stats.js';
 import { MODEL_NAMES, peerArgs, type BenchModelName } from './lib/configs.js';
 
 const self = fileURLToPath(import.meta.url);
@@ -73,9 +81,19 @@ function spawnJob(job: Job, args: BenchArgs): Rec[] {
   const r = spawnSync(cmd, argv, { encoding: 'utf8', cwd: root, maxBuffer: 1 << 26 });
   if (r.status !== 0) {
     const tail = `${r.stderr ?? ''}`.trim().split('\n').slice(-8).join('\n');
-    return [{ name: job.kind === 'model' ? job.name : job.kind, suite: job.suite, error: `child failed (exit ${r.status ?? r.signal}): ${tail}` }];
+    return [
+      {
+        name: job.kind === 'model' ? job.name : job.kind,
+        suite: job.suite,
+        error: `child failed (exit ${r.status ?? r.signal}): ${tail}`,
+      },
+    ];
   }
-  return r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Rec);
+  return r.stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Rec);
 }
 
 function plan(args: BenchArgs): Job[] {
@@ -92,14 +110,24 @@ function plan(args: BenchArgs): Job[] {
   const layer = args.quick ? { warmup: 3, runs: 5 } : { warmup: 30, runs: 60 };
   const jobs: Job[] = [];
   for (const threads of args.threads) {
-    if (wants('models')) for (const name of MODEL_NAMES) jobs.push({ kind: 'model', suite: 'models', name, batch: args.batch, threads, ...t });
+    if (wants('models'))
+      for (const name of MODEL_NAMES)
+        jobs.push({ kind: 'model', suite: 'models', name, batch: args.batch, threads, ...t });
     if (threads !== args.threads[0]) continue; // the layer studies and batch scaling run at the first thread count only
-    if (wants('moe-vs-dense')) jobs.push({ kind: 'moe-vs-dense', suite: 'moe-vs-dense', batch: args.batch, threads, ...layer });
+    if (wants('moe-vs-dense'))
+      jobs.push({ kind: 'moe-vs-dense', suite: 'moe-vs-dense', batch: args.batch, threads, ...layer });
     if (wants('capacity')) jobs.push({ kind: 'capacity', suite: 'capacity', batch: args.batch, threads, ...layer });
     if (wants('batch-scaling')) {
       for (const batch of [16, 64, 256]) {
         if (batch === args.batch && wants('models')) continue; // measured with the models
-        jobs.push({ kind: 'model', suite: 'batch-scaling', name: 'vmoe-tiny', batch, threads, ...(batch >= 256 ? big : t) });
+        jobs.push({
+          kind: 'model',
+          suite: 'batch-scaling',
+          name: 'vmoe-tiny',
+          batch,
+          threads,
+          ...(batch >= 256 ? big : t),
+        });
       }
     }
   }
@@ -109,7 +137,8 @@ function plan(args: BenchArgs): Job[] {
 function runPeer(args: BenchArgs): Rec[] {
   const python = process.env.VMOE_PEER_PYTHON || '/usr/bin/python3';
   const script = process.env.VMOE_PEER_SCRIPT || path.resolve(root, '..', 'shared', 'bench', 'torch_peer.py');
-  if (!fs.existsSync(script)) return [{ name: 'peer', error: `peer script not found: ${script} (set VMOE_PEER_SCRIPT)` }];
+  if (!fs.existsSync(script))
+    return [{ name: 'peer', error: `peer script not found: ${script} (set VMOE_PEER_SCRIPT)` }];
   const out: Rec[] = [];
   for (const name of MODEL_NAMES) {
     for (const threads of [1, 2]) {
@@ -118,7 +147,12 @@ function runPeer(args: BenchArgs): Rec[] {
       process.stderr.write(`[bench] peer ${name} ${threads} thread(s)…\n`);
       const r = spawnSync(python, [script, ...a], { encoding: 'utf8' });
       if (r.status !== 0) {
-        out.push({ name, suite: 'peer', threads, error: `${python} ${path.basename(script)} failed: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}` });
+        out.push({
+          name,
+          suite: 'peer',
+          threads,
+          error: `${python} ${path.basename(script)} failed: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`,
+        });
         continue;
       }
       const line = r.stdout.trim().split('\n').pop()!;
@@ -131,12 +165,22 @@ function runPeer(args: BenchArgs): Rec[] {
 function peerRatios(records: Rec[]): Rec[] {
   const out: Rec[] = [];
   for (const name of MODEL_NAMES) {
-    const peers = bestOfRepeats(records.filter((r) => r.suite === 'peer' && r.name === name)) as unknown as PeerResult[];
+    const peers = bestOfRepeats(
+      records.filter((r) => r.suite === 'peer' && r.name === name),
+    ) as unknown as PeerResult[];
     const ours = bestOfRepeats(records.filter((r) => r.suite === 'models' && r.name === name));
     if (!peers.length || !ours.length) continue;
     for (const o of ours) {
       const cmp = comparePeer(o as unknown as PeerResult, peers);
-      out.push({ name: `${name} / torch`, suite: 'peer-ratio', backend: o.backend, threads: o.threads, batch: o.batch, repeats: o.repeats, ...cmp });
+      out.push({
+        name: `${name} / torch`,
+        suite: 'peer-ratio',
+        backend: o.backend,
+        threads: o.threads,
+        batch: o.batch,
+        repeats: o.repeats,
+        ...cmp,
+      });
     }
   }
   return out;
@@ -150,19 +194,81 @@ function gitCommit(): string {
 }
 
 function summary(records: Rec[], meta: Rec): string {
-  const sections: string[] = [`Benchmark ${meta.date} · commit ${meta.commit} · backend ${meta.backend} · ${meta.quick ? 'quick' : 'full'} run · one run on a shared machine: compare ratios, not absolute numbers.`];
+  const sections: string[] = [
+    `Benchmark ${meta.date} · commit ${meta.commit} · backend ${meta.backend} · ${meta.quick ? 'quick' : 'full'} run · one run on a shared machine: compare ratios, not absolute numbers.`,
+  ];
   const pick = (suite: string) => records.filter((r) => r.suite === suite);
   const failed = records.filter((r) => r.error && ['models', 'batch-scaling', 'peer'].includes(String(r.suite)));
   const models = [...bestOfRepeats([...pick('models'), ...pick('batch-scaling'), ...pick('peer')]), ...failed];
   if (models.length) {
-    sections.push(`Throughput: best of ${meta.repeat} alternating repeat(s) of our runs and the peer's (median step time within each run).`);
-    sections.push(markdownTable(models, ['name', 'suite', 'backend', 'threads', 'batch', 'repeats', 'train_images_per_s', 'infer_images_per_s', 'peak_rss_mb', 'wasm_heap_mb', 'error']));
+    sections.push(
+      `Throughput: best of ${meta.repeat} alternating repeat(s) of our runs and the peer's (median step time within each run).`,
+    );
+    sections.push(
+      markdownTable(models, [
+        'name',
+        'suite',
+        'backend',
+        'threads',
+        'batch',
+        'repeats',
+        'train_images_per_s',
+        'infer_images_per_s',
+        'peak_rss_mb',
+        'wasm_heap_mb',
+        'error',
+      ]),
+    );
   }
   if (pick('peer-ratio').length) {
-    sections.push(markdownTable(pick('peer-ratio'), ['name', 'backend', 'threads', 'batch', 'repeats', 'train_ratio', 'infer_ratio', 'peer_best_train_threads', 'peer_best_infer_threads', 'rss_ratio']));
+    sections.push(
+      markdownTable(pick('peer-ratio'), [
+        'name',
+        'backend',
+        'threads',
+        'batch',
+        'repeats',
+        'train_ratio',
+        'infer_ratio',
+        'peer_best_train_threads',
+        'peer_best_infer_threads',
+        'rss_ratio',
+      ]),
+    );
   }
-  if (pick('moe-vs-dense').length) sections.push(markdownTable(pick('moe-vs-dense'), ['name', 'backend', 'threads', 'tokens', 'dense_width', 'rounds', 'moe_ms', 'dense_ms', 'moe_over_dense', 'moe_min_ms', 'dense_min_ms', 'moe_over_dense_min', 'error']));
-  if (pick('capacity').length) sections.push(markdownTable(pick('capacity'), ['name', 'backend', 'threads', 'capacity_factor', 'rounds', 'moe_ms', 'time_vs_1_05', 'moe_min_ms', 'time_vs_1_05_min', 'error']));
+  if (pick('moe-vs-dense').length)
+    sections.push(
+      markdownTable(pick('moe-vs-dense'), [
+        'name',
+        'backend',
+        'threads',
+        'tokens',
+        'dense_width',
+        'rounds',
+        'moe_ms',
+        'dense_ms',
+        'moe_over_dense',
+        'moe_min_ms',
+        'dense_min_ms',
+        'moe_over_dense_min',
+        'error',
+      ]),
+    );
+  if (pick('capacity').length)
+    sections.push(
+      markdownTable(pick('capacity'), [
+        'name',
+        'backend',
+        'threads',
+        'capacity_factor',
+        'rounds',
+        'moe_ms',
+        'time_vs_1_05',
+        'moe_min_ms',
+        'time_vs_1_05_min',
+        'error',
+      ]),
+    );
   return sections.join('\n\n') + '\n';
 }
 
@@ -178,7 +284,9 @@ async function main(): Promise<void> {
   };
   const jobs = plan(args);
   const run = (job: Job, extra: Rec = {}) => {
-    process.stderr.write(`[bench] ${job.kind === 'model' ? job.name : job.kind} (batch ${job.batch}, ${job.threads} thread(s))…\n`);
+    process.stderr.write(
+      `[bench] ${job.kind === 'model' ? job.name : job.kind} (batch ${job.batch}, ${job.threads} thread(s))…\n`,
+    );
     for (const r of spawnJob(job, args)) emit({ ...r, ...extra });
   };
   // Our models and the peer alternate, so a slow spell of the machine is unlikely to hit only one side.
@@ -190,15 +298,28 @@ async function main(): Promise<void> {
   for (const job of jobs.filter((j) => !compared.includes(j))) run(job);
   if (args.peer) for (const r of peerRatios(records)) emit(r);
   const backend = [...new Set(records.map((r) => r.backend).filter((b) => b && b !== 'torch'))].join(',') || 'unknown';
-  const meta = { date: new Date().toISOString(), commit: gitCommit(), backend, quick: args.quick, repeat: args.repeat, suites: args.only.length ? args.only : SUITES, seconds: Math.round((performance.now() - t0) / 1000) };
+  const meta = {
+    date: new Date().toISOString(),
+    commit: gitCommit(),
+    backend,
+    quick: args.quick,
+    repeat: args.repeat,
+    suites: args.only.length ? args.only : SUITES,
+    seconds: Math.round((performance.now() - t0) / 1000),
+  };
   const table = summary(records, meta);
   process.stderr.write('\n' + table);
   if (args.save) {
     const dir = path.join(root, 'bench', 'results');
     fs.mkdirSync(dir, { recursive: true });
-    fs.appendFileSync(path.join(dir, 'history.jsonl'), records.map((r) => JSON.stringify({ ...meta, ...r })).join('\n') + '\n');
+    fs.appendFileSync(
+      path.join(dir, 'history.jsonl'),
+      records.map((r) => JSON.stringify({ ...meta, ...r })).join('\n') + '\n',
+    );
     fs.writeFileSync(path.join(dir, 'latest.md'), `# Latest benchmark\n\n${table}`);
-    process.stderr.write(`[bench] results appended to bench/results/history.jsonl; table in bench/results/latest.md (${meta.seconds} s)\n`);
+    process.stderr.write(
+      `[bench] results appended to bench/results/history.jsonl; table in bench/results/latest.md (${meta.seconds} s)\n`,
+    );
   }
 }
 

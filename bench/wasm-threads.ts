@@ -102,9 +102,13 @@ function parent(threads: number, rounds: number): void {
   }
   const [o, m] = [one!, many!];
   console.log(`wasm backend, SIMD=${o.simd}; threads reported: ${o.threads} vs ${m.threads}; best of ${rounds} rounds`);
-  console.log(`${'case'.padEnd(30)} ${'1 thr ms'.padStart(9)} ${`${m.threads} thr ms`.padStart(9)} ${'speed-up'.padStart(9)}`);
+  console.log(
+    `${'case'.padEnd(30)} ${'1 thr ms'.padStart(9)} ${`${m.threads} thr ms`.padStart(9)} ${'speed-up'.padStart(9)}`,
+  );
   CASES.forEach((c, i) => {
-    const gflops = c.flops ? `  (${(c.flops / o.ms[i]! / 1e6).toFixed(1)} → ${(c.flops / m.ms[i]! / 1e6).toFixed(1)} GFLOP/s)` : '';
+    const gflops = c.flops
+      ? `  (${(c.flops / o.ms[i]! / 1e6).toFixed(1)} → ${(c.flops / m.ms[i]! / 1e6).toFixed(1)} GFLOP/s)`
+      : '';
     console.log(
       `${c.name.padEnd(30)} ${o.ms[i]!.toFixed(2).padStart(9)} ${m.ms[i]!.toFixed(2).padStart(9)} ${(o.ms[i]! / m.ms[i]!).toFixed(2).padStart(8)}×${gflops}`,
     );

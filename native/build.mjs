@@ -24,7 +24,8 @@ const outDir = path.join(root, 'node_modules', '.cache', 'vmoe-blas');
 const optional = process.argv.includes('--optional');
 
 function give(reason) {
-  const msg = `[vmoe] native BLAS addon not built: ${reason}\n` +
+  const msg =
+    `[vmoe] native BLAS addon not built: ${reason}\n` +
     '[vmoe] the toolkit will run on the plain wasm backend (install a C++ compiler and libopenblas-dev, then: npm run build:native)\n';
   process.stderr.write(msg);
   process.exit(optional ? 0 : 1);
@@ -35,7 +36,17 @@ function findNodeGyp() {
   const candidates = [
     process.env.npm_config_node_gyp,
     path.join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
-    path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+    path.join(
+      path.dirname(process.execPath),
+      '..',
+      'lib',
+      'node_modules',
+      'npm',
+      'node_modules',
+      'node-gyp',
+      'bin',
+      'node-gyp.js',
+    ),
   ];
   return candidates.find((c) => c && fs.existsSync(c)) ?? null;
 }
@@ -71,7 +82,11 @@ function build(dnnl) {
   if (nodeDir) args.push(`--nodedir=${nodeDir}`);
   const r = spawnSync(process.execPath, args, { cwd: outDir, encoding: 'utf8' });
   if (r.status === 0) return null;
-  const log = `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').filter((l) => /error|not found|No such/i.test(l)).slice(0, 6).join('\n');
+  const log = `${r.stdout ?? ''}${r.stderr ?? ''}`
+    .split('\n')
+    .filter((l) => /error|not found|No such/i.test(l))
+    .slice(0, 6)
+    .join('\n');
   return `node-gyp failed (exit ${r.status ?? r.signal})${log ? `:\n${log}` : ''}`;
 }
 
@@ -91,4 +106,6 @@ if (failure && withDnnl) {
 if (failure) give(failure);
 const built = path.join(outDir, 'build', 'Release', 'vmoe_blas.node');
 if (!fs.existsSync(built)) give(`node-gyp succeeded but ${built} is missing`);
-process.stderr.write(`[vmoe] native BLAS addon built (${withDnnl ? 'oneDNN + OpenBLAS' : 'OpenBLAS'}): ${path.relative(root, built)}\n`);
+process.stderr.write(
+  `[vmoe] native BLAS addon built (${withDnnl ? 'oneDNN + OpenBLAS' : 'OpenBLAS'}): ${path.relative(root, built)}\n`,
+);

@@ -12,31 +12,94 @@ const entry = path.join(root, 'src/index.ts');
 
 /** Helpers the modules share among themselves; none may be a top-level export of the package. */
 const INTERNAL = [
-  'fuzzyCeil', 'fuzzyRound', 'erf', 'erfc', 'erfcFast', 'normalCdf', 'cv2', 'squaredCoefficientOfVariation',
-  'importanceLossOfGroup', 'routerAuxLosses', 'checkMatrix', 'topKIndices',
-  'CheckpointFs', 'checkpointFileName', 'compareShapes', 'latexEscape', 'formatNumber',
-  'planTopK', 'planExpertChoice', 'moeLayer', 'dense', 'dense2d', 'gelu', 'layerNorm', 'gatherRows', 'scatterAddRows',
-  'makeVariable', 'paramSpecs', 'initParamValues', 'decideHead', 'initFromCheckpoint', 'Adam', 'learningRate',
-  'carveValidation', 'clearDataCache', 'findIdxFile', 'encodeIdx', 'writeIdx',
-  'hasKernel', 'isPlainWasm', 'registerWasmBlasBackend', 'loadBlasAddon', 'activeBlasAddon', 'chooseGemm', 'selfCheck',
-  'checkAddon', 'defaultAddonPath', 'chooseCoreType', 'WASM_BLAS', 'runRecord', 'PACKAGE_VERSION',
-  'checkScores', 'checkSingle', 'checkLabels', 'checkSameLength', 'floorTimesDecimal', 'uniformDraws',
+  'fuzzyCeil',
+  'fuzzyRound',
+  'erf',
+  'erfc',
+  'erfcFast',
+  'normalCdf',
+  'cv2',
+  'squaredCoefficientOfVariation',
+  'importanceLossOfGroup',
+  'routerAuxLosses',
+  'checkMatrix',
+  'topKIndices',
+  'CheckpointFs',
+  'checkpointFileName',
+  'compareShapes',
+  'latexEscape',
+  'formatNumber',
+  'planTopK',
+  'planExpertChoice',
+  'moeLayer',
+  'dense',
+  'dense2d',
+  'gelu',
+  'layerNorm',
+  'gatherRows',
+  'scatterAddRows',
+  'makeVariable',
+  'paramSpecs',
+  'initParamValues',
+  'decideHead',
+  'initFromCheckpoint',
+  'Adam',
+  'learningRate',
+  'carveValidation',
+  'clearDataCache',
+  'findIdxFile',
+  'encodeIdx',
+  'writeIdx',
+  'hasKernel',
+  'isPlainWasm',
+  'registerWasmBlasBackend',
+  'loadBlasAddon',
+  'activeBlasAddon',
+  'chooseGemm',
+  'selfCheck',
+  'checkAddon',
+  'defaultAddonPath',
+  'chooseCoreType',
+  'WASM_BLAS',
+  'runRecord',
+  'PACKAGE_VERSION',
+  'checkScores',
+  'checkSingle',
+  'checkLabels',
+  'checkSameLength',
+  'floorTimesDecimal',
+  'uniformDraws',
 ];
 
 /** Where an exported name is declared: the file and the line of its `export … name` declaration. */
-interface Decl { file: string; line: number; name: string; namespace?: string }
+interface Decl {
+  file: string;
+  line: number;
+  name: string;
+  namespace?: string;
+}
 
 const sources = new Map<string, string>();
 function source(file: string): string {
   let s = sources.get(file);
-  if (s === undefined) { s = fs.readFileSync(file, 'utf8'); sources.set(file, s); }
+  if (s === undefined) {
+    s = fs.readFileSync(file, 'utf8');
+    sources.set(file, s);
+  }
   return s;
 }
 const target = (from: string, spec: string) => path.resolve(path.dirname(from), spec.replace(/\.js$/, '.ts'));
 const lineOf = (text: string, index: number) => text.slice(0, index).split('\n').length;
 /** `a, type B, c as d` → [[local, exported]]. */
-const specifiers = (list: string) => list.split(',').map((s) => s.trim().replace(/^type\s+/, '')).filter(Boolean)
-  .map((s) => { const [local, , as] = s.split(/\s+/); return [local!, as ?? local!] as const; });
+const specifiers = (list: string) =>
+  list
+    .split(',')
+    .map((s) => s.trim().replace(/^type\s+/, ''))
+    .filter(Boolean)
+    .map((s) => {
+      const [local, , as] = s.split(/\s+/);
+      return [local!, as ?? local!] as const;
+    });
 
 /** Every export of a module, followed through re-exports to the declaring file. */
 function moduleExports(file: string): Map<string, Decl> {
@@ -67,7 +130,9 @@ function moduleExports(file: string): Map<string, Decl> {
       out.set(exported, d);
     }
   }
-  for (const m of text.matchAll(/^export (?:declare )?(?:abstract )?(?:async )?(?:function\*?|class|const|let|interface|type|enum) (\w+)/gm)) {
+  for (const m of text.matchAll(
+    /^export (?:declare )?(?:abstract )?(?:async )?(?:function\*?|class|const|let|interface|type|enum) (\w+)/gm,
+  )) {
     out.set(m[1]!, { file, line: lineOf(text, m.index!), name: m[1]! });
   }
   return out;
@@ -75,7 +140,10 @@ function moduleExports(file: string): Map<string, Decl> {
 
 function localDecl(file: string, name: string, exported: boolean): Decl | undefined {
   const text = source(file);
-  const re = new RegExp(`^${exported ? 'export ' : ''}(?:declare )?(?:abstract )?(?:async )?(?:function\\*?|class|const|let|interface|type|enum) ${name}\\b`, 'm');
+  const re = new RegExp(
+    `^${exported ? 'export ' : ''}(?:declare )?(?:abstract )?(?:async )?(?:function\\*?|class|const|let|interface|type|enum) ${name}\\b`,
+    'm',
+  );
   const m = re.exec(text);
   return m ? { file, line: lineOf(text, m.index), name } : undefined;
 }
@@ -85,11 +153,22 @@ function docAbove(file: string, line: number): string | null {
   const lines = source(file).split('\n');
   const end = line - 2;
   // a trailing shape note after the comment is fine: `/** … */  // (N, K)`
-  if (end < 0 || !lines[end]!.replace(/\*\/\s*\/\/.*$/, '*/').trim().endsWith('*/')) return null;
+  if (
+    end < 0 ||
+    !lines[end]!.replace(/\*\/\s*\/\/.*$/, '*/')
+      .trim()
+      .endsWith('*/')
+  )
+    return null;
   let start = end;
   while (start >= 0 && !lines[start]!.includes('/*')) start--;
   if (start < 0 || !lines[start]!.trim().startsWith('/**')) return null;
-  const doc = lines.slice(start, end + 1).join('\n').replace(/\*\/\s*\/\/.*$/, '*/').replace(/^\s*\/\*\*|\*\/\s*$|^\s*\*\s?/gm, '').trim();
+  const doc = lines
+    .slice(start, end + 1)
+    .join('\n')
+    .replace(/\*\/\s*\/\/.*$/, '*/')
+    .replace(/^\s*\/\*\*|\*\/\s*$|^\s*\*\s?/gm, '')
+    .trim();
   return doc.length > 0 ? doc : null;
 }
 
@@ -101,7 +180,16 @@ describe('public API (src/index.ts)', () => {
   it('lists every export by name (no `export *` of a whole module)', () => {
     expect(source(entry)).not.toMatch(/^export \* from/m);
     expect(api.size).toBeGreaterThan(100);
-    for (const name of ['topExpertsPerItem', 'metrics', 'VisionMoE', 'ModelSchema', 'initEngine', 'ece', 'evaluate', 'VmoeError']) {
+    for (const name of [
+      'topExpertsPerItem',
+      'metrics',
+      'VisionMoE',
+      'ModelSchema',
+      'initEngine',
+      'ece',
+      'evaluate',
+      'VmoeError',
+    ]) {
       expect(api.has(name), name).toBe(true);
     }
   });
@@ -111,25 +199,34 @@ describe('public API (src/index.ts)', () => {
   });
 
   it('every export has a doc comment directly above its declaration', () => {
-    const missing = [...api.entries()].filter(([, d]) => docAbove(d.file, d.line) === null).map(([n, d]) => `${n} (${where(d)})`);
+    const missing = [...api.entries()]
+      .filter(([, d]) => docAbove(d.file, d.line) === null)
+      .map(([n, d]) => `${n} (${where(d)})`);
     expect(missing).toEqual([]);
   });
 
-  it.each(namespaces.map((d) => [d.name, d] as const))('namespace %s: every member documented, internals tagged @internal', (_, ns) => {
-    const members = moduleExports(ns.namespace!);
-    const missing: string[] = [], untagged: string[] = [];
-    for (const [n, d] of members) {
-      const doc = docAbove(d.file, d.line);
-      if (doc === null) missing.push(`${n} (${where(d)})`);
-      else if (INTERNAL.includes(n) && !/@internal\b/.test(doc)) untagged.push(`${n} (${where(d)})`);
-    }
-    expect(missing).toEqual([]);
-    expect(untagged).toEqual([]);
-  });
+  it.each(namespaces.map((d) => [d.name, d] as const))(
+    'namespace %s: every member documented, internals tagged @internal',
+    (_, ns) => {
+      const members = moduleExports(ns.namespace!);
+      const missing: string[] = [],
+        untagged: string[] = [];
+      for (const [n, d] of members) {
+        const doc = docAbove(d.file, d.line);
+        if (doc === null) missing.push(`${n} (${where(d)})`);
+        else if (INTERNAL.includes(n) && !/@internal\b/.test(doc)) untagged.push(`${n} (${where(d)})`);
+      }
+      expect(missing).toEqual([]);
+      expect(untagged).toEqual([]);
+    },
+  );
 
   it('the doc check itself: finds a doc comment, misses a `//` comment and a gap', () => {
     const file = path.join(root, 'tests/.api-doc-probe.ts');
-    sources.set(file, '/** Documented. */\nexport const a = 1;\n// not a doc comment\nexport const b = 2;\n/** Gap. */\n\nexport const c = 3;\n');
+    sources.set(
+      file,
+      '/** Documented. */\nexport const a = 1;\n// not a doc comment\nexport const b = 2;\n/** Gap. */\n\nexport const c = 3;\n',
+    );
     const decls = moduleExports(file);
     expect([...decls.keys()]).toEqual(['a', 'b', 'c']);
     expect(['a', 'b', 'c'].map((n) => docAbove(file, decls.get(n)!.line) !== null)).toEqual([true, false, false]);

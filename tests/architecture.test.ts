@@ -14,10 +14,18 @@ const root = path.resolve(__dirname, '..');
 const depcruise = path.join(root, 'node_modules', '.bin', 'depcruise');
 const config = path.join(root, '.dependency-cruiser.cjs');
 
-interface Violation { rule: { name: string }; from: string; to: string }
+interface Violation {
+  rule: { name: string };
+  from: string;
+  to: string;
+}
 
 function cruise(cwd: string): { violations: Violation[]; modules: number } {
-  const r = spawnSync(depcruise, ['src', '--config', config, '--output-type', 'json'], { cwd, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const r = spawnSync(depcruise, ['src', '--config', config, '--output-type', 'json'], {
+    cwd,
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  });
   expect(r.stderr).toBe('');
   const out = JSON.parse(r.stdout) as { summary: { violations: Violation[]; totalCruised: number } };
   return { violations: out.summary.violations, modules: out.summary.totalCruised };

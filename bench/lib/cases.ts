@@ -133,7 +133,9 @@ export function modelThroughput(name: BenchModelName, batch: number, t: Timing):
   const trainMs = timeMedian(trainStep, t);
   const inferMs = timeMedian(inferStep, t);
   const rec: ModelRecord = {
-    name, ...engineFields(), batch,
+    name,
+    ...engineFields(),
+    batch,
     train_images_per_s: imagesPerSecond(batch, trainMs),
     infer_images_per_s: imagesPerSecond(batch, inferMs),
     peak_rss_mb: peakRssMb(),
@@ -163,7 +165,12 @@ function dotWithCotangent(y: tf.Tensor2D, cot: tf.Tensor2D): tf.Scalar {
  * themselves: copying them to the host (which training never does) cost the MoE layer, with 4×
  * the parameters of the dense MLP, ~0.3 ms more.
  */
-function fwdBwd(x: tf.Tensor2D, params: tf.Variable[], f: (x: tf.Tensor2D) => tf.Tensor2D, cot: tf.Tensor2D): () => void {
+function fwdBwd(
+  x: tf.Tensor2D,
+  params: tf.Variable[],
+  f: (x: tf.Tensor2D) => tf.Tensor2D,
+  cot: tf.Tensor2D,
+): () => void {
   return () => {
     tf.tidy(() => {
       const { value, grads } = tf.variableGrads(() => dotWithCotangent(f(x), cot), params);
@@ -181,14 +188,32 @@ function moeSetup(batch: number) {
   const rng = new Rng(3);
   // A variable, so both layers also return dL/dx, as every layer inside a network must (without
   // it the MoE layer skipped its dispatch gradient while the dense MLP still paid for its dx).
-  const x = tf.variable(tf.tensor2d(Float32Array.from({ length: N * cfg.hidden }, () => rng.normal()), [N, cfg.hidden]));
-  const cot = tf.tensor2d(Float32Array.from({ length: N * cfg.hidden }, () => rng.normal()), [N, cfg.hidden]);
+  const x = tf.variable(
+    tf.tensor2d(
+      Float32Array.from({ length: N * cfg.hidden }, () => rng.normal()),
+      [N, cfg.hidden],
+    ),
+  );
+  const cot = tf.tensor2d(
+    Float32Array.from({ length: N * cfg.hidden }, () => rng.normal()),
+    [N, cfg.hidden],
+  );
   const p = 'block1/moe';
   const w: MoeWeights = {
-    router: model.p(`${p}/router/kernel`), w1: model.p(`${p}/w1`), b1: model.p(`${p}/b1`), w2: model.p(`${p}/w2`), b2: model.p(`${p}/b2`),
+    router: model.p(`${p}/router/kernel`),
+    w1: model.p(`${p}/w1`),
+    b1: model.p(`${p}/b1`),
+    w2: model.p(`${p}/w2`),
+    b2: model.p(`${p}/b2`),
   };
   const vars = [x, w.router, w.w1, w.b1, w.w2, w.b2] as unknown as tf.Variable[];
-  const moe = (c: number) => fwdBwd(x, vars, (xi) => moeLayer(xi, w, model.routingFor({ capacityFactor: c }), { train: true, noiseSeed: 7 }).y, cot);
+  const moe = (c: number) =>
+    fwdBwd(
+      x,
+      vars,
+      (xi) => moeLayer(xi, w, model.routingFor({ capacityFactor: c }), { train: true, noiseSeed: 7 }).y,
+      cot,
+    );
   return { cfg, model, N, x, cot, moe };
 }
 
@@ -208,15 +233,35 @@ export function moeVsDense(batch: number, t: Timing) {
   const b1 = tf.variable(tf.zeros([K * mlpDim]) as tf.Tensor1D);
   const w2 = tf.variable(tf.tensor2d(mk(K * mlpDim * H, lim1), [K * mlpDim, H]));
   const b2 = tf.variable(tf.zeros([H]) as tf.Tensor1D);
-  const dense = fwdBwd(s.x, [s.x, w1, b1, w2, b2], (xi) => dense2d(gelu(dense2d(xi, w1, b1 as tf.Tensor1D)) as tf.Tensor2D, w2, b2 as tf.Tensor1D), s.cot);
-  const { median: [moeMs, denseMs], min: [moeMin, denseMin] } = timeInterleaved([s.moe(s.cfg.moe.capacityFactor), dense], t);
+  const dense = fwdBwd(
+    s.x,
+    [s.x, w1, b1, w2, b2],
+    (xi) => dense2d(gelu(dense2d(xi, w1, b1 as tf.Tensor1D)) as tf.Tensor2D, w2, b2 as tf.Tensor1D),
+    s.cot,
+  );
+  const {
+    median: [moeMs, denseMs],
+    min: [moeMin, denseMin],
+  } = timeInterleaved([s.moe(s.cfg.moe.capacityFactor), dense], t);
   for (const v of [w1, b1, w2, b2]) v.dispose();
   s.model.dispose();
   return {
-    name: 'moe-vs-dense', ...engineFields(), batch, tokens: s.N, experts: s.cfg.moe.numExperts, k: K,
-    capacity_factor: s.cfg.moe.capacityFactor, dense_width: K * mlpDim,
-    moe_ms: moeMs!, dense_ms: denseMs!, moe_over_dense: moeMs! / denseMs!,
-    moe_min_ms: moeMin!, dense_min_ms: denseMin!, moe_over_dense_min: moeMin! / denseMin!, rounds: t.runs, peak_rss_mb: peakRssMb(),
+    name: 'moe-vs-dense',
+    ...engineFields(),
+    batch,
+    tokens: s.N,
+    experts: s.cfg.moe.numExperts,
+    k: K,
+    capacity_factor: s.cfg.moe.capacityFactor,
+    dense_width: K * mlpDim,
+    moe_ms: moeMs!,
+    dense_ms: denseMs!,
+    moe_over_dense: moeMs! / denseMs!,
+    moe_min_ms: moeMin!,
+    dense_min_ms: denseMin!,
+    moe_over_dense_min: moeMin! / denseMin!,
+    rounds: t.runs,
+    peak_rss_mb: peakRssMb(),
   };
 }
 
@@ -226,11 +271,21 @@ export const CAPACITY_FACTORS = [0.25, 0.5, 0.75, 1.0, 1.05, 1.25, 1.5];
 export function capacitySweep(batch: number, t: Timing, factors = CAPACITY_FACTORS) {
   const s = moeSetup(batch);
   const all = factors.includes(1.05) ? factors : [...factors, 1.05];
-  const { median: ms, min } = timeInterleaved(all.map((c) => s.moe(c)), t);
+  const { median: ms, min } = timeInterleaved(
+    all.map((c) => s.moe(c)),
+    t,
+  );
   const ref = all.indexOf(1.05);
   s.model.dispose();
   return factors.map((c, i) => ({
-    name: 'moe-capacity', ...engineFields(), batch, capacity_factor: c, moe_ms: ms[i]!, time_vs_1_05: ms[i]! / ms[ref]!,
-    moe_min_ms: min[i]!, time_vs_1_05_min: min[i]! / min[ref]!, rounds: t.runs,
+    name: 'moe-capacity',
+    ...engineFields(),
+    batch,
+    capacity_factor: c,
+    moe_ms: ms[i]!,
+    time_vs_1_05: ms[i]! / ms[ref]!,
+    moe_min_ms: min[i]!,
+    time_vs_1_05_min: min[i]! / min[ref]!,
+    rounds: t.runs,
   }));
 }

@@ -11,12 +11,24 @@ export const MODEL_NAMES = ['vit-tiny', 'vmoe-tiny', 'e3-tiny'] as const;
 export type BenchModelName = (typeof MODEL_NAMES)[number];
 
 const SHARED = {
-  imageSize: 28, channels: 1, patchSize: 4, hidden: 64, depth: 4, heads: 4, mlpDim: 256, numClasses: 10,
-  dropout: 0, readout: 'token' as const,
+  imageSize: 28,
+  channels: 1,
+  patchSize: 4,
+  hidden: 64,
+  depth: 4,
+  heads: 4,
+  mlpDim: 256,
+  numClasses: 10,
+  dropout: 0,
+  readout: 'token' as const,
 };
 const MOE = {
   layers: { placement: 'list' as const, list: [1, 3] },
-  numExperts: 8, capacityFactor: 1.05, capacityRounding: 'multiple-of-4' as const, groupImages: 8, noiseStd: 1.0,
+  numExperts: 8,
+  capacityFactor: 1.05,
+  capacityRounding: 'multiple-of-4' as const,
+  groupImages: 8,
+  noiseStd: 1.0,
 };
 
 export function benchModelConfig(name: BenchModelName, moe: Partial<{ capacityFactor: number }> = {}): ModelConfig {
@@ -35,11 +47,37 @@ export function peerArgs(name: BenchModelName, batch: number, threads: number, s
   if (name === 'e3-tiny') return null;
   const c = benchModelConfig(name);
   return [
-    '--image', String(c.imageSize), '--channels', String(c.channels), '--patch', String(c.patchSize),
-    '--hidden', String(c.hidden), '--depth', String(c.depth), '--heads', String(c.heads), '--mlp', String(c.mlpDim),
-    '--classes', String(c.numClasses), '--experts', String(c.moe.numExperts), '--k', String(c.moe.k),
-    '--moe-layers', name === 'vit-tiny' ? '' : c.moe.layers.list.join(','),
-    '--capacity-factor', String(c.moe.capacityFactor), '--group-images', String(c.moe.groupImages),
-    '--batch', String(batch), '--threads', String(threads), '--steps', String(steps),
+    '--image',
+    String(c.imageSize),
+    '--channels',
+    String(c.channels),
+    '--patch',
+    String(c.patchSize),
+    '--hidden',
+    String(c.hidden),
+    '--depth',
+    String(c.depth),
+    '--heads',
+    String(c.heads),
+    '--mlp',
+    String(c.mlpDim),
+    '--classes',
+    String(c.numClasses),
+    '--experts',
+    String(c.moe.numExperts),
+    '--k',
+    String(c.moe.k),
+    '--moe-layers',
+    name === 'vit-tiny' ? '' : c.moe.layers.list.join(','),
+    '--capacity-factor',
+    String(c.moe.capacityFactor),
+    '--group-images',
+    String(c.moe.groupImages),
+    '--batch',
+    String(batch),
+    '--threads',
+    String(threads),
+    '--steps',
+    String(steps),
   ];
 }

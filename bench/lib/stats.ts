@@ -35,7 +35,10 @@ export interface PeerComparison {
   rss_ratio: number;
 }
 
-export function comparePeer(ours: { train_images_per_s: number; infer_images_per_s: number; peak_rss_mb: number }, peers: readonly PeerResult[]): PeerComparison {
+export function comparePeer(
+  ours: { train_images_per_s: number; infer_images_per_s: number; peak_rss_mb: number },
+  peers: readonly PeerResult[],
+): PeerComparison {
   if (peers.length === 0) throw new Error('no peer results to compare with');
   const bestTrain = peers.reduce((a, b) => (b.train_images_per_s > a.train_images_per_s ? b : a));
   const bestInfer = peers.reduce((a, b) => (b.infer_images_per_s > a.infer_images_per_s ? b : a));
@@ -54,9 +57,19 @@ export function comparePeer(ours: { train_images_per_s: number; infer_images_per
  * batch): the highest train and infer images/s (each on its own: the least disturbed run of a
  * shared machine), the largest peak RSS (memory is not noise), and how many repeats there were.
  */
-export function bestOfRepeats<T extends { name?: unknown; suite?: unknown; backend?: unknown; threads?: unknown; batch?: unknown; train_images_per_s?: unknown; infer_images_per_s?: unknown; peak_rss_mb?: unknown; error?: unknown }>(
-  records: readonly T[],
-): (T & { repeats: number })[] {
+export function bestOfRepeats<
+  T extends {
+    name?: unknown;
+    suite?: unknown;
+    backend?: unknown;
+    threads?: unknown;
+    batch?: unknown;
+    train_images_per_s?: unknown;
+    infer_images_per_s?: unknown;
+    peak_rss_mb?: unknown;
+    error?: unknown;
+  },
+>(records: readonly T[]): (T & { repeats: number })[] {
   const groups = new Map<string, T[]>();
   for (const r of records) {
     if (r.error) continue;
@@ -64,8 +77,15 @@ export function bestOfRepeats<T extends { name?: unknown; suite?: unknown; backe
     groups.set(key, [...(groups.get(key) ?? []), r]);
   }
   return [...groups.values()].map((g) => {
-    const max = (k: 'train_images_per_s' | 'infer_images_per_s' | 'peak_rss_mb') => Math.max(...g.map((r) => Number(r[k])));
-    return { ...g[0]!, train_images_per_s: max('train_images_per_s'), infer_images_per_s: max('infer_images_per_s'), peak_rss_mb: max('peak_rss_mb'), repeats: g.length };
+    const max = (k: 'train_images_per_s' | 'infer_images_per_s' | 'peak_rss_mb') =>
+      Math.max(...g.map((r) => Number(r[k])));
+    return {
+      ...g[0]!,
+      train_images_per_s: max('train_images_per_s'),
+      infer_images_per_s: max('infer_images_per_s'),
+      peak_rss_mb: max('peak_rss_mb'),
+      repeats: g.length,
+    };
   });
 }
 
@@ -90,7 +110,17 @@ export const SUITES = ['models', 'moe-vs-dense', 'capacity', 'batch-scaling'] as
 
 /** Parses the command line; `defaultThreads` is the engine's default (VMOE_THREADS or 1). */
 export function parseArgs(argv: readonly string[], defaultThreads = 1): BenchArgs {
-  const args: BenchArgs = { quick: false, peer: false, threads: [defaultThreads], backend: 'auto', batch: 64, repeat: 1, only: [], save: true, child: null };
+  const args: BenchArgs = {
+    quick: false,
+    peer: false,
+    threads: [defaultThreads],
+    backend: 'auto',
+    batch: 64,
+    repeat: 1,
+    only: [],
+    save: true,
+    child: null,
+  };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
@@ -105,14 +135,33 @@ export function parseArgs(argv: readonly string[], defaultThreads = 1): BenchArg
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     switch (a) {
-      case '--': break;
-      case '--quick': args.quick = true; break;
-      case '--peer': args.peer = true; break;
-      case '--no-save': args.save = false; break;
-      case '--threads': args.threads = positiveInts(value(i, a), a); i++; break;
-      case '--batch': args.batch = positiveInts(value(i, a), a)[0]!; i++; break;
-      case '--repeat': args.repeat = positiveInts(value(i, a), a)[0]!; i++; break;
-      case '--backend': args.backend = value(i, a); i++; break;
+      case '--':
+        break;
+      case '--quick':
+        args.quick = true;
+        break;
+      case '--peer':
+        args.peer = true;
+        break;
+      case '--no-save':
+        args.save = false;
+        break;
+      case '--threads':
+        args.threads = positiveInts(value(i, a), a);
+        i++;
+        break;
+      case '--batch':
+        args.batch = positiveInts(value(i, a), a)[0]!;
+        i++;
+        break;
+      case '--repeat':
+        args.repeat = positiveInts(value(i, a), a)[0]!;
+        i++;
+        break;
+      case '--backend':
+        args.backend = value(i, a);
+        i++;
+        break;
       case '--only': {
         args.only = value(i, a).split(',');
         const bad = args.only.filter((s) => !(SUITES as readonly string[]).includes(s));
@@ -120,8 +169,14 @@ export function parseArgs(argv: readonly string[], defaultThreads = 1): BenchArg
         i++;
         break;
       }
-      case '--child': args.child = value(i, a); i++; break;
-      default: throw new Error(`unknown option ${a} (options: --quick --peer --repeat N --threads N[,M] --batch N --backend NAME --only SUITES --no-save)`);
+      case '--child':
+        args.child = value(i, a);
+        i++;
+        break;
+      default:
+        throw new Error(
+          `unknown option ${a} (options: --quick --peer --repeat N --threads N[,M] --batch N --backend NAME --only SUITES --no-save)`,
+        );
     }
   }
   return args;

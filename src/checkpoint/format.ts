@@ -237,7 +237,9 @@ function jsonOrThrow(value: unknown): string {
   try {
     return JSON.stringify(value);
   } catch (err) {
-    throw new CheckpointError(`saveCheckpoint: meta is not JSON-serialisable: ${(err as Error).message}`, { cause: err });
+    throw new CheckpointError(`saveCheckpoint: meta is not JSON-serialisable: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 
@@ -259,14 +261,20 @@ function buildHeader(content: CheckpointContent): { header: Header; arrays: (Flo
     }
     const expectedType = t.dtype === 'float32' ? Float32Array : Int32Array;
     if (!(t.data instanceof expectedType)) {
-      throw new CheckpointError(`${where}: dtype is ${t.dtype} but data is a ${t.data?.constructor?.name ?? typeof t.data}`);
+      throw new CheckpointError(
+        `${where}: dtype is ${t.dtype} but data is a ${t.data?.constructor?.name ?? typeof t.data}`,
+      );
     }
     const size = elementCount(t.shape);
     if (size === null) {
-      throw new CheckpointError(`${where}: shape must be an array of non-negative integers, got ${JSON.stringify(t.shape)}`);
+      throw new CheckpointError(
+        `${where}: shape must be an array of non-negative integers, got ${JSON.stringify(t.shape)}`,
+      );
     }
     if (t.data.length !== size) {
-      throw new CheckpointError(`${where}: shape [${t.shape.join(', ')}] has ${size} elements but data has ${t.data.length}`);
+      throw new CheckpointError(
+        `${where}: shape [${t.shape.join(', ')}] has ${size} elements but data has ${t.data.length}`,
+      );
     }
     const byteLength = size * BYTES_PER_ELEMENT;
     entries.push({ name, dtype: t.dtype, shape: [...t.shape], offset, byteLength });
@@ -336,7 +344,10 @@ function resolveCheckpointPath(pathOrDir: string): string {
   try {
     stat = nodeFs.statSync(pathOrDir);
   } catch (err) {
-    throw new CheckpointError(`checkpoint ${pathOrDir} does not exist; check the path`, { file: pathOrDir, cause: err });
+    throw new CheckpointError(`checkpoint ${pathOrDir} does not exist; check the path`, {
+      file: pathOrDir,
+      cause: err,
+    });
   }
   if (!stat.isDirectory()) return pathOrDir;
   const latest = latestCheckpoint(pathOrDir);
@@ -403,7 +414,8 @@ function decodeArray(dtype: CheckpointDtype, bytes: Uint8Array): Float32Array | 
     new Uint8Array(out.buffer).set(bytes);
   } else {
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    for (let i = 0; i < n; i++) out[i] = dtype === 'float32' ? view.getFloat32(i * 4, true) : view.getInt32(i * 4, true);
+    for (let i = 0; i < n; i++)
+      out[i] = dtype === 'float32' ? view.getFloat32(i * 4, true) : view.getInt32(i * 4, true);
   }
   return out;
 }
@@ -422,7 +434,8 @@ function parseAndVerify(file: string, bytes: Buffer): { header: Header; payloadS
     );
   }
   const minimum = PREFIX_BYTES + TRAILER_BYTES;
-  if (bytes.length < minimum) fail(`file has ${bytes.length} bytes, fewer than the ${minimum} of an empty checkpoint`, corrupt);
+  if (bytes.length < minimum)
+    fail(`file has ${bytes.length} bytes, fewer than the ${minimum} of an empty checkpoint`, corrupt);
 
   const bodyEnd = bytes.length - TRAILER_BYTES;
   const digest = createHash('sha256').update(bytes.subarray(0, bodyEnd)).digest();
@@ -473,19 +486,30 @@ function validateHeader(raw: unknown, payloadBytesInFile: number, fail: (what: s
     const size = elementCount(shape);
     if (size === null) fail(`${label} has invalid shape ${JSON.stringify(shape)}`);
     if (byteLength !== (size as number) * BYTES_PER_ELEMENT) {
-      fail(`${label} has byteLength ${String(byteLength)} but shape ${JSON.stringify(shape)} needs ${(size as number) * BYTES_PER_ELEMENT}`);
+      fail(
+        `${label} has byteLength ${String(byteLength)} but shape ${JSON.stringify(shape)} needs ${(size as number) * BYTES_PER_ELEMENT}`,
+      );
     }
     if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0 || offset % BYTES_PER_ELEMENT !== 0) {
       fail(`${label} has invalid offset ${String(offset)}`);
     }
     if ((offset as number) + (byteLength as number) > payloadBytesInFile) {
-      fail(`${label} (offset ${String(offset)}, ${String(byteLength)} bytes) runs past the ${payloadBytesInFile}-byte payload`);
+      fail(
+        `${label} (offset ${String(offset)}, ${String(byteLength)} bytes) runs past the ${payloadBytesInFile}-byte payload`,
+      );
     }
-    entries.push({ name, dtype, shape: shape as number[], offset: offset as number, byteLength: byteLength as number } as TensorEntry);
+    entries.push({
+      name,
+      dtype,
+      shape: shape as number[],
+      offset: offset as number,
+      byteLength: byteLength as number,
+    } as TensorEntry);
   }
   const byOffset = [...entries].sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < byOffset.length; i++) {
-    const prev = byOffset[i - 1]!, cur = byOffset[i]!;
+    const prev = byOffset[i - 1]!,
+      cur = byOffset[i]!;
     if (cur.offset < prev.offset + prev.byteLength) fail(`tensors "${prev.name}" and "${cur.name}" overlap`);
   }
   return { meta: meta as Record<string, unknown>, payloadByteLength: payloadBytesInFile, tensors: entries };
@@ -519,7 +543,7 @@ export function compareShapes(
     }
   }
   const unexpected = [...found.keys()]
-    .filter((name) => !Object.prototype.hasOwnProperty.call(expected, name))
+    .filter((name) => !Object.hasOwn(expected, name))
     .sort()
     .map((name) => `${prefix}${name} [${(found.get(name) as number[]).join(', ')}]`);
   if (missing.length + unexpected.length + misShaped.length === 0) return;
@@ -583,8 +607,10 @@ export function findNonFinite(tensors: Record<string, NamedArray>, prefix = ''):
 
 /** "params/x holds 12 of 64 non-finite values (and 3 more tensors do)". */
 export function describeNonFinite(nf: NonFinite): string {
-  return `${nf.name} holds ${nf.count} of ${nf.size} non-finite values (NaN or Infinity)` +
-    (nf.tensors > 1 ? ` and ${nf.tensors - 1} more tensor(s) do too` : '');
+  return (
+    `${nf.name} holds ${nf.count} of ${nf.size} non-finite values (NaN or Infinity)` +
+    (nf.tensors > 1 ? ` and ${nf.tensors - 1} more tensor(s) do too` : '')
+  );
 }
 
 /** Throws a one-line CheckpointError when a loaded checkpoint's tensors under `prefix` are not all finite. */

@@ -45,20 +45,28 @@ export function loadModel(p: string): LoadedModel {
   try {
     config = parseExperiment(ck.meta.config, `${file} (saved config)`);
   } catch (e) {
-    throw new CheckpointError(`${file}: its saved config is not valid for this version of vmoe-ts: ${(e as Error).message}`);
+    throw new CheckpointError(
+      `${file}: its saved config is not valid for this version of vmoe-ts: ${(e as Error).message}`,
+    );
   }
   const values = new Map<string, { shape: number[]; data: Float32Array }>();
   const problems: string[] = [];
   for (const [name, spec] of paramSpecs(config.model)) {
     const t = ck.tensors[`params/${name}`];
     if (!t) problems.push(`missing ${name}`);
-    else if (t.shape.join(',') !== spec.shape.join(',')) problems.push(`${name} has shape [${t.shape}], config expects [${spec.shape}]`);
+    else if (t.shape.join(',') !== spec.shape.join(','))
+      problems.push(`${name} has shape [${t.shape}], config expects [${spec.shape}]`);
     else values.set(name, { shape: t.shape, data: t.data as Float32Array });
   }
-  if (problems.length) throw new CheckpointError(`${file} does not match its own config: ${problems.slice(0, 10).join('; ')}`);
+  if (problems.length)
+    throw new CheckpointError(`${file} does not match its own config: ${problems.slice(0, 10).join('; ')}`);
   assertFiniteCheckpoint(ck);
   return {
-    model: VisionMoE.fromValues(config.model, values), config, meta: ck.meta, path: file, sha256: ck.sha256,
+    model: VisionMoE.fromValues(config.model, values),
+    config,
+    meta: ck.meta,
+    path: file,
+    sha256: ck.sha256,
     step: typeof ck.meta.step === 'number' ? ck.meta.step : 0,
   };
 }

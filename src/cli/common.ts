@@ -44,7 +44,11 @@ const USER_FS_CODES = new Set(['ENOENT', 'ENOTDIR', 'EISDIR', 'EACCES', 'EPERM']
  * `error: <message>` plus `hint: <hint>` and its exitCode (2), no stack; anything else is a bug:
  * `error: <message>` and exit 1, the stack only with `debug` (--debug or VMOE_DEBUG=1).
  */
-export function reportError(err: unknown, opts: { debug: boolean }, write: (s: string) => void = (s) => process.stderr.write(s)): number {
+export function reportError(
+  err: unknown,
+  opts: { debug: boolean },
+  write: (s: string) => void = (s) => process.stderr.write(s),
+): number {
   if (isVmoeError(err)) {
     write(`error: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
     if (opts.debug && err.stack) write(`${err.stack}\n`);
@@ -59,7 +63,11 @@ export function reportError(err: unknown, opts: { debug: boolean }, write: (s: s
     return EXIT_BAD_INPUT;
   }
   write(`error: ${e.message}\n`);
-  write(opts.debug ? `${e.stack ?? ''}\n` : 'this is a bug in vmoe-ts, not in your input; rerun with --debug (or VMOE_DEBUG=1) for the stack trace\n');
+  write(
+    opts.debug
+      ? `${e.stack ?? ''}\n`
+      : 'this is a bug in vmoe-ts, not in your input; rerun with --debug (or VMOE_DEBUG=1) for the stack trace\n',
+  );
   return EXIT_INTERNAL;
 }
 

@@ -10,12 +10,16 @@ import { checkOutputDir } from '../util/output-dir.js';
 /** "3", "1-5", "1,3,5" → sorted unique severities in 1..5. */
 export function parseSeverities(spec: string): number[] {
   const out = new Set<number>();
-  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(part);
     if (!m) throw new UsageError(`--severity: expected N, A-B or a comma list within 1..5, got "${spec}"`);
     const a = Number(m[1]);
     const b = m[2] === undefined ? a : Number(m[2]);
-    if (a < 1 || b > 5 || a > b) throw new UsageError(`--severity: "${part}" is outside 1..5 (or reversed); severities run 1..5`);
+    if (a < 1 || b > 5 || a > b)
+      throw new UsageError(`--severity: "${part}" is outside 1..5 (or reversed); severities run 1..5`);
     for (let s = a; s <= b; s++) out.add(s);
   }
   if (out.size === 0) throw new UsageError('--severity: no severity given');
@@ -25,12 +29,17 @@ export function parseSeverities(spec: string): number[] {
 /** "all" or a comma list → names, checked against the suite. */
 export function parseCorruptions(spec: string, suite: Suite): string[] {
   const known = corruptionNames(suite);
-  const names = spec.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (names.length === 1 && names[0] === 'all') return known;
   if (names.length === 0) throw new UsageError('--corruption: no corruption given');
   for (const n of names) {
     if (!known.includes(n)) {
-      throw new UsageError(`--corruption: unknown ${suite === 'c' ? '' : 'MNIST-C '}corruption '${n}'; use all or one of ${known.join(', ')}`);
+      throw new UsageError(
+        `--corruption: unknown ${suite === 'c' ? '' : 'MNIST-C '}corruption '${n}'; use all or one of ${known.join(', ')}`,
+      );
     }
   }
   return names;
@@ -38,14 +47,17 @@ export function parseCorruptions(spec: string, suite: Suite): string[] {
 
 function parseSeed(s: string): number {
   const v = Number(s);
-  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new UsageError(`--seed: expected an integer in 0..4294967295, got "${s}"`);
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff)
+    throw new UsageError(`--seed: expected an integer in 0..4294967295, got "${s}"`);
   return v;
 }
 
 export function registerCorruptCommand(program: Command): void {
   program
     .command('corrupt')
-    .description('write corrupted copies of a data set (ImageNet-C style or MNIST-C) as IDX folders, plus a preview PNG')
+    .description(
+      'write corrupted copies of a data set (ImageNet-C style or MNIST-C) as IDX folders, plus a preview PNG',
+    )
     .option('--dataset <name>', 'data set name or idx:<folder>', 'fashion-mnist')
     .addOption(new Option('--split <split>', 'split to corrupt').choices([...SPLITS]).default('test'))
     .option('--corruption <names>', 'corruption name, comma list, or all', 'all')
@@ -56,28 +68,38 @@ export function registerCorruptCommand(program: Command): void {
     .option('--data-dir <dir>', 'folder holding data sets')
     .option('--preview-images <k>', 'images per preview cell (0: no preview)', '4')
     .requiredOption('--out <dir>', 'output folder')
-    .action((flags: {
-      dataset: string; split: Split; corruption: string; severity: string; suite: Suite; limit?: string; seed: string;
-      dataDir?: string; previewImages: string; out: string;
-    }) => {
-      const previewImages = Number(flags.previewImages);
-      if (!Number.isInteger(previewImages) || previewImages < 0) {
-        throw new UsageError(`--preview-images: expected a non-negative integer, got "${flags.previewImages}"`);
-      }
-      checkOutputDir(flags.out);
-      const manifest = writeCorruptedSets({
-        dataset: flags.dataset,
-        split: flags.split,
-        corruptions: parseCorruptions(flags.corruption, flags.suite),
-        severities: parseSeverities(flags.severity),
-        out: flags.out,
-        suite: flags.suite,
-        seed: parseSeed(flags.seed),
-        limit: flags.limit === undefined ? undefined : parsePositiveInt(flags.limit, '--limit'),
-        dataDir: flags.dataDir,
-        previewImages,
-        log: (line) => process.stderr.write(line + '\n'),
-      });
-      process.stdout.write(JSON.stringify(manifest, null, 2) + '\n');
-    });
+    .action(
+      (flags: {
+        dataset: string;
+        split: Split;
+        corruption: string;
+        severity: string;
+        suite: Suite;
+        limit?: string;
+        seed: string;
+        dataDir?: string;
+        previewImages: string;
+        out: string;
+      }) => {
+        const previewImages = Number(flags.previewImages);
+        if (!Number.isInteger(previewImages) || previewImages < 0) {
+          throw new UsageError(`--preview-images: expected a non-negative integer, got "${flags.previewImages}"`);
+        }
+        checkOutputDir(flags.out);
+        const manifest = writeCorruptedSets({
+          dataset: flags.dataset,
+          split: flags.split,
+          corruptions: parseCorruptions(flags.corruption, flags.suite),
+          severities: parseSeverities(flags.severity),
+          out: flags.out,
+          suite: flags.suite,
+          seed: parseSeed(flags.seed),
+          limit: flags.limit === undefined ? undefined : parsePositiveInt(flags.limit, '--limit'),
+          dataDir: flags.dataDir,
+          previewImages,
+          log: (line) => process.stderr.write(line + '\n'),
+        });
+        process.stdout.write(JSON.stringify(manifest, null, 2) + '\n');
+      },
+    );
 }

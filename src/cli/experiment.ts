@@ -6,22 +6,41 @@ import { checkOutputDir } from '../util/output-dir.js';
 import { addEngineOptions, parsePositiveInt, startEngine } from './common.js';
 import { UsageError } from '../util/errors.js';
 
-interface ExperimentFlags { quick?: boolean; seeds?: string; steps?: string; out?: string; ood: string; evalLimit?: string; dataset: string; fresh?: boolean; backend?: string; threads?: string }
+interface ExperimentFlags {
+  quick?: boolean;
+  seeds?: string;
+  steps?: string;
+  out?: string;
+  ood: string;
+  evalLimit?: string;
+  dataset: string;
+  fresh?: boolean;
+  backend?: string;
+  threads?: string;
+}
 
 export function registerExperimentCommand(program: Command): void {
   addEngineOptions(
     program
       .command('experiment')
-      .description('run a named experiment; e3: ViT vs V-MoE (K=1, K=2) vs E³ vs a deep ensemble of V-MoEs, seeds × models')
+      .description(
+        'run a named experiment; e3: ViT vs V-MoE (K=1, K=2) vs E³ vs a deep ensemble of V-MoEs, seeds × models',
+      )
       .argument('<name>', 'experiment name: e3')
-      .option('--quick', 'one seed (and a second V-MoE K=2 for the deep ensemble), 300 steps per model, 2000 test images: a smoke run in minutes')
+      .option(
+        '--quick',
+        'one seed (and a second V-MoE K=2 for the deep ensemble), 300 steps per model, 2000 test images: a smoke run in minutes',
+      )
       .option('--seeds <n>', 'seeds per model (default 3; quick: 1)')
       .option('--steps <n>', 'training steps per model (default 2000 ≈ 2.3 epochs; quick: 300)')
       .option('--dataset <name>', 'training data set', 'fashion-mnist')
       .option('--ood <names>', 'OOD data sets', 'mnist')
       .option('--eval-limit <n>', 'evaluate on the first n test images')
       .option('--out <dir>', 'output folder (default runs/experiment-<name>[-quick])')
-      .option('--fresh', 'retrain runs that already finished (default: reuse them, so an interrupted experiment resumes)'),
+      .option(
+        '--fresh',
+        'retrain runs that already finished (default: reuse them, so an interrupted experiment resumes)',
+      ),
   ).action(async (name: string, flags: ExperimentFlags) => {
     if (name !== 'e3') throw new UsageError(`unknown experiment "${name}"; available: e3`);
     const quick = flags.quick === true;
@@ -32,7 +51,10 @@ export function registerExperimentCommand(program: Command): void {
       out,
       seeds: flags.seeds ? parsePositiveInt(flags.seeds, '--seeds') : quick ? 1 : 3,
       steps: flags.steps ? parsePositiveInt(flags.steps, '--steps') : quick ? 300 : 2000,
-      ood: flags.ood.split(',').map((s) => s.trim()).filter(Boolean),
+      ood: flags.ood
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
       evalLimit: flags.evalLimit ? parsePositiveInt(flags.evalLimit, '--eval-limit') : quick ? 2000 : null,
       dataset: flags.dataset,
       reuse: !flags.fresh,

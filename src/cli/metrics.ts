@@ -11,7 +11,8 @@ import { addConformalOptions, conformalFromFlags, type ConformalFlags } from './
 
 function parseBins(value: string): number {
   const v = Number(value);
-  if (!/^\d+$/.test(value.trim()) || v < 1) throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
+  if (!/^\d+$/.test(value.trim()) || v < 1)
+    throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
   return v;
 }
 
@@ -25,14 +26,24 @@ export function registerMetricsCommand(program: Command): void {
     .requiredOption('--input <file>', 'predictions CSV')
     .option('--ood-input <file>', 'predictions CSV of out-of-distribution data (label may be -1)')
     .option('--bins <n>', 'ECE bins', parseBins, 15)
-    .addOption(new Option('--binning <kind>', 'ECE binning').choices(['equal-width', 'equal-mass']).default('equal-width'))
-    .addOption(new Option('--ood-score <name>', 'OOD score (higher = more OOD)').choices([...OOD_SCORE_NAMES]).default('msp'))
-    .addOption(new Option('--ood-positive <label>', 'positive class for OOD metrics').choices(['ood', 'in-distribution']).default('ood'))
-    .addOption(new Option('--format <format>', 'output format').choices(['json', 'csv', 'latex', 'table']).default('json'))
+    .addOption(
+      new Option('--binning <kind>', 'ECE binning').choices(['equal-width', 'equal-mass']).default('equal-width'),
+    )
+    .addOption(
+      new Option('--ood-score <name>', 'OOD score (higher = more OOD)').choices([...OOD_SCORE_NAMES]).default('msp'),
+    )
+    .addOption(
+      new Option('--ood-positive <label>', 'positive class for OOD metrics')
+        .choices(['ood', 'in-distribution'])
+        .default('ood'),
+    )
+    .addOption(
+      new Option('--format <format>', 'output format').choices(['json', 'csv', 'latex', 'table']).default('json'),
+    )
     .option('--calib <file>', 'predictions CSV of held-out calibration data (same classes) for --conformal');
-  addConformalOptions(cmd, '--calib')
-    .action(
-      async (o: ConformalFlags & {
+  addConformalOptions(cmd, '--calib').action(
+    async (
+      o: ConformalFlags & {
         calib?: string;
         input: string;
         oodInput?: string;
@@ -41,9 +52,12 @@ export function registerMetricsCommand(program: Command): void {
         oodScore: OodScoreName;
         oodPositive: OodPositive;
         format: MetricsFormat;
-      }) => {
-        const report = await runMetrics({ ...o, conformal: conformalFromFlags(o) });
-        process.stdout.write(formatMetricsReport(report, o.format, { score: o.oodScore, positive: o.oodPositive }) + '\n');
       },
-    );
+    ) => {
+      const report = await runMetrics({ ...o, conformal: conformalFromFlags(o) });
+      process.stdout.write(
+        formatMetricsReport(report, o.format, { score: o.oodScore, positive: o.oodPositive }) + '\n',
+      );
+    },
+  );
 }

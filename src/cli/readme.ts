@@ -1,6 +1,12 @@
 /** `vmoe readme`: writes a run's results (or a Markdown table) into a result section (export/readme.ts) and says so. */
 import type { Command } from 'commander';
-import { RESULTS_FILE, checkReadmeTarget, sectionFromFile, sectionFromRun, updateReadmeSection } from '../export/readme.js';
+import {
+  RESULTS_FILE,
+  checkReadmeTarget,
+  sectionFromFile,
+  sectionFromRun,
+  updateReadmeSection,
+} from '../export/readme.js';
 import { UsageError } from '../util/errors.js';
 
 /**
@@ -13,7 +19,10 @@ export function registerReadmeCommand(program: Command): void {
     .description(`write a run's results table into the section <!-- vmoe:NAME --> of ${RESULTS_FILE}`)
     .requiredOption('--section <name>', 'section name')
     .option('--from <dir>', 'run folder holding results.md and results.json')
-    .option('--file <md>', 'a Markdown table the toolkit wrote (vmoe report, vmoe fewshot, npm run bench …) instead of --from')
+    .option(
+      '--file <md>',
+      'a Markdown table the toolkit wrote (vmoe report, vmoe fewshot, npm run bench …) instead of --from',
+    )
     .option('--readme <file>', 'Markdown file holding the section', RESULTS_FILE)
     .option('--command <text>', 'the command that regenerates these numbers')
     .action((flags: { section: string; from?: string; file?: string; readme: string; command?: string }) => {

@@ -14,11 +14,16 @@ export function registerReportCommand(program: Command): void {
     .option('--format <fmt>', 'table, csv, json, latex or markdown', 'table')
     .option('--out <dir>', 'also write report.{csv,json,tex,md} here')
     .action((runs: string[], flags: { groupBy: string; metrics?: string; format: string; out?: string }) => {
-      if (flags.groupBy !== 'model' && flags.groupBy !== 'path') throw new UsageError(`--group-by must be model or path, got "${flags.groupBy}"`);
-      const metrics = flags.metrics?.split(',').map((s) => s.trim()).filter(Boolean);
+      if (flags.groupBy !== 'model' && flags.groupBy !== 'path')
+        throw new UsageError(`--group-by must be model or path, got "${flags.groupBy}"`);
+      const metrics = flags.metrics
+        ?.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
       if (flags.out) checkOutputDir(flags.out);
       const outputs = reportOutputs(reportRows(runs, flags.groupBy, metrics));
-      if (!(flags.format in outputs)) throw new UsageError(`--format must be one of ${Object.keys(outputs).join(', ')}`);
+      if (!(flags.format in outputs))
+        throw new UsageError(`--format must be one of ${Object.keys(outputs).join(', ')}`);
       process.stdout.write(outputs[flags.format]!);
       if (flags.out) writeReportFiles(flags.out, outputs);
     });

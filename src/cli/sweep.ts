@@ -1,16 +1,34 @@
 /** `vmoe sweep`: parses flags into SweepOptions, runs the adaptive-compute sweep (eval/sweep.ts), prints and writes it (export/sweep-files.ts). */
 import type { Command } from 'commander';
 import type { Split } from '../data/index.js';
-import { parseBatchPriorityMode, parseNumberList, sweepCheckpoint, type SweepOptions, type SweepReport } from '../eval/sweep.js';
+import {
+  parseBatchPriorityMode,
+  parseNumberList,
+  sweepCheckpoint,
+  type SweepOptions,
+  type SweepReport,
+} from '../eval/sweep.js';
 import { SWEEP_FORMATS, formatSweep, writeSweepFiles, type SweepFormat } from '../export/sweep-files.js';
 import { addEngineOptions, parsePositiveInt, startEngine, addDataOptions } from './common.js';
 import { UsageError } from '../util/errors.js';
 import { checkOutputDir } from '../util/output-dir.js';
 
 export interface SweepFlags {
-  checkpoint: string; dataset?: string; split: string; dataDir?: string; limit?: string; batchSize: string;
-  capacityFactors: string; k?: string; batchPriority: string; bins: string; format: string; out?: string;
-  backend?: string; threads?: string; quiet?: boolean;
+  checkpoint: string;
+  dataset?: string;
+  split: string;
+  dataDir?: string;
+  limit?: string;
+  batchSize: string;
+  capacityFactors: string;
+  k?: string;
+  batchPriority: string;
+  bins: string;
+  format: string;
+  out?: string;
+  backend?: string;
+  threads?: string;
+  quiet?: boolean;
 }
 
 export const DEFAULT_CAPACITY_FACTORS = '0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0,1.05,1.5';
@@ -24,15 +42,25 @@ export function sweepOptionsFromFlags(flags: SweepFlags): SweepOptions {
     batchSize: parsePositiveInt(flags.batchSize, '--batch-size'),
     bins: parsePositiveInt(flags.bins, '--bins'),
     ks: flags.k !== undefined ? parseNumberList(flags.k, '--k') : undefined,
-    data: { dataset: flags.dataset, split: flags.split as Split, dataDir: flags.dataDir, limit: flags.limit ? parsePositiveInt(flags.limit, '--limit') : undefined },
-    onRow: flags.quiet ? undefined : (r, i, total) => process.stderr.write(
-      `[sweep ${i + 1}/${total}] ${r.routing} K=${r.k} c=${r.capacity_factor}: processed ${r.processed_fraction.toFixed(3)} accuracy ${r.accuracy.toFixed(4)} nll ${r.nll.toFixed(4)}\n`),
+    data: {
+      dataset: flags.dataset,
+      split: flags.split as Split,
+      dataDir: flags.dataDir,
+      limit: flags.limit ? parsePositiveInt(flags.limit, '--limit') : undefined,
+    },
+    onRow: flags.quiet
+      ? undefined
+      : (r, i, total) =>
+          process.stderr.write(
+            `[sweep ${i + 1}/${total}] ${r.routing} K=${r.k} c=${r.capacity_factor}: processed ${r.processed_fraction.toFixed(3)} accuracy ${r.accuracy.toFixed(4)} nll ${r.nll.toFixed(4)}\n`,
+          ),
   };
 }
 
 /** Parses, sweeps, prints in `--format` (JSON: before --out's files are listed), writes `--out`. */
 export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
-  if (!(SWEEP_FORMATS as readonly string[]).includes(flags.format)) throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);
+  if (!(SWEEP_FORMATS as readonly string[]).includes(flags.format))
+    throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);
   const opts = sweepOptionsFromFlags(flags);
   if (flags.out) checkOutputDir(flags.out); // before any work
   await startEngine(flags);
@@ -44,18 +72,22 @@ export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
 }
 
 export function registerSweepCommand(program: Command): void {
-  addEngineOptions(addDataOptions(
-    program
-      .command('sweep')
-      .description('adaptive compute: accuracy, NLL, ECE, processed fraction, FLOPs and images/s over capacity factors, K and BPR/vanilla routing')
-      .requiredOption('--checkpoint <path>', 'checkpoint file, checkpoints/ folder or run folder')
-      .option('--capacity-factors <list>', 'comma-separated capacity factors', DEFAULT_CAPACITY_FACTORS)
-      .option('--k <list>', 'comma-separated experts per token (default: the model\'s K)')
-      .option('--batch-priority <mode>', 'both, on (BPR only) or off (vanilla only)', 'both')
-      .option('--bins <n>', 'ECE bins', '15')
-      .option('--format <fmt>', 'stdout format: json, table, csv, latex or markdown', 'table')
-      .option('--out <dir>', 'also write sweep.{csv,json,tex} and accuracy/NLL-vs-processed SVG figures here')
-      .option('--quiet', 'no progress lines on stderr'),)
+  addEngineOptions(
+    addDataOptions(
+      program
+        .command('sweep')
+        .description(
+          'adaptive compute: accuracy, NLL, ECE, processed fraction, FLOPs and images/s over capacity factors, K and BPR/vanilla routing',
+        )
+        .requiredOption('--checkpoint <path>', 'checkpoint file, checkpoints/ folder or run folder')
+        .option('--capacity-factors <list>', 'comma-separated capacity factors', DEFAULT_CAPACITY_FACTORS)
+        .option('--k <list>', "comma-separated experts per token (default: the model's K)")
+        .option('--batch-priority <mode>', 'both, on (BPR only) or off (vanilla only)', 'both')
+        .option('--bins <n>', 'ECE bins', '15')
+        .option('--format <fmt>', 'stdout format: json, table, csv, latex or markdown', 'table')
+        .option('--out <dir>', 'also write sweep.{csv,json,tex} and accuracy/NLL-vs-processed SVG figures here')
+        .option('--quiet', 'no progress lines on stderr'),
+    ),
   ).action(async (flags: SweepFlags) => {
     await runSweepCommand(flags);
   });

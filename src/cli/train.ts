@@ -8,7 +8,14 @@ import { resolveCheckpoint } from '../checkpoint/load.js';
 import { addEngineOptions, collect, startEngine } from './common.js';
 
 interface TrainFlags {
-  config?: string; set: string[]; out?: string; resume?: boolean; overwrite?: boolean; backend?: string; threads?: string; from?: string;
+  config?: string;
+  set: string[];
+  out?: string;
+  resume?: boolean;
+  overwrite?: boolean;
+  backend?: string;
+  threads?: string;
+  from?: string;
   /** finetune: true = --reinit-head, false = --no-reinit-head, undefined = decide by data set */
   reinitHead?: boolean;
 }
@@ -23,18 +30,29 @@ async function runTrain(flags: TrainFlags, finetune: boolean): Promise<void> {
   let r: TrainResult;
   try {
     r = await train({
-      config, outDir, resume: flags.resume, overwrite: flags.overwrite, initFrom: finetune ? flags.from : undefined, head,
-      stop, resumeCommand: resumeCommand(), command: `vmoe ${finetune ? 'finetune' : 'train'}`,
+      config,
+      outDir,
+      resume: flags.resume,
+      overwrite: flags.overwrite,
+      initFrom: finetune ? flags.from : undefined,
+      head,
+      stop,
+      resumeCommand: resumeCommand(),
+      command: `vmoe ${finetune ? 'finetune' : 'train'}`,
     });
   } finally {
     stop.dispose();
   }
   if (r.alreadyFinished) {
-    process.stdout.write(`${outDir} is already finished (step ${r.step} of ${config.train.steps}); nothing was changed\ncheckpoint ${r.checkpoint}\n`);
+    process.stdout.write(
+      `${outDir} is already finished (step ${r.step} of ${config.train.steps}); nothing was changed\ncheckpoint ${r.checkpoint}\n`,
+    );
     return;
   }
   const val = r.lastVal ? ` val accuracy ${r.lastVal.accuracy.toFixed(4)} nll ${r.lastVal.nll.toFixed(4)}` : '';
-  process.stdout.write(`trained ${r.step} steps in ${r.seconds.toFixed(1)} s (${r.imagesPerSecond.toFixed(0)} images/s);${val}\ncheckpoint ${r.checkpoint}\n`);
+  process.stdout.write(
+    `trained ${r.step} steps in ${r.seconds.toFixed(1)} s (${r.imagesPerSecond.toFixed(0)} images/s);${val}\ncheckpoint ${r.checkpoint}\n`,
+  );
 }
 
 /** This command line with --resume (and without --overwrite), quoted for a POSIX shell. */
@@ -59,10 +77,15 @@ export function registerTrainCommands(program: Command): void {
   addEngineOptions(
     program
       .command('finetune')
-      .description('fine-tune from a checkpoint: matching parameters are copied, the head is re-initialised when the data set or the class count changes, position embeddings are resized when the image size changes')
+      .description(
+        'fine-tune from a checkpoint: matching parameters are copied, the head is re-initialised when the data set or the class count changes, position embeddings are resized when the image size changes',
+      )
       .requiredOption('--from <checkpoint>', 'checkpoint file or run directory to start from')
-      .option('--reinit-head', 'always start the classification head afresh (default: only when data.dataset differs from the checkpoint\'s or the class count changes)')
-      .option('--no-reinit-head', 'keep the checkpoint\'s head even on another data set (when its shape fits)')
+      .option(
+        '--reinit-head',
+        "always start the classification head afresh (default: only when data.dataset differs from the checkpoint's or the class count changes)",
+      )
+      .option('--no-reinit-head', "keep the checkpoint's head even on another data set (when its shape fits)")
       .option('-c, --config <file>', 'experiment config for the new task')
       .option('--set <key=value>', 'override a config field (repeatable)', collect, [])
       .option('-o, --out <dir>', 'run directory (default runs/<config name>)')

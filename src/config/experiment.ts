@@ -15,10 +15,12 @@ export const DataSchema = z.strictObject({
   /** Use only the first N training examples (null = all). */
   trainLimit: z.number().int().min(1).nullable().default(null),
   scale: z.enum(['minus1to1', 'zero1']).default('minus1to1'),
-  augment: z.strictObject({
-    randomCrop: z.number().int().min(0).default(0),
-    flip: z.boolean().default(false),
-  }).prefault({}),
+  augment: z
+    .strictObject({
+      randomCrop: z.number().int().min(0).default(0),
+      flip: z.boolean().default(false),
+    })
+    .prefault({}),
 });
 
 export const OptimSchema = z.strictObject({
@@ -89,7 +91,9 @@ export function parseExperiment(raw: unknown, source = 'config'): ExperimentConf
   if (!r.success) throw new ConfigError(describeIssues(r.error, source));
   checkModelConfig(r.data.model);
   if (r.data.model.type !== 'vit' && r.data.train.batchSize % r.data.model.moe.groupImages !== 0) {
-    throw new ConfigError([`${source}: train.batchSize (${r.data.train.batchSize}) must be a multiple of model.moe.groupImages (${r.data.model.moe.groupImages})`]);
+    throw new ConfigError([
+      `${source}: train.batchSize (${r.data.train.batchSize}) must be a multiple of model.moe.groupImages (${r.data.model.moe.groupImages})`,
+    ]);
   }
   return r.data;
 }

@@ -50,7 +50,9 @@ export function readIdx(path: string, opts: ReadIdxOptions = {}): IdxArray {
     try {
       bytes = gunzipSync(raw);
     } catch (e) {
-      throw new DataError(`IDX file ${path} is not valid gzip (corrupt or truncated download?): ${(e as Error).message}`);
+      throw new DataError(
+        `IDX file ${path} is not valid gzip (corrupt or truncated download?): ${(e as Error).message}`,
+      );
     }
   }
   return parseIdx(bytes, path, opts);

@@ -1,8 +1,19 @@
 export { DataError, readIdx, parseIdx, encodeIdx, writeIdx } from './idx.js';
 export type { IdxArray, ReadIdxOptions } from './idx.js';
 export {
-  SPLITS, VAL_SPLIT_SEED, DEFAULT_VAL_SIZE, FASHION_MNIST_SYSTEM_DIR, DATA_DIR_ENV, IDX_FOLDER_PREFIX,
-  loadDataset, listDatasets, datasetAvailable, datasetNames, carveValidation, findIdxFile, clearDataCache,
+  SPLITS,
+  VAL_SPLIT_SEED,
+  DEFAULT_VAL_SIZE,
+  FASHION_MNIST_SYSTEM_DIR,
+  DATA_DIR_ENV,
+  IDX_FOLDER_PREFIX,
+  loadDataset,
+  listDatasets,
+  datasetAvailable,
+  datasetNames,
+  carveValidation,
+  findIdxFile,
+  clearDataCache,
 } from './registry.js';
 export type { Split, ImageDataset, LoadOptions, DatasetListing } from './registry.js';
 export { BatchSampler, sequentialBatches, makeBatch } from './batches.js';

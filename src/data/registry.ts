@@ -67,8 +67,16 @@ export const IDX_FOLDER_PREFIX = 'idx:';
 
 const MNIST_CLASSES = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
 const FASHION_CLASSES = [
-  'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
-  'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot',
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
 ];
 
 type Part = 'train' | 'test';
@@ -76,7 +84,8 @@ const FILE_PREFIXES: Record<Part, string[]> = { train: ['train'], test: ['t10k',
 
 /** The IDX file for one part (`train`/`test`) and kind, raw or .gz; undefined when absent. */
 export function findIdxFile(dir: string, part: Part, kind: 'images' | 'labels'): string | undefined {
-  const suffixes = kind === 'images' ? ['-images-idx3-ubyte', '-images.idx3-ubyte'] : ['-labels-idx1-ubyte', '-labels.idx1-ubyte'];
+  const suffixes =
+    kind === 'images' ? ['-images-idx3-ubyte', '-images.idx3-ubyte'] : ['-labels-idx1-ubyte', '-labels.idx1-ubyte'];
   for (const prefix of FILE_PREFIXES[part]) {
     for (const suffix of suffixes) {
       for (const ext of ['', '.gz']) {
@@ -134,9 +143,10 @@ const REGISTRY: Record<string, DatasetEntry> = {
     locate(opts) {
       // An explicit --data-dir is the only place looked: silently using another copy would surprise.
       // $VMOE_DATA_DIR is ambient, so the system folder is still tried after it.
-      const roots = opts.dataDir !== undefined
-        ? [opts.dataDir]
-        : [...(process.env[DATA_DIR_ENV] ? [process.env[DATA_DIR_ENV]!] : []), FASHION_MNIST_SYSTEM_DIR];
+      const roots =
+        opts.dataDir !== undefined
+          ? [opts.dataDir]
+          : [...(process.env[DATA_DIR_ENV] ? [process.env[DATA_DIR_ENV]!] : []), FASHION_MNIST_SYSTEM_DIR];
       const looked: string[] = [];
       for (const root of roots) {
         for (const dir of root === FASHION_MNIST_SYSTEM_DIR ? [root] : [join(root, 'fashion-mnist'), root]) {
@@ -197,7 +207,13 @@ export interface DatasetListing {
 export function listDatasets(opts: Pick<LoadOptions, 'dataDir'> = {}): DatasetListing[] {
   return Object.values(REGISTRY).map((entry) => {
     const { dir, looked } = entry.locate(opts);
-    return { name: entry.name, available: dir !== undefined, ...(dir ? { location: dir } : {}), looked, install: entry.install };
+    return {
+      name: entry.name,
+      available: dir !== undefined,
+      ...(dir ? { location: dir } : {}),
+      looked,
+      install: entry.install,
+    };
   });
 }
 
@@ -256,19 +272,26 @@ function loadPart(entry: DatasetEntry, dir: string, part: Part): RawPart {
   const prefix = FILE_PREFIXES[part][0];
   if (!imagesPath || !labelsPath) {
     const missing = !imagesPath ? `${prefix}-images-idx3-ubyte[.gz]` : `${prefix}-labels-idx1-ubyte[.gz]`;
-    throw new DataError(`data set '${entry.name}' in ${dir} lacks ${missing} (needed for the ${part} split). To get it, ${entry.install}.`);
+    throw new DataError(
+      `data set '${entry.name}' in ${dir} lacks ${missing} (needed for the ${part} split). To get it, ${entry.install}.`,
+    );
   }
   const images = readEntryFile(entry, imagesPath, [3, 4]);
   const labels = readEntryFile(entry, labelsPath, 1);
   if (images.dims[0] !== labels.dims[0]) {
-    throw corruptError(entry, `${imagesPath} holds ${images.dims[0]} images but ${labelsPath} holds ${labels.dims[0]} labels`);
+    throw corruptError(
+      entry,
+      `${imagesPath} holds ${images.dims[0]} images but ${labelsPath} holds ${labels.dims[0]} labels`,
+    );
   }
   return { images, labels, imagesPath, labelsPath };
 }
 
 /** A data set file that exists but cannot be used: the fault, then how to get a good copy. */
 function corruptError(entry: DatasetEntry, fault: string): DataError {
-  return new DataError(`data set '${entry.name}' is corrupt or incomplete: ${fault}. To get a good copy, ${entry.install}.`);
+  return new DataError(
+    `data set '${entry.name}' is corrupt or incomplete: ${fault}. To get a good copy, ${entry.install}.`,
+  );
 }
 
 /** readIdx's error (it names the file and the fault) plus the registry entry's install hint. */
@@ -350,6 +373,16 @@ export function loadDataset(name: string, split: Split, opts: LoadOptions = {}):
   }
   return {
     name: meta.name ?? entry.name,
-    split, n, height, width, channels, numClasses, classNames, images, labels, source: dir, labelsFile: raw.labelsPath,
+    split,
+    n,
+    height,
+    width,
+    channels,
+    numClasses,
+    classNames,
+    images,
+    labels,
+    source: dir,
+    labelsFile: raw.labelsPath,
   };
 }

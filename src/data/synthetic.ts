@@ -26,18 +26,28 @@ export function syntheticOodDataset(kind: SyntheticOod, like: ImageDataset, n: n
   if (kind === 'uniform-noise') {
     for (let i = 0; i < images.length; i++) images[i] = rng.int(256);
   } else {
-    let s = 0, s2 = 0;
+    let s = 0,
+      s2 = 0;
     for (const v of like.images) {
       s += v;
       s2 += v * v;
     }
     const mean = s / like.images.length;
     const std = Math.sqrt(Math.max(0, s2 / like.images.length - mean * mean));
-    for (let i = 0; i < images.length; i++) images[i] = Math.max(0, Math.min(255, Math.round(mean + std * rng.normal())));
+    for (let i = 0; i < images.length; i++)
+      images[i] = Math.max(0, Math.min(255, Math.round(mean + std * rng.normal())));
   }
   return {
-    name: kind, split: 'test', n, height: like.height, width: like.width, channels: like.channels,
-    numClasses: like.numClasses, classNames: like.classNames, images, labels: new Int32Array(n).fill(-1),
+    name: kind,
+    split: 'test',
+    n,
+    height: like.height,
+    width: like.width,
+    channels: like.channels,
+    numClasses: like.numClasses,
+    classNames: like.classNames,
+    images,
+    labels: new Int32Array(n).fill(-1),
     source: `synthetic (${kind}, seed ${seed}, shaped like ${like.name})`,
   };
 }

@@ -95,7 +95,14 @@ async function initOne(name: BackendName, threads: number): Promise<EngineInfo |
         const r = await initWasm(1);
         registerWasmBlasBackend(blas.addon, threads);
         if (!(await tf.setBackend(WASM_BLAS))) return null;
-        return { ...base, backend: 'wasm-blas', tfBackend: WASM_BLAS, threads: Math.max(1, threads), simd: r.simd, gemm: blas.gemm };
+        return {
+          ...base,
+          backend: 'wasm-blas',
+          tfBackend: WASM_BLAS,
+          threads: Math.max(1, threads),
+          simd: r.simd,
+          gemm: blas.gemm,
+        };
       } catch {
         return null;
       }
@@ -126,16 +133,21 @@ export async function initEngine(opts: InitOptions = {}): Promise<EngineInfo> {
   const threads = opts.threads ?? (Number(process.env.VMOE_THREADS) || 1);
   const order = want === 'auto' ? BACKEND_ORDER : [want];
   if (want !== 'auto' && !BACKEND_ORDER.includes(want)) {
-    throw new UsageError(`unknown backend "${want}" (from --backend or VMOE_BACKEND); choose one of ${BACKEND_ORDER.join(', ')} or auto`, {
-      hint: 'use --backend auto to pick the fastest backend that is installed',
-    });
+    throw new UsageError(
+      `unknown backend "${want}" (from --backend or VMOE_BACKEND); choose one of ${BACKEND_ORDER.join(', ')} or auto`,
+      {
+        hint: 'use --backend auto to pick the fastest backend that is installed',
+      },
+    );
   }
   for (const name of order) {
     const info = await initOne(name, threads);
     if (info) {
       current = info;
       if (!opts.quiet) {
-        process.stderr.write(`[vmoe] backend ${info.backend} (${info.threads} thread${info.threads === 1 ? '' : 's'}${info.simd ? ', SIMD' : ''}${info.gemm ? `, products on ${info.gemm}` : ''})\n`);
+        process.stderr.write(
+          `[vmoe] backend ${info.backend} (${info.threads} thread${info.threads === 1 ? '' : 's'}${info.simd ? ', SIMD' : ''}${info.gemm ? `, products on ${info.gemm}` : ''})\n`,
+        );
         if (info.backend === 'wasm' && want === 'auto') {
           const { loadBlasAddon } = await import('./native-blas.js');
           process.stderr.write(`[vmoe] native BLAS matMuls off: ${loadBlasAddon().reason}\n`);
@@ -145,11 +157,15 @@ export async function initEngine(opts: InitOptions = {}): Promise<EngineInfo> {
     }
   }
   if (want !== 'auto') {
-    let hint = want === 'node' || want === 'node-gpu'
-      ? ` (install it with: npm install @tensorflow/tfjs-${want === 'node' ? 'node' : 'node-gpu'})`
-      : '';
-    if (want === 'wasm-blas') hint = ` (${(await import('./native-blas.js')).loadBlasAddon().reason ?? 'the wasm backend failed to initialise'})`;
-    throw new UsageError(`backend "${want}" is not available${hint}`, { hint: 'use --backend auto to fall back to the fastest backend that is installed' });
+    let hint =
+      want === 'node' || want === 'node-gpu'
+        ? ` (install it with: npm install @tensorflow/tfjs-${want === 'node' ? 'node' : 'node-gpu'})`
+        : '';
+    if (want === 'wasm-blas')
+      hint = ` (${(await import('./native-blas.js')).loadBlasAddon().reason ?? 'the wasm backend failed to initialise'})`;
+    throw new UsageError(`backend "${want}" is not available${hint}`, {
+      hint: 'use --backend auto to fall back to the fastest backend that is installed',
+    });
   }
   throw new Error('no TensorFlow.js backend could be initialised');
 }

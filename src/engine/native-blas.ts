@@ -29,7 +29,14 @@
  * loadBlasAddon() returns it as null and says why, and the toolkit runs on plain wasm.
  */
 export {
-  checkAddon, chooseCoreType, chooseGemm, defaultAddonPath, loadBlasAddon, selfCheck,
-  type BlasAddon, type BlasStatus, type GemmLibrary,
+  checkAddon,
+  chooseCoreType,
+  chooseGemm,
+  defaultAddonPath,
+  loadBlasAddon,
+  selfCheck,
+  type BlasAddon,
+  type BlasStatus,
+  type GemmLibrary,
 } from './native/addon.js';
 export { activeBlasAddon, registerWasmBlasBackend, WASM_BLAS } from './native/register.js';

@@ -45,7 +45,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { Worker as NodeWorker, type WorkerOptions } from 'node:worker_threads';
+import type { Worker as NodeWorker, WorkerOptions } from 'node:worker_threads';
 import { UsageError } from '../util/errors.js';
 
 const require = createRequire(import.meta.url);
@@ -155,14 +155,19 @@ export function buildThreadScripts(bundle: string): { worker: string; main: stri
 
   const start = bundle.indexOf(FACTORY_START);
   const end = bundle.indexOf(FACTORY_END, start);
-  if (start < 0 || end < 0) throw new Error('buildThreadScripts: threaded-SIMD factory not found in the tfjs-backend-wasm bundle');
+  if (start < 0 || end < 0)
+    throw new Error('buildThreadScripts: threaded-SIMD factory not found in the tfjs-backend-wasm bundle');
   const factory = bundle.slice(start, end + FACTORY_END.length);
 
   // Bundle-scope names the factory uses: `var require$$N = require('x');` lines
   // and tslib helpers (`function __name(`), both top-level in the bundle.
   // Wrapped in a strict function (like the bundle) so only the factory leaks
   // into the worker's global scope, where its pthread script looks for it.
-  const lines: string[] = ['globalThis.WasmBackendModuleThreadedSimd = (function () {', '"use strict";', 'var commonjsGlobal = globalThis;'];
+  const lines: string[] = [
+    'globalThis.WasmBackendModuleThreadedSimd = (function () {',
+    '"use strict";',
+    'var commonjsGlobal = globalThis;',
+  ];
   const used = new Set(factory.match(/\b(?:require\$\$\d+|__[A-Za-z]+)\b/g) ?? []);
   for (const name of used) {
     const req = new RegExp(`^var ${name.replace(/\$/g, '\\$')} = require\\('[^']+'\\);$`, 'm').exec(bundle);
@@ -214,15 +219,13 @@ let restoreInstantiate: (() => void) | null = null;
 function reportLogicalCoresOnce(cores: number): void {
   restoreInstantiate?.();
   const original = wasmApi.instantiate;
-  const wrapper = function (source: unknown, imports?: Imports) {
+  const wrapper = (source: unknown, imports?: Imports) => {
     const env = imports?.env;
     if (env && typeof env.emscripten_num_logical_cores === 'function') {
       restoreInstantiate?.();
       const patched = { ...env, emscripten_num_logical_cores: () => cores };
       // Emscripten passes the same object as env and wasi_snapshot_preview1.
-      imports = Object.fromEntries(
-        Object.entries(imports!).map(([k, v]) => [k, v === env ? patched : v]),
-      ) as Imports;
+      imports = Object.fromEntries(Object.entries(imports!).map(([k, v]) => [k, v === env ? patched : v])) as Imports;
     }
     return original.call(wasmApi, source, imports);
   };

@@ -18,9 +18,13 @@ export function stackOutputs(parts: Outputs[]): Outputs {
   const first = parts[0]!;
   for (const p of parts) {
     if (p.n !== first.n || p.numClasses !== first.numClasses) {
-      throw new DataError(`cannot ensemble outputs over different data: ${p.n}×${p.numClasses} vs ${first.n}×${first.numClasses}`);
+      throw new DataError(
+        `cannot ensemble outputs over different data: ${p.n}×${p.numClasses} vs ${first.n}×${first.numClasses}`,
+      );
     }
-    for (let i = 0; i < p.n; i++) if (p.labels[i] !== first.labels[i]) throw new DataError(`cannot ensemble outputs whose labels differ (example ${i})`);
+    for (let i = 0; i < p.n; i++)
+      if (p.labels[i] !== first.labels[i])
+        throw new DataError(`cannot ensemble outputs whose labels differ (example ${i})`);
   }
   const members = parts.reduce((a, p) => a + p.members, 0);
   const logits = new Float32Array(members * first.n * first.numClasses);
@@ -46,8 +50,15 @@ export function stackOutputs(parts: Outputs[]): Outputs {
     }
   }
   return {
-    n: first.n, numClasses: first.numClasses, members, logits, preLogits, preLogitsDim: preDim, labels: first.labels,
-    router: parts.flatMap((p) => p.router), seconds: parts.reduce((a, p) => a + p.seconds, 0),
+    n: first.n,
+    numClasses: first.numClasses,
+    members,
+    logits,
+    preLogits,
+    preLogitsDim: preDim,
+    labels: first.labels,
+    router: parts.flatMap((p) => p.router),
+    seconds: parts.reduce((a, p) => a + p.seconds, 0),
   };
 }
 
@@ -75,11 +86,17 @@ export function ensembleOutputs(models: EnsembleMember[], ds: ImageDataset, opts
   for (const l of models) {
     const passes = opts.mcSamples > 0 ? opts.mcSamples : 1;
     for (let s = 0; s < passes; s++) {
-      parts.push(computeOutputs(l.model, ds, {
-        batchSize: opts.batchSize, scale: l.config.data.scale, routing: opts.routing, keepPreLogits: opts.keepPreLogits,
-        mcDropout: opts.mcSamples > 0, rng: opts.mcSamples > 0 ? opts.rng : undefined,
-        onBatch: (d, t) => opts.onProgress?.(ds.name, d, t),
-      }));
+      parts.push(
+        computeOutputs(l.model, ds, {
+          batchSize: opts.batchSize,
+          scale: l.config.data.scale,
+          routing: opts.routing,
+          keepPreLogits: opts.keepPreLogits,
+          mcDropout: opts.mcSamples > 0,
+          rng: opts.mcSamples > 0 ? opts.rng : undefined,
+          onBatch: (d, t) => opts.onProgress?.(ds.name, d, t),
+        }),
+      );
     }
   }
   return parts.length === 1 ? parts[0]! : stackOutputs(parts);

@@ -24,7 +24,9 @@ export function e3ValuesFromVmoe(vmoe: ParamValues, e3: ModelConfig): ParamValue
     if (!v) throw new CheckpointError(`the V-MoE has no parameter ${name}`);
     const targetSize = spec.shape.reduce((a, d) => a * d, 1);
     if (v.shape.join(',') !== spec.shape.join(',') && !isReshapedRouterKernel(name, v.data.length, targetSize)) {
-      throw new CheckpointError(`parameter ${name}: the V-MoE's [${v.shape}] does not fit the E³ model's [${spec.shape}]`);
+      throw new CheckpointError(
+        `parameter ${name}: the V-MoE's [${v.shape}] does not fit the E³ model's [${spec.shape}]`,
+      );
     }
     out.set(name, { shape: spec.shape.slice(), data: v.data });
   }

@@ -1,5 +1,12 @@
 /** E³ (partitioned batch ensembles of a V-MoE) and the ensemble baselines: deep ensembles, MC dropout. */
-export { repeatMembers, membersFirst, concatMembers, toRoutingOrder, fromRoutingOrder, type MemberLayout } from '../vmoe/members.js';
+export {
+  repeatMembers,
+  membersFirst,
+  concatMembers,
+  toRoutingOrder,
+  fromRoutingOrder,
+  type MemberLayout,
+} from '../vmoe/members.js';
 export { meanMemberLoss } from './combine.js';
 export { ensembleLogits } from '../vmoe/members.js';
 export { checkPartition, partitionMask, memberBlock } from '../vmoe/partition.js';

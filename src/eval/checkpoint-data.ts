@@ -17,6 +17,8 @@ export interface DataSelection {
 /** Loads the selected split for a model trained under `config` (see the file header for the fallbacks). */
 export function loadDatasetFor(config: ExperimentConfig, sel: DataSelection): ImageDataset {
   return loadDataset(sel.dataset ?? config.data.dataset, sel.split, {
-    dataDir: sel.dataDir ?? config.data.dataDir ?? undefined, valSize: config.data.valSize, limit: sel.limit,
+    dataDir: sel.dataDir ?? config.data.dataDir ?? undefined,
+    valSize: config.data.valSize,
+    limit: sel.limit,
   });
 }

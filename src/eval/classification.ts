@@ -4,7 +4,14 @@
  * Pure; the calibration and selective evaluators (evaluators.ts) report them.
  */
 import {
-  ece, selectiveSummary, type Binning, type EceConvention, type EceResult, type Labels, type Probs, type ReliabilityBin,
+  ece,
+  selectiveSummary,
+  type Binning,
+  type EceConvention,
+  type EceResult,
+  type Labels,
+  type Probs,
+  type ReliabilityBin,
 } from '../metrics/index.js';
 
 /** ECE variants and reliability-diagram data; every variant uses the main ECE's bins (and binning, except ece_equal_mass). */
@@ -44,8 +51,14 @@ export function percentKey(f: number): string {
  * classwise, RMSCE (L2), MCE (max), signed; plus the reliability-diagram bins of the main ECE.
  * p̄: (N, K) probabilities; labels: (N,).
  */
-export function calibrationDetails(pbar: Probs, labels: Labels, opts: { bins: number; binning?: Binning }): {
-  ece: EceResult; details: CalibrationDetails; conventions: Record<string, EceConvention | Record<string, unknown>>;
+export function calibrationDetails(
+  pbar: Probs,
+  labels: Labels,
+  opts: { bins: number; binning?: Binning },
+): {
+  ece: EceResult;
+  details: CalibrationDetails;
+  conventions: Record<string, EceConvention | Record<string, unknown>>;
 } {
   const base = { bins: opts.bins, binning: opts.binning ?? 'equal-width' };
   const main = ece(pbar, labels, base);
@@ -59,23 +72,36 @@ export function calibrationDetails(pbar: Probs, labels: Labels, opts: { bins: nu
   const conventions: Record<string, EceConvention | Record<string, unknown>> = {};
   for (const [k, v] of Object.entries(variants)) conventions[k] = v.convention;
   conventions.reliability = {
-    bins: base.bins, binning: base.binning, labels: 'top-label', of: 'the main ECE',
-    fields: 'lo, hi: bin edges (equal-width) or smallest and largest confidence in the bin (equal-mass); count; '
-      + 'confidence: mean max p̄; accuracy: fraction correct; empty bins: confidence and accuracy null',
+    bins: base.bins,
+    binning: base.binning,
+    labels: 'top-label',
+    of: 'the main ECE',
+    fields:
+      'lo, hi: bin edges (equal-width) or smallest and largest confidence in the bin (equal-mass); count; ' +
+      'confidence: mean max p̄; accuracy: fraction correct; empty bins: confidence and accuracy null',
   };
   return {
     ece: main,
     details: {
-      ece_equal_mass: variants.ece_equal_mass.value, classwise_ece: variants.classwise_ece.value, rmsce: variants.rmsce.value,
-      mce: variants.mce.value, signed_ece: variants.signed_ece.value, reliability: main.reliability,
+      ece_equal_mass: variants.ece_equal_mass.value,
+      classwise_ece: variants.classwise_ece.value,
+      rmsce: variants.rmsce.value,
+      mce: variants.mce.value,
+      signed_ece: variants.signed_ece.value,
+      reliability: main.reliability,
     },
     conventions,
   };
 }
 
 /** AURC and the selective-prediction details from per-example confidence (N,) and correctness (N,). */
-export function selectiveDetails(confidence: Float64Array, correct: Uint8Array): {
-  aurc: number; details: SelectiveDetails; conventions: Record<string, unknown>;
+export function selectiveDetails(
+  confidence: Float64Array,
+  correct: Uint8Array,
+): {
+  aurc: number;
+  details: SelectiveDetails;
+  conventions: Record<string, unknown>;
 } {
   const sel = selectiveSummary(confidence, correct);
   return {

@@ -12,9 +12,27 @@
  * Outputs).
  */
 import {
-  ACCURACY_CONVENTION, BRIER_CONVENTION, DIVERSITY_CONVENTION, NLL_CONVENTION, ORACLE_FRACTIONS, accuracy, brier,
-  calibrationAuc, confidenceAndCorrect, ensembleDiversity, memberNlls, nll, oracleCollaborativeAccuracy,
-  CONFORMAL_METHODS, QUANTILE_RULE, conformalCurve, probsFromLogits, type Binning, type ConformalMethod, type Logits, type Probs,
+  ACCURACY_CONVENTION,
+  BRIER_CONVENTION,
+  DIVERSITY_CONVENTION,
+  NLL_CONVENTION,
+  ORACLE_FRACTIONS,
+  accuracy,
+  brier,
+  calibrationAuc,
+  confidenceAndCorrect,
+  ensembleDiversity,
+  memberNlls,
+  nll,
+  oracleCollaborativeAccuracy,
+  CONFORMAL_METHODS,
+  QUANTILE_RULE,
+  conformalCurve,
+  probsFromLogits,
+  type Binning,
+  type ConformalMethod,
+  type Logits,
+  type Probs,
 } from '../metrics/index.js';
 import type { Outputs } from '../vmoe/outputs.js';
 import { DataError, UsageError } from '../util/errors.js';
@@ -72,7 +90,10 @@ export interface EvaluatorOptions {
 
 /** The evaluator options used when none are given: 15 equal-width bins, pooled temperature, conformal defaults. */
 export const DEFAULT_EVALUATOR_OPTIONS: EvaluatorOptions = {
-  bins: 15, binning: 'equal-width', temperatureMode: 'pooled', conformal: DEFAULT_CONFORMAL_OPTIONS,
+  bins: 15,
+  binning: 'equal-width',
+  temperatureMode: 'pooled',
+  conformal: DEFAULT_CONFORMAL_OPTIONS,
 };
 
 /** The shared view evaluators compute once per Outputs: logits as a metrics array and p̄ (N, K). */
@@ -96,7 +117,16 @@ export interface Evaluator {
 }
 
 /** Every evaluator, in report order. */
-export const EVALUATOR_NAMES = ['classification', 'calibration', 'selective', 'diversity', 'temperature', 'ood', 'routing', 'conformal'] as const;
+export const EVALUATOR_NAMES = [
+  'classification',
+  'calibration',
+  'selective',
+  'diversity',
+  'temperature',
+  'ood',
+  'routing',
+  'conformal',
+] as const;
 /** The name of an evaluator (a key of `EVALUATORS`). */
 export type EvaluatorName = (typeof EVALUATOR_NAMES)[number];
 
@@ -120,7 +150,8 @@ const classification: Evaluator = {
     nll: nll(p.logits, p.inputs.outputs.labels),
     brier: brier(p.probs, p.inputs.outputs.labels),
     conventions: {
-      prediction: p.inputs.outputs.members > 1 ? 'mean of the members\' probabilities p̄ = mean_m softmax(z_m)' : 'softmax(logits)',
+      prediction:
+        p.inputs.outputs.members > 1 ? "mean of the members' probabilities p̄ = mean_m softmax(z_m)" : 'softmax(logits)',
       accuracy: ACCURACY_CONVENTION,
       nll: NLL_CONVENTION,
       brier: BRIER_CONVENTION,
@@ -140,7 +171,8 @@ const calibration: Evaluator = {
       conventions: {
         ece: c.ece.convention,
         calibration: c.conventions,
-        calibration_auc: 'AUROC of confidence max p̄ for correct (positive) vs wrong predictions; NaN (null in JSON) if all right or all wrong',
+        calibration_auc:
+          'AUROC of confidence max p̄ for correct (positive) vs wrong predictions; NaN (null in JSON) if all right or all wrong',
       },
     };
   },
@@ -153,7 +185,9 @@ const selective: Evaluator = {
     const s = selectiveDetails(p.confidence, p.correct);
     return {
       aurc: s.aurc,
-      oracle_accuracy: Object.fromEntries(ORACLE_FRACTIONS.map((f) => [percentKey(f), oracleCollaborativeAccuracy(p.confidence, p.correct, f)])),
+      oracle_accuracy: Object.fromEntries(
+        ORACLE_FRACTIONS.map((f) => [percentKey(f), oracleCollaborativeAccuracy(p.confidence, p.correct, f)]),
+      ),
       selective_prediction: s.details,
       conventions: {
         selective: 'confidence = max p̄; AURC = mean risk over coverages i/N',
@@ -173,7 +207,9 @@ const diversity: Evaluator = {
     return {
       gibbs_nll: d.gibbsNll,
       member_nlls: memberNlls(p.logits, o.labels),
-      member_accuracy: Array.from({ length: o.members }, (_, j) => accuracy(probsFromLogits(memberSlice(o, j)), o.labels)),
+      member_accuracy: Array.from({ length: o.members }, (_, j) =>
+        accuracy(probsFromLogits(memberSlice(o, j)), o.labels),
+      ),
       disagreement: d.disagreement,
       normalized_disagreement: d.normalizedDisagreement,
       pairwise_kl: d.pairwiseKl,
@@ -181,9 +217,9 @@ const diversity: Evaluator = {
       ambiguity: d.ambiguity,
       conventions: {
         diversity: {
-          gibbs_nll: 'mean over members of each member\'s NLL, nats',
-          member_nlls: 'each member\'s own NLL, nats',
-          member_accuracy: 'each member\'s own accuracy',
+          gibbs_nll: "mean over members of each member's NLL, nats",
+          member_nlls: "each member's own NLL, nats",
+          member_accuracy: "each member's own accuracy",
           disagreement: DIVERSITY_CONVENTION.disagreement,
           normalized_disagreement: DIVERSITY_CONVENTION.normalizedDisagreement,
           pairwise_kl: DIVERSITY_CONVENTION.pairwiseKl,
@@ -202,9 +238,16 @@ const temperature: Evaluator = {
     const t = temperatureScaled(p.inputs.fit!, p.inputs.outputs, opts.bins, opts.temperatureMode);
     return {
       temperature_scaled: {
-        fit_split: p.inputs.fitSplit ?? `held-out data (n=${p.inputs.fit!.n})`, mode: t.fit.mode === 'per-member' ? 'per-member' : 'pooled',
-        temperatures: t.fit.temperatures, fit_nll_before: t.fit.nllBefore, fit_nll_after: t.fit.nllAfter, convention: t.fit.convention,
-        accuracy: t.metrics.accuracy, nll: t.metrics.nll, brier: t.metrics.brier, ece: t.metrics.ece,
+        fit_split: p.inputs.fitSplit ?? `held-out data (n=${p.inputs.fit!.n})`,
+        mode: t.fit.mode === 'per-member' ? 'per-member' : 'pooled',
+        temperatures: t.fit.temperatures,
+        fit_nll_before: t.fit.nllBefore,
+        fit_nll_after: t.fit.nllAfter,
+        convention: t.fit.convention,
+        accuracy: t.metrics.accuracy,
+        nll: t.metrics.nll,
+        brier: t.metrics.brier,
+        ece: t.metrics.ece,
       },
     };
   },
@@ -214,7 +257,10 @@ const ood: Evaluator = {
   name: 'ood',
   applies: (p) => (p.inputs.ood?.length ?? 0) > 0,
   run: (p) => {
-    const r = oodEvaluation(p.inputs.outputs, p.inputs.ood!, { train: p.inputs.oodTrain ?? null, scoreKind: p.inputs.scoreKind ?? 'logits' });
+    const r = oodEvaluation(p.inputs.outputs, p.inputs.ood!, {
+      train: p.inputs.oodTrain ?? null,
+      scoreKind: p.inputs.scoreKind ?? 'logits',
+    });
     return { ood: r.entries, conventions: { ood: r.conventions } };
   },
 };
@@ -224,11 +270,16 @@ const routing: Evaluator = {
   applies: (p) => p.inputs.outputs.router.length > 0,
   run: (p) => ({
     router: p.inputs.outputs.router.map((r) => ({
-      block: r.block, processed_fraction: r.processedFraction, drop_fraction: r.dropFraction, expert_load: r.expertLoad,
-      capacity: r.capacity, group_size: r.groupSize,
+      block: r.block,
+      processed_fraction: r.processedFraction,
+      drop_fraction: r.dropFraction,
+      expert_load: r.expertLoad,
+      capacity: r.capacity,
+      group_size: r.groupSize,
     })),
     conventions: {
-      router: 'per MoE layer, averaged over batches weighted by batch size: processed_fraction = processed (token, choice) assignments / all; expert_load = share of processed assignments per expert',
+      router:
+        'per MoE layer, averaged over batches weighted by batch size: processed_fraction = processed (token, choice) assignments / all; expert_load = share of processed assignments per expert',
     },
   }),
 };
@@ -248,25 +299,37 @@ const conformal: Evaluator = {
     const calibProbs = { probs: probsOf(calib), labels: calib.labels };
     const results: ConformalResults = {};
     for (const method of c.methods) {
-      results[method] = conformalCurve(calibProbs, { probs: p.probs, labels: o.labels }, {
-        method, alphas: c.alphas, classConditional: c.classConditional, seed: c.seed, returnSets: c.returnSets,
-        // randomisation applies to the APS / RAPS scores; LAC has no ties to break
-        randomized: method === 'lac' ? false : c.randomized,
-      });
+      results[method] = conformalCurve(
+        calibProbs,
+        { probs: p.probs, labels: o.labels },
+        {
+          method,
+          alphas: c.alphas,
+          classConditional: c.classConditional,
+          seed: c.seed,
+          returnSets: c.returnSets,
+          // randomisation applies to the APS / RAPS scores; LAC has no ties to break
+          randomized: method === 'lac' ? false : c.randomized,
+        },
+      );
     }
     return {
       conformal: results,
       conventions: {
         conformal: {
           calibration: p.inputs.calibSource ?? `held-out data (n=${calib.n})`,
-          probabilities: o.members > 1 ? 'mean of the members\' probabilities p̄ = mean_m softmax(z_m), calibration and test alike' : 'softmax(logits), calibration and test alike',
+          probabilities:
+            o.members > 1
+              ? "mean of the members' probabilities p̄ = mean_m softmax(z_m), calibration and test alike"
+              : 'softmax(logits), calibration and test alike',
           scores: {
             lac: 's(x, y) = 1 − p_y',
             aps: 's(x, y) = sum of the probabilities ranked above y, plus p_y (randomised: plus u·p_y instead, u ~ U(0, 1) per example)',
             raps: 'APS score + λ·max(0, rank(y) − k_reg); λ and k_reg tuned on a seeded 30% of the calibration rows, which then do not enter q̂',
           },
           quantile_rule: QUANTILE_RULE,
-          prediction_set: 'C(x) = {y : s(x, y) ≤ qhat}; guarantee P(y ∈ C(x)) ≥ 1 − alpha for exchangeable calibration and test data',
+          prediction_set:
+            'C(x) = {y : s(x, y) ≤ qhat}; guarantee P(y ∈ C(x)) ≥ 1 − alpha for exchangeable calibration and test data',
           coverage: 'fraction of test examples whose label is in their prediction set',
           mean_set_size: 'mean number of classes per prediction set',
           layout: 'conformal.<method> lists one report per alpha, in the order given',
@@ -279,16 +342,32 @@ const conformal: Evaluator = {
 };
 
 /** Every evaluator, by name. */
-export const EVALUATORS: Record<EvaluatorName, Evaluator> = { classification, calibration, selective, diversity, temperature, ood, routing, conformal };
+export const EVALUATORS: Record<EvaluatorName, Evaluator> = {
+  classification,
+  calibration,
+  selective,
+  diversity,
+  temperature,
+  ood,
+  routing,
+  conformal,
+};
 
 /** The evaluators that describe predictions alone: what `vmoe metrics` and the sweep / robustness rows run. */
 export const PREDICTION_EVALUATORS: EvaluatorName[] = ['classification', 'calibration', 'selective', 'diversity'];
 
 /** Checks a comma-separated or listed choice of evaluator names. */
 export function evaluatorNames(names: string | readonly string[]): EvaluatorName[] {
-  const list = typeof names === 'string' ? names.split(',').map((s) => s.trim()).filter(Boolean) : [...names];
+  const list =
+    typeof names === 'string'
+      ? names
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : [...names];
   for (const n of list) {
-    if (!(EVALUATOR_NAMES as readonly string[]).includes(n)) throw new UsageError(`unknown evaluator "${n}"; choose from ${EVALUATOR_NAMES.join(', ')}`);
+    if (!(EVALUATOR_NAMES as readonly string[]).includes(n))
+      throw new UsageError(`unknown evaluator "${n}"; choose from ${EVALUATOR_NAMES.join(', ')}`);
   }
   return list as EvaluatorName[];
 }
@@ -305,10 +384,16 @@ export function prepare(inputs: EvalInputs): Prepared {
  * Runs the named evaluators (those that apply) over one set of predictions and merges their parts,
  * in a fixed key order, into one report. `temperature_scaled` and `ood` are null when not computed.
  */
-export function evaluate(inputs: EvalInputs, names: readonly EvaluatorName[] = PREDICTION_EVALUATORS, options: Partial<EvaluatorOptions> = {}): MetricsReport {
+export function evaluate(
+  inputs: EvalInputs,
+  names: readonly EvaluatorName[] = PREDICTION_EVALUATORS,
+  options: Partial<EvaluatorOptions> = {},
+): MetricsReport {
   const opts = { ...DEFAULT_EVALUATOR_OPTIONS, ...options };
   if (names.includes('conformal') && inputs.calib && inputs.calib.numClasses !== inputs.outputs.numClasses) {
-    throw new DataError(`the calibration predictions have ${inputs.calib.numClasses} classes but the test predictions have ${inputs.outputs.numClasses}`);
+    throw new DataError(
+      `the calibration predictions have ${inputs.calib.numClasses} classes but the test predictions have ${inputs.outputs.numClasses}`,
+    );
   }
   const p = prepare(inputs);
   const o = inputs.outputs;

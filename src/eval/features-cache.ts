@@ -24,17 +24,24 @@ export function featuresCacheKey(models: LoadedModel[], ds: ImageDataset): strin
 }
 
 /** Members' pre-logits concatenated per example (E³ members and deep-ensemble checkpoints alike). */
-export function extractPreLogits(models: LoadedModel[], ds: ImageDataset, opts: { batchSize: number; cacheDir?: string | null }): CachedFeatures {
+export function extractPreLogits(
+  models: LoadedModel[],
+  ds: ImageDataset,
+  opts: { batchSize: number; cacheDir?: string | null },
+): CachedFeatures {
   const file = opts.cacheDir ? path.join(opts.cacheDir, `prelogits-${featuresCacheKey(models, ds)}.f32`) : null;
   if (file && fs.existsSync(file)) {
     const buf = fs.readFileSync(file);
-    const d = buf.readUInt32LE(0), n = buf.readUInt32LE(4);
+    const d = buf.readUInt32LE(0),
+      n = buf.readUInt32LE(4);
     if (buf.length === 8 + n * d * 4 && n === ds.n) {
       const data = new Float32Array(buf.buffer.slice(buf.byteOffset + 8, buf.byteOffset + 8 + n * d * 4));
       return { n, d, data, labels: ds.labels };
     }
   }
-  const parts = models.map((m) => computeOutputs(m.model, ds, { batchSize: opts.batchSize, scale: m.config.data.scale, keepPreLogits: true }));
+  const parts = models.map((m) =>
+    computeOutputs(m.model, ds, { batchSize: opts.batchSize, scale: m.config.data.scale, keepPreLogits: true }),
+  );
   const d = parts.reduce((a, p) => a + p.preLogitsDim, 0);
   const data = new Float32Array(ds.n * d);
   for (let i = 0; i < ds.n; i++) {

@@ -63,22 +63,37 @@ export function fewShotEvaluation(opts: FewShotEvalOptions): FewShotRun {
       const tr = extractPreLogits(models, train, { batchSize: opts.batchSize, cacheDir: opts.cacheDir });
       const te = extractPreLogits(models, test, { batchSize: opts.batchSize, cacheDir: opts.cacheDir });
       return {
-        name, numClasses: train.numClasses,
-        trainX: { rows: tr.n, cols: tr.d, data: tr.data }, trainY: tr.labels,
-        testX: { rows: te.n, cols: te.d, data: te.data }, testY: te.labels,
+        name,
+        numClasses: train.numClasses,
+        trainX: { rows: tr.n, cols: tr.d, data: tr.data },
+        trainY: tr.labels,
+        testX: { rows: te.n, cols: te.d, data: te.data },
+        testY: te.labels,
       };
     });
-    const report = runFewShot(datasets, { shots: opts.shots, seeds: opts.seeds, probe: opts.probe, selectBy: opts.selectBy });
+    const report = runFewShot(datasets, {
+      shots: opts.shots,
+      seeds: opts.seeds,
+      probe: opts.probe,
+      selectBy: opts.selectBy,
+    });
     const result: FewShotResult = {
-      probe: report.probe, select_by: report.selectBy, shots: report.shots, seeds: report.seeds, l2_grid: report.l2s,
-      results: report.results, selection: report.selection, notes: report.notes,
-      representation: models.length > 1 || models[0]!.config.model.type === 'e3' ? 'members\' pre-logits concatenated' : 'pre-logits',
+      probe: report.probe,
+      select_by: report.selectBy,
+      shots: report.shots,
+      seeds: report.seeds,
+      l2_grid: report.l2s,
+      results: report.results,
+      selection: report.selection,
+      notes: report.notes,
+      representation:
+        models.length > 1 || models[0]!.config.model.type === 'e3' ? "members' pre-logits concatenated" : 'pre-logits',
       checkpoints: models.map((m) => ({ path: m.path, sha256: m.sha256 })),
       train_pool: `first ${opts.trainPool} examples of the official train split`,
       conventions: {
         accuracy: 'test accuracy, mean ± sample std over seeds of the example draw',
         l2_mean_rank: 'λ chosen by mean rank across the data sets (as the reference; uses test accuracy)',
-        l2_leave_self_out: 'λ for each data set chosen from the other data sets\' ranks (honest)',
+        l2_leave_self_out: "λ for each data set chosen from the other data sets' ranks (honest)",
       },
       ...runRecord(models[0]!.config),
     };

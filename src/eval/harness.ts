@@ -21,7 +21,12 @@ import { flopsPerImage } from '../vmoe/flops.js';
 import type { RoutingOverrides } from '../vmoe/model.js';
 import type { Outputs } from '../vmoe/outputs.js';
 import {
-  DEFAULT_CONFORMAL_OPTIONS, PREDICTION_EVALUATORS, evaluate, type ConformalEvalOptions, type EvalInputs, type EvaluatorName,
+  DEFAULT_CONFORMAL_OPTIONS,
+  PREDICTION_EVALUATORS,
+  evaluate,
+  type ConformalEvalOptions,
+  type EvalInputs,
+  type EvaluatorName,
 } from './evaluators.js';
 import type { OodSet } from './ood-temperature.js';
 import type { CheckpointRecord, EvalReport, MetricsReport, PredictionsReport } from './report.js';
@@ -35,12 +40,19 @@ export function classificationMetrics(out: Outputs, bins = 15): ClassificationMe
 }
 
 /** Loads an OOD set by name: a registered data set's test split, or a synthetic noise set shaped like `like`. */
-export function loadOodDataset(name: string, like: ImageDataset, opts: { dataDir?: string; limit?: number; seed?: number }): ImageDataset {
+export function loadOodDataset(
+  name: string,
+  like: ImageDataset,
+  opts: { dataDir?: string; limit?: number; seed?: number },
+): ImageDataset {
   const n = opts.limit ?? like.n;
   if (isSyntheticOod(name)) return syntheticOodDataset(name, like, n, opts.seed ?? 0);
   const ds = loadDataset(name, 'test' as Split, { dataDir: opts.dataDir, limit: n });
   if (ds.height !== like.height || ds.width !== like.width || ds.channels !== like.channels) {
-    throw new DataError(`OOD set ${name} (--ood) in ${ds.source} has ${ds.height}×${ds.width}×${ds.channels} images; the model takes ${like.height}×${like.width}×${like.channels}`, { hint: 'give --ood a data set of the model\'s image size, or a synthetic set (uniform-noise, gaussian-noise)' });
+    throw new DataError(
+      `OOD set ${name} (--ood) in ${ds.source} has ${ds.height}×${ds.width}×${ds.channels} images; the model takes ${like.height}×${like.width}×${like.channels}`,
+      { hint: "give --ood a data set of the model's image size, or a synthetic set (uniform-noise, gaussian-noise)" },
+    );
   }
   return ds;
 }
@@ -78,7 +90,15 @@ export interface EvalOptions {
 
 /** Defaults of `evaluateCheckpoints`: test split, batch 256, no OOD sets, 15 ECE bins, no MC dropout. */
 export const DEFAULT_EVAL_OPTIONS: Omit<EvalOptions, 'checkpoints'> = {
-  split: 'test', batchSize: 256, routing: {}, mcSamples: 0, seed: 0, bins: 15, ood: [], mahalanobisFit: 5000, temperatureScale: null,
+  split: 'test',
+  batchSize: 256,
+  routing: {},
+  mcSamples: 0,
+  seed: 0,
+  bins: 15,
+  ood: [],
+  mahalanobisFit: 5000,
+  temperatureScale: null,
   conformal: null,
 };
 
@@ -125,8 +145,13 @@ function checkpointRecord(l: LoadedModel): CheckpointRecord {
 function checkModels(loaded: LoadedModel[], opts: EvalOptions): void {
   const first = loaded[0]!;
   for (const l of loaded) {
-    if (l.config.model.numClasses !== first.config.model.numClasses || l.config.model.imageSize !== first.config.model.imageSize) {
-      throw new UsageError(`${l.path}: ${l.config.model.numClasses} classes at ${l.config.model.imageSize}px cannot be ensembled with ${first.path} (${first.config.model.numClasses} classes at ${first.config.model.imageSize}px)`);
+    if (
+      l.config.model.numClasses !== first.config.model.numClasses ||
+      l.config.model.imageSize !== first.config.model.imageSize
+    ) {
+      throw new UsageError(
+        `${l.path}: ${l.config.model.numClasses} classes at ${l.config.model.imageSize}px cannot be ensembled with ${first.path} (${first.config.model.numClasses} classes at ${first.config.model.imageSize}px)`,
+      );
     }
     const maxK = l.config.model.moe.numExperts / (l.config.model.type === 'e3' ? l.config.model.ensemble.members : 1);
     if (opts.routing.k !== undefined && l.config.model.type !== 'vit' && opts.routing.k > maxK) {
@@ -135,7 +160,10 @@ function checkModels(loaded: LoadedModel[], opts: EvalOptions): void {
   }
   if (opts.mcSamples > 0) {
     const noDropout = loaded.filter((l) => !(l.config.model.dropout > 0)).map((l) => l.path);
-    if (noDropout.length) throw new UsageError(`--mc-samples needs dropout, but ${noDropout.join(', ')} ha${noDropout.length > 1 ? 've' : 's'} model.dropout = 0`);
+    if (noDropout.length)
+      throw new UsageError(
+        `--mc-samples needs dropout, but ${noDropout.join(', ')} ha${noDropout.length > 1 ? 've' : 's'} model.dropout = 0`,
+      );
   }
 }
 
@@ -159,10 +187,19 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
   const dataDir = opts.dataDir ?? config.data.dataDir ?? undefined;
   const ds = loadDataset(dataset, opts.split, { dataDir, valSize: config.data.valSize, limit: opts.limit });
   if (ds.numClasses > config.model.numClasses) {
-    throw new DataError(`${ds.labelsFile ?? `${dataset}/${opts.split}`}: the ${opts.split} split has ${ds.numClasses} classes (labels up to ${ds.labels.reduce((a, y) => Math.max(a, y), -1)}) but ${first.path} predicts ${config.model.numClasses}`, { hint: `evaluate on a data set with at most ${config.model.numClasses} classes (--dataset), or fine-tune the model with --set model.numClasses=${ds.numClasses}` });
+    throw new DataError(
+      `${ds.labelsFile ?? `${dataset}/${opts.split}`}: the ${opts.split} split has ${ds.numClasses} classes (labels up to ${ds.labels.reduce((a, y) => Math.max(a, y), -1)}) but ${first.path} predicts ${config.model.numClasses}`,
+      {
+        hint: `evaluate on a data set with at most ${config.model.numClasses} classes (--dataset), or fine-tune the model with --set model.numClasses=${ds.numClasses}`,
+      },
+    );
   }
   const run: EnsembleRunOptions = {
-    batchSize: opts.batchSize, routing: opts.routing, mcSamples: opts.mcSamples, rng: new Rng(opts.seed), onProgress: opts.onProgress,
+    batchSize: opts.batchSize,
+    routing: opts.routing,
+    mcSamples: opts.mcSamples,
+    rng: new Rng(opts.seed),
+    onProgress: opts.onProgress,
   };
   const wantMaha = opts.ood.length > 0 && opts.mahalanobisFit > 0;
   const outputs = ensembleOutputs(loaded, ds, { ...run, keepPreLogits: wantMaha });
@@ -170,7 +207,11 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
   const names: EvaluatorName[] = [...PREDICTION_EVALUATORS, 'temperature', 'ood', 'routing'];
   if (opts.temperatureScale || opts.conformal) {
     // one val Outputs serves both temperature scaling and conformal calibration
-    const val = loadDataset(dataset, 'val', { dataDir, valSize: config.data.valSize, limit: config.train.evalLimit ?? undefined });
+    const val = loadDataset(dataset, 'val', {
+      dataDir,
+      valSize: config.data.valSize,
+      limit: config.train.evalLimit ?? undefined,
+    });
     const valOutputs = ensembleOutputs(loaded, val, run);
     const valName = `${dataset}/val (n=${val.n})`;
     if (opts.temperatureScale) {
@@ -184,16 +225,25 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
     }
   }
   const oodSets: OodSet[] = opts.ood.map((name) => ({
-    name, outputs: ensembleOutputs(loaded, loadOodDataset(name, ds, { dataDir: opts.oodDataDir, limit: ds.n }), { ...run, keepPreLogits: wantMaha }),
+    name,
+    outputs: ensembleOutputs(loaded, loadOodDataset(name, ds, { dataDir: opts.oodDataDir, limit: ds.n }), {
+      ...run,
+      keepPreLogits: wantMaha,
+    }),
   }));
   if (oodSets.length) {
     inputs.ood = oodSets;
     inputs.oodTrain = wantMaha
-      ? ensembleOutputs(loaded, loadDataset(dataset, 'train', { dataDir, valSize: config.data.valSize, limit: opts.mahalanobisFit }), { ...run, keepPreLogits: true })
+      ? ensembleOutputs(
+          loaded,
+          loadDataset(dataset, 'train', { dataDir, valSize: config.data.valSize, limit: opts.mahalanobisFit }),
+          { ...run, keepPreLogits: true },
+        )
       : null;
   }
   const metrics = evaluate(inputs, names, {
-    bins: opts.bins, temperatureMode: opts.temperatureScale ?? 'pooled',
+    bins: opts.bins,
+    temperatureMode: opts.temperatureScale ?? 'pooled',
     conformal: { ...DEFAULT_CONFORMAL_OPTIONS, ...opts.conformal, returnSets: true },
   });
   const predictionSets = takePredictionSets(metrics);
@@ -201,16 +251,37 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
   const flops = flopsPerImage(config.model, opts.routing);
   const { n, k, members, conventions, ...values } = metrics;
   const report: EvalReport = {
-    dataset: ds.name, split: ds.split, n, k, members,
+    dataset: ds.name,
+    split: ds.split,
+    n,
+    k,
+    members,
     ...values,
     flops_per_image: ensembleFlops(loaded, opts.routing, opts.mcSamples),
-    images_per_s: outputs.n / outputs.seconds, seconds: outputs.seconds,
-    ensemble: loaded.length > 1 || opts.mcSamples > 0
-      ? { kind: opts.mcSamples > 0 ? 'mc-dropout' : 'deep-ensemble', checkpoints: loaded.length, mc_samples: opts.mcSamples || null, combination: 'mean of member probabilities' }
-      : config.model.type === 'e3' ? { kind: 'e3', members: config.model.ensemble.members, combination: 'mean of member probabilities' } : null,
-    routing: config.model.type !== 'vit'
-      ? { router: settings.router, k: settings.k, capacity_factor: settings.capacity === null ? settings.capacityFactor : null, capacity: flops.moe[0]?.capacity ?? null, batch_priority: settings.batchPriority, group_size: settings.groupSize }
-      : null,
+    images_per_s: outputs.n / outputs.seconds,
+    seconds: outputs.seconds,
+    ensemble:
+      loaded.length > 1 || opts.mcSamples > 0
+        ? {
+            kind: opts.mcSamples > 0 ? 'mc-dropout' : 'deep-ensemble',
+            checkpoints: loaded.length,
+            mc_samples: opts.mcSamples || null,
+            combination: 'mean of member probabilities',
+          }
+        : config.model.type === 'e3'
+          ? { kind: 'e3', members: config.model.ensemble.members, combination: 'mean of member probabilities' }
+          : null,
+    routing:
+      config.model.type !== 'vit'
+        ? {
+            router: settings.router,
+            k: settings.k,
+            capacity_factor: settings.capacity === null ? settings.capacityFactor : null,
+            capacity: flops.moe[0]?.capacity ?? null,
+            batch_priority: settings.batchPriority,
+            group_size: settings.groupSize,
+          }
+        : null,
     checkpoint: loaded.length === 1 ? checkpointRecord(first) : loaded.map(checkpointRecord),
     // seeds the MC-dropout masks; the training seed of each model is under checkpoint (and config)
     ...(opts.label ? { model_label: opts.label } : {}),
@@ -219,7 +290,10 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
     conventions: { ...conventions, flops: flops.convention },
     ...runRecord(config),
   };
-  const label = loaded.length > 1 ? `deep ensemble of ${loaded.length}` : `${config.name} (${config.model.type}${opts.mcSamples > 0 ? `, MC dropout ×${opts.mcSamples}` : ''})`;
+  const label =
+    loaded.length > 1
+      ? `deep ensemble of ${loaded.length}`
+      : `${config.name} (${config.model.type}${opts.mcSamples > 0 ? `, MC dropout ×${opts.mcSamples}` : ''})`;
   return { report, outputs, oodSets, label, dataset: ds, checkpoints: loaded.map((l) => l.sha256), predictionSets };
 }
 
@@ -227,17 +301,28 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
 export function outputsFromPredictions(t: PredictionsTable): Outputs {
   const scores = t.kind === 'logits' ? t.scores : logitsFromProbs(t.scores);
   return {
-    n: scores.n, numClasses: scores.k, members: scores.m ?? 1, logits: Float64Array.from(scores.data as ArrayLike<number>),
-    preLogits: new Float32Array(0), preLogitsDim: 0, labels: t.labels, router: [], seconds: 0,
+    n: scores.n,
+    numClasses: scores.k,
+    members: scores.m ?? 1,
+    logits: Float64Array.from(scores.data as ArrayLike<number>),
+    preLogits: new Float32Array(0),
+    preLogitsDim: 0,
+    labels: t.labels,
+    router: [],
+    seconds: 0,
   };
 }
 
 /** Checks that an OOD predictions table can be compared with the in-distribution one. */
 function checkOodCompatible(input: PredictionsTable, ood: PredictionsTable): void {
-  if (ood.scores.k !== input.scores.k) throw new DataError(`${ood.source} has ${ood.scores.k} classes but ${input.source} has ${input.scores.k}`);
-  if (ood.kind !== input.kind) throw new DataError(`${ood.source} gives ${ood.kind} but ${input.source} gives ${input.kind}; use the same kind`);
+  if (ood.scores.k !== input.scores.k)
+    throw new DataError(`${ood.source} has ${ood.scores.k} classes but ${input.source} has ${input.scores.k}`);
+  if (ood.kind !== input.kind)
+    throw new DataError(`${ood.source} gives ${ood.kind} but ${input.source} gives ${input.kind}; use the same kind`);
   if ((ood.scores.m ?? 1) !== (input.scores.m ?? 1)) {
-    throw new DataError(`${ood.source} has ${ood.scores.m ?? 1} members but ${input.source} has ${input.scores.m ?? 1}`);
+    throw new DataError(
+      `${ood.source} has ${ood.scores.m ?? 1} members but ${input.source} has ${input.scores.m ?? 1}`,
+    );
   }
 }
 
@@ -255,8 +340,15 @@ export interface PredictionsEvalOptions {
  * `vmoe metrics`: every prediction evaluator (and OOD, when an OOD table is given; conformal, when a
  * calibration table is given) over a predictions table.
  */
-export function evaluatePredictions(input: PredictionsTable, ood?: PredictionsTable, opts: PredictionsEvalOptions = {}): PredictionsReport {
-  const inputs: EvalInputs = { outputs: outputsFromPredictions(input), scoreKind: input.kind === 'logits' ? 'logits' : 'log-probs' };
+export function evaluatePredictions(
+  input: PredictionsTable,
+  ood?: PredictionsTable,
+  opts: PredictionsEvalOptions = {},
+): PredictionsReport {
+  const inputs: EvalInputs = {
+    outputs: outputsFromPredictions(input),
+    scoreKind: input.kind === 'logits' ? 'logits' : 'log-probs',
+  };
   const names: EvaluatorName[] = [...PREDICTION_EVALUATORS];
   if (ood) {
     checkOodCompatible(input, ood);
@@ -265,14 +357,17 @@ export function evaluatePredictions(input: PredictionsTable, ood?: PredictionsTa
   }
   if (opts.calib) {
     if (opts.calib.scores.k !== input.scores.k) {
-      throw new DataError(`calibration file ${opts.calib.source} has ${opts.calib.scores.k} classes but ${input.source} has ${input.scores.k}; conformal prediction needs the same classes`);
+      throw new DataError(
+        `calibration file ${opts.calib.source} has ${opts.calib.scores.k} classes but ${input.source} has ${input.scores.k}; conformal prediction needs the same classes`,
+      );
     }
     inputs.calib = outputsFromPredictions(opts.calib);
     inputs.calibSource = `${opts.calib.source} (n=${opts.calib.scores.n})`;
     names.push('conformal');
   }
   const m = evaluate(inputs, names, {
-    ...(opts.bins !== undefined ? { bins: opts.bins } : {}), ...(opts.binning !== undefined ? { binning: opts.binning } : {}),
+    ...(opts.bins !== undefined ? { bins: opts.bins } : {}),
+    ...(opts.binning !== undefined ? { binning: opts.binning } : {}),
     conformal: { ...DEFAULT_CONFORMAL_OPTIONS, ...opts.conformal },
   });
   return { source: input.source, input: input.kind, ...m };

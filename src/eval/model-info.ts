@@ -20,25 +20,59 @@ export function describeModel(configSource: { checkpoint?: string; config?: stri
     const file = resolveCheckpoint(configSource.checkpoint);
     const ck = loadCheckpoint(file);
     cfgRaw = ck.meta.config;
-    training = { checkpoint: file, sha256: ck.sha256, step: ck.meta.step, saved: ck.meta.time, engine: ck.meta.engine, versions: ck.meta.versions };
+    training = {
+      checkpoint: file,
+      sha256: ck.sha256,
+      step: ck.meta.step,
+      saved: ck.meta.time,
+      engine: ck.meta.engine,
+      versions: ck.meta.versions,
+    };
     // the run folder's summary, when the checkpoint sits in one (checkpoints/ beside train_summary.json)
     const summaryFile = path.join(path.dirname(path.dirname(file)), 'train_summary.json');
     if (fs.existsSync(summaryFile)) {
       const s = JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as Record<string, unknown>;
-      training.summary = { steps: s.step, seconds: s.seconds, images_per_s: s.images_per_s, final_loss: s.final_loss, val: s.val };
+      training.summary = {
+        steps: s.step,
+        seconds: s.seconds,
+        images_per_s: s.images_per_s,
+        final_loss: s.final_loss,
+        val: s.val,
+      };
     }
   }
-  const cfg = configSource.checkpoint ? parseExperiment(cfgRaw, 'checkpoint config') : loadExperiment(configSource.config ?? null);
+  const cfg = configSource.checkpoint
+    ? parseExperiment(cfgRaw, 'checkpoint config')
+    : loadExperiment(configSource.config ?? null);
   const m = cfg.model;
   const params = countParams(m);
   const flops = flopsPerImage(m);
   return {
     name: cfg.name,
     architecture: {
-      type: m.type, image: `${m.imageSize}×${m.imageSize}×${m.channels}`, patch: m.patchSize, tokens: tokensPerImage(m),
-      hidden: m.hidden, depth: m.depth, heads: m.heads, mlp: m.mlpDim, classes: m.numClasses, readout: m.readout,
+      type: m.type,
+      image: `${m.imageSize}×${m.imageSize}×${m.channels}`,
+      patch: m.patchSize,
+      tokens: tokensPerImage(m),
+      hidden: m.hidden,
+      depth: m.depth,
+      heads: m.heads,
+      mlp: m.mlpDim,
+      classes: m.numClasses,
+      readout: m.readout,
       ensemble: m.type === 'e3' ? m.ensemble : null,
-      moe: m.type !== 'vit' ? { blocks: moeBlocks(m), experts: m.moe.numExperts, k: m.moe.k, router: m.moe.router, capacity_factor: m.moe.capacityFactor, group_images: m.moe.groupImages, batch_priority: m.moe.batchPriority } : null,
+      moe:
+        m.type !== 'vit'
+          ? {
+              blocks: moeBlocks(m),
+              experts: m.moe.numExperts,
+              k: m.moe.k,
+              router: m.moe.router,
+              capacity_factor: m.moe.capacityFactor,
+              group_images: m.moe.groupImages,
+              batch_priority: m.moe.batchPriority,
+            }
+          : null,
     },
     parameters: { total: params.total, active_per_token: params.activePerToken },
     flops_per_image: flops,

@@ -4,8 +4,22 @@
  * vs OOD predictions; Mahalanobis scores fitted on training pre-logits).
  */
 import {
-  OOD_SCORE_DEFINITIONS, accuracy, applyTemperature, brier, ece, fitMahalanobis, fitTemperature, mahalanobisScore, nll,
-  oodMetrics, oodScore, probsFromLogits, relativeMahalanobisScore, type OodPositive, type OodScoreName, type TemperatureFit,
+  OOD_SCORE_DEFINITIONS,
+  accuracy,
+  applyTemperature,
+  brier,
+  ece,
+  fitMahalanobis,
+  fitTemperature,
+  mahalanobisScore,
+  nll,
+  oodMetrics,
+  oodScore,
+  probsFromLogits,
+  relativeMahalanobisScore,
+  type OodPositive,
+  type OodScoreName,
+  type TemperatureFit,
 } from '../metrics/index.js';
 import type { Outputs } from '../vmoe/outputs.js';
 import type { OodEntry } from './report.js';
@@ -22,10 +36,20 @@ export interface TemperatureResult {
   metrics: { accuracy: number; nll: number; brier: number; ece: number };
 }
 
-const logitsOf = (o: Outputs) => ({ data: o.logits, n: o.n, k: o.numClasses, ...(o.members > 1 ? { m: o.members } : {}) });
+const logitsOf = (o: Outputs) => ({
+  data: o.logits,
+  n: o.n,
+  k: o.numClasses,
+  ...(o.members > 1 ? { m: o.members } : {}),
+});
 
 /** Fits T on `fit` (a held-out split's predictions) and reports `target`'s metrics after scaling. */
-export function temperatureScaled(fit: Outputs, target: Outputs, bins: number, mode: 'per-member' | 'pooled' = 'pooled'): TemperatureResult {
+export function temperatureScaled(
+  fit: Outputs,
+  target: Outputs,
+  bins: number,
+  mode: 'per-member' | 'pooled' = 'pooled',
+): TemperatureResult {
   const t = fitTemperature(logitsOf(fit), fit.labels, fit.members > 1 ? { mode } : {});
   const scaled = applyTemperature(logitsOf(target), t.temperatures.length === 1 ? t.temperatures[0]! : t.temperatures);
   const logits = { ...logitsOf(target), data: Float32Array.from(scaled.data as ArrayLike<number>) };
@@ -33,7 +57,9 @@ export function temperatureScaled(fit: Outputs, target: Outputs, bins: number, m
   return {
     fit: t,
     metrics: {
-      accuracy: accuracy(probs, target.labels), nll: nll(logits, target.labels), brier: brier(probs, target.labels),
+      accuracy: accuracy(probs, target.labels),
+      nll: nll(logits, target.labels),
+      brier: brier(probs, target.labels),
       ece: ece(probs, target.labels, { bins }).value,
     },
   };
@@ -44,17 +70,32 @@ export type OodScoreChoice = OodScoreName | 'mahalanobis' | 'relative-mahalanobi
 /** What each OOD score means (higher = more OOD). */
 export const OOD_DEFINITIONS: Record<OodScoreChoice, string> = {
   ...OOD_SCORE_DEFINITIONS,
-  mahalanobis: 'min over classes of the squared Mahalanobis distance of the pre-logits (class means, shared covariance from training pre-logits)',
-  'relative-mahalanobis': 'Mahalanobis minus the distance under one class-agnostic Gaussian fitted on training pre-logits',
+  mahalanobis:
+    'min over classes of the squared Mahalanobis distance of the pre-logits (class means, shared covariance from training pre-logits)',
+  'relative-mahalanobis':
+    'Mahalanobis minus the distance under one class-agnostic Gaussian fitted on training pre-logits',
 };
 
-const ALL_SCORES: OodScoreChoice[] = ['msp', 'entropy', 'max-logit', 'energy', 'expected-entropy', 'mutual-information', 'mahalanobis', 'relative-mahalanobis'];
+const ALL_SCORES: OodScoreChoice[] = [
+  'msp',
+  'entropy',
+  'max-logit',
+  'energy',
+  'expected-entropy',
+  'mutual-information',
+  'mahalanobis',
+  'relative-mahalanobis',
+];
 
 /**
  * Scores that apply: Mahalanobis only with a fit; the ensemble scores only for ensembles; max-logit and
  * energy only on raw logits (a predictions CSV of probabilities has none).
  */
-function scoresFor(o: Outputs, maha: ReturnType<typeof fitMahalanobis> | null, scoreKind: 'logits' | 'log-probs'): Map<OodScoreChoice, Float64Array> {
+function scoresFor(
+  o: Outputs,
+  maha: ReturnType<typeof fitMahalanobis> | null,
+  scoreKind: 'logits' | 'log-probs',
+): Map<OodScoreChoice, Float64Array> {
   const out = new Map<OodScoreChoice, Float64Array>();
   for (const name of ALL_SCORES) {
     if (name === 'mahalanobis' || name === 'relative-mahalanobis') {
@@ -77,9 +118,10 @@ export function oodEvaluation(
   opts: { train?: Outputs | null; scoreKind?: 'logits' | 'log-probs' } = {},
 ): { entries: OodEntry[]; conventions: Record<string, unknown> } {
   const kind = opts.scoreKind ?? 'logits';
-  const maha = opts.train && opts.train.preLogitsDim > 0
-    ? fitMahalanobis({ data: opts.train.preLogits, n: opts.train.n, d: opts.train.preLogitsDim }, opts.train.labels)
-    : null;
+  const maha =
+    opts.train && opts.train.preLogitsDim > 0
+      ? fitMahalanobis({ data: opts.train.preLogits, n: opts.train.n, d: opts.train.preLogitsDim }, opts.train.labels)
+      : null;
   const inScores = scoresFor(inDist, maha, kind);
   const entries = oodSets.map(({ name, outputs }) => {
     const oodScores = scoresFor(outputs, maha, kind);

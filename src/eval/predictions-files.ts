@@ -7,7 +7,13 @@ import { readFile } from 'node:fs/promises';
 import type { ConformalEvalOptions } from './evaluators.js';
 import { evaluatePredictions } from './harness.js';
 import type { PredictionsReport } from './report.js';
-import { parsePredictionsCsv, type Binning, type OodPositive, type OodScoreName, type PredictionsTable } from '../metrics/index.js';
+import {
+  parsePredictionsCsv,
+  type Binning,
+  type OodPositive,
+  type OodScoreName,
+  type PredictionsTable,
+} from '../metrics/index.js';
 import { DataError, UsageError } from '../util/errors.js';
 
 async function readPredictions(file: string, allowUnknownLabel: boolean): Promise<PredictionsTable> {
@@ -35,8 +41,12 @@ export interface MetricsOptions {
 
 /** Reads the predictions CSV(s) and runs the harness's evaluators on them. */
 export async function runMetrics(opts: MetricsOptions): Promise<PredictionsReport> {
-  if (opts.conformal && !opts.calib) throw new UsageError('--conformal needs calibration predictions: add --calib <file> (a predictions CSV of held-out data)');
-  if (opts.calib && !opts.conformal) throw new UsageError('--calib is the calibration data of conformal prediction: add --conformal lac,aps,raps');
+  if (opts.conformal && !opts.calib)
+    throw new UsageError(
+      '--conformal needs calibration predictions: add --calib <file> (a predictions CSV of held-out data)',
+    );
+  if (opts.calib && !opts.conformal)
+    throw new UsageError('--calib is the calibration data of conformal prediction: add --conformal lac,aps,raps');
   const [input, ood, calib] = await Promise.all([
     readPredictions(opts.input, false),
     opts.oodInput ? readPredictions(opts.oodInput, true) : Promise.resolve(undefined),
@@ -46,5 +56,10 @@ export async function runMetrics(opts: MetricsOptions): Promise<PredictionsRepor
   if (ood && input.kind === 'probs' && (score === 'max-logit' || score === 'energy')) {
     throw new UsageError(`--ood-score ${score} needs logits, but ${input.source} gives probabilities (p0..)`);
   }
-  return evaluatePredictions(input, ood, { bins: opts.bins, binning: opts.binning, calib, conformal: opts.conformal ?? undefined });
+  return evaluatePredictions(input, ood, {
+    bins: opts.bins,
+    binning: opts.binning,
+    calib,
+    conformal: opts.conformal ?? undefined,
+  });
 }

@@ -140,8 +140,15 @@ export interface EvalReport extends MetricsReport {
 
 /** JSON text of a report: NaN → null, ±Infinity → "Infinity" / "-Infinity" (JSON has neither). */
 export function reportJson(report: unknown): string {
-  return JSON.stringify(report, (_key, v: unknown) => {
-    if (typeof v === 'number' && !Number.isFinite(v)) return Number.isNaN(v) ? null : v > 0 ? 'Infinity' : '-Infinity';
-    return v;
-  }, 2) + '\n';
+  return (
+    JSON.stringify(
+      report,
+      (_key, v: unknown) => {
+        if (typeof v === 'number' && !Number.isFinite(v))
+          return Number.isNaN(v) ? null : v > 0 ? 'Infinity' : '-Infinity';
+        return v;
+      },
+      2,
+    ) + '\n'
+  );
 }

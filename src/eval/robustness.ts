@@ -62,8 +62,14 @@ export function isHeldOut(suite: Suite, name: string): boolean {
 }
 
 /** Summary of one model's rows against its clean metrics (pure: rows in, numbers out). */
-export function summariseShift(model: string, clean: ClassificationMetrics, rows: ShiftRow[], suite: Suite): RobustnessSummary {
-  const mean = (rs: ShiftRow[], f: (x: ClassificationMetrics) => number) => rs.reduce((a, r) => a + f(r.metrics), 0) / rs.length;
+export function summariseShift(
+  model: string,
+  clean: ClassificationMetrics,
+  rows: ShiftRow[],
+  suite: Suite,
+): RobustnessSummary {
+  const mean = (rs: ShiftRow[], f: (x: ClassificationMetrics) => number) =>
+    rs.reduce((a, r) => a + f(r.metrics), 0) / rs.length;
   const mine = rows.filter((r) => r.model === model);
   const bench = mine.filter((r) => !isHeldOut(suite, r.corruption));
   const held = mine.filter((r) => isHeldOut(suite, r.corruption));
@@ -73,9 +79,16 @@ export function summariseShift(model: string, clean: ClassificationMetrics, rows
   const cNLL = main.length ? mean(main, (x) => x.nll) : NaN;
   const cECE = main.length ? mean(main, (x) => x.ece) : NaN;
   const out: RobustnessSummary = {
-    model, clean_accuracy: clean.accuracy, cA, cNLL, cECE,
-    accuracy_drop: clean.accuracy - cA, relative_accuracy_drop: (clean.accuracy - cA) / clean.accuracy,
-    nll_increase: cNLL - clean.nll, ece_increase: cECE - clean.ece, benchmark_sets: main.length,
+    model,
+    clean_accuracy: clean.accuracy,
+    cA,
+    cNLL,
+    cECE,
+    accuracy_drop: clean.accuracy - cA,
+    relative_accuracy_drop: (clean.accuracy - cA) / clean.accuracy,
+    nll_increase: cNLL - clean.nll,
+    ece_increase: cECE - clean.ece,
+    benchmark_sets: main.length,
   };
   if (bench.length && held.length) {
     out.cA_held_out = mean(held, (x) => x.accuracy);
@@ -87,7 +100,11 @@ export function summariseShift(model: string, clean: ClassificationMetrics, rows
 }
 
 /** Logits of every member of every model for one batch of images: (M, b, K) per model, flattened. */
-function batchLogits(entry: ModelEntry, x: Float32Array, shape: [number, number, number, number]): { logits: Float32Array; members: number } {
+function batchLogits(
+  entry: ModelEntry,
+  x: Float32Array,
+  shape: [number, number, number, number],
+): { logits: Float32Array; members: number } {
   const parts: Float32Array[] = [];
   for (const l of entry.members) {
     tf.tidy(() => {
@@ -107,7 +124,9 @@ function batchLogits(entry: ModelEntry, x: Float32Array, shape: [number, number,
 
 /** Runs every model over `ds`, with images passed through `transform` (a corruption) batch by batch. */
 export function shiftedOutputs(
-  models: ModelEntry[], ds: ImageDataset, batchSize: number,
+  models: ModelEntry[],
+  ds: ImageDataset,
+  batchSize: number,
   transform: ((images: Uint8Array, n: number, start: number) => Uint8Array) | null,
 ): Map<string, Outputs> {
   const K = models[0]!.members[0]!.config.model.numClasses;
@@ -120,7 +139,11 @@ export function shiftedOutputs(
     let images = ds.images.subarray(start * px, (start + b) * px);
     if (transform) images = transform(images, b, start);
     const view: ImageDataset = { ...ds, n: b, images, labels: ds.labels.subarray(start, start + b) };
-    const batch = makeBatch(view, Int32Array.from({ length: b }, (_, i) => i), { scale });
+    const batch = makeBatch(
+      view,
+      Int32Array.from({ length: b }, (_, i) => i),
+      { scale },
+    );
     for (const m of models) {
       const r = batchLogits(m, batch.x, batch.shape);
       let a = acc.get(m.label);
@@ -129,13 +152,24 @@ export function shiftedOutputs(
         acc.set(m.label, a);
       }
       // (M, b, K) → rows start..start+b of each member's (N, K) block
-      for (let j = 0; j < r.members; j++) a.logits.set(r.logits.subarray(j * b * K, (j + 1) * b * K), (j * ds.n + start) * K);
+      for (let j = 0; j < r.members; j++)
+        a.logits.set(r.logits.subarray(j * b * K, (j + 1) * b * K), (j * ds.n + start) * K);
     }
   }
   const seconds = (performance.now() - t0) / 1000;
   const out = new Map<string, Outputs>();
   for (const [label, a] of acc) {
-    out.set(label, { n: ds.n, numClasses: K, members: a.members, logits: a.logits, preLogits: new Float32Array(0), preLogitsDim: 0, labels: ds.labels, router: [], seconds });
+    out.set(label, {
+      n: ds.n,
+      numClasses: K,
+      members: a.members,
+      logits: a.logits,
+      preLogits: new Float32Array(0),
+      preLogitsDim: 0,
+      labels: ds.labels,
+      router: [],
+      seconds,
+    });
   }
   return out;
 }
@@ -148,12 +182,21 @@ export function suiteCorruptions(suite: Suite): { name: string; severities: numb
 
 /** Every model on clean data, then on each corruption × severity (corrupted on the fly); per-set metrics and summaries. */
 export function evaluateRobustness(
-  models: ModelEntry[], ds: ImageDataset,
-  opts: { suite: Suite; corruptions: { name: string; severities: number[] }[]; batchSize: number; seed: number; bins: number; onSet?: (name: string, severity: number, i: number, total: number) => void },
+  models: ModelEntry[],
+  ds: ImageDataset,
+  opts: {
+    suite: Suite;
+    corruptions: { name: string; severities: number[] }[];
+    batchSize: number;
+    seed: number;
+    bins: number;
+    onSet?: (name: string, severity: number, i: number, total: number) => void;
+  },
 ): RobustnessResult {
   const shape = { h: ds.height, w: ds.width, c: ds.channels };
   const clean = new Map<string, ClassificationMetrics>();
-  for (const [label, o] of shiftedOutputs(models, ds, opts.batchSize, null)) clean.set(label, classificationMetrics(o, opts.bins));
+  for (const [label, o] of shiftedOutputs(models, ds, opts.batchSize, null))
+    clean.set(label, classificationMetrics(o, opts.bins));
   const rows: ShiftRow[] = [];
   const total = opts.corruptions.reduce((a, c) => a + c.severities.length, 0);
   let i = 0;
@@ -183,7 +226,8 @@ export function selectCorruptions(suite: Suite, names: string[] | 'all'): Corrup
   if (names === 'all') return all;
   const known = suite === 'c' ? Object.keys(CORRUPTIONS) : Object.keys(MNIST_C);
   const unknown = names.filter((w) => !known.includes(w));
-  if (unknown.length) throw new UsageError(`unknown corruption(s) ${unknown.join(', ')} for suite ${suite}; known: ${known.join(', ')}`);
+  if (unknown.length)
+    throw new UsageError(`unknown corruption(s) ${unknown.join(', ')} for suite ${suite}; known: ${known.join(', ')}`);
   return all.filter((c) => names.includes(c.name));
 }
 
@@ -237,44 +281,88 @@ export interface RobustnessReport {
 
 /** The label of a model entry the user did not label: its checkpoints' base names joined with +. */
 export function defaultModelLabel(spec: string): string {
-  return spec.split('+').map((p) => path.basename(path.resolve(p))).join('+');
+  return spec
+    .split('+')
+    .map((p) => path.basename(path.resolve(p)))
+    .join('+');
 }
 
 /** The conventions of the robustness summaries: which sets cA averages, how the drops are taken, where the corruptions come from. */
 export function robustnessConventions(suite: Suite, bins: number, seed: number): Record<string, string> {
   return {
-    cA: suite === 'c'
-      ? 'mean accuracy over the benchmark sets (the 15 ImageNet-C corruptions × severities run); the 4 held-out corruptions are averaged separately in *_held_out'
-      : 'mean accuracy over every corrupted set (corruption × severity)',
-    cNLL: 'mean NLL over the same sets as cA', cECE: `mean ECE (${bins} equal-width bins, top-label) over the same sets as cA`,
-    accuracy_drop: 'clean accuracy − cA; relative_accuracy_drop divides by clean accuracy', nll_increase: 'cNLL − clean NLL', ece_increase: 'cECE − clean ECE',
+    cA:
+      suite === 'c'
+        ? 'mean accuracy over the benchmark sets (the 15 ImageNet-C corruptions × severities run); the 4 held-out corruptions are averaged separately in *_held_out'
+        : 'mean accuracy over every corrupted set (corruption × severity)',
+    cNLL: 'mean NLL over the same sets as cA',
+    cECE: `mean ECE (${bins} equal-width bins, top-label) over the same sets as cA`,
+    accuracy_drop: 'clean accuracy − cA; relative_accuracy_drop divides by clean accuracy',
+    nll_increase: 'cNLL − clean NLL',
+    ece_increase: 'cECE − clean ECE',
     corruptions: `procedural-${suite === 'c' ? 'C' : 'MNIST-C'}, generated by vmoe-ts with seed ${seed}; not identical to the released data sets`,
   };
 }
 
 /** Loads the models, evaluates them under the corruptions (evaluateRobustness) and returns the typed report; the models are disposed. */
 export function robustnessReport(opts: RobustnessOptions): RobustnessReport {
-  if (!opts.checkpoints.length) throw new UsageError('robustness: give at least one model (join checkpoints with + for a deep ensemble)');
+  if (!opts.checkpoints.length)
+    throw new UsageError('robustness: give at least one model (join checkpoints with + for a deep ensemble)');
   const models: ModelEntry[] = [];
   try {
     for (const [i, spec] of opts.checkpoints.entries()) {
-      models.push({ label: opts.labels[i] ?? defaultModelLabel(spec), members: spec.split('+').map((p) => loadModel(p)) });
+      models.push({
+        label: opts.labels[i] ?? defaultModelLabel(spec),
+        members: spec.split('+').map((p) => loadModel(p)),
+      });
     }
     const first = models[0]!.members[0]!;
     const ds = loadDatasetFor(first.config, opts.data);
     const { suite, corruptions, seed } = opts;
-    const res = evaluateRobustness(models, ds, { suite, corruptions, batchSize: opts.batchSize, seed, bins: opts.bins, onSet: opts.onSet });
+    const res = evaluateRobustness(models, ds, {
+      suite,
+      corruptions,
+      batchSize: opts.batchSize,
+      seed,
+      bins: opts.bins,
+      onSet: opts.onSet,
+    });
     const rows: RobustnessSetRow[] = res.rows.map((r) => ({
-      model: r.model, corruption: r.corruption, severity: r.severity, accuracy: r.metrics.accuracy, nll: r.metrics.nll, ece: r.metrics.ece,
-      ...(r.metrics.members > 1 ? { disagreement: r.metrics.disagreement ?? null, mutual_information: r.metrics.mutual_information ?? null, ambiguity: r.metrics.ambiguity ?? null } : {}),
+      model: r.model,
+      corruption: r.corruption,
+      severity: r.severity,
+      accuracy: r.metrics.accuracy,
+      nll: r.metrics.nll,
+      ece: r.metrics.ece,
+      ...(r.metrics.members > 1
+        ? {
+            disagreement: r.metrics.disagreement ?? null,
+            mutual_information: r.metrics.mutual_information ?? null,
+            ambiguity: r.metrics.ambiguity ?? null,
+          }
+        : {}),
     }));
-    const constants = Object.fromEntries(corruptions.map((c) => [c.name, suite === 'c' ? CORRUPTIONS[c.name]!.constants : [MNIST_C[c.name]!.constant]]));
+    const constants = Object.fromEntries(
+      corruptions.map((c) => [c.name, suite === 'c' ? CORRUPTIONS[c.name]!.constants : [MNIST_C[c.name]!.constant]]),
+    );
     return {
-      dataset: ds.name, split: ds.split, n: ds.n, suite, seed,
-      models: models.map((m) => ({ label: m.label, checkpoints: m.members.map((l) => ({ path: l.path, sha256: l.sha256 })) })),
+      dataset: ds.name,
+      split: ds.split,
+      n: ds.n,
+      suite,
+      seed,
+      models: models.map((m) => ({
+        label: m.label,
+        checkpoints: m.members.map((l) => ({ path: l.path, sha256: l.sha256 })),
+      })),
       clean: Object.fromEntries([...res.clean].map(([k, v]) => [k, { accuracy: v.accuracy, nll: v.nll, ece: v.ece }])),
-      summary: res.summary, per_set: rows,
-      corruptions: corruptions.map((c) => ({ name: c.name, severities: c.severities, held_out: isHeldOut(suite, c.name) })), severity_constants: constants,
+      summary: res.summary,
+      per_set: rows,
+      corruptions: corruptions.map((c) => ({
+        name: c.name,
+        severities: c.severities,
+        held_out: isHeldOut(suite, c.name),
+      })),
+      severity_constants: constants,
       conventions: robustnessConventions(suite, opts.bins, seed),
       ...runRecord(first.config),
     };

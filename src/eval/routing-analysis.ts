@@ -39,19 +39,33 @@ export interface RoutingTrace {
 
 /** Evaluation forward pass that also keeps each MoE layer's per-token plan (via the forward pass's onMoeLayer hook). */
 export function traceRouting(model: VisionMoE, images: tf.Tensor4D, routing: RoutingOverrides = {}): RoutingTrace {
-  if (model.cfg.type === 'vit') throw new UsageError('routing analysis needs a model with MoE layers; this one is a dense ViT (type "vit")');
-  if (model.routingFor(routing).router !== 'top-k') throw new UsageError('routing analysis traces the top-k router; this model uses expert-choice routing');
+  if (model.cfg.type === 'vit')
+    throw new UsageError('routing analysis needs a model with MoE layers; this one is a dense ViT (type "vit")');
+  if (model.routingFor(routing).router !== 'top-k')
+    throw new UsageError('routing analysis traces the top-k router; this model uses expert-choice routing');
   const members = modelMembers(model.cfg);
   const layers: LayerTrace[] = [];
-  const logits = tf.tidy(() => model.forward(images, {
-    train: false, routing,
-    onMoeLayer: (block, r) => {
-      layers.push({
-        block, numExperts: r.plan.numExperts, k: r.plan.k, members, groupSizes: r.plan.groupSizes, capacities: r.plan.capacities,
-        expert: r.plan.expert!, kept: r.plan.kept!, gatesClean: r.gatesClean.dataSync() as Float32Array, stats: r.stats,
-      });
-    },
-  }).logits);
+  const logits = tf.tidy(
+    () =>
+      model.forward(images, {
+        train: false,
+        routing,
+        onMoeLayer: (block, r) => {
+          layers.push({
+            block,
+            numExperts: r.plan.numExperts,
+            k: r.plan.k,
+            members,
+            groupSizes: r.plan.groupSizes,
+            capacities: r.plan.capacities,
+            expert: r.plan.expert!,
+            kept: r.plan.kept!,
+            gatesClean: r.gatesClean.dataSync() as Float32Array,
+            stats: r.stats,
+          });
+        },
+      }).logits,
+  );
   const out = logits.dataSync() as Float32Array;
   logits.dispose();
   return { numImages: images.shape[0], tokensPerImage: tokensPerImage(model.cfg), logits: out, layers };
@@ -59,7 +73,8 @@ export function traceRouting(model: VisionMoE, images: tf.Tensor4D, routing: Rou
 
 /** Mean over tokens of the entropy (nats) of each token's gate distribution. gates: (N, E). */
 export function meanRouterEntropy(gates: ArrayLike<number>, numTokens: number, numExperts: number): number {
-  if (gates.length !== numTokens * numExperts) throw new DataError(`gates have ${gates.length} values, expected ${numTokens}×${numExperts}`);
+  if (gates.length !== numTokens * numExperts)
+    throw new DataError(`gates have ${gates.length} values, expected ${numTokens}×${numExperts}`);
   let total = 0;
   for (let t = 0; t < numTokens; t++) {
     let h = 0;
@@ -85,7 +100,13 @@ export function normalCdf(z: number): number {
  * importanceLossOfGroup; σ is the caller's (noise_std/(E/M)).
  */
 export function loadLossOfGroup(
-  gates: ArrayLike<number>, start: number, size: number, numExperts: number, k: number, sigma: number, members = 1,
+  gates: ArrayLike<number>,
+  start: number,
+  size: number,
+  numExperts: number,
+  k: number,
+  sigma: number,
+  members = 1,
 ): number {
   if (!(sigma > 0)) return NaN;
   const Em = numExperts / members;
@@ -131,20 +152,46 @@ export interface LayerCounts {
 
 export function emptyLayerCounts(block: number, numExperts: number, k: number, numClasses: number): LayerCounts {
   return {
-    block, numExperts, k, numClasses, capacity: 0, groupSize: 0, requested: 0, kept: 0,
-    demand: new Float64Array(numExperts), load: new Float64Array(numExperts), classExpert: new Float64Array(numClasses * numExperts),
-    entropySum: 0, tokens: 0, importanceSum: 0, loadLossSum: 0, groups: 0,
+    block,
+    numExperts,
+    k,
+    numClasses,
+    capacity: 0,
+    groupSize: 0,
+    requested: 0,
+    kept: 0,
+    demand: new Float64Array(numExperts),
+    load: new Float64Array(numExperts),
+    classExpert: new Float64Array(numClasses * numExperts),
+    entropySum: 0,
+    tokens: 0,
+    importanceSum: 0,
+    loadLossSum: 0,
+    groups: 0,
   };
 }
 
 /** Adds one traced batch; labels (B) are the batch's classes, sigma the router noise scale noise_std/(E/M). */
-export function addLayerTrace(c: LayerCounts, layer: LayerTrace, labels: ArrayLike<number>, tokensPerImage: number, sigma: number): void {
-  const E = layer.numExperts, K = layer.k, M = layer.members;
+export function addLayerTrace(
+  c: LayerCounts,
+  layer: LayerTrace,
+  labels: ArrayLike<number>,
+  tokensPerImage: number,
+  sigma: number,
+): void {
+  const E = layer.numExperts,
+    K = layer.k,
+    M = layer.members;
   const N = layer.gatesClean.length / E;
   const rowsPerImage = tokensPerImage * M;
-  if (E !== c.numExperts || K !== c.k) throw new Error(`addLayerTrace: block ${layer.block}: traced E=${E}, K=${K} but counts hold E=${c.numExperts}, K=${c.k}`);
+  if (E !== c.numExperts || K !== c.k)
+    throw new Error(
+      `addLayerTrace: block ${layer.block}: traced E=${E}, K=${K} but counts hold E=${c.numExperts}, K=${c.k}`,
+    );
   if (labels.length * rowsPerImage !== N) {
-    throw new Error(`addLayerTrace: block ${layer.block}: ${N} routed rows but ${labels.length} labels × ${tokensPerImage} tokens × ${M} members`);
+    throw new Error(
+      `addLayerTrace: block ${layer.block}: ${N} routed rows but ${labels.length} labels × ${tokensPerImage} tokens × ${M} members`,
+    );
   }
   c.capacity = layer.capacities[0]!;
   c.groupSize = layer.groupSizes[0]!;
@@ -239,11 +286,18 @@ export function summariseLayer(c: LayerCounts, th: CollapseThresholds = DEFAULT_
   const demand = share(c.demand, c.requested);
   const load = share(c.load, c.kept);
   return {
-    block: c.block, numExperts: c.numExperts, k: c.k, capacity: c.capacity, groupSize: c.groupSize,
+    block: c.block,
+    numExperts: c.numExperts,
+    k: c.k,
+    capacity: c.capacity,
+    groupSize: c.groupSize,
     processedFraction: c.requested ? c.kept / c.requested : 1,
     dropFraction: c.requested ? 1 - c.kept / c.requested : 0,
-    expertLoad: load, expertDemand: demand, maxLoad: Math.max(...load),
-    routerEntropy: c.tokens ? c.entropySum / c.tokens : NaN, maxEntropy: Math.log(c.numExperts),
+    expertLoad: load,
+    expertDemand: demand,
+    maxLoad: Math.max(...load),
+    routerEntropy: c.tokens ? c.entropySum / c.tokens : NaN,
+    maxEntropy: Math.log(c.numExperts),
     importanceLoss: c.groups ? c.importanceSum / c.groups : NaN,
     loadLoss: c.groups ? c.loadLossSum / c.groups : NaN,
     affinity: rowNormalise(c.classExpert, c.numClasses, c.numExperts),
@@ -253,7 +307,8 @@ export function summariseLayer(c: LayerCounts, th: CollapseThresholds = DEFAULT_
 
 /** Traces a data set batch by batch and summarises every MoE layer. */
 export function analyseRouting(
-  model: VisionMoE, ds: ImageDataset,
+  model: VisionMoE,
+  ds: ImageDataset,
   opts: { batchSize: number; scale: PixelScale; routing?: RoutingOverrides; thresholds?: CollapseThresholds },
 ): LayerSummary[] {
   const E = model.cfg.moe.numExperts;
@@ -277,10 +332,12 @@ export function analyseRouting(
  * if any, is left out).
  */
 export function processedPatches(trace: RoutingTrace, hasClassToken: boolean): number[][][] {
-  const T = trace.tokensPerImage, first = hasClassToken ? 1 : 0;
+  const T = trace.tokensPerImage,
+    first = hasClassToken ? 1 : 0;
   return Array.from({ length: trace.numImages }, (_, img) =>
     trace.layers.map((l) => {
-      const M = l.members, K = l.k;
+      const M = l.members,
+        K = l.k;
       const out: number[] = [];
       for (let tok = first; tok < T; tok++) {
         let kept = 0;
@@ -291,17 +348,21 @@ export function processedPatches(trace: RoutingTrace, hasClassToken: boolean): n
         out.push(kept / (M * K));
       }
       return out;
-    }));
+    }),
+  );
 }
 
-export const BACKGROUND_PATCH_RULE = 'a patch is background when under 10% of its pixels are brighter than 10% of full scale (grey level > 25.5 of 255)';
+export const BACKGROUND_PATCH_RULE =
+  'a patch is background when under 10% of its pixels are brighter than 10% of full scale (grey level > 25.5 of 255)';
 
 /** Whether patch p (raster order) of an (H, W) grey image in 0..255 is plain background, by BACKGROUND_PATCH_RULE. */
 export function isBackgroundPatch(pixels: ArrayLike<number>, width: number, patchSize: number, p: number): boolean {
   const perRow = width / patchSize;
-  const r0 = Math.floor(p / perRow) * patchSize, c0 = (p % perRow) * patchSize;
+  const r0 = Math.floor(p / perRow) * patchSize,
+    c0 = (p % perRow) * patchSize;
   let lit = 0;
-  for (let r = r0; r < r0 + patchSize; r++) for (let c = c0; c < c0 + patchSize; c++) if (pixels[r * width + c]! > 25.5) lit++;
+  for (let r = r0; r < r0 + patchSize; r++)
+    for (let c = c0; c < c0 + patchSize; c++) if (pixels[r * width + c]! > 25.5) lit++;
   return lit < 0.1 * patchSize * patchSize;
 }
 
@@ -317,14 +378,32 @@ export interface ShareByContent {
  * does capacity go to the object or to the background? `shares[i]` is image
  * i's per-patch processed share (processedPatches for one layer).
  */
-export function processedShareByContent(images: { pixels: ArrayLike<number>; shares: number[] }[], width: number, patchSize: number): ShareByContent {
-  let bg = 0, nBg = 0, obj = 0, nObj = 0;
+export function processedShareByContent(
+  images: { pixels: ArrayLike<number>; shares: number[] }[],
+  width: number,
+  patchSize: number,
+): ShareByContent {
+  let bg = 0,
+    nBg = 0,
+    obj = 0,
+    nObj = 0;
   for (const im of images) {
     im.shares.forEach((v, p) => {
-      if (isBackgroundPatch(im.pixels, width, patchSize, p)) { bg += v; nBg++; } else { obj += v; nObj++; }
+      if (isBackgroundPatch(im.pixels, width, patchSize, p)) {
+        bg += v;
+        nBg++;
+      } else {
+        obj += v;
+        nObj++;
+      }
     });
   }
-  return { background: nBg ? bg / nBg : null, object: nObj ? obj / nObj : null, background_patches: nBg, object_patches: nObj };
+  return {
+    background: nBg ? bg / nBg : null,
+    object: nObj ? obj / nObj : null,
+    background_patches: nBg,
+    object_patches: nObj,
+  };
 }
 
 export interface TrainingLogRecord {
@@ -358,8 +437,13 @@ export function parseTrainingLog(text: string, source: string): TrainingLogRecor
 }
 
 /** Per MoE block: (step, drop fraction) and (step, max expert load) series. */
-export function trainingLogSeries(records: TrainingLogRecord[]): { block: number; drop: [number, number][]; maxLoad: [number, number][]; expertLoad: [number, number][][] }[] {
-  const byBlock = new Map<number, { drop: [number, number][]; maxLoad: [number, number][]; expertLoad: [number, number][][] }>();
+export function trainingLogSeries(
+  records: TrainingLogRecord[],
+): { block: number; drop: [number, number][]; maxLoad: [number, number][]; expertLoad: [number, number][][] }[] {
+  const byBlock = new Map<
+    number,
+    { drop: [number, number][]; maxLoad: [number, number][]; expertLoad: [number, number][][] }
+  >();
   for (const r of records) {
     for (const m of r.moe) {
       const s = byBlock.get(m.block) ?? { drop: [], maxLoad: [], expertLoad: [] };

@@ -25,7 +25,8 @@ export interface SweepSetting {
 }
 
 export function parseBatchPriorityMode(s: string): BatchPriorityMode {
-  if (s !== 'both' && s !== 'on' && s !== 'off') throw new UsageError(`batch priority mode must be both, on or off, got "${s}"`);
+  if (s !== 'both' && s !== 'on' && s !== 'off')
+    throw new UsageError(`batch priority mode must be both, on or off, got "${s}"`);
   return s;
 }
 
@@ -33,18 +34,24 @@ export function parseBatchPriorityMode(s: string): BatchPriorityMode {
  * The Cartesian product routing mode × K × capacity factor, in that nesting
  * (BPR before vanilla; K and factors in the order given).
  */
-export function sweepSettings(opts: { capacityFactors: number[]; ks: number[]; batchPriority: BatchPriorityMode }): SweepSetting[] {
+export function sweepSettings(opts: {
+  capacityFactors: number[];
+  ks: number[];
+  batchPriority: BatchPriorityMode;
+}): SweepSetting[] {
   const { capacityFactors, ks } = opts;
   if (!capacityFactors.length) throw new UsageError('sweep: give at least one capacity factor');
   if (!ks.length) throw new UsageError('sweep: give at least one K');
   for (const c of capacityFactors) {
-    if (!Number.isFinite(c) || c <= 0) throw new UsageError(`sweep: capacity factor must be a finite number > 0, got ${c}`);
+    if (!Number.isFinite(c) || c <= 0)
+      throw new UsageError(`sweep: capacity factor must be a finite number > 0, got ${c}`);
   }
   for (const k of ks) {
     if (!Number.isInteger(k) || k < 1) throw new UsageError(`sweep: K must be an integer ≥ 1, got ${k}`);
   }
   const dupe = (xs: number[]) => xs.find((x, i) => xs.indexOf(x) !== i);
-  if (dupe(capacityFactors) !== undefined) throw new UsageError(`sweep: capacity factor ${dupe(capacityFactors)} is listed twice`);
+  if (dupe(capacityFactors) !== undefined)
+    throw new UsageError(`sweep: capacity factor ${dupe(capacityFactors)} is listed twice`);
   if (dupe(ks) !== undefined) throw new UsageError(`sweep: K ${dupe(ks)} is listed twice`);
   const modes = parseBatchPriorityMode(opts.batchPriority) === 'both' ? [true, false] : [opts.batchPriority === 'on'];
   const out: SweepSetting[] = [];
@@ -56,7 +63,10 @@ export function sweepSettings(opts: { capacityFactors: number[]; ks: number[]; b
 
 /** Comma-separated numbers, e.g. "0.1,0.2,1.05". */
 export function parseNumberList(s: string, what: string): number[] {
-  const parts = s.split(',').map((p) => p.trim()).filter((p) => p.length > 0);
+  const parts = s
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0);
   if (!parts.length) throw new UsageError(`${what}: expected a comma-separated list of numbers, got "${s}"`);
   return parts.map((p) => {
     const v = Number(p);
@@ -113,7 +123,11 @@ export interface SweepResult {
   conventions: Record<string, unknown>;
 }
 
-export function runSweep(settings: SweepSetting[], evaluator: SweepEvaluator, opts: { bins?: number; onRow?: (row: SweepRow, i: number) => void } = {}): SweepResult {
+export function runSweep(
+  settings: SweepSetting[],
+  evaluator: SweepEvaluator,
+  opts: { bins?: number; onRow?: (row: SweepRow, i: number) => void } = {},
+): SweepResult {
   const rows: SweepRow[] = [];
   const perLayer: SweepResult['perLayer'] = [];
   let conventions: Record<string, unknown> = {};
@@ -123,9 +137,15 @@ export function runSweep(settings: SweepSetting[], evaluator: SweepEvaluator, op
     const m = classificationMetrics(out, opts.bins ?? 15);
     conventions = m.conventions;
     const row: SweepRow = {
-      routing: routingName(s.batchPriority), k: s.k, capacity_factor: s.capacityFactor,
-      capacity: out.router[0]?.capacity ?? null, group_size: out.router[0]?.groupSize ?? null,
-      n: out.n, accuracy: m.accuracy, nll: m.nll, ece: m.ece,
+      routing: routingName(s.batchPriority),
+      k: s.k,
+      capacity_factor: s.capacityFactor,
+      capacity: out.router[0]?.capacity ?? null,
+      group_size: out.router[0]?.groupSize ?? null,
+      n: out.n,
+      accuracy: m.accuracy,
+      nll: m.nll,
+      ece: m.ece,
       processed_fraction: processedFractionOf(out.router),
       flops_per_image: evaluator.flops(routing),
       images_per_s: out.seconds > 0 ? out.n / out.seconds : NaN,
@@ -133,11 +153,14 @@ export function runSweep(settings: SweepSetting[], evaluator: SweepEvaluator, op
     };
     for (const r of out.router) row[`processed_block${r.block}`] = r.processedFraction;
     rows.push(row);
-    perLayer.push(out.router.map((r) => ({ block: r.block, processedFraction: r.processedFraction, expertLoad: r.expertLoad })));
+    perLayer.push(
+      out.router.map((r) => ({ block: r.block, processedFraction: r.processedFraction, expertLoad: r.expertLoad })),
+    );
     opts.onRow?.(row, i);
   });
   return {
-    rows, perLayer,
+    rows,
+    perLayer,
     conventions: {
       ...conventions,
       processed_fraction: 'kept (token, choice) assignments / N·K, averaged over MoE layers (each layer asks for N·K)',
@@ -147,10 +170,17 @@ export function runSweep(settings: SweepSetting[], evaluator: SweepEvaluator, op
 }
 
 /** The V-MoE evaluator: computeOutputs over a data set, FLOPs from the architecture. */
-export function modelSweepEvaluator(model: VisionMoE, ds: ImageDataset, opts: { batchSize: number; scale: PixelScale }): SweepEvaluator {
-  if (model.cfg.type === 'vit') throw new UsageError('sweep: the model has no MoE layer (type "vit"); capacity, K and BPR do not apply');
+export function modelSweepEvaluator(
+  model: VisionMoE,
+  ds: ImageDataset,
+  opts: { batchSize: number; scale: PixelScale },
+): SweepEvaluator {
+  if (model.cfg.type === 'vit')
+    throw new UsageError('sweep: the model has no MoE layer (type "vit"); capacity, K and BPR do not apply');
   if (model.cfg.moe.router !== 'top-k') {
-    throw new UsageError('sweep: K and Batch Prioritized Routing apply to the top-k router; this model uses the expert-choice router');
+    throw new UsageError(
+      'sweep: K and Batch Prioritized Routing apply to the top-k router; this model uses the expert-choice router',
+    );
   }
   return {
     evaluate: (routing) => computeOutputs(model, ds, { batchSize: opts.batchSize, scale: opts.scale, routing }),
@@ -197,21 +227,40 @@ export function sweepCheckpoint(opts: SweepOptions): SweepReport {
     const settings = sweepSettings({ capacityFactors: opts.capacityFactors, ks, batchPriority: opts.batchPriority });
     const maxK = config.model.moe.numExperts / modelMembers(config.model);
     const tooBig = ks.find((k) => k > maxK);
-    if (tooBig !== undefined) throw new UsageError(`--k ${tooBig} exceeds the ${maxK} experts a token can reach in this model`);
+    if (tooBig !== undefined)
+      throw new UsageError(`--k ${tooBig} exceeds the ${maxK} experts a token can reach in this model`);
     const ds = loadDatasetFor(config, opts.data);
     const evaluator = modelSweepEvaluator(model, ds, { batchSize: opts.batchSize, scale: config.data.scale });
     // One untimed batch first, so the first setting's images/s does not include backend warm-up.
     tf.tidy(() => {
-      const b = makeBatch(ds, Int32Array.from({ length: Math.min(opts.batchSize, ds.n) }, (_, i) => i), { scale: config.data.scale });
+      const b = makeBatch(
+        ds,
+        Int32Array.from({ length: Math.min(opts.batchSize, ds.n) }, (_, i) => i),
+        { scale: config.data.scale },
+      );
       model.forward(tf.tensor4d(b.x, b.shape), { train: false });
     });
-    const result = runSweep(settings, evaluator, { bins: opts.bins, onRow: (r, i) => opts.onRow?.(r, i, settings.length) });
+    const result = runSweep(settings, evaluator, {
+      bins: opts.bins,
+      onRow: (r, i) => opts.onRow?.(r, i, settings.length),
+    });
     return {
-      dataset: ds.name, split: ds.split, n: ds.n, batch_size: opts.batchSize,
+      dataset: ds.name,
+      split: ds.split,
+      n: ds.n,
+      batch_size: opts.batchSize,
       checkpoint: { path: ckPath, sha256, step },
-      model: { type: config.model.type, experts: config.model.moe.numExperts, k: config.model.moe.k, group_images: config.model.moe.groupImages, capacity_rounding: config.model.moe.capacityRounding },
+      model: {
+        type: config.model.type,
+        experts: config.model.moe.numExperts,
+        k: config.model.moe.k,
+        group_images: config.model.moe.groupImages,
+        capacity_rounding: config.model.moe.capacityRounding,
+      },
       rows: result.rows,
-      per_layer: result.perLayer.map((layers) => layers.map((l) => ({ block: l.block, processed_fraction: l.processedFraction, expert_load: l.expertLoad }))),
+      per_layer: result.perLayer.map((layers) =>
+        layers.map((l) => ({ block: l.block, processed_fraction: l.processedFraction, expert_load: l.expertLoad })),
+      ),
       conventions: { ...result.conventions, flops: FLOPS_CONVENTION },
       files: [],
       ...runRecord(config),

@@ -28,7 +28,11 @@ export interface E3ExperimentOptions {
   reuse: boolean;
 }
 
-interface ModelSpec { label: string; config: string; set: string[] }
+interface ModelSpec {
+  label: string;
+  config: string;
+  set: string[];
+}
 
 export const E3_MODELS: ModelSpec[] = [
   { label: 'vit', config: 'fmnist-vit-tiny.json', set: [] },
@@ -47,12 +51,24 @@ export async function runE3Experiment(o: E3ExperimentOptions): Promise<{ table: 
   const log = (s: string) => process.stderr.write(`[experiment] ${s}\n`);
   const evaluateInto = (checkpoints: string[], out: string) => {
     const run = evaluateCheckpoints({
-      checkpoints, split: 'test', batchSize: 256, bins: 15, ood: o.ood, mahalanobisFit: 0, limit: o.evalLimit ?? undefined,
+      checkpoints,
+      split: 'test',
+      batchSize: 256,
+      bins: 15,
+      ood: o.ood,
+      mahalanobisFit: 0,
+      limit: o.evalLimit ?? undefined,
     });
     writeEvalResults(out, run, { bins: 15 });
   };
   const trainModel = async (m: ModelSpec, seed: number, dir: string) => {
-    const set = [...m.set, `seed=${seed}`, `name="${m.label}"`, `data.dataset="${o.dataset}"`, ...(o.steps ? [`train.steps=${o.steps}`, `train.evalEvery=${o.steps}`] : [])];
+    const set = [
+      ...m.set,
+      `seed=${seed}`,
+      `name="${m.label}"`,
+      `data.dataset="${o.dataset}"`,
+      ...(o.steps ? [`train.steps=${o.steps}`, `train.evalEvery=${o.steps}`] : []),
+    ];
     const cfg = loadExperiment(path.join(CONFIG_DIR, m.config), set);
     fs.rmSync(dir, { recursive: true, force: true });
     log(`training ${m.label} seed ${seed} (${cfg.train.steps} steps)`);
@@ -62,7 +78,8 @@ export async function runE3Experiment(o: E3ExperimentOptions): Promise<{ table: 
   // was interrupted, or the extra ensemble member of a one-seed run that a later run with more seeds needs.
   const trainedSeconds = async (m: ModelSpec, seed: number, dir: string): Promise<number> => {
     const summary = path.join(dir, 'train_summary.json');
-    if (o.reuse && fs.existsSync(summary)) return (JSON.parse(fs.readFileSync(summary, 'utf8')) as { seconds: number }).seconds;
+    if (o.reuse && fs.existsSync(summary))
+      return (JSON.parse(fs.readFileSync(summary, 'utf8')) as { seconds: number }).seconds;
     return trainModel(m, seed, dir);
   };
   const resultDirs: string[] = [];
@@ -91,23 +108,51 @@ export async function runE3Experiment(o: E3ExperimentOptions): Promise<{ table: 
   }
   // Deep ensembles of two V-MoEs (K=2): seeds (s, s+1 mod n) — one pair when there are only two.
   for (let seed = 0; seed < (members === 2 ? 1 : members); seed++) {
-    const a = path.join(o.out, `vmoe-k2-s${seed}`), b = path.join(o.out, `vmoe-k2-s${(seed + 1) % members}`);
+    const a = path.join(o.out, `vmoe-k2-s${seed}`),
+      b = path.join(o.out, `vmoe-k2-s${(seed + 1) % members}`);
     const dir = path.join(o.out, `deep-ensemble-vmoe-k2-s${seed}`);
     const resultFile = path.join(dir, 'eval_test', 'results.json');
     if (!(o.reuse && fs.existsSync(resultFile))) {
       log(`evaluating the deep ensemble ${path.basename(a)} + ${path.basename(b)}`);
       evaluateInto([a, b], path.join(dir, 'eval_test'));
-      annotate(resultFile, { model_label: 'deep-ensemble-2x-vmoe-k2', train_seconds: trainSeconds.get(a)! + trainSeconds.get(b)! });
+      annotate(resultFile, {
+        model_label: 'deep-ensemble-2x-vmoe-k2',
+        train_seconds: trainSeconds.get(a)! + trainSeconds.get(b)!,
+      });
     }
     resultDirs.push(dir);
   }
-  const metrics = ['accuracy', 'nll', 'ece', 'brier', 'flops_per_image', 'train_seconds', 'images_per_s',
-    ...o.ood.map((d) => `ood_${d}_msp_auroc`), 'gibbs_nll', 'member_accuracy_mean', 'member_nlls_mean', 'disagreement', 'mutual_information', 'ambiguity'];
+  const metrics = [
+    'accuracy',
+    'nll',
+    'ece',
+    'brier',
+    'flops_per_image',
+    'train_seconds',
+    'images_per_s',
+    ...o.ood.map((d) => `ood_${d}_msp_auroc`),
+    'gibbs_nll',
+    'member_accuracy_mean',
+    'member_nlls_mean',
+    'disagreement',
+    'mutual_information',
+    'ambiguity',
+  ];
   const rows = reportRows(resultDirs, 'model', metrics);
-  const outputs = reportOutputs(rows, `ViT, V-MoE, E³ and a deep ensemble, ${o.seeds} seed(s) each; OOD: ${o.ood.join(', ') || 'none'}`);
-  const provenance = { ...runRecord({ seed: 0 }), options: o, convention: 'mean ± sample std over seeds; ECE 15 equal-width bins; OOD AUROC of MSP with OOD positive' };
+  const outputs = reportOutputs(
+    rows,
+    `ViT, V-MoE, E³ and a deep ensemble, ${o.seeds} seed(s) each; OOD: ${o.ood.join(', ') || 'none'}`,
+  );
+  const provenance = {
+    ...runRecord({ seed: 0 }),
+    options: o,
+    convention: 'mean ± sample std over seeds; ECE 15 equal-width bins; OOD AUROC of MSP with OOD positive',
+  };
   fs.writeFileSync(path.join(o.out, 'table.csv'), outputs.csv!);
-  fs.writeFileSync(path.join(o.out, 'table.json'), JSON.stringify({ groups: rows.summaries, provenance }, null, 2) + '\n');
+  fs.writeFileSync(
+    path.join(o.out, 'table.json'),
+    JSON.stringify({ groups: rows.summaries, provenance }, null, 2) + '\n',
+  );
   fs.writeFileSync(path.join(o.out, 'table.tex'), outputs.latex!);
   fs.writeFileSync(path.join(o.out, 'results.md'), outputs.markdown!);
   return { table: outputs.markdown! };

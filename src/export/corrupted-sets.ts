@@ -72,7 +72,8 @@ function specOf(suite: Suite, name: string): { family: string; constant: (s: num
 export function writeCorruptedSets(opts: CorruptOptions): CorruptManifest {
   const log = opts.log ?? (() => {});
   const ds = loadDataset(opts.dataset, opts.split, { dataDir: opts.dataDir, limit: opts.limit });
-  if (ds.numClasses > 256) throw new UsageError(`data set ${ds.name} has ${ds.numClasses} classes; IDX labels hold at most 256`);
+  if (ds.numClasses > 256)
+    throw new UsageError(`data set ${ds.name} has ${ds.numClasses} classes; IDX labels hold at most 256`);
   const shape = { n: ds.n, h: ds.height, w: ds.width, c: ds.channels };
   const imageDims = ds.channels === 1 ? [ds.n, ds.height, ds.width] : [ds.n, ds.height, ds.width, ds.channels];
   const labels = Uint8Array.from(ds.labels);
@@ -92,12 +93,25 @@ export function writeCorruptedSets(opts: CorruptOptions): CorruptManifest {
       const meta = {
         name: `${ds.name}-${opts.suite === 'c' ? 'c' : 'mnist-c'}/${folder}`,
         classNames: ds.classNames,
-        corruption: { suite: opts.suite, name, severity: opts.suite === 'c' ? severity : null, family, constant: constant(severity) },
+        corruption: {
+          suite: opts.suite,
+          name,
+          severity: opts.suite === 'c' ? severity : null,
+          family,
+          constant: constant(severity),
+        },
         seed: opts.seed,
         source: { dataset: opts.dataset, split: opts.split, limit: opts.limit ?? null },
       };
       writeFileSync(join(dir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
-      sets.push({ corruption: name, severity: opts.suite === 'c' ? severity : 1, family, constant: constant(severity), dir: folder, n: ds.n });
+      sets.push({
+        corruption: name,
+        severity: opts.suite === 'c' ? severity : 1,
+        family,
+        constant: constant(severity),
+        dir: folder,
+        n: ds.n,
+      });
       log(`corrupt: ${folder} (${ds.n} images, ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
     }
   }
@@ -105,7 +119,15 @@ export function writeCorruptedSets(opts: CorruptOptions): CorruptManifest {
   const manifest: CorruptManifest = {
     tool: 'vmoe corrupt',
     suite: opts.suite,
-    source: { dataset: opts.dataset, split: opts.split, n: ds.n, height: ds.height, width: ds.width, channels: ds.channels, limit: opts.limit },
+    source: {
+      dataset: opts.dataset,
+      split: opts.split,
+      n: ds.n,
+      height: ds.height,
+      width: ds.width,
+      channels: ds.channels,
+      limit: opts.limit,
+    },
     seed: opts.seed,
     rng: 'per image: imageRng(seed, index) — independent of batching, shared across severities',
     sets,
@@ -118,7 +140,9 @@ export function writeCorruptedSets(opts: CorruptOptions): CorruptManifest {
     const kShape = { n: k, h: ds.height, w: ds.width, c: ds.channels };
     const maxSeverity = opts.suite === 'c' ? 5 : 1;
     const rows = opts.corruptions.map((name) => ({
-      cells: Array.from({ length: maxSeverity + 1 }, (_, s) => corruptBatch(first, kShape, name, s, opts.seed, { suite: opts.suite })),
+      cells: Array.from({ length: maxSeverity + 1 }, (_, s) =>
+        corruptBatch(first, kShape, name, s, opts.seed, { suite: opts.suite }),
+      ),
     }));
     const grid = previewGrid(rows, { h: ds.height, w: ds.width, c: ds.channels, k });
     writePng(join(opts.out, 'preview.png'), grid.rgba, grid.width, grid.height);

@@ -23,14 +23,29 @@ export const EVAL_FORMATS: readonly EvalFormat[] = ['json', 'table', 'csv', 'lat
 export function evalRow(run: EvalRun): Row {
   const r = run.report;
   return {
-    dataset: r.dataset, split: r.split, n: r.n, members: r.members, accuracy: r.accuracy, nll: r.nll, brier: r.brier, ece: r.ece,
-    ...(r.gibbs_nll !== undefined ? { gibbs_nll: r.gibbs_nll, disagreement: r.disagreement ?? null, ambiguity: r.ambiguity ?? null } : {}),
-    ...(r.temperature_scaled ? { temperature_scaled_nll: r.temperature_scaled.nll, temperature_scaled_ece: r.temperature_scaled.ece } : {}),
+    dataset: r.dataset,
+    split: r.split,
+    n: r.n,
+    members: r.members,
+    accuracy: r.accuracy,
+    nll: r.nll,
+    brier: r.brier,
+    ece: r.ece,
+    ...(r.gibbs_nll !== undefined
+      ? { gibbs_nll: r.gibbs_nll, disagreement: r.disagreement ?? null, ambiguity: r.ambiguity ?? null }
+      : {}),
+    ...(r.temperature_scaled
+      ? { temperature_scaled_nll: r.temperature_scaled.nll, temperature_scaled_ece: r.temperature_scaled.ece }
+      : {}),
     ...Object.fromEntries((r.ood ?? []).map((o) => [`auroc_${o.dataset}`, o.scores.msp?.ood_positive.auroc ?? null])),
-    ...Object.fromEntries(conformalRows(r.conformal).flatMap((c) => [
-      [`conformal_${c.method}_${c.alpha}_coverage`, c.coverage], [`conformal_${c.method}_${c.alpha}_mean_set_size`, c.mean_set_size],
-    ])),
-    flops_per_image: r.flops_per_image, images_per_s: Math.round(r.images_per_s),
+    ...Object.fromEntries(
+      conformalRows(r.conformal).flatMap((c) => [
+        [`conformal_${c.method}_${c.alpha}_coverage`, c.coverage],
+        [`conformal_${c.method}_${c.alpha}_mean_set_size`, c.mean_set_size],
+      ]),
+    ),
+    flops_per_image: r.flops_per_image,
+    images_per_s: Math.round(r.images_per_s),
   };
 }
 
@@ -44,7 +59,11 @@ function latexParts(run: EvalRun): { caption: string; comments: string[] } {
     `not temperature scaled${r.temperature_scaled ? ` (temperature_scaled_* columns: fitted on ${r.temperature_scaled.fit_split})` : ''}`,
     runWords(prov),
   ].join('; ');
-  const comments = [`vmoe eval results: ${r.dataset} ${r.split}, n=${r.n}`, `checkpoint sha256: ${prov.checkpoints.join(' + ')}`, runWords(prov)];
+  const comments = [
+    `vmoe eval results: ${r.dataset} ${r.split}, n=${r.n}`,
+    `checkpoint sha256: ${prov.checkpoints.join(' + ')}`,
+    runWords(prov),
+  ];
   return { caption, comments };
 }
 
@@ -72,7 +91,8 @@ export function formatEval(run: EvalRun, format: EvalFormat): string {
 export function predictionSetsCsv(run: EvalRun): string {
   const cols = run.predictionSets;
   const records: (string | number)[][] = [['index', 'label', ...cols.map((c) => c.column)]];
-  for (let i = 0; i < run.outputs.n; i++) records.push([i, run.outputs.labels[i]!, ...cols.map((c) => c.sets[i]!.join(' '))]);
+  for (let i = 0; i < run.outputs.n; i++)
+    records.push([i, run.outputs.labels[i]!, ...cols.map((c) => c.sets[i]!.join(' '))]);
   return records.map((r) => r.join(',')).join('\n') + '\n';
 }
 
@@ -85,7 +105,13 @@ export function writeEvalResults(dir: string, run: EvalRun, opts: { bins: number
     ['results.json', reportJson(run.report)],
     ['results.csv', csvText(run)],
     ['table.tex', toLatex([evalRow(run)], caption, comments)],
-    ['predictions.csv', formatPredictionsCsv({ data: o.logits, n: o.n, k: o.numClasses, ...(o.members > 1 ? { m: o.members } : {}) }, o.labels)],
+    [
+      'predictions.csv',
+      formatPredictionsCsv(
+        { data: o.logits, n: o.n, k: o.numClasses, ...(o.members > 1 ? { m: o.members } : {}) },
+        o.labels,
+      ),
+    ],
   ];
   if (run.predictionSets.length) files.push(['prediction_sets.csv', predictionSetsCsv(run)]);
   const written: string[] = [];
@@ -95,12 +121,22 @@ export function writeEvalResults(dir: string, run: EvalRun, opts: { bins: number
     written.push(file);
   }
   for (const f of evalFigures({
-    out: o, bins: opts.bins, label: run.label, dataset: `${run.dataset.name} ${run.dataset.split}`, oodSets: run.oodSets,
+    out: o,
+    bins: opts.bins,
+    label: run.label,
+    dataset: `${run.dataset.name} ${run.dataset.split}`,
+    oodSets: run.oodSets,
     subtitle: `${run.dataset.name} ${run.dataset.split}, n=${o.n}, checkpoint ${run.checkpoints[0]!.slice(0, 12)}`,
-  })) written.push(...writeFigure(path.join(dir, 'figures'), f.name, f.svg));
+  }))
+    written.push(...writeFigure(path.join(dir, 'figures'), f.name, f.svg));
   const conformal = Object.values(run.report.conformal ?? {}).flatMap((reports) => reports ?? []);
-  const calibration = String((run.report.conventions.conformal as { calibration?: string } | undefined)?.calibration ?? 'held-out data');
-  for (const f of conformalFigures(conformal, `${run.label}: ${run.dataset.name} ${run.dataset.split}, calibrated on ${calibration}`)) {
+  const calibration = String(
+    (run.report.conventions.conformal as { calibration?: string } | undefined)?.calibration ?? 'held-out data',
+  );
+  for (const f of conformalFigures(
+    conformal,
+    `${run.label}: ${run.dataset.name} ${run.dataset.split}, calibrated on ${calibration}`,
+  )) {
     written.push(...writeFigure(path.join(dir, 'figures'), f.name, f.svg));
   }
   return written;

@@ -18,9 +18,14 @@ const fmt = (m: number, s: number) => `${(100 * m).toFixed(1)} ± ${(100 * s).to
 /** fewshot.csv: one row per data set and shot with both λ selections (NLL and ECE for the logreg probe). */
 export function fewShotRows(r: FewShotResult): Row[] {
   return r.results.map((x) => ({
-    dataset: x.dataset, shot: x.shot,
-    accuracy_mean: x.meanRank.accuracy.mean, accuracy_std: x.meanRank.accuracy.std, l2_mean_rank: x.meanRank.l2,
-    accuracy_leave_self_out: x.leaveSelfOut.accuracy.mean, accuracy_leave_self_out_std: x.leaveSelfOut.accuracy.std, l2_leave_self_out: x.leaveSelfOut.l2,
+    dataset: x.dataset,
+    shot: x.shot,
+    accuracy_mean: x.meanRank.accuracy.mean,
+    accuracy_std: x.meanRank.accuracy.std,
+    l2_mean_rank: x.meanRank.l2,
+    accuracy_leave_self_out: x.leaveSelfOut.accuracy.mean,
+    accuracy_leave_self_out_std: x.leaveSelfOut.accuracy.std,
+    l2_leave_self_out: x.leaveSelfOut.l2,
     ...(x.meanRank.nll ? { nll_mean: x.meanRank.nll.mean, ece_mean: x.meanRank.ece!.mean } : {}),
   }));
 }
@@ -28,8 +33,11 @@ export function fewShotRows(r: FewShotResult): Row[] {
 /** The readable table: accuracy in % (mean ± std over seeds) at both λ selections, and log2 of the mean-rank λ. */
 export function fewShotPrettyRows(r: FewShotResult): Row[] {
   return r.results.map((x) => ({
-    dataset: x.dataset, shot: x.shot, 'accuracy % (mean rank λ)': fmt(x.meanRank.accuracy.mean, x.meanRank.accuracy.std),
-    'log2 λ': Math.log2(x.meanRank.l2), 'accuracy % (leave-self-out λ)': fmt(x.leaveSelfOut.accuracy.mean, x.leaveSelfOut.accuracy.std),
+    dataset: x.dataset,
+    shot: x.shot,
+    'accuracy % (mean rank λ)': fmt(x.meanRank.accuracy.mean, x.meanRank.accuracy.std),
+    'log2 λ': Math.log2(x.meanRank.l2),
+    'accuracy % (leave-self-out λ)': fmt(x.leaveSelfOut.accuracy.mean, x.leaveSelfOut.accuracy.std),
   }));
 }
 
@@ -52,8 +60,12 @@ export function writeFewShotFiles(dir: string, run: FewShotRun): void {
   fs.writeFileSync(path.join(dir, 'fewshot.csv'), toCsv(fewShotRows(r)));
   fs.writeFileSync(path.join(dir, 'fewshot.tex'), toLatex(fewShotPrettyRows(r), caption(r)));
   fs.writeFileSync(path.join(dir, 'fewshot.md'), toMarkdown(fewShotPrettyRows(r)));
-  writeFigure(dir, 'fewshot', fewShotFigure(r.results, {
-    subtitle: `${r.probe} probe on ${r.representation}, ${r.seeds.length} seeds, checkpoint ${r.checkpoints[0]!.sha256.slice(0, 12)}`,
-    chance: Object.fromEntries(Object.entries(run.numClasses).map(([name, k]) => [name, 1 / k])),
-  }));
+  writeFigure(
+    dir,
+    'fewshot',
+    fewShotFigure(r.results, {
+      subtitle: `${r.probe} probe on ${r.representation}, ${r.seeds.length} seeds, checkpoint ${r.checkpoints[0]!.sha256.slice(0, 12)}`,
+      chance: Object.fromEntries(Object.entries(run.numClasses).map(([name, k]) => [name, 1 / k])),
+    }),
+  );
 }

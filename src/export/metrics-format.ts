@@ -23,7 +23,8 @@ export const DEFAULT_OOD_HEADLINE: OodHeadline = { score: 'msp', positive: 'ood'
 function flatten(value: unknown, prefix: string, out: [string, string | number | boolean][]): void {
   if (value === null || value === undefined) return;
   if (typeof value === 'object') {
-    for (const [key, v] of Object.entries(value as Record<string, unknown>)) flatten(v, prefix ? `${prefix}.${key}` : key, out);
+    for (const [key, v] of Object.entries(value as Record<string, unknown>))
+      flatten(v, prefix ? `${prefix}.${key}` : key, out);
   } else {
     out.push([prefix, value as string | number | boolean]);
   }
@@ -69,17 +70,30 @@ export interface ConformalRow {
 
 /** The headline numbers of conformal results, one row per method and α, in report order. */
 export function conformalRows(conformal: ConformalResults | null | undefined): ConformalRow[] {
-  return Object.entries(conformal ?? {}).flatMap(([method, reports]) => (reports ?? []).map((r) => ({
-    method, alpha: r.alpha, qhat: typeof r.qhat === 'number' ? r.qhat : null, coverage: r.coverage, mean_set_size: r.mean_set_size,
-  })));
+  return Object.entries(conformal ?? {}).flatMap(([method, reports]) =>
+    (reports ?? []).map((r) => ({
+      method,
+      alpha: r.alpha,
+      qhat: typeof r.qhat === 'number' ? r.qhat : null,
+      coverage: r.coverage,
+      mean_set_size: r.mean_set_size,
+    })),
+  );
 }
 
 const qhatText = (q: number | null) => (q === null ? 'per class' : fmt(q));
 
 function conformalTable(rows: ConformalRow[], calibration: string): string[] {
-  const cells = [['method', 'alpha', 'qhat', 'coverage', 'mean_set_size'], ...rows.map((r) => [r.method, String(r.alpha), qhatText(r.qhat), fmt(r.coverage), fmt(r.mean_set_size)])];
+  const cells = [
+    ['method', 'alpha', 'qhat', 'coverage', 'mean_set_size'],
+    ...rows.map((r) => [r.method, String(r.alpha), qhatText(r.qhat), fmt(r.coverage), fmt(r.mean_set_size)]),
+  ];
   const widths = cells[0]!.map((_, c) => Math.max(...cells.map((row) => row[c]!.length)));
-  return ['', `conformal prediction sets, calibrated on ${calibration}`, ...cells.map((row) => row.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  '))];
+  return [
+    '',
+    `conformal prediction sets, calibrated on ${calibration}`,
+    ...cells.map((row) => row.map((v, c) => (c === 0 ? v.padEnd(widths[c]!) : v.padStart(widths[c]!))).join('  ')),
+  ];
 }
 
 function conformalLatex(rows: ConformalRow[], calibration: string): string[] {
@@ -90,18 +104,27 @@ function conformalLatex(rows: ConformalRow[], calibration: string): string[] {
     '\\toprule',
     'Method & $\\alpha$ & $\\hat q$ & Coverage & Mean set size \\\\',
     '\\midrule',
-    ...rows.map((r) => `${r.method.toUpperCase()} & ${r.alpha} & ${r.qhat === null ? 'per class' : fmt(r.qhat)} & ${fmt(r.coverage)} & ${fmt(r.mean_set_size)} \\\\`),
+    ...rows.map(
+      (r) =>
+        `${r.method.toUpperCase()} & ${r.alpha} & ${r.qhat === null ? 'per class' : fmt(r.qhat)} & ${fmt(r.coverage)} & ${fmt(r.mean_set_size)} \\\\`,
+    ),
     '\\bottomrule',
     '\\end{tabular}',
   ];
 }
 
-export function formatMetricsReport(report: PredictionsReport, format: MetricsFormat, headline: OodHeadline = DEFAULT_OOD_HEADLINE): string {
+export function formatMetricsReport(
+  report: PredictionsReport,
+  format: MetricsFormat,
+  headline: OodHeadline = DEFAULT_OOD_HEADLINE,
+): string {
   if (format === 'json') return reportJson(report).trimEnd();
   const flat: [string, string | number | boolean][] = [];
   const { conformal, ...withoutConformal } = report;
   const cRows = conformalRows(conformal);
-  const calibration = String((report.conventions.conformal as { calibration?: string } | undefined)?.calibration ?? 'held-out data');
+  const calibration = String(
+    (report.conventions.conformal as { calibration?: string } | undefined)?.calibration ?? 'held-out data',
+  );
   if (format === 'csv') {
     flatten(withoutConformal, '', flat);
     // one block of keys per method and α: conformal.<method>.alpha_<α>.<key> (every number of the report)
@@ -114,15 +137,34 @@ export function formatMetricsReport(report: PredictionsReport, format: MetricsFo
   flatten(rest, '', flat);
   const oodHit = ood?.[0]?.scores[headline.score]?.[headline.positive === 'ood' ? 'ood_positive' : 'in_positive'];
   if (oodHit) for (const [k, v] of Object.entries(oodHit)) flat.push([`ood.${k}`, v]);
-  const metricRows = flat.filter(([key, v]) => typeof v === 'number' && !key.startsWith('conventions.') && !['n', 'k', 'members'].includes(key) && !isCurveData(key));
+  const metricRows = flat.filter(
+    ([key, v]) =>
+      typeof v === 'number' &&
+      !key.startsWith('conventions.') &&
+      !['n', 'k', 'members'].includes(key) &&
+      !isCurveData(key),
+  );
   if (format === 'table') {
     const rows: [string, string][] = [
-      ['input', `${report.source} (${report.n} examples, ${report.k} classes, ${report.members} member${report.members > 1 ? 's' : ''}, ${report.input})`],
-      ...metricRows.map(([key, v]): [string, string] => [key === 'ece' ? `ece (${(report.conventions.ece as { bins: number }).bins} bins)` : key, fmt(v as number)]),
+      [
+        'input',
+        `${report.source} (${report.n} examples, ${report.k} classes, ${report.members} member${report.members > 1 ? 's' : ''}, ${report.input})`,
+      ],
+      ...metricRows.map(([key, v]): [string, string] => [
+        key === 'ece' ? `ece (${(report.conventions.ece as { bins: number }).bins} bins)` : key,
+        fmt(v as number),
+      ]),
     ];
-    if (ood?.[0]) rows.push(['ood', `${ood[0].dataset} (${ood[0].n} examples), score ${headline.score}, ${headline.positive === 'ood' ? 'OOD' : 'in-distribution'} positive`]);
+    if (ood?.[0])
+      rows.push([
+        'ood',
+        `${ood[0].dataset} (${ood[0].n} examples), score ${headline.score}, ${headline.positive === 'ood' ? 'OOD' : 'in-distribution'} positive`,
+      ]);
     const width = Math.max(...rows.map(([key]) => key.length));
-    return [...rows.map(([key, v]) => `${key.padEnd(width)}  ${v}`), ...(cRows.length ? conformalTable(cRows, calibration) : [])].join('\n');
+    return [
+      ...rows.map(([key, v]) => `${key.padEnd(width)}  ${v}`),
+      ...(cRows.length ? conformalTable(cRows, calibration) : []),
+    ].join('\n');
   }
   const ece = report.conventions.ece as { bins: number; binning: string; labels: string };
   const lines = [
@@ -133,7 +175,16 @@ export function formatMetricsReport(report: PredictionsReport, format: MetricsFo
     'Metric & Value \\\\',
     '\\midrule',
     ...metricRows.map(([key, v]) => {
-      const name = LATEX_NAMES[key] ?? latexEscape(key.replace(/^ood\./, 'OOD ').replace(/^oracle_accuracy\./, 'Oracle acc. @ ').replace(/^selective_prediction\.accuracy_at_coverage\./, 'Acc. @ coverage ').replace(/^selective_prediction\.coverage_at_risk\./, 'Coverage @ risk ').replace(/^member_nlls\./, 'NLL member '));
+      const name =
+        LATEX_NAMES[key] ??
+        latexEscape(
+          key
+            .replace(/^ood\./, 'OOD ')
+            .replace(/^oracle_accuracy\./, 'Oracle acc. @ ')
+            .replace(/^selective_prediction\.accuracy_at_coverage\./, 'Acc. @ coverage ')
+            .replace(/^selective_prediction\.coverage_at_risk\./, 'Coverage @ risk ')
+            .replace(/^member_nlls\./, 'NLL member '),
+        );
       return `${name} & ${fmt(v as number)} \\\\`;
     }),
     '\\bottomrule',
@@ -142,4 +193,3 @@ export function formatMetricsReport(report: PredictionsReport, format: MetricsFo
   ];
   return lines.join('\n');
 }
-

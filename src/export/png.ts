@@ -58,9 +58,13 @@ export function svgSize(svg: string): { width: number; height: number } {
 
 export function svgToPng(svg: string, opts: PngOptions = {}): Buffer {
   const scale = opts.scale ?? 2;
-  if (!(scale > 0 && Number.isFinite(scale))) throw new UsageError(`svgToPng: scale must be a positive number, got ${scale}`);
+  if (!(scale > 0 && Number.isFinite(scale)))
+    throw new UsageError(`svgToPng: scale must be a positive number, got ${scale}`);
   const lib = loadResvg();
-  if (!lib) throw new VmoeError(`svgToPng: @resvg/resvg-js could not be loaded (${resvgError})`, { hint: 'install it (npm install @resvg/resvg-js) or write SVG only' });
+  if (!lib)
+    throw new VmoeError(`svgToPng: @resvg/resvg-js could not be loaded (${resvgError})`, {
+      hint: 'install it (npm install @resvg/resvg-js) or write SVG only',
+    });
   const family = opts.sansSerifFamily ?? 'DejaVu Sans';
   const r = new lib.Resvg(svg, {
     fitTo: { mode: 'zoom', value: scale },
@@ -76,7 +80,8 @@ export function svgToPng(svg: string, opts: PngOptions = {}): Buffer {
  * unavailable). Returns the paths written.
  */
 export function writeFigure(dir: string, name: string, svg: string, opts: PngOptions = {}): string[] {
-  if (!/^[\w.-]+$/.test(name)) throw new UsageError(`writeFigure: figure name "${name}" must be letters, digits, '.', '_' or '-'`);
+  if (!/^[\w.-]+$/.test(name))
+    throw new UsageError(`writeFigure: figure name "${name}" must be letters, digits, '.', '_' or '-'`);
   fs.mkdirSync(dir, { recursive: true });
   const svgPath = path.join(dir, `${name}.svg`);
   fs.writeFileSync(svgPath, svg);

@@ -24,4 +24,3 @@ export function formatProbeResult(r: ProbeResult, format: ProbeFormat): string {
   const width = Math.max(...rows.map(([key]) => key.length));
   return rows.map(([key, v]) => `${key.padEnd(width)}  ${v}`).join('\n');
 }
-

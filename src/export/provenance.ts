@@ -32,9 +32,18 @@ const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFi
 /** Reads the provenance of a results.json object; fields a result does not record are null or empty. */
 export function provenanceOf(r: Record<string, any>): Provenance {
   // A single model records one checkpoint object, a deep ensemble an array of them.
-  const cks: Record<string, unknown>[] = Array.isArray(r.checkpoint) ? r.checkpoint : r.checkpoint ? [r.checkpoint] : [];
+  const cks: Record<string, unknown>[] = Array.isArray(r.checkpoint)
+    ? r.checkpoint
+    : r.checkpoint
+      ? [r.checkpoint]
+      : [];
   const ckSeeds = cks.map((c) => num(c.seed));
-  const seeds = ckSeeds.length && ckSeeds.every((s) => s !== null) ? (ckSeeds as number[]) : num(r.seed) !== null ? [r.seed as number] : [];
+  const seeds =
+    ckSeeds.length && ckSeeds.every((s) => s !== null)
+      ? (ckSeeds as number[])
+      : num(r.seed) !== null
+        ? [r.seed as number]
+        : [];
   const ece = r.conventions?.ece ?? {};
   return {
     dataset: str(r.dataset),

@@ -14,8 +14,10 @@ export const RESULTS_FILE = 'docs/results.md';
 
 /** `text` with the section `name` replaced by `body`; a DataError naming `source` when the markers are missing. */
 export function replaceSection(text: string, name: string, body: string, source = 'README'): string {
-  const open = `<!-- vmoe:${name} -->`, close = `<!-- /vmoe:${name} -->`;
-  const i = text.indexOf(open), j = text.indexOf(close);
+  const open = `<!-- vmoe:${name} -->`,
+    close = `<!-- /vmoe:${name} -->`;
+  const i = text.indexOf(open),
+    j = text.indexOf(close);
   if (i < 0 || j < i) {
     throw new DataError(`${source} has no section markers ${open} … ${close}`, {
       hint: `add the two lines ${open} and ${close} where the section belongs (or choose another --section)`,
@@ -40,13 +42,18 @@ export function updateReadmeSection(file: string, name: string, body: string): v
 
 /** The target must exist and hold the section's markers: say so, and where the sections live, before writing anything. */
 export function checkReadmeTarget(file: string, section: string): void {
-  const open = `<!-- vmoe:${section} -->`, close = `<!-- /vmoe:${section} -->`;
+  const open = `<!-- vmoe:${section} -->`,
+    close = `<!-- /vmoe:${section} -->`;
   if (!fs.existsSync(file)) {
-    throw new UsageError(`--readme ${file}: no such file (result sections live in ${RESULTS_FILE}; run from the repository root or pass --readme FILE)`);
+    throw new UsageError(
+      `--readme ${file}: no such file (result sections live in ${RESULTS_FILE}; run from the repository root or pass --readme FILE)`,
+    );
   }
   const text = fs.readFileSync(file, 'utf8');
   if (!text.includes(open) || !text.includes(close)) {
-    throw new UsageError(`--readme ${file}: no section ${section} (markers ${open} … ${close}); add the two marker lines where the section belongs`);
+    throw new UsageError(
+      `--readme ${file}: no section ${section} (markers ${open} … ${close}); add the two marker lines where the section belongs`,
+    );
   }
 }
 
@@ -64,9 +71,12 @@ export function sectionFromRun(dir: string, command?: string): string {
   for (const name of ['results.md', 'results.json']) {
     const file = path.join(dir, name);
     if (!fs.existsSync(file)) {
-      throw new DataError(`--from ${dir}: ${fs.existsSync(dir) ? `no ${name} in that folder` : 'no such folder'} (looked for ${file})`, {
-        hint: 'pass a folder written by `vmoe quickstart` or `vmoe experiment` (it holds results.md and results.json), or use --file <markdown>',
-      });
+      throw new DataError(
+        `--from ${dir}: ${fs.existsSync(dir) ? `no ${name} in that folder` : 'no such folder'} (looked for ${file})`,
+        {
+          hint: 'pass a folder written by `vmoe quickstart` or `vmoe experiment` (it holds results.md and results.json), or use --file <markdown>',
+        },
+      );
     }
   }
   const md = fs.readFileSync(path.join(dir, 'results.md'), 'utf8');
@@ -82,6 +92,8 @@ export function sectionFromRun(dir: string, command?: string): string {
     res.total_seconds ? `Wall time of the whole job: ${(res.total_seconds / 60).toFixed(1)} min.` : '',
     command ? `Regenerate: \`${command}\`.` : '',
     `${eceWords(provenanceOf(res).ece)}; NLL in nats; Brier summed over classes; FLOPs: matMul only, 2 per multiply-add.`,
-  ].filter(Boolean).join(' ');
+  ]
+    .filter(Boolean)
+    .join(' ');
   return `${md.trimEnd()}\n\n${prov}`;
 }

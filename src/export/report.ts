@@ -19,7 +19,17 @@ export interface ResultRecord {
 /** Flattens the numbers of an eval results.json that a paper table wants (OOD: AUROC per set and score). */
 export function flattenEvalResult(r: Record<string, any>): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const k of ['accuracy', 'nll', 'brier', 'ece', 'aurc', 'gibbs_nll', 'flops_per_image', 'images_per_s', 'train_seconds']) {
+  for (const k of [
+    'accuracy',
+    'nll',
+    'brier',
+    'ece',
+    'aurc',
+    'gibbs_nll',
+    'flops_per_image',
+    'images_per_s',
+    'train_seconds',
+  ]) {
     if (typeof r[k] === 'number') out[k] = r[k];
   }
   // The ECE variants sit nested (next to the reliability bins) in results.json; a table wants them as columns.
@@ -29,7 +39,8 @@ export function flattenEvalResult(r: Record<string, any>): Record<string, number
   // Ensembles (deep, E³, MC dropout): the members' own quality, averaged over members.
   for (const k of ['member_accuracy', 'member_nlls']) {
     const v = r[k];
-    if (Array.isArray(v) && v.length && v.every((x) => typeof x === 'number')) out[`${k}_mean`] = v.reduce((a: number, b: number) => a + b, 0) / v.length;
+    if (Array.isArray(v) && v.length && v.every((x) => typeof x === 'number'))
+      out[`${k}_mean`] = v.reduce((a: number, b: number) => a + b, 0) / v.length;
   }
   for (const k of ['disagreement', 'normalized_disagreement', 'pairwise_kl', 'mutual_information', 'ambiguity']) {
     if (typeof r[k] === 'number' && Number.isFinite(r[k])) out[k] = r[k];
@@ -40,7 +51,8 @@ export function flattenEvalResult(r: Record<string, any>): Record<string, number
       if (typeof v === 'number' && Number.isFinite(v)) out[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = v;
     }
   }
-  if (Array.isArray(r.member_nll) && r.member_nll.length) out.member_nlls_mean = r.member_nll.reduce((a: number, b: number) => a + b, 0) / r.member_nll.length;
+  if (Array.isArray(r.member_nll) && r.member_nll.length)
+    out.member_nlls_mean = r.member_nll.reduce((a: number, b: number) => a + b, 0) / r.member_nll.length;
   if (r.temperature_scaled) {
     out.ts_nll = r.temperature_scaled.nll;
     out.ts_ece = r.temperature_scaled.ece;
@@ -53,7 +65,8 @@ export function flattenEvalResult(r: Record<string, any>): Record<string, number
   // Conformal prediction (--conformal): per method and α, coverage and mean set size.
   for (const [method, reports] of Object.entries((r.conformal ?? {}) as Record<string, any>)) {
     for (const c of Array.isArray(reports) ? reports : []) {
-      for (const k of ['coverage', 'mean_set_size']) if (typeof c?.[k] === 'number') out[`conformal_${method}_${c.alpha}_${k}`] = c[k];
+      for (const k of ['coverage', 'mean_set_size'])
+        if (typeof c?.[k] === 'number') out[`conformal_${method}_${c.alpha}_${k}`] = c[k];
     }
   }
   return out;
@@ -61,13 +74,16 @@ export function flattenEvalResult(r: Record<string, any>): Record<string, number
 
 /** A run folder (its eval_test/results.json or results.json) or a results JSON file. */
 export function readResult(p: string, groupBy: 'model' | 'path'): ResultRecord {
-  const candidates = fs.existsSync(p) && fs.statSync(p).isDirectory()
-    ? [path.join(p, 'eval_test', 'results.json'), path.join(p, 'results.json')]
-    : [p];
+  const candidates =
+    fs.existsSync(p) && fs.statSync(p).isDirectory()
+      ? [path.join(p, 'eval_test', 'results.json'), path.join(p, 'results.json')]
+      : [p];
   const file = candidates.find((f) => fs.existsSync(f));
   if (!file) {
     throw new DataError(`no results found at ${p} (looked for ${candidates.join(', ')})`, {
-      hint: fs.existsSync(p) ? 'evaluate the run first: vmoe eval --checkpoint RUN --out RUN/eval_test' : `${p} does not exist; check the path`,
+      hint: fs.existsSync(p)
+        ? 'evaluate the run first: vmoe eval --checkpoint RUN --out RUN/eval_test'
+        : `${p} does not exist; check the path`,
     });
   }
   let r: Record<string, any>;
@@ -140,15 +156,24 @@ function groupProvenance(rs: ResultRecord[]): { provenance: GroupProvenance; con
       checkpoints: distinct(ps.flatMap((p) => p.checkpoints)),
       seeds: distinct(ps.flatMap((p) => p.seeds)).sort((a, b) => a - b),
       eval_seeds: distinct(known(ps.map((p) => p.evalSeed))).sort((a, b) => a - b),
-      backends: distinct(ps.filter((p) => p.backend !== null).map((p) => `${p.backend}${p.threads === null ? '' : ` (${p.threads} thread${p.threads === 1 ? '' : 's'})`}`)),
-      versions: distinct(ps.filter((p) => p.versions.vmoeTs !== null)
-        .map((p) => `vmoe-ts ${p.versions.vmoeTs}, tfjs ${p.versions.tfjs ?? '?'}, node ${p.versions.node ?? '?'}`)),
+      backends: distinct(
+        ps
+          .filter((p) => p.backend !== null)
+          .map((p) => `${p.backend}${p.threads === null ? '' : ` (${p.threads} thread${p.threads === 1 ? '' : 's'})`}`),
+      ),
+      versions: distinct(
+        ps
+          .filter((p) => p.versions.vmoeTs !== null)
+          .map((p) => `vmoe-ts ${p.versions.vmoeTs}, tfjs ${p.versions.tfjs ?? '?'}, node ${p.versions.node ?? '?'}`),
+      ),
     },
     conventions: {
       ece: distinct(ps.map((p) => eceWords(p.ece))),
       ood_positive: ps.some((p) => p.oodPositive) ? 'ood' : null,
       temperature_scaled: false,
-      ts_columns: ps.some((p) => p.hasTemperatureScaled) ? 'ts_nll, ts_ece: after temperature scaling fitted on the val split' : null,
+      ts_columns: ps.some((p) => p.hasTemperatureScaled)
+        ? 'ts_nll, ts_ece: after temperature scaling fitted on the val split'
+        : null,
       aggregation: AGGREGATION,
     },
   };
@@ -160,7 +185,8 @@ export function summarise(records: ResultRecord[]): GroupSummary[] {
   for (const r of records) groups.set(r.group, [...(groups.get(r.group) ?? []), r]);
   return [...groups.entries()].map(([group, rs]) => {
     const keys = Object.keys(rs[0]!.values).filter((k) => rs.every((r) => typeof r.values[k] === 'number'));
-    const mean: Record<string, number> = {}, std: Record<string, number> = {};
+    const mean: Record<string, number> = {},
+      std: Record<string, number> = {};
     for (const k of keys) {
       const v = rs.map((r) => r.values[k]!);
       const m = v.reduce((a, b) => a + b, 0) / v.length;
@@ -173,11 +199,18 @@ export function summarise(records: ResultRecord[]): GroupSummary[] {
 
 /** A group's provenance as CSV columns (lists joined with '+'), so the CSV stays one row per group. */
 export function provenanceCsvColumns(g: GroupSummary): Row {
-  const p = g.provenance, c = g.conventions;
+  const p = g.provenance,
+    c = g.conventions;
   return {
-    datasets: p.datasets.join('+'), seeds: p.seeds.join('+'), eval_seeds: p.eval_seeds.join('+'), checkpoints: p.checkpoints.join('+'),
-    backends: p.backends.join('+'), versions: p.versions.join('+'), ece: c.ece.join('+'),
-    ood_positive: c.ood_positive ?? '', temperature_scaled: c.temperature_scaled,
+    datasets: p.datasets.join('+'),
+    seeds: p.seeds.join('+'),
+    eval_seeds: p.eval_seeds.join('+'),
+    checkpoints: p.checkpoints.join('+'),
+    backends: p.backends.join('+'),
+    versions: p.versions.join('+'),
+    ece: c.ece.join('+'),
+    ood_positive: c.ood_positive ?? '',
+    temperature_scaled: c.temperature_scaled,
   };
 }
 
@@ -192,19 +225,26 @@ const listOr = (xs: (string | number)[], none = '?') => (xs.length ? xs.join(', 
 function conventionWords(groups: GroupSummary[]): string {
   const ood = groups.some((g) => g.conventions.ood_positive) ? ['ood_*_auroc with OOD as the positive class'] : [];
   const ts = groups.some((g) => g.conventions.ts_columns) ? ' (ts_* are, fitted on the val split)' : '';
-  return [perGroup(groups, (g) => g.conventions.ece.join(' / ')), ...ood, `not temperature scaled${ts}`, AGGREGATION].join('; ');
+  return [
+    perGroup(groups, (g) => g.conventions.ece.join(' / ')),
+    ...ood,
+    `not temperature scaled${ts}`,
+    AGGREGATION,
+  ].join('; ');
 }
 
 /** One paragraph under a Markdown or text table: data, seeds, checkpoints, backend, versions, conventions. */
 export function provenanceNote(groups: GroupSummary[]): string {
   if (!groups.length) return '';
-  return [
-    `Data: ${perGroup(groups, (g) => listOr(g.provenance.datasets))}.`,
-    `Seeds: ${perGroup(groups, (g) => listOr(g.provenance.seeds))}.`,
-    `Checkpoints (sha256): ${groups.map((g) => `${g.group}: ${listOr(g.provenance.checkpoints.map((c) => c.slice(0, 8)))}`).join('; ')}.`,
-    `Backend: ${perGroup(groups, (g) => listOr(g.provenance.backends))}; ${perGroup(groups, (g) => listOr(g.provenance.versions, 'versions ?'))}.`,
-    `Conventions: ${conventionWords(groups)}.`,
-  ].join(' ') + '\n';
+  return (
+    [
+      `Data: ${perGroup(groups, (g) => listOr(g.provenance.datasets))}.`,
+      `Seeds: ${perGroup(groups, (g) => listOr(g.provenance.seeds))}.`,
+      `Checkpoints (sha256): ${groups.map((g) => `${g.group}: ${listOr(g.provenance.checkpoints.map((c) => c.slice(0, 8)))}`).join('; ')}.`,
+      `Backend: ${perGroup(groups, (g) => listOr(g.provenance.backends))}; ${perGroup(groups, (g) => listOr(g.provenance.versions, 'versions ?'))}.`,
+      `Conventions: ${conventionWords(groups)}.`,
+    ].join(' ') + '\n'
+  );
 }
 
 /** A LaTeX caption (without checkpoint hashes, which go into `provenanceComments`). */
@@ -220,10 +260,19 @@ export function provenanceCaption(groups: GroupSummary[]): string {
 
 /** `%` lines above a LaTeX table: each group's full checkpoint hashes and seeds. */
 export function provenanceComments(groups: GroupSummary[]): string[] {
-  return groups.map((g) => `${g.group}: ${g.runs} run(s), seeds ${listOr(g.provenance.seeds)}, checkpoints sha256 ${listOr(g.provenance.checkpoints)}`);
+  return groups.map(
+    (g) =>
+      `${g.group}: ${g.runs} run(s), seeds ${listOr(g.provenance.seeds)}, checkpoints sha256 ${listOr(g.provenance.checkpoints)}`,
+  );
 }
 
-const DIGITS: Record<string, number> = { accuracy: 4, flops_per_image: 0, images_per_s: 0, train_seconds: 0, train_steps: 0 };
+const DIGITS: Record<string, number> = {
+  accuracy: 4,
+  flops_per_image: 0,
+  images_per_s: 0,
+  train_seconds: 0,
+  train_steps: 0,
+};
 
 export function formatMeanStd(m: number, s: number, key: string): string {
   const d = DIGITS[key] ?? 4;
@@ -238,12 +287,19 @@ export function reportRows(paths: string[], groupBy: 'model' | 'path', metrics?:
   // every group lists every metric (empty where it has none) so the provenance columns come last in the CSV
   const anyHas = keys.filter((k) => summaries.some((s) => k in s.mean));
   const numeric: Row[] = summaries.map((s) => ({
-    model: s.group, runs: s.runs,
-    ...Object.fromEntries(anyHas.flatMap((k) => [[`${k}_mean`, s.mean[k] ?? null], [`${k}_std`, s.std[k] ?? null]])),
+    model: s.group,
+    runs: s.runs,
+    ...Object.fromEntries(
+      anyHas.flatMap((k) => [
+        [`${k}_mean`, s.mean[k] ?? null],
+        [`${k}_std`, s.std[k] ?? null],
+      ]),
+    ),
     ...provenanceCsvColumns(s),
   }));
   const pretty: Row[] = summaries.map((s) => ({
-    model: s.group, runs: s.runs,
+    model: s.group,
+    runs: s.runs,
     ...Object.fromEntries(keys.map((k) => [k, k in s.mean ? formatMeanStd(s.mean[k]!, s.std[k]!, k) : '–'])),
   }));
   return { summaries, numeric, pretty };
@@ -256,7 +312,11 @@ export function reportOutputs(rows: ReturnType<typeof reportRows>, caption = '')
   return {
     csv: toCsv(numeric),
     json: JSON.stringify({ groups: summaries, convention: 'mean ± sample std (ddof 1) over runs' }, null, 2) + '\n',
-    latex: toLatex(pretty, [caption, provenanceCaption(summaries)].filter(Boolean).join('; '), provenanceComments(summaries)),
+    latex: toLatex(
+      pretty,
+      [caption, provenanceCaption(summaries)].filter(Boolean).join('; '),
+      provenanceComments(summaries),
+    ),
     markdown: `${toMarkdown(pretty)}\n${note}`,
     table: `${toTextTable(pretty)}\n${note}`,
   };

@@ -15,12 +15,18 @@ export type RobustnessFormat = 'json' | 'table' | 'csv' | 'latex' | 'markdown';
 export const ROBUSTNESS_FORMATS: readonly RobustnessFormat[] = ['json', 'table', 'csv', 'latex', 'markdown'];
 
 /** Which sets the summary averages, for captions: benchmark and held-out corruptions named. */
-export function summaryCaption(dataset: string, suite: Suite, corruptions: { name: string; severities: number[] }[]): string {
+export function summaryCaption(
+  dataset: string,
+  suite: Suite,
+  corruptions: { name: string; severities: number[] }[],
+): string {
   const sev = [...new Set(corruptions.flatMap((c) => c.severities))].sort((a, b) => a - b).join(',');
   const bench = corruptions.filter((c) => !isHeldOut(suite, c.name)).map((c) => c.name);
   const held = corruptions.filter((c) => isHeldOut(suite, c.name)).map((c) => c.name);
-  return `${dataset}, ${suite === 'c' ? 'procedural C' : 'procedural MNIST-C'} suite, severities ${sev}: cA, cNLL, cECE over ${bench.length} corruptions (${bench.join(', ')})` +
-    (held.length ? `; held out, averaged separately: ${held.join(', ')}` : '');
+  return (
+    `${dataset}, ${suite === 'c' ? 'procedural C' : 'procedural MNIST-C'} suite, severities ${sev}: cA, cNLL, cECE over ${bench.length} corruptions (${bench.join(', ')})` +
+    (held.length ? `; held out, averaged separately: ${held.join(', ')}` : '')
+  );
 }
 
 const perSetRows = (r: RobustnessReport): Row[] => r.per_set.map((x) => ({ ...x }) as Row);
@@ -49,18 +55,40 @@ export function writeRobustnessFiles(dir: string, r: RobustnessReport): void {
   fs.writeFileSync(path.join(dir, 'summary.md'), toMarkdown(summaryRows(r)));
   fs.writeFileSync(path.join(dir, 'summary.tex'), toLatex(summaryRows(r), caption(r)));
   // The corruption list with its severity constants, next to the tables that average over it.
-  fs.writeFileSync(path.join(dir, 'corruptions.csv'), toCsv(r.corruptions.flatMap((c) => c.severities.map((sev) => ({
-    corruption: c.name, held_out: String(isHeldOut(r.suite, c.name)), severity: sev,
-    constant: JSON.stringify(r.suite === 'c' ? CORRUPTIONS[c.name]!.constants[sev - 1] : MNIST_C[c.name]!.constant),
-  })))));
+  fs.writeFileSync(
+    path.join(dir, 'corruptions.csv'),
+    toCsv(
+      r.corruptions.flatMap((c) =>
+        c.severities.map((sev) => ({
+          corruption: c.name,
+          held_out: String(isHeldOut(r.suite, c.name)),
+          severity: sev,
+          constant: JSON.stringify(
+            r.suite === 'c' ? CORRUPTIONS[c.name]!.constants[sev - 1] : MNIST_C[c.name]!.constant,
+          ),
+        })),
+      ),
+    ),
+  );
   const severities = [...new Set(r.per_set.map((x) => x.severity))].sort((a, b) => a - b);
   for (const metric of ['accuracy', 'nll', 'ece'] as const) {
-    const groups = severities.flatMap((s) => r.models.map((m) => ({
-      name: `s${s} ${m.label}`, series: m.label, cluster: String(s),
-      values: r.per_set.filter((x) => x.severity === s && x.model === m.label).map((x) => x[metric]),
-    })));
-    writeFigure(dir, `${metric}-vs-severity`, boxPlotSvg({
-      title: `${r.dataset}: ${metric} per severity (boxes over corruptions)`, yLabel: metric, xLabel: 'severity', groups,
-    }));
+    const groups = severities.flatMap((s) =>
+      r.models.map((m) => ({
+        name: `s${s} ${m.label}`,
+        series: m.label,
+        cluster: String(s),
+        values: r.per_set.filter((x) => x.severity === s && x.model === m.label).map((x) => x[metric]),
+      })),
+    );
+    writeFigure(
+      dir,
+      `${metric}-vs-severity`,
+      boxPlotSvg({
+        title: `${r.dataset}: ${metric} per severity (boxes over corruptions)`,
+        yLabel: metric,
+        xLabel: 'severity',
+        groups,
+      }),
+    );
   }
 }

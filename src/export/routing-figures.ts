@@ -26,7 +26,9 @@ export function affinityHeatMap(layer: AffinityLayer, classNames: string[]): str
     values: layer.affinity,
     rowLabels: layer.affinity.map((_, c) => classNames[c] ?? String(c)),
     colLabels: Array.from({ length: layer.numExperts }, (_, e) => `e${e}`),
-    xLabel: 'expert', yLabel: 'class', domain: [0, 1],
+    xLabel: 'expert',
+    yLabel: 'class',
+    domain: [0, 1],
   });
 }
 
@@ -45,25 +47,36 @@ export function runningMean(points: [number, number][], window: number): [number
  * block. Per-step values are noisy, so long logs are smoothed by a trailing
  * running mean over about 1% of the steps (stated in the title).
  */
-export function trainingLogFigures(series: TrainingLogSeries[]): { drop: string; maxLoad: string; expertLoad: { block: number; svg: string }[]; window: number } {
+export function trainingLogFigures(series: TrainingLogSeries[]): {
+  drop: string;
+  maxLoad: string;
+  expertLoad: { block: number; svg: string }[];
+  window: number;
+} {
   const n = Math.max(0, ...series.map((s) => s.drop.length));
   const window = Math.max(1, Math.round(n / 100));
   const note = window > 1 ? ` (running mean over ${window} steps)` : '';
   return {
     window,
     drop: lineChartSvg({
-      title: `Drop fraction during training${note}`, xLabel: 'step', yLabel: 'dropped share of (token, choice) assignments',
+      title: `Drop fraction during training${note}`,
+      xLabel: 'step',
+      yLabel: 'dropped share of (token, choice) assignments',
       series: series.map((s) => ({ name: `block ${s.block}`, points: runningMean(s.drop, window) })),
     }),
     maxLoad: lineChartSvg({
-      title: `Largest expert load during training${note}`, xLabel: 'step', yLabel: 'max share of processed assignments',
+      title: `Largest expert load during training${note}`,
+      xLabel: 'step',
+      yLabel: 'max share of processed assignments',
       series: series.map((s) => ({ name: `block ${s.block}`, points: runningMean(s.maxLoad, window) })),
     }),
     // Every expert's share per block: shows which expert takes over or starves, not only that one did.
     expertLoad: series.map((s) => ({
       block: s.block,
       svg: lineChartSvg({
-        title: `Block ${s.block}: load of each expert during training${note}`, xLabel: 'step', yLabel: 'share of processed assignments',
+        title: `Block ${s.block}: load of each expert during training${note}`,
+        xLabel: 'step',
+        yLabel: 'share of processed assignments',
         series: s.expertLoad.map((pts, e) => ({ name: `expert ${e}`, points: runningMean(pts, window) })),
       }),
     })),

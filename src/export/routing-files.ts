@@ -30,11 +30,14 @@ export function defaultRoutingOut(flags: { checkpoint?: string; log?: string }):
 /** Drop fraction and max expert load over training steps from a run's metrics.jsonl: train-routing.csv and figures; returns the files written. */
 export function writeTrainingLogPlots(logFile: string, outDir: string): string[] {
   const records = parseTrainingLog(fs.readFileSync(logFile, 'utf8'), logFile);
-  if (!records.length) throw new UsageError(`${logFile} has no training lines with MoE statistics ("moe": [...]); was the model a V-MoE?`);
+  if (!records.length)
+    throw new UsageError(`${logFile} has no training lines with MoE statistics ("moe": [...]); was the model a V-MoE?`);
   const series = trainingLogSeries(records);
   const figs = trainingLogFigures(series);
   fs.mkdirSync(outDir, { recursive: true });
-  const rows: Row[] = records.flatMap((r) => r.moe.map((m) => ({ step: r.step, block: m.block, drop_fraction: m.drop, max_load: Math.max(...m.load) })));
+  const rows: Row[] = records.flatMap((r) =>
+    r.moe.map((m) => ({ step: r.step, block: m.block, drop_fraction: m.drop, max_load: Math.max(...m.load) })),
+  );
   fs.writeFileSync(path.join(outDir, 'train-routing.csv'), toCsv(rows));
   return [
     ...writeFigure(outDir, 'train-drop-fraction', figs.drop),
@@ -47,13 +50,20 @@ export function writeTrainingLogPlots(logFile: string, outDir: string): string[]
 /** The processed-patch overlay as SVG: one row per image, one column per MoE layer, processed patches outlined. */
 export function patchOverlayFigure(overlay: PatchOverlay, classNames: string[]): string {
   const { json } = overlay;
-  const panels: OverlayPanel[] = json.images.flatMap((im, i) => im.layers.map((l) => ({
-    label: `#${i} (${classNames[im.label!] ?? im.label}) block ${l.block}`,
-    pixels: overlay.pixels[i]!, height: overlay.height, width: overlay.width, patchSize: overlay.patchSize, highlight: l.processed_share_per_patch,
-  })));
+  const panels: OverlayPanel[] = json.images.flatMap((im, i) =>
+    im.layers.map((l) => ({
+      label: `#${i} (${classNames[im.label!] ?? im.label}) block ${l.block}`,
+      pixels: overlay.pixels[i]!,
+      height: overlay.height,
+      width: overlay.width,
+      patchSize: overlay.patchSize,
+      highlight: l.processed_share_per_patch,
+    })),
+  );
   return patchOverlaySvg({
     title: `Patches processed with BPR at capacity factor ${json.capacity_factor}`,
-    panels, columns: Math.max(1, json.capacity.length),
+    panels,
+    columns: Math.max(1, json.capacity.length),
     caption: `outlined: processed (thick: every choice); dimmed: all dropped; capacity/group ${json.capacity.map((c) => c.capacity).join('/')}`,
   });
 }
@@ -74,20 +84,41 @@ export function writeRoutingFiles(dir: string, a: RoutingAnalysis, earlier: stri
     files.push(path.join(dir, f));
   };
   const layerRows: Row[] = layers.map((l) => ({
-    block: l.block, experts: l.numExperts, k: l.k, capacity: l.capacity, group_size: l.groupSize,
-    processed_fraction: l.processedFraction, drop_fraction: l.dropFraction, max_load: l.maxLoad,
-    router_entropy: l.routerEntropy, max_entropy: l.maxEntropy, importance_loss: l.importanceLoss, load_loss: l.loadLoss,
+    block: l.block,
+    experts: l.numExperts,
+    k: l.k,
+    capacity: l.capacity,
+    group_size: l.groupSize,
+    processed_fraction: l.processedFraction,
+    drop_fraction: l.dropFraction,
+    max_load: l.maxLoad,
+    router_entropy: l.routerEntropy,
+    max_entropy: l.maxEntropy,
+    importance_loss: l.importanceLoss,
+    load_loss: l.loadLoss,
     collapse: l.collapse.map((c) => `e${c.expert}:${c.kind}`).join(' '),
   }));
-  const expertRows: Row[] = layers.flatMap((l) => l.expertLoad.map((load, e) => ({
-    block: l.block, expert: e, load, demand: l.expertDemand[e]!, flag: l.collapse.find((c) => c.expert === e)?.kind ?? '',
-  })));
+  const expertRows: Row[] = layers.flatMap((l) =>
+    l.expertLoad.map((load, e) => ({
+      block: l.block,
+      expert: e,
+      load,
+      demand: l.expertDemand[e]!,
+      flag: l.collapse.find((c) => c.expert === e)?.kind ?? '',
+    })),
+  );
   out('routing-layers.csv', toCsv(layerRows));
   out('routing-experts.csv', toCsv(expertRows));
   for (const l of layers) {
-    out(`affinity-block${l.block}.csv`, toCsv(l.affinity.map((row, c) => ({
-      class: classNames[c] ?? String(c), ...Object.fromEntries(row.map((v, e) => [`e${e}`, v])),
-    }))));
+    out(
+      `affinity-block${l.block}.csv`,
+      toCsv(
+        l.affinity.map((row, c) => ({
+          class: classNames[c] ?? String(c),
+          ...Object.fromEntries(row.map((v, e) => [`e${e}`, v])),
+        })),
+      ),
+    );
     files.push(...writeFigure(dir, `affinity-block${l.block}`, affinityHeatMap(l, classNames)));
   }
   files.push(...writeFigure(dir, 'patches', patchOverlayFigure(overlay, classNames)));
@@ -100,15 +131,21 @@ export function writeRoutingFiles(dir: string, a: RoutingAnalysis, earlier: stri
 export function routingSummaryText(report: RoutingReport): string {
   const lines = [`routing on ${report.dataset} ${report.split} (n=${report.n})`];
   for (const l of report.layers) {
-    lines.push(`block ${l.block}: drop ${(100 * l.dropFraction).toFixed(1)}%, entropy ${l.routerEntropy.toFixed(3)}/${l.maxEntropy.toFixed(3)} nats, ` +
-      `importance loss ${l.importanceLoss.toFixed(4)}, load ${l.expertLoad.map((v) => v.toFixed(2)).join(' ')}` +
-      (l.collapse.length ? `  COLLAPSE: ${l.collapse.map((c) => `expert ${c.expert} ${c.kind} (${(100 * c.share).toFixed(1)}%)`).join(', ')}` : ''));
+    lines.push(
+      `block ${l.block}: drop ${(100 * l.dropFraction).toFixed(1)}%, entropy ${l.routerEntropy.toFixed(3)}/${l.maxEntropy.toFixed(3)} nats, ` +
+        `importance loss ${l.importanceLoss.toFixed(4)}, load ${l.expertLoad.map((v) => v.toFixed(2)).join(' ')}` +
+        (l.collapse.length
+          ? `  COLLAPSE: ${l.collapse.map((c) => `expert ${c.expert} ${c.kind} (${(100 * c.share).toFixed(1)}%)`).join(', ')}`
+          : ''),
+    );
   }
   lines.push(report.collapsed ? `collapse flagged (${COLLAPSE_RULE})` : `no collapse (${COLLAPSE_RULE})`);
   const low = report.low_capacity;
   const pct = (v: number | null) => (v === null ? '–' : `${(100 * v).toFixed(1)}%`);
   for (const c of low.processed_share_by_content) {
-    lines.push(`block ${c.block}, BPR at capacity factor ${low.capacity_factor} (${low.images} images): processed ${pct(c.background)} of background patches, ${pct(c.object)} of object patches`);
+    lines.push(
+      `block ${c.block}, BPR at capacity factor ${low.capacity_factor} (${low.images} images): processed ${pct(c.background)} of background patches, ${pct(c.object)} of object patches`,
+    );
   }
   lines.push(`files: ${report.files.length} written`);
   return lines.join('\n') + '\n';

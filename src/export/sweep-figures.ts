@@ -21,10 +21,23 @@ export function sweepFigures(rows: SweepFigureRow[], title = ''): { accuracy: st
     groups.set(key, [...(groups.get(key) ?? []), r]);
   }
   const series = (metric: 'accuracy' | 'nll') =>
-    [...groups].map(([name, rs]) => ({ name, points: rs.map((r) => [r.processed_fraction, r[metric]] as [number, number]) }));
+    [...groups].map(([name, rs]) => ({
+      name,
+      points: rs.map((r) => [r.processed_fraction, r[metric]] as [number, number]),
+    }));
   const suffix = title ? ` — ${title}` : '';
   return {
-    accuracy: lineChartSvg({ title: `Accuracy vs processed assignments${suffix}`, xLabel: 'processed fraction of (token, choice) assignments', yLabel: 'accuracy', series: series('accuracy') }),
-    nll: lineChartSvg({ title: `NLL vs processed assignments${suffix}`, xLabel: 'processed fraction of (token, choice) assignments', yLabel: 'NLL (nats)', series: series('nll') }),
+    accuracy: lineChartSvg({
+      title: `Accuracy vs processed assignments${suffix}`,
+      xLabel: 'processed fraction of (token, choice) assignments',
+      yLabel: 'accuracy',
+      series: series('accuracy'),
+    }),
+    nll: lineChartSvg({
+      title: `NLL vs processed assignments${suffix}`,
+      xLabel: 'processed fraction of (token, choice) assignments',
+      yLabel: 'NLL (nats)',
+      series: series('nll'),
+    }),
   };
 }

@@ -13,7 +13,8 @@ import { toCsv, toLatex, toMarkdown, toTextTable } from './tables.js';
 export type SweepFormat = 'json' | 'table' | 'csv' | 'latex' | 'markdown';
 export const SWEEP_FORMATS: readonly SweepFormat[] = ['json', 'table', 'csv', 'latex', 'markdown'];
 
-const caption = (r: SweepReport) => `${r.dataset} ${r.split} (n=${r.n}), checkpoint ${r.checkpoint.sha256.slice(0, 12)}`;
+const caption = (r: SweepReport) =>
+  `${r.dataset} ${r.split} (n=${r.n}), checkpoint ${r.checkpoint.sha256.slice(0, 12)}`;
 const reportText = (r: SweepReport) => JSON.stringify(r, null, 2) + '\n';
 
 /** The sweep as stdout text in one format (JSON: the whole report; the others: the rows). */

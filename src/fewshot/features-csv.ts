@@ -39,12 +39,16 @@ export function parseFeaturesCsv(text: string, source = '<string>'): LabelledFea
   }
   if (headerLine < 0) throw new DataError(`${source}: the file is empty; expected a header 'label,f0,f1,…'`);
   const header = lines[headerLine]!.split(',').map((h) => h.trim());
-  const where = (line: number, col: number): string => `${source} line ${line + 1}, column ${col + 1} (${header[col] ?? '?'})`;
+  const where = (line: number, col: number): string =>
+    `${source} line ${line + 1}, column ${col + 1} (${header[col] ?? '?'})`;
   if (header[0] !== 'label') {
     throw new DataError(`${where(headerLine, 0)}: the first header cell must be 'label', got '${header[0]}'`);
   }
   const dim = header.length - 1;
-  if (dim < 1) throw new DataError(`${source} line ${headerLine + 1}: the header has no feature columns; expected 'label,f0,f1,…'`);
+  if (dim < 1)
+    throw new DataError(
+      `${source} line ${headerLine + 1}: the header has no feature columns; expected 'label,f0,f1,…'`,
+    );
   for (let j = 1; j <= dim; j++) {
     if (header[j] !== `f${j - 1}`) {
       throw new DataError(`${where(headerLine, j)}: expected header cell 'f${j - 1}', got '${header[j]}'`);
@@ -59,7 +63,9 @@ export function parseFeaturesCsv(text: string, source = '<string>'): LabelledFea
     if (line.trim() === '') continue;
     const cells = line.split(',');
     if (cells.length !== dim + 1) {
-      throw new DataError(`${source} line ${i + 1}: ${cells.length} cells, the header has ${dim + 1} (label + ${dim} features)`);
+      throw new DataError(
+        `${source} line ${i + 1}: ${cells.length} cells, the header has ${dim + 1} (label + ${dim} features)`,
+      );
     }
     const label = cells[0]!.trim();
     if (!INTEGER.test(label)) {

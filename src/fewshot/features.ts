@@ -34,11 +34,14 @@ export function checkFeatures(x: Features, what: string): void {
     throw new DataError(`${what}: shape (${x.rows}, ${x.cols}) is not a pair of non-negative integers`);
   }
   if (x.data.length !== x.rows * x.cols) {
-    throw new DataError(`${what}: data has ${x.data.length} values, shape (${x.rows}, ${x.cols}) needs ${x.rows * x.cols}`);
+    throw new DataError(
+      `${what}: data has ${x.data.length} values, shape (${x.rows}, ${x.cols}) needs ${x.rows * x.cols}`,
+    );
   }
   for (let i = 0; i < x.data.length; i++) {
     if (!Number.isFinite(x.data[i]!)) {
-      const r = Math.floor(i / x.cols), c = i % x.cols;
+      const r = Math.floor(i / x.cols),
+        c = i % x.cols;
       throw new DataError(`${what}: value at row ${r}, column ${c} is ${x.data[i]}, not a finite number`);
     }
   }
@@ -120,7 +123,8 @@ export function argmaxRows(scores: Float64Array, n: number, k: number): Int32Arr
 
 /** Fraction of predictions equal to the labels. */
 export function accuracyOf(pred: ArrayLike<number>, labels: ArrayLike<number>): number {
-  if (pred.length !== labels.length) throw new DataError(`accuracy: ${pred.length} predictions, ${labels.length} labels`);
+  if (pred.length !== labels.length)
+    throw new DataError(`accuracy: ${pred.length} predictions, ${labels.length} labels`);
   if (pred.length === 0) return NaN;
   let hits = 0;
   for (let i = 0; i < pred.length; i++) if (pred[i] === labels[i]) hits++;

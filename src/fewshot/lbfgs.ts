@@ -70,7 +70,8 @@ export function minimiseLbfgs(objective: ObjectiveFn, x0: Float64Array, options:
       const yj = yList[j]!;
       for (let i = 0; i < n; i++) d[i]! -= alpha[j]! * yj[i]!;
     }
-    const gamma = m > 0 ? dot(sList[m - 1]!, yList[m - 1]!) / dot(yList[m - 1]!, yList[m - 1]!) : 1 / Math.sqrt(dot(g, g));
+    const gamma =
+      m > 0 ? dot(sList[m - 1]!, yList[m - 1]!) / dot(yList[m - 1]!, yList[m - 1]!) : 1 / Math.sqrt(dot(g, g));
     for (let i = 0; i < n; i++) d[i]! *= gamma;
     for (let j = 0; j < m; j++) {
       const beta = rhoList[j]! * dot(yList[j]!, d);
@@ -132,9 +133,25 @@ export function minimiseLbfgs(objective: ObjectiveFn, x0: Float64Array, options:
     history.push(f);
     if (decrease <= ftol * Math.max(1, Math.abs(f))) {
       const converged = maxAbs(g) <= options.gradientTolerance;
-      return { x, value: f, gradient: g, history, iterations: iter + 1, converged, stopReason: converged ? 'gradient' : 'no-decrease' };
+      return {
+        x,
+        value: f,
+        gradient: g,
+        history,
+        iterations: iter + 1,
+        converged,
+        stopReason: converged ? 'gradient' : 'no-decrease',
+      };
     }
   }
   const converged = maxAbs(g) <= options.gradientTolerance;
-  return { x, value: f, gradient: g, history, iterations: maxIterations, converged, stopReason: converged ? 'gradient' : 'max-iterations' };
+  return {
+    x,
+    value: f,
+    gradient: g,
+    history,
+    iterations: maxIterations,
+    converged,
+    stopReason: converged ? 'gradient' : 'max-iterations',
+  };
 }

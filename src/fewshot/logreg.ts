@@ -102,7 +102,8 @@ export function logregObjective(
   const n = y.length;
   const d = dim;
   const k = numClasses;
-  if (params.length !== d * k + k) throw new DataError(`logregObjective: θ has ${params.length} values, expected ${d * k + k}`);
+  if (params.length !== d * k + k)
+    throw new DataError(`logregObjective: θ has ${params.length} values, expected ${d * k + k}`);
   if (x.length !== n * d) throw new DataError(`logregObjective: x has ${x.length} values, expected N·D = ${n * d}`);
   const p = logitsOf(params, x, n, d, k); // logits, then probabilities (N, K)
   const zTrue = new Float64Array(n);
@@ -153,7 +154,8 @@ export function fitLogreg(
   const x = standardise(trainX, standardiser); // (N, D)
   const nParams = d * k + k;
   const x0 = options.initialParams ?? new Float64Array(nParams);
-  if (x0.length !== nParams) throw new UsageError(`fitLogreg: initialParams has ${x0.length} values, expected ${nParams}`);
+  if (x0.length !== nParams)
+    throw new UsageError(`fitLogreg: initialParams has ${x0.length} values, expected ${nParams}`);
   const result = minimiseLbfgs((theta) => logregObjective(theta, x, trainY, d, k, l2), x0, {
     gradientTolerance: (options.gradientTolerance ?? 1e-6) * n,
     maxIterations: options.maxIterations ?? 1000,
@@ -162,7 +164,8 @@ export function fitLogreg(
 
   const logits = (testX: Features): Float64Array => {
     checkFeatures(testX, 'logreg testX');
-    if (testX.cols !== d) throw new DataError(`logreg: test features have ${testX.cols} columns, train features have ${d}`);
+    if (testX.cols !== d)
+      throw new DataError(`logreg: test features have ${testX.cols} columns, train features have ${d}`);
     return logitsOf(params, standardise(testX, standardiser), testX.rows, d, k);
   };
   return {

@@ -78,7 +78,12 @@ function symmetricEigen(a: Float64Array, n: number): { values: Float64Array; vec
 }
 
 /** Fits the probe's λ-independent part: standardiser, eigendecomposition and the two factors of W. */
-export function fitLsr(trainX: Features, trainY: ArrayLike<number>, numClasses: number, options: LsrOptions = {}): LsrModel {
+export function fitLsr(
+  trainX: Features,
+  trainY: ArrayLike<number>,
+  numClasses: number,
+  options: LsrOptions = {},
+): LsrModel {
   checkFeatures(trainX, 'fitLsr trainX');
   checkLabels(trainY, trainX.rows, numClasses, 'fitLsr trainY');
   const standardiser = fitStandardiser(trainX);
@@ -206,7 +211,12 @@ function scaleRows(rhs: Float64Array, eigenvalues: Float64Array, l2: number, k: 
  * Test accuracy of a fitted probe for each λ in `l2s`. The test design matrix is built once;
  * each λ costs one W(λ) and one (M, D')·(D', K) product.
  */
-export function lsrAccuracyByL2(model: LsrModel, testX: Features, testY: ArrayLike<number>, l2s: readonly number[]): Float64Array {
+export function lsrAccuracyByL2(
+  model: LsrModel,
+  testX: Features,
+  testY: ArrayLike<number>,
+  l2s: readonly number[],
+): Float64Array {
   checkFeatures(testX, 'LSR testX');
   checkLabels(testY, testX.rows, model.numClasses, 'LSR testY');
   if (testX.cols !== model.dim) {

@@ -67,7 +67,12 @@ function checkCompatible(train: LabelledFeatures, test: LabelledFeatures): void 
 }
 
 /** Fits the probe on `train` and scores `test`; pure apart from its inputs. */
-export function probeFeatures(train: LabelledFeatures, test: LabelledFeatures, l2: number, probe: ProbeKind): ProbeResult {
+export function probeFeatures(
+  train: LabelledFeatures,
+  test: LabelledFeatures,
+  l2: number,
+  probe: ProbeKind,
+): ProbeResult {
   checkCompatible(train, test);
   if (!(l2 > 0) || !Number.isFinite(l2)) throw new UsageError(`--l2 must be a finite number > 0, got ${l2}`);
   const k = train.numClasses;
@@ -102,8 +107,12 @@ export function probeFeatures(train: LabelledFeatures, test: LabelledFeatures, l
 }
 
 /** Reads the train and test feature CSVs and probes them (probeFeatures). */
-export async function runProbe(opts: { train: string; test: string; l2: number; probe: ProbeKind }): Promise<ProbeResult> {
+export async function runProbe(opts: {
+  train: string;
+  test: string;
+  l2: number;
+  probe: ProbeKind;
+}): Promise<ProbeResult> {
   const [train, test] = await Promise.all([readFeaturesCsv(opts.train), readFeaturesCsv(opts.test)]);
   return probeFeatures(train, test, opts.l2, opts.probe);
 }
-

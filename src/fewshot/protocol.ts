@@ -100,7 +100,8 @@ export interface FewShotReport {
  * first `shot` of each class; grouped by class (class 0's picks first), each group in permutation order.
  */
 export function sampleFewShot(labels: ArrayLike<number>, numClasses: number, shot: number, rng: Rng): Int32Array {
-  if (!Number.isInteger(shot) || shot < 1) throw new UsageError(`sampleFewShot: shot must be a positive integer, got ${shot}`);
+  if (!Number.isInteger(shot) || shot < 1)
+    throw new UsageError(`sampleFewShot: shot must be a positive integer, got ${shot}`);
   const perm = rng.permutation(labels.length);
   const picked: number[][] = Array.from({ length: numClasses }, () => []);
   for (const i of perm) {
@@ -111,7 +112,8 @@ export function sampleFewShot(labels: ArrayLike<number>, numClasses: number, sho
     if (picked[c]!.length < shot) picked[c]!.push(i);
   }
   picked.forEach((p, c) => {
-    if (p.length < shot) throw new DataError(`sampleFewShot: class ${c} has ${p.length} examples, ${shot}-shot needs ${shot}`);
+    if (p.length < shot)
+      throw new DataError(`sampleFewShot: class ${c} has ${p.length} examples, ${shot}-shot needs ${shot}`);
   });
   return Int32Array.from(picked.flat());
 }
@@ -147,7 +149,10 @@ export function rankDescending(values: ArrayLike<number>): Float64Array {
  * set `exclude` if given;
  * the selected index is the lowest mean rank, ties → first in grid order.
  */
-export function selectByMeanRank(scoreByDataset: ArrayLike<number>[], exclude?: number): { index: number; meanRanks: number[] } {
+export function selectByMeanRank(
+  scoreByDataset: ArrayLike<number>[],
+  exclude?: number,
+): { index: number; meanRanks: number[] } {
   const used = scoreByDataset.filter((_, i) => i !== exclude);
   if (used.length === 0) throw new DataError('selectByMeanRank: no data set left to rank on');
   const m = used[0]!.length;
@@ -191,7 +196,11 @@ function evaluateLogregDraw(
 ): DrawMetrics {
   const k = d.numClasses;
   const m = d.testX.rows;
-  const out = { accuracy: new Array<number>(l2s.length), nll: new Array<number>(l2s.length), ece: new Array<number>(l2s.length) };
+  const out = {
+    accuracy: new Array<number>(l2s.length),
+    nll: new Array<number>(l2s.length),
+    ece: new Array<number>(l2s.length),
+  };
   // Warm-start along the path from the largest λ (nearly W = 0) downwards.
   const order = l2s.map((_, i) => i).sort((a, b) => l2s[b]! - l2s[a]!);
   let warm: Float64Array | undefined;
@@ -209,7 +218,8 @@ function evaluateLogregDraw(
 function resolveSeeds(seeds: FewShotOptions['seeds']): number[] {
   if (seeds === undefined) return [0, 1, 2];
   if (typeof seeds === 'number') {
-    if (!Number.isInteger(seeds) || seeds < 1) throw new UsageError(`few-shot: seeds must be a positive integer count, got ${seeds}`);
+    if (!Number.isInteger(seeds) || seeds < 1)
+      throw new UsageError(`few-shot: seeds must be a positive integer count, got ${seeds}`);
     return Array.from({ length: seeds }, (_, i) => i);
   }
   if (seeds.length === 0) throw new UsageError('few-shot: the seed list is empty');
@@ -239,7 +249,8 @@ export function runFewShot(datasets: readonly FewShotDataset[], options: FewShot
   const probe = options.probe ?? 'lsr';
   const fallbackL2 = options.fallbackL2 ?? DEFAULT_FALLBACK_L2;
   const selectBy = options.selectBy ?? 'accuracy';
-  if (selectBy === 'nll' && probe !== 'logreg') throw new UsageError("few-shot: selectBy 'nll' needs probe 'logreg' (LSR has no probabilities)");
+  if (selectBy === 'nll' && probe !== 'logreg')
+    throw new UsageError("few-shot: selectBy 'nll' needs probe 'logreg' (LSR has no probabilities)");
   if (l2s.length === 0 || l2s.some((v) => !(v > 0) || !Number.isFinite(v))) {
     throw new UsageError(`few-shot: every λ must be a finite number > 0, got [${l2s.join(', ')}]`);
   }
@@ -250,10 +261,14 @@ export function runFewShot(datasets: readonly FewShotDataset[], options: FewShot
     const idx = sampleFewShot(d.trainY, d.numClasses, shot, new Rng(seed));
     const train = selectRows(d.trainX, idx);
     const trainY = Int32Array.from(idx, (i) => d.trainY[i]!);
-    return probe === 'lsr' ? evaluateLsrDraw(train, trainY, d, grid) : evaluateLogregDraw(train, trainY, d, grid, options.logreg);
+    return probe === 'lsr'
+      ? evaluateLsrDraw(train, trainY, d, grid)
+      : evaluateLogregDraw(train, trainY, d, grid, options.logreg);
   };
   // metrics[dataset][shot][seed]
-  const metrics: DrawMetrics[][][] = datasets.map((d) => shots.map((shot) => seeds.map((seed) => evaluateDraw(d, shot, seed, l2s))));
+  const metrics: DrawMetrics[][][] = datasets.map((d) =>
+    shots.map((shot) => seeds.map((seed) => evaluateDraw(d, shot, seed, l2s))),
+  );
 
   const summarise = (draws: DrawMetrics[], j: number, l2: number): SelectedResult => {
     const r: SelectedResult = { l2, accuracy: seedStats(draws.map((m) => m.accuracy[j]!)) };
@@ -310,6 +325,8 @@ export function runFewShot(datasets: readonly FewShotDataset[], options: FewShot
         `λ = ${fallbackL2} (big_vision's default) instead of a λ chosen on other data sets`,
     );
   }
-  notes.push('the mean-rank λ is chosen on the same test sets it is reported on (as the reference does), so it is optimistic');
+  notes.push(
+    'the mean-rank λ is chosen on the same test sets it is reported on (as the reference does), so it is optimistic',
+  );
   return { probe, selectBy, shots, seeds, l2s, results, selection, notes };
 }

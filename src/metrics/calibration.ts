@@ -111,9 +111,13 @@ function conventionOf(r: ResolvedOptions): EceConvention {
         : 'sorted by confidence (ties by index); bin b holds ranks [floor(bN/B), floor((b+1)N/B))',
     emptyBins: 'skipped',
     weighting:
-      r.norm === 'max' ? 'max over non-empty bins'
-        : r.norm === 'l2' ? 'sqrt(Σ_b (n_b/N)·gap_b²)'
-        : r.signed ? 'Σ_b (n_b/N)·gap_b (no absolute value)' : 'Σ_b (n_b/N)·|gap_b|',
+      r.norm === 'max'
+        ? 'max over non-empty bins'
+        : r.norm === 'l2'
+          ? 'sqrt(Σ_b (n_b/N)·gap_b²)'
+          : r.signed
+            ? 'Σ_b (n_b/N)·gap_b (no absolute value)'
+            : 'Σ_b (n_b/N)·|gap_b|',
   };
   if (r.signed) c.sign = 'confidence − accuracy';
   if (r.classwise) c.classReduction = 'mean over classes';
@@ -159,7 +163,11 @@ function equalWidthEdges(s: BinSums): void {
   }
 }
 
-function summarise(s: BinSums, norm: CalibrationNorm, signed: boolean): { value: number; reliability: ReliabilityBin[] } {
+function summarise(
+  s: BinSums,
+  norm: CalibrationNorm,
+  signed: boolean,
+): { value: number; reliability: ReliabilityBin[] } {
   let total = 0;
   for (let b = 0; b < s.count.length; b++) total += s.count[b]!;
   let acc = 0;

@@ -8,7 +8,7 @@
  * "lower = more conforming"; the set of an example is C(x) = {y : s(x, y) ≤ q̂}.
  */
 import { DataError, UsageError } from '../util/errors.js';
-import { Rng } from '../util/rng.js';
+import type { Rng } from '../util/rng.js';
 import { averageMembers } from './softmax.js';
 import { type Labels, type Probs, checkLabels, checkScores } from './types.js';
 
@@ -60,9 +60,12 @@ export function checkConformalInput(probs: Probs, labels: Labels | null, name: s
     let s = 0;
     for (let c = 0; c < k; c++) s += p.data[i * k + c]!;
     if (Math.abs(s - 1) > CONFORMAL_PROB_SUM_TOLERANCE) {
-      throw new DataError(`${name} probabilities: row ${i} sums to ${s}, not 1 (tolerance ${CONFORMAL_PROB_SUM_TOLERANCE})`, {
-        hint: 'pass softmax probabilities (probsFromLogits / meanProbs), not logits',
-      });
+      throw new DataError(
+        `${name} probabilities: row ${i} sums to ${s}, not 1 (tolerance ${CONFORMAL_PROB_SUM_TOLERANCE})`,
+        {
+          hint: 'pass softmax probabilities (probsFromLogits / meanProbs), not logits',
+        },
+      );
     }
   }
   if (labels !== null) asDataError(() => checkLabels(labels, n, k, `${name} labels`));
@@ -80,7 +83,9 @@ function asDataError(check: () => void): void {
 /** Throws `UsageError` unless 0 < α < 1. */
 export function checkAlpha(alpha: number): void {
   if (typeof alpha !== 'number' || !(alpha > 0 && alpha < 1)) {
-    throw new UsageError(`alpha must be a number in (0, 1), got ${alpha}`, { hint: 'e.g. --alpha 0.1 for 90% coverage' });
+    throw new UsageError(`alpha must be a number in (0, 1), got ${alpha}`, {
+      hint: 'e.g. --alpha 0.1 for 90% coverage',
+    });
   }
 }
 
@@ -114,7 +119,8 @@ export function floorTimesDecimal(m: number, x: number): number {
  */
 export function conformalRank(n: number, alpha: number): number {
   checkAlpha(alpha);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`the number of calibration scores must be an integer ≥ 0, got ${n}`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new UsageError(`the number of calibration scores must be an integer ≥ 0, got ${n}`);
   return n + 1 - floorTimesDecimal(n + 1, alpha);
 }
 
@@ -178,11 +184,16 @@ export function checkMethod(method: string): asserts method is ConformalMethod {
 
 /** Throws `UsageError` unless λ (when given) is finite and ≥ 0 and k_reg (when given) an integer ≥ 0. */
 export function checkRapsParams(lambda: number | undefined, kReg: number | undefined): void {
-  if (lambda !== undefined && !(lambda >= 0 && Number.isFinite(lambda))) throw new UsageError(`raps lambda must be a number ≥ 0, got ${lambda}`);
-  if (kReg !== undefined && !(Number.isInteger(kReg) && kReg >= 0)) throw new UsageError(`raps kReg must be an integer ≥ 0, got ${kReg}`);
+  if (lambda !== undefined && !(lambda >= 0 && Number.isFinite(lambda)))
+    throw new UsageError(`raps lambda must be a number ≥ 0, got ${lambda}`);
+  if (kReg !== undefined && !(Number.isInteger(kReg) && kReg >= 0))
+    throw new UsageError(`raps kReg must be an integer ≥ 0, got ${kReg}`);
 }
 
-function resolveScore(params: ScoreParams, n: number): { method: ConformalMethod; lambda: number; kReg: number; u: ArrayLike<number> | null } {
+function resolveScore(
+  params: ScoreParams,
+  n: number,
+): { method: ConformalMethod; lambda: number; kReg: number; u: ArrayLike<number> | null } {
   const { method } = params;
   checkMethod(method);
   const u = params.u ?? null;
@@ -194,11 +205,13 @@ function resolveScore(params: ScoreParams, n: number): { method: ConformalMethod
     }
   }
   if (method !== 'raps') {
-    if (params.lambda !== undefined || params.kReg !== undefined) throw new UsageError(`lambda and kReg apply to raps, not ${method}`);
+    if (params.lambda !== undefined || params.kReg !== undefined)
+      throw new UsageError(`lambda and kReg apply to raps, not ${method}`);
     return { method, lambda: 0, kReg: 0, u };
   }
   const { lambda, kReg } = params;
-  if (lambda === undefined || kReg === undefined) throw new UsageError(`raps scores need both lambda and kReg, got ${lambda} and ${kReg}`);
+  if (lambda === undefined || kReg === undefined)
+    throw new UsageError(`raps scores need both lambda and kReg, got ${lambda} and ${kReg}`);
   checkRapsParams(lambda, kReg);
   return { method, lambda, kReg, u };
 }
@@ -265,7 +278,8 @@ export function trueLabelScores(scores: ScoreMatrix, labels: Labels): Float64Arr
 export function predictionSets(scores: ScoreMatrix, qhat: number | ArrayLike<number>): Uint8Array {
   const { n, k } = scores;
   const perClass = typeof qhat !== 'number';
-  if (perClass && qhat.length !== k) throw new UsageError(`per-class qhat has length ${qhat.length}, expected K = ${k}`);
+  if (perClass && qhat.length !== k)
+    throw new UsageError(`per-class qhat has length ${qhat.length}, expected K = ${k}`);
   const mask = new Uint8Array(n * k);
   for (let i = 0; i < n; i++) {
     for (let y = 0; y < k; y++) {

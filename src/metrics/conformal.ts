@@ -53,14 +53,20 @@ export function conformalQuantile(scores: ArrayLike<number>, alpha: number): num
  * examples with label y, for y = 0..K−1 (+Infinity for a class with fewer than ⌈1/α⌉ − 1).
  * scores (n), labels (n) → (K)
  */
-export function classConditionalQuantiles(scores: ArrayLike<number>, labels: Labels, k: number, alpha: number): Float64Array {
+export function classConditionalQuantiles(
+  scores: ArrayLike<number>,
+  labels: Labels,
+  k: number,
+  alpha: number,
+): Float64Array {
   if (scores.length !== labels.length) {
     throw new DataError(`calibration scores have length ${scores.length} but labels have length ${labels.length}`);
   }
   const byClass: number[][] = Array.from({ length: k }, () => []);
   for (let i = 0; i < scores.length; i++) {
     const y = labels[i]!;
-    if (!Number.isInteger(y) || y < 0 || y >= k) throw new DataError(`calibration label ${i} = ${y} is not a class index in [0, ${k})`);
+    if (!Number.isInteger(y) || y < 0 || y >= k)
+      throw new DataError(`calibration label ${i} = ${y} is not a class index in [0, ${k})`);
     byClass[y]!.push(scores[i]!);
   }
   return Float64Array.from(byClass, (s) => conformalQuantile(s, alpha));
@@ -198,13 +204,21 @@ function rowsOf(p: Probs, labels: Labels, u: Float64Array | null, idx: ArrayLike
   return { probs: { data, n: idx.length, k }, labels: y, u: u === null ? null : Float64Array.from(idx, (i) => u[i]!) };
 }
 
-function checkOptions(opts: ConformalOptions): Required<Pick<ConformalOptions, 'classConditional' | 'randomized' | 'seed'>> {
+function checkOptions(
+  opts: ConformalOptions,
+): Required<Pick<ConformalOptions, 'classConditional' | 'randomized' | 'seed'>> {
   checkMethod(opts.method);
   const randomized = opts.randomized ?? false;
   if (randomized && opts.method === 'lac') throw new UsageError('randomized applies to aps and raps, not lac');
   const seed = opts.seed ?? 0;
   if (!Number.isInteger(seed)) throw new UsageError(`seed must be an integer, got ${seed}`);
-  if (opts.method !== 'raps' && (opts.lambda !== undefined || opts.kReg !== undefined || opts.lambdaGrid !== undefined || opts.tuneFraction !== undefined)) {
+  if (
+    opts.method !== 'raps' &&
+    (opts.lambda !== undefined ||
+      opts.kReg !== undefined ||
+      opts.lambdaGrid !== undefined ||
+      opts.tuneFraction !== undefined)
+  ) {
     throw new UsageError(`lambda, kReg, lambdaGrid and tuneFraction apply to raps, not ${opts.method}`);
   }
   checkRapsParams(opts.lambda, opts.kReg);
@@ -289,7 +303,22 @@ export function calibrateConformal(calib: LabelledProbs, alpha: number, opts: Co
       );
     }
   }
-  return { method, alpha, classConditional, randomized, seed, numClasses: k, lambda, kReg, rapsTuning, nCalib, rank, qhat, nCalibPerClass, warnings };
+  return {
+    method,
+    alpha,
+    classConditional,
+    randomized,
+    seed,
+    numClasses: k,
+    lambda,
+    kReg,
+    rapsTuning,
+    nCalib,
+    rank,
+    qhat,
+    nCalibPerClass,
+    warnings,
+  };
 }
 
 /**
@@ -388,7 +417,11 @@ export interface ConformalReportOptions extends ConformalOptions {
 }
 
 /** Set sizes and coverage of a mask (N, K) against labels (N). */
-function setStats(mask: Uint8Array, k: number, labels: Labels): { sizes: Int32Array; hit: Uint8Array; covered: number } {
+function setStats(
+  mask: Uint8Array,
+  k: number,
+  labels: Labels,
+): { sizes: Int32Array; hit: Uint8Array; covered: number } {
   const n = labels.length;
   const sizes = new Int32Array(n);
   const hit = new Uint8Array(n);
@@ -425,11 +458,17 @@ function groupCoverage(count: Int32Array, covered: Int32Array): (number | null)[
  * (M, N, K) for both (same K), labels (N). Throws `UsageError` for α outside (0, 1) or a bad option,
  * `DataError` for bad probabilities / labels or different class counts.
  */
-export function conformalReport(calib: LabelledProbs, test: LabelledProbs, opts: ConformalReportOptions & { alpha: number }): ConformalReport {
+export function conformalReport(
+  calib: LabelledProbs,
+  test: LabelledProbs,
+  opts: ConformalReportOptions & { alpha: number },
+): ConformalReport {
   checkAlpha(opts.alpha);
   const pTest = checkConformalInput(test.probs, test.labels, 'test');
   if (pTest.k !== calib.probs.k) {
-    throw new DataError(`calibration probabilities have K = ${calib.probs.k} classes but test probabilities have K = ${pTest.k}`);
+    throw new DataError(
+      `calibration probabilities have K = ${calib.probs.k} classes but test probabilities have K = ${pTest.k}`,
+    );
   }
   const cal = calibrateConformal(calib, opts.alpha, opts);
   const mask = conformalPredict(cal, pTest);

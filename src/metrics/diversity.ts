@@ -82,7 +82,7 @@ function addPairwiseKl(total: number, logits: Logits): number {
   return total;
 }
 
-/** Predictive entropy H(p̄_i) per example, nats. */        // (N,)
+/** Predictive entropy H(p̄_i) per example, nats. */ // (N,)
 export function predictiveEntropy(logits: Logits): Float64Array {
   const logpbar = ensembleLogProbs(logits); // (N, K)
   const out = new Float64Array(logits.n);
@@ -90,7 +90,7 @@ export function predictiveEntropy(logits: Logits): Float64Array {
   return out;
 }
 
-/** Expected entropy mean_m H(p_m,i) per example, nats (equals predictive entropy for one model). */        // (N,)
+/** Expected entropy mean_m H(p_m,i) per example, nats (equals predictive entropy for one model). */ // (N,)
 export function expectedEntropy(logits: Logits): Float64Array {
   checkScores(logits, 'logits');
   const logp = logSoftmax(logits); // (M, N, K)
@@ -103,7 +103,7 @@ export function expectedEntropy(logits: Logits): Float64Array {
   return out;
 }
 
-/** Mutual information H(p̄_i) − mean_m H(p_m,i) per example (≥ 0 up to rounding), nats. */        // (N,)
+/** Mutual information H(p̄_i) − mean_m H(p_m,i) per example (≥ 0 up to rounding), nats. */ // (N,)
 export function mutualInformationPerExample(logits: Logits): Float64Array {
   const h = predictiveEntropy(logits);
   const eh = expectedEntropy(logits);

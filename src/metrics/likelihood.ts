@@ -44,7 +44,7 @@ export function countHits(probs: Probs, labels: Labels): number {
   return hits;
 }
 
-/** Per-example −log p̄(y) (ensemble NLL; single-model NLL when m is 1). */        // (N,)
+/** Per-example −log p̄(y) (ensemble NLL; single-model NLL when m is 1). */ // (N,)
 export function nllPerExample(logits: Logits, labels: Labels): Float64Array {
   checkScores(logits, 'logits');
   checkLabels(labels, logits.n, logits.k);
@@ -68,7 +68,7 @@ export function memberNlls(logits: Logits, labels: Labels): number[] {
   return Array.from(sums, (s) => s / logits.n);
 }
 
-/** Adds Σ_i −log p_m(y_i) of this batch to `sums[m]`, example by example; returns `sums`. */        // (M,)
+/** Adds Σ_i −log p_m(y_i) of this batch to `sums[m]`, example by example; returns `sums`. */ // (M,)
 function addMemberNllSums(logits: Logits, labels: Labels, sums: Float64Array): Float64Array {
   checkScores(logits, 'logits');
   checkLabels(labels, logits.n, logits.k);

@@ -5,7 +5,7 @@
  * with the Cholesky factor Σ = L Lᵀ (no explicit inverse).
  */
 import { CholeskyDecomposition, Matrix } from 'ml-matrix';
-import { type Features, type Labels } from './types.js';
+import type { Features, Labels } from './types.js';
 import { DataError, UsageError } from '../util/errors.js';
 
 /** Options of `fitMahalanobis`: the number of classes and the covariance ridge. */
@@ -49,7 +49,7 @@ function checkFeatures(x: Features, name: string): void {
   }
 }
 
-/** Covariance (1/N) Σ_i (x_i − c_i)(x_i − c_i)ᵀ, where c_i is row `centreOf(i)` of `centres`. */        // (D, D)
+/** Covariance (1/N) Σ_i (x_i − c_i)(x_i − c_i)ᵀ, where c_i is row `centreOf(i)` of `centres`. */ // (D, D)
 function covariance(x: Features, centres: Float64Array, centreOf: (i: number) => number): Float64Array {
   const { n, d } = x;
   const cov = new Float64Array(d * d);
@@ -134,8 +134,18 @@ export function fitMahalanobis(train: Features, labels: Labels, opts: Mahalanobi
   }
   for (let a = 0; a < d; a++) globalMean[a]! /= n;
 
-  const shared = cholesky(covariance(train, classMeans, (i) => labels[i]!), d, ridge, 'shared class-conditional');
-  const global = cholesky(covariance(train, globalMean, () => 0), d, ridge, 'class-agnostic');
+  const shared = cholesky(
+    covariance(train, classMeans, (i) => labels[i]!),
+    d,
+    ridge,
+    'shared class-conditional',
+  );
+  const global = cholesky(
+    covariance(train, globalMean, () => 0),
+    d,
+    ridge,
+    'class-agnostic',
+  );
 
   const whitenedClassMeans = new Float64Array(numClasses * d);
   const tmp = new Float64Array(d);
@@ -167,10 +177,11 @@ export function fitMahalanobis(train: Features, labels: Labels, opts: Mahalanobi
 
 function checkDims(model: MahalanobisModel, x: Features): void {
   checkFeatures(x, 'features');
-  if (x.d !== model.d) throw new DataError(`features have d = ${x.d}, the Mahalanobis model was fitted with d = ${model.d}`);
+  if (x.d !== model.d)
+    throw new DataError(`features have d = ${x.d}, the Mahalanobis model was fitted with d = ${model.d}`);
 }
 
-/** Squared distance to each class mean under the shared covariance. */        // (N, C)
+/** Squared distance to each class mean under the shared covariance. */ // (N, C)
 export function classMahalanobisDistances(model: MahalanobisModel, x: Features): Float64Array {
   checkDims(model, x);
   const { d, numClasses } = model;
@@ -190,7 +201,7 @@ export function classMahalanobisDistances(model: MahalanobisModel, x: Features):
   return out;
 }
 
-/** min_c MD_c(x): squared Mahalanobis distance to the closest class mean. */        // (N,)
+/** min_c MD_c(x): squared Mahalanobis distance to the closest class mean. */ // (N,)
 export function mahalanobisScore(model: MahalanobisModel, x: Features): Float64Array {
   const dist = classMahalanobisDistances(model, x);
   const c = model.numClasses;
@@ -203,7 +214,7 @@ export function mahalanobisScore(model: MahalanobisModel, x: Features): Float64A
   return out;
 }
 
-/** Relative Mahalanobis: min_c MD_c(x) − MD_0(x). */        // (N,)
+/** Relative Mahalanobis: min_c MD_c(x) − MD_0(x). */ // (N,)
 export function relativeMahalanobisScore(model: MahalanobisModel, x: Features): Float64Array {
   const out = mahalanobisScore(model, x);
   const { d } = model;

@@ -32,7 +32,7 @@ export const OOD_SCORE_DEFINITIONS: Record<OodScoreName, string> = {
   'mutual-information': 'H(p̄) − mean_m H(p_m), nats',
 };
 
-/** 1 − max_k p̄_ik. */        // (N,)
+/** 1 − max_k p̄_ik. */ // (N,)
 export function mspScore(logits: Logits): Float64Array {
   const logpbar = ensembleLogProbs(logits); // (N, K)
   const { n, k } = logits;
@@ -54,7 +54,7 @@ function memberMean(logits: Logits, rowScore: (offset: number) => number): Float
   return out;
 }
 
-/** −max_k z_ik (averaged over members). */        // (N,)
+/** −max_k z_ik (averaged over members). */ // (N,)
 export function maxLogitScore(logits: Logits): Float64Array {
   return memberMean(logits, (o) => {
     let best = -Infinity;
@@ -63,12 +63,12 @@ export function maxLogitScore(logits: Logits): Float64Array {
   });
 }
 
-/** Energy −logsumexp_k z_ik (T = 1; averaged over members). */        // (N,)
+/** Energy −logsumexp_k z_ik (T = 1; averaged over members). */ // (N,)
 export function energyScore(logits: Logits): Float64Array {
   return memberMean(logits, (o) => -logsumexp(logits.data, o, logits.k));
 }
 
-/** Any named score; all are "higher = more OOD". */        // (N,)
+/** Any named score; all are "higher = more OOD". */ // (N,)
 export function oodScore(logits: Logits, name: OodScoreName): Float64Array {
   switch (name) {
     case 'msp':

@@ -46,13 +46,15 @@ export function parsePredictionsCsv(text: string, source = '<string>', opts: Par
   const tolerance = opts.probSumTolerance ?? 1e-3;
   const lines = text.split(/\r?\n/);
   const headerLine = lines.findIndex((l) => l.trim() !== '');
-  if (headerLine < 0) throw new DataError(`${source}: the file is empty; expected a header such as 'label,logit0,logit1'`);
+  if (headerLine < 0)
+    throw new DataError(`${source}: the file is empty; expected a header such as 'label,logit0,logit1'`);
   const header = lines[headerLine]!.split(',').map((h) => h.trim());
   const at = (line: number, col: number) => `${source} line ${line + 1}, column ${col + 1} (${header[col] ?? '?'})`;
 
   const seen = new Map<string, number>();
   header.forEach((h, c) => {
-    if (seen.has(h)) throw new DataError(`${at(headerLine, c)}: duplicate column '${h}' (first at column ${seen.get(h)! + 1})`);
+    if (seen.has(h))
+      throw new DataError(`${at(headerLine, c)}: duplicate column '${h}' (first at column ${seen.get(h)! + 1})`);
     seen.set(h, c);
   });
   const labelCol = seen.get('label');
@@ -70,7 +72,9 @@ export function parsePredictionsCsv(text: string, source = '<string>', opts: Par
     if (lm) logitCols.set(Number(lm[1]), c);
     else if (pm) probCols.set(Number(pm[1]), c);
     else if (h !== 'label' && h !== 'id' && h !== 'member') {
-      throw new DataError(`${at(headerLine, c)}: unknown column '${h}'; expected label, logit0..logit{K-1} or p0..p{K-1}, id, member`);
+      throw new DataError(
+        `${at(headerLine, c)}: unknown column '${h}'; expected label, logit0..logit{K-1} or p0..p{K-1}, id, member`,
+      );
     }
   });
   if (logitCols.size > 0 && probCols.size > 0) {
@@ -80,10 +84,15 @@ export function parsePredictionsCsv(text: string, source = '<string>', opts: Par
   const scoreCols = kind === 'logits' ? logitCols : probCols;
   const prefix = kind === 'logits' ? 'logit' : 'p';
   const k = scoreCols.size;
-  if (k === 0) throw new DataError(`${source} line ${headerLine + 1}: no score columns; expected logit0..logit{K-1} or p0..p{K-1}`);
+  if (k === 0)
+    throw new DataError(
+      `${source} line ${headerLine + 1}: no score columns; expected logit0..logit{K-1} or p0..p{K-1}`,
+    );
   for (let c = 0; c < k; c++) {
     if (!scoreCols.has(c)) {
-      throw new DataError(`${source} line ${headerLine + 1}: column '${prefix}${c}' is missing (found ${k} ${prefix} columns, expected ${prefix}0..${prefix}${k - 1})`);
+      throw new DataError(
+        `${source} line ${headerLine + 1}: column '${prefix}${c}' is missing (found ${k} ${prefix} columns, expected ${prefix}0..${prefix}${k - 1})`,
+      );
     }
   }
   const colOfClass = Array.from({ length: k }, (_, c) => scoreCols.get(c)!);
@@ -101,7 +110,9 @@ export function parsePredictionsCsv(text: string, source = '<string>', opts: Par
     if (raw.trim() === '') continue;
     const cells = raw.split(',').map((s) => s.trim());
     if (cells.length !== header.length) {
-      throw new DataError(`${source} line ${li + 1}: ${cells.length} cells, but the header has ${header.length} columns`);
+      throw new DataError(
+        `${source} line ${li + 1}: ${cells.length} cells, but the header has ${header.length} columns`,
+      );
     }
     const labelText = cells[labelCol]!;
     const label = Number(labelText);
@@ -161,7 +172,9 @@ export function parsePredictionsCsv(text: string, source = '<string>', opts: Par
       const first = new Map<string, number>();
       ids.forEach((id, i) => {
         if (first.has(id)) {
-          throw new DataError(`${at(rows[i]!.line - 1, idCol)}: id '${id}' repeats line ${first.get(id)}; add a 'member' column for ensembles`);
+          throw new DataError(
+            `${at(rows[i]!.line - 1, idCol)}: id '${id}' repeats line ${first.get(id)}; add a 'member' column for ensembles`,
+          );
         }
         first.set(id, rows[i]!.line);
       });
@@ -207,10 +220,14 @@ function groupEnsemble(
     const i = exampleOf.get(r.id!)!;
     const j = memberOf.get(r.member!)!;
     if (filledAt[j * n + i]! !== 0) {
-      throw new DataError(`${at(r.line - 1, memberCol)}: example '${r.id}' already has member '${r.member}' at line ${filledAt[j * n + i]}`);
+      throw new DataError(
+        `${at(r.line - 1, memberCol)}: example '${r.id}' already has member '${r.member}' at line ${filledAt[j * n + i]}`,
+      );
     }
     if (r.label !== labels[i]) {
-      throw new DataError(`${at(r.line - 1, labelCol)}: example '${r.id}' has label ${r.label} here but ${labels[i]} at line ${lines[i]}`);
+      throw new DataError(
+        `${at(r.line - 1, labelCol)}: example '${r.id}' has label ${r.label} here but ${labels[i]} at line ${lines[i]}`,
+      );
     }
     filledAt[j * n + i] = r.line;
     data.set(r.scores, (j * n + i) * k);
@@ -249,10 +266,16 @@ export function formatPredictionsCsv(
   const ensemble = scores.m !== undefined;
   const m = scores.m ?? 1;
   const prefix = kind === 'logits' ? 'logit' : 'p';
-  const header = [...(ensemble ? ['id', 'member'] : []), 'label', ...Array.from({ length: k }, (_, c) => `${prefix}${c}`)];
+  const header = [
+    ...(ensemble ? ['id', 'member'] : []),
+    'label',
+    ...Array.from({ length: k }, (_, c) => `${prefix}${c}`),
+  ];
   for (const name of [...(opts.ids ?? []), ...(opts.memberNames ?? [])]) {
     if (/[,"\r\n]/.test(name) || name.trim() !== name || name === '') {
-      throw new UsageError(`id or member name '${name}' must be non-empty without commas, quotes, newlines or edge spaces`);
+      throw new UsageError(
+        `id or member name '${name}' must be non-empty without commas, quotes, newlines or edge spaces`,
+      );
     }
   }
   const records: (string | number)[][] = [header];

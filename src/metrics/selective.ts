@@ -57,7 +57,10 @@ export interface RiskCoverageCurve {
  * The risk–coverage curve of per-example `confidence` (N) and `correct` (N, 0/1 or boolean); ties in confidence
  * are averaged.
  */
-export function riskCoverageCurve(confidence: ArrayLike<number>, correct: ArrayLike<number | boolean>): RiskCoverageCurve {
+export function riskCoverageCurve(
+  confidence: ArrayLike<number>,
+  correct: ArrayLike<number | boolean>,
+): RiskCoverageCurve {
   return curveOf(cumulativeErrors(confidence, correct));
 }
 
@@ -103,7 +106,11 @@ function accuracyAt(cum: Float64Array, coverage: number): number {
 }
 
 /** Largest coverage i/N whose risk is ≤ `risk` (0 when even the most confident example exceeds it). */
-export function coverageAtRisk(confidence: ArrayLike<number>, correct: ArrayLike<number | boolean>, risk: number): number {
+export function coverageAtRisk(
+  confidence: ArrayLike<number>,
+  correct: ArrayLike<number | boolean>,
+  risk: number,
+): number {
   return coverageAt(cumulativeErrors(confidence, correct), risk);
 }
 
@@ -126,8 +133,12 @@ export const SELECTIVE_RISKS = [0.01, 0.02, 0.05, 0.1] as const;
  * P = min(N, maxPoints): evenly spaced in coverage, always ending at coverage 1, and the full
  * curve when N ≤ maxPoints. The points are exact points of the curve (no interpolation).
  */
-export function downsampleRiskCoverage(curve: RiskCoverageCurve, maxPoints = RISK_COVERAGE_MAX_POINTS): RiskCoverageCurve {
-  if (!Number.isInteger(maxPoints) || maxPoints < 1) throw new UsageError(`maxPoints must be a positive integer, got ${maxPoints}`);
+export function downsampleRiskCoverage(
+  curve: RiskCoverageCurve,
+  maxPoints = RISK_COVERAGE_MAX_POINTS,
+): RiskCoverageCurve {
+  if (!Number.isInteger(maxPoints) || maxPoints < 1)
+    throw new UsageError(`maxPoints must be a positive integer, got ${maxPoints}`);
   const n = curve.coverage.length;
   const p = Math.min(n, maxPoints);
   const coverage = new Float64Array(p);
@@ -170,7 +181,10 @@ export function selectiveSummary(
   const maxPoints = opts.maxPoints ?? RISK_COVERAGE_MAX_POINTS;
   return {
     aurc: aurcOf(full.risk),
-    accuracyAtCoverage: (opts.coverages ?? SELECTIVE_COVERAGES).map((c) => ({ coverage: c, accuracy: accuracyAt(cum, c) })),
+    accuracyAtCoverage: (opts.coverages ?? SELECTIVE_COVERAGES).map((c) => ({
+      coverage: c,
+      accuracy: accuracyAt(cum, c),
+    })),
     coverageAtRisk: (opts.risks ?? SELECTIVE_RISKS).map((r) => ({ risk: r, coverage: coverageAt(cum, r) })),
     curve: downsampleRiskCoverage(full, maxPoints),
     convention: {

@@ -86,7 +86,7 @@ export function averageMembers(probs: Probs): Probs {
   return { data, n: probs.n, k: probs.k };
 }
 
-/** Index of the largest entry in each row (first index on ties). */        // (rows,)
+/** Index of the largest entry in each row (first index on ties). */ // (rows,)
 export function argmaxRows(x: ClassScores): Int32Array {
   checkScores(x);
   const { k } = x;

@@ -53,7 +53,8 @@ export function applyTemperature(logits: Logits, temperature: number | ArrayLike
   const ts = typeof temperature === 'number' ? new Array<number>(m).fill(temperature) : Array.from(temperature);
   if (ts.length !== m) throw new UsageError(`got ${ts.length} temperatures for ${m} members`);
   ts.forEach((t, j) => {
-    if (!(t > 0) || !Number.isFinite(t)) throw new UsageError(`temperature[${j}] = ${t} must be a positive finite number`);
+    if (!(t > 0) || !Number.isFinite(t))
+      throw new UsageError(`temperature[${j}] = ${t} must be a positive finite number`);
   });
   const data = new Float64Array(m * per);
   for (let j = 0; j < m; j++) {
@@ -110,7 +111,11 @@ function goldenSection(f: (x: number) => number, a: number, b: number, tol: numb
 }
 
 /** Minimise NLL(T) over log T in the range, never returning worse than T = 1. */
-function fitOne(nllAt: (t: number) => number, range: [number, number], tol: number): { t: number; before: number; after: number } {
+function fitOne(
+  nllAt: (t: number) => number,
+  range: [number, number],
+  tol: number,
+): { t: number; before: number; after: number } {
   const before = nllAt(1);
   const best = goldenSection((logT) => nllAt(Math.exp(logT)), range[0], range[1], tol);
   if (!(best.fx < before)) return { t: 1, before, after: before };
@@ -145,7 +150,9 @@ export function fitTemperature(logits: Logits, labels: Labels, opts: Temperature
     };
   }
   if (opts.mode !== 'per-member' && opts.mode !== 'pooled') {
-    throw new UsageError(`logits have m = ${m} members: pass mode 'per-member' (one T per member) or 'pooled' (one T for p̄)`);
+    throw new UsageError(
+      `logits have m = ${m} members: pass mode 'per-member' (one T per member) or 'pooled' (one T for p̄)`,
+    );
   }
   const ensembleBefore = ensembleNll(logits, labels);
   if (opts.mode === 'pooled') {

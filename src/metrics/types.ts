@@ -31,7 +31,7 @@ export type Probs = ClassScores;
 /** Integer class labels in [0, k), length n. */
 export type Labels = ArrayLike<number>;
 
-/** Row-major feature matrix (e.g. pre-logits). Entry (i, j) at `i·d + j`. */        // (N, D)
+/** Row-major feature matrix (e.g. pre-logits). Entry (i, j) at `i·d + j`. */ // (N, D)
 export interface Features {
   data: ArrayLike<number>;
   n: number;
@@ -46,7 +46,11 @@ export function members(x: ClassScores): number {
 /** @internal Throws unless n, k, m are positive integers and `data` holds M·N·K entries. */
 export function checkScores(x: ClassScores, name = 'scores'): void {
   const m = members(x);
-  for (const [field, v] of [['n', x.n], ['k', x.k], ['m', m]] as const) {
+  for (const [field, v] of [
+    ['n', x.n],
+    ['k', x.k],
+    ['m', m],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) {
       throw new DataError(`${name}.${field} must be a positive integer, got ${v}`);
     }

@@ -54,7 +54,12 @@ export function imageRng(seed: number, index: number): Rng {
   }
   const s = seed >>> 0;
   const i = index >>> 0;
-  const rng = new Rng([fmix32(s ^ 0x2545f491), fmix32(i ^ 0x9e3779b9), fmix32((s + Math.imul(i, 0x6c8e9cf5)) >>> 0), fmix32(s ^ i ^ 0x1b873593)]);
+  const rng = new Rng([
+    fmix32(s ^ 0x2545f491),
+    fmix32(i ^ 0x9e3779b9),
+    fmix32((s + Math.imul(i, 0x6c8e9cf5)) >>> 0),
+    fmix32(s ^ i ^ 0x1b873593),
+  ]);
   for (let k = 0; k < 8; k++) rng.nextUint32(); // let the words mix before use
   return rng;
 }
@@ -74,12 +79,19 @@ export interface CorruptBatchOptions {
  * imageRng(seed, startIndex + i), back to uint8 by rounding.
  */
 export function corruptBatch(
-  images: Uint8Array, shape: ImageShape, name: string, severity: number, seed: number, opts: CorruptBatchOptions = {},
+  images: Uint8Array,
+  shape: ImageShape,
+  name: string,
+  severity: number,
+  seed: number,
+  opts: CorruptBatchOptions = {},
 ): Uint8Array {
   const { n, h, w, c } = shape;
   const px = h * w * c;
   if (images.length !== n * px) {
-    throw new CorruptionError(`corruptBatch: images hold ${images.length} values but shape (${n}, ${h}, ${w}, ${c}) needs ${n * px}`);
+    throw new CorruptionError(
+      `corruptBatch: images hold ${images.length} values but shape (${n}, ${h}, ${w}, ${c}) needs ${n * px}`,
+    );
   }
   const fn = corruptionFn(opts.suite ?? 'c', name);
   const start = opts.startIndex ?? 0;

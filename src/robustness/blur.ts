@@ -1,8 +1,16 @@
 /** Blur corruptions. Spatial constants are in pixels of a 28-pixel image (scaled by pixelScale). */
 import type { Rng } from '../util/rng.js';
 import {
-  centreZoom, clip01InPlace, convolve2d, convolveSeparable, gaussianBlurPlane, gaussianKernel1d, mapPlanes,
-  motionBlurPlane, pixelScale, uniformIn,
+  centreZoom,
+  clip01InPlace,
+  convolve2d,
+  convolveSeparable,
+  gaussianBlurPlane,
+  gaussianKernel1d,
+  mapPlanes,
+  motionBlurPlane,
+  pixelScale,
+  uniformIn,
 } from './image-ops.js';
 
 /**
@@ -39,7 +47,13 @@ export function diskKernel(radius: number, alias: number): { kernel: Float32Arra
 }
 
 /** Convolve with an anti-aliased disk: a camera out of focus. */
-export function defocusBlur(img: Float32Array, h: number, w: number, c: number, k: { radius: number; alias: number }): Float32Array {
+export function defocusBlur(
+  img: Float32Array,
+  h: number,
+  w: number,
+  c: number,
+  k: { radius: number; alias: number },
+): Float32Array {
   const s = pixelScale(h, w);
   const { kernel, size } = diskKernel(k.radius * s, k.alias * s);
   return clip01InPlace(mapPlanes(img, h, w, c, (p) => convolve2d(p, h, w, kernel, size, size, 'reflect')));
@@ -65,7 +79,14 @@ export interface GlassConstant {
  * The offset is symmetric in [−δ, δ]; the reference draws from [−δ, δ) (a drift to
  * the top-left we do not reproduce).
  */
-export function glassBlur(img: Float32Array, h: number, w: number, c: number, k: GlassConstant, rng: Rng): Float32Array {
+export function glassBlur(
+  img: Float32Array,
+  h: number,
+  w: number,
+  c: number,
+  k: GlassConstant,
+  rng: Rng,
+): Float32Array {
   const s = pixelScale(h, w);
   const sigma = k.sigma * s;
   const delta = Math.max(1, Math.round(k.delta * s));
@@ -98,7 +119,14 @@ export interface MotionConstant {
 }
 
 /** Camera shake: a one-sided line kernel at a random angle in ±45°. */
-export function motionBlur(img: Float32Array, h: number, w: number, c: number, k: MotionConstant, rng: Rng): Float32Array {
+export function motionBlur(
+  img: Float32Array,
+  h: number,
+  w: number,
+  c: number,
+  k: MotionConstant,
+  rng: Rng,
+): Float32Array {
   const s = pixelScale(h, w);
   const angle = uniformIn(rng, -45, 45);
   return clip01InPlace(mapPlanes(img, h, w, c, (p) => motionBlurPlane(p, h, w, k.radius * s, k.sigma * s, angle)));
@@ -118,13 +146,15 @@ export function zoomFactors(k: ZoomConstant): number[] {
 /** Mean of the image and its centre zooms: moving towards the object while the shutter is open. */
 export function zoomBlur(img: Float32Array, h: number, w: number, c: number, k: ZoomConstant): Float32Array {
   const factors = zoomFactors(k);
-  return clip01InPlace(mapPlanes(img, h, w, c, (p) => {
-    const acc = p.slice(); // the unzoomed image counts once more, as in the reference
-    for (const z of factors) {
-      const zoomed = centreZoom(p, h, w, z);
-      for (let i = 0; i < acc.length; i++) acc[i]! += zoomed[i]!;
-    }
-    for (let i = 0; i < acc.length; i++) acc[i]! /= factors.length + 1;
-    return acc;
-  }));
+  return clip01InPlace(
+    mapPlanes(img, h, w, c, (p) => {
+      const acc = p.slice(); // the unzoomed image counts once more, as in the reference
+      for (const z of factors) {
+        const zoomed = centreZoom(p, h, w, z);
+        for (let i = 0; i < acc.length; i++) acc[i]! += zoomed[i]!;
+      }
+      for (let i = 0; i < acc.length; i++) acc[i]! /= factors.length + 1;
+      return acc;
+    }),
+  );
 }

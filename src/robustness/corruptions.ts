@@ -49,13 +49,34 @@ import type { Rng } from '../util/rng.js';
 import { checkImage } from './image-ops.js';
 import { gaussianNoise, impulseNoise, shotNoise, speckleNoise } from './noise.js';
 import {
-  defocusBlur, gaussianBlur, glassBlur, motionBlur, zoomBlur,
-  type GlassConstant, type MotionConstant, type ZoomConstant,
+  defocusBlur,
+  gaussianBlur,
+  glassBlur,
+  motionBlur,
+  zoomBlur,
+  type GlassConstant,
+  type MotionConstant,
+  type ZoomConstant,
 } from './blur.js';
-import { fog, frost, snow, spatter, type FogConstant, type FrostConstant, type SnowConstant, type SpatterConstant } from './weather.js';
 import {
-  brightness, contrast, elasticTransform, jpegCompression, pixelate, saturate,
-  type ElasticConstant, type SaturateConstant,
+  fog,
+  frost,
+  snow,
+  spatter,
+  type FogConstant,
+  type FrostConstant,
+  type SnowConstant,
+  type SpatterConstant,
+} from './weather.js';
+import {
+  brightness,
+  contrast,
+  elasticTransform,
+  jpegCompression,
+  pixelate,
+  saturate,
+  type ElasticConstant,
+  type SaturateConstant,
 } from './digital.js';
 import { checkSeverity, type CorruptionFamily, type CorruptionFn, type CorruptionSpec } from './types.js';
 import { CorruptionError } from '../util/errors.js';
@@ -74,7 +95,13 @@ export function withSeverities<K>(name: string, constants: readonly K[], apply: 
   };
 }
 
-function spec<K>(name: string, family: CorruptionFamily, heldOut: boolean, constants: K[], apply: Apply<K>): CorruptionSpec {
+function spec<K>(
+  name: string,
+  family: CorruptionFamily,
+  heldOut: boolean,
+  constants: K[],
+  apply: Apply<K>,
+): CorruptionSpec {
   return { fn: withSeverities(name, constants, apply), family, constants, heldOut };
 }
 
@@ -84,10 +111,27 @@ const scaleLen = <T extends Record<string, unknown>>(o: T, keys: (keyof T)[]): T
   return out;
 };
 
-const DEFOCUS = [[0.3, 0.4], [0.4, 0.5], [0.5, 0.6], [1, 0.2], [1.5, 0.1]].map(([radius, alias]) => ({ radius: radius! * R, alias: alias! * R }));
-const GLASS: GlassConstant[] = [[0.05, 1, 1], [0.25, 1, 1], [0.4, 1, 1], [0.25, 1, 2], [0.4, 1, 2]]
-  .map(([sigma, delta, iterations]) => ({ sigma: sigma! * R, delta: delta!, iterations: iterations! }));
-const MOTION: MotionConstant[] = [[6, 1], [6, 1.5], [6, 2], [8, 2], [9, 2.5]].map(([radius, sigma]) => ({ radius: radius! * R, sigma: sigma! * R }));
+const DEFOCUS = [
+  [0.3, 0.4],
+  [0.4, 0.5],
+  [0.5, 0.6],
+  [1, 0.2],
+  [1.5, 0.1],
+].map(([radius, alias]) => ({ radius: radius! * R, alias: alias! * R }));
+const GLASS: GlassConstant[] = [
+  [0.05, 1, 1],
+  [0.25, 1, 1],
+  [0.4, 1, 1],
+  [0.25, 1, 2],
+  [0.4, 1, 2],
+].map(([sigma, delta, iterations]) => ({ sigma: sigma! * R, delta: delta!, iterations: iterations! }));
+const MOTION: MotionConstant[] = [
+  [6, 1],
+  [6, 1.5],
+  [6, 2],
+  [8, 2],
+  [9, 2.5],
+].map(([radius, sigma]) => ({ radius: radius! * R, sigma: sigma! * R }));
 const ZOOM: ZoomConstant[] = [1.05, 1.1, 1.15, 1.2, 1.25].map((maxZoom) => ({ maxZoom, step: 0.01 }));
 const SNOW: SnowConstant[] = [
   [0.1, 0.2, 1, 0.6, 8, 3, 0.95],
@@ -96,11 +140,32 @@ const SNOW: SnowConstant[] = [
   [0.25, 0.3, 2.25, 0.6, 12, 6, 0.85],
   [0.3, 0.3, 1.25, 0.65, 14, 12, 0.8],
 ].map(([loc, scale, zoom, threshold, radius, sigma, blend]) =>
-  scaleLen({ loc: loc!, scale: scale!, zoom: zoom!, threshold: threshold!, radius: radius!, sigma: sigma!, blend: blend! }, ['radius', 'sigma']));
-const FROST: FrostConstant[] = [[1, 0.2], [1, 0.3], [0.9, 0.4], [0.85, 0.4], [0.75, 0.45]].map(([image, f]) => ({ image: image!, frost: f! }));
-const FOG: FogConstant[] = [[0.2, 3], [0.5, 3], [0.75, 2.5], [1, 2], [1.5, 1.75]].map(([amount, decay]) => ({ amount: amount!, decay: decay! }));
-const ELASTIC: ElasticConstant[] = [[0, 0, 0.08], [0.05, 0.2, 0.07], [0.08, 0.06, 0.06], [0.1, 0.04, 0.05], [0.1, 0.03, 0.03]]
-  .map(([alpha, sigma, affine]) => ({ alpha: 28 * alpha!, sigma: 28 * sigma!, affine: 28 * affine! }));
+  scaleLen(
+    { loc: loc!, scale: scale!, zoom: zoom!, threshold: threshold!, radius: radius!, sigma: sigma!, blend: blend! },
+    ['radius', 'sigma'],
+  ),
+);
+const FROST: FrostConstant[] = [
+  [1, 0.2],
+  [1, 0.3],
+  [0.9, 0.4],
+  [0.85, 0.4],
+  [0.75, 0.45],
+].map(([image, f]) => ({ image: image!, frost: f! }));
+const FOG: FogConstant[] = [
+  [0.2, 3],
+  [0.5, 3],
+  [0.75, 2.5],
+  [1, 2],
+  [1.5, 1.75],
+].map(([amount, decay]) => ({ amount: amount!, decay: decay! }));
+const ELASTIC: ElasticConstant[] = [
+  [0, 0, 0.08],
+  [0.05, 0.2, 0.07],
+  [0.08, 0.06, 0.06],
+  [0.1, 0.04, 0.05],
+  [0.1, 0.03, 0.03],
+].map(([alpha, sigma, affine]) => ({ alpha: 28 * alpha!, sigma: 28 * sigma!, affine: 28 * affine! }));
 const SPATTER: SpatterConstant[] = [
   [0.62, 0.1, 0.7, 0.7, 0.5, 0],
   [0.65, 0.1, 0.8, 0.7, 0.5, 0],
@@ -108,20 +173,36 @@ const SPATTER: SpatterConstant[] = [
   [0.65, 0.1, 0.7, 0.69, 0.6, 1],
   [0.65, 0.1, 0.5, 0.68, 0.6, 1],
 ].map(([loc, scale, sigma, threshold, intensity, mud]) => ({
-  loc: loc!, scale: scale!, sigma: sigma! * R, threshold: threshold!,
+  loc: loc!,
+  scale: scale!,
+  sigma: sigma! * R,
+  threshold: threshold!,
   // mud's 5th number is a blur σ (a length); water's is a brightness
-  intensity: mud ? intensity! * R : intensity!, mud: mud === 1,
+  intensity: mud ? intensity! * R : intensity!,
+  mud: mud === 1,
 }));
-const SATURATE: SaturateConstant[] = [[0.3, 0], [0.1, 0], [1.5, 0], [2, 0.1], [2.5, 0.2]].map(([scale, shift]) => ({ scale: scale!, shift: shift! }));
+const SATURATE: SaturateConstant[] = [
+  [0.3, 0],
+  [0.1, 0],
+  [1.5, 0],
+  [2, 0.1],
+  [2.5, 0.2],
+].map(([scale, shift]) => ({ scale: scale!, shift: shift! }));
 
 /**
  * The Fashion-MNIST-C suite (ImageNet-C's corruptions adapted to 28×28 images) by name, e.g. `gaussian_noise`,
  * `defocus_blur`, `fog`, `jpeg_compression`.
  */
 export const CORRUPTIONS: Record<string, CorruptionSpec> = {
-  gaussian_noise: spec('gaussian_noise', 'noise', false, [0.04, 0.06, 0.08, 0.09, 0.1], (img, _h, _w, _c, k, rng) => gaussianNoise(img, k, rng)),
-  shot_noise: spec('shot_noise', 'noise', false, [500, 250, 100, 75, 50], (img, _h, _w, _c, k, rng) => shotNoise(img, k, rng)),
-  impulse_noise: spec('impulse_noise', 'noise', false, [0.01, 0.02, 0.03, 0.05, 0.07], (img, _h, _w, _c, k, rng) => impulseNoise(img, k, rng)),
+  gaussian_noise: spec('gaussian_noise', 'noise', false, [0.04, 0.06, 0.08, 0.09, 0.1], (img, _h, _w, _c, k, rng) =>
+    gaussianNoise(img, k, rng),
+  ),
+  shot_noise: spec('shot_noise', 'noise', false, [500, 250, 100, 75, 50], (img, _h, _w, _c, k, rng) =>
+    shotNoise(img, k, rng),
+  ),
+  impulse_noise: spec('impulse_noise', 'noise', false, [0.01, 0.02, 0.03, 0.05, 0.07], (img, _h, _w, _c, k, rng) =>
+    impulseNoise(img, k, rng),
+  ),
   defocus_blur: spec('defocus_blur', 'blur', false, DEFOCUS, (img, h, w, c, k) => defocusBlur(img, h, w, c, k)),
   glass_blur: spec('glass_blur', 'blur', false, GLASS, glassBlur),
   motion_blur: spec('motion_blur', 'blur', false, MOTION, motionBlur),
@@ -129,13 +210,29 @@ export const CORRUPTIONS: Record<string, CorruptionSpec> = {
   snow: spec('snow', 'weather', false, SNOW, snow),
   frost: spec('frost', 'weather', false, FROST, frost),
   fog: spec('fog', 'weather', false, FOG, fog),
-  brightness: spec('brightness', 'digital', false, [0.05, 0.1, 0.15, 0.2, 0.3], (img, h, w, c, k) => brightness(img, h, w, c, k)),
-  contrast: spec('contrast', 'digital', false, [0.75, 0.5, 0.4, 0.3, 0.15], (img, h, w, c, k) => contrast(img, h, w, c, k)),
+  brightness: spec('brightness', 'digital', false, [0.05, 0.1, 0.15, 0.2, 0.3], (img, h, w, c, k) =>
+    brightness(img, h, w, c, k),
+  ),
+  contrast: spec('contrast', 'digital', false, [0.75, 0.5, 0.4, 0.3, 0.15], (img, h, w, c, k) =>
+    contrast(img, h, w, c, k),
+  ),
   elastic_transform: spec('elastic_transform', 'digital', false, ELASTIC, elasticTransform),
-  pixelate: spec('pixelate', 'digital', false, [0.95, 0.9, 0.85, 0.75, 0.65], (img, h, w, c, k) => pixelate(img, h, w, c, k)),
-  jpeg_compression: spec('jpeg_compression', 'digital', false, [80, 65, 58, 50, 40], (img, h, w, c, k) => jpegCompression(img, h, w, c, k)),
-  speckle_noise: spec('speckle_noise', 'noise', true, [0.06, 0.1, 0.12, 0.16, 0.2], (img, _h, _w, _c, k, rng) => speckleNoise(img, k, rng)),
-  gaussian_blur: spec('gaussian_blur', 'blur', true, [0.4, 0.6, 0.7, 0.8, 1].map((s) => s * R), (img, h, w, c, k) => gaussianBlur(img, h, w, c, k)),
+  pixelate: spec('pixelate', 'digital', false, [0.95, 0.9, 0.85, 0.75, 0.65], (img, h, w, c, k) =>
+    pixelate(img, h, w, c, k),
+  ),
+  jpeg_compression: spec('jpeg_compression', 'digital', false, [80, 65, 58, 50, 40], (img, h, w, c, k) =>
+    jpegCompression(img, h, w, c, k),
+  ),
+  speckle_noise: spec('speckle_noise', 'noise', true, [0.06, 0.1, 0.12, 0.16, 0.2], (img, _h, _w, _c, k, rng) =>
+    speckleNoise(img, k, rng),
+  ),
+  gaussian_blur: spec(
+    'gaussian_blur',
+    'blur',
+    true,
+    [0.4, 0.6, 0.7, 0.8, 1].map((s) => s * R),
+    (img, h, w, c, k) => gaussianBlur(img, h, w, c, k),
+  ),
   spatter: spec('spatter', 'weather', true, SPATTER, spatter),
   saturate: spec('saturate', 'digital', true, SATURATE, (img, h, w, c, k) => saturate(img, h, w, c, k)),
 };

@@ -1,8 +1,19 @@
 /** Digital corruptions: brightness, contrast, saturate, elastic transform, pixelate, JPEG. */
 import type { Rng } from '../util/rng.js';
 import {
-  clip01, clip01InPlace, extractPlane, gaussianBlurPlane, hsvToRgb, insertPlaneInPlace, mapPlanes, pixelScale,
-  boxDownsample, nearestUpsample, rgbToHsv, sampleBilinear, uniformIn,
+  clip01,
+  clip01InPlace,
+  extractPlane,
+  gaussianBlurPlane,
+  hsvToRgb,
+  insertPlaneInPlace,
+  mapPlanes,
+  pixelScale,
+  boxDownsample,
+  nearestUpsample,
+  rgbToHsv,
+  sampleBilinear,
+  uniformIn,
 } from './image-ops.js';
 import { jpegRoundTrip } from './jpeg-codec.js';
 
@@ -28,14 +39,16 @@ export function brightness(img: Float32Array, h: number, w: number, c: number, d
 
 /** (x − mean)·f + mean per channel, mean over the image. */
 export function contrast(img: Float32Array, h: number, w: number, c: number, factor: number): Float32Array {
-  return clip01InPlace(mapPlanes(img, h, w, c, (p) => {
-    let mean = 0;
-    for (const v of p) mean += v;
-    mean /= p.length;
-    const out = new Float32Array(p.length);
-    for (let i = 0; i < p.length; i++) out[i] = (p[i]! - mean) * factor + mean;
-    return out;
-  }));
+  return clip01InPlace(
+    mapPlanes(img, h, w, c, (p) => {
+      let mean = 0;
+      for (const v of p) mean += v;
+      mean /= p.length;
+      const out = new Float32Array(p.length);
+      for (let i = 0; i < p.length; i++) out[i] = (p[i]! - mean) * factor + mean;
+      return out;
+    }),
+  );
 }
 
 export interface SaturateConstant {
@@ -103,13 +116,24 @@ export function affineFromPoints(from: number[][], to: number[][]): number[] {
  * uniform(−1, 1) displacement field scaled by alpha. The two maps are composed
  * and sampled once (bilinear), rather than resampled twice as in the reference.
  */
-export function elasticTransform(img: Float32Array, h: number, w: number, c: number, k: ElasticConstant, rng: Rng): Float32Array {
+export function elasticTransform(
+  img: Float32Array,
+  h: number,
+  w: number,
+  c: number,
+  k: ElasticConstant,
+  rng: Rng,
+): Float32Array {
   const s = pixelScale(h, w);
   const jitter = k.affine * s;
   const cy = Math.floor(h / 2);
   const cx = Math.floor(w / 2);
   const sq = Math.floor(Math.min(h, w) / 3);
-  const anchors = [[cy + sq, cx + sq], [cy + sq, cx - sq], [cy - sq, cx - sq]];
+  const anchors = [
+    [cy + sq, cx + sq],
+    [cy + sq, cx - sq],
+    [cy - sq, cx - sq],
+  ];
   const moved = anchors.map(([y, x]) => [y! + uniformIn(rng, -jitter, jitter), x! + uniformIn(rng, -jitter, jitter)]);
   // inverse map: an output point at a moved anchor samples the original anchor
   const m = affineFromPoints(moved, anchors);

@@ -15,7 +15,11 @@ export type Border = 'reflect' | 'nearest' | 'constant';
 
 export function checkImage(img: Float32Array, h: number, w: number, c: number, who: string): void {
   if (!(img instanceof Float32Array)) throw new DataError(`${who}: image must be a Float32Array`);
-  for (const [k, v] of [['h', h], ['w', w], ['c', c]] as const) {
+  for (const [k, v] of [
+    ['h', h],
+    ['w', w],
+    ['c', c],
+  ] as const) {
     if (!Number.isInteger(v) || v < 1) throw new DataError(`${who}: ${k} must be a positive integer, got ${v}`);
   }
   if (img.length !== h * w * c) {
@@ -52,7 +56,10 @@ export function insertPlaneInPlace(img: Float32Array, plane: Float32Array, c: nu
 
 /** Applies `fn` to each channel plane and reassembles (H, W, C). */
 export function mapPlanes(
-  img: Float32Array, h: number, w: number, c: number,
+  img: Float32Array,
+  h: number,
+  w: number,
+  c: number,
   fn: (plane: Float32Array, ch: number) => Float32Array,
 ): Float32Array {
   if (c === 1) return fn(img.slice(), 0);
@@ -89,7 +96,11 @@ export function gaussianKernel1d(sigma: number, truncate = 4): Float32Array {
 
 /** Correlates rows, then columns, with a symmetric odd-length 1-D kernel. */
 export function convolveSeparable(
-  plane: Float32Array, h: number, w: number, kernel: Float32Array, border: Border = 'reflect',
+  plane: Float32Array,
+  h: number,
+  w: number,
+  kernel: Float32Array,
+  border: Border = 'reflect',
 ): Float32Array {
   const r = (kernel.length - 1) / 2;
   const tmp = new Float32Array(h * w); // (H, W) after the row pass
@@ -118,7 +129,12 @@ export function convolveSeparable(
 }
 
 export function gaussianBlurPlane(
-  plane: Float32Array, h: number, w: number, sigma: number, border: Border = 'reflect', truncate = 4,
+  plane: Float32Array,
+  h: number,
+  w: number,
+  sigma: number,
+  border: Border = 'reflect',
+  truncate = 4,
 ): Float32Array {
   if (!(sigma > 0)) return plane.slice();
   return convolveSeparable(plane, h, w, gaussianKernel1d(sigma, truncate), border);
@@ -126,7 +142,13 @@ export function gaussianBlurPlane(
 
 /** 2-D correlation with a (kh, kw) kernel centred at ((kh-1)/2, (kw-1)/2); kh, kw odd. */
 export function convolve2d(
-  plane: Float32Array, h: number, w: number, kernel: Float32Array, kh: number, kw: number, border: Border = 'reflect',
+  plane: Float32Array,
+  h: number,
+  w: number,
+  kernel: Float32Array,
+  kh: number,
+  kw: number,
+  border: Border = 'reflect',
 ): Float32Array {
   const ry = (kh - 1) / 2;
   const rx = (kw - 1) / 2;
@@ -152,7 +174,13 @@ export function convolve2d(
 
 /** Bilinear sample at fractional (y, x) in pixel-centre coordinates (pixel (0,0) is at 0,0). */
 export function sampleBilinear(
-  plane: Float32Array, h: number, w: number, y: number, x: number, border: Border, fill = 0,
+  plane: Float32Array,
+  h: number,
+  w: number,
+  y: number,
+  x: number,
+  border: Border,
+  fill = 0,
 ): number {
   const y0 = Math.floor(y);
   const x0 = Math.floor(x);
@@ -173,9 +201,12 @@ export function sampleBilinear(
  * value at source(y, x), which `source` writes into `to` as [sy, sx].
  */
 export function warpPlane(
-  plane: Float32Array, h: number, w: number,
+  plane: Float32Array,
+  h: number,
+  w: number,
   source: (y: number, x: number, to: [number, number]) => void,
-  border: Border, fill = 0,
+  border: Border,
+  fill = 0,
 ): Float32Array {
   const out = new Float32Array(h * w);
   const to: [number, number] = [0, 0];
@@ -191,10 +222,7 @@ export function warpPlane(
 /** 2×3 affine inverse map [sy, sx] = M·[y, x, 1] that keeps the point (cy, cx) fixed. */
 export function centredAffine(a: [[number, number], [number, number]], cy: number, cx: number): number[] {
   // [sy, sx] = A·([y, x] − c) + c
-  return [
-    a[0][0], a[0][1], cy - a[0][0] * cy - a[0][1] * cx,
-    a[1][0], a[1][1], cx - a[1][0] * cy - a[1][1] * cx,
-  ];
+  return [a[0][0], a[0][1], cy - a[0][0] * cy - a[0][1] * cx, a[1][0], a[1][1], cx - a[1][0] * cy - a[1][1] * cx];
 }
 
 export function affineSource(m: number[]): (y: number, x: number, to: [number, number]) => void {
@@ -263,10 +291,16 @@ export function nearestUpsample(plane: Float32Array, nh: number, nw: number, h: 
 export function centreZoom(plane: Float32Array, h: number, w: number, zoom: number): Float32Array {
   const cy = (h - 1) / 2;
   const cx = (w - 1) / 2;
-  return warpPlane(plane, h, w, (y, x, to) => {
-    to[0] = cy + (y - cy) / zoom;
-    to[1] = cx + (x - cx) / zoom;
-  }, 'nearest');
+  return warpPlane(
+    plane,
+    h,
+    w,
+    (y, x, to) => {
+      to[0] = cy + (y - cy) / zoom;
+      to[1] = cx + (x - cx) / zoom;
+    },
+    'nearest',
+  );
 }
 
 /**
@@ -274,7 +308,11 @@ export function centreZoom(plane: Float32Array, h: number, w: number, zoom: numb
  * i = 0 … 2·ceil(radius), weights exp(−i²/2σ²), normalised. This is the kernel
  * ImageMagick's motion blur uses (a half Gaussian trailing along the angle).
  */
-export function lineKernel(radius: number, sigma: number, angleDeg: number): Array<{ dy: number; dx: number; weight: number }> {
+export function lineKernel(
+  radius: number,
+  sigma: number,
+  angleDeg: number,
+): Array<{ dy: number; dx: number; weight: number }> {
   const n = 2 * Math.ceil(Math.max(radius, 0)) + 1;
   const theta = (angleDeg * Math.PI) / 180;
   const taps: Array<{ dy: number; dx: number; weight: number }> = [];
@@ -291,7 +329,12 @@ export function lineKernel(radius: number, sigma: number, angleDeg: number): Arr
 
 /** Motion blur along a line kernel; samples between pixels are bilinear, outside ones repeat the edge. */
 export function motionBlurPlane(
-  plane: Float32Array, h: number, w: number, radius: number, sigma: number, angleDeg: number,
+  plane: Float32Array,
+  h: number,
+  w: number,
+  radius: number,
+  sigma: number,
+  angleDeg: number,
 ): Float32Array {
   const taps = lineKernel(radius, sigma, angleDeg);
   const out = new Float32Array(h * w);
@@ -402,12 +445,18 @@ export function hsvToRgb(hue: number, s: number, v: number): [number, number, nu
   const q = v * (1 - s * f);
   const t = v * (1 - s * (1 - f));
   switch (i) {
-    case 0: return [v, t, p];
-    case 1: return [q, v, p];
-    case 2: return [p, v, t];
-    case 3: return [p, q, v];
-    case 4: return [t, p, v];
-    default: return [v, p, q];
+    case 0:
+      return [v, t, p];
+    case 1:
+      return [q, v, p];
+    case 2:
+      return [p, v, t];
+    case 3:
+      return [p, q, v];
+    case 4:
+      return [t, p, v];
+    default:
+      return [v, p, q];
   }
 }
 
@@ -437,13 +486,14 @@ export function poisson(lambda: number, rng: Rng): number {
     const k = Math.floor(((2 * a) / us + b) * u + lambda + 0.43);
     if (us >= 0.07 && v <= vr) return k;
     if (k < 0 || (us < 0.013 && v > us)) continue;
-    if (Math.log(v) + Math.log(invAlpha) - Math.log(a / (us * us) + b) <= -lambda + k * loglam - logGamma(k + 1)) return k;
+    if (Math.log(v) + Math.log(invAlpha) - Math.log(a / (us * us) + b) <= -lambda + k * loglam - logGamma(k + 1))
+      return k;
   }
 }
 
 const LANCZOS = [
-  0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313,
-  -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+  0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+  12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
 ];
 
 /** log Γ(x) for x > 0 (Lanczos, g = 7). */

@@ -23,8 +23,12 @@ function cachedEncoder(): Encoder | null {
   try {
     const path = createRequire(import.meta.url).resolve('jpeg-js/lib/encoder.js');
     const src = readFileSync(path, 'utf8');
-    const make = compileFunction(`${src}\nreturn JPEGEncoder;`, ['module', 'Buffer']) as
-      (module: { exports: unknown }, buffer: typeof Buffer) => new (quality: number) => Encoder;
+    const make = compileFunction(`${src}\nreturn JPEGEncoder;`, ['module', 'Buffer']) as (
+      module: { exports: unknown },
+      buffer: typeof Buffer,
+    ) => new (
+      quality: number,
+    ) => Encoder;
     const Ctor = make({ exports: {} }, Buffer);
     encoder = new Ctor(50);
   } catch {

@@ -31,7 +31,7 @@ import { withSeverities } from './corruptions.js';
 import { brightness } from './digital.js';
 import { affineSource, centredAffine, clip01, clip01InPlace, mapPlanes, pixelScale, warpPlane } from './image-ops.js';
 import { impulseNoise, shotNoise } from './noise.js';
-import { type CorruptionFamily, type CorruptionFn } from './types.js';
+import type { CorruptionFamily, CorruptionFn } from './types.js';
 import { CorruptionError } from '../util/errors.js';
 import { fog, spatter } from './weather.js';
 
@@ -48,7 +48,13 @@ export interface MnistCSpec {
 const randomSign = (rng: Rng): number => (rng.uniform() < 0.5 ? -1 : 1);
 
 /** Resamples each channel through a centred linear map A on (y, x) offsets: output p samples c + A·(p − c). */
-export function centredWarp(img: Float32Array, h: number, w: number, c: number, a: [[number, number], [number, number]]): Float32Array {
+export function centredWarp(
+  img: Float32Array,
+  h: number,
+  w: number,
+  c: number,
+  a: [[number, number], [number, number]],
+): Float32Array {
   const src = affineSource(centredAffine(a, (h - 1) / 2, (w - 1) / 2));
   return clip01InPlace(mapPlanes(img, h, w, c, (p) => warpPlane(p, h, w, src, 'constant', 0)));
 }
@@ -58,17 +64,26 @@ export function rotate(img: Float32Array, h: number, w: number, c: number, theta
   const cs = Math.cos(theta);
   const sn = Math.sin(theta);
   // skimage: sx = cos·x − sin·y, sy = sin·x + cos·y; rows of A are (sy, sx) over (y, x)
-  return centredWarp(img, h, w, c, [[cs, sn], [-sn, cs]]);
+  return centredWarp(img, h, w, c, [
+    [cs, sn],
+    [-sn, cs],
+  ]);
 }
 
 /** Shear by angle s (skimage's AffineTransform(shear=s): sx = x − sin(s)·y, sy = cos(s)·y). */
 export function shear(img: Float32Array, h: number, w: number, c: number, s: number): Float32Array {
-  return centredWarp(img, h, w, c, [[Math.cos(s), 0], [-Math.sin(s), 1]]);
+  return centredWarp(img, h, w, c, [
+    [Math.cos(s), 0],
+    [-Math.sin(s), 1],
+  ]);
 }
 
 /** Inverse-map scale: output p samples c + f·(p − c), so f > 1 shrinks the content by 1/f. */
 export function scale(img: Float32Array, h: number, w: number, c: number, f: number): Float32Array {
-  return centredWarp(img, h, w, c, [[f, 0], [0, f]]);
+  return centredWarp(img, h, w, c, [
+    [f, 0],
+    [0, f],
+  ]);
 }
 
 /** Output (y, x) samples input (y + dy, x + dx): content moves by (−dy, −dx). */
@@ -146,7 +161,7 @@ export function zigzag(img: Float32Array, h: number, w: number, c: number, rng: 
   const theta = Math.atan((r1 - r0) / (c1 - c0));
   const d = (c1 - c0) / Math.cos(theta);
   const wave = (u: number): number => {
-    const t = ((u / a) % 4 + 4) % 4; // period 4a: 0 → b at a → 0 at 2a → −b at 3a → 0
+    const t = (((u / a) % 4) + 4) % 4; // period 4a: 0 → b at a → 0 at 2a → −b at 3a → 0
     return b * (t <= 1 ? t : t <= 3 ? 2 - t : t - 4);
   };
   const local: Array<[number, number]> = [[0, 0]];
@@ -170,17 +185,35 @@ export function canny(img: Float32Array, h: number, w: number, c: number): Float
 
 type Apply = (img: Float32Array, h: number, w: number, c: number, rng: Rng) => Float32Array;
 
-function entry(name: string, family: CorruptionFamily, level: number | null, constant: unknown, apply: Apply): MnistCSpec {
-  return { fn: withSeverities(name, [constant], (img, h, w, c, _k, rng) => apply(img, h, w, c, rng)), family, level, constant };
+function entry(
+  name: string,
+  family: CorruptionFamily,
+  level: number | null,
+  constant: unknown,
+  apply: Apply,
+): MnistCSpec {
+  return {
+    fn: withSeverities(name, [constant], (img, h, w, c, _k, rng) => apply(img, h, w, c, rng)),
+    family,
+    level,
+    constant,
+  };
 }
 
 /** The MNIST-C suite (Mu & Gilmer, 2019) by name, each at MNIST-C's own fixed level. */
 export const MNIST_C: Record<string, MnistCSpec> = {
   shot_noise: entry('shot_noise', 'noise', 5, 3, (img, _h, _w, _c, rng) => shotNoise(img, 3, rng)),
   impulse_noise: entry('impulse_noise', 'noise', 4, 0.17, (img, _h, _w, _c, rng) => impulseNoise(img, 0.17, rng)),
-  glass_blur: entry('glass_blur', 'blur', 1, { sigma: 0.7, delta: 1, iterations: 2, swapProbability: 0.5 },
-    (img, h, w, c, rng) => glassBlur(img, h, w, c, { sigma: 0.7, delta: 1, iterations: 2, swapProbability: 0.5 }, rng)),
-  motion_blur: entry('motion_blur', 'blur', 1, { radius: 10, sigma: 3 }, (img, h, w, c, rng) => motionBlur(img, h, w, c, { radius: 10, sigma: 3 }, rng)),
+  glass_blur: entry(
+    'glass_blur',
+    'blur',
+    1,
+    { sigma: 0.7, delta: 1, iterations: 2, swapProbability: 0.5 },
+    (img, h, w, c, rng) => glassBlur(img, h, w, c, { sigma: 0.7, delta: 1, iterations: 2, swapProbability: 0.5 }, rng),
+  ),
+  motion_blur: entry('motion_blur', 'blur', 1, { radius: 10, sigma: 3 }, (img, h, w, c, rng) =>
+    motionBlur(img, h, w, c, { radius: 10, sigma: 3 }, rng),
+  ),
   shear: entry('shear', 'geometric', 2, 0.4, (img, h, w, c, rng) => shear(img, h, w, c, 0.4 * randomSign(rng))),
   scale: entry('scale', 'geometric', 3, 1 / 0.7, (img, h, w, c) => scale(img, h, w, c, 1 / 0.7)),
   rotate: entry('rotate', 'geometric', 2, 0.4, (img, h, w, c, rng) => rotate(img, h, w, c, 0.4 * randomSign(rng))),
@@ -191,9 +224,24 @@ export const MNIST_C: Record<string, MnistCSpec> = {
     return translate(img, h, w, c, dy, dx);
   }),
   brightness: entry('brightness', 'digital', 5, 0.5, (img, h, w, c) => brightness(img, h, w, c, 0.5)),
-  fog: entry('fog', 'weather', 5, { amount: 3, decay: 1.4, mapSize: 256 }, (img, h, w, c, rng) => fog(img, h, w, c, { amount: 3, decay: 1.4, mapSize: 256 }, rng)),
-  spatter: entry('spatter', 'weather', 4, { loc: 0.65, scale: 0.3, sigma: 1, threshold: 0.65, intensity: 1.5, mud: true, mudGray: 63 / 255 },
-    (img, h, w, c, rng) => spatter(img, h, w, c, { loc: 0.65, scale: 0.3, sigma: 1, threshold: 0.65, intensity: 1.5, mud: true, mudGray: 63 / 255 }, rng)),
+  fog: entry('fog', 'weather', 5, { amount: 3, decay: 1.4, mapSize: 256 }, (img, h, w, c, rng) =>
+    fog(img, h, w, c, { amount: 3, decay: 1.4, mapSize: 256 }, rng),
+  ),
+  spatter: entry(
+    'spatter',
+    'weather',
+    4,
+    { loc: 0.65, scale: 0.3, sigma: 1, threshold: 0.65, intensity: 1.5, mud: true, mudGray: 63 / 255 },
+    (img, h, w, c, rng) =>
+      spatter(
+        img,
+        h,
+        w,
+        c,
+        { loc: 0.65, scale: 0.3, sigma: 1, threshold: 0.65, intensity: 1.5, mud: true, mudGray: 63 / 255 },
+        rng,
+      ),
+  ),
   stripe: entry('stripe', 'overlay', null, null, (img, h, w, c) => stripe(img, h, w, c)),
   dotted_line: entry('dotted_line', 'overlay', null, null, dottedLine),
   zigzag: entry('zigzag', 'overlay', null, null, zigzag),
@@ -203,6 +251,7 @@ export const MNIST_C: Record<string, MnistCSpec> = {
 /** The MNIST-C corruption called `name`; throws a `CorruptionError` listing the names otherwise. */
 export function getMnistC(name: string): MnistCSpec {
   const s = MNIST_C[name];
-  if (!s) throw new CorruptionError(`unknown MNIST-C corruption '${name}': use one of ${Object.keys(MNIST_C).join(', ')}`);
+  if (!s)
+    throw new CorruptionError(`unknown MNIST-C corruption '${name}': use one of ${Object.keys(MNIST_C).join(', ')}`);
   return s;
 }

@@ -24,7 +24,10 @@ const GAP_CELL = 4;
 const GAP_RGB = [70, 80, 110];
 
 /** Builds the grid as (height, width, 4) RGBA; grey images are shown as grey, RGB as colour, other C by channel 0. */
-export function previewGrid(rows: PreviewRow[], layout: PreviewLayout): { rgba: Uint8Array; width: number; height: number } {
+export function previewGrid(
+  rows: PreviewRow[],
+  layout: PreviewLayout,
+): { rgba: Uint8Array; width: number; height: number } {
   const { h, w, c, k } = layout;
   const zoom = layout.zoom ?? 2;
   const cols = rows[0]?.cells.length ?? 0;
@@ -34,16 +37,19 @@ export function previewGrid(rows: PreviewRow[], layout: PreviewLayout): { rgba: 
   const rgba = new Uint8Array(width * height * 4);
   for (let i = 0; i < width * height; i++) rgba.set([GAP_RGB[0]!, GAP_RGB[1]!, GAP_RGB[2]!, 255], 4 * i);
   rows.forEach((row, r) => {
-    if (row.cells.length !== cols) throw new DataError(`previewGrid: row ${r} has ${row.cells.length} cells, row 0 has ${cols}`);
+    if (row.cells.length !== cols)
+      throw new DataError(`previewGrid: row ${r} has ${row.cells.length} cells, row 0 has ${cols}`);
     row.cells.forEach((cell, col) => {
-      if (cell.length !== k * h * w * c) throw new DataError(`previewGrid: row ${r} cell ${col} holds ${cell.length} values, expected ${k * h * w * c}`);
+      if (cell.length !== k * h * w * c)
+        throw new DataError(`previewGrid: row ${r} cell ${col} holds ${cell.length} values, expected ${k * h * w * c}`);
       for (let j = 0; j < k; j++) {
         const x0 = GAP_CELL + col * (cellW + GAP_CELL) + j * (w + GAP_IMAGE);
         const y0 = GAP_CELL + r * (h + GAP_CELL);
         for (let y = 0; y < h; y++) {
           for (let x = 0; x < w; x++) {
             const base = ((j * h + y) * w + x) * c;
-            const px = c === 3 ? [cell[base]!, cell[base + 1]!, cell[base + 2]!] : [cell[base]!, cell[base]!, cell[base]!];
+            const px =
+              c === 3 ? [cell[base]!, cell[base + 1]!, cell[base + 2]!] : [cell[base]!, cell[base]!, cell[base]!];
             for (let zy = 0; zy < zoom; zy++) {
               for (let zx = 0; zx < zoom; zx++) {
                 const o = (((y0 + y) * zoom + zy) * width + (x0 + x) * zoom + zx) * 4;

@@ -7,7 +7,14 @@ export { CorruptionError };
  * A corruption: image (H, W, C) in [0, 1] → a new image (H, W, C) in [0, 1].
  * Severity 0 returns an equal copy; the same Rng state gives the same output.
  */
-export type CorruptionFn = (img: Float32Array, h: number, w: number, c: number, severity: number, rng: Rng) => Float32Array;
+export type CorruptionFn = (
+  img: Float32Array,
+  h: number,
+  w: number,
+  c: number,
+  severity: number,
+  rng: Rng,
+) => Float32Array;
 
 /** The kind of a corruption, as ImageNet-C / MNIST-C group them. */
 export type CorruptionFamily = 'noise' | 'blur' | 'weather' | 'digital' | 'geometric' | 'overlay';

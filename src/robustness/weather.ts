@@ -1,7 +1,15 @@
 /** Weather and overlay corruptions: snow, frost, fog, spatter. */
 import type { Rng } from '../util/rng.js';
 import {
-  centreZoom, clip01, clip01InPlace, gaussianBlurPlane, luma, motionBlurPlane, pixelScale, plasmaPlane, toGray,
+  centreZoom,
+  clip01,
+  clip01InPlace,
+  gaussianBlurPlane,
+  luma,
+  motionBlurPlane,
+  pixelScale,
+  plasmaPlane,
+  toGray,
   uniformIn,
 } from './image-ops.js';
 
@@ -78,8 +86,14 @@ export function iceTexture(h: number, w: number, rng: Rng): Float32Array {
   const size = Math.min(h, w);
   const seeds = Math.max(3, Math.round((h * w) / 70));
   for (let i = 0; i < seeds; i++) {
-    grow(rng.uniform() * h, rng.uniform() * w, rng.uniform() * 2 * Math.PI, uniformIn(rng, 0.25, 0.6) * size,
-      uniformIn(rng, 0.5, 1), 0);
+    grow(
+      rng.uniform() * h,
+      rng.uniform() * w,
+      rng.uniform() * 2 * Math.PI,
+      uniformIn(rng, 0.25, 0.6) * size,
+      uniformIn(rng, 0.5, 1),
+      0,
+    );
   }
   const tex = new Float32Array(h * w);
   for (let i = 0; i < tex.length; i++) tex[i] = clip01(0.15 + 0.55 * haze[i]! + 0.6 * crystals[i]!);
@@ -157,7 +171,14 @@ function colourFor(rgb: number[], c: number, ch: number, gray?: number): number 
  * drop mask so they look raised (a simplification of the reference's Canny +
  * distance-transform shading). Mud covers the image with opaque brown blobs.
  */
-export function spatter(img: Float32Array, h: number, w: number, c: number, k: SpatterConstant, rng: Rng): Float32Array {
+export function spatter(
+  img: Float32Array,
+  h: number,
+  w: number,
+  c: number,
+  k: SpatterConstant,
+  rng: Rng,
+): Float32Array {
   const s = pixelScale(h, w);
   let liquid: Float32Array = new Float32Array(h * w); // (H, W)
   for (let i = 0; i < liquid.length; i++) liquid[i] = k.loc + k.scale * rng.normal();

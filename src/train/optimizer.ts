@@ -50,7 +50,9 @@ export class Adam {
     // One fused kernel where the backend has it (the composed norm is two kernels per parameter).
     const fusedNorm = hasKernel(VMOE_SUM_OF_SQUARES) && names.every((n) => grads[n]!.dtype === 'float32');
     const sq = fusedNorm
-      ? (tf.engine().runKernel(VMOE_SUM_OF_SQUARES, Object.fromEntries(names.map((n, i) => [String(i), grads[n]!]))) as tf.Scalar)
+      ? (tf
+          .engine()
+          .runKernel(VMOE_SUM_OF_SQUARES, Object.fromEntries(names.map((n, i) => [String(i), grads[n]!]))) as tf.Scalar)
       : tf.tidy(() => tf.addN(names.map((n) => tf.sum(tf.square(grads[n]!)))));
     const gnorm = Math.sqrt(sq.dataSync()[0]!);
     sq.dispose();
@@ -70,10 +72,17 @@ export class Adam {
         // The step below as one kernel (it is ~12 kernels per parameter composed).
         tf.tidy(() => {
           const attrs = {
-            beta1: b1, beta2: b2, stepSize: lr / bc1, biasCorrection2: bc2, epsilon: eps,
-            weightDecayStep: wd > 0 && this.decayed(name) ? lr * wd : 0, gradScale: scale,
+            beta1: b1,
+            beta2: b2,
+            stepSize: lr / bc1,
+            biasCorrection2: bc2,
+            epsilon: eps,
+            weightDecayStep: wd > 0 && this.decayed(name) ? lr * wd : 0,
+            gradScale: scale,
           };
-          const [pNew, mNew, vNew] = tf.engine().runKernel(VMOE_ADAM, { param: p, m, v, grad: grads[name]! }, attrs) as tf.Tensor[];
+          const [pNew, mNew, vNew] = tf
+            .engine()
+            .runKernel(VMOE_ADAM, { param: p, m, v, grad: grads[name]! }, attrs) as tf.Tensor[];
           m.assign(mNew!);
           v.assign(vNew!);
           p.assign(pNew!);

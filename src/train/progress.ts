@@ -5,7 +5,10 @@ export class Progress {
   private startStep = -1;
   private last = 0;
 
-  constructor(private readonly total: number, private readonly opts: { quiet?: boolean } = {}) {
+  constructor(
+    private readonly total: number,
+    private readonly opts: { quiet?: boolean } = {},
+  ) {
     this.tty = Boolean(process.stderr.isTTY) && !opts.quiet;
   }
 
@@ -26,7 +29,9 @@ export class Progress {
     const width = 24;
     const filled = Math.round((width * step) / this.total);
     const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
-    process.stderr.write(`\r${bar} ${step}/${this.total} loss ${info.loss.toFixed(4)} ${info.ips.toFixed(0)} img/s ETA ${this.eta(step)}   `);
+    process.stderr.write(
+      `\r${bar} ${step}/${this.total} loss ${info.loss.toFixed(4)} ${info.ips.toFixed(0)} img/s ETA ${this.eta(step)}   `,
+    );
   }
 
   line(step: number, text: string): void {

@@ -13,8 +13,16 @@ import { LOCK_FILE, acquireRunLock, type RunLock } from '../util/run-lock.js';
 
 /** Files and folders that make a folder "another run's": training, evaluation and report outputs. */
 export const RUN_FILES = [
-  'config.json', 'metrics.jsonl', 'train_summary.json', 'checkpoints',
-  'results.json', 'results.csv', 'predictions.csv', 'table.tex', 'figures', 'eval_test',
+  'config.json',
+  'metrics.jsonl',
+  'train_summary.json',
+  'checkpoints',
+  'results.json',
+  'results.csv',
+  'predictions.csv',
+  'table.tex',
+  'figures',
+  'eval_test',
 ];
 
 export interface OpenRunFolderOptions {
@@ -54,7 +62,10 @@ function asideName(dir: string): string {
 /** Checks, locks and prepares `dir` for a training run; throws (exit 2) with one line when it cannot. */
 export function openRunFolder(dir: string, opts: OpenRunFolderOptions = {}): RunFolder {
   const command = opts.command ?? 'vmoe train';
-  if (opts.resume && opts.overwrite) throw new TrainingError('--resume and --overwrite contradict each other: resume continues the run in the folder, overwrite moves it aside');
+  if (opts.resume && opts.overwrite)
+    throw new TrainingError(
+      '--resume and --overwrite contradict each other: resume continues the run in the folder, overwrite moves it aside',
+    );
   checkOutputDir(dir, '--out', { create: true });
   let lock = acquireRunLock(dir, command);
   const notes: string[] = [];
@@ -64,16 +75,21 @@ export function openRunFolder(dir: string, opts: OpenRunFolderOptions = {}): Run
   if (found.length > 0) {
     if (!opts.overwrite) {
       lock.release();
-      throw new TrainingError(`${dir} already holds a run (${found.join(', ')}); pass --resume to continue it, or --overwrite to move it aside to ${dir}.old-<timestamp> and start afresh`, {
-        hint: 'or choose another --out: a new run there would replace its logs and config and leave its results beside the new ones',
-      });
+      throw new TrainingError(
+        `${dir} already holds a run (${found.join(', ')}); pass --resume to continue it, or --overwrite to move it aside to ${dir}.old-<timestamp> and start afresh`,
+        {
+          hint: 'or choose another --out: a new run there would replace its logs and config and leave its results beside the new ones',
+        },
+      );
     }
     movedAside = asideName(dir);
     try {
       fs.renameSync(dir, movedAside);
     } catch (err) {
       lock.release();
-      throw new TrainingError(`cannot move the old run in ${dir} aside to ${movedAside}: ${(err as Error).message}; nothing was changed`);
+      throw new TrainingError(
+        `cannot move the old run in ${dir} aside to ${movedAside}: ${(err as Error).message}; nothing was changed`,
+      );
     }
     lock.release(); // its file moved with the folder: remove it there
     fs.rmSync(path.join(movedAside, LOCK_FILE), { force: true });
@@ -82,6 +98,9 @@ export function openRunFolder(dir: string, opts: OpenRunFolderOptions = {}): Run
     notes.push(`moved the old run (${found.join(', ')}) aside to ${movedAside}`);
   }
   const removedTemps = removeOrphanTemps(path.join(dir, 'checkpoints'));
-  if (removedTemps.length > 0) notes.push(`removed ${removedTemps.length} unfinished checkpoint temp file(s) left by a killed run: ${removedTemps.map((f) => path.basename(f)).join(', ')}`);
+  if (removedTemps.length > 0)
+    notes.push(
+      `removed ${removedTemps.length} unfinished checkpoint temp file(s) left by a killed run: ${removedTemps.map((f) => path.basename(f)).join(', ')}`,
+    );
   return { dir, lock, movedAside, removedTemps, notes };
 }

@@ -18,7 +18,14 @@ import { paramSpecs } from '../vmoe/params.js';
 import { Rng, type RngState } from '../util/rng.js';
 import { Adam, learningRate } from './optimizer.js';
 import {
-  assertFiniteCheckpoint, checkpointStepOf, describeNonFinite, findNonFinite, latestCheckpoint, loadCheckpoint, saveCheckpoint, type NamedArray,
+  assertFiniteCheckpoint,
+  checkpointStepOf,
+  describeNonFinite,
+  findNonFinite,
+  latestCheckpoint,
+  loadCheckpoint,
+  saveCheckpoint,
+  type NamedArray,
 } from '../checkpoint/format.js';
 import type { ExperimentConfig } from '../config/experiment.js';
 import type { SamplerState } from '../data/batches.js';
@@ -33,7 +40,13 @@ export { TrainingError };
 
 /** A training stopped by SIGINT / SIGTERM after saving a checkpoint at the current step; exits 130 / 143. */
 export class TrainingInterrupted extends TrainingError {
-  constructor(readonly signal: NodeJS.Signals, readonly step: number, readonly checkpoint: string | null, message: string, options: VmoeErrorOptions = {}) {
+  constructor(
+    readonly signal: NodeJS.Signals,
+    readonly step: number,
+    readonly checkpoint: string | null,
+    message: string,
+    options: VmoeErrorOptions = {},
+  ) {
     super(message, { ...options, exitCode: signalExitCode(signal) });
   }
 }
@@ -102,7 +115,12 @@ interface RunState {
  * Mean softmax cross-entropy of logits (B, K) against integer labels (B), with label smoothing `smoothing` in [0,
  * 1).
  */
-export function classificationLoss(logits: tf.Tensor2D, labels: tf.Tensor1D, numClasses: number, smoothing: number): tf.Scalar {
+export function classificationLoss(
+  logits: tf.Tensor2D,
+  labels: tf.Tensor1D,
+  numClasses: number,
+  smoothing: number,
+): tf.Scalar {
   const onehot = tf.oneHot(labels, numClasses);
   const targets = smoothing > 0 ? tf.add(tf.mul(onehot, 1 - smoothing), smoothing / numClasses) : onehot;
   return tf.neg(tf.mean(tf.sum(tf.mul(targets, tf.logSoftmax(logits)), -1))) as tf.Scalar;
@@ -118,7 +136,13 @@ export function modelLoss(r: ForwardResult, labels: tf.Tensor1D, numClasses: num
 export function evaluateSplit(model: VisionMoE, ds: ImageDataset, cfg: ExperimentConfig, step: number): EvalSummary {
   const out = computeOutputs(model, ds, { batchSize: cfg.eval.batchSize, scale: cfg.data.scale });
   const logits = { data: out.logits, n: out.n, k: out.numClasses, m: out.members };
-  return { step, split: ds.split, n: ds.n, accuracy: accuracy(probsFromLogits(logits), out.labels), nll: nll(logits, out.labels) };
+  return {
+    step,
+    split: ds.split,
+    n: ds.n,
+    accuracy: accuracy(probsFromLogits(logits), out.labels),
+    nll: nll(logits, out.labels),
+  };
 }
 
 function sameJson(a: unknown, b: unknown): boolean {
@@ -155,13 +179,17 @@ export function decideHead(mode: HeadInit, sourceDataset: string | null, dataset
  * `dataset` is the data set the model will be fine-tuned on (for the 'auto' head rule).
  */
 export function initFromCheckpoint(
-  model: VisionMoE, file: string, opts: { head?: HeadInit; dataset?: string } = {},
+  model: VisionMoE,
+  file: string,
+  opts: { head?: HeadInit; dataset?: string } = {},
 ): { copied: string[]; resized: string[]; fresh: string[]; head: HeadDecision } {
   const ck = loadCheckpoint(file);
   assertFiniteCheckpoint(ck);
   const saved = (ck.meta.config as { data?: { dataset?: unknown } } | undefined)?.data?.dataset;
   const head = decideHead(opts.head ?? 'auto', typeof saved === 'string' ? saved : null, opts.dataset ?? null);
-  const copied: string[] = [], resized: string[] = [], fresh: string[] = [];
+  const copied: string[] = [],
+    resized: string[] = [],
+    fresh: string[] = [];
   const misfits: string[] = [];
   for (const [name, v] of model.params) {
     const src = ck.tensors[`params/${name}`];
@@ -170,8 +198,12 @@ export function initFromCheckpoint(
       fresh.push(name);
       continue;
     }
-    if (src.shape.join(',') !== v.shape.join(',') && !restartsOnShapeChange(name, opts.head ?? 'auto')
-      && !isReshapedRouterKernel(name, src.data.length, v.size) && !(name === 'pos' && src.shape[1] === v.shape[1])) {
+    if (
+      src.shape.join(',') !== v.shape.join(',') &&
+      !restartsOnShapeChange(name, opts.head ?? 'auto') &&
+      !isReshapedRouterKernel(name, src.data.length, v.size) &&
+      !(name === 'pos' && src.shape[1] === v.shape[1])
+    ) {
       misfits.push(`${name} is [${src.shape}] in the checkpoint but [${v.shape}] in the config`);
       continue;
     }
@@ -182,7 +214,8 @@ export function initFromCheckpoint(
       // V-MoE → E³ (see src/ensembles/from-vmoe.ts): member m inherits the experts and router columns [m·E/M, (m+1)·E/M).
       v.assign(tf.tensor(src.data as Float32Array, v.shape));
       resized.push(name);
-    } else if (name === 'pos') { // same width, another patch grid
+    } else if (name === 'pos') {
+      // same width, another patch grid
       v.assign(resizePositions(src, v.shape as [number, number], model.cfg.readout === 'token'));
       resized.push(name);
     } else {
@@ -232,7 +265,9 @@ function resizePositions(src: NamedArray, target: [number, number], hasCls: bool
  * already finished returns `alreadyFinished` and changes nothing.
  */
 export async function train(opts: TrainOptions): Promise<TrainResult> {
-  const log = (s: string) => { if (!opts.quiet) process.stderr.write(s + '\n'); };
+  const log = (s: string) => {
+    if (!opts.quiet) process.stderr.write(s + '\n');
+  };
   const folder = openRunFolder(opts.outDir, { resume: opts.resume, overwrite: opts.overwrite, command: opts.command });
   try {
     for (const n of folder.notes) log(`[vmoe] ${n}`);
@@ -256,29 +291,48 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
     const saved = ck.meta.config as ExperimentConfig;
     for (const key of ['model', 'data', 'optim', 'seed'] as const) {
       if (!sameJson(saved[key], cfg[key])) {
-        throw new TrainingError(`cannot resume ${existing}: its "${key}" config differs from the one given; resume with the run's own config (${path.join(opts.outDir, 'config.json')})`);
+        throw new TrainingError(
+          `cannot resume ${existing}: its "${key}" config differs from the one given; resume with the run's own config (${path.join(opts.outDir, 'config.json')})`,
+        );
       }
     }
     const savedStep = (ck.meta.state as RunState).step;
     if (savedStep >= cfg.train.steps) {
-      log(`[vmoe] ${opts.outDir} is already finished: ${path.basename(existing)} is at step ${savedStep} of train.steps=${cfg.train.steps}; nothing was changed`);
-      return { step: savedStep, losses: [], lastVal: null, checkpoint: existing, seconds: 0, imagesPerSecond: 0, alreadyFinished: true };
+      log(
+        `[vmoe] ${opts.outDir} is already finished: ${path.basename(existing)} is at step ${savedStep} of train.steps=${cfg.train.steps}; nothing was changed`,
+      );
+      return {
+        step: savedStep,
+        losses: [],
+        lastVal: null,
+        checkpoint: existing,
+        seconds: 0,
+        imagesPerSecond: 0,
+        alreadyFinished: true,
+      };
     }
   } else if (opts.resume) {
     refuseForeignRestart(opts.outDir, ckptDir, cfg);
   }
 
   const trainDs = loadDataset(cfg.data.dataset, cfg.data.valSize > 0 ? 'train' : 'train_full', {
-    dataDir: cfg.data.dataDir ?? undefined, valSize: cfg.data.valSize, limit: cfg.data.trainLimit ?? undefined,
+    dataDir: cfg.data.dataDir ?? undefined,
+    valSize: cfg.data.valSize,
+    limit: cfg.data.trainLimit ?? undefined,
   });
-  const valDs = cfg.data.valSize > 0
-    ? loadDataset(cfg.data.dataset, 'val', { dataDir: cfg.data.dataDir ?? undefined, valSize: cfg.data.valSize, limit: cfg.train.evalLimit ?? undefined })
-    : null;
+  const valDs =
+    cfg.data.valSize > 0
+      ? loadDataset(cfg.data.dataset, 'val', {
+          dataDir: cfg.data.dataDir ?? undefined,
+          valSize: cfg.data.valSize,
+          limit: cfg.train.evalLimit ?? undefined,
+        })
+      : null;
   const mc = cfg.model;
   if (trainDs.height !== mc.imageSize || trainDs.channels !== mc.channels || trainDs.numClasses > mc.numClasses) {
     throw new TrainingError(
       `data set ${trainDs.name} has ${trainDs.height}×${trainDs.width}×${trainDs.channels} images and ${trainDs.numClasses} classes, ` +
-      `but model.imageSize=${mc.imageSize}, model.channels=${mc.channels}, model.numClasses=${mc.numClasses}`,
+        `but model.imageSize=${mc.imageSize}, model.channels=${mc.channels}, model.numClasses=${mc.numClasses}`,
     );
   }
 
@@ -287,7 +341,12 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
   const opt = new Adam(cfg.optim, (n) => specs.get(n)?.decay ?? false);
   const rng = new Rng(cfg.seed + 1);
   const augRng = new Rng(cfg.seed + 2);
-  const sampler = new BatchSampler(trainDs.n, { batchSize: cfg.train.batchSize, seed: cfg.seed + 3, shuffle: true, dropRemainder: true });
+  const sampler = new BatchSampler(trainDs.n, {
+    batchSize: cfg.train.batchSize,
+    seed: cfg.seed + 3,
+    shuffle: true,
+    dropRemainder: true,
+  });
   let step = 0;
   // Fine-tuning: where the weights came from, recorded in every checkpoint so a resumed run still knows.
   let initRecord: Record<string, unknown> | null = null;
@@ -295,9 +354,13 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
   if (ck && existing) {
     for (const [name, v] of model.params) {
       const t = ck.tensors[`params/${name}`];
-      if (!t || t.shape.join(',') !== v.shape.join(',')) throw new TrainingError(`checkpoint ${existing} lacks parameter ${name} or has another shape`);
+      if (!t || t.shape.join(',') !== v.shape.join(','))
+        throw new TrainingError(`checkpoint ${existing} lacks parameter ${name} or has another shape`);
       v.assign(tf.tensor(t.data as Float32Array, t.shape));
-      for (const [slot, map] of [['m', opt.m], ['v', opt.v]] as const) {
+      for (const [slot, map] of [
+        ['m', opt.m],
+        ['v', opt.v],
+      ] as const) {
         const s = ck.tensors[`opt/${slot}/${name}`];
         if (s) map.set(name, tf.variable(tf.tensor(s.data as Float32Array, s.shape), false));
       }
@@ -310,15 +373,25 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
     opt.t = st.optT;
     initRecord = (ck.meta.init_from as Record<string, unknown> | undefined) ?? null;
     const cut = truncateLog(metricsPath, step);
-    if (cut !== null) log(`[vmoe] ignored a cut last line of ${metricsPath} (a write interrupted by a crash): ${JSON.stringify(cut.slice(0, 60))}…`);
+    if (cut !== null)
+      log(
+        `[vmoe] ignored a cut last line of ${metricsPath} (a write interrupted by a crash): ${JSON.stringify(cut.slice(0, 60))}…`,
+      );
     log(`[vmoe] resumed ${path.basename(existing)} at step ${step}`);
   } else {
     if (opts.resume) log(`[vmoe] no checkpoint in ${ckptDir} to resume from: starting at step 0`);
     if (opts.initFrom) {
       const r = initFromCheckpoint(model, opts.initFrom, { head: opts.head, dataset: cfg.data.dataset });
       const headFresh = r.fresh.some((n) => n.startsWith(HEAD_PREFIX));
-      initRecord = { checkpoint: opts.initFrom, head: headFresh ? 'reinitialised' : 'copied', head_reason: headFresh && !r.head.reinit ? 'not in the checkpoint with this shape (class count changed)' : r.head.reason };
-      log(`[vmoe] initialised from ${opts.initFrom}: ${r.copied.length} copied, ${r.resized.length} resized (${r.resized.join(', ') || '-'}), ${r.fresh.length} new (${r.fresh.join(', ') || '-'}); head ${initRecord.head} (${initRecord.head_reason})`);
+      initRecord = {
+        checkpoint: opts.initFrom,
+        head: headFresh ? 'reinitialised' : 'copied',
+        head_reason:
+          headFresh && !r.head.reinit ? 'not in the checkpoint with this shape (class count changed)' : r.head.reason,
+      };
+      log(
+        `[vmoe] initialised from ${opts.initFrom}: ${r.copied.length} copied, ${r.resized.length} resized (${r.resized.join(', ') || '-'}), ${r.fresh.length} new (${r.fresh.join(', ') || '-'}); head ${initRecord.head} (${initRecord.head_reason})`,
+      );
     }
     if (fs.existsSync(metricsPath)) fs.rmSync(metricsPath);
   }
@@ -333,23 +406,48 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
   const lastGood = () => {
     if (!lastCkpt) return 'no checkpoint was written before it';
     // Saved right before the failing step: its weights are finite, yet they already give a non-finite loss.
-    const tooLate = checkpointStepOf(lastCkpt) === step ? ' (its weights are finite, but they already give this loss: resuming from it fails the same way)' : '';
+    const tooLate =
+      checkpointStepOf(lastCkpt) === step
+        ? ' (its weights are finite, but they already give this loss: resuming from it fails the same way)'
+        : '';
     return `the last finite checkpoint is ${lastCkpt}${tooLate}`;
   };
   const divergeHint = 'try a lower optim.lr, optim.gradClipNorm, or a longer optim.warmupSteps';
   // A checkpoint is written only when every parameter and optimizer slot is finite.
   const saveState = (): string => {
     const tensors: Record<string, NamedArray> = {};
-    for (const [name, v] of model.params) tensors[`params/${name}`] = { dtype: 'float32', shape: v.shape.slice(), data: v.dataSync() as Float32Array };
-    for (const [slot, map] of [['m', opt.m], ['v', opt.v]] as const) {
-      for (const [name, v] of map) tensors[`opt/${slot}/${name}`] = { dtype: 'float32', shape: v.shape.slice(), data: v.dataSync() as Float32Array };
+    for (const [name, v] of model.params)
+      tensors[`params/${name}`] = { dtype: 'float32', shape: v.shape.slice(), data: v.dataSync() as Float32Array };
+    for (const [slot, map] of [
+      ['m', opt.m],
+      ['v', opt.v],
+    ] as const) {
+      for (const [name, v] of map)
+        tensors[`opt/${slot}/${name}`] = {
+          dtype: 'float32',
+          shape: v.shape.slice(),
+          data: v.dataSync() as Float32Array,
+        };
     }
     const nf = findNonFinite(tensors);
     if (nf) {
-      throw new TrainingError(`training diverged at step ${step}: ${describeNonFinite(nf)}; no checkpoint was written for step ${step}, ${lastGood()}`, { hint: divergeHint });
+      throw new TrainingError(
+        `training diverged at step ${step}: ${describeNonFinite(nf)}; no checkpoint was written for step ${step}, ${lastGood()}`,
+        { hint: divergeHint },
+      );
     }
-    const state: RunState = { step, rng: rng.getState(), augRng: augRng.getState(), sampler: sampler.getState(), optT: opt.t };
-    return saveCheckpoint(ckptDir, { meta: { ...runRecord(cfg), ...(initRecord ? { init_from: initRecord } : {}), step, state }, tensors }, { keep: cfg.train.keepCheckpoints });
+    const state: RunState = {
+      step,
+      rng: rng.getState(),
+      augRng: augRng.getState(),
+      sampler: sampler.getState(),
+      optT: opt.t,
+    };
+    return saveCheckpoint(
+      ckptDir,
+      { meta: { ...runRecord(cfg), ...(initRecord ? { init_from: initRecord } : {}), step, state }, tensors },
+      { keep: cfg.train.keepCheckpoints },
+    );
   };
 
   const total = cfg.train.steps;
@@ -370,26 +468,45 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
         const sig = opts.stop.signal;
         const savedAt = checkpointStepOf(lastCkpt);
         if (step > startStep && savedAt !== step) lastCkpt = saveState();
-        const what = lastCkpt ? `checkpoint ${lastCkpt} holds step ${checkpointStepOf(lastCkpt)}` : 'nothing was trained, so nothing was saved';
-        throw new TrainingInterrupted(sig, step, lastCkpt || null, `interrupted by ${sig} at step ${step} of ${total}; ${what}; ${metricsPath} is complete up to it`, {
-          hint: lastCkpt ? `continue with: ${resumeCommand}` : `start it again with: ${resumeCommand} (it restarts at step 0)`,
-        });
+        const what = lastCkpt
+          ? `checkpoint ${lastCkpt} holds step ${checkpointStepOf(lastCkpt)}`
+          : 'nothing was trained, so nothing was saved';
+        throw new TrainingInterrupted(
+          sig,
+          step,
+          lastCkpt || null,
+          `interrupted by ${sig} at step ${step} of ${total}; ${what}; ${metricsPath} is complete up to it`,
+          {
+            hint: lastCkpt
+              ? `continue with: ${resumeCommand}`
+              : `start it again with: ${resumeCommand} (it restarts at step 0)`,
+          },
+        );
       }
       const tStep = performance.now();
       const idx = sampler.next();
       const batch = makeBatch(trainDs, idx, { scale: cfg.data.scale, augment: cfg.data.augment, rng: augRng });
       const lr = learningRate(cfg.optim, step + 1, total);
-      let taskLoss = NaN, auxLoss = NaN, gnorm = NaN;
+      let taskLoss = NaN,
+        auxLoss = NaN,
+        gnorm = NaN;
       let moeStats: { block: number; drop: number; load: number[]; importance: number; loadLoss: number }[] = [];
       tf.tidy(() => {
         const x = tf.tensor4d(batch.x, batch.shape);
         const y = tf.tensor1d(batch.y, 'int32');
-        let task: tf.Scalar | null = null, aux: tf.Scalar | null = null;
+        let task: tf.Scalar | null = null,
+          aux: tf.Scalar | null = null;
         const { value, grads } = tf.variableGrads(() => {
           const r = model.forward(x, { train: true, rng });
           task = modelLoss(r, y, cfg.model.numClasses, cfg.train.labelSmoothing);
           aux = r.aux;
-          moeStats = r.moe.map((s) => ({ block: s.block, drop: s.dropFraction, load: s.expertLoad, importance: s.importanceLoss, loadLoss: s.loadLoss }));
+          moeStats = r.moe.map((s) => ({
+            block: s.block,
+            drop: s.dropFraction,
+            load: s.expertLoad,
+            importance: s.importanceLoss,
+            loadLoss: s.loadLoss,
+          }));
           taskLoss = task.dataSync()[0]!;
           auxLoss = aux.dataSync()[0]!;
           return tf.add(task, aux) as tf.Scalar;
@@ -398,7 +515,7 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
         if (!Number.isFinite(total)) {
           throw new TrainingError(
             `loss is ${total} at step ${step + 1} (task ${taskLoss}, aux ${auxLoss}); nothing was saved for this step; ${lastGood()}. ` +
-            'Try a lower optim.lr, optim.gradClipNorm, or a longer warmup.',
+              'Try a lower optim.lr, optim.gradClipNorm, or a longer warmup.',
           );
         }
         const byName: Record<string, tf.Tensor> = {};
@@ -406,7 +523,10 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
         gnorm = opt.apply(model.params, byName, lr);
       });
       if (!Number.isFinite(gnorm)) {
-        throw new TrainingError(`gradient norm is ${gnorm} at step ${step + 1}: training diverged; nothing was saved for this step; ${lastGood()}`, { hint: divergeHint });
+        throw new TrainingError(
+          `gradient norm is ${gnorm} at step ${step + 1}: training diverged; nothing was saved for this step; ${lastGood()}`,
+          { hint: divergeHint },
+        );
       }
       step += 1;
       imagesSeen += B;
@@ -415,8 +535,16 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
       const dt = (performance.now() - tStep) / 1000;
       const ips = B / dt;
       appendLog({
-        step, epoch: sampler.epoch, lr, loss, task_loss: taskLoss, aux_loss: auxLoss, grad_norm: gnorm,
-        images_per_s: ips, seconds: (performance.now() - t0) / 1000, moe: moeStats,
+        step,
+        epoch: sampler.epoch,
+        lr,
+        loss,
+        task_loss: taskLoss,
+        aux_loss: auxLoss,
+        grad_norm: gnorm,
+        images_per_s: ips,
+        seconds: (performance.now() - t0) / 1000,
+        moe: moeStats,
       });
       progress.update(step, { loss, ips });
       // Hand the event loop a turn about once a second: a long synchronous loop would otherwise starve timers,
@@ -426,13 +554,17 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
         await new Promise((resolve) => setImmediate(resolve));
         lastYield = performance.now();
       }
-      if (step % cfg.train.logEvery === 0) progress.line(step, `loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} |g| ${gnorm.toFixed(3)}`);
+      if (step % cfg.train.logEvery === 0)
+        progress.line(step, `loss ${loss.toFixed(4)} lr ${lr.toExponential(2)} |g| ${gnorm.toFixed(3)}`);
 
       const atEnd = step === total;
       if (valDs && ((cfg.train.evalEvery > 0 && step % cfg.train.evalEvery === 0) || atEnd)) {
         lastVal = evaluateSplit(model, valDs, cfg, step);
         appendLog({ step, split: 'val', n: lastVal.n, accuracy: lastVal.accuracy, nll: lastVal.nll });
-        progress.line(step, `val accuracy ${lastVal.accuracy.toFixed(4)} nll ${lastVal.nll.toFixed(4)} (n=${lastVal.n})`);
+        progress.line(
+          step,
+          `val accuracy ${lastVal.accuracy.toFixed(4)} nll ${lastVal.nll.toFixed(4)} (n=${lastVal.n})`,
+        );
       }
       if ((cfg.train.checkpointEvery > 0 && step % cfg.train.checkpointEvery === 0) || atEnd || step === stopAt) {
         lastCkpt = saveState();
@@ -443,10 +575,31 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
   }
   progress.done();
   const seconds = (performance.now() - t0) / 1000;
-  const result: TrainResult = { step, losses, lastVal, checkpoint: lastCkpt, seconds, imagesPerSecond: imagesSeen / Math.max(seconds, 1e-9) };
-  writeFileWhole(path.join(opts.outDir, 'train_summary.json'), JSON.stringify({
-    ...runRecord(cfg), ...(initRecord ? { init_from: initRecord } : {}), step, seconds, images_per_s: result.imagesPerSecond, final_loss: losses.at(-1) ?? null, val: lastVal, checkpoint: lastCkpt,
-  }, null, 2) + '\n');
+  const result: TrainResult = {
+    step,
+    losses,
+    lastVal,
+    checkpoint: lastCkpt,
+    seconds,
+    imagesPerSecond: imagesSeen / Math.max(seconds, 1e-9),
+  };
+  writeFileWhole(
+    path.join(opts.outDir, 'train_summary.json'),
+    JSON.stringify(
+      {
+        ...runRecord(cfg),
+        ...(initRecord ? { init_from: initRecord } : {}),
+        step,
+        seconds,
+        images_per_s: result.imagesPerSecond,
+        final_loss: losses.at(-1) ?? null,
+        val: lastVal,
+        checkpoint: lastCkpt,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
   model.dispose();
   opt.dispose();
   return result;
@@ -461,7 +614,10 @@ function refuseForeignRestart(dir: string, ckptDir: string, cfg: ExperimentConfi
   const hint = 'pass --overwrite instead of --resume to move it aside and start afresh, or choose another --out';
   const finished = runFilesIn(dir).filter((f) => !['config.json', 'metrics.jsonl', 'checkpoints'].includes(f));
   if (finished.length > 0) {
-    throw new TrainingError(`nothing to resume in ${dir}: ${ckptDir} holds no checkpoint, and ${finished.join(', ')} belong to a run that cannot be continued`, { hint });
+    throw new TrainingError(
+      `nothing to resume in ${dir}: ${ckptDir} holds no checkpoint, and ${finished.join(', ')} belong to a run that cannot be continued`,
+      { hint },
+    );
   }
   const configFile = path.join(dir, 'config.json');
   if (!fs.existsSync(configFile)) return;
@@ -471,9 +627,14 @@ function refuseForeignRestart(dir: string, ckptDir: string, cfg: ExperimentConfi
   } catch {
     // unreadable: treated as another run's
   }
-  const differs = (['model', 'data', 'optim', 'seed'] as const).find((k) => saved === null || !sameJson(saved[k], cfg[k]));
+  const differs = (['model', 'data', 'optim', 'seed'] as const).find(
+    (k) => saved === null || !sameJson(saved[k], cfg[k]),
+  );
   if (differs) {
-    throw new TrainingError(`nothing to resume in ${dir}: ${ckptDir} holds no checkpoint, and ${configFile} is another run's (its "${differs}" differs from the one given)`, { hint });
+    throw new TrainingError(
+      `nothing to resume in ${dir}: ${ckptDir} holds no checkpoint, and ${configFile} is another run's (its "${differs}" differs from the one given)`,
+      { hint },
+    );
   }
 }
 

@@ -88,9 +88,15 @@ export class OutputError extends VmoeError {
 export function describeWriteError(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   const words: Record<string, string> = {
-    ENOSPC: 'no space left on device', EDQUOT: 'disk quota exceeded', EROFS: 'read-only file system',
-    EACCES: 'permission denied', EPERM: 'operation not permitted', ENOTDIR: 'a part of the path is a file, not a folder',
-    EISDIR: 'it is a folder', EFBIG: 'file too large', EIO: 'input/output error',
+    ENOSPC: 'no space left on device',
+    EDQUOT: 'disk quota exceeded',
+    EROFS: 'read-only file system',
+    EACCES: 'permission denied',
+    EPERM: 'operation not permitted',
+    ENOTDIR: 'a part of the path is a file, not a folder',
+    EISDIR: 'it is a folder',
+    EFBIG: 'file too large',
+    EIO: 'input/output error',
   };
   const w = e?.code ? words[e.code] : undefined;
   return w ? `${w} (${e.code})` : (e?.message ?? String(err));

@@ -15,8 +15,16 @@ import { OutputError, describeWriteError } from './errors.js';
 
 /** Linux pseudo-filesystems that hold no files of ours (statfs f_type). */
 const PSEUDO_FS = new Map<number, string>([
-  [0x9fa0, 'procfs'], [0x62656572, 'sysfs'], [0x64626720, 'debugfs'], [0x73636673, 'securityfs'], [0x27e0eb, 'cgroup'],
-  [0x63677270, 'cgroup2'], [0x74726163, 'tracefs'], [0x6e736673, 'nsfs'], [0x42494e4d, 'binfmt_misc'], [0x50495045, 'pipefs'],
+  [0x9fa0, 'procfs'],
+  [0x62656572, 'sysfs'],
+  [0x64626720, 'debugfs'],
+  [0x73636673, 'securityfs'],
+  [0x27e0eb, 'cgroup'],
+  [0x63677270, 'cgroup2'],
+  [0x74726163, 'tracefs'],
+  [0x6e736673, 'nsfs'],
+  [0x42494e4d, 'binfmt_misc'],
+  [0x50495045, 'pipefs'],
 ]);
 /** Path prefixes refused even where statfs is unavailable. */
 const PSEUDO_ROOTS = ['/proc', '/sys'];
@@ -71,10 +79,14 @@ export function checkOutputDir(dir: string, flag = '--out', opts: { create?: boo
     // keep the path as given
   }
   const pseudo = pseudoFilesystem(abs) ?? pseudoFilesystem(real);
-  if (pseudo) fail(`${real} is on ${pseudo}, a pseudo-filesystem that cannot hold files; choose a folder on a disk`, real);
+  if (pseudo)
+    fail(`${real} is on ${pseudo}, a pseudo-filesystem that cannot hold files; choose a folder on a disk`, real);
   if (!st.isDirectory()) {
-    fail(existing === abs ? 'is a file, not a folder' : `${existing} is a file, not a folder`, existing,
-      'choose a folder that is not inside a file');
+    fail(
+      existing === abs ? 'is a file, not a folder' : `${existing} is a file, not a folder`,
+      existing,
+      'choose a folder that is not inside a file',
+    );
   }
   try {
     fs.accessSync(existing, fs.constants.W_OK | fs.constants.X_OK);
@@ -114,7 +126,10 @@ export function writeFileWhole(file: string, text: string): void {
       }
     }
     fs.rmSync(tmp, { force: true });
-    throw new OutputError(`cannot write ${file}: ${describeWriteError(err)}; the previous version (if any) is unchanged`, { file, cause: err });
+    throw new OutputError(
+      `cannot write ${file}: ${describeWriteError(err)}; the previous version (if any) is unchanged`,
+      { file, cause: err },
+    );
   }
 }
 

@@ -103,22 +103,39 @@ export class Rng {
     const { k, w } = ZIG;
     const out = new Float32Array(n);
     const st = this.s;
-    let s0 = st[0]! | 0, s1 = st[1]! | 0, s2 = st[2]! | 0, s3 = st[3]! | 0;
+    let s0 = st[0]! | 0,
+      s1 = st[1]! | 0,
+      s2 = st[2]! | 0,
+      s3 = st[3]! | 0;
     for (let i = 0; i < n; i++) {
       const m = Math.imul(s1, 5);
       const j = Math.imul((m << 7) | (m >>> 25), 9); // nextUint32's output, as a signed 32-bit draw
       const t = s1 << 9;
-      s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+      s2 ^= s0;
+      s3 ^= s1;
+      s1 ^= s2;
+      s0 ^= s3;
+      s2 ^= t;
+      s3 = (s3 << 11) | (s3 >>> 21);
       const layer = j & 127;
       if (Math.abs(j) < k[layer]!) {
         out[i] = scale * (j * w[layer]!);
         continue;
       }
-      st[0] = s0; st[1] = s1; st[2] = s2; st[3] = s3;
+      st[0] = s0;
+      st[1] = s1;
+      st[2] = s2;
+      st[3] = s3;
       out[i] = scale * zigguratSlow(this, j);
-      s0 = st[0]! | 0; s1 = st[1]! | 0; s2 = st[2]! | 0; s3 = st[3]! | 0;
+      s0 = st[0]! | 0;
+      s1 = st[1]! | 0;
+      s2 = st[2]! | 0;
+      s3 = st[3]! | 0;
     }
-    st[0] = s0; st[1] = s1; st[2] = s2; st[3] = s3;
+    st[0] = s0;
+    st[1] = s1;
+    st[2] = s2;
+    st[3] = s3;
     return out;
   }
 
@@ -139,9 +156,14 @@ export class Rng {
  * w[i]·2³¹ and accepts a draw at once when |j| < k[i]; f[i] = e^{−x_i²/2}.
  */
 const ZIG = (() => {
-  const R = 3.442619855899, V = 9.91256303526217e-3, M31 = 2147483648;
-  const k = new Float64Array(128), w = new Float64Array(128), f = new Float64Array(128);
-  let d = R, t = R;
+  const R = 3.442619855899,
+    V = 9.91256303526217e-3,
+    M31 = 2147483648;
+  const k = new Float64Array(128),
+    w = new Float64Array(128),
+    f = new Float64Array(128);
+  let d = R,
+    t = R;
   const q = V / Math.exp(-0.5 * d * d);
   k[0] = (d / q) * M31;
   k[1] = 0;
@@ -175,7 +197,15 @@ export function standardNormals(n: number, seed: number, scale = 1, native: Nati
 
 /** A native Rng.normals from a state (the wasm-blas addon's normals): the same values, bit for bit (tested). */
 export interface NativeNormals {
-  normals(state: Uint32Array, k: Float64Array, w: Float64Array, f: Float64Array, R: number, scale: number, out: Float32Array): void;
+  normals(
+    state: Uint32Array,
+    k: Float64Array,
+    w: Float64Array,
+    f: Float64Array,
+    R: number,
+    scale: number,
+    out: Float32Array,
+  ): void;
 }
 
 /** The ziggurat's rare cases for a first draw j that missed its layer's box: the tail and the wedges. */

@@ -69,9 +69,12 @@ export function acquireRunLock(dir: string, command: string): RunLock {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const held = readOwner(file);
       const inUse = (why: string) =>
-        new TrainingError(`run folder ${dir} is in use: ${why}; a second run would mix its logs and checkpoints with the first's`, {
-          hint: `wait for it to finish or stop it, or choose another --out; if no such run exists, delete ${file}`,
-        });
+        new TrainingError(
+          `run folder ${dir} is in use: ${why}; a second run would mix its logs and checkpoints with the first's`,
+          {
+            hint: `wait for it to finish or stop it, or choose another --out; if no such run exists, delete ${file}`,
+          },
+        );
       if (held === null) {
         // a lock file we cannot read: being written this instant, or damaged; an old one is stale
         const age = Date.now() - fs.statSync(file).mtimeMs;
@@ -86,7 +89,8 @@ export function acquireRunLock(dir: string, command: string): RunLock {
       }
       fs.renameSync(tmp, file); // replaces the stale lock in one step
       const now = readOwner(file);
-      if (now?.pid !== process.pid) throw inUse(`another process took it over at the same moment${now ? `: ${describe(now)}` : ''}`);
+      if (now?.pid !== process.pid)
+        throw inUse(`another process took it over at the same moment${now ? `: ${describe(now)}` : ''}`);
     }
   } finally {
     fs.rmSync(tmp, { force: true });

@@ -163,7 +163,8 @@ export function routerStats(result: TopExpertsResult, numExperts: number): Route
   result.expert.forEach((choices, s) => {
     let anyKept = false;
     choices.forEach((e, j) => {
-      if (e < 0 || e >= numExperts) throw new DataError(`routing result uses expert ${e}, but numExperts is ${numExperts}`);
+      if (e < 0 || e >= numExperts)
+        throw new DataError(`routing result uses expert ${e}, but numExperts is ${numExperts}`);
       total++;
       if (result.kept[s]![j]) {
         keptPerExpert[e]!++;
@@ -203,12 +204,19 @@ export function cv2(v: ArrayLike<number>): number {
  * sums of clean gates. With E³ members (rows member-fastest) it is taken per
  * member over the member's own E/M experts, then averaged, as in training.
  */
-export function importanceLossOfGroup(gates: ArrayLike<number>, start: number, size: number, numExperts: number, members = 1): number {
+export function importanceLossOfGroup(
+  gates: ArrayLike<number>,
+  start: number,
+  size: number,
+  numExperts: number,
+  members = 1,
+): number {
   const Em = numExperts / members;
   let total = 0;
   for (let m = 0; m < members; m++) {
     const imp = new Float64Array(Em);
-    for (let t = start + m; t < start + size; t += members) for (let e = 0; e < Em; e++) imp[e]! += gates[t * numExperts + m * Em + e]!;
+    for (let t = start + m; t < start + size; t += members)
+      for (let e = 0; e < Em; e++) imp[e]! += gates[t * numExperts + m * Em + e]!;
     total += cv2(imp);
   }
   return total / members;
@@ -222,8 +230,18 @@ export function importanceLossOfGroup(gates: ArrayLike<number>, start: number, s
 export function erfcFast(x: number): number {
   const z = Math.abs(x);
   const t = 1 / (1 + 0.5 * z);
-  const poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807
-    + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+  const poly =
+    -z * z -
+    1.26551223 +
+    t *
+      (1.00002368 +
+        t *
+          (0.37409196 +
+            t *
+              (0.09678418 +
+                t *
+                  (-0.18628806 +
+                    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
   const r = t * Math.exp(poly);
   return x >= 0 ? r : 2 - r;
 }
@@ -236,7 +254,8 @@ function cv2Grad(v: Float64Array, scale: number, out: Float64Array): void {
   const n = v.length;
   const { mean, variance } = moments(v);
   const den = mean * mean + 1e-20;
-  for (let i = 0; i < n; i++) out[i] = scale * ((2 / n) * (v[i]! - mean) / den - (variance * 2 * mean) / n / (den * den));
+  for (let i = 0; i < n; i++)
+    out[i] = scale * (((2 / n) * (v[i]! - mean)) / den - (variance * 2 * mean) / n / (den * den));
 }
 
 export interface RouterAuxInput {
@@ -289,7 +308,9 @@ function scratch(slot: number, n: number): Float64Array {
 }
 
 export function routerAuxLosses(a: RouterAuxInput): RouterAuxResult {
-  const N = a.numTokens, E = a.numExperts, M = a.members;
+  const N = a.numTokens,
+    E = a.numExperts,
+    M = a.members;
   const Em = E / M;
   const { logits, gates, noisy, kthExpert } = a;
   const withLoad = noisy !== null && kthExpert !== null;
@@ -303,14 +324,18 @@ export function routerAuxLosses(a: RouterAuxInput): RouterAuxResult {
     if (S % M !== 0) throw new Error(`routerAuxLosses: routing group of ${S} tokens does not split into ${M} members`);
     parts += M;
   }
-  const wImp = a.weights.importance, wLoad = withLoad ? a.weights.load : 0;
+  const wImp = a.weights.importance,
+    wLoad = withLoad ? a.weights.load : 0;
   const dGates = scratch(0, N * E);
   const dDirect = scratch(1, N * E);
   // per (token, own expert): ∂P/∂z = −e^{−z²}/√π, kept from the forward pass for the gradient
   const dPdz = wLoad > 0 ? scratch(2, N * E) : null;
-  const imp = new Float64Array(Em), load = new Float64Array(Em), dv = new Float64Array(Em);
+  const imp = new Float64Array(Em),
+    load = new Float64Array(Em),
+    dv = new Float64Array(Em);
   const c = 1 / (a.sigma * Math.SQRT2);
-  let impSum = 0, loadSum = 0;
+  let impSum = 0,
+    loadSum = 0;
   let start = 0;
   for (const S of a.groupSizes) {
     const rows = S / M;
@@ -369,7 +394,9 @@ export function routerAuxLosses(a: RouterAuxInput): RouterAuxResult {
   const importance = impSum / parts;
   const loadMean = withLoad ? loadSum / parts : NaN;
   return {
-    importance, load: loadMean, dLogits,
+    importance,
+    load: loadMean,
+    dLogits,
     weighted: wImp * importance + (withLoad ? a.weights.load * loadMean : 0),
   };
 }

@@ -117,8 +117,10 @@ export function checkModelConfig(cfg: ModelConfig, prefix = 'model'): void {
     if (m.k > m.numExperts) errs.push(`${prefix}.moe.k: ${m.k} exceeds ${prefix}.moe.numExperts (${m.numExperts})`);
     if (cfg.type === 'e3') {
       const M = cfg.ensemble.members;
-      if (m.numExperts % M !== 0) errs.push(`${prefix}.ensemble.members: ${M} must divide ${prefix}.moe.numExperts (${m.numExperts})`);
-      else if (m.k > m.numExperts / M) errs.push(`${prefix}.moe.k: ${m.k} exceeds the experts per member (numExperts/members = ${m.numExperts / M})`);
+      if (m.numExperts % M !== 0)
+        errs.push(`${prefix}.ensemble.members: ${M} must divide ${prefix}.moe.numExperts (${m.numExperts})`);
+      else if (m.k > m.numExperts / M)
+        errs.push(`${prefix}.moe.k: ${m.k} exceeds the experts per member (numExperts/members = ${m.numExperts / M})`);
       if (m.router !== 'top-k') errs.push(`${prefix}.moe.router: E³ supports only top-k routing`);
     }
     const blocks = moeBlocks(cfg);

@@ -46,7 +46,14 @@ function groupSizesFor(numTokens: number, groupSize: number): number[] {
  * back to the lowest unchosen experts) into expert (N·K), and its top gate into top1 (N).
  * Chosen experts are marked with the token's stamp, so nothing is cleared per token.
  */
-function chooseTopK(gates: Float32Array | Float64Array, N: number, E: number, K: number, expert: Int32Array, top1: Float64Array): void {
+function chooseTopK(
+  gates: Float32Array | Float64Array,
+  N: number,
+  E: number,
+  K: number,
+  expert: Int32Array,
+  top1: Float64Array,
+): void {
   if (K === 2 && E >= 2) {
     chooseTop2(gates, N, E, expert, top1);
     return;
@@ -55,10 +62,14 @@ function chooseTopK(gates: Float32Array | Float64Array, N: number, E: number, K:
   for (let t = 0; t < N; t++) {
     const base = t * E;
     for (let c = 0; c < K; c++) {
-      let best = -1, bestV = -Infinity;
+      let best = -1,
+        bestV = -Infinity;
       for (let e = 0; e < E; e++) {
         const v = gates[base + e]!;
-        if (v > bestV && stamp[e] !== t) { bestV = v; best = e; }
+        if (v > bestV && stamp[e] !== t) {
+          bestV = v;
+          best = e;
+        }
       }
       if (best < 0) for (let e = 0; e < E && best < 0; e++) if (stamp[e] !== t) best = e; // all remaining are -Infinity/NaN
       stamp[best] = t;
@@ -73,13 +84,30 @@ function chooseTopK(gates: Float32Array | Float64Array, N: number, E: number, K:
  * the lower index on ties, and NaN / -Infinity gates are never chosen unless nothing else is left,
  * exactly as the general loop.
  */
-function chooseTop2(gates: Float32Array | Float64Array, N: number, E: number, expert: Int32Array, top1: Float64Array): void {
+function chooseTop2(
+  gates: Float32Array | Float64Array,
+  N: number,
+  E: number,
+  expert: Int32Array,
+  top1: Float64Array,
+): void {
   for (let t = 0; t < N; t++) {
     const base = t * E;
-    let b1 = -1, v1 = -Infinity, b2 = -1, v2 = -Infinity;
+    let b1 = -1,
+      v1 = -Infinity,
+      b2 = -1,
+      v2 = -Infinity;
     for (let e = 0; e < E; e++) {
       const v = gates[base + e]!;
-      if (v > v1) { b2 = b1; v2 = v1; b1 = e; v1 = v; } else if (v > v2) { b2 = e; v2 = v; }
+      if (v > v1) {
+        b2 = b1;
+        v2 = v1;
+        b1 = e;
+        v1 = v;
+      } else if (v > v2) {
+        b2 = e;
+        v2 = v;
+      }
     }
     if (b1 < 0) b1 = 0;
     if (b2 < 0) b2 = b1 === 0 ? 1 : 0;
@@ -90,7 +118,12 @@ function chooseTop2(gates: Float32Array | Float64Array, N: number, E: number, ex
 }
 
 /** A top-k plan's groups, their capacities and R = Σ capacities, after checking gates and k. */
-function topKLayout(gates: ArrayLike<number>, N: number, E: number, opts: { k: number; groupSize: number; capacity: CapacityFn }) {
+function topKLayout(
+  gates: ArrayLike<number>,
+  N: number,
+  E: number,
+  opts: { k: number; groupSize: number; capacity: CapacityFn },
+) {
   if (gates.length !== N * E) throw new DataError(`gates have ${gates.length} values, expected ${N}×${E}`);
   if (opts.k < 1 || opts.k > E) throw new UsageError(`k must be in [1, ${E}], got ${opts.k}`);
   const sizes = groupSizesFor(N, opts.groupSize);
@@ -109,7 +142,9 @@ export function planTopK(
   numExperts: number,
   opts: { k: number; groupSize: number; capacity: CapacityFn; batchPriority: boolean },
 ): DispatchPlan {
-  const N = numTokens, E = numExperts, K = opts.k;
+  const N = numTokens,
+    E = numExperts,
+    K = opts.k;
   const { sizes, caps, R } = topKLayout(gates, N, E, opts);
   const expert = new Int32Array(N * K);
   const slot = new Int32Array(N * K);
@@ -121,9 +156,11 @@ export function planTopK(
   const expertCount = new Float64Array(E);
   const counts = new Int32Array(E);
   let processed = 0;
-  let start = 0, offset = 0;
+  let start = 0,
+    offset = 0;
   for (let g = 0; g < sizes.length; g++) {
-    const S = sizes[g]!, C = caps[g]!;
+    const S = sizes[g]!,
+      C = caps[g]!;
     const order = new Int32Array(S);
     for (let i = 0; i < S; i++) order[i] = start + i;
     // a typed-array sort with a comparator is stable (ES2019+), so ties keep position order
@@ -150,8 +187,20 @@ export function planTopK(
     offset += C;
   }
   return {
-    numTokens: N, numExperts: E, rowsPerExpert: R, groupSizes: sizes, capacities: caps,
-    rowToken, rowGate, expert, slot, kept, k: K, processed, requested: N * K, expertCount,
+    numTokens: N,
+    numExperts: E,
+    rowsPerExpert: R,
+    groupSizes: sizes,
+    capacities: caps,
+    rowToken,
+    rowGate,
+    expert,
+    slot,
+    kept,
+    k: K,
+    processed,
+    requested: N * K,
+    expertCount,
   };
 }
 
@@ -165,7 +214,8 @@ export function planExpertChoice(
   numExperts: number,
   opts: { groupSize: number; capacity: CapacityFn },
 ): DispatchPlan {
-  const N = numTokens, E = numExperts;
+  const N = numTokens,
+    E = numExperts;
   if (gates.length !== N * E) throw new DataError(`gates have ${gates.length} values, expected ${N}×${E}`);
   const sizes = groupSizesFor(N, opts.groupSize);
   const caps = sizes.map((s) => Math.min(opts.capacity(s), s));
@@ -173,9 +223,12 @@ export function planExpertChoice(
   const rowToken = new Int32Array(E * R);
   const rowGate = new Int32Array(E * R);
   const expertCount = new Float64Array(E);
-  let start = 0, offset = 0, processed = 0;
+  let start = 0,
+    offset = 0,
+    processed = 0;
   for (let g = 0; g < sizes.length; g++) {
-    const S = sizes[g]!, C = caps[g]!;
+    const S = sizes[g]!,
+      C = caps[g]!;
     for (let e = 0; e < E; e++) {
       const idx = Array.from({ length: S }, (_, i) => start + i);
       idx.sort((a, b) => gates[b * E + e]! - gates[a * E + e]! || a - b);
@@ -192,8 +245,17 @@ export function planExpertChoice(
     offset += C;
   }
   return {
-    numTokens: N, numExperts: E, rowsPerExpert: R, groupSizes: sizes, capacities: caps,
-    rowToken, rowGate, k: 0, processed, requested: processed, expertCount,
+    numTokens: N,
+    numExperts: E,
+    rowsPerExpert: R,
+    groupSizes: sizes,
+    capacities: caps,
+    rowToken,
+    rowGate,
+    k: 0,
+    processed,
+    requested: processed,
+    expertCount,
   };
 }
 
@@ -204,10 +266,15 @@ export function planExpertChoice(
  * output is unchanged; products can then skip each expert's empty tail.
  */
 export function packExpertRows(plan: Pick<DispatchPlan, 'rowToken' | 'rowGate' | 'numExperts' | 'rowsPerExpert'>): {
-  rowToken: Int32Array; rowGate: Int32Array; rows: Int32Array;
+  rowToken: Int32Array;
+  rowGate: Int32Array;
+  rows: Int32Array;
 } {
-  const E = plan.numExperts, R = plan.rowsPerExpert;
-  const rowToken = new Int32Array(E * R), rowGate = new Int32Array(E * R), rows = new Int32Array(E);
+  const E = plan.numExperts,
+    R = plan.rowsPerExpert;
+  const rowToken = new Int32Array(E * R),
+    rowGate = new Int32Array(E * R),
+    rows = new Int32Array(E);
   for (let e = 0; e < E; e++) {
     let n = 0;
     for (let i = e * R; i < (e + 1) * R; i++) {
@@ -231,9 +298,23 @@ export interface PackedRows {
 
 /** A native planTopK + packExpertRows filling preallocated arrays (the wasm-blas addon's planTopK). */
 export interface NativeTopKPlanner {
-  planTopK(gates: Float32Array, N: number, E: number, K: number, groupSizes: Int32Array, capacities: Int32Array, batchPriority: boolean,
-    expert: Int32Array, slot: Int32Array, kept: Uint8Array, rowToken: Int32Array, rowGate: Int32Array,
-    packedToken: Int32Array, packedGate: Int32Array, rows: Int32Array): number;
+  planTopK(
+    gates: Float32Array,
+    N: number,
+    E: number,
+    K: number,
+    groupSizes: Int32Array,
+    capacities: Int32Array,
+    batchPriority: boolean,
+    expert: Int32Array,
+    slot: Int32Array,
+    kept: Uint8Array,
+    rowToken: Int32Array,
+    rowGate: Int32Array,
+    packedToken: Int32Array,
+    packedGate: Int32Array,
+    rows: Int32Array,
+  ): number;
 }
 
 /**
@@ -251,16 +332,48 @@ export function planTopKPacked(
     const plan = planTopK(gates, numTokens, numExperts, opts);
     return { plan, packed: packExpertRows(plan) };
   }
-  const N = numTokens, E = numExperts, K = opts.k;
+  const N = numTokens,
+    E = numExperts,
+    K = opts.k;
   const { sizes, caps, R } = topKLayout(gates, N, E, opts);
-  const expert = new Int32Array(N * K), slot = new Int32Array(N * K), kept = new Uint8Array(N * K);
-  const rowToken = new Int32Array(E * R), rowGate = new Int32Array(E * R);
+  const expert = new Int32Array(N * K),
+    slot = new Int32Array(N * K),
+    kept = new Uint8Array(N * K);
+  const rowToken = new Int32Array(E * R),
+    rowGate = new Int32Array(E * R);
   const packed = { rowToken: new Int32Array(E * R), rowGate: new Int32Array(E * R), rows: new Int32Array(E) };
-  const processed = native.planTopK(gates, N, E, K, Int32Array.from(sizes), Int32Array.from(caps), opts.batchPriority,
-    expert, slot, kept, rowToken, rowGate, packed.rowToken, packed.rowGate, packed.rows);
+  const processed = native.planTopK(
+    gates,
+    N,
+    E,
+    K,
+    Int32Array.from(sizes),
+    Int32Array.from(caps),
+    opts.batchPriority,
+    expert,
+    slot,
+    kept,
+    rowToken,
+    rowGate,
+    packed.rowToken,
+    packed.rowGate,
+    packed.rows,
+  );
   const plan: DispatchPlan = {
-    numTokens: N, numExperts: E, rowsPerExpert: R, groupSizes: sizes, capacities: caps,
-    rowToken, rowGate, expert, slot, kept, k: K, processed, requested: N * K, expertCount: Float64Array.from(packed.rows),
+    numTokens: N,
+    numExperts: E,
+    rowsPerExpert: R,
+    groupSizes: sizes,
+    capacities: caps,
+    rowToken,
+    rowGate,
+    expert,
+    slot,
+    kept,
+    k: K,
+    processed,
+    requested: N * K,
+    expertCount: Float64Array.from(packed.rows),
   };
   return { plan, packed };
 }

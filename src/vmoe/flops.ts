@@ -35,7 +35,8 @@ export const FLOPS_CONVENTION = 'matMul FLOPs only (2 per multiply-add); experts
  * the capacity factor changes the cost).
  */
 export function flopsPerImage(cfg: ModelConfig, over: RoutingOverrides = {}): FlopsBreakdown {
-  const H = cfg.hidden, T = tokensPerImage(cfg);
+  const H = cfg.hidden,
+    T = tokensPerImage(cfg);
   const g = cfg.imageSize / cfg.patchSize;
   const P = cfg.patchSize * cfg.patchSize * cfg.channels;
   const embed = 2 * g * g * P * H;
@@ -50,15 +51,34 @@ export function flopsPerImage(cfg: ModelConfig, over: RoutingOverrides = {}): Fl
   const S = groupImages * T * M;
   let capacity: number;
   if (cfg.moe.router === 'expert-choice') {
-    capacity = Math.min(S, over.capacity ?? cfg.moe.capacity ?? expertChoiceCapacity({ groupSize: S, numExperts: E, capacityFactor: over.capacityFactor ?? cfg.moe.capacityFactor }));
+    capacity = Math.min(
+      S,
+      over.capacity ??
+        cfg.moe.capacity ??
+        expertChoiceCapacity({
+          groupSize: S,
+          numExperts: E,
+          capacityFactor: over.capacityFactor ?? cfg.moe.capacityFactor,
+        }),
+    );
   } else {
-    const abs = over.capacity !== undefined ? over.capacity : over.capacityFactor !== undefined ? null : cfg.moe.capacity;
-    capacity = abs !== null && abs !== undefined
-      ? abs
-      : expertCapacity({ groupSize: S, numExperts: E, k, capacityFactor: over.capacityFactor ?? cfg.moe.capacityFactor, rounding: cfg.moe.capacityRounding });
+    const abs =
+      over.capacity !== undefined ? over.capacity : over.capacityFactor !== undefined ? null : cfg.moe.capacity;
+    capacity =
+      abs !== null && abs !== undefined
+        ? abs
+        : expertCapacity({
+            groupSize: S,
+            numExperts: E,
+            k,
+            capacityFactor: over.capacityFactor ?? cfg.moe.capacityFactor,
+            rounding: cfg.moe.capacityRounding,
+          });
   }
   const rowsPerImage = (E * capacity) / groupImages;
-  let mlp = 0, router = 0, experts = 0;
+  let mlp = 0,
+    router = 0,
+    experts = 0;
   const moe: FlopsBreakdown['moe'] = [];
   let attention = 0;
   for (let b = 0; b < cfg.depth; b++) {
@@ -74,5 +94,15 @@ export function flopsPerImage(cfg: ModelConfig, over: RoutingOverrides = {}): Fl
   }
   const repr = cfg.preLogits ?? H;
   const head = M * ((cfg.preLogits !== null ? 2 * H * cfg.preLogits : 0) + 2 * repr * cfg.numClasses);
-  return { total: embed + attention + mlp + router + experts + head, embed, attention, mlp, router, experts, head, moe, convention: FLOPS_CONVENTION };
+  return {
+    total: embed + attention + mlp + router + experts + head,
+    embed,
+    attention,
+    mlp,
+    router,
+    experts,
+    head,
+    moe,
+    convention: FLOPS_CONVENTION,
+  };
 }

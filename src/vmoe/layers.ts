@@ -9,8 +9,20 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  hasKernel, isPlainWasm, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM,
-  VMOE_LAYER_NORM_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD,
+  hasKernel,
+  isPlainWasm,
+  VMOE_ATTENTION,
+  VMOE_ATTENTION_GRAD,
+  VMOE_COMBINE_ROWS,
+  VMOE_COMBINE_ROWS_GRAD,
+  VMOE_GELU,
+  VMOE_GELU_GRAD,
+  VMOE_LAYER_NORM,
+  VMOE_LAYER_NORM_GRAD,
+  VMOE_SOFTMAX,
+  VMOE_SOFTMAX_GRAD,
+  VMOE_EXPERT_DENSE,
+  VMOE_EXPERT_DENSE_GRAD,
 } from '../engine/fused-kernels.js';
 
 type CustomGradFn = Parameters<typeof tf.customGrad>[0];
@@ -32,7 +44,8 @@ function matMul2d(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
     save([xi, wi]);
     return {
       value: tf.matMul(xi, wi),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => denseGrads(dy as tf.Tensor2D, saved[0] as tf.Tensor2D, saved[1] as tf.Tensor2D),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        denseGrads(dy as tf.Tensor2D, saved[0] as tf.Tensor2D, saved[1] as tf.Tensor2D),
     };
   }) as unknown as CustomGradFn);
   return f(x, w) as tf.Tensor2D;
@@ -116,7 +129,8 @@ function fusedUnary(x: tf.Tensor, kernel: string, gradKernel: string): tf.Tensor
     save([xi]);
     return {
       value: tf.engine().runKernel(kernel, { x: xi }) as tf.Tensor,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel(gradKernel, { dy, x: saved[0]! }) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.engine().runKernel(gradKernel, { dy, x: saved[0]! }) as tf.Tensor,
     };
   }) as unknown as CustomGradFn);
   return f(x) as tf.Tensor;
@@ -134,7 +148,8 @@ function fusedSoftmax(x: tf.Tensor): tf.Tensor {
     save([y]);
     return {
       value: y,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel(VMOE_SOFTMAX_GRAD, { dy, y: saved[0]! }) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.engine().runKernel(VMOE_SOFTMAX_GRAD, { dy, y: saved[0]! }) as tf.Tensor,
     };
   }) as unknown as CustomGradFn);
   return f(x) as tf.Tensor;
@@ -165,10 +180,15 @@ export function selfAttention(qkv: tf.Tensor2D, B: number, T: number, heads: num
 
 /** selfAttention from tfjs ops; the reference for the fused kernel. */
 export function composedSelfAttention(qkv: tf.Tensor2D, B: number, T: number, heads: number): tf.Tensor2D {
-  const H = qkv.shape[1] / 3, hd = H / heads;
+  const H = qkv.shape[1] / 3,
+    hd = H / heads;
   // One transpose and one split for all three (their gradients: one concat, one transpose).
   const allHeads = tf.transpose(tf.reshape(qkv, [B, T, 3 * heads, hd]), [0, 2, 1, 3]); // (B, 3·heads, T, hd)
-  const [qh, k, v] = tf.split(allHeads, 3, 1).map((t) => tf.reshape(t, [B * heads, T, hd])) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+  const [qh, k, v] = tf.split(allHeads, 3, 1).map((t) => tf.reshape(t, [B * heads, T, hd])) as [
+    tf.Tensor3D,
+    tf.Tensor3D,
+    tf.Tensor3D,
+  ];
   const q = tf.mul(qh, 1 / Math.sqrt(hd));
   const attn = softmax(tf.matMul(q, k, false, true)); // (B·heads, T, T)
   const o = tf.matMul(attn, v); // (B·heads, T, hd)
@@ -225,7 +245,13 @@ export function dispatchRows(x: tf.Tensor2D, tokens: tf.Tensor1D): tf.Tensor2D {
  * for rows (M, H) and gates (N, E) → (N, H); a 0 index drops the row. Gradients
  * for the rows and the gates.
  */
-export function combineRows(rows: tf.Tensor2D, gates: tf.Tensor2D, tokens: tf.Tensor1D, gateIndex: tf.Tensor1D, numTokens: number): tf.Tensor2D {
+export function combineRows(
+  rows: tf.Tensor2D,
+  gates: tf.Tensor2D,
+  tokens: tf.Tensor1D,
+  gateIndex: tf.Tensor1D,
+  numTokens: number,
+): tf.Tensor2D {
   if (!fusable(rows, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD)) {
     const [N, E] = gates.shape;
     const gatesPadded = tf.concat([tf.zeros([1, 1]), tf.reshape(gates, [N * E, 1])], 0) as tf.Tensor2D; // (N·E+1, 1)
@@ -236,10 +262,14 @@ export function combineRows(rows: tf.Tensor2D, gates: tf.Tensor2D, tokens: tf.Te
   const f = tf.customGrad(((ri: tf.Tensor, gi: tf.Tensor, save: tf.GradSaveFunc) => {
     save([ri, gi, tokens, gateIndex]);
     return {
-      value: tf.engine().runKernel(VMOE_COMBINE_ROWS, { x: ri, gates: gi, tokens, gateIndex }, { numTokens }) as tf.Tensor2D,
+      value: tf
+        .engine()
+        .runKernel(VMOE_COMBINE_ROWS, { x: ri, gates: gi, tokens, gateIndex }, { numTokens }) as tf.Tensor2D,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [rs, gs, tk, gx] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-        return tf.engine().runKernel(VMOE_COMBINE_ROWS_GRAD, { dy, x: rs, gates: gs, tokens: tk, gateIndex: gx }) as tf.Tensor[];
+        return tf
+          .engine()
+          .runKernel(VMOE_COMBINE_ROWS_GRAD, { dy, x: rs, gates: gs, tokens: tk, gateIndex: gx }) as tf.Tensor[];
       },
     };
   }) as unknown as CustomGradFn);
@@ -271,11 +301,23 @@ export function canGatherInExpertDense(x: tf.Tensor): boolean {
  * (E·R), in one kernel: each expert gathers its rows into a buffer that stays in cache for its
  * product, and the gradient scatters dx straight back to (N, I). Needs canGatherInExpertDense(x).
  */
-export function expertDenseOfTokens(x: tf.Tensor2D, tokens: tf.Tensor1D, w: tf.Tensor3D, b: tf.Tensor2D, rows: tf.Tensor1D): tf.Tensor3D {
+export function expertDenseOfTokens(
+  x: tf.Tensor2D,
+  tokens: tf.Tensor1D,
+  w: tf.Tensor3D,
+  b: tf.Tensor2D,
+  rows: tf.Tensor1D,
+): tf.Tensor3D {
   return fusedExpertDense(x, w, b, rows, tokens);
 }
 
-function fusedExpertDense(x: tf.Tensor, w: tf.Tensor3D, b: tf.Tensor2D, rows: tf.Tensor1D, tokens: tf.Tensor1D | null): tf.Tensor3D {
+function fusedExpertDense(
+  x: tf.Tensor,
+  w: tf.Tensor3D,
+  b: tf.Tensor2D,
+  rows: tf.Tensor1D,
+  tokens: tf.Tensor1D | null,
+): tf.Tensor3D {
   const extra: tf.NamedTensorMap = tokens ? { tokens } : {};
   const f = tf.customGrad(((xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor, save: tf.GradSaveFunc) => {
     save(tokens ? [xi, wi, rows, tokens] : [xi, wi, rows]);
@@ -283,7 +325,13 @@ function fusedExpertDense(x: tf.Tensor, w: tf.Tensor3D, b: tf.Tensor2D, rows: tf
       value: tf.engine().runKernel(VMOE_EXPERT_DENSE, { x: xi, w: wi, b: bi, rows, ...extra }) as tf.Tensor3D,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, ws, rs, ts] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor | undefined];
-        return tf.engine().runKernel(VMOE_EXPERT_DENSE_GRAD, { dy, x: xs, w: ws, rows: rs, ...(ts ? { tokens: ts } : {}) }, { bias: true }) as tf.Tensor[];
+        return tf
+          .engine()
+          .runKernel(
+            VMOE_EXPERT_DENSE_GRAD,
+            { dy, x: xs, w: ws, rows: rs, ...(ts ? { tokens: ts } : {}) },
+            { bias: true },
+          ) as tf.Tensor[];
       },
     };
   }) as unknown as CustomGradFn);

@@ -22,9 +22,10 @@ export type MemberLayout = ModelConfig['ensemble']['layout'];
  */
 export function repeatMembers(x: tf.Tensor3D, M: number, layout: MemberLayout): tf.Tensor3D {
   const [B, T, H] = x.shape;
-  const copies = layout === 'tile'
-    ? tf.add(tf.zeros([M, B * T * H]), tf.reshape(x, [1, B * T * H])) // (M, B·T·H)
-    : tf.add(tf.zeros([B, M, T * H]), tf.reshape(x, [B, 1, T * H])); // (B, M, T·H)
+  const copies =
+    layout === 'tile'
+      ? tf.add(tf.zeros([M, B * T * H]), tf.reshape(x, [1, B * T * H])) // (M, B·T·H)
+      : tf.add(tf.zeros([B, M, T * H]), tf.reshape(x, [B, 1, T * H])); // (B, M, T·H)
   return tf.reshape(copies, [B * M, T, H]);
 }
 
@@ -45,9 +46,10 @@ export function concatMembers(t: tf.Tensor3D): tf.Tensor2D {
 export function toRoutingOrder(h: tf.Tensor2D, B: number, T: number, M: number, layout: MemberLayout): tf.Tensor2D {
   if (M === 1) return h;
   const H = h.shape[1];
-  const x4 = layout === 'tile'
-    ? tf.transpose(tf.reshape(h, [M, B, T, H]), [1, 2, 0, 3]) // (B, T, M, H)
-    : tf.transpose(tf.reshape(h, [B, M, T, H]), [0, 2, 1, 3]);
+  const x4 =
+    layout === 'tile'
+      ? tf.transpose(tf.reshape(h, [M, B, T, H]), [1, 2, 0, 3]) // (B, T, M, H)
+      : tf.transpose(tf.reshape(h, [B, M, T, H]), [0, 2, 1, 3]);
   return tf.reshape(x4, [B * T * M, H]);
 }
 

@@ -8,7 +8,14 @@ import { modelMembers, moeBlocks, tokensPerImage, type ModelConfig } from './con
 import { dense, dense2d, dropout, gelu, layerNorm, selfAttention } from './layers.js';
 import { moeLayer, type DispatchImpl, type MoeLayerResult, type MoeLayerStats, type RoutingSettings } from './moe.js';
 import { initParamValues, paramSpecs } from './params.js';
-import { concatMembers, ensembleLogits, fromRoutingOrder, membersFirst, repeatMembers, toRoutingOrder } from './members.js';
+import {
+  concatMembers,
+  ensembleLogits,
+  fromRoutingOrder,
+  membersFirst,
+  repeatMembers,
+  toRoutingOrder,
+} from './members.js';
 import type { Rng } from '../util/rng.js';
 import { CheckpointError, DataError } from '../util/errors.js';
 
@@ -167,7 +174,9 @@ export class VisionMoE {
     const { hidden: H, imageSize, channels } = this.cfg;
     const [B, h, w, c] = images.shape;
     if (h !== imageSize || w !== imageSize || c !== channels) {
-      throw new DataError(`model expects images (B, ${imageSize}, ${imageSize}, ${channels}), got (${images.shape.join(', ')})`);
+      throw new DataError(
+        `model expects images (B, ${imageSize}, ${imageSize}, ${channels}), got (${images.shape.join(', ')})`,
+      );
     }
     let x = dense(this.patchify(images), this.p('embed/kernel'), this.p('embed/bias')) as tf.Tensor3D; // (B, g², H)
     if (this.cfg.readout === 'token') {
@@ -183,19 +192,21 @@ export class VisionMoE {
     const [B, T, H] = x.shape;
     const nh = this.cfg.heads;
     const x2 = tf.reshape(x, [B * T, H]) as tf.Tensor2D;
-    const wqkv = tf.concat([this.p(`${prefix}/query/kernel`), this.p(`${prefix}/key/kernel`), this.p(`${prefix}/value/kernel`)], 1) as tf.Tensor2D;
-    const bqkv = tf.concat([this.p(`${prefix}/query/bias`), this.p(`${prefix}/key/bias`), this.p(`${prefix}/value/bias`)], 0) as tf.Tensor1D;
+    const wqkv = tf.concat(
+      [this.p(`${prefix}/query/kernel`), this.p(`${prefix}/key/kernel`), this.p(`${prefix}/value/kernel`)],
+      1,
+    ) as tf.Tensor2D;
+    const bqkv = tf.concat(
+      [this.p(`${prefix}/query/bias`), this.p(`${prefix}/key/bias`), this.p(`${prefix}/value/bias`)],
+      0,
+    ) as tf.Tensor1D;
     const qkv = dense2d(x2, wqkv, bqkv); // (B·T, 3H), columns [q | k | v], each head-major
     const merged = selfAttention(qkv, B, T, nh); // (B·T, H)
     return tf.reshape(dense2d(merged, this.p(`${prefix}/out/kernel`), this.p(`${prefix}/out/bias`)), [B, T, H]);
   }
 
   /** @internal One encoder block; MoE blocks append their stats. */
-  block(
-    x: tf.Tensor3D,
-    b: number,
-    ctx: BlockContext,
-  ): tf.Tensor3D {
+  block(x: tf.Tensor3D, b: number, ctx: BlockContext): tf.Tensor3D {
     const [B, T, H] = x.shape;
     const p = `block${b}`;
     const rate = this.cfg.dropout;
@@ -209,9 +220,21 @@ export class VisionMoE {
       const router = tf.reshape(this.p(`${p}/moe/router/kernel`), [H, E]) as tf.Tensor2D;
       const r = moeLayer(
         this.toRoutingOrder(h2, B / M, T, M),
-        { router, w1: this.p(`${p}/moe/w1`), b1: this.p(`${p}/moe/b1`), w2: this.p(`${p}/moe/w2`), b2: this.p(`${p}/moe/b2`) },
+        {
+          router,
+          w1: this.p(`${p}/moe/w1`),
+          b1: this.p(`${p}/moe/b1`),
+          w2: this.p(`${p}/moe/w2`),
+          b2: this.p(`${p}/moe/b2`),
+        },
         ctx.routing,
-        { train: ctx.train, noiseSeed: ctx.train && ctx.rng ? ctx.rng.seed() : null, impl: ctx.impl, members: M, auxLosses: ctx.auxLosses },
+        {
+          train: ctx.train,
+          noiseSeed: ctx.train && ctx.rng ? ctx.rng.seed() : null,
+          impl: ctx.impl,
+          members: M,
+          auxLosses: ctx.auxLosses,
+        },
       );
       y = this.fromRoutingOrder(r.y, B / M, T, M);
       ctx.auxTerms.push(r.aux);
@@ -219,7 +242,11 @@ export class VisionMoE {
       ctx.onMoeLayer?.(b, r);
     } else {
       const hidden = gelu(dense2d(h2, this.p(`${p}/mlp/fc1/kernel`), this.p(`${p}/mlp/fc1/bias`)));
-      y = dense2d(dropout(hidden, rate, ctx.dropSeed()) as tf.Tensor2D, this.p(`${p}/mlp/fc2/kernel`), this.p(`${p}/mlp/fc2/bias`));
+      y = dense2d(
+        dropout(hidden, rate, ctx.dropSeed()) as tf.Tensor2D,
+        this.p(`${p}/mlp/fc2/kernel`),
+        this.p(`${p}/mlp/fc2/bias`),
+      );
     }
     return tf.add(x, tf.reshape(dropout(y, rate, ctx.dropSeed()), [B, T, H])) as tf.Tensor3D;
   }
@@ -228,10 +255,10 @@ export class VisionMoE {
   head(x: tf.Tensor3D): { logits: tf.Tensor2D; preLogits: tf.Tensor2D } {
     const [B, , H] = x.shape;
     const normed = layerNorm(x, this.p('norm/scale'), this.p('norm/bias')) as tf.Tensor3D;
-    let repr: tf.Tensor2D = this.cfg.readout === 'token'
-      ? tf.reshape(tf.slice(normed, [0, 0, 0], [B, 1, H]), [B, H])
-      : tf.mean(normed, 1);
-    if (this.cfg.preLogits !== null) repr = tf.tanh(dense2d(repr, this.p('prelogits/kernel'), this.p('prelogits/bias')));
+    let repr: tf.Tensor2D =
+      this.cfg.readout === 'token' ? tf.reshape(tf.slice(normed, [0, 0, 0], [B, 1, H]), [B, H]) : tf.mean(normed, 1);
+    if (this.cfg.preLogits !== null)
+      repr = tf.tanh(dense2d(repr, this.p('prelogits/kernel'), this.p('prelogits/bias')));
     const logits = dense2d(repr, this.p('head/kernel'), this.p('head/bias'));
     return { logits, preLogits: repr };
   }
@@ -243,7 +270,8 @@ export class VisionMoE {
    */
   forward(images: tf.Tensor4D, opts: ForwardOptions): ForwardResult {
     const useDropout = (opts.train || opts.mcDropout === true) && this.cfg.dropout > 0;
-    if ((opts.train || useDropout) && !opts.rng) throw new Error('forward: an rng is required in training and MC-dropout mode');
+    if ((opts.train || useDropout) && !opts.rng)
+      throw new Error('forward: an rng is required in training and MC-dropout mode');
     const ctx: BlockContext = {
       train: opts.train,
       rng: opts.rng,
@@ -273,7 +301,13 @@ export class VisionMoE {
     if (M === 1) return { logits, preLogits, aux, moe: ctx.stats };
     const memberLogits = this.membersFirst(logits, B, M); // (M, B, K)
     const memberPre = this.membersFirst(preLogits, B, M); // (M, B, D)
-    return { logits: ensembleLogits(memberLogits), preLogits: concatMembers(memberPre), memberLogits, aux, moe: ctx.stats };
+    return {
+      logits: ensembleLogits(memberLogits),
+      preLogits: concatMembers(memberPre),
+      memberLogits,
+      aux,
+      moe: ctx.stats,
+    };
   }
 
   // The member layout helpers of src/ensembles, bound to this model's configured layout.

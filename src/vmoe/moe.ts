@@ -8,8 +8,23 @@
  * the JavaScript ones, which every other backend uses).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { hasKernel, isPlainWasm, VMOE_ROUTER_AUX, VMOE_ROUTER_GATES, VMOE_ROUTER_GATES_GRAD } from '../engine/fused-kernels.js';
-import { canGatherInExpertDense, combineRows, dense2d, dispatchRows, expertDense, expertDenseOfTokens, gelu, softmax } from './layers.js';
+import {
+  hasKernel,
+  isPlainWasm,
+  VMOE_ROUTER_AUX,
+  VMOE_ROUTER_GATES,
+  VMOE_ROUTER_GATES_GRAD,
+} from '../engine/fused-kernels.js';
+import {
+  canGatherInExpertDense,
+  combineRows,
+  dense2d,
+  dispatchRows,
+  expertDense,
+  expertDenseOfTokens,
+  gelu,
+  softmax,
+} from './layers.js';
 import { packExpertRows, planExpertChoice, planTopKPacked, type DispatchPlan, type PackedRows } from './dispatch.js';
 import { activeBlasAddon } from '../engine/native-blas.js';
 import { expertCapacity, expertChoiceCapacity, type CapacityRounding } from './capacity.js';
@@ -72,7 +87,10 @@ export type DispatchImpl = 'gather' | 'dense';
 
 function capacityFn(r: RoutingSettings, E: number): (S: number) => number {
   if (r.router === 'expert-choice') {
-    return (S) => (r.capacity !== null ? r.capacity : expertChoiceCapacity({ groupSize: S, numExperts: E, capacityFactor: r.capacityFactor }));
+    return (S) =>
+      r.capacity !== null
+        ? r.capacity
+        : expertChoiceCapacity({ groupSize: S, numExperts: E, capacityFactor: r.capacityFactor });
   }
   return (S) =>
     r.capacity !== null
@@ -102,14 +120,21 @@ export function routerGates(x: tf.Tensor2D, w: tf.Tensor2D, noise: tf.Tensor2D |
   if (x.dtype === 'float32' && hasKernel(VMOE_ROUTER_GATES) && hasKernel(VMOE_ROUTER_GATES_GRAD)) {
     registerRouterGatesGradient();
     const inputs: tf.NamedTensorMap = noise ? { x, w, noise } : { x, w };
-    const [logits, gates] = tf.engine().runKernel(VMOE_ROUTER_GATES, inputs, { members } as unknown as tf.NamedAttrMap) as tf.Tensor2D[];
+    const [logits, gates] = tf
+      .engine()
+      .runKernel(VMOE_ROUTER_GATES, inputs, { members } as unknown as tf.NamedAttrMap) as tf.Tensor2D[];
     return { logits: logits!, gates: gates! };
   }
   return composedRouterGates(x, w, noise, members);
 }
 
 /** routerGates from tfjs ops (every backend; the reference the fused kernel is tested against). */
-export function composedRouterGates(x: tf.Tensor2D, w: tf.Tensor2D, noise: tf.Tensor2D | null, members: number): RouterGates {
+export function composedRouterGates(
+  x: tf.Tensor2D,
+  w: tf.Tensor2D,
+  noise: tf.Tensor2D | null,
+  members: number,
+): RouterGates {
   const [N, E] = [x.shape[0], w.shape[1]];
   const rawLogits = dense2d(x, w); // (N, E)
   const logits = members > 1 ? (tf.add(rawLogits, partitionMask(N, E, members)) as tf.Tensor2D) : rawLogits;
@@ -133,7 +158,13 @@ function registerRouterGatesGradient(): void {
       const [x, w, gates] = saved;
       // Run here, not inside the per-input closures: tfjs calls each in its own tidy, which would
       // dispose the other input's gradient.
-      const [dx, dw] = tf.engine().runKernel(VMOE_ROUTER_GATES_GRAD, { x: x!, w: w!, gates: gates!, dGates: dGates!, dLogits: dLogits! }) as tf.Tensor[];
+      const [dx, dw] = tf.engine().runKernel(VMOE_ROUTER_GATES_GRAD, {
+        x: x!,
+        w: w!,
+        gates: gates!,
+        dGates: dGates!,
+        dLogits: dLogits!,
+      }) as tf.Tensor[];
       return { x: () => dx!, w: () => dw!, noise: () => tf.zerosLike(dGates!) };
     },
   });
@@ -173,24 +204,40 @@ interface RouterAuxArgs {
  * one, else the host function on copies.
  */
 function routerAuxTerm(a: RouterAuxArgs): { loss: tf.Scalar; importance: number; load: number } {
-  const attrs = { groupSizes: a.groupSizes, members: a.members, sigma: a.sigma, importanceWeight: a.weights.importance, loadWeight: a.weights.load };
-  let importance = NaN, load = NaN;
+  const attrs = {
+    groupSizes: a.groupSizes,
+    members: a.members,
+    sigma: a.sigma,
+    importanceWeight: a.weights.importance,
+    loadWeight: a.weights.load,
+  };
+  let importance = NaN,
+    load = NaN;
   const f = tf.customGrad(((lg: tf.Tensor2D, save: tf.GradSaveFunc) => {
     let weighted: number;
     let dLogits: tf.Tensor;
     const [N, E] = lg.shape;
     if (hasKernel(VMOE_ROUTER_AUX)) {
       const inputs: tf.NamedTensorMap = { logits: lg };
-      if (a.noise && a.kthExpert) Object.assign(inputs, { noise: a.noise.tensor, kth: tf.tensor1d(a.kthExpert, 'int32') });
-      const [d, losses] = tf.engine().runKernel(VMOE_ROUTER_AUX, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      if (a.noise && a.kthExpert)
+        Object.assign(inputs, { noise: a.noise.tensor, kth: tf.tensor1d(a.kthExpert, 'int32') });
+      const [d, losses] = tf
+        .engine()
+        .runKernel(VMOE_ROUTER_AUX, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
       [importance, load, weighted] = Array.from(losses!.dataSync()) as [number, number, number];
       dLogits = d!;
     } else {
       const logits = lg.dataSync() as Float32Array;
       const noise = a.noise?.values ?? null;
       const host = routerAuxLosses({
-        numTokens: N, numExperts: E, members: a.members, groupSizes: a.groupSizes, sigma: a.sigma,
-        kthExpert: a.kthExpert, weights: a.weights, logits,
+        numTokens: N,
+        numExperts: E,
+        members: a.members,
+        groupSizes: a.groupSizes,
+        sigma: a.sigma,
+        kthExpert: a.kthExpert,
+        weights: a.weights,
+        logits,
         gates: a.gatesCleanValues ?? softmaxHost(logits, N, E),
         noisy: noise ? logits.map((l, i) => l + noise[i]!) : null, // float32 sums, as the router's
       });
@@ -213,7 +260,7 @@ function meanOverGroups(t: tf.Tensor2D, sizes: number[], f: (g: tf.Tensor3D, sta
   const parts: tf.Tensor1D[] = [];
   const E = t.shape[1];
   let start = 0;
-  for (let i = 0; i < sizes.length;) {
+  for (let i = 0; i < sizes.length; ) {
     const S = sizes[i]!;
     let G = 1;
     while (i + G < sizes.length && sizes[i + G] === S) G++;
@@ -276,7 +323,10 @@ export function moeLayer(
   w: MoeWeights,
   r: RoutingSettings,
   opts: {
-    train: boolean; noiseSeed: number | null; impl?: DispatchImpl; auxLosses?: boolean;
+    train: boolean;
+    noiseSeed: number | null;
+    impl?: DispatchImpl;
+    auxLosses?: boolean;
     /** E³: rows are (image, token, member) with member fastest; member m routes only to experts [m·E/M, (m+1)·E/M). */
     members?: number;
   },
@@ -300,7 +350,13 @@ export function moeLayer(
     plan = planExpertChoice(gateValues, N, E, { groupSize: r.groupSize, capacity: cap });
     packed = packExpertRows(plan);
   } else {
-    ({ plan, packed } = planTopKPacked(gateValues, N, E, { k: r.k, groupSize: r.groupSize, capacity: cap, batchPriority: r.batchPriority }, activeBlasAddon()));
+    ({ plan, packed } = planTopKPacked(
+      gateValues,
+      N,
+      E,
+      { k: r.k, groupSize: r.groupSize, capacity: cap, batchPriority: r.batchPriority },
+      activeBlasAddon(),
+    ));
   }
   const R = plan.rowsPerExpert;
 
@@ -324,7 +380,8 @@ export function moeLayer(
   }
 
   let aux: tf.Scalar | null = null;
-  let importanceLoss = NaN, loadLoss = NaN;
+  let importanceLoss = NaN,
+    loadLoss = NaN;
   if (opts.auxLosses !== false && r.router === 'top-k') {
     const terms: tf.Scalar[] = [];
     const withLoad = withNoise; // the load loss needs the noisy threshold
@@ -335,8 +392,14 @@ export function moeLayer(
       for (let t = 0; t < N; t++) kthExpert[t] = plan.expert![t * r.k + r.k - 1]!;
     }
     const host = routerAuxTerm({
-      logits, gatesCleanValues: withNoise ? null : gateValues, noise: withLoad ? { tensor: noise!, values: noiseValues! } : null, kthExpert,
-      sigma, groupSizes: plan.groupSizes, members: M, weights: { importance: r.aux.importance, load: withLoad ? r.aux.load : 0 },
+      logits,
+      gatesCleanValues: withNoise ? null : gateValues,
+      noise: withLoad ? { tensor: noise!, values: noiseValues! } : null,
+      kthExpert,
+      sigma,
+      groupSizes: plan.groupSizes,
+      members: M,
+      weights: { importance: r.aux.importance, load: withLoad ? r.aux.load : 0 },
     });
     importanceLoss = host.importance;
     loadLoss = host.load;
@@ -358,7 +421,8 @@ export function moeLayer(
     if (terms.length) aux = terms.length === 1 ? terms[0]! : (tf.addN(terms) as tf.Scalar);
   } else if (r.router === 'top-k' && !withNoise) {
     // No loss tensors (inference): the importance statistic from the clean gates already on the host.
-    let sum = 0, start = 0;
+    let sum = 0,
+      start = 0;
     for (const S of plan.groupSizes) {
       sum += importanceLossOfGroup(gateValues, start, S, E, M);
       start += S;
@@ -378,7 +442,10 @@ export function moeLayer(
   };
   let gatesClean: tf.Tensor2D | null = withNoise ? null : gates;
   return {
-    y, aux: aux ?? tf.scalar(0), plan, stats,
+    y,
+    aux: aux ?? tf.scalar(0),
+    plan,
+    stats,
     get gatesClean() {
       return (gatesClean ??= softmax(logits) as tf.Tensor2D);
     },

@@ -79,7 +79,13 @@ export function computeOutputs(model: VisionMoE, ds: ImageDataset, opts: OutputO
   let done = 0;
   for (const idx of sequentialBatches(ds.n, opts.batchSize)) {
     const batch = makeBatch(ds, idx, { scale: opts.scale });
-    const fwd: ForwardOptions = { train: false, routing: opts.routing, mcDropout: opts.mcDropout, rng: opts.rng, auxLosses: false };
+    const fwd: ForwardOptions = {
+      train: false,
+      routing: opts.routing,
+      mcDropout: opts.mcDropout,
+      rng: opts.rng,
+      auxLosses: false,
+    };
     let lg: Float32Array = new Float32Array(0);
     let pl: Float32Array | null = null;
     let stats: (MoeLayerStats & { block: number })[] = [];
@@ -95,7 +101,7 @@ export function computeOutputs(model: VisionMoE, ds: ImageDataset, opts: OutputO
     if (bad >= 0) {
       throw new CheckpointError(
         `the model gives non-finite logits (${lg[bad]}) for example ${idx[Math.floor((bad % (b * K)) / K)]} of ${ds.name} ${ds.split}: ` +
-        'its weights are finite but so large that they overflow, as after a training that diverged',
+          'its weights are finite but so large that they overflow, as after a training that diverged',
         { hint: 'use an earlier checkpoint of that run, or retrain with a lower optim.lr' },
       );
     }
@@ -119,20 +125,34 @@ export function computeOutputs(model: VisionMoE, ds: ImageDataset, opts: OutputO
     expertLoad: s.expertLoad.map((x) => x / w),
   }));
   return {
-    n: ds.n, numClasses: K, members: M, logits, preLogits, preLogitsDim: D, labels: ds.labels, router,
+    n: ds.n,
+    numClasses: K,
+    members: M,
+    logits,
+    preLogits,
+    preLogitsDim: D,
+    labels: ds.labels,
+    router,
     seconds: (performance.now() - t0) / 1000,
   };
 }
 
-function accumulateRouter(acc: Map<number, { w: number; s: RouterSummary }>, stats: (MoeLayerStats & { block: number })[], weight: number): void {
+function accumulateRouter(
+  acc: Map<number, { w: number; s: RouterSummary }>,
+  stats: (MoeLayerStats & { block: number })[],
+  weight: number,
+): void {
   for (const st of stats) {
     const cur = acc.get(st.block);
     if (!cur) {
       acc.set(st.block, {
         w: weight,
         s: {
-          block: st.block, capacity: st.capacity, groupSize: st.groupSize,
-          processedFraction: st.processedFraction * weight, dropFraction: st.dropFraction * weight,
+          block: st.block,
+          capacity: st.capacity,
+          groupSize: st.groupSize,
+          processedFraction: st.processedFraction * weight,
+          dropFraction: st.dropFraction * weight,
           expertLoad: st.expertLoad.map((x) => x * weight),
         },
       });

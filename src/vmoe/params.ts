@@ -24,7 +24,8 @@ export interface ParamSpec {
 
 export function paramSpecs(cfg: ModelConfig): Map<string, ParamSpec> {
   const specs = new Map<string, ParamSpec>();
-  const H = cfg.hidden, P = cfg.patchSize * cfg.patchSize * cfg.channels;
+  const H = cfg.hidden,
+    P = cfg.patchSize * cfg.patchSize * cfg.channels;
   const add = (name: string, spec: ParamSpec) => specs.set(name, spec);
   const kernel = (name: string, i: number, o: number) =>
     add(`${name}/kernel`, { shape: [i, o], init: { kind: 'xavier-uniform', fanIn: i, fanOut: o }, decay: true });
@@ -48,13 +49,24 @@ export function paramSpecs(cfg: ModelConfig): Map<string, ParamSpec> {
     }
     norm(`${p}/ln2`);
     if (moe.has(b)) {
-      const E = cfg.moe.numExperts, M = cfg.mlpDim;
+      const E = cfg.moe.numExperts,
+        M = cfg.mlpDim;
       // E³ stores one router per member, (H, M, E/M); reshaped to (H, E) it is the block-diagonal router.
       const routerShape = cfg.type === 'e3' ? [H, cfg.ensemble.members, E / cfg.ensemble.members] : [H, E];
       add(`${p}/moe/router/kernel`, { shape: routerShape, init: { kind: 'lecun-normal', fanIn: H }, decay: true });
-      add(`${p}/moe/w1`, { shape: [E, H, M], init: { kind: 'xavier-uniform', fanIn: H, fanOut: M }, stackedExperts: true, decay: true });
+      add(`${p}/moe/w1`, {
+        shape: [E, H, M],
+        init: { kind: 'xavier-uniform', fanIn: H, fanOut: M },
+        stackedExperts: true,
+        decay: true,
+      });
       add(`${p}/moe/b1`, { shape: [E, M], init: { kind: 'zeros' }, stackedExperts: true, decay: false });
-      add(`${p}/moe/w2`, { shape: [E, M, H], init: { kind: 'xavier-uniform', fanIn: M, fanOut: H }, stackedExperts: true, decay: true });
+      add(`${p}/moe/w2`, {
+        shape: [E, M, H],
+        init: { kind: 'xavier-uniform', fanIn: M, fanOut: H },
+        stackedExperts: true,
+        decay: true,
+      });
       add(`${p}/moe/b2`, { shape: [E, H], init: { kind: 'zeros' }, stackedExperts: true, decay: false });
     } else {
       kernel(`${p}/mlp/fc1`, H, cfg.mlpDim);
@@ -128,7 +140,8 @@ export function initParamValues(cfg: ModelConfig, seed: number): Map<string, { s
  * k experts per MoE layer).
  */
 export function countParams(cfg: ModelConfig): { total: number; activePerToken: number } {
-  let total = 0, expertParams = 0;
+  let total = 0,
+    expertParams = 0;
   for (const spec of paramSpecs(cfg).values()) {
     const size = spec.shape.reduce((a, b) => a * b, 1);
     total += size;

@@ -9,7 +9,9 @@ import { ConfigError } from '../util/errors.js';
 /** Throws unless experts, routing groups and rows split evenly into M members. */
 export function checkPartition(E: number, groupSize: number, N: number, M: number): void {
   if (E % M !== 0 || groupSize % M !== 0 || N % M !== 0) {
-    throw new ConfigError(`E³ routing needs E (${E}), the group size (${groupSize}) and the token count (${N}) to be multiples of M (${M})`);
+    throw new ConfigError(
+      `E³ routing needs E (${E}), the group size (${groupSize}) and the token count (${N}) to be multiples of M (${M})`,
+    );
   }
 }
 

@@ -121,9 +121,7 @@ export function topExpertsPerItem(gates: number[][], opts: TopExpertsOptions): T
 export function combineTensor(result: TopExpertsResult, numExperts: number): number[][][] {
   checkNumExperts(result, numExperts);
   const { capacity } = result;
-  const out = result.expert.map(() =>
-    Array.from({ length: numExperts }, () => new Array<number>(capacity).fill(0)),
-  ); // (S, E, C)
+  const out = result.expert.map(() => Array.from({ length: numExperts }, () => new Array<number>(capacity).fill(0))); // (S, E, C)
   result.expert.forEach((choices, s) =>
     choices.forEach((e, j) => {
       if (result.kept[s]![j]) out[s]![e]![result.slot[s]![j]!] = result.combine[s]![j]!;

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { bestOfRepeats, comparePeer, imagesPerSecond, markdownTable, median, parseArgs } from '../../bench/lib/stats.js';
+import {
+  bestOfRepeats,
+  comparePeer,
+  imagesPerSecond,
+  markdownTable,
+  median,
+  parseArgs,
+} from '../../bench/lib/stats.js';
 import { benchModelConfig, peerArgs } from '../../bench/lib/configs.js';
 import { moeBlocks, tokensPerImage } from '../../src/vmoe/config.js';
 
@@ -14,7 +21,11 @@ describe('median', () => {
 });
 
 describe('imagesPerSecond', () => {
-  it.each([[64, 500, 128], [1, 1000, 1], [256, 2000, 128]])('batch %d in %d ms → %d images/s', (b, ms, want) => {
+  it.each([
+    [64, 500, 128],
+    [1, 1000, 1],
+    [256, 2000, 128],
+  ])('batch %d in %d ms → %d images/s', (b, ms, want) => {
     expect(imagesPerSecond(b, ms)).toBeCloseTo(want, 10);
   });
   it('rejects a non-positive time', () => expect(() => imagesPerSecond(64, 0)).toThrow(/positive/));
@@ -40,11 +51,46 @@ describe('comparePeer', () => {
 
 describe('parseArgs', () => {
   it('defaults: full run, no peer, the engine default thread count, batch 64, all suites, saved', () => {
-    expect(parseArgs([], 3)).toEqual({ quick: false, peer: false, threads: [3], backend: 'auto', batch: 64, repeat: 1, only: [], save: true, child: null });
+    expect(parseArgs([], 3)).toEqual({
+      quick: false,
+      peer: false,
+      threads: [3],
+      backend: 'auto',
+      batch: 64,
+      repeat: 1,
+      only: [],
+      save: true,
+      child: null,
+    });
   });
   it('reads every option (and ignores the npm "--" separator)', () => {
-    const a = parseArgs(['--', '--quick', '--peer', '--threads', '1,2', '--batch', '32', '--repeat', '2', '--backend', 'wasm', '--only', 'models,capacity', '--no-save']);
-    expect(a).toEqual({ quick: true, peer: true, threads: [1, 2], backend: 'wasm', batch: 32, repeat: 2, only: ['models', 'capacity'], save: false, child: null });
+    const a = parseArgs([
+      '--',
+      '--quick',
+      '--peer',
+      '--threads',
+      '1,2',
+      '--batch',
+      '32',
+      '--repeat',
+      '2',
+      '--backend',
+      'wasm',
+      '--only',
+      'models,capacity',
+      '--no-save',
+    ]);
+    expect(a).toEqual({
+      quick: true,
+      peer: true,
+      threads: [1, 2],
+      backend: 'wasm',
+      batch: 32,
+      repeat: 2,
+      only: ['models', 'capacity'],
+      save: false,
+      child: null,
+    });
   });
   it.each([
     [['--threads', '0'], /--threads: "0"/],
@@ -57,17 +103,28 @@ describe('parseArgs', () => {
 
 describe('markdownTable', () => {
   it('writes a header, a rule and one row per record, 3 significant digits, blanks for missing', () => {
-    const t = markdownTable([{ a: 'x', b: 1234.5678, c: 7 }, { a: 'y', b: 0.012345 }], ['a', 'b', 'c']);
+    const t = markdownTable(
+      [
+        { a: 'x', b: 1234.5678, c: 7 },
+        { a: 'y', b: 0.012345 },
+      ],
+      ['a', 'b', 'c'],
+    );
     expect(t).toBe('| a | b | c |\n|---|---|---|\n| x | 1230 | 7 |\n| y | 0.0123 |  |');
   });
 });
 
 describe('benchmark models match torch_peer.py defaults', () => {
-  it.each(['vit-tiny', 'vmoe-tiny', 'e3-tiny'] as const)('%s: 28×28×1, patch 4, hidden 64, 4 blocks, 4 heads, MLP 256, 10 classes', (name) => {
-    const c = benchModelConfig(name);
-    expect([c.imageSize, c.channels, c.patchSize, c.hidden, c.depth, c.heads, c.mlpDim, c.numClasses]).toEqual([28, 1, 4, 64, 4, 4, 256, 10]);
-    expect(tokensPerImage(c)).toBe((28 / 4) ** 2 + 1); // 49 patches + class token, as the peer's T
-  });
+  it.each(['vit-tiny', 'vmoe-tiny', 'e3-tiny'] as const)(
+    '%s: 28×28×1, patch 4, hidden 64, 4 blocks, 4 heads, MLP 256, 10 classes',
+    (name) => {
+      const c = benchModelConfig(name);
+      expect([c.imageSize, c.channels, c.patchSize, c.hidden, c.depth, c.heads, c.mlpDim, c.numClasses]).toEqual([
+        28, 1, 4, 64, 4, 4, 256, 10,
+      ]);
+      expect(tokensPerImage(c)).toBe((28 / 4) ** 2 + 1); // 49 patches + class token, as the peer's T
+    },
+  );
   it('MoE placement, experts, K, capacity factor and group size', () => {
     const v = benchModelConfig('vmoe-tiny');
     expect(moeBlocks(v)).toEqual([1, 3]);
@@ -88,10 +145,24 @@ describe('benchmark models match torch_peer.py defaults', () => {
 });
 
 describe('bestOfRepeats', () => {
-  const rec = (threads: number, train: number, infer: number, rss: number, extra = {}) =>
-    ({ name: 'vmoe-tiny', suite: 'models', backend: 'wasm-blas', threads, batch: 64, train_images_per_s: train, infer_images_per_s: infer, peak_rss_mb: rss, ...extra });
+  const rec = (threads: number, train: number, infer: number, rss: number, extra = {}) => ({
+    name: 'vmoe-tiny',
+    suite: 'models',
+    backend: 'wasm-blas',
+    threads,
+    batch: 64,
+    train_images_per_s: train,
+    infer_images_per_s: infer,
+    peak_rss_mb: rss,
+    ...extra,
+  });
   it('takes the fastest train and infer run separately and the largest RSS, per setting', () => {
-    const best = bestOfRepeats([rec(1, 300, 900, 400), rec(1, 350, 800, 390), rec(2, 200, 1000, 410), rec(1, 1e6, 1e6, 1, { error: 'crashed' })]);
+    const best = bestOfRepeats([
+      rec(1, 300, 900, 400),
+      rec(1, 350, 800, 390),
+      rec(2, 200, 1000, 410),
+      rec(1, 1e6, 1e6, 1, { error: 'crashed' }),
+    ]);
     expect(best).toHaveLength(2);
     const one = best.find((r) => r.threads === 1)!;
     expect([one.train_images_per_s, one.infer_images_per_s, one.peak_rss_mb, one.repeats]).toEqual([350, 900, 400, 2]);

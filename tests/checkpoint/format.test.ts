@@ -44,7 +44,9 @@ function expectSameBits(loaded: NamedArray | undefined, expected: NamedArray): v
   expect(actual.data.length).toBe(expected.data.length);
   const a = new Uint32Array(actual.data.buffer, actual.data.byteOffset, actual.data.length);
   const b = new Uint32Array(expected.data.buffer, expected.data.byteOffset, expected.data.length);
-  expect(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))).toBe(true);
+  expect(
+    Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength)),
+  ).toBe(true);
 }
 
 function smallContent(step = 7): CheckpointContent {
@@ -92,7 +94,13 @@ function loadError(file: string): CheckpointError {
 describe('round trip', () => {
   it('restores meta and every tensor bit-exactly, including special floats, scalars and empty tensors', () => {
     const content: CheckpointContent = {
-      meta: { step: 12, config: { layers: [1, 3], moe: { E: 8, K: 2 } }, rng: [4294967295, 0, 1, 2], engine: 'cpu', note: 'ü→✓' },
+      meta: {
+        step: 12,
+        config: { layers: [1, 3], moe: { E: 8, K: 2 } },
+        rng: [4294967295, 0, 1, 2],
+        engine: 'cpu',
+        note: 'ü→✓',
+      },
       tensors: {
         'params/a/b/c/kernel': f32([2, 2, 2], [1, -1, 0.1, -0, Infinity, -Infinity, NaN, 1.401298464324817e-45]),
         'params/scalar': f32([], [3.5]),
@@ -120,7 +128,10 @@ describe('round trip', () => {
     for (let i = 0; i < labels.length; i++) labels[i] = rng.int(1 << 30) - (1 << 29);
     const content: CheckpointContent = {
       meta: { step: 3 },
-      tensors: { 'params/big': { dtype: 'float32', shape: [1000, 1000], data: big }, 'x/labels': { dtype: 'int32', shape: [1000], data: labels } },
+      tensors: {
+        'params/big': { dtype: 'float32', shape: [1000, 1000], data: big },
+        'x/labels': { dtype: 'int32', shape: [1000], data: labels },
+      },
     };
     const loaded = loadCheckpoint(saveCheckpoint(dir, content));
     expectSameBits(loaded.tensors['params/big'], content.tensors['params/big']!);
@@ -130,14 +141,20 @@ describe('round trip', () => {
   it('saves typed-array views at a byte offset correctly', () => {
     const backing = Float32Array.from([9, 9, 1, 2, 3, 9]);
     const view = backing.subarray(2, 5);
-    const loaded = loadCheckpoint(saveCheckpoint(dir, { meta: {}, tensors: { v: { dtype: 'float32', shape: [3], data: view } } }));
+    const loaded = loadCheckpoint(
+      saveCheckpoint(dir, { meta: {}, tensors: { v: { dtype: 'float32', shape: [3], data: view } } }),
+    );
     expect(Array.from(loaded.tensors.v!.data)).toEqual([1, 2, 3]);
   });
 
   it('stores a tensor named "__proto__" as data', () => {
     const file = writeCrafted(
       craftFile(
-        { meta: {}, payloadByteLength: 4, tensors: [{ name: '__proto__', dtype: 'int32', shape: [1], offset: 0, byteLength: 4 }] },
+        {
+          meta: {},
+          payloadByteLength: 4,
+          tensors: [{ name: '__proto__', dtype: 'int32', shape: [1], offset: 0, byteLength: 4 }],
+        },
         Buffer.from(Int32Array.from([5]).buffer),
       ),
     );
@@ -153,7 +170,10 @@ describe('round trip', () => {
 
   it('produces the same bytes whatever the insertion order of tensors', () => {
     const a = smallContent();
-    const reversed: CheckpointContent = { meta: a.meta, tensors: Object.fromEntries(Object.entries(a.tensors).reverse()) };
+    const reversed: CheckpointContent = {
+      meta: a.meta,
+      tensors: Object.fromEntries(Object.entries(a.tensors).reverse()),
+    };
     const h1 = checkpointHash(saveCheckpoint(path.join(dir, 'a'), a));
     const h2 = checkpointHash(saveCheckpoint(path.join(dir, 'b'), reversed));
     expect(h1).toBe(h2);
@@ -222,7 +242,9 @@ describe('hashes', () => {
     const a = smallContent();
     const b = smallContent();
     (b.tensors['params/head/bias']!.data as Float32Array)[1] = 0.25;
-    expect(checkpointHash(saveCheckpoint(path.join(dir, 'a'), a))).not.toBe(checkpointHash(saveCheckpoint(path.join(dir, 'b'), b)));
+    expect(checkpointHash(saveCheckpoint(path.join(dir, 'a'), a))).not.toBe(
+      checkpointHash(saveCheckpoint(path.join(dir, 'b'), b)),
+    );
   });
 });
 
@@ -248,7 +270,9 @@ describe('corruption is refused', () => {
     const bytes = fs.readFileSync(file);
     bytes[bytes.length - 40]! ^= 0xff;
     fs.writeFileSync(file, bytes);
-    expect(loadError(file).message).toMatch(/checksum mismatch.*corrupt or was truncated.*delete it to resume from the previous checkpoint/);
+    expect(loadError(file).message).toMatch(
+      /checksum mismatch.*corrupt or was truncated.*delete it to resume from the previous checkpoint/,
+    );
   });
 
   it('every truncation (0 .. size-1 bytes) is refused', () => {
@@ -288,20 +312,67 @@ describe('corruption is refused', () => {
     expect(loadError(file).message).toMatch(/unknown format version 0/);
   });
 
-  const entry = (over: Record<string, unknown> = {}) => ({ name: 'p/w', dtype: 'float32', shape: [2], offset: 0, byteLength: 8, ...over });
+  const entry = (over: Record<string, unknown> = {}) => ({
+    name: 'p/w',
+    dtype: 'float32',
+    shape: [2],
+    offset: 0,
+    byteLength: 8,
+    ...over,
+  });
   // Each header is internally wrong while the checksum is intact; expected message fragment.
   const badHeaders: [string, unknown, number, RegExp][] = [
-    ['duplicate names', { meta: {}, payloadByteLength: 16, tensors: [entry(), entry({ offset: 8 })] }, 16, /"p\/w" appears twice/],
-    ['unknown dtype', { meta: {}, payloadByteLength: 8, tensors: [entry({ dtype: 'float16' })] }, 8, /unknown dtype "float16"/],
-    ['byteLength ≠ product(shape)·4', { meta: {}, payloadByteLength: 8, tensors: [entry({ shape: [3] })] }, 8, /byteLength 8 but shape \[3\] needs 12/],
-    ['offset beyond payload', { meta: {}, payloadByteLength: 8, tensors: [entry({ offset: 4 })] }, 8, /runs past the 8-byte payload/],
+    [
+      'duplicate names',
+      { meta: {}, payloadByteLength: 16, tensors: [entry(), entry({ offset: 8 })] },
+      16,
+      /"p\/w" appears twice/,
+    ],
+    [
+      'unknown dtype',
+      { meta: {}, payloadByteLength: 8, tensors: [entry({ dtype: 'float16' })] },
+      8,
+      /unknown dtype "float16"/,
+    ],
+    [
+      'byteLength ≠ product(shape)·4',
+      { meta: {}, payloadByteLength: 8, tensors: [entry({ shape: [3] })] },
+      8,
+      /byteLength 8 but shape \[3\] needs 12/,
+    ],
+    [
+      'offset beyond payload',
+      { meta: {}, payloadByteLength: 8, tensors: [entry({ offset: 4 })] },
+      8,
+      /runs past the 8-byte payload/,
+    ],
     ['misaligned offset', { meta: {}, payloadByteLength: 12, tensors: [entry({ offset: 2 })] }, 12, /invalid offset 2/],
-    ['negative dimension', { meta: {}, payloadByteLength: 8, tensors: [entry({ shape: [-2] })] }, 8, /invalid shape \[-2\]/],
-    ['overlapping tensors', { meta: {}, payloadByteLength: 12, tensors: [entry(), entry({ name: 'p/v', offset: 4 })] }, 12, /overlap/],
-    ['payload length mismatch', { meta: {}, payloadByteLength: 4, tensors: [] }, 8, /payload has 4 bytes but the file holds 8/],
+    [
+      'negative dimension',
+      { meta: {}, payloadByteLength: 8, tensors: [entry({ shape: [-2] })] },
+      8,
+      /invalid shape \[-2\]/,
+    ],
+    [
+      'overlapping tensors',
+      { meta: {}, payloadByteLength: 12, tensors: [entry(), entry({ name: 'p/v', offset: 4 })] },
+      12,
+      /overlap/,
+    ],
+    [
+      'payload length mismatch',
+      { meta: {}, payloadByteLength: 4, tensors: [] },
+      8,
+      /payload has 4 bytes but the file holds 8/,
+    ],
     ['meta not an object', { meta: [1], payloadByteLength: 0, tensors: [] }, 0, /meta is not a JSON object/],
     ['tensors not an array', { meta: {}, payloadByteLength: 0, tensors: {} }, 0, /tensors is not an array/],
-    ['empty name', { meta: {}, payloadByteLength: 8, tensors: [entry({ name: '' })] }, 8, /name is not a non-empty string/],
+    [
+      'empty name',
+      { meta: {}, payloadByteLength: 8, tensors: [entry({ name: '' })] },
+      8,
+      /name is not a non-empty string/,
+    ],
   ];
   it.each(badHeaders)('header with %s is refused', (_label, header, payloadBytes, message) => {
     const file = writeCrafted(craftFile(header, Buffer.alloc(payloadBytes)));
@@ -366,8 +437,16 @@ describe('atomic writes', () => {
 
   it('a failing fsync or rename leaves the previous checkpoint intact', () => {
     for (const failure of [
-      { fsyncSync: () => { throw new Error('EIO (simulated)'); } },
-      { renameSync: () => { throw new Error('EXDEV (simulated)'); } },
+      {
+        fsyncSync: () => {
+          throw new Error('EIO (simulated)');
+        },
+      },
+      {
+        renameSync: () => {
+          throw new Error('EXDEV (simulated)');
+        },
+      },
     ] as Partial<CheckpointFs>[]) {
       const { before, file } = previousThenFailedSave(failure);
       expect(fs.readFileSync(file).equals(before)).toBe(true);
@@ -378,8 +457,15 @@ describe('atomic writes', () => {
   it('a crash with no cleanup leaves only a hidden temp file that is never taken for a checkpoint', () => {
     const file = saveCheckpoint(dir, smallContent(5));
     const before = fs.readFileSync(file);
-    const crash = { ...failingWriter(50), unlinkSync: () => { throw new Error('process died (simulated)'); } };
-    expect(() => saveCheckpoint(dir, smallContent(6), { fs: crash })).toThrow(/could not write checkpoint .*checkpoint-6\.vmoe.*unchanged/);
+    const crash = {
+      ...failingWriter(50),
+      unlinkSync: () => {
+        throw new Error('process died (simulated)');
+      },
+    };
+    expect(() => saveCheckpoint(dir, smallContent(6), { fs: crash })).toThrow(
+      /could not write checkpoint .*checkpoint-6\.vmoe.*unchanged/,
+    );
     const leftovers = fs.readdirSync(dir).filter((n) => n !== 'checkpoint-5.vmoe');
     expect(leftovers).toHaveLength(1);
     expect(leftovers[0]).toMatch(/^\.checkpoint-6\.vmoe\..*\.tmp$/);
@@ -458,10 +544,26 @@ describe('retention and latest', () => {
 
 describe('save-time validation', () => {
   const bad: [string, CheckpointContent, RegExp][] = [
-    ['dtype/data mismatch', { meta: {}, tensors: { w: { dtype: 'int32', shape: [1], data: new Float32Array(1) } } }, /"w": dtype is int32 but data is a Float32Array/],
-    ['length ≠ product(shape)', { meta: {}, tensors: { w: f32([2, 2], [1, 2, 3]) } }, /"w": shape \[2, 2\] has 4 elements but data has 3/],
-    ['fractional dimension', { meta: {}, tensors: { w: f32([1.5], [1]) } }, /"w": shape must be an array of non-negative integers/],
-    ['unknown dtype', { meta: {}, tensors: { w: { dtype: 'float64' as 'float32', shape: [1], data: new Float32Array(1) } } }, /dtype must be 'float32' or 'int32'/],
+    [
+      'dtype/data mismatch',
+      { meta: {}, tensors: { w: { dtype: 'int32', shape: [1], data: new Float32Array(1) } } },
+      /"w": dtype is int32 but data is a Float32Array/,
+    ],
+    [
+      'length ≠ product(shape)',
+      { meta: {}, tensors: { w: f32([2, 2], [1, 2, 3]) } },
+      /"w": shape \[2, 2\] has 4 elements but data has 3/,
+    ],
+    [
+      'fractional dimension',
+      { meta: {}, tensors: { w: f32([1.5], [1]) } },
+      /"w": shape must be an array of non-negative integers/,
+    ],
+    [
+      'unknown dtype',
+      { meta: {}, tensors: { w: { dtype: 'float64' as 'float32', shape: [1], data: new Float32Array(1) } } },
+      /dtype must be 'float32' or 'int32'/,
+    ],
     ['negative step', { meta: { step: -1 }, tensors: {} }, /meta.step must be a non-negative integer/],
     ['fractional step', { meta: { step: 2.5 }, tensors: {} }, /meta.step must be a non-negative integer/],
     ['string step', { meta: { step: '3' }, tensors: {} }, /meta.step must be a non-negative integer/],
@@ -495,14 +597,23 @@ describe('compareShapes', () => {
   };
 
   it('accepts a matching checkpoint and ignores tensors outside the prefix', () => {
-    const c = ckpt({ 'params/embed/kernel': [4, 4, 1, 8], 'params/head/kernel': [8, 10], 'params/head/bias': [10] }, { 'opt/m/head/bias': [3] });
+    const c = ckpt(
+      { 'params/embed/kernel': [4, 4, 1, 8], 'params/head/kernel': [8, 10], 'params/head/bias': [10] },
+      { 'opt/m/head/bias': [3] },
+    );
     expect(() => compareShapes(model, c)).not.toThrow();
   });
 
   it('lists missing, unexpected and mis-shaped tensors with their shapes', () => {
-    const c = ckpt({ 'params/embed/kernel': [4, 4, 1, 8], 'params/head/kernel': [8, 100], 'params/pos/embedding': [1, 49, 8] });
+    const c = ckpt({
+      'params/embed/kernel': [4, 4, 1, 8],
+      'params/head/kernel': [8, 100],
+      'params/pos/embedding': [1, 49, 8],
+    });
     const text = message(() => compareShapes(model, { ...c, path: '/runs/x/checkpoint-3.vmoe' } as CheckpointContent));
-    expect(text).toContain('checkpoint /runs/x/checkpoint-3.vmoe does not match the model config: 1 missing, 1 unexpected, 1 mis-shaped');
+    expect(text).toContain(
+      'checkpoint /runs/x/checkpoint-3.vmoe does not match the model config: 1 missing, 1 unexpected, 1 mis-shaped',
+    );
     expect(text).toMatch(/missing[^\n]*:\n\s+params\/head\/bias \[10\]/);
     expect(text).toMatch(/unexpected[^\n]*:\n\s+params\/pos\/embedding \[1, 49, 8\]/);
     expect(text).toMatch(/mis-shaped:\n\s+params\/head\/kernel: expected \[8, 10\], checkpoint has \[8, 100\]/);
@@ -511,7 +622,9 @@ describe('compareShapes', () => {
 
   it('uses a custom prefix', () => {
     const c = ckpt({ 'opt/m/head/bias': [9] });
-    expect(message(() => compareShapes({ 'head/bias': [10] }, c, 'opt/m/'))).toMatch(/opt\/m\/head\/bias: expected \[10\], checkpoint has \[9\]/);
+    expect(message(() => compareShapes({ 'head/bias': [10] }, c, 'opt/m/'))).toMatch(
+      /opt\/m\/head\/bias: expected \[10\], checkpoint has \[9\]/,
+    );
   });
 
   it('lists at most 10 of each kind and counts the rest', () => {
@@ -525,6 +638,8 @@ describe('compareShapes', () => {
   });
 
   it('treats a scalar and a [1] tensor as different shapes', () => {
-    expect(message(() => compareShapes({ s: [] }, ckpt({ 'params/s': [1] })))).toMatch(/params\/s: expected \[\], checkpoint has \[1\]/);
+    expect(message(() => compareShapes({ s: [] }, ckpt({ 'params/s': [1] })))).toMatch(
+      /params\/s: expected \[\], checkpoint has \[1\]/,
+    );
   });
 });

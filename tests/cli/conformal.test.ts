@@ -14,7 +14,12 @@ import { runCommand, tinyRun, tmpDir } from './tiny-run.js';
 
 const root = path.resolve(__dirname, '../..');
 const cli = path.join(root, 'dist/cli/main.js');
-const vmoe = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, VMOE_THREADS: '1' } });
+const vmoe = (...args: string[]) =>
+  spawnSync(process.execPath, [cli, ...args], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, VMOE_THREADS: '1' },
+  });
 
 const dir = tmpDir('conformal');
 function file(name: string, text: string): string {
@@ -26,17 +31,31 @@ function file(name: string, text: string): string {
 // Calibration: true-label probabilities 0.9, 0.8, 0.6, 0.3 → LAC scores 0.1, 0.2, 0.4, 0.7.
 const calib = file('calib.csv', 'label,p0,p1\n0,0.9,0.1\n1,0.2,0.8\n0,0.6,0.4\n1,0.7,0.3\n');
 // Test: three examples of class 0 (logits, so the two files may differ in kind).
-const test = file('test.csv', `label,logit0,logit1\n0,${Math.log(0.75)},${Math.log(0.25)}\n0,${Math.log(0.45)},${Math.log(0.55)}\n0,${Math.log(0.2)},${Math.log(0.8)}\n`);
+const test = file(
+  'test.csv',
+  `label,logit0,logit1\n0,${Math.log(0.75)},${Math.log(0.25)}\n0,${Math.log(0.45)},${Math.log(0.55)}\n0,${Math.log(0.2)},${Math.log(0.8)}\n`,
+);
 const calib3 = file('calib3.csv', 'label,p0,p1,p2\n0,0.8,0.1,0.1\n1,0.1,0.8,0.1\n');
 
 describe('vmoe metrics --conformal', () => {
   it('JSON: conformal.<method> holds one report per alpha; LAC numbers by hand', async () => {
-    const text = await runCommand(registerMetricsCommand, ['metrics', '--input', test, '--calib', calib, '--conformal', 'lac,aps,raps', '--alpha', '0.4,0.2']);
+    const text = await runCommand(registerMetricsCommand, [
+      'metrics',
+      '--input',
+      test,
+      '--calib',
+      calib,
+      '--conformal',
+      'lac,aps,raps',
+      '--alpha',
+      '0.4,0.2',
+    ]);
     const r = JSON.parse(text);
     expect(Object.keys(r.conformal)).toEqual(['lac', 'aps', 'raps']);
     for (const m of ['lac', 'aps', 'raps']) {
       expect(r.conformal[m].map((x: { alpha: number }) => x.alpha)).toEqual([0.4, 0.2]);
-      for (const x of r.conformal[m]) for (const key of ['alpha', 'qhat', 'coverage', 'mean_set_size']) expect(x).toHaveProperty(key);
+      for (const x of r.conformal[m])
+        for (const key of ['alpha', 'qhat', 'coverage', 'mean_set_size']) expect(x).toHaveProperty(key);
     }
     // α = 0.4: q̂ = 3rd smallest of 0.1, 0.2, 0.4, 0.7 = 0.4 → sets {0}, {}, {1}: coverage 1/3, size 2/3
     expect(r.conformal.lac[0].qhat).toBeCloseTo(0.4, 12);
@@ -64,7 +83,12 @@ describe('vmoe metrics --conformal', () => {
     expect(latex).toContain('Method & $\\alpha$ & $\\hat q$ & Coverage & Mean set size \\\\');
     expect(latex).toContain('LAC & 0.4 & 0.4000 & 0.3333 & 0.6667 \\\\');
     const csv = await runCommand(registerMetricsCommand, [...args, '--format', 'csv']);
-    const rows = Object.fromEntries(csv.trim().split('\n').map((l) => [l.slice(0, l.indexOf(',')), l.slice(l.indexOf(',') + 1)]));
+    const rows = Object.fromEntries(
+      csv
+        .trim()
+        .split('\n')
+        .map((l) => [l.slice(0, l.indexOf(',')), l.slice(l.indexOf(',') + 1)]),
+    );
     expect(Number(rows['conformal.lac.alpha_0.4.alpha'])).toBe(0.4);
     expect(Number(rows['conformal.lac.alpha_0.4.qhat'])).toBeCloseTo(0.4, 12);
     expect(Number(rows['conformal.lac.alpha_0.4.coverage'])).toBeCloseTo(1 / 3, 12);
@@ -77,11 +101,27 @@ describe('vmoe metrics --conformal', () => {
       if (!fs.existsSync(cli)) throw new Error('dist/ is missing: run `npm run build`');
     });
     it.each([
-      ['alpha above 1', ['--calib', calib, '--conformal', 'lac', '--alpha', '1.5'], /^error: --alpha: .*\(0, 1\).*"1\.5"/],
+      [
+        'alpha above 1',
+        ['--calib', calib, '--conformal', 'lac', '--alpha', '1.5'],
+        /^error: --alpha: .*\(0, 1\).*"1\.5"/,
+      ],
       ['alpha 0', ['--calib', calib, '--conformal', 'lac', '--alpha', '0.1,0'], /^error: --alpha: .*"0"/],
-      ['calibration with other classes', ['--calib', calib3, '--conformal', 'lac'], /^error: calibration file .*calib3\.csv has 3 classes but .*test\.csv has 2/],
-      ['--conformal without --calib', ['--conformal', 'lac'], /^error: --conformal needs calibration predictions: add --calib/],
-      ['unknown method', ['--calib', calib, '--conformal', 'lac,thr'], /^error: --conformal: unknown method "thr"; choose from lac, aps, raps/],
+      [
+        'calibration with other classes',
+        ['--calib', calib3, '--conformal', 'lac'],
+        /^error: calibration file .*calib3\.csv has 3 classes but .*test\.csv has 2/,
+      ],
+      [
+        '--conformal without --calib',
+        ['--conformal', 'lac'],
+        /^error: --conformal needs calibration predictions: add --calib/,
+      ],
+      [
+        'unknown method',
+        ['--calib', calib, '--conformal', 'lac,thr'],
+        /^error: --conformal: unknown method "thr"; choose from lac, aps, raps/,
+      ],
       ['--calib without --conformal', ['--calib', calib], /^error: --calib .* add --conformal/],
     ])('%s', (_name, args, message) => {
       const r = vmoe('metrics', '--input', test, ...args);
@@ -104,7 +144,19 @@ describe('vmoe eval --conformal on a tiny trained model', () => {
   it('calibrates on val, reports on test, writes prediction_sets.csv and figures; vmoe metrics on the same predictions agrees', async () => {
     const out = tmpDir('conformal-eval');
     const common = ['--checkpoint', run, '--backend', 'wasm', '--threads', '1'];
-    const text = await runCommand(registerEvalCommand, ['eval', ...common, '--limit', '48', '--conformal', 'lac,aps,raps', '--alpha', '0.1,0.2', '--temperature-scale', '--out', out]);
+    const text = await runCommand(registerEvalCommand, [
+      'eval',
+      ...common,
+      '--limit',
+      '48',
+      '--conformal',
+      'lac,aps,raps',
+      '--alpha',
+      '0.1,0.2',
+      '--temperature-scale',
+      '--out',
+      out,
+    ]);
     const r = JSON.parse(text);
     expect(r.temperature_scaled.fit_split).toBe('mnist/val (n=32)');
     expect(r.conventions.conformal.calibration).toBe('mnist/val (n=32)');
@@ -125,7 +177,10 @@ describe('vmoe eval --conformal on a tiny trained model', () => {
     const sets = (col: number) => cells.map((c) => (c[col] === '' ? [] : c[col]!.split(' ').map(Number)));
     const lac01 = sets(2);
     expect(lac01.reduce((a, s) => a + s.length, 0) / 48).toBeCloseTo(r.conformal.lac[0].mean_set_size, 12);
-    expect(lac01.filter((s, i) => s.includes(Number(cells[i]![1]))).length / 48).toBeCloseTo(r.conformal.lac[0].coverage, 12);
+    expect(lac01.filter((s, i) => s.includes(Number(cells[i]![1]))).length / 48).toBeCloseTo(
+      r.conformal.lac[0].coverage,
+      12,
+    );
     // predictions.csv is still vmoe metrics input
     parsePredictionsCsv(fs.readFileSync(path.join(out, 'predictions.csv'), 'utf8'), 'predictions.csv');
     for (const f of ['conformal-set-size', 'conformal-coverage']) {
@@ -143,7 +198,8 @@ describe('vmoe eval --conformal on a tiny trained model', () => {
     const valOut = tmpDir('conformal-val');
     await runCommand(registerEvalCommand, ['eval', ...common, '--split', 'val', '--out', valOut]);
     const m = await runMetrics({
-      input: path.join(out, 'predictions.csv'), calib: path.join(valOut, 'predictions.csv'),
+      input: path.join(out, 'predictions.csv'),
+      calib: path.join(valOut, 'predictions.csv'),
       conformal: { methods: ['lac', 'aps', 'raps'], alphas: [0.1, 0.2] },
     });
     for (const method of ['lac', 'aps', 'raps'] as const) {
@@ -158,6 +214,8 @@ describe('vmoe eval --conformal on a tiny trained model', () => {
   });
 
   it('--alpha without --conformal is a usage error', async () => {
-    await expect(runCommand(registerEvalCommand, ['eval', '--checkpoint', run, '--alpha', '0.1'])).rejects.toThrow(/--alpha applies to conformal prediction/);
+    await expect(runCommand(registerEvalCommand, ['eval', '--checkpoint', run, '--alpha', '0.1'])).rejects.toThrow(
+      /--alpha applies to conformal prediction/,
+    );
   });
 });

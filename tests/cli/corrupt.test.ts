@@ -24,7 +24,12 @@ writeIdx(path.join(src, 't10k-labels-idx1-ubyte.gz'), [n], labels);
 writeFileSync(path.join(src, 'meta.json'), JSON.stringify({ name: 'tiny', classNames: ['a', 'b', 'c', 'd'] }));
 
 describe('parsing', () => {
-  it.each([['3', [3]], ['1-5', [1, 2, 3, 4, 5]], ['1,3, 5', [1, 3, 5]], ['4,2-3', [2, 3, 4]]])('severity %s', (spec, expected) => {
+  it.each([
+    ['3', [3]],
+    ['1-5', [1, 2, 3, 4, 5]],
+    ['1,3, 5', [1, 3, 5]],
+    ['4,2-3', [2, 3, 4]],
+  ])('severity %s', (spec, expected) => {
     expect(parseSeverities(spec)).toEqual(expected);
   });
   it.each(['0', '6', '2-1', 'x', '1-6', ''])('severity "%s" is an error', (spec) => {
@@ -46,18 +51,41 @@ describe('vmoe corrupt', () => {
     registerCorruptCommand(program);
     const write = process.stdout.write;
     let stdout = '';
-    process.stdout.write = ((s: string) => { stdout += s; return true; }) as typeof process.stdout.write;
+    process.stdout.write = ((s: string) => {
+      stdout += s;
+      return true;
+    }) as typeof process.stdout.write;
     const errWrite = process.stderr.write;
     process.stderr.write = (() => true) as typeof process.stderr.write;
     try {
-      await program.parseAsync(['node', 'vmoe', 'corrupt', '--dataset', `idx:${src}`, '--corruption', 'gaussian_noise,pixelate',
-        '--severity', '2-3', '--seed', '7', '--out', out, '--preview-images', '2']);
+      await program.parseAsync([
+        'node',
+        'vmoe',
+        'corrupt',
+        '--dataset',
+        `idx:${src}`,
+        '--corruption',
+        'gaussian_noise,pixelate',
+        '--severity',
+        '2-3',
+        '--seed',
+        '7',
+        '--out',
+        out,
+        '--preview-images',
+        '2',
+      ]);
     } finally {
       process.stdout.write = write;
       process.stderr.write = errWrite;
     }
     const manifest = JSON.parse(stdout);
-    expect(manifest.sets.map((s: { dir: string }) => s.dir)).toEqual(['gaussian_noise-2', 'gaussian_noise-3', 'pixelate-2', 'pixelate-3']);
+    expect(manifest.sets.map((s: { dir: string }) => s.dir)).toEqual([
+      'gaussian_noise-2',
+      'gaussian_noise-3',
+      'pixelate-2',
+      'pixelate-3',
+    ]);
     expect(JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8'))).toEqual(manifest);
     for (const set of manifest.sets as Array<{ dir: string; corruption: string; severity: number }>) {
       const ds = loadDataset(`idx:${path.join(out, set.dir)}`, 'test');
@@ -65,7 +93,9 @@ describe('vmoe corrupt', () => {
       expect([...ds.labels]).toEqual([...labels]);
       expect(ds.classNames).toEqual(['a', 'b', 'c', 'd']);
       expect(ds.name).toBe(`tiny-c/${set.dir}`);
-      expect([...ds.images]).toEqual([...corruptBatch(images, { n, h: 28, w: 28, c: 1 }, set.corruption, set.severity, 7)]);
+      expect([...ds.images]).toEqual([
+        ...corruptBatch(images, { n, h: 28, w: 28, c: 1 }, set.corruption, set.severity, 7),
+      ]);
     }
     // preview: 2 rows (corruptions) × 6 columns (severities 0..5) of 2 images, zoom 2
     const png = PNG.sync.read(readFileSync(path.join(out, 'preview.png')));
@@ -74,8 +104,16 @@ describe('vmoe corrupt', () => {
   });
   it('the MNIST-C suite writes one folder per corruption', () => {
     const out = path.join(dir, 'mnistc');
-    const m = runCorrupt({ dataset: `idx:${src}`, split: 'test', corruptions: ['rotate', 'stripe'], severities: [1, 2, 3, 4, 5],
-      out, suite: 'mnist-c', seed: 0, previewImages: 0 });
+    const m = runCorrupt({
+      dataset: `idx:${src}`,
+      split: 'test',
+      corruptions: ['rotate', 'stripe'],
+      severities: [1, 2, 3, 4, 5],
+      out,
+      suite: 'mnist-c',
+      seed: 0,
+      previewImages: 0,
+    });
     expect(m.sets.map((s) => s.dir)).toEqual(['rotate', 'stripe']);
     expect(existsSync(path.join(out, 'preview.png'))).toBe(false);
     const ds = loadDataset(`idx:${path.join(out, 'stripe')}`, 'test', { limit: 1 });
@@ -85,7 +123,17 @@ describe('vmoe corrupt', () => {
   });
   it('--limit keeps the first N images', () => {
     const out = path.join(dir, 'lim');
-    runCorrupt({ dataset: `idx:${src}`, split: 'test', corruptions: ['contrast'], severities: [5], out, suite: 'c', seed: 0, previewImages: 1, limit: 2 });
+    runCorrupt({
+      dataset: `idx:${src}`,
+      split: 'test',
+      corruptions: ['contrast'],
+      severities: [5],
+      out,
+      suite: 'c',
+      seed: 0,
+      previewImages: 1,
+      limit: 2,
+    });
     expect(loadDataset(`idx:${path.join(out, 'contrast-5')}`, 'test').n).toBe(2);
   });
 });

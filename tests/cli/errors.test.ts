@@ -14,7 +14,11 @@ import { CheckpointError, DataError, UsageError } from '../../src/util/errors.js
 const root = path.resolve(__dirname, '../..');
 const cli = path.join(root, 'dist/cli/main.js');
 const vmoe = (...args: string[]) =>
-  spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, VMOE_THREADS: '1', VMOE_DEBUG: '' } });
+  spawnSync(process.execPath, [cli, ...args], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, VMOE_THREADS: '1', VMOE_DEBUG: '' },
+  });
 
 /** Exit 2; apart from `[vmoe] …` progress lines, stderr is one `error:` line and at most one `hint:` line; returns them. */
 function badInput(r: ReturnType<typeof vmoe>): { error: string; hint?: string } {
@@ -33,17 +37,51 @@ function idxFolder(dir: string, size: number, maxLabel: number): string {
   fs.mkdirSync(dir, { recursive: true });
   const n = 8;
   writeIdx(path.join(dir, 't10k-images-idx3-ubyte'), [n, size, size], new Uint8Array(n * size * size).fill(7));
-  writeIdx(path.join(dir, 't10k-labels-idx1-ubyte'), [n], Uint8Array.from({ length: n }, (_, i) => (i === 5 ? maxLabel : i % 3)));
+  writeIdx(
+    path.join(dir, 't10k-labels-idx1-ubyte'),
+    [n],
+    Uint8Array.from({ length: n }, (_, i) => (i === 5 ? maxLabel : i % 3)),
+  );
   return dir;
 }
 
 describe('vmoe CLI: bad input is one line and exit 2', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-errors-'));
   const run = path.join(dir, 'run');
-  const common = ['--set', 'data.dataset="mnist"', '--set', 'data.trainLimit=32', '--set', 'data.valSize=16',
-    '--set', 'model.patchSize=14', '--set', 'model.hidden=16', '--set', 'model.mlpDim=32', '--set', 'model.depth=2', '--set', 'model.heads=2',
-    '--set', 'model.moe.layers.placement="list"', '--set', 'model.moe.layers.list=[1]', '--set', 'model.moe.numExperts=4',
-    '--set', 'model.moe.groupImages=4', '--set', 'train.batchSize=16', '--set', 'train.evalEvery=0', '--set', 'train.evalLimit=16', '--set', 'train.steps=1'];
+  const common = [
+    '--set',
+    'data.dataset="mnist"',
+    '--set',
+    'data.trainLimit=32',
+    '--set',
+    'data.valSize=16',
+    '--set',
+    'model.patchSize=14',
+    '--set',
+    'model.hidden=16',
+    '--set',
+    'model.mlpDim=32',
+    '--set',
+    'model.depth=2',
+    '--set',
+    'model.heads=2',
+    '--set',
+    'model.moe.layers.placement="list"',
+    '--set',
+    'model.moe.layers.list=[1]',
+    '--set',
+    'model.moe.numExperts=4',
+    '--set',
+    'model.moe.groupImages=4',
+    '--set',
+    'train.batchSize=16',
+    '--set',
+    'train.evalEvery=0',
+    '--set',
+    'train.evalLimit=16',
+    '--set',
+    'train.steps=1',
+  ];
 
   beforeAll(() => {
     if (!fs.existsSync(cli)) throw new Error('dist/ is missing: run `npm run build`');
@@ -53,7 +91,9 @@ describe('vmoe CLI: bad input is one line and exit 2', () => {
 
   it('eval --ood with a set of another image size names the set and the flag', () => {
     const small = idxFolder(path.join(dir, 'small'), 14, 2);
-    const { error, hint } = badInput(vmoe('eval', '--checkpoint', run, '--limit', '8', '--backend', 'wasm', '--ood', `idx:${small}`));
+    const { error, hint } = badInput(
+      vmoe('eval', '--checkpoint', run, '--limit', '8', '--backend', 'wasm', '--ood', `idx:${small}`),
+    );
     expect(error).toContain(small);
     expect(error).toContain('--ood');
     expect(error).toMatch(/14×14×1 images; the model takes 28×28×1/);
@@ -62,14 +102,18 @@ describe('vmoe CLI: bad input is one line and exit 2', () => {
 
   it('eval --dataset with another image size names the set', () => {
     const small = idxFolder(path.join(dir, 'small2'), 14, 2);
-    const { error } = badInput(vmoe('eval', '--checkpoint', run, '--limit', '8', '--backend', 'wasm', '--dataset', `idx:${small}`));
+    const { error } = badInput(
+      vmoe('eval', '--checkpoint', run, '--limit', '8', '--backend', 'wasm', '--dataset', `idx:${small}`),
+    );
     expect(error).toContain(small);
     expect(error).toMatch(/14×14×1 images; the model takes 28×28×1/);
   });
 
-  it('eval on an IDX set whose labels exceed the model\'s classes names the labels file', () => {
+  it("eval on an IDX set whose labels exceed the model's classes names the labels file", () => {
     const big = idxFolder(path.join(dir, 'biglabel'), 28, 11);
-    const { error, hint } = badInput(vmoe('eval', '--checkpoint', run, '--limit', '8', '--backend', 'wasm', '--dataset', `idx:${big}`));
+    const { error, hint } = badInput(
+      vmoe('eval', '--checkpoint', run, '--limit', '8', '--backend', 'wasm', '--dataset', `idx:${big}`),
+    );
     expect(error).toContain(path.join(big, 't10k-labels-idx1-ubyte'));
     expect(error).toMatch(/labels up to 11.*predicts 10/);
     expect(hint).toMatch(/model\.numClasses=12/);
@@ -98,7 +142,20 @@ describe('vmoe CLI: bad input is one line and exit 2', () => {
   });
 
   it('finetune --from a checkpoint whose body does not fit the config names each parameter and both shapes', () => {
-    const { error, hint } = badInput(vmoe('finetune', '--from', run, ...common, '--set', 'model.mlpDim=64', '--out', path.join(dir, 'ft-mlp'), '--backend', 'wasm'));
+    const { error, hint } = badInput(
+      vmoe(
+        'finetune',
+        '--from',
+        run,
+        ...common,
+        '--set',
+        'model.mlpDim=64',
+        '--out',
+        path.join(dir, 'ft-mlp'),
+        '--backend',
+        'wasm',
+      ),
+    );
     expect(error).toMatch(/checkpoint-1\.vmoe: 6 parameters do not fit the model config: /);
     expect(error).toContain('block0/mlp/fc1/kernel is [16,32] in the checkpoint but [16,64] in the config');
     expect(error).toContain('block1/moe/w1 is [4,16,32] in the checkpoint but [4,16,64] in the config');
@@ -108,7 +165,9 @@ describe('vmoe CLI: bad input is one line and exit 2', () => {
 
   it('finetune --no-reinit-head onto another class count names the head and --reinit-head', () => {
     const args = ['finetune', '--from', run, ...common, '--set', 'model.numClasses=12'];
-    const { error, hint } = badInput(vmoe(...args, '--no-reinit-head', '--out', path.join(dir, 'ft-keep'), '--backend', 'wasm'));
+    const { error, hint } = badInput(
+      vmoe(...args, '--no-reinit-head', '--out', path.join(dir, 'ft-keep'), '--backend', 'wasm'),
+    );
     expect(error).toContain('head/kernel is [16,10] in the checkpoint but [16,12] in the config');
     expect(error).toContain('head/bias is [10] in the checkpoint but [12] in the config');
     expect(hint).toMatch(/--reinit-head/);
@@ -127,12 +186,17 @@ describe('vmoe CLI: bad input is one line and exit 2', () => {
 describe('reportError', () => {
   const capture = (err: unknown, debug: boolean) => {
     let out = '';
-    const code = reportError(err, { debug }, (s) => { out += s; });
+    const code = reportError(err, { debug }, (s) => {
+      out += s;
+    });
     return { code, out };
   };
 
   it('a VmoeError: its exit code, the message and the hint, no stack', () => {
-    const { code, out } = capture(new UsageError('--bins: expected a positive integer, got "x"', { hint: 'e.g. --bins 15' }), false);
+    const { code, out } = capture(
+      new UsageError('--bins: expected a positive integer, got "x"', { hint: 'e.g. --bins 15' }),
+      false,
+    );
     expect(code).toBe(2);
     expect(out).toBe('error: --bins: expected a positive integer, got "x"\nhint: e.g. --bins 15\n');
     expect(capture(new DataError('a.csv: row 3: bad'), false).out).toBe('error: a.csv: row 3: bad\n');

@@ -45,7 +45,8 @@ describe('runMetrics', () => {
     { name: 'probabilities', input: singleProbs },
   ])('single model from $name: hand-computed numbers', async ({ input }) => {
     const r = await runMetrics({ input });
-    for (const [key, v] of Object.entries(expectedSingle)) expect(r[key as keyof typeof r]).toBeCloseTo(v as number, 12);
+    for (const [key, v] of Object.entries(expectedSingle))
+      expect(r[key as keyof typeof r]).toBeCloseTo(v as number, 12);
     expect(r.gibbs_nll).toBeUndefined();
     expect(r.conventions.ece).toMatchObject({ bins: 15, binning: 'equal-width', name: 'ece' });
     expect(r.conventions.temperature_scaled).toBe(false);
@@ -75,22 +76,46 @@ describe('runMetrics', () => {
     // both positive-class conventions are always reported; the flag picks the one the tables show
     const entry = r.ood![0]!;
     expect(entry.n).toBe(3);
-    expect(entry.scores.msp![positive === 'ood' ? 'ood_positive' : 'in_positive']).toMatchObject({ auroc: 1, auprc, fpr95: 0 });
+    expect(entry.scores.msp![positive === 'ood' ? 'ood_positive' : 'in_positive']).toMatchObject({
+      auroc: 1,
+      auprc,
+      fpr95: 0,
+    });
     const table = formatMetricsReport(r, 'table', { score: 'msp', positive });
     expect(table).toMatch(new RegExp(`score msp, ${positive === 'ood' ? 'OOD' : 'in-distribution'} positive`));
     expect(table).toMatch(/^ood\.auroc\s+1\.0000$/m);
   });
 
   it.each([
-    { name: 'energy needs logits', input: singleProbs, ood: file('ood-p.csv', 'label,p0,p1\n-1,0.5,0.5\n'), score: 'energy' as const, msg: /--ood-score energy needs logits/ },
-    { name: 'class count mismatch', input: single, ood: file('ood3.csv', 'label,logit0,logit1,logit2\n-1,0,0,0\n'), score: 'msp' as const, msg: /has 3 classes but .*single\.csv has 2/ },
-    { name: 'kind mismatch', input: single, ood: file('ood-p2.csv', 'label,p0,p1\n-1,0.5,0.5\n'), score: 'msp' as const, msg: /gives probs but .* gives logits/ },
+    {
+      name: 'energy needs logits',
+      input: singleProbs,
+      ood: file('ood-p.csv', 'label,p0,p1\n-1,0.5,0.5\n'),
+      score: 'energy' as const,
+      msg: /--ood-score energy needs logits/,
+    },
+    {
+      name: 'class count mismatch',
+      input: single,
+      ood: file('ood3.csv', 'label,logit0,logit1,logit2\n-1,0,0,0\n'),
+      score: 'msp' as const,
+      msg: /has 3 classes but .*single\.csv has 2/,
+    },
+    {
+      name: 'kind mismatch',
+      input: single,
+      ood: file('ood-p2.csv', 'label,p0,p1\n-1,0.5,0.5\n'),
+      score: 'msp' as const,
+      msg: /gives probs but .* gives logits/,
+    },
   ])('OOD error: $name', async ({ input, ood, score, msg }) => {
     await expect(runMetrics({ input, oodInput: ood, oodScore: score })).rejects.toThrow(msg);
   });
 
   it('a missing file names the path', async () => {
-    await expect(runMetrics({ input: path.join(dir, 'nope.csv') })).rejects.toThrow(/cannot read predictions file .*nope\.csv/);
+    await expect(runMetrics({ input: path.join(dir, 'nope.csv') })).rejects.toThrow(
+      /cannot read predictions file .*nope\.csv/,
+    );
   });
 
   it('a malformed input names line and column', async () => {
@@ -107,18 +132,46 @@ describe('runMetrics: ECE variants, reliability bins and selective prediction', 
 
   it.each([
     { key: 'ece', get: (r: MetricsReport) => r.ece, expected: 0.25 * 0.65 + 0.75 * gap2 },
-    { key: 'calibration.rmsce', get: (r: MetricsReport) => r.calibration.rmsce, expected: Math.sqrt(0.25 * 0.65 ** 2 + 0.75 * gap2 ** 2) },
+    {
+      key: 'calibration.rmsce',
+      get: (r: MetricsReport) => r.calibration.rmsce,
+      expected: Math.sqrt(0.25 * 0.65 ** 2 + 0.75 * gap2 ** 2),
+    },
     { key: 'calibration.mce', get: (r: MetricsReport) => r.calibration.mce, expected: 0.65 },
-    { key: 'calibration.signed_ece', get: (r: MetricsReport) => r.calibration.signed_ece, expected: 0.25 * 0.65 + 0.75 * gap2 },
+    {
+      key: 'calibration.signed_ece',
+      get: (r: MetricsReport) => r.calibration.signed_ece,
+      expected: 0.25 * 0.65 + 0.75 * gap2,
+    },
     // equal mass, ascending ranks [0,1) [1,2) [2,4): {0.65 ✗} {0.75 ✗} {0.85 ✓, 0.95 ✓}
-    { key: 'calibration.ece_equal_mass', get: (r: MetricsReport) => r.calibration.ece_equal_mass, expected: 0.25 * 0.65 + 0.25 * 0.75 + 0.5 * 0.1 },
+    {
+      key: 'calibration.ece_equal_mass',
+      get: (r: MetricsReport) => r.calibration.ece_equal_mass,
+      expected: 0.25 * 0.65 + 0.25 * 0.75 + 0.5 * 0.1,
+    },
     // class 0 values 0.95 ✓ 0.15 ✗ 0.75 ✗ 0.35 ✓: {0.15} {0.35} {0.75, 0.95}; class 1 mirrors it
-    { key: 'calibration.classwise_ece', get: (r: MetricsReport) => r.calibration.classwise_ece, expected: 0.25 * 0.15 + 0.25 * 0.65 + 0.5 * 0.35 },
+    {
+      key: 'calibration.classwise_ece',
+      get: (r: MetricsReport) => r.calibration.classwise_ece,
+      expected: 0.25 * 0.15 + 0.25 * 0.65 + 0.5 * 0.35,
+    },
     // 2 most confident both right
-    { key: 'accuracy at coverage 50%', get: (r: MetricsReport) => r.selective_prediction.accuracy_at_coverage['50%']!, expected: 1 },
+    {
+      key: 'accuracy at coverage 50%',
+      get: (r: MetricsReport) => r.selective_prediction.accuracy_at_coverage['50%']!,
+      expected: 1,
+    },
     // round(0.8·4) = 3 most confident: 2 right
-    { key: 'accuracy at coverage 80%', get: (r: MetricsReport) => r.selective_prediction.accuracy_at_coverage['80%']!, expected: 2 / 3 },
-    { key: 'coverage at risk 5%', get: (r: MetricsReport) => r.selective_prediction.coverage_at_risk['5%']!, expected: 0.5 },
+    {
+      key: 'accuracy at coverage 80%',
+      get: (r: MetricsReport) => r.selective_prediction.accuracy_at_coverage['80%']!,
+      expected: 2 / 3,
+    },
+    {
+      key: 'coverage at risk 5%',
+      get: (r: MetricsReport) => r.selective_prediction.coverage_at_risk['5%']!,
+      expected: 0.5,
+    },
   ])('$key by hand (3 bins)', async ({ get, expected }) => {
     expect(get(await runMetrics({ input: details, bins: 3 }))).toBeCloseTo(expected, 12);
   });
@@ -126,9 +179,17 @@ describe('runMetrics: ECE variants, reliability bins and selective prediction', 
   it('reliability bins and the risk–coverage curve', async () => {
     const r = await runMetrics({ input: details, bins: 3 });
     expect(r.calibration.reliability.map((b) => b.count)).toEqual([0, 1, 3]);
-    expect(r.calibration.reliability[2]).toMatchObject({ lo: 2 / 3, hi: 1, accuracy: 2 / 3, confidence: expect.closeTo(0.85, 12) });
+    expect(r.calibration.reliability[2]).toMatchObject({
+      lo: 2 / 3,
+      hi: 1,
+      accuracy: 2 / 3,
+      confidence: expect.closeTo(0.85, 12),
+    });
     expect(r.selective_prediction.risk_coverage).toEqual({ coverage: [0.25, 0.5, 0.75, 1], risk: [0, 0, 1 / 3, 0.5] });
-    expect(r.conventions.calibration).toMatchObject({ mce: { bins: 3, binning: 'equal-width', norm: 'max' }, rmsce: { norm: 'l2' } });
+    expect(r.conventions.calibration).toMatchObject({
+      mce: { bins: 3, binning: 'equal-width', norm: 'max' },
+      rmsce: { norm: 'l2' },
+    });
   });
 
   it('--binning equal-mass moves the variants and the reliability bins with it', async () => {
@@ -137,7 +198,10 @@ describe('runMetrics: ECE variants, reliability bins and selective prediction', 
     // bins {0.65 ✗} {0.75 ✗} {0.85 ✓, 0.95 ✓}: max gap 0.75
     expect(r.calibration.mce).toBeCloseTo(0.75, 12);
     expect(r.calibration.reliability.map((b) => b.count)).toEqual([1, 1, 2]);
-    expect(r.conventions.calibration).toMatchObject({ mce: { binning: 'equal-mass' }, reliability: { binning: 'equal-mass' } });
+    expect(r.conventions.calibration).toMatchObject({
+      mce: { binning: 'equal-mass' },
+      reliability: { binning: 'equal-mass' },
+    });
   });
 
   it('json keeps the curve data (empty bins as null); table and latex show the scalars only', async () => {
@@ -161,7 +225,9 @@ describe('formats', () => {
     const r = await runMetrics({ input: single, oodInput: oodFlat });
     const json = JSON.parse(formatMetricsReport(r, 'json'));
     for (const key of ['n', 'accuracy', 'nll', 'brier', 'ece', 'ood', 'conventions']) expect(json).toHaveProperty(key);
-    expect(Object.keys(json.ood[0].scores.msp.ood_positive)).toEqual(expect.arrayContaining(['auroc', 'auprc', 'fpr95']));
+    expect(Object.keys(json.ood[0].scores.msp.ood_positive)).toEqual(
+      expect.arrayContaining(['auroc', 'auprc', 'fpr95']),
+    );
     const csv = formatMetricsReport(r, 'csv');
     expect(csv.split('\n')[0]).toBe('metric,value');
     expect(csv).toMatch(/^ece,0\.25$/m);

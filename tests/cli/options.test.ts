@@ -11,14 +11,26 @@ import { selectCorruptions } from '../../src/eval/robustness.js';
 import { UsageError } from '../../src/util/errors.js';
 
 const robustness = (extra: Record<string, unknown> = {}) => ({
-  checkpoint: ['run'], label: [], split: 'test', suite: 'c', corruptions: 'contrast, gaussian_noise', severities: '1,3-4',
-  batchSize: '8', seed: '2', bins: '10', format: 'table', ...extra,
+  checkpoint: ['run'],
+  label: [],
+  split: 'test',
+  suite: 'c',
+  corruptions: 'contrast, gaussian_noise',
+  severities: '1,3-4',
+  batchSize: '8',
+  seed: '2',
+  bins: '10',
+  format: 'table',
+  ...extra,
 });
 
 describe('robustnessOptionsFromFlags', () => {
   it('selects the named corruptions in suite order at the parsed severities', () => {
     const o = robustnessOptionsFromFlags(robustness());
-    expect(o.corruptions).toEqual([{ name: 'gaussian_noise', severities: [1, 3, 4] }, { name: 'contrast', severities: [1, 3, 4] }]);
+    expect(o.corruptions).toEqual([
+      { name: 'gaussian_noise', severities: [1, 3, 4] },
+      { name: 'contrast', severities: [1, 3, 4] },
+    ]);
     expect([o.seed, o.bins, o.batchSize, o.data.limit]).toEqual([2, 10, 8, undefined]);
   });
 
@@ -49,13 +61,28 @@ describe('robustnessOptionsFromFlags', () => {
 
 describe('fewShotOptionsFromFlags', () => {
   const flags = (extra: Record<string, unknown> = {}) => ({
-    checkpoint: ['run'], datasets: 'mnist, fashion-mnist', shots: '1,5', seeds: '2', probe: 'logreg', trainPool: '100',
-    batchSize: '16', cacheDir: '.c', format: 'table', ...extra,
+    checkpoint: ['run'],
+    datasets: 'mnist, fashion-mnist',
+    shots: '1,5',
+    seeds: '2',
+    probe: 'logreg',
+    trainPool: '100',
+    batchSize: '16',
+    cacheDir: '.c',
+    format: 'table',
+    ...extra,
   });
 
   it('parses shots, seeds, data sets and the λ selection', () => {
     const o = fewShotOptionsFromFlags(flags({ selectBy: 'nll', testLimit: '50' }));
-    expect([o.datasets, o.shots, o.seeds, o.selectBy, o.trainPool, o.testLimit]).toEqual([['mnist', 'fashion-mnist'], [1, 5], 2, 'nll', 100, 50]);
+    expect([o.datasets, o.shots, o.seeds, o.selectBy, o.trainPool, o.testLimit]).toEqual([
+      ['mnist', 'fashion-mnist'],
+      [1, 5],
+      2,
+      'nll',
+      100,
+      50,
+    ]);
   });
 
   it.each([
@@ -71,14 +98,51 @@ describe('fewShotOptionsFromFlags', () => {
 
 describe('sweep and routing options', () => {
   it('sweep: lists of capacity factors and K, the routing modes', () => {
-    const o = sweepOptionsFromFlags({ checkpoint: 'run', split: 'test', batchSize: '4', capacityFactors: '0.5, 1', k: '1,2', batchPriority: 'on', bins: '15', format: 'csv', quiet: true });
+    const o = sweepOptionsFromFlags({
+      checkpoint: 'run',
+      split: 'test',
+      batchSize: '4',
+      capacityFactors: '0.5, 1',
+      k: '1,2',
+      batchPriority: 'on',
+      bins: '15',
+      format: 'csv',
+      quiet: true,
+    });
     expect([o.capacityFactors, o.ks, o.batchPriority, o.onRow]).toEqual([[0.5, 1], [1, 2], 'on', undefined]);
-    expect(() => sweepOptionsFromFlags({ checkpoint: 'run', split: 'test', batchSize: '4', capacityFactors: '0.5', batchPriority: 'on', bins: '15', format: 'csv', limit: '-3' })).toThrow(/--limit/);
+    expect(() =>
+      sweepOptionsFromFlags({
+        checkpoint: 'run',
+        split: 'test',
+        batchSize: '4',
+        capacityFactors: '0.5',
+        batchPriority: 'on',
+        bins: '15',
+        format: 'csv',
+        limit: '-3',
+      }),
+    ).toThrow(/--limit/);
   });
 
   it('routing: the low capacity and overlay sizes', () => {
-    const o = routingOptionsFromFlags({ checkpoint: 'run', split: 'val', batchSize: '20', capacityFactor: '0.25', images: '3', shareImages: '8' });
+    const o = routingOptionsFromFlags({
+      checkpoint: 'run',
+      split: 'val',
+      batchSize: '20',
+      capacityFactor: '0.25',
+      images: '3',
+      shareImages: '8',
+    });
     expect([o.lowCapacity, o.images, o.shareImages, o.data.split]).toEqual([0.25, 3, 8, 'val']);
-    expect(() => routingOptionsFromFlags({ checkpoint: 'run', split: 'val', batchSize: '20', capacityFactor: '0', images: '3', shareImages: '8' })).toThrow(/--capacity-factor/);
+    expect(() =>
+      routingOptionsFromFlags({
+        checkpoint: 'run',
+        split: 'val',
+        batchSize: '20',
+        capacityFactor: '0',
+        images: '3',
+        shareImages: '8',
+      }),
+    ).toThrow(/--capacity-factor/);
   });
 });

@@ -42,11 +42,31 @@ describe('runProbe', () => {
   });
 
   it.each([
-    ['mismatched dimensions', 'label,f0,f1\n0,1,2\n1,2,3\n', 'label,f0\n0,1\n', /train[\w-]*\.csv has 2 feature columns \(f0\.\.f1\), .*test[\w-]*\.csv has 1 \(f0\.\.f0\)/],
-    ['one class', 'label,f0\n1,1\n1,2\n', 'label,f0\n1,1\n', /every train row has label 1; a probe needs at least 2 classes/],
+    [
+      'mismatched dimensions',
+      'label,f0,f1\n0,1,2\n1,2,3\n',
+      'label,f0\n0,1\n',
+      /train[\w-]*\.csv has 2 feature columns \(f0\.\.f1\), .*test[\w-]*\.csv has 1 \(f0\.\.f0\)/,
+    ],
+    [
+      'one class',
+      'label,f0\n1,1\n1,2\n',
+      'label,f0\n1,1\n',
+      /every train row has label 1; a probe needs at least 2 classes/,
+    ],
     ['class gap', 'label,f0\n0,1\n2,2\n', 'label,f0\n0,1\n', /class 1 has no train rows/],
-    ['unseen test class', 'label,f0\n0,1\n1,2\n', 'label,f0\n0,1\n\n3,2\n', /test[\w-]*\.csv line 4, column 1 \(label\): class 3 does not occur in .*classes are 0\.\.1/],
-    ['malformed cell', 'label,f0\n0,1\n1,x\n', 'label,f0\n0,1\n', /train[\w-]*\.csv line 3, column 2 \(f0\): 'x' is not a finite decimal number/],
+    [
+      'unseen test class',
+      'label,f0\n0,1\n1,2\n',
+      'label,f0\n0,1\n\n3,2\n',
+      /test[\w-]*\.csv line 4, column 1 \(label\): class 3 does not occur in .*classes are 0\.\.1/,
+    ],
+    [
+      'malformed cell',
+      'label,f0\n0,1\n1,x\n',
+      'label,f0\n0,1\n',
+      /train[\w-]*\.csv line 3, column 2 \(f0\): 'x' is not a finite decimal number/,
+    ],
   ])('%s → clear error', async (name, trainText, testText, message) => {
     const tag = name.replace(/\W/g, '');
     const t = file(`train-${tag}.csv`, trainText);
@@ -55,7 +75,9 @@ describe('runProbe', () => {
   });
 
   it('missing file names the path', async () => {
-    await expect(runProbe({ train: path.join(dir, 'nope.csv'), test, l2: 1, probe: 'lsr' })).rejects.toThrow(/cannot read features file .*nope\.csv/);
+    await expect(runProbe({ train: path.join(dir, 'nope.csv'), test, l2: 1, probe: 'lsr' })).rejects.toThrow(
+      /cannot read features file .*nope\.csv/,
+    );
   });
 });
 
@@ -100,7 +122,18 @@ describe('vmoe probe command', () => {
   });
 
   it('formatProbeResult json round-trips', () => {
-    const r = { probe: 'lsr' as const, l2: 2, train: 'a', test: 'b', numTrain: 2, numTest: 1, dim: 1, numClasses: 2, accuracy: 1, predictions: [1] };
+    const r = {
+      probe: 'lsr' as const,
+      l2: 2,
+      train: 'a',
+      test: 'b',
+      numTrain: 2,
+      numTest: 1,
+      dim: 1,
+      numClasses: 2,
+      accuracy: 1,
+      predictions: [1],
+    };
     expect(JSON.parse(formatProbeResult(r, 'json'))).toEqual(r);
   });
 });
@@ -110,13 +143,31 @@ describe('vmoe probe as a process', () => {
   const vmoe = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
 
   it.each([
-    ['too few classes', 'label,f0\n1,1\n1,2\n', 'label,f0\n1,1\n', /every train row has label 1; a probe needs at least 2 classes/],
-    ['malformed cell', 'label,f0\n0,1\n1,x\n', 'label,f0\n0,1\n', /line 3, column 2 \(f0\): 'x' is not a finite decimal number/],
+    [
+      'too few classes',
+      'label,f0\n1,1\n1,2\n',
+      'label,f0\n1,1\n',
+      /every train row has label 1; a probe needs at least 2 classes/,
+    ],
+    [
+      'malformed cell',
+      'label,f0\n0,1\n1,x\n',
+      'label,f0\n0,1\n',
+      /line 3, column 2 \(f0\): 'x' is not a finite decimal number/,
+    ],
     ['mismatched dimensions', 'label,f0,f1\n0,1,2\n1,2,3\n', 'label,f0\n0,1\n', /has 2 feature columns/],
   ])('%s: the message only, exit status 2 (a data error, as the README says)', (name, trainText, testText, message) => {
     if (!existsSync(cli)) throw new Error('dist/ is missing: run `npm run build`');
     const tag = 'proc-' + name.replace(/\W/g, '');
-    const r = vmoe('probe', '--train', file(`train-${tag}.csv`, trainText), '--test', file(`test-${tag}.csv`, testText), '--l2', '1');
+    const r = vmoe(
+      'probe',
+      '--train',
+      file(`train-${tag}.csv`, trainText),
+      '--test',
+      file(`test-${tag}.csv`, testText),
+      '--l2',
+      '1',
+    );
     expect(r.status).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^error: /);

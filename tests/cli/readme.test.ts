@@ -10,10 +10,12 @@ const cli = path.join(root, 'dist/cli/main.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-readme-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 beforeAll(() => {
-  if (!fs.existsSync(cli)) throw new Error('dist/ is missing: run `npm run build` (npm ci does it through the prepare script)');
+  if (!fs.existsSync(cli))
+    throw new Error('dist/ is missing: run `npm run build` (npm ci does it through the prepare script)');
 });
 
-const vmoe = (...args: string[]) => spawnSync(process.execPath, [cli, 'readme', ...args], { cwd: dir, encoding: 'utf8' });
+const vmoe = (...args: string[]) =>
+  spawnSync(process.execPath, [cli, 'readme', ...args], { cwd: dir, encoding: 'utf8' });
 const doc = (text: string) => {
   fs.mkdirSync(path.join(dir, 'docs'), { recursive: true });
   fs.writeFileSync(path.join(dir, 'docs/results.md'), text);
@@ -29,7 +31,9 @@ describe('vmoe readme', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('updated section t of docs/results.md');
-    expect(read('docs/results.md')).toBe('# Results\n\n<!-- vmoe:t -->\n| a |\n| --- |\n| 1 |\n\nRegenerate: `npm run bench`\n<!-- /vmoe:t -->\nafter\n');
+    expect(read('docs/results.md')).toBe(
+      '# Results\n\n<!-- vmoe:t -->\n| a |\n| --- |\n| 1 |\n\nRegenerate: `npm run bench`\n<!-- /vmoe:t -->\nafter\n',
+    );
     expect(read('README.md')).toBe('<!-- vmoe:t -->\nreadme\n<!-- /vmoe:t -->\n');
   });
   it('--readme FILE still writes another file (backward compatible)', () => {

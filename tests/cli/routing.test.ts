@@ -17,8 +17,27 @@ describe('vmoe routing', () => {
   it('writes per-layer statistics, affinity, patch overlay and the summary', async () => {
     const out = tmpDir('routing');
     const text = await runCommand(registerRoutingCommand, [
-      'routing', '--checkpoint', run, '--dataset', 'mnist', '--limit', '40', '--batch-size', '20', '--out', out,
-      '--capacity-factor', '0.25', '--images', '3', '--share-images', '3', '--backend', 'wasm', '--threads', '1',
+      'routing',
+      '--checkpoint',
+      run,
+      '--dataset',
+      'mnist',
+      '--limit',
+      '40',
+      '--batch-size',
+      '20',
+      '--out',
+      out,
+      '--capacity-factor',
+      '0.25',
+      '--images',
+      '3',
+      '--share-images',
+      '3',
+      '--backend',
+      'wasm',
+      '--threads',
+      '1',
     ]);
     expect(text).toMatch(/^block 1: drop /m);
     expect(text).toMatch(/collapse.*more than 50%.*less than 1%/);
@@ -34,7 +53,8 @@ describe('vmoe routing', () => {
       expect(row.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 9);
     }
     expect(report.collapsed).toBe(layer.collapse.length > 0);
-    for (const f of ['routing-layers.csv', 'routing-experts.csv', 'affinity-block1.csv']) expect(fs.existsSync(path.join(out, f))).toBe(true);
+    for (const f of ['routing-layers.csv', 'routing-experts.csv', 'affinity-block1.csv'])
+      expect(fs.existsSync(path.join(out, f))).toBe(true);
     expect(fs.readFileSync(path.join(out, 'routing-experts.csv'), 'utf8').trim().split('\n')).toHaveLength(1 + 4);
     const heat = checkSvg(fs.readFileSync(path.join(out, 'affinity-block1.svg'), 'utf8'));
     expect(count(heat, 'title')).toBe(10 * 4);
@@ -44,7 +64,9 @@ describe('vmoe routing', () => {
     for (const f of ['affinity-block1.png', 'patches.png']) expect(isPng(path.join(out, f))).toBe(true);
     const patches = JSON.parse(fs.readFileSync(path.join(out, 'patches.json'), 'utf8'));
     expect(patches.images).toHaveLength(3);
-    const shares: number[] = patches.images.flatMap((im: { layers: { processed_share_per_patch: number[] }[] }) => im.layers[0]!.processed_share_per_patch);
+    const shares: number[] = patches.images.flatMap(
+      (im: { layers: { processed_share_per_patch: number[] }[] }) => im.layers[0]!.processed_share_per_patch,
+    );
     expect(shares).toHaveLength(12);
     expect(count(overlay, 'rect', (e) => e.attrs.class === 'processed')).toBe(shares.filter((s) => s > 0).length);
     // the background/object split covers every patch of the overlay images, and its weighted mean is the overall share
@@ -61,14 +83,34 @@ describe('vmoe routing', () => {
   it('computes the background/object share over --share-images images while drawing only --images', async () => {
     const out = tmpDir('routing-share');
     await runCommand(registerRoutingCommand, [
-      'routing', '--checkpoint', run, '--dataset', 'mnist', '--limit', '40', '--batch-size', '20', '--out', out,
-      '--images', '2', '--share-images', '8', '--backend', 'wasm', '--threads', '1', '--quiet',
+      'routing',
+      '--checkpoint',
+      run,
+      '--dataset',
+      'mnist',
+      '--limit',
+      '40',
+      '--batch-size',
+      '20',
+      '--out',
+      out,
+      '--images',
+      '2',
+      '--share-images',
+      '8',
+      '--backend',
+      'wasm',
+      '--threads',
+      '1',
+      '--quiet',
     ]);
     const patches = JSON.parse(fs.readFileSync(path.join(out, 'patches.json'), 'utf8'));
     expect(patches.images).toHaveLength(2);
     const c = patches.processed_share_by_content[0];
     expect([c.images, c.background_patches + c.object_patches]).toEqual([8, 8 * 4]);
-    expect(count(checkSvg(fs.readFileSync(path.join(out, 'patches.svg'), 'utf8')), 'g', (e) => e.attrs.class === 'panel')).toBe(2);
+    expect(
+      count(checkSvg(fs.readFileSync(path.join(out, 'patches.svg'), 'utf8')), 'g', (e) => e.attrs.class === 'panel'),
+    ).toBe(2);
   });
 
   it('plots a training log: drop fraction and max load per layer over steps', async () => {

@@ -10,8 +10,17 @@ import { train } from '../../src/train/trainer.js';
 export async function tinyRun(): Promise<string> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-tiny-run-'));
   const config = parseExperiment({
-    name: 'tiny', seed: 3,
-    model: { type: 'vmoe', patchSize: 14, hidden: 16, depth: 2, heads: 2, mlpDim: 32, moe: { numExperts: 4, k: 2, groupImages: 4, layers: { placement: 'list', list: [1] } } },
+    name: 'tiny',
+    seed: 3,
+    model: {
+      type: 'vmoe',
+      patchSize: 14,
+      hidden: 16,
+      depth: 2,
+      heads: 2,
+      mlpDim: 32,
+      moe: { numExperts: 4, k: 2, groupImages: 4, layers: { placement: 'list', list: [1] } },
+    },
     data: { dataset: 'mnist', valSize: 32, trainLimit: 128 },
     optim: { warmupSteps: 1, lr: 3e-3 },
     train: { batchSize: 16, steps: 4, evalEvery: 0, evalLimit: 32, checkpointEvery: 4, logEvery: 1000 },

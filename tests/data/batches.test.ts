@@ -7,13 +7,30 @@ import { Rng } from '../../src/util/rng.js';
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const take = (s: BatchSampler, k: number) => Array.from({ length: k }, () => Array.from(s.next()));
 
-function toyDataset(n: number, h: number, w: number, c: number, pixel: (img: number, i: number, j: number, ch: number) => number): ImageDataset {
+function toyDataset(
+  n: number,
+  h: number,
+  w: number,
+  c: number,
+  pixel: (img: number, i: number, j: number, ch: number) => number,
+): ImageDataset {
   const images = new Uint8Array(n * h * w * c);
   for (let b = 0; b < n; b++)
-    for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) for (let ch = 0; ch < c; ch++) images[((b * h + i) * w + j) * c + ch] = pixel(b, i, j, ch);
+    for (let i = 0; i < h; i++)
+      for (let j = 0; j < w; j++)
+        for (let ch = 0; ch < c; ch++) images[((b * h + i) * w + j) * c + ch] = pixel(b, i, j, ch);
   return {
-    name: 'toy', split: 'test', n, height: h, width: w, channels: c, numClasses: 3, classNames: ['a', 'b', 'c'],
-    images, labels: Int32Array.from(range(n), (i) => i % 3), source: 'memory',
+    name: 'toy',
+    split: 'test',
+    n,
+    height: h,
+    width: w,
+    channels: c,
+    numClasses: 3,
+    classNames: ['a', 'b', 'c'],
+    images,
+    labels: Int32Array.from(range(n), (i) => i % 3),
+    source: 'memory',
   };
 }
 
@@ -88,11 +105,33 @@ describe('sequentialBatches', () => {
 
 describe('makeBatch', () => {
   // 2 images of 1×4×1 with pixel values chosen for exact hand arithmetic
-  const ds = toyDataset(2, 1, 4, 1, (b, _i, j) => [[0, 255, 51, 204], [102, 153, 0, 255]][b]![j]!);
+  const ds = toyDataset(
+    2,
+    1,
+    4,
+    1,
+    (b, _i, j) =>
+      [
+        [0, 255, 51, 204],
+        [102, 153, 0, 255],
+      ][b]![j]!,
+  );
 
   it.each([
-    ['minus1to1', [[1, 0], [-1, 1, 51 / 127.5 - 1, 204 / 127.5 - 1, 102 / 127.5 - 1, 153 / 127.5 - 1, -1, 1]]],
-    ['zero1', [[1, 0], [0, 1, 0.2, 0.8, 0.4, 0.6, 0, 1]]],
+    [
+      'minus1to1',
+      [
+        [1, 0],
+        [-1, 1, 51 / 127.5 - 1, 204 / 127.5 - 1, 102 / 127.5 - 1, 153 / 127.5 - 1, -1, 1],
+      ],
+    ],
+    [
+      'zero1',
+      [
+        [1, 0],
+        [0, 1, 0.2, 0.8, 0.4, 0.6, 0, 1],
+      ],
+    ],
   ] as const)('scale %s on hand-picked pixels (batch order follows indices)', (scale, [idx, expected]) => {
     const { x, y, shape } = makeBatch(ds, idx, { scale });
     expect(shape).toEqual([2, 1, 4, 1]);
@@ -142,7 +181,9 @@ describe('makeBatch', () => {
     let mirrored = 0;
     const trials = 400;
     for (let t = 0; t < trials; t++) {
-      const v = Array.from(makeBatch(rgb, [0], { scale: 'zero1', augment: { flip: true }, rng }).x, (f) => Math.round(f * 255));
+      const v = Array.from(makeBatch(rgb, [0], { scale: 'zero1', augment: { flip: true }, rng }).x, (f) =>
+        Math.round(f * 255),
+      );
       if (v[0] === 4) {
         expect(v).toEqual([4, 5, 6, 1, 2, 3]);
         mirrored++;

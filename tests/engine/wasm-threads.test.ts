@@ -6,11 +6,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import vm from 'node:vm';
 import { initEngine } from '../../src/engine/index.js';
-import {
-  buildThreadScripts,
-  enableWasmThreads,
-  wasmThreadsDisabledReason,
-} from '../../src/engine/wasm-threads.js';
+import { buildThreadScripts, enableWasmThreads, wasmThreadsDisabledReason } from '../../src/engine/wasm-threads.js';
 import { Rng } from '../../src/util/rng.js';
 
 const require = createRequire(import.meta.url);
@@ -219,9 +215,20 @@ describe('threaded engine in a child process', () => {
         path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
         '--ignoreConfig',
         path.join(ROOT, 'src/engine/index.ts'),
-        '--outDir', dir, '--rootDir', path.join(ROOT, 'src'),
-        '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022',
-        '--types', 'node', '--skipLibCheck', '--esModuleInterop',
+        '--outDir',
+        dir,
+        '--rootDir',
+        path.join(ROOT, 'src'),
+        '--module',
+        'nodenext',
+        '--moduleResolution',
+        'nodenext',
+        '--target',
+        'es2022',
+        '--types',
+        'node',
+        '--skipLibCheck',
+        '--esModuleInterop',
       ],
       { cwd: ROOT, stdio: 'pipe' },
     );

@@ -16,24 +16,44 @@ beforeAll(async () => {
 
 function outputs(over: Partial<Outputs> & Pick<Outputs, 'members' | 'logits'>): Outputs {
   return {
-    n: 2, numClasses: 2, preLogits: new Float32Array(0), preLogitsDim: 0, labels: Int32Array.from([0, 1]), router: [], seconds: 1, ...over,
+    n: 2,
+    numClasses: 2,
+    preLogits: new Float32Array(0),
+    preLogitsDim: 0,
+    labels: Int32Array.from([0, 1]),
+    router: [],
+    seconds: 1,
+    ...over,
   };
 }
 
 describe('stackOutputs', () => {
   it('puts members after each other and concatenates pre-logits per example', () => {
     // n = 2 examples, K = 2: a has one member (pre-logits D = 1), b two members (D = 2)
-    const a = outputs({ members: 1, logits: Float32Array.from([1, 2, 3, 4]), preLogits: Float32Array.from([-1, -2]), preLogitsDim: 1 });
+    const a = outputs({
+      members: 1,
+      logits: Float32Array.from([1, 2, 3, 4]),
+      preLogits: Float32Array.from([-1, -2]),
+      preLogitsDim: 1,
+    });
     const b = outputs({
-      members: 2, logits: Float32Array.from([5, 6, 7, 8, 9, 10, 11, 12]),
-      preLogits: Float32Array.from([10, 11, 20, 21]), preLogitsDim: 2, seconds: 2,
+      members: 2,
+      logits: Float32Array.from([5, 6, 7, 8, 9, 10, 11, 12]),
+      preLogits: Float32Array.from([10, 11, 20, 21]),
+      preLogitsDim: 2,
+      seconds: 2,
     });
     const s = stackOutputs([a, b]);
     expect(s.members).toBe(3);
     expect(Array.from(s.logits)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     // pre-logits are concatenated only when every part has the same width
     expect(s.preLogitsDim).toBe(0);
-    const c = outputs({ members: 1, logits: Float32Array.from([0, 0, 0, 0]), preLogits: Float32Array.from([5, 6]), preLogitsDim: 1 });
+    const c = outputs({
+      members: 1,
+      logits: Float32Array.from([0, 0, 0, 0]),
+      preLogits: Float32Array.from([5, 6]),
+      preLogitsDim: 1,
+    });
     const s2 = stackOutputs([a, c]);
     expect(s2.preLogitsDim).toBe(2);
     expect(Array.from(s2.preLogits)).toEqual([-1, 5, -2, 6]);
@@ -44,15 +64,25 @@ describe('stackOutputs', () => {
     const a = outputs({ members: 1, logits: new Float32Array(4) });
     expect(() => stackOutputs([])).toThrow(/no outputs/);
     expect(() => stackOutputs([a, { ...a, labels: Int32Array.from([1, 1]) }])).toThrow(/labels differ \(example 0\)/);
-    expect(() => stackOutputs([a, { ...a, n: 1, logits: new Float32Array(2), labels: Int32Array.from([0]) }])).toThrow(/different data: 1×2 vs 2×2/);
+    expect(() => stackOutputs([a, { ...a, n: 1, logits: new Float32Array(2), labels: Int32Array.from([0]) }])).toThrow(
+      /different data: 1×2 vs 2×2/,
+    );
   });
 
-  it('averaging identical members returns the member\'s own prediction', () => {
+  it("averaging identical members returns the member's own prediction", () => {
     const rng = new Rng(14);
-    const n = 50, k = 4;
+    const n = 50,
+      k = 4;
     const one: Outputs = {
-      n, numClasses: k, members: 1, logits: Float32Array.from({ length: n * k }, () => rng.normal() * 2),
-      preLogits: new Float32Array(0), preLogitsDim: 0, labels: Int32Array.from({ length: n }, () => rng.int(k)), router: [], seconds: 0,
+      n,
+      numClasses: k,
+      members: 1,
+      logits: Float32Array.from({ length: n * k }, () => rng.normal() * 2),
+      preLogits: new Float32Array(0),
+      preLogitsDim: 0,
+      labels: Int32Array.from({ length: n }, () => rng.int(k)),
+      router: [],
+      seconds: 0,
     };
     const single = classificationMetrics(one);
     const ens = classificationMetrics(stackOutputs([one, one, one]));
@@ -68,16 +98,31 @@ describe('stackOutputs', () => {
 describe('ensembleOutputs and ensembleFlops', () => {
   const config = parseExperiment({
     model: {
-      imageSize: 8, patchSize: 4, hidden: 8, depth: 2, heads: 2, mlpDim: 12, numClasses: 3, dropout: 0.3,
+      imageSize: 8,
+      patchSize: 4,
+      hidden: 8,
+      depth: 2,
+      heads: 2,
+      mlpDim: 12,
+      numClasses: 3,
+      dropout: 0.3,
       moe: { numExperts: 4, k: 1, groupImages: 2, expertInit: 'random', layers: { placement: 'list', list: [1] } },
     },
     train: { batchSize: 8 },
     data: { dataset: 'mnist' },
   });
-  const loaded = (): LoadedModel => ({ model: initModel(config.model, 3), config, meta: {}, path: 'mem', sha256: 'x', step: 0 });
+  const loaded = (): LoadedModel => ({
+    model: initModel(config.model, 3),
+    config,
+    meta: {},
+    path: 'mem',
+    sha256: 'x',
+    step: 0,
+  });
   const ds = syntheticDataset(8);
   const opts = { batchSize: 4, routing: {}, rng: new Rng(1) };
-  const memberBlock = (o: Outputs, j: number) => Array.from(o.logits.subarray(j * o.n * o.numClasses, (j + 1) * o.n * o.numClasses));
+  const memberBlock = (o: Outputs, j: number) =>
+    Array.from(o.logits.subarray(j * o.n * o.numClasses, (j + 1) * o.n * o.numClasses));
 
   it('a deep ensemble stacks one pass per model, dropout off', () => {
     const l = loaded();

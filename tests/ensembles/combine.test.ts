@@ -13,15 +13,25 @@ beforeAll(async () => {
 
 // M = 2 members, B = 2 images, K = 2 classes, logits chosen so the softmaxes are simple fractions:
 // member 0: image 0 → [1/4, 3/4], image 1 → [4/5, 1/5]; member 1: image 0 → [1/2, 1/2], image 1 → [1/5, 4/5].
-const memberLogits = () => tf.tensor3d([
-  [[0, Math.log(3)], [Math.log(4), 0]],
-  [[0, 0], [0, Math.log(4)]],
-]);
+const memberLogits = () =>
+  tf.tensor3d([
+    [
+      [0, Math.log(3)],
+      [Math.log(4), 0],
+    ],
+    [
+      [0, 0],
+      [0, Math.log(4)],
+    ],
+  ]);
 
 describe('ensembleLogits', () => {
-  it('is log of the mean of the members\' softmaxes', () => {
+  it("is log of the mean of the members' softmaxes", () => {
     const got = ensembleLogits(memberLogits()).arraySync();
-    const want = [[Math.log(3 / 8), Math.log(5 / 8)], [Math.log(1 / 2), Math.log(1 / 2)]];
+    const want = [
+      [Math.log(3 / 8), Math.log(5 / 8)],
+      [Math.log(1 / 2), Math.log(1 / 2)],
+    ];
     for (let i = 0; i < 2; i++) for (let c = 0; c < 2; c++) expect(got[i]![c]).toBeCloseTo(want[i]![c]!, 6);
   });
 
@@ -34,7 +44,7 @@ describe('ensembleLogits', () => {
 });
 
 describe('meanMemberLoss', () => {
-  it('averages the members\' cross-entropies on the same labels', () => {
+  it("averages the members' cross-entropies on the same labels", () => {
     const labels = tf.tensor1d([0, 1], 'int32');
     const got = meanMemberLoss(memberLogits(), labels, (z, y) => classificationLoss(z, y, 2, 0)).dataSync()[0]!;
     // −log p: member 0: 1/4 (image 0, class 0), 1/5 (image 1, class 1); member 1: 1/2, 4/5
@@ -44,35 +54,40 @@ describe('meanMemberLoss', () => {
 });
 
 describe('E³ model outputs', () => {
-  it('the prediction is log of the mean of the members\' probabilities', () => {
-    const M = 2, B = 4, K = 3;
+  it("the prediction is log of the mean of the members' probabilities", () => {
+    const M = 2,
+      B = 4,
+      K = 3;
     const model = initModel(cfgOf({ type: 'e3', ensemble: { members: M } }), 8);
     const r = model.forward(randomImages(new Rng(9), B), { train: false });
     const ml = r.memberLogits!.arraySync();
     const lp = r.logits.arraySync();
-    for (let i = 0; i < B; i++) for (let c = 0; c < K; c++) {
-      let mean = 0;
-      for (let m = 0; m < M; m++) {
-        const row = ml[m]![i]!;
-        const z = row.reduce((s, v) => s + Math.exp(v), 0);
-        mean += Math.exp(row[c]!) / z / M;
+    for (let i = 0; i < B; i++)
+      for (let c = 0; c < K; c++) {
+        let mean = 0;
+        for (let m = 0; m < M; m++) {
+          const row = ml[m]![i]!;
+          const z = row.reduce((s, v) => s + Math.exp(v), 0);
+          mean += Math.exp(row[c]!) / z / M;
+        }
+        expect(lp[i]![c]).toBeCloseTo(Math.log(mean), 5);
       }
-      expect(lp[i]![c]).toBeCloseTo(Math.log(mean), 5);
-    }
   });
 
-  it('the training loss is the mean of the members\' own cross-entropies', () => {
-    const M = 2, B = 4;
+  it("the training loss is the mean of the members' own cross-entropies", () => {
+    const M = 2,
+      B = 4;
     const model = initModel(cfgOf({ type: 'e3', ensemble: { members: M } }), 10);
     const y = [0, 2, 1, 1];
     const r = model.forward(randomImages(new Rng(11), B), { train: false });
     const loss = modelLoss(r, tf.tensor1d(y, 'int32'), 3, 0).dataSync()[0]!;
     const ml = r.memberLogits!.arraySync();
     let want = 0;
-    for (let m = 0; m < M; m++) for (let i = 0; i < B; i++) {
-      const row = ml[m]![i]!;
-      want += (Math.log(row.reduce((s, v) => s + Math.exp(v), 0)) - row[y[i]!]!) / (M * B);
-    }
+    for (let m = 0; m < M; m++)
+      for (let i = 0; i < B; i++) {
+        const row = ml[m]![i]!;
+        want += (Math.log(row.reduce((s, v) => s + Math.exp(v), 0)) - row[y[i]!]!) / (M * B);
+      }
     expect(loss).toBeCloseTo(want, 5);
   });
 });

@@ -15,7 +15,8 @@ beforeAll(async () => {
   await initEngine({ backend: 'wasm', quiet: true, threads: 1 });
 });
 
-const H = base.hidden, E = base.moe.numExperts;
+const H = base.hidden,
+  E = base.moe.numExperts;
 
 describe('isReshapedRouterKernel', () => {
   it('holds for router kernels of the same size only', () => {
@@ -26,16 +27,19 @@ describe('isReshapedRouterKernel', () => {
 });
 
 describe('e3ValuesFromVmoe', () => {
-  it('member m\'s router is columns [m·E/M, (m+1)·E/M) of the V-MoE router; the rest is copied', () => {
-    const M = 2, Em = E / M;
+  it("member m's router is columns [m·E/M, (m+1)·E/M) of the V-MoE router; the rest is copied", () => {
+    const M = 2,
+      Em = E / M;
     const vmoe = initParamValues(cfgOf({ type: 'vmoe' }), 1);
     vmoe.get('block1/moe/router/kernel')!.data.forEach((_, i, a) => (a[i] = i)); // entry (h, e) = h·E + e
     const e3 = e3ValuesFromVmoe(vmoe, cfgOf({ type: 'e3', ensemble: { members: M } }));
     const router = e3.get('block1/moe/router/kernel')!;
     expect(router.shape).toEqual([H, M, Em]);
-    for (let h = 0; h < H; h++) for (let m = 0; m < M; m++) for (let j = 0; j < Em; j++) {
-      expect(router.data[(h * M + m) * Em + j]).toBe(h * E + m * Em + j);
-    }
+    for (let h = 0; h < H; h++)
+      for (let m = 0; m < M; m++)
+        for (let j = 0; j < Em; j++) {
+          expect(router.data[(h * M + m) * Em + j]).toBe(h * E + m * Em + j);
+        }
     for (const [name, v] of vmoe) {
       if (name.endsWith('/router/kernel')) continue;
       expect(e3.get(name)!.shape, name).toEqual(v.shape);
@@ -45,7 +49,9 @@ describe('e3ValuesFromVmoe', () => {
 
   it('names a parameter that does not fit', () => {
     const vmoe = initParamValues(cfgOf({ type: 'vmoe' }), 1);
-    expect(() => e3ValuesFromVmoe(vmoe, cfgOf({ type: 'e3', mlpDim: 16 }))).toThrow(/parameter block0\/mlp\/fc1\/kernel/);
+    expect(() => e3ValuesFromVmoe(vmoe, cfgOf({ type: 'e3', mlpDim: 16 }))).toThrow(
+      /parameter block0\/mlp\/fc1\/kernel/,
+    );
   });
 
   it('agrees with fine-tuning an E³ from a V-MoE checkpoint', () => {
@@ -87,20 +93,34 @@ describe('an E³ model initialised from a V-MoE', () => {
     expect(Array.from(b.logits.dataSync())).toEqual(Array.from(a));
   });
 
-  it('each member\'s gates are the V-MoE gates restricted to its partition', () => {
-    const M = 2, Em = E / M;
+  it("each member's gates are the V-MoE gates restricted to its partition", () => {
+    const M = 2,
+      Em = E / M;
     const vmoe = initModel(cfgOf({ type: 'vmoe' }), 12);
     const e3 = fromVmoe(vmoe, M);
     const x = randomImages(new Rng(13), 2);
-    let gv: Float32Array | null = null, ge: Float32Array | null = null;
-    vmoe.forward(x, { train: false, onMoeLayer: (b, r) => { if (b === 1) gv = r.gatesClean.dataSync() as Float32Array; } });
-    e3.forward(x, { train: false, onMoeLayer: (b, r) => { if (b === 1) ge = r.gatesClean.dataSync() as Float32Array; } });
+    let gv: Float32Array | null = null,
+      ge: Float32Array | null = null;
+    vmoe.forward(x, {
+      train: false,
+      onMoeLayer: (b, r) => {
+        if (b === 1) gv = r.gatesClean.dataSync() as Float32Array;
+      },
+    });
+    e3.forward(x, {
+      train: false,
+      onMoeLayer: (b, r) => {
+        if (b === 1) ge = r.gatesClean.dataSync() as Float32Array;
+      },
+    });
     // first MoE block (1): its input is identical for both (blocks before it are shared and run once)
     const N = gv!.length / E; // V-MoE tokens (image, token)
-    for (let t = 0; t < N; t++) for (let m = 0; m < M; m++) {
-      let z = 0;
-      for (let e = m * Em; e < (m + 1) * Em; e++) z += gv![t * E + e]!;
-      for (let e = m * Em; e < (m + 1) * Em; e++) expect(ge![(t * M + m) * E + e]).toBeCloseTo(gv![t * E + e]! / z, 5);
-    }
+    for (let t = 0; t < N; t++)
+      for (let m = 0; m < M; m++) {
+        let z = 0;
+        for (let e = m * Em; e < (m + 1) * Em; e++) z += gv![t * E + e]!;
+        for (let e = m * Em; e < (m + 1) * Em; e++)
+          expect(ge![(t * M + m) * E + e]).toBeCloseTo(gv![t * E + e]! / z, 5);
+      }
   });
 });

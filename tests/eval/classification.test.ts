@@ -4,19 +4,36 @@ import { percentKey } from '../../src/eval/classification.js';
 import { classificationMetrics } from '../../src/eval/harness.js';
 import type { Outputs } from '../../src/vmoe/outputs.js';
 import {
-  accuracyAtCoverage, confidenceAndCorrect, coverageAtRisk, ece, probsFromLogits, riskCoverageCurve,
+  accuracyAtCoverage,
+  confidenceAndCorrect,
+  coverageAtRisk,
+  ece,
+  probsFromLogits,
+  riskCoverageCurve,
 } from '../../src/metrics/index.js';
 import { Rng } from '../../src/util/rng.js';
 
 function outputs(logits: Float32Array, labels: number[], n: number, k: number, members = 1): Outputs {
   return {
-    n, numClasses: k, members, logits, preLogits: new Float32Array(0), preLogitsDim: 0,
-    labels: Int32Array.from(labels), router: [], seconds: 1,
+    n,
+    numClasses: k,
+    members,
+    logits,
+    preLogits: new Float32Array(0),
+    preLogitsDim: 0,
+    labels: Int32Array.from(labels),
+    router: [],
+    seconds: 1,
   };
 }
 
 // K = 2, logits log p: confidences 0.95 ✓, 0.85 ✓, 0.75 ✗, 0.65 ✗ (no confidence near a bin edge of 3 bins)
-const P = [[0.95, 0.05], [0.15, 0.85], [0.75, 0.25], [0.35, 0.65]];
+const P = [
+  [0.95, 0.05],
+  [0.15, 0.85],
+  [0.75, 0.25],
+  [0.35, 0.65],
+];
 const hand = outputs(Float32Array.from(P.flat().map(Math.log)), [0, 1, 1, 0], 4, 2);
 // float32 logits move the probabilities by ~1e-8
 const digits = 6;
@@ -32,9 +49,17 @@ describe('classificationMetrics: ECE variants, reliability bins, selective predi
     // both gaps over-confident
     { key: 'signed_ece', value: r.calibration.signed_ece, expected: 0.25 * 0.65 + 0.75 * (0.85 - 2 / 3) },
     // equal mass, ranks [0,1) [1,2) [2,4) ascending: {0.65 ✗}, {0.75 ✗}, {0.85 ✓, 0.95 ✓}
-    { key: 'ece_equal_mass', value: r.calibration.ece_equal_mass, expected: 0.25 * 0.65 + 0.25 * 0.75 + 0.5 * (1 - 0.9) },
+    {
+      key: 'ece_equal_mass',
+      value: r.calibration.ece_equal_mass,
+      expected: 0.25 * 0.65 + 0.25 * 0.75 + 0.5 * (1 - 0.9),
+    },
     // class 0: {0.15 ✗} {0.35 ✓} {0.75 ✗, 0.95 ✓}; class 1 the mirror image (p1 = 1 − p0) → same ECE
-    { key: 'classwise_ece', value: r.calibration.classwise_ece, expected: 0.25 * 0.15 + 0.25 * 0.65 + 0.5 * (0.85 - 0.5) },
+    {
+      key: 'classwise_ece',
+      value: r.calibration.classwise_ece,
+      expected: 0.25 * 0.15 + 0.25 * 0.65 + 0.5 * (0.85 - 0.5),
+    },
     // most confident first ✓ ✓ ✗ ✗: risks 0, 0, 1/3, 1/2
     { key: 'aurc', value: r.aurc, expected: (0 + 0 + 1 / 3 + 1 / 2) / 4 },
   ])('$key by hand', ({ value, expected }) => {
@@ -43,7 +68,11 @@ describe('classificationMetrics: ECE variants, reliability bins, selective predi
 
   it('reliability bins: edges, counts, mean confidence and accuracy', () => {
     const bins = r.calibration.reliability;
-    expect(bins.map((b) => [b.lo, b.hi, b.count])).toEqual([[0, 1 / 3, 0], [1 / 3, 2 / 3, 1], [2 / 3, 1, 3]]);
+    expect(bins.map((b) => [b.lo, b.hi, b.count])).toEqual([
+      [0, 1 / 3, 0],
+      [1 / 3, 2 / 3, 1],
+      [2 / 3, 1, 3],
+    ]);
     expect(bins[0]!.accuracy).toBeNaN();
     expect(bins[1]!.confidence).toBeCloseTo(0.65, digits);
     expect(bins[1]!.accuracy).toBe(0);
@@ -53,8 +82,11 @@ describe('classificationMetrics: ECE variants, reliability bins, selective predi
 
   it.each([
     // round(c·4) most confident: 2 → 2/2, 3 → 2/3, 4 → 2/4
-    { coverage: 0.5, expected: 1 }, { coverage: 0.8, expected: 2 / 3 }, { coverage: 0.9, expected: 0.5 },
-    { coverage: 0.95, expected: 0.5 }, { coverage: 0.99, expected: 0.5 },
+    { coverage: 0.5, expected: 1 },
+    { coverage: 0.8, expected: 2 / 3 },
+    { coverage: 0.9, expected: 0.5 },
+    { coverage: 0.95, expected: 0.5 },
+    { coverage: 0.99, expected: 0.5 },
   ])('accuracy at coverage $coverage = $expected', ({ coverage, expected }) => {
     expect(r.selective_prediction.accuracy_at_coverage[percentKey(coverage)]).toBeCloseTo(expected, 15);
   });
@@ -67,7 +99,10 @@ describe('classificationMetrics: ECE variants, reliability bins, selective predi
   });
 
   it('conventions name bins, binning and norm of every variant', () => {
-    const c = r.conventions.calibration as Record<string, { bins: number; binning: string; norm?: string; labels: string }>;
+    const c = r.conventions.calibration as Record<
+      string,
+      { bins: number; binning: string; norm?: string; labels: string }
+    >;
     expect(c.ece_equal_mass).toMatchObject({ bins: 3, binning: 'equal-mass', norm: 'l1', labels: 'top-label' });
     expect(c.classwise_ece).toMatchObject({ bins: 3, binning: 'equal-width', norm: 'l1', labels: 'classwise' });
     expect(c.rmsce).toMatchObject({ bins: 3, binning: 'equal-width', norm: 'l2', name: 'rmsce' });
@@ -82,7 +117,10 @@ describe('classificationMetrics: ECE variants, reliability bins, selective predi
   });
 
   it.each([
-    { f: 0.5, key: '50%' }, { f: 0.95, key: '95%' }, { f: 0.07, key: '7%' }, { f: 0.005, key: '0.5%' },
+    { f: 0.5, key: '50%' },
+    { f: 0.95, key: '95%' },
+    { f: 0.07, key: '7%' },
+    { f: 0.005, key: '0.5%' },
   ])('percentKey($f) = $key', ({ f, key }) => {
     expect(percentKey(f)).toBe(key);
   });
@@ -90,7 +128,9 @@ describe('classificationMetrics: ECE variants, reliability bins, selective predi
 
 describe('classificationMetrics on a random ensemble: details = the library functions', () => {
   const rng = new Rng(11);
-  const n = 613, k = 5, m = 3;
+  const n = 613,
+    k = 5,
+    m = 3;
   const logits = Float32Array.from({ length: m * n * k }, () => 2 * rng.normal());
   const labels = Array.from({ length: n }, () => rng.int(k));
   const out = outputs(logits, labels, n, k, m);
@@ -110,7 +150,9 @@ describe('classificationMetrics on a random ensemble: details = the library func
 
   it('selective numbers equal accuracyAtCoverage / coverageAtRisk; the curve is cut to 200 exact points', () => {
     for (const c of [0.5, 0.8, 0.9, 0.95, 0.99]) {
-      expect(r.selective_prediction.accuracy_at_coverage[percentKey(c)]).toBe(accuracyAtCoverage(confidence, correct, c));
+      expect(r.selective_prediction.accuracy_at_coverage[percentKey(c)]).toBe(
+        accuracyAtCoverage(confidence, correct, c),
+      );
     }
     for (const q of [0.01, 0.02, 0.05, 0.1]) {
       expect(r.selective_prediction.coverage_at_risk[percentKey(q)]).toBe(coverageAtRisk(confidence, correct, q));

@@ -1,7 +1,14 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../src/engine/index.js';
 import { loadDataset } from '../../src/data/index.js';
-import { evaluateRobustness, isHeldOut, shiftedOutputs, summariseShift, type ModelEntry, type ShiftRow } from '../../src/eval/robustness.js';
+import {
+  evaluateRobustness,
+  isHeldOut,
+  shiftedOutputs,
+  summariseShift,
+  type ModelEntry,
+  type ShiftRow,
+} from '../../src/eval/robustness.js';
 import type { ClassificationMetrics } from '../../src/eval/harness.js';
 import { corruptBatch } from '../../src/robustness/index.js';
 import { ModelSchema } from '../../src/vmoe/config.js';
@@ -12,10 +19,25 @@ import type { LoadedModel } from '../../src/checkpoint/load.js';
 let entry: ModelEntry;
 beforeAll(async () => {
   await initEngine({ backend: 'wasm', quiet: true, threads: 1 });
-  const config = parseExperiment({ model: { patchSize: 14, hidden: 16, depth: 2, heads: 2, mlpDim: 32, moe: { layers: { placement: 'list', list: [1] }, groupImages: 4 } }, data: { dataset: 'mnist' } });
+  const config = parseExperiment({
+    model: {
+      patchSize: 14,
+      hidden: 16,
+      depth: 2,
+      heads: 2,
+      mlpDim: 32,
+      moe: { layers: { placement: 'list', list: [1] }, groupImages: 4 },
+    },
+    data: { dataset: 'mnist' },
+  });
   const model = VisionMoE.init(ModelSchema.parse(config.model), 0);
   // a nonzero head so predictions depend on the input
-  { const tf = await import('@tensorflow/tfjs-core'); model.p<import('@tensorflow/tfjs-core').Variable>('head/kernel').assign(tf.mul(tf.randomNormal([16, 10], 0, 1, 'float32', 3), 2)); }
+  {
+    const tf = await import('@tensorflow/tfjs-core');
+    model
+      .p<import('@tensorflow/tfjs-core').Variable>('head/kernel')
+      .assign(tf.mul(tf.randomNormal([16, 10], 0, 1, 'float32', 3), 2));
+  }
   const loaded: LoadedModel = { model, config, meta: {}, path: 'mem', sha256: 'x', step: 0 };
   entry = { label: 'tiny', members: [loaded] };
 });
@@ -27,7 +49,8 @@ describe('shift evaluation', () => {
     // Routing groups are 4 images here; a token's result depends on its group, so batch sizes must be multiples of 4.
     const d = ds();
     const shape = { h: 28, w: 28, c: 1 };
-    const t = (images: Uint8Array, n: number, start: number) => corruptBatch(images, { n, ...shape }, 'gaussian_noise', 3, 5, { startIndex: start });
+    const t = (images: Uint8Array, n: number, start: number) =>
+      corruptBatch(images, { n, ...shape }, 'gaussian_noise', 3, 5, { startIndex: start });
     const a = shiftedOutputs([entry], d, 8, t).get('tiny')!;
     const b = shiftedOutputs([entry], d, 40, t).get('tiny')!;
     expect(Array.from(a.logits)).toEqual(Array.from(b.logits));
@@ -36,7 +59,14 @@ describe('shift evaluation', () => {
   it('severity 0 reproduces the clean metrics; a harsh corruption changes them; summaries are means over sets', () => {
     const d = ds();
     const r = evaluateRobustness([entry], d, {
-      suite: 'c', corruptions: [{ name: 'contrast', severities: [0, 5] }, { name: 'impulse_noise', severities: [0, 5] }], batchSize: 16, seed: 1, bins: 15,
+      suite: 'c',
+      corruptions: [
+        { name: 'contrast', severities: [0, 5] },
+        { name: 'impulse_noise', severities: [0, 5] },
+      ],
+      batchSize: 16,
+      seed: 1,
+      bins: 15,
     });
     const clean = r.clean.get('tiny')!;
     const at = (name: string, s: number) => r.rows.find((x) => x.corruption === name && x.severity === s)!.metrics;
@@ -53,7 +83,12 @@ describe('shift evaluation', () => {
 
 describe('shift summary', () => {
   const m = (accuracy: number, nll: number, ece: number) => ({ accuracy, nll, ece }) as ClassificationMetrics;
-  const row = (corruption: string, severity: number, acc: number, nll: number, ece: number): ShiftRow => ({ model: 'a', corruption, severity, metrics: m(acc, nll, ece) });
+  const row = (corruption: string, severity: number, acc: number, nll: number, ece: number): ShiftRow => ({
+    model: 'a',
+    corruption,
+    severity,
+    metrics: m(acc, nll, ece),
+  });
   it('marks the four ImageNet-C held-out corruptions, and none in MNIST-C', () => {
     expect(['speckle_noise', 'gaussian_blur', 'spatter', 'saturate'].every((n) => isHeldOut('c', n))).toBe(true);
     expect(isHeldOut('c', 'gaussian_noise')).toBe(false);
@@ -61,10 +96,29 @@ describe('shift summary', () => {
   });
   it.each([
     // benchmark sets: (0.8, 0.6) → cA 0.7; held out: 0.2 alone
-    { name: 'benchmark and held out', rows: [row('gaussian_noise', 1, 0.8, 0.5, 0.1), row('contrast', 5, 0.6, 0.9, 0.3), row('spatter', 2, 0.2, 2, 0.4)],
-      cA: (0.8 + 0.6) / 2, cNLL: (0.5 + 0.9) / 2, cECE: (0.1 + 0.3) / 2, sets: 2, held: { cA: 0.2, cNLL: 2, cECE: 0.4, sets: 1 } },
+    {
+      name: 'benchmark and held out',
+      rows: [
+        row('gaussian_noise', 1, 0.8, 0.5, 0.1),
+        row('contrast', 5, 0.6, 0.9, 0.3),
+        row('spatter', 2, 0.2, 2, 0.4),
+      ],
+      cA: (0.8 + 0.6) / 2,
+      cNLL: (0.5 + 0.9) / 2,
+      cECE: (0.1 + 0.3) / 2,
+      sets: 2,
+      held: { cA: 0.2, cNLL: 2, cECE: 0.4, sets: 1 },
+    },
     { name: 'benchmark only', rows: [row('fog', 3, 0.5, 1, 0.2)], cA: 0.5, cNLL: 1, cECE: 0.2, sets: 1, held: null },
-    { name: 'held out only (means fall back to them)', rows: [row('saturate', 1, 0.4, 1.5, 0.25)], cA: 0.4, cNLL: 1.5, cECE: 0.25, sets: 1, held: null },
+    {
+      name: 'held out only (means fall back to them)',
+      rows: [row('saturate', 1, 0.4, 1.5, 0.25)],
+      cA: 0.4,
+      cNLL: 1.5,
+      cECE: 0.25,
+      sets: 1,
+      held: null,
+    },
   ])('$name', ({ rows, cA, cNLL, cECE, sets, held }) => {
     const clean = m(0.9, 0.3, 0.05);
     const s = summariseShift('a', clean, [...rows, { ...rows[0]!, model: 'other', metrics: m(0, 9, 1) }], 'c');
@@ -77,7 +131,12 @@ describe('shift summary', () => {
     expect(s.nll_increase).toBeCloseTo(cNLL - 0.3, 12);
     expect(s.ece_increase).toBeCloseTo(cECE - 0.05, 12);
     if (held) {
-      expect([s.cA_held_out, s.cNLL_held_out, s.cECE_held_out, s.held_out_sets]).toEqual([held.cA, held.cNLL, held.cECE, held.sets]);
+      expect([s.cA_held_out, s.cNLL_held_out, s.cECE_held_out, s.held_out_sets]).toEqual([
+        held.cA,
+        held.cNLL,
+        held.cECE,
+        held.sets,
+      ]);
     } else {
       expect(s.cA_held_out).toBeUndefined();
     }

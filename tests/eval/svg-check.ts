@@ -50,7 +50,8 @@ export function checkSvg(svg: string): SvgElement[] {
     }
   }
   if (stack.length) throw new Error(`unclosed elements: ${stack.join(' > ')}`);
-  if (roots !== 1 || elements[0]?.name !== 'svg') throw new Error(`expected one <svg> root, got ${roots} roots starting with <${elements[0]?.name}>`);
+  if (roots !== 1 || elements[0]?.name !== 'svg')
+    throw new Error(`expected one <svg> root, got ${roots} roots starting with <${elements[0]?.name}>`);
   return elements;
 }
 

@@ -22,8 +22,13 @@ describe('sweepCheckpoint', () => {
   it('returns rows and per-layer statistics per setting, with snake_case keys outside the saved config and the metric conventions', () => {
     const seen: number[] = [];
     const r = sweepCheckpoint({
-      checkpoint: run, data: { dataset: 'mnist', split: 'test', limit: 16 }, batchSize: 8, bins: 15,
-      capacityFactors: [0.5, 2], batchPriority: 'both', onRow: (_row, i, total) => seen.push(i, total),
+      checkpoint: run,
+      data: { dataset: 'mnist', split: 'test', limit: 16 },
+      batchSize: 8,
+      bins: 15,
+      capacityFactors: [0.5, 2],
+      batchPriority: 'both',
+      onRow: (_row, i, total) => seen.push(i, total),
     });
     expect(r.rows).toHaveLength(4);
     expect(seen).toEqual([0, 4, 1, 4, 2, 4, 3, 4]);

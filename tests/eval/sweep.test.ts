@@ -2,7 +2,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../src/engine/index.js';
 import type { Outputs } from '../../src/vmoe/outputs.js';
 import {
-  modelSweepEvaluator, parseNumberList, processedFractionOf, runSweep, sweepSettings, type BatchPriorityMode,
+  modelSweepEvaluator,
+  parseNumberList,
+  processedFractionOf,
+  runSweep,
+  sweepSettings,
+  type BatchPriorityMode,
 } from '../../src/eval/sweep.js';
 import { sweepFigures } from '../../src/export/sweep-figures.js';
 import { flopsPerImage } from '../../src/vmoe/flops.js';
@@ -25,7 +30,8 @@ describe('sweep grid', () => {
     const keys = new Set(grid.map((s) => `${s.batchPriority}|${s.k}|${s.capacityFactor}`));
     expect(keys.size).toBe(grid.length);
     const wantModes = mode === 'both' ? [true, false] : [mode === 'on'];
-    for (const b of wantModes) for (const k of ks) for (const c of factors) expect(keys.has(`${b}|${k}|${c}`)).toBe(true);
+    for (const b of wantModes)
+      for (const k of ks) for (const c of factors) expect(keys.has(`${b}|${k}|${c}`)).toBe(true);
     expect(grid[0]!.batchPriority).toBe(mode !== 'off'); // BPR first
   });
   it.each([
@@ -38,7 +44,9 @@ describe('sweep grid', () => {
     expect(() => sweepSettings({ ...opts, batchPriority: 'both' })).toThrow(pattern);
   });
   it('refuses an unknown routing mode', () => {
-    expect(() => sweepSettings({ capacityFactors: [1], ks: [1], batchPriority: 'sometimes' as BatchPriorityMode })).toThrow(/both, on or off/);
+    expect(() =>
+      sweepSettings({ capacityFactors: [1], ks: [1], batchPriority: 'sometimes' as BatchPriorityMode }),
+    ).toThrow(/both, on or off/);
   });
   it('parses number lists and names the bad entry', () => {
     expect(parseNumberList('0.1, 0.2,1.05,', '--capacity-factors')).toEqual([0.1, 0.2, 1.05]);
@@ -49,20 +57,50 @@ describe('sweep grid', () => {
 describe('runSweep plumbing (fake evaluator)', () => {
   // 2 examples, 2 classes: the first right with p = e/(1+e), the second wrong.
   const outputs = (processed: number[]): Outputs => ({
-    n: 2, numClasses: 2, members: 1, logits: Float32Array.from([1, 0, 1, 0]), preLogits: new Float32Array(0), preLogitsDim: 0,
+    n: 2,
+    numClasses: 2,
+    members: 1,
+    logits: Float32Array.from([1, 0, 1, 0]),
+    preLogits: new Float32Array(0),
+    preLogitsDim: 0,
     labels: Int32Array.from([0, 1]),
-    router: processed.map((p, i) => ({ block: 2 * i + 1, processedFraction: p, dropFraction: 1 - p, expertLoad: [1], capacity: 4, groupSize: 8 })),
+    router: processed.map((p, i) => ({
+      block: 2 * i + 1,
+      processedFraction: p,
+      dropFraction: 1 - p,
+      expertLoad: [1],
+      capacity: 4,
+      groupSize: 8,
+    })),
     seconds: 0.5,
   });
-  it('rows carry the setting, the metrics, the mean processed fraction and the evaluator\'s FLOPs', () => {
+  it("rows carry the setting, the metrics, the mean processed fraction and the evaluator's FLOPs", () => {
     const seen: unknown[] = [];
     const r = runSweep(sweepSettings({ capacityFactors: [0.5, 1], ks: [1], batchPriority: 'on' }), {
-      evaluate: (routing) => { seen.push(routing); return outputs([routing.capacityFactor! * 0.5, routing.capacityFactor!]); },
+      evaluate: (routing) => {
+        seen.push(routing);
+        return outputs([routing.capacityFactor! * 0.5, routing.capacityFactor!]);
+      },
       flops: (routing) => 1000 * routing.capacityFactor!,
     });
-    expect(seen).toEqual([{ capacityFactor: 0.5, k: 1, batchPriority: true }, { capacityFactor: 1, k: 1, batchPriority: true }]);
+    expect(seen).toEqual([
+      { capacityFactor: 0.5, k: 1, batchPriority: true },
+      { capacityFactor: 1, k: 1, batchPriority: true },
+    ]);
     const p = Math.E / (1 + Math.E);
-    expect(r.rows[0]).toMatchObject({ routing: 'bpr', k: 1, capacity_factor: 0.5, accuracy: 0.5, processed_fraction: (0.25 + 0.5) / 2, flops_per_image: 500, images_per_s: 4, capacity: 4, group_size: 8, processed_block1: 0.25, processed_block3: 0.5 });
+    expect(r.rows[0]).toMatchObject({
+      routing: 'bpr',
+      k: 1,
+      capacity_factor: 0.5,
+      accuracy: 0.5,
+      processed_fraction: (0.25 + 0.5) / 2,
+      flops_per_image: 500,
+      images_per_s: 4,
+      capacity: 4,
+      group_size: 8,
+      processed_block1: 0.25,
+      processed_block3: 0.5,
+    });
     expect(r.rows[0]!.nll).toBeCloseTo((-Math.log(p) - Math.log(1 - p)) / 2, 6);
     expect(r.rows[1]!.processed_fraction).toBe(0.75);
   });
@@ -85,11 +123,19 @@ describe('sweep of a tiny V-MoE', () => {
   });
 
   it('runs every setting once, in grid order', () => {
-    expect(rows.map((r) => `${r.routing}|${r.k}|${r.capacity_factor}`)).toEqual(settings.map((s) => `${s.batchPriority ? 'bpr' : 'vanilla'}|${s.k}|${s.capacityFactor}`));
+    expect(rows.map((r) => `${r.routing}|${r.k}|${r.capacity_factor}`)).toEqual(
+      settings.map((s) => `${s.batchPriority ? 'bpr' : 'vanilla'}|${s.k}|${s.capacityFactor}`),
+    );
   });
-  it.each([['bpr', 1], ['bpr', 2], ['vanilla', 1], ['vanilla', 2]])('%s K=%i: processed fraction never falls as the capacity factor rises, and reaches 1 once C ≥ S', (routing, k) => {
+  it.each([
+    ['bpr', 1],
+    ['bpr', 2],
+    ['vanilla', 1],
+    ['vanilla', 2],
+  ])('%s K=%i: processed fraction never falls as the capacity factor rises, and reaches 1 once C ≥ S', (routing, k) => {
     const line = rows.filter((r) => r.routing === routing && r.k === k);
-    for (let i = 1; i < line.length; i++) expect(line[i]!.processed_fraction).toBeGreaterThanOrEqual(line[i - 1]!.processed_fraction);
+    for (let i = 1; i < line.length; i++)
+      expect(line[i]!.processed_fraction).toBeGreaterThanOrEqual(line[i - 1]!.processed_fraction);
     expect(line[0]!.processed_fraction).toBeLessThan(1);
     for (const r of line) if (r.capacity! >= 10) expect(r.processed_fraction).toBe(1);
     for (const r of line) expect(r.capacity).toBe(Math.ceil((10 * k * r.capacity_factor) / 4 - 1e-9));
@@ -103,11 +149,20 @@ describe('sweep of a tiny V-MoE', () => {
   });
   it('FLOPs per image equal flopsPerImage with the same overrides', () => {
     for (const r of rows) {
-      expect(r.flops_per_image).toBe(flopsPerImage(cfg, { capacityFactor: r.capacity_factor, k: r.k, batchPriority: r.routing === 'bpr' }).total);
+      expect(r.flops_per_image).toBe(
+        flopsPerImage(cfg, { capacityFactor: r.capacity_factor, k: r.k, batchPriority: r.routing === 'bpr' }).total,
+      );
     }
   });
   it('FLOPs match a hand count: K=2, c=1 → C = ceil(10·2·1/4) = 5 slots per group of 2 images', () => {
-    const H = 8, M = 12, E = 4, Tk = 5, P = 16, classes = 3, C = 5, groupImages = 2;
+    const H = 8,
+      M = 12,
+      E = 4,
+      Tk = 5,
+      P = 16,
+      classes = 3,
+      C = 5,
+      groupImages = 2;
     const embed = 2 * 4 * P * H;
     const attention = 2 * (2 * Tk * H * 3 * H + 2 * 2 * Tk * Tk * H + 2 * Tk * H * H);
     const denseMlp = 2 * Tk * 2 * H * M; // block 0
@@ -123,7 +178,8 @@ describe('sweep of a tiny V-MoE', () => {
       const els = checkSvg(svg);
       expect(count(els, 'polyline')).toBe(4);
       expect(count(els, 'circle')).toBe(rows.length);
-      for (const name of ['BPR K=1', 'BPR K=2', 'vanilla K=1', 'vanilla K=2']) expect(svg).toContain(`data-name="${name}"`);
+      for (const name of ['BPR K=1', 'BPR K=2', 'vanilla K=1', 'vanilla K=2'])
+        expect(svg).toContain(`data-name="${name}"`);
     }
   });
   it('works for E³: ensemble metrics per setting, FLOPs from flopsPerImage, monotone processed fraction', () => {
@@ -135,10 +191,12 @@ describe('sweep of a tiny V-MoE', () => {
     expect(r).toHaveLength(6);
     for (const routing of ['bpr', 'vanilla']) {
       const line = r.filter((x) => x.routing === routing);
-      for (let i = 1; i < line.length; i++) expect(line[i]!.processed_fraction).toBeGreaterThanOrEqual(line[i - 1]!.processed_fraction);
+      for (let i = 1; i < line.length; i++)
+        expect(line[i]!.processed_fraction).toBeGreaterThanOrEqual(line[i - 1]!.processed_fraction);
       expect(line[2]!.processed_fraction).toBe(1);
     }
-    for (const row of r) expect(row.flops_per_image).toBe(flopsPerImage(e3, { capacityFactor: row.capacity_factor, k: row.k }).total);
+    for (const row of r)
+      expect(row.flops_per_image).toBe(flopsPerImage(e3, { capacityFactor: row.capacity_factor, k: row.k }).total);
   });
   it('refuses models the sweep does not apply to', () => {
     const vit = VisionMoE.init(tinyConfig({ type: 'vit' }), 1);

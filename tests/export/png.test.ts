@@ -11,7 +11,8 @@ const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 const ihdrSize = (png: Buffer) => ({ width: png.readUInt32BE(16), height: png.readUInt32BE(20) });
 
 // a white 40×30 canvas with a red square at (10, 5)–(20, 15) and a blue one at (25, 15)–(35, 25)
-const squares = '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30" viewBox="0 0 40 30">' +
+const squares =
+  '<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30" viewBox="0 0 40 30">' +
   '<rect x="0" y="0" width="40" height="30" fill="white"/>' +
   '<rect x="10" y="5" width="10" height="10" fill="#ff0000"/><rect x="25" y="15" width="10" height="10" fill="#0000ff"/></svg>';
 
@@ -54,9 +55,17 @@ describe('svgToPng', () => {
   });
 
   it('a figure renders at its declared size, identically twice (deterministic)', () => {
-    const svg = reliabilityDiagramSvg({ bins: [{ count: 5, accuracy: 0.6, confidence: 0.7 }, { count: 0, accuracy: NaN, confidence: NaN }], ece: 0.1, subtitle: 'test' });
+    const svg = reliabilityDiagramSvg({
+      bins: [
+        { count: 5, accuracy: 0.6, confidence: 0.7 },
+        { count: 0, accuracy: NaN, confidence: NaN },
+      ],
+      ece: 0.1,
+      subtitle: 'test',
+    });
     const { width, height } = svgSize(svg);
-    const a = svgToPng(svg, { scale: 1 }), b = svgToPng(svg, { scale: 1 });
+    const a = svgToPng(svg, { scale: 1 }),
+      b = svgToPng(svg, { scale: 1 });
     expect(ihdrSize(a)).toEqual({ width, height });
     expect(a.equals(b)).toBe(true);
   });
@@ -67,7 +76,8 @@ describe('svgToPng', () => {
     const svg = reliabilityDiagramSvg({ bins: [{ count: 5, accuracy: 0.6, confidence: 0.7 }], ece: 0.1 });
     const img = PNG.sync.read(svgToPng(svg, { scale: 1 }));
     let dark = 0;
-    for (let i = 0; i < img.width * 40 * 4; i += 4) if (img.data[i]! < 128 && img.data[i + 1]! < 128 && img.data[i + 2]! < 128) dark++;
+    for (let i = 0; i < img.width * 40 * 4; i += 4)
+      if (img.data[i]! < 128 && img.data[i + 1]! < 128 && img.data[i + 2]! < 128) dark++;
     expect(dark).toBeGreaterThan(50); // the title row (top 40 px) holds dark glyph pixels
   });
 

@@ -8,8 +8,15 @@ describe('report: mean ± std over runs', () => {
   it('groups by model and computes mean and sample std (ddof 1) by hand', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-report-'));
     const runs = [
-      { name: 'a', accuracy: 0.8, nll: 0.5 }, { name: 'a', accuracy: 0.9, nll: 0.3 }, { name: 'a', accuracy: 0.7, nll: 0.4 },
-      { name: 'b', accuracy: 0.6, nll: 1.0, ood: [{ dataset: 'mnist', scores: { msp: { ood_positive: { auroc: 0.7 } } } }] },
+      { name: 'a', accuracy: 0.8, nll: 0.5 },
+      { name: 'a', accuracy: 0.9, nll: 0.3 },
+      { name: 'a', accuracy: 0.7, nll: 0.4 },
+      {
+        name: 'b',
+        accuracy: 0.6,
+        nll: 1.0,
+        ood: [{ dataset: 'mnist', scores: { msp: { ood_positive: { auroc: 0.7 } } } }],
+      },
     ];
     const files = runs.map((r, i) => {
       const f = path.join(dir, `r${i}.json`);
@@ -29,17 +36,34 @@ describe('report: mean ± std over runs', () => {
     expect(() => readResult(path.join(dir, 'missing'), 'model')).toThrow(/no results found/);
   });
 
-  it('averages the members\' accuracy and NLL of an ensemble result', () => {
+  it("averages the members' accuracy and NLL of an ensemble result", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-report-'));
     const f = path.join(dir, 'ens.json');
-    fs.writeFileSync(f, JSON.stringify({ config: { name: 'e3' }, accuracy: 0.9, member_accuracy: [0.8, 0.85], member_nlls: [0.5, 0.7], mutual_information: 0.02 }));
+    fs.writeFileSync(
+      f,
+      JSON.stringify({
+        config: { name: 'e3' },
+        accuracy: 0.9,
+        member_accuracy: [0.8, 0.85],
+        member_nlls: [0.5, 0.7],
+        mutual_information: 0.02,
+      }),
+    );
     const v = readResult(f, 'model').values;
     expect(v.member_accuracy_mean).toBeCloseTo((0.8 + 0.85) / 2, 12);
     expect(v.member_nlls_mean).toBeCloseTo((0.5 + 0.7) / 2, 12);
     expect(v.mutual_information).toBe(0.02);
     // results.json from before the one report schema: member_nll and camelCase diversity under `diversity`
     const old = path.join(dir, 'old.json');
-    fs.writeFileSync(old, JSON.stringify({ config: { name: 'e3' }, accuracy: 0.9, member_nll: [0.4, 0.6], diversity: { mutualInformation: 0.03 } }));
+    fs.writeFileSync(
+      old,
+      JSON.stringify({
+        config: { name: 'e3' },
+        accuracy: 0.9,
+        member_nll: [0.4, 0.6],
+        diversity: { mutualInformation: 0.03 },
+      }),
+    );
     const w = readResult(old, 'model').values;
     expect(w.member_nlls_mean).toBeCloseTo(0.5, 12);
     expect(w.mutual_information).toBe(0.03);
@@ -48,16 +72,43 @@ describe('report: mean ± std over runs', () => {
   it('exposes the nested ECE variants and AURC as columns, not the curve data', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-report-'));
     const f = path.join(dir, 'r.json');
-    const calibration = { ece_equal_mass: 0.1, classwise_ece: 0.2, rmsce: 0.3, mce: 0.4, signed_ece: -0.05, reliability: [{ lo: 0, hi: 1, count: 3, accuracy: 1, confidence: 0.9 }] };
-    fs.writeFileSync(f, JSON.stringify({ config: { name: 'm' }, accuracy: 0.9, aurc: 0.07, calibration, selective_prediction: { risk_coverage: { coverage: [1], risk: [0.1] } } }));
+    const calibration = {
+      ece_equal_mass: 0.1,
+      classwise_ece: 0.2,
+      rmsce: 0.3,
+      mce: 0.4,
+      signed_ece: -0.05,
+      reliability: [{ lo: 0, hi: 1, count: 3, accuracy: 1, confidence: 0.9 }],
+    };
+    fs.writeFileSync(
+      f,
+      JSON.stringify({
+        config: { name: 'm' },
+        accuracy: 0.9,
+        aurc: 0.07,
+        calibration,
+        selective_prediction: { risk_coverage: { coverage: [1], risk: [0.1] } },
+      }),
+    );
     const v = readResult(f, 'model').values;
-    expect(v).toEqual({ accuracy: 0.9, aurc: 0.07, ece_equal_mass: 0.1, classwise_ece: 0.2, rmsce: 0.3, mce: 0.4, signed_ece: -0.05 });
+    expect(v).toEqual({
+      accuracy: 0.9,
+      aurc: 0.07,
+      ece_equal_mass: 0.1,
+      classwise_ece: 0.2,
+      rmsce: 0.3,
+      mce: 0.4,
+      signed_ece: -0.05,
+    });
   });
 
-  it('adds training time and steps from the run folder\'s train_summary.json next to eval_test/', () => {
+  it("adds training time and steps from the run folder's train_summary.json next to eval_test/", () => {
     const run = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-report-'));
     fs.mkdirSync(path.join(run, 'eval_test'));
-    fs.writeFileSync(path.join(run, 'eval_test', 'results.json'), JSON.stringify({ config: { name: 'm' }, accuracy: 0.9 }));
+    fs.writeFileSync(
+      path.join(run, 'eval_test', 'results.json'),
+      JSON.stringify({ config: { name: 'm' }, accuracy: 0.9 }),
+    );
     fs.writeFileSync(path.join(run, 'train_summary.json'), JSON.stringify({ step: 10000, seconds: 1234.5 }));
     const v = readResult(run, 'model').values;
     expect(v.train_seconds).toBe(1234.5);
@@ -71,11 +122,20 @@ describe('report: provenance and conventions per group', () => {
   const sha = (c: string) => c.repeat(64);
   /** A results.json as `vmoe eval` writes it, reduced to the fields provenance is read from. */
   const result = (name: string, seed: number, ck: string | string[], extra: Record<string, unknown> = {}) => ({
-    config: { name }, seed, accuracy: 0.9, nll: 0.3, dataset: 'fashion-mnist', split: 'test', eval_seed: 0,
+    config: { name },
+    seed,
+    accuracy: 0.9,
+    nll: 0.3,
+    dataset: 'fashion-mnist',
+    split: 'test',
+    eval_seed: 0,
     checkpoint: Array.isArray(ck) ? ck.map((c, i) => ({ sha256: sha(c), seed: seed + i })) : { sha256: sha(ck), seed },
-    engine: { backend: 'wasm-blas', threads: 1 }, versions: { 'vmoe-ts': '9.8.7', tfjs: '4.22.0', node: 'v20.0.0' },
+    engine: { backend: 'wasm-blas', threads: 1 },
+    versions: { 'vmoe-ts': '9.8.7', tfjs: '4.22.0', node: 'v20.0.0' },
     conventions: { ece: { bins: 15, binning: 'equal-width', labels: 'top-label' }, temperature_scaled: false },
-    temperature_scaled: null, ood: null, ...extra,
+    temperature_scaled: null,
+    ood: null,
+    ...extra,
   });
 
   async function writeRuns(runs: Record<string, unknown>[]): Promise<string[]> {
@@ -98,10 +158,18 @@ describe('report: provenance and conventions per group', () => {
     const rows = reportRows(files, 'model');
     const vmoe = rows.summaries.find((g) => g.group === 'vmoe')!;
     expect(vmoe.provenance).toEqual({
-      datasets: ['fashion-mnist/test'], checkpoints: [sha('a'), sha('b')], seeds: [0, 1], eval_seeds: [0],
-      backends: ['wasm-blas (1 thread)'], versions: ['vmoe-ts 9.8.7, tfjs 4.22.0, node v20.0.0'],
+      datasets: ['fashion-mnist/test'],
+      checkpoints: [sha('a'), sha('b')],
+      seeds: [0, 1],
+      eval_seeds: [0],
+      backends: ['wasm-blas (1 thread)'],
+      versions: ['vmoe-ts 9.8.7, tfjs 4.22.0, node v20.0.0'],
     });
-    expect(vmoe.conventions).toMatchObject({ ece: ['top-label ECE, 15 equal-width bins'], ood_positive: 'ood', temperature_scaled: false });
+    expect(vmoe.conventions).toMatchObject({
+      ece: ['top-label ECE, 15 equal-width bins'],
+      ood_positive: 'ood',
+      temperature_scaled: false,
+    });
     expect(vmoe.conventions.ts_columns).toMatch(/ts_nll/);
     // a deep ensemble's record lists both members' checkpoints and seeds
     const ens = rows.summaries.find((g) => g.group === 'ensemble')!;
@@ -116,19 +184,45 @@ describe('report: provenance and conventions per group', () => {
     const lines = out.csv!.trim().split('\n');
     expect(lines).toHaveLength(3);
     const header = lines[0]!.split(',');
-    for (const c of ['datasets', 'seeds', 'checkpoints', 'backends', 'versions', 'ece', 'ood_positive', 'temperature_scaled']) expect(header).toContain(c);
+    for (const c of [
+      'datasets',
+      'seeds',
+      'checkpoints',
+      'backends',
+      'versions',
+      'ece',
+      'ood_positive',
+      'temperature_scaled',
+    ])
+      expect(header).toContain(c);
     const vmoeRow = lines.find((l) => l.startsWith('vmoe,'))!;
     expect(vmoeRow).toContain(`${sha('a')}+${sha('b')}`);
     expect(vmoeRow).toContain(',0+1,');
     // Markdown: a note under the table
     const [table, note] = out.markdown!.split('\n\n');
     expect(table).toMatch(/^\| model \| runs \|/);
-    for (const part of ['Data: fashion-mnist/test.', 'Seeds: 0, 1.', 'vmoe: aaaaaaaa, bbbbbbbb', 'wasm-blas (1 thread)', 'vmoe-ts 9.8.7', '15 equal-width bins', 'OOD as the positive class', 'not temperature scaled (ts_* are']) {
+    for (const part of [
+      'Data: fashion-mnist/test.',
+      'Seeds: 0, 1.',
+      'vmoe: aaaaaaaa, bbbbbbbb',
+      'wasm-blas (1 thread)',
+      'vmoe-ts 9.8.7',
+      '15 equal-width bins',
+      'OOD as the positive class',
+      'not temperature scaled (ts_* are',
+    ]) {
       expect(note).toContain(part);
     }
     // LaTeX: provenance in the caption, full hashes in comments above the table
     const caption = out.latex!.match(/\\caption\{(.*)\}/)![1]!;
-    for (const part of ['fashion-mnist/test', 'wasm-blas (1 thread)', 'vmoe-ts 9.8.7', 'tfjs 4.22.0', '15 equal-width bins', 'not temperature scaled']) {
+    for (const part of [
+      'fashion-mnist/test',
+      'wasm-blas (1 thread)',
+      'vmoe-ts 9.8.7',
+      'tfjs 4.22.0',
+      '15 equal-width bins',
+      'not temperature scaled',
+    ]) {
       expect(caption).toContain(part);
     }
     expect(out.latex).toContain(`% vmoe: 2 run(s), seeds 0, 1, checkpoints sha256 ${sha('a')}, ${sha('b')}`);

@@ -1,11 +1,12 @@
 import { Matrix, solve } from 'ml-matrix';
 import type { Features } from '../../src/fewshot/features.js';
-import { Rng } from '../../src/util/rng.js';
+import type { Rng } from '../../src/util/rng.js';
 
 /** (rows, cols) standard-normal matrix scaled by `scale` plus a per-column offset, so standardisation matters. */
 export function randomFeatures(rng: Rng, rows: number, cols: number, scale = 1): Features {
   const data = new Float64Array(rows * cols);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) data[i * cols + j] = scale * (j + 1) * rng.normal() + 3 * j;
+  for (let i = 0; i < rows; i++)
+    for (let j = 0; j < cols; j++) data[i * cols + j] = scale * (j + 1) * rng.normal() + 3 * j;
   return { rows, cols, data };
 }
 
@@ -23,15 +24,23 @@ export function referenceDesign(train: Features, test: Features): { x: Matrix; x
   const mean = new Array<number>(d).fill(0);
   const std = new Array<number>(d).fill(0);
   for (let i = 0; i < train.rows; i++) for (let j = 0; j < d; j++) mean[j]! += train.data[i * d + j]! / train.rows;
-  for (let i = 0; i < train.rows; i++) for (let j = 0; j < d; j++) std[j]! += (train.data[i * d + j]! - mean[j]!) ** 2 / train.rows;
+  for (let i = 0; i < train.rows; i++)
+    for (let j = 0; j < d; j++) std[j]! += (train.data[i * d + j]! - mean[j]!) ** 2 / train.rows;
   const sd = std.map((v) => Math.sqrt(v) + 1e-5);
   const build = (f: Features) =>
-    new Matrix(Array.from({ length: f.rows }, (_, i) => [...Array.from({ length: d }, (_, j) => (f.data[i * d + j]! - mean[j]!) / sd[j]!), 100]));
+    new Matrix(
+      Array.from({ length: f.rows }, (_, i) => [
+        ...Array.from({ length: d }, (_, j) => (f.data[i * d + j]! - mean[j]!) / sd[j]!),
+        100,
+      ]),
+    );
   return { x: build(train), xt: build(test) };
 }
 
 export function referenceTargets(y: ArrayLike<number>, k: number): Matrix {
-  return new Matrix(Array.from({ length: y.length }, (_, i) => Array.from({ length: k }, (_, c) => (c === y[i] ? 1 : -1))));
+  return new Matrix(
+    Array.from({ length: y.length }, (_, i) => Array.from({ length: k }, (_, c) => (c === y[i] ? 1 : -1))),
+  );
 }
 
 /** W from the primal normal equations (XᵀX + λI) W = XᵀY, by LU. */

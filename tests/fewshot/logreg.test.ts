@@ -53,14 +53,17 @@ describe('fitLogreg', () => {
   const train = randomFeatures(rng, n, d);
   const trainY = Int32Array.from({ length: n }, (_, i) => (i < 15 ? 0 : i < 25 ? 1 : 2));
 
-  it.each([2 ** -6, 1, 2 ** 6])('λ=%d: the objective decreases strictly at every step and ends at a stationary point', (l2) => {
-    const model = fitLogreg(train, trainY, k, l2);
-    const h = model.objectiveHistory;
-    expect(h.length).toBeGreaterThan(2);
-    for (let i = 1; i < h.length; i++) expect(h[i]!).toBeLessThan(h[i - 1]!);
-    expect(h[0]).toBeCloseTo(n * Math.log(k), 10); // starts from θ = 0
-    expect(model.converged).toBe(true);
-  });
+  it.each([2 ** -6, 1, 2 ** 6])(
+    'λ=%d: the objective decreases strictly at every step and ends at a stationary point',
+    (l2) => {
+      const model = fitLogreg(train, trainY, k, l2);
+      const h = model.objectiveHistory;
+      expect(h.length).toBeGreaterThan(2);
+      for (let i = 1; i < h.length; i++) expect(h[i]!).toBeLessThan(h[i - 1]!);
+      expect(h[0]).toBeCloseTo(n * Math.log(k), 10); // starts from θ = 0
+      expect(model.converged).toBe(true);
+    },
+  );
 
   it('first-order conditions of Σ NLL + λ/2‖W‖² (C = 1/λ) hold, computed outside the fitter', () => {
     const l2 = 0.5;
@@ -128,14 +131,20 @@ describe('fitLogreg', () => {
 
   it('rejects λ ≤ 0 and a wrong warm start', () => {
     expect(() => fitLogreg(train, trainY, k, 0)).toThrow(/l2 must be a finite number > 0/);
-    expect(() => fitLogreg(train, trainY, k, 1, { initialParams: new Float64Array(3) })).toThrow(/initialParams has 3 values, expected 18/);
+    expect(() => fitLogreg(train, trainY, k, 1, { initialParams: new Float64Array(3) })).toThrow(
+      /initialParams has 3 values, expected 18/,
+    );
   });
 });
 
 describe('minimiseLbfgs', () => {
   it('finds the minimiser A⁻¹b of a convex quadratic ½xᵀAx − bᵀx', () => {
     // A = [[4, 1, 0], [1, 3, 1], [0, 1, 2]], b = [1, 2, 3]; by hand (eliminate x and z via rows 1 and 3, then 9y = 1): x = [2/9, 1/9, 13/9]
-    const A = [[4, 1, 0], [1, 3, 1], [0, 1, 2]];
+    const A = [
+      [4, 1, 0],
+      [1, 3, 1],
+      [0, 1, 2],
+    ];
     const b = [1, 2, 3];
     const objective = (x: Float64Array) => {
       const ax = A.map((row) => row.reduce((s, v, j) => s + v * x[j]!, 0));

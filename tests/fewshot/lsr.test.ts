@@ -1,4 +1,4 @@
-import { Matrix } from 'ml-matrix';
+import type { Matrix } from 'ml-matrix';
 import { describe, expect, it } from 'vitest';
 import { fitLsr, lsrAccuracyByL2, lsrSweep } from '../../src/fewshot/lsr.js';
 import { Rng } from '../../src/util/rng.js';
@@ -85,7 +85,10 @@ describe('lsrAccuracyByL2 (both evaluation orders) against reference predictions
     const { x, xt } = referenceDesign(train, test);
     const y = referenceTargets(trainY, k);
     const expected = grid.map((l2) => {
-      const pred = xt.mmul(n >= d + 1 ? primalSolve(x, y, l2) : dualSolve(x, y, l2)).to2DArray().map(argmax);
+      const pred = xt
+        .mmul(n >= d + 1 ? primalSolve(x, y, l2) : dualSolve(x, y, l2))
+        .to2DArray()
+        .map(argmax);
       return pred.filter((p, i) => p === testY[i]).length / 300;
     });
     expect(Array.from(lsrAccuracyByL2(fitLsr(train, trainY, k), test, testY, grid))).toEqual(expected);
@@ -107,12 +110,17 @@ describe('λ → ∞', () => {
     const counts = Array.from({ length: k }, (_, c) => trainY.filter((v) => v === c).length);
     const classMean = Array.from({ length: k }, (_, c) => {
       const m = new Array<number>(d).fill(0);
-      for (let i = 0; i < n; i++) if (trainY[i] === c) for (let j = 0; j < d; j++) m[j]! += train.x.get(i, j) / counts[c]!;
+      for (let i = 0; i < n; i++)
+        if (trainY[i] === c) for (let j = 0; j < d; j++) m[j]! += train.x.get(i, j) / counts[c]!;
       return m;
     });
-    return testDesign.to2DArray().map((row) =>
-      classMean.map((m, c) => 1e4 * (2 * counts[c]! - n) + 2 * counts[c]! * m.reduce((s, v, j) => s + v * row[j]!, 0)),
-    );
+    return testDesign
+      .to2DArray()
+      .map((row) =>
+        classMean.map(
+          (m, c) => 1e4 * (2 * counts[c]! - n) + 2 * counts[c]! * m.reduce((s, v, j) => s + v * row[j]!, 0),
+        ),
+      );
   }
 
   it.each([
@@ -162,7 +170,10 @@ describe('small λ', () => {
     const rng = new Rng(21);
     const train = randomFeatures(rng, 15, 40);
     const trainY = Int32Array.from({ length: 15 }, () => rng.int(4));
-    trainY[0] = 0; trainY[1] = 1; trainY[2] = 2; trainY[3] = 3;
+    trainY[0] = 0;
+    trainY[1] = 1;
+    trainY[2] = 2;
+    trainY[3] = 3;
     expect(Array.from(fitLsr(train, trainY, 4).predict(train, 2 ** -10))).toEqual(Array.from(trainY));
   });
 
@@ -191,10 +202,18 @@ describe('input checks', () => {
   it.each([
     ['label out of range', () => fitLsr(train, [0, 1, 2, 0], 2), /label at row 2 is 2/],
     ['label count', () => fitLsr(train, [0, 1, 0], 2), /3 labels for 4 feature rows/],
-    ['non-finite feature', () => fitLsr({ ...train, data: new Float64Array([0, 1, NaN, 3, 4, 5, 6, 7]) }, [0, 1, 0, 1], 2), /row 1, column 0 is NaN/],
+    [
+      'non-finite feature',
+      () => fitLsr({ ...train, data: new Float64Array([0, 1, NaN, 3, 4, 5, 6, 7]) }, [0, 1, 0, 1], 2),
+      /row 1, column 0 is NaN/,
+    ],
     ['one class', () => fitLsr(train, [0, 0, 0, 0], 1), /numClasses must be an integer ≥ 2/],
     ['λ ≤ 0', () => fitLsr(train, [0, 1, 0, 1], 2).weights(0), /l2 must be a finite number > 0/],
-    ['test width', () => fitLsr(train, [0, 1, 0, 1], 2).predict({ rows: 1, cols: 3, data: new Float64Array(3) }, 1), /3 columns, train features have 2/],
+    [
+      'test width',
+      () => fitLsr(train, [0, 1, 0, 1], 2).predict({ rows: 1, cols: 3, data: new Float64Array(3) }, 1),
+      /3 columns, train features have 2/,
+    ],
   ])('%s', (_name, fn, message) => {
     expect(fn).toThrow(message);
   });

@@ -11,7 +11,10 @@ describe('meanNllFromLogits', () => {
     expect(meanNllFromLogits(new Float64Array(logits), [label], k)).toBeCloseTo(nll, 12);
   });
   it('averages over rows', () => {
-    expect(meanNllFromLogits(new Float64Array([0, 0, Math.log(3), 0]), [0, 1], 2)).toBeCloseTo((Math.log(2) + Math.log(4)) / 2, 12);
+    expect(meanNllFromLogits(new Float64Array([0, 0, Math.log(3), 0]), [0, 1], 2)).toBeCloseTo(
+      (Math.log(2) + Math.log(4)) / 2,
+      12,
+    );
   });
 });
 

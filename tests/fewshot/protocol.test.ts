@@ -19,7 +19,11 @@ describe('sampleFewShot', () => {
   it.each([1, 5, 10])('%i-shot: per class the first picks of the seeded permutation, grouped by class', (shot) => {
     const idx = sampleFewShot(labels, 4, shot, new Rng(3));
     const perm = new Rng(3).permutation(labels.length);
-    const expected = [0, 1, 2, 3].flatMap((c) => Array.from(perm).filter((i) => labels[i] === c).slice(0, shot));
+    const expected = [0, 1, 2, 3].flatMap((c) =>
+      Array.from(perm)
+        .filter((i) => labels[i] === c)
+        .slice(0, shot),
+    );
     expect(Array.from(idx)).toEqual(expected);
   });
 
@@ -72,7 +76,15 @@ describe('ranking and λ selection', () => {
 });
 
 /** Gaussian clusters around class-specific centres; `spread` sets the difficulty. */
-function clusterDataset(name: string, seed: number, k: number, d: number, perClassTrain: number, perClassTest: number, spread: number): FewShotDataset {
+function clusterDataset(
+  name: string,
+  seed: number,
+  k: number,
+  d: number,
+  perClassTrain: number,
+  perClassTest: number,
+  spread: number,
+): FewShotDataset {
   const rng = new Rng(seed);
   const centres = Array.from({ length: k }, () => Array.from({ length: d }, () => rng.normal()));
   const make = (perClass: number): { x: Features; y: Int32Array } => {
@@ -96,7 +108,7 @@ describe('runFewShot', () => {
   const shots = [1, 5];
   const report = runFewShot([a, b, c], { shots, seeds: 2, l2s });
 
-  it('each per-seed accuracy equals an LSR sweep on that seed\'s few-shot draw', () => {
+  it("each per-seed accuracy equals an LSR sweep on that seed's few-shot draw", () => {
     for (const d of [a, b, c]) {
       for (const shot of shots) {
         const perSeed = [0, 1].map((seed) => {
@@ -139,7 +151,14 @@ describe('runFewShot', () => {
     const r = single.results[0]!;
     expect(r.leaveSelfOut.l2).toBe(3);
     const idx = sampleFewShot(a.trainY, 3, 5, new Rng(4));
-    const expected = lsrSweep(selectRows(a.trainX, idx), Int32Array.from(idx, (i) => a.trainY[i]!), a.testX, a.testY, 3, [3])[0];
+    const expected = lsrSweep(
+      selectRows(a.trainX, idx),
+      Int32Array.from(idx, (i) => a.trainY[i]!),
+      a.testX,
+      a.testY,
+      3,
+      [3],
+    )[0];
     expect(r.leaveSelfOut.accuracy.mean).toBeCloseTo(expected!, 12);
     expect(single.notes.join(' ')).toMatch(/leave-self-out needs at least two data sets.*λ = 3/);
   });

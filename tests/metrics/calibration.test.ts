@@ -24,7 +24,11 @@ const goldenRows = [
 const goldenLabels = [1, 0, 0, 1, 0, 0];
 const golden = { data: goldenRows.flat(), n: 6, k: 3 };
 // bins 3 (acc 2/3, conf 0.36), 6 (acc 0, conf 0.63), 9 (acc 1, conf 0.91)
-const goldenGaps = [{ w: 3 / 6, gap: 0.36 - 2 / 3 }, { w: 2 / 6, gap: 0.63 }, { w: 1 / 6, gap: -0.09 }];
+const goldenGaps = [
+  { w: 3 / 6, gap: 0.36 - 2 / 3 },
+  { w: 2 / 6, gap: 0.63 },
+  { w: 1 / 6, gap: -0.09 },
+];
 const goldenEce = goldenGaps.reduce((s, g) => s + g.w * Math.abs(g.gap), 0);
 
 describe('golden ECE fixture (spec)', () => {
@@ -37,7 +41,13 @@ describe('golden ECE fixture (spec)', () => {
     expect(r.reliability[3]!.confidence).toBeCloseTo(0.36, 14);
     expect(r.reliability[6]).toMatchObject({ accuracy: 0, lo: 0.6, hi: 0.7 });
     expect(r.reliability[0]!.accuracy).toBeNaN();
-    expect(r.convention).toMatchObject({ name: 'ece', bins: 10, binning: 'equal-width', norm: 'l1', labels: 'top-label' });
+    expect(r.convention).toMatchObject({
+      name: 'ece',
+      bins: 10,
+      binning: 'equal-width',
+      norm: 'l1',
+      labels: 'top-label',
+    });
   });
 
   it('streaming 4 rows then 2 equals one update with all 6', () => {
@@ -56,9 +66,19 @@ describe('golden ECE fixture (spec)', () => {
   });
 
   it.each([
-    { norm: 'l2' as const, signed: false, name: 'rmsce', expected: Math.sqrt(goldenGaps.reduce((s, g) => s + g.w * g.gap ** 2, 0)) },
+    {
+      norm: 'l2' as const,
+      signed: false,
+      name: 'rmsce',
+      expected: Math.sqrt(goldenGaps.reduce((s, g) => s + g.w * g.gap ** 2, 0)),
+    },
     { norm: 'max' as const, signed: false, name: 'mce', expected: 0.63 },
-    { norm: 'l1' as const, signed: true, name: 'signed-ece', expected: goldenGaps.reduce((s, g) => s + g.w * g.gap, 0) },
+    {
+      norm: 'l1' as const,
+      signed: true,
+      name: 'signed-ece',
+      expected: goldenGaps.reduce((s, g) => s + g.w * g.gap, 0),
+    },
   ])('$name on the fixture', ({ norm, signed, name, expected }) => {
     const r = ece(golden, goldenLabels, { bins: 10, norm, signed });
     expect(r.value).toBeCloseTo(expected, 12);
@@ -106,19 +126,22 @@ describe('perfect and worst-case calibration', () => {
     { binning: 'equal-width' as const, classwise: false },
     { binning: 'equal-mass' as const, classwise: false },
     { binning: 'equal-width' as const, classwise: true },
-  ])('labels drawn from the stated probabilities give ECE ≈ 0 ($binning, classwise $classwise)', ({ binning, classwise }) => {
-    const rng = new Rng(11);
-    const n = 40000;
-    const k = 5;
-    const probs = probsFromLogits(randomLogits(rng, n, k, undefined, 1.5));
-    const y = new Int32Array(n);
-    for (let i = 0; i < n; i++) y[i] = sampleClass(rng, probs.data, i * k, k);
-    const r = ece(probs, y, { binning, classwise });
-    expect(r.value).toBeLessThan(0.012);
-    // an over-confident version of the same predictions (logits × 3) is clearly miscalibrated
-    const sharp = probsFromLogits({ ...randomLogits(new Rng(11), n, k, undefined, 4.5) });
-    expect(ece(sharp, y, { binning, classwise }).value).toBeGreaterThan(0.05);
-  });
+  ])(
+    'labels drawn from the stated probabilities give ECE ≈ 0 ($binning, classwise $classwise)',
+    ({ binning, classwise }) => {
+      const rng = new Rng(11);
+      const n = 40000;
+      const k = 5;
+      const probs = probsFromLogits(randomLogits(rng, n, k, undefined, 1.5));
+      const y = new Int32Array(n);
+      for (let i = 0; i < n; i++) y[i] = sampleClass(rng, probs.data, i * k, k);
+      const r = ece(probs, y, { binning, classwise });
+      expect(r.value).toBeLessThan(0.012);
+      // an over-confident version of the same predictions (logits × 3) is clearly miscalibrated
+      const sharp = probsFromLogits({ ...randomLogits(new Rng(11), n, k, undefined, 4.5) });
+      expect(ece(sharp, y, { binning, classwise }).value).toBeGreaterThan(0.05);
+    },
+  );
 });
 
 describe('equal-mass and classwise hand cases', () => {
@@ -129,7 +152,10 @@ describe('equal-mass and classwise hand cases', () => {
     const b = topLabelEce([0.4, 0.1, 0.3, 0.2], [1, 0, 1, 1], { bins: 2, binning: 'equal-mass' });
     expect(a.value).toBeCloseTo(expected, 14);
     expect(b.value).toBeCloseTo(expected, 14);
-    expect(a.reliability.map((x) => [x.lo, x.hi, x.count])).toEqual([[0.1, 0.2, 2], [0.3, 0.4, 2]]);
+    expect(a.reliability.map((x) => [x.lo, x.hi, x.count])).toEqual([
+      [0.1, 0.2, 2],
+      [0.3, 0.4, 2],
+    ]);
     expect(a.convention.binning).toBe('equal-mass');
   });
 
@@ -144,7 +170,11 @@ describe('equal-mass and classwise hand cases', () => {
     const r = ece({ data: [0.8, 0.2, 0.6, 0.4], n: 2, k: 2 }, [0, 1], { bins: 10, classwise: true });
     expect(r.value).toBeCloseTo(0.4, 14);
     expect(r.perClass!.map((c) => c.value)).toEqual([expect.closeTo(0.4, 14), expect.closeTo(0.4, 14)]);
-    expect(r.convention).toMatchObject({ name: 'classwise-ece', labels: 'classwise', classReduction: 'mean over classes' });
+    expect(r.convention).toMatchObject({
+      name: 'classwise-ece',
+      labels: 'classwise',
+      classReduction: 'mean over classes',
+    });
   });
 });
 
@@ -187,7 +217,9 @@ describe('validation', () => {
   });
 
   it('reliability diagram is the ECE bins', () => {
-    expect(reliabilityDiagram(golden, goldenLabels, { bins: 10 })).toEqual(ece(golden, goldenLabels, { bins: 10 }).reliability);
+    expect(reliabilityDiagram(golden, goldenLabels, { bins: 10 })).toEqual(
+      ece(golden, goldenLabels, { bins: 10 }).reliability,
+    );
     expect(confidenceAndCorrect(golden, goldenLabels).correct).toEqual(Uint8Array.from([1, 1, 0, 0, 0, 1]));
   });
 });

@@ -131,7 +131,9 @@ describe('scores', () => {
     expect(Array.from(classRanks(P([[0.25, 0.25, 0.5]])))).toEqual([2, 3, 1]);
     expect(Array.from(classRanks(P([[0.25, 0.25, 0.25, 0.25]])))).toEqual([1, 2, 3, 4]);
     // APS on the uniform row: 0.25, 0.5, 0.75, 1 in index order
-    expect(Array.from(conformalScoreMatrix(P([[0.25, 0.25, 0.25, 0.25]]), { method: 'aps' }).data)).toEqual([0.25, 0.5, 0.75, 1]);
+    expect(Array.from(conformalScoreMatrix(P([[0.25, 0.25, 0.25, 0.25]]), { method: 'aps' }).data)).toEqual([
+      0.25, 0.5, 0.75, 1,
+    ]);
     // [0.25, 0.25, 0.5]: class 2 → 0.5, class 0 → 0.75, class 1 → 1
     expect(Array.from(conformalScoreMatrix(P([[0.25, 0.25, 0.5]]), { method: 'aps' }).data)).toEqual([0.75, 1, 0.5]);
   });
@@ -140,9 +142,13 @@ describe('scores', () => {
 describe('prediction sets', () => {
   it('LAC: {y : 1 − p_y ≤ q̂}', () => {
     // q̂ = 0.8125 → p_y ≥ 0.1875 → classes 1, 2, 3
-    expect(setsToLists(predictionSets(conformalScoreMatrix(P([ROW]), { method: 'lac' }), 0.8125), 4)).toEqual([[1, 2, 3]]);
+    expect(setsToLists(predictionSets(conformalScoreMatrix(P([ROW]), { method: 'lac' }), 0.8125), 4)).toEqual([
+      [1, 2, 3],
+    ]);
     expect(setsToLists(predictionSets(conformalScoreMatrix(P([ROW]), { method: 'lac' }), 0.4), 4)).toEqual([[]]);
-    expect(setsToLists(predictionSets(conformalScoreMatrix(P([ROW]), { method: 'lac' }), Infinity), 4)).toEqual([[0, 1, 2, 3]]);
+    expect(setsToLists(predictionSets(conformalScoreMatrix(P([ROW]), { method: 'lac' }), Infinity), 4)).toEqual([
+      [0, 1, 2, 3],
+    ]);
   });
 
   it('APS: non-randomised and randomised with the row’s u shared by its labels', () => {
@@ -151,7 +157,10 @@ describe('prediction sets', () => {
     const det = conformalScoreMatrix(P([ROW]), { method: 'aps' });
     expect(setsToLists(predictionSets(det, 0.6), 4)).toEqual([[1]]);
     const rnd = conformalScoreMatrix(P([ROW, ROW]), { method: 'aps', u: [0.5, 0] });
-    expect(setsToLists(predictionSets(rnd, 0.6), 4)).toEqual([[1, 2], [1, 2]]);
+    expect(setsToLists(predictionSets(rnd, 0.6), 4)).toEqual([
+      [1, 2],
+      [1, 2],
+    ]);
     // q̂ = 0.4 below the top class's 0.5 → the non-randomised set is empty; u = 0.5 keeps class 1 (0.25),
     // u = 0 keeps class 1 (0) but not class 2 (0.5)
     expect(setsToLists(predictionSets(det, 0.4), 4)).toEqual([[]]);
@@ -197,7 +206,12 @@ describe('class-conditional (Mondrian) quantiles', () => {
     // LAC scores 1 − p_y. Class 0: 0.25, 0.5, 0.125 → n = 3, α = 0.5, k = ⌈4·0.5⌉ = 2 → q̂_0 = 0.25.
     // Class 1: 0.375 → n = 1, k = ⌈2·0.5⌉ = 1 → q̂_1 = 0.375. Class 2: none → k = 1 > 0 → +Infinity.
     const calib = {
-      probs: P([[0.75, 0.25, 0], [0.5, 0.5, 0], [0.875, 0.125, 0], [0.375, 0.625, 0]]),
+      probs: P([
+        [0.75, 0.25, 0],
+        [0.5, 0.5, 0],
+        [0.875, 0.125, 0],
+        [0.375, 0.625, 0],
+      ]),
       labels: L([0, 0, 0, 1]),
     };
     const scores = conformalScores(calib.probs, calib.labels, { method: 'lac' });
@@ -210,7 +224,11 @@ describe('class-conditional (Mondrian) quantiles', () => {
     // test rows: [0.6875, 0.3125, 0]: class 0 score 0.3125 > 0.25, class 1 0.6875 > 0.375, class 2 always → {2}
     //            [0.25, 0.75, 0]:     class 1 score 0.25 ≤ 0.375 → {1, 2}
     //            [0.8125, 0.1875, 0]: class 0 score 0.1875 ≤ 0.25 → {0, 2}
-    const test = P([[0.6875, 0.3125, 0], [0.25, 0.75, 0], [0.8125, 0.1875, 0]]);
+    const test = P([
+      [0.6875, 0.3125, 0],
+      [0.25, 0.75, 0],
+      [0.8125, 0.1875, 0],
+    ]);
     expect(setsToLists(conformalPredict(cal, test), 3)).toEqual([[2], [1, 2], [0, 2]]);
     // marginal on the same data: scores 0.125, 0.25, 0.375, 0.5, n = 4, k = ⌈5·0.5⌉ = 3 → q̂ = 0.375;
     // class 2's score 1 is never ≤ 0.375 → {0}, {1}, {0}
@@ -223,7 +241,14 @@ describe('class-conditional (Mondrian) quantiles', () => {
 describe('conformalReport', () => {
   // Calibration LAC scores: 1 − 0.5 = 0.5, 1 − 0.375 = 0.625, 1 − 0.25 = 0.75. α = 0.5, n = 3, k = 2 → q̂ = 0.625:
   // sets are {y : p_y ≥ 0.375}.
-  const calib = { probs: P([[0.5, 0.25, 0.25], [0.375, 0.5, 0.125], [0.5, 0.25, 0.25]]), labels: L([0, 0, 1]) };
+  const calib = {
+    probs: P([
+      [0.5, 0.25, 0.25],
+      [0.375, 0.5, 0.125],
+      [0.5, 0.25, 0.25],
+    ]),
+    labels: L([0, 0, 1]),
+  };
   const test = {
     probs: P([
       [0.5, 0.375, 0.125], // label 1 → {0, 1}, covered
@@ -262,7 +287,15 @@ describe('conformalReport', () => {
   });
 
   it('median of an even count is the mean of the two middle sizes', () => {
-    const four = { probs: P([[0.5, 0.375, 0.125], [0.25, 0.25, 0.5], [0.75, 0.125, 0.125], [0.375, 0.375, 0.25]]), labels: L([1, 0, 0, 2]) };
+    const four = {
+      probs: P([
+        [0.5, 0.375, 0.125],
+        [0.25, 0.25, 0.5],
+        [0.75, 0.125, 0.125],
+        [0.375, 0.375, 0.25],
+      ]),
+      labels: L([1, 0, 0, 2]),
+    };
     // sizes 2, 1, 1, 2 → sorted 1 1 2 2 → (1 + 2)/2
     expect(conformalReport(calib, four, { method: 'lac', alpha: 0.5 }).median_set_size).toBe(1.5);
   });
@@ -270,11 +303,25 @@ describe('conformalReport', () => {
   it('an empty APS set', () => {
     // APS calibration scores: [0.25, 0.75] label 1 → 0.75; [0.625, 0.375] label 0 → 0.625;
     // [0.5, 0.5] label 1 → class 0 ranks first (tie) → 0.5 + 0.5 = 1. n = 3, α = 0.5, k = 2 → q̂ = 0.75.
-    const c = { probs: P([[0.25, 0.75], [0.625, 0.375], [0.5, 0.5]]), labels: L([1, 0, 1]) };
+    const c = {
+      probs: P([
+        [0.25, 0.75],
+        [0.625, 0.375],
+        [0.5, 0.5],
+      ]),
+      labels: L([1, 0, 1]),
+    };
     // test [0.125, 0.875]: class 1 → 0.875 > 0.75, class 0 → 1 → {} (label 1 missed)
     //      [0.25, 0.75]:   class 1 → 0.75 ≤ 0.75 → {1} (covered)
     //      [0.5, 0.5]:     class 0 → 0.5 → {0}; class 1 → 1 (label 0 covered)
-    const t = { probs: P([[0.125, 0.875], [0.25, 0.75], [0.5, 0.5]]), labels: L([1, 1, 0]) };
+    const t = {
+      probs: P([
+        [0.125, 0.875],
+        [0.25, 0.75],
+        [0.5, 0.5],
+      ]),
+      labels: L([1, 1, 0]),
+    };
     const r = conformalReport(c, t, { method: 'aps', alpha: 0.5, returnSets: true });
     expect(r.qhat).toBe(0.75);
     expect(r.prediction_sets).toEqual([[], [1], [0]]);
@@ -312,7 +359,8 @@ describe('conformalReport', () => {
   it('ensemble members (M, N, K) are averaged first', () => {
     // two members whose mean is the hand-case test set: ±1/16 moved between classes 0 and 1 (all stay ≥ 0)
     const mean = Array.from(test.probs.data);
-    const shift = (sign: number) => mean.map((v, e) => (e % 3 === 0 ? v + sign * 0.0625 : e % 3 === 1 ? v - sign * 0.0625 : v));
+    const shift = (sign: number) =>
+      mean.map((v, e) => (e % 3 === 0 ? v + sign * 0.0625 : e % 3 === 1 ? v - sign * 0.0625 : v));
     const members = [...shift(1), ...shift(-1)];
     const ens = { probs: { data: Float64Array.from(members), n: 5, k: 3, m: 2 }, labels: test.labels };
     const r = conformalReport(calib, ens, { method: 'lac', alpha: 0.5, returnSets: true });
@@ -388,7 +436,15 @@ describe('RAPS tuning', () => {
     expect(r.raps!.lambda_grid).toContain(r.raps!.lambda);
     expect(r.seed).toBe(3);
     const fixed = conformalReport(c, t, { method: 'raps', alpha: 0.1, lambda: 0.2, kReg: 2 });
-    expect(fixed.raps).toEqual({ lambda: 0.2, k_reg: 2, tuned: false, n_tune: 0, tune_fraction: null, lambda_grid: null, grid: null });
+    expect(fixed.raps).toEqual({
+      lambda: 0.2,
+      k_reg: 2,
+      tuned: false,
+      n_tune: 0,
+      tune_fraction: null,
+      lambda_grid: null,
+      grid: null,
+    });
     expect(fixed.n_calib).toBe(50);
   });
 });
@@ -478,7 +534,13 @@ describe('coverage guarantee on exchangeable data (random calibration/test split
 });
 
 describe('bad input', () => {
-  const calib = { probs: P([[0.5, 0.25, 0.25], [0.25, 0.5, 0.25]]), labels: L([0, 1]) };
+  const calib = {
+    probs: P([
+      [0.5, 0.25, 0.25],
+      [0.25, 0.5, 0.25],
+    ]),
+    labels: L([0, 1]),
+  };
   const test = { probs: P([[0.5, 0.25, 0.25]]), labels: L([2]) };
 
   it.each([0, 1, -0.1, 1.5, NaN, Infinity])('α = %d → UsageError naming alpha', (alpha) => {
@@ -498,34 +560,46 @@ describe('bad input', () => {
       /calibration labels\[1\] = 3 is not a class index in \[0, 3\)/,
     );
     expect(() => conformalReport(calib, { ...test, labels: [1.5] }, { method: 'lac', alpha: 0.5 })).toThrow(DataError);
-    expect(() => conformalReport(calib, { ...test, labels: [-1] }, { method: 'lac', alpha: 0.5 })).toThrow(/test labels\[0\] = -1/);
+    expect(() => conformalReport(calib, { ...test, labels: [-1] }, { method: 'lac', alpha: 0.5 })).toThrow(
+      /test labels\[0\] = -1/,
+    );
     expect(() => conformalReport({ ...calib, labels: L([0]) }, test, { method: 'lac', alpha: 0.5 })).toThrow(DataError);
   });
 
   it('non-finite, negative or unnormalised probabilities → DataError naming the entry', () => {
     const bad = (row: number[]) => ({ probs: P([row]), labels: L([0]) });
-    expect(() => conformalReport(calib, bad([0.5, NaN, 0.5]), { method: 'aps', alpha: 0.5 })).toThrow(/test probabilities: row 0, class 1 is NaN/);
+    expect(() => conformalReport(calib, bad([0.5, NaN, 0.5]), { method: 'aps', alpha: 0.5 })).toThrow(
+      /test probabilities: row 0, class 1 is NaN/,
+    );
     expect(() => conformalReport(calib, bad([Infinity, 0, 0]), { method: 'aps', alpha: 0.5 })).toThrow(DataError);
     expect(() => conformalReport(calib, bad([2.1, -0.3, -0.8]), { method: 'aps', alpha: 0.5 })).toThrow(DataError); // logits
-    expect(() => conformalReport(calib, bad([0.5, 0.5, 0.5]), { method: 'aps', alpha: 0.5 })).toThrow(/row 0 sums to 1.5/);
+    expect(() => conformalReport(calib, bad([0.5, 0.5, 0.5]), { method: 'aps', alpha: 0.5 })).toThrow(
+      /row 0 sums to 1.5/,
+    );
     expect(() => classRanks(P([[0.5, NaN, 0.5]]))).toThrow(DataError);
   });
 
   it('option misuse → UsageError', () => {
     expect(() => conformalReport(calib, test, { method: 'lac', alpha: 0.5, randomized: true })).toThrow(UsageError);
-    expect(() => conformalReport(calib, test, { method: 'thr' as ConformalMethod, alpha: 0.5 })).toThrow(/unknown conformal method 'thr'/);
+    expect(() => conformalReport(calib, test, { method: 'thr' as ConformalMethod, alpha: 0.5 })).toThrow(
+      /unknown conformal method 'thr'/,
+    );
     expect(() => conformalReport(calib, test, { method: 'aps', alpha: 0.5, lambda: 0.1 })).toThrow(UsageError);
     expect(() => conformalReport(calib, test, { method: 'raps', alpha: 0.5, lambda: -1, kReg: 1 })).toThrow(UsageError);
     expect(() => conformalScoreMatrix(P([ROW]), { method: 'aps', u: [0.5, 0.5] })).toThrow(/u has length 2/);
     expect(() => conformalScoreMatrix(P([ROW]), { method: 'raps', lambda: 0.1 })).toThrow(/need both lambda and kReg/);
-    expect(() => conformalScoreMatrix(P([ROW]), { method: 'raps', lambda: 0.1, kReg: 1.5 })).toThrow(/kReg must be an integer/);
+    expect(() => conformalScoreMatrix(P([ROW]), { method: 'raps', lambda: 0.1, kReg: 1.5 })).toThrow(
+      /kReg must be an integer/,
+    );
     expect(() => conformalScoreMatrix(P([ROW]), { method: 'lac', u: [0.5] })).toThrow(UsageError);
     expect(() => conformalCurve(calib, test, { method: 'lac', alphas: [] })).toThrow(UsageError);
   });
 
   it('RAPS tuning with too few rows → DataError', () => {
     // ⌊2·0.3⌋ = 0 rows to tune
-    expect(() => conformalReport(calib, test, { method: 'raps', alpha: 0.5 })).toThrow(/raps: 2 calibration rows leave 0 to tune/);
+    expect(() => conformalReport(calib, test, { method: 'raps', alpha: 0.5 })).toThrow(
+      /raps: 2 calibration rows leave 0 to tune/,
+    );
   });
 });
 

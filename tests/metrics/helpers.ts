@@ -1,4 +1,4 @@
-import { Rng } from '../../src/util/rng.js';
+import type { Rng } from '../../src/util/rng.js';
 import type { Logits } from '../../src/metrics/types.js';
 
 /** Gaussian logits (M, N, K) scaled by `scale`; `m` omitted gives a single model (N, K). */

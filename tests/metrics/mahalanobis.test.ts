@@ -10,7 +10,12 @@ import { Rng } from '../../src/util/rng.js';
 
 // Class 0 around (0, 0), class 1 around (10, 0), offsets (±1, 0), (0, ±1):
 // shared covariance diag(1/2, 1/2); global mean (5, 0), global covariance diag(204/8, 1/2).
-const offsets = [[1, 0], [-1, 0], [0, 1], [0, -1]];
+const offsets = [
+  [1, 0],
+  [-1, 0],
+  [0, 1],
+  [0, -1],
+];
 const train = {
   data: [...offsets.flat(), ...offsets.flatMap(([a, b]) => [a! + 10, b!])],
   n: 8,
@@ -90,8 +95,16 @@ describe('Mahalanobis on random correlated features', () => {
 
 describe('Mahalanobis validation', () => {
   it.each([
-    { name: 'empty class', fit: () => fitMahalanobis(train, trainLabels, { numClasses: 3 }), msg: /class 2 has no training examples/ },
-    { name: 'bad shape', fit: () => fitMahalanobis({ data: [1, 2, 3], n: 2, d: 2 }, [0, 1]), msg: /length 3, expected n·d/ },
+    {
+      name: 'empty class',
+      fit: () => fitMahalanobis(train, trainLabels, { numClasses: 3 }),
+      msg: /class 2 has no training examples/,
+    },
+    {
+      name: 'bad shape',
+      fit: () => fitMahalanobis({ data: [1, 2, 3], n: 2, d: 2 }, [0, 1]),
+      msg: /length 3, expected n·d/,
+    },
     {
       name: 'collinear features without ridge',
       fit: () => fitMahalanobis({ data: [1, 2, 2, 4, 3, 6, 4, 8], n: 4, d: 2 }, [0, 0, 1, 1], { ridge: 0 }),

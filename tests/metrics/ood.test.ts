@@ -1,13 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { expectedEntropy, mutualInformationPerExample, predictiveEntropy } from '../../src/metrics/diversity.js';
-import {
-  OOD_SCORE_NAMES,
-  energyScore,
-  maxLogitScore,
-  mspScore,
-  oodMetrics,
-  oodScore,
-} from '../../src/metrics/ood.js';
+import { OOD_SCORE_NAMES, energyScore, maxLogitScore, mspScore, oodMetrics, oodScore } from '../../src/metrics/ood.js';
 import { auroc, averagePrecision, fprAtTpr } from '../../src/metrics/ranking.js';
 import { logitsFromProbs } from '../../src/metrics/softmax.js';
 import { Rng } from '../../src/util/rng.js';

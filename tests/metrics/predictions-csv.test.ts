@@ -40,7 +40,9 @@ describe('parsePredictionsCsv', () => {
   });
 
   it('OOD files may use label −1 when allowed', () => {
-    expect(Array.from(parsePredictionsCsv('label,logit0,logit1\n-1,0,1\n', 'o.csv', { allowUnknownLabel: true }).labels)).toEqual([-1]);
+    expect(
+      Array.from(parsePredictionsCsv('label,logit0,logit1\n-1,0,1\n', 'o.csv', { allowUnknownLabel: true }).labels),
+    ).toEqual([-1]);
   });
 });
 
@@ -50,24 +52,72 @@ describe('parsePredictionsCsv errors name the line and column', () => {
     { name: 'no label column', text: 'logit0,logit1\n1,2\n', msg: /line 1: missing column 'label'/ },
     { name: 'gap in class columns', text: 'label,logit0,logit2\n0,1,2\n', msg: /column 'logit1' is missing/ },
     { name: 'both kinds', text: 'label,logit0,p0\n0,1,1\n', msg: /both logit and p columns/ },
-    { name: 'unknown column', text: 'label,logit0,score\n0,1,1\n', msg: /line 1, column 3 \(score\): unknown column 'score'/ },
+    {
+      name: 'unknown column',
+      text: 'label,logit0,score\n0,1,1\n',
+      msg: /line 1, column 3 \(score\): unknown column 'score'/,
+    },
     { name: 'duplicate column', text: 'label,logit0,logit0\n0,1,1\n', msg: /column 3 \(logit0\): duplicate column/ },
     { name: 'no data', text: 'label,logit0\n', msg: /no data rows/ },
-    { name: 'ragged row', text: 'label,logit0,logit1\n0,1,2\n1,2\n', msg: /line 3: 2 cells, but the header has 3 columns/ },
-    { name: 'non-numeric', text: 'label,logit0,logit1\n0,1,x\n', msg: /line 2, column 3 \(logit1\): 'x' is not a decimal number/ },
+    {
+      name: 'ragged row',
+      text: 'label,logit0,logit1\n0,1,2\n1,2\n',
+      msg: /line 3: 2 cells, but the header has 3 columns/,
+    },
+    {
+      name: 'non-numeric',
+      text: 'label,logit0,logit1\n0,1,x\n',
+      msg: /line 2, column 3 \(logit1\): 'x' is not a decimal number/,
+    },
     { name: 'NaN', text: 'label,logit0,logit1\n0,NaN,1\n', msg: /line 2, column 2 \(logit0\): 'NaN' is not finite/ },
-    { name: 'Inf', text: 'label,logit0,logit1\n0,1,-Infinity\n', msg: /line 2, column 3 \(logit1\): '-Infinity' is not finite/ },
+    {
+      name: 'Inf',
+      text: 'label,logit0,logit1\n0,1,-Infinity\n',
+      msg: /line 2, column 3 \(logit1\): '-Infinity' is not finite/,
+    },
     { name: 'overflow', text: 'label,logit0,logit1\n0,1,1e999\n', msg: /column 3 \(logit1\): '1e999' overflows/ },
-    { name: 'label out of range', text: 'label,logit0,logit1\n2,1,1\n', msg: /line 2, column 1 \(label\): '2' is not a class index in \[0, 2\)/ },
-    { name: 'label −1 in a labelled file', text: 'label,logit0,logit1\n-1,1,1\n', msg: /line 2, column 1 \(label\): '-1'/ },
+    {
+      name: 'label out of range',
+      text: 'label,logit0,logit1\n2,1,1\n',
+      msg: /line 2, column 1 \(label\): '2' is not a class index in \[0, 2\)/,
+    },
+    {
+      name: 'label −1 in a labelled file',
+      text: 'label,logit0,logit1\n-1,1,1\n',
+      msg: /line 2, column 1 \(label\): '-1'/,
+    },
     { name: 'fractional label', text: 'label,logit0,logit1\n0.5,1,1\n', msg: /'0\.5' is not a class index/ },
-    { name: 'probabilities not summing to 1', text: 'label,p0,p1\n0,0.5,0.2\n0,0.5,0.5\n', msg: /line 2, columns 2\.\.3 \(p0\.\.p1\): probabilities sum to 0\.7/ },
-    { name: 'negative probability', text: 'label,p0,p1\n0,-0.5,1.5\n', msg: /column 2 \(p0\): probability -0\.5 is outside \[0, 1\]/ },
+    {
+      name: 'probabilities not summing to 1',
+      text: 'label,p0,p1\n0,0.5,0.2\n0,0.5,0.5\n',
+      msg: /line 2, columns 2\.\.3 \(p0\.\.p1\): probabilities sum to 0\.7/,
+    },
+    {
+      name: 'negative probability',
+      text: 'label,p0,p1\n0,-0.5,1.5\n',
+      msg: /column 2 \(p0\): probability -0\.5 is outside \[0, 1\]/,
+    },
     { name: 'member without id', text: 'member,label,logit0\n0,0,1\n', msg: /'member' column needs an 'id' column/ },
-    { name: 'missing member', text: 'id,member,label,logit0,logit1\na,0,0,1,2\na,1,0,1,2\nb,0,1,1,2\n', msg: /line 4: example 'b' is missing member\(s\) '1'/ },
-    { name: 'repeated member', text: 'id,member,label,logit0,logit1\na,0,0,1,2\na,0,0,1,2\n', msg: /line 3, column 2 \(member\): example 'a' already has member '0' at line 2/ },
-    { name: 'label differs across members', text: 'id,member,label,logit0,logit1\na,0,0,1,2\na,1,1,1,2\n', msg: /line 3, column 3 \(label\): example 'a' has label 1 here but 0 at line 2/ },
-    { name: 'repeated id without member column', text: 'id,label,logit0\na,0,1\na,0,1\n', msg: /line 3, column 1 \(id\): id 'a' repeats line 2/ },
+    {
+      name: 'missing member',
+      text: 'id,member,label,logit0,logit1\na,0,0,1,2\na,1,0,1,2\nb,0,1,1,2\n',
+      msg: /line 4: example 'b' is missing member\(s\) '1'/,
+    },
+    {
+      name: 'repeated member',
+      text: 'id,member,label,logit0,logit1\na,0,0,1,2\na,0,0,1,2\n',
+      msg: /line 3, column 2 \(member\): example 'a' already has member '0' at line 2/,
+    },
+    {
+      name: 'label differs across members',
+      text: 'id,member,label,logit0,logit1\na,0,0,1,2\na,1,1,1,2\n',
+      msg: /line 3, column 3 \(label\): example 'a' has label 1 here but 0 at line 2/,
+    },
+    {
+      name: 'repeated id without member column',
+      text: 'id,label,logit0\na,0,1\na,0,1\n',
+      msg: /line 3, column 1 \(id\): id 'a' repeats line 2/,
+    },
     { name: 'empty id', text: 'id,member,label,logit0\n,0,0,1\n', msg: /line 2, column 1 \(id\): empty id/ },
   ])('$name', ({ text, msg }) => {
     expect(() => parsePredictionsCsv(text, 'f.csv')).toThrow(msg);

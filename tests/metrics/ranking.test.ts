@@ -38,7 +38,10 @@ describe('auroc', () => {
   });
 
   it('from 0/1 labels; one class only is an error', () => {
-    expect(aurocFromLabels([0.9, 0.2, 0.6, 0.3], [1, 0, 0, 1])).toBeCloseTo(bruteForceAuroc([0.9, 0.3], [0.2, 0.6]), 15);
+    expect(aurocFromLabels([0.9, 0.2, 0.6, 0.3], [1, 0, 0, 1])).toBeCloseTo(
+      bruteForceAuroc([0.9, 0.3], [0.2, 0.6]),
+      15,
+    );
     expect(() => aurocFromLabels([0.1, 0.2], [1, 1])).toThrow(/2 positives and 0 negatives/);
     expect(() => auroc([1, NaN], [0])).toThrow(/positive scores\[1\] is NaN/);
   });

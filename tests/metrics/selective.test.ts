@@ -25,7 +25,12 @@ describe('risk–coverage', () => {
 
   it('does not depend on input order', () => {
     const perm = [2, 0, 3, 1];
-    expect(aurc(perm.map((i) => conf[i]!), perm.map((i) => correct[i]!))).toBeCloseTo(aurc(conf, correct), 15);
+    expect(
+      aurc(
+        perm.map((i) => conf[i]!),
+        perm.map((i) => correct[i]!),
+      ),
+    ).toBeCloseTo(aurc(conf, correct), 15);
   });
 
   it('ties are averaged: two tied examples, one wrong → risk 1/2 at both coverages', () => {
@@ -84,7 +89,9 @@ describe('downsampled curve and the one-sort summary', () => {
   });
 
   it('rejects a non-positive point count', () => {
-    expect(() => downsampleRiskCoverage(riskCoverageCurve(c10, ok10), 0)).toThrow(/maxPoints must be a positive integer/);
+    expect(() => downsampleRiskCoverage(riskCoverageCurve(c10, ok10), 0)).toThrow(
+      /maxPoints must be a positive integer/,
+    );
   });
 
   it('selectiveSummary: AURC on the full curve, accuracy at coverage, coverage at risk (hand)', () => {
@@ -92,10 +99,16 @@ describe('downsampled curve and the one-sort summary', () => {
     expect(s.aurc).toBeCloseTo(errors.reduce((a, e, i) => a + e / (i + 1), 0) / 10, 15);
     // 2 of 2, 3 of 5, 6 of 10 right
     expect(s.accuracyAtCoverage).toEqual([
-      { coverage: 0.2, accuracy: 1 }, { coverage: 0.5, accuracy: 3 / 5 }, { coverage: 1, accuracy: 6 / 10 },
+      { coverage: 0.2, accuracy: 1 },
+      { coverage: 0.5, accuracy: 3 / 5 },
+      { coverage: 1, accuracy: 6 / 10 },
     ]);
     // risk ≤ 0 up to i = 2; ≤ 1/4 up to i = 4 (1/4); ≤ 0.4 up to i = 10 (4/10)
-    expect(s.coverageAtRisk).toEqual([{ risk: 0, coverage: 0.2 }, { risk: 0.25, coverage: 0.4 }, { risk: 0.4, coverage: 1 }]);
+    expect(s.coverageAtRisk).toEqual([
+      { risk: 0, coverage: 0.2 },
+      { risk: 0.25, coverage: 0.4 },
+      { risk: 0.4, coverage: 1 },
+    ]);
     expect(Array.from(s.curve.coverage)).toEqual([0.3, 0.5, 0.8, 1]);
     expect(s.convention.curvePoints).toMatch(/at most 4/);
   });

@@ -2,7 +2,14 @@
 import { describe, expect, it } from 'vitest';
 import { DiversityAccumulator, ensembleDiversity } from '../../src/metrics/diversity.js';
 import {
-  AccuracyAccumulator, BrierAccumulator, NllAccumulator, accuracy, brier, gibbsNll, memberNlls, nll,
+  AccuracyAccumulator,
+  BrierAccumulator,
+  NllAccumulator,
+  accuracy,
+  brier,
+  gibbsNll,
+  memberNlls,
+  nll,
 } from '../../src/metrics/likelihood.js';
 import { logitsFromProbs, probsFromLogits } from '../../src/metrics/softmax.js';
 import type { ClassScores } from '../../src/metrics/types.js';
@@ -13,7 +20,8 @@ import { randomLabels, randomLogits } from './helpers.js';
 function rows(x: ClassScores, a: number, b: number): ClassScores {
   const m = x.m ?? 1;
   const data = new Float64Array(m * (b - a) * x.k);
-  for (let j = 0; j < m; j++) data.set(Array.from(x.data).slice((j * x.n + a) * x.k, (j * x.n + b) * x.k), j * (b - a) * x.k);
+  for (let j = 0; j < m; j++)
+    data.set(Array.from(x.data).slice((j * x.n + a) * x.k, (j * x.n + b) * x.k), j * (b - a) * x.k);
   return x.m === undefined ? { data, n: b - a, k: x.k } : { data, n: b - a, k: x.k, m };
 }
 
@@ -79,7 +87,15 @@ describe.each(cases)('streaming = one-shot: $name', ({ n, k, m, scale }) => {
     for (const [a, b] of parts) acc.update(rows(z, a, b), y.subarray(a, b));
     const s = acc.result();
     const o = ensembleDiversity(z, y);
-    for (const key of ['disagreement', 'normalizedDisagreement', 'pairwiseKl', 'mutualInformation', 'ambiguity', 'gibbsNll', 'ensembleNll'] as const) {
+    for (const key of [
+      'disagreement',
+      'normalizedDisagreement',
+      'pairwiseKl',
+      'mutualInformation',
+      'ambiguity',
+      'gibbsNll',
+      'ensembleNll',
+    ] as const) {
       expectRel(s[key], o[key]);
     }
     expect(s.convention).toBe(o.convention);
@@ -115,7 +131,9 @@ describe('streaming hand cases and errors', () => {
     expect(() => acc.result()).toThrow(/no examples yet/);
     acc.update({ data: [0.5, 0.5], n: 1, k: 2 }, [0]);
     expect(() => acc.update({ data: [0.2, 0.3, 0.5], n: 1, k: 3 }, [0])).toThrow(/k = 3 differs from k = 2/);
-    expect(() => acc.update({ data: [0.5, 0.5, 0.5, 0.5], n: 1, k: 2, m: 2 }, [0])).toThrow(/m = 2 members but earlier updates had m = 1/);
+    expect(() => acc.update({ data: [0.5, 0.5, 0.5, 0.5], n: 1, k: 2, m: 2 }, [0])).toThrow(
+      /m = 2 members but earlier updates had m = 1/,
+    );
   });
 
   it('diversity needs two members, and the same M in every batch', () => {

@@ -9,10 +9,32 @@ export const root = path.resolve(__dirname, '../..');
 export const cli = path.join(root, 'dist/cli/main.js');
 
 /** The overrides of tests/cli/cli.test.ts: a tiny model on 256 MNIST images. */
-export const common = ['--set', 'data.dataset="mnist"', '--set', 'data.trainLimit=256', '--set', 'data.valSize=64',
-  '--set', 'model.patchSize=14', '--set', 'model.hidden=16', '--set', 'model.mlpDim=32', '--set', 'model.moe.groupImages=4',
-  '--set', 'train.batchSize=16', '--set', 'train.evalEvery=0', '--set', 'train.evalLimit=64', '--set', 'train.logEvery=1000',
-  '--backend', 'wasm'];
+export const common = [
+  '--set',
+  'data.dataset="mnist"',
+  '--set',
+  'data.trainLimit=256',
+  '--set',
+  'data.valSize=64',
+  '--set',
+  'model.patchSize=14',
+  '--set',
+  'model.hidden=16',
+  '--set',
+  'model.mlpDim=32',
+  '--set',
+  'model.moe.groupImages=4',
+  '--set',
+  'train.batchSize=16',
+  '--set',
+  'train.evalEvery=0',
+  '--set',
+  'train.evalLimit=64',
+  '--set',
+  'train.logEvery=1000',
+  '--backend',
+  'wasm',
+];
 
 const env = { ...process.env, VMOE_THREADS: '1' };
 
@@ -23,14 +45,20 @@ export function vmoe(...args: string[]) {
 }
 
 /** Starts the CLI in the background; `done` resolves with its exit status and output. */
-export function vmoeAsync(...args: string[]): { child: ChildProcess; done: Promise<{ status: number | null; signal: string | null; stderr: string; stdout: string }> } {
+export function vmoeAsync(...args: string[]): {
+  child: ChildProcess;
+  done: Promise<{ status: number | null; signal: string | null; stderr: string; stdout: string }>;
+} {
   const child = spawn(process.execPath, [cli, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '', stdout = '';
+  let stderr = '',
+    stdout = '';
   child.stderr!.on('data', (d) => (stderr += String(d)));
   child.stdout!.on('data', (d) => (stdout += String(d)));
-  const done = new Promise<{ status: number | null; signal: string | null; stderr: string; stdout: string }>((resolve) => {
-    child.on('close', (status, signal) => resolve({ status, signal, stderr, stdout }));
-  });
+  const done = new Promise<{ status: number | null; signal: string | null; stderr: string; stdout: string }>(
+    (resolve) => {
+      child.on('close', (status, signal) => resolve({ status, signal, stderr, stdout }));
+    },
+  );
   return { child, done };
 }
 
@@ -49,8 +77,11 @@ export function loggedSteps(run: string, live = false): number[] {
   const lines = fs.readFileSync(file, 'utf8').split('\n');
   const last = lines.pop();
   if (last !== '' && !live) throw new Error(`${file} ends in a cut line: ${last}`);
-  return lines.filter(Boolean)
-    .map((l) => JSON.parse(l) as { step: number; split?: string }).filter((r) => !r.split).map((r) => r.step);
+  return lines
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { step: number; split?: string })
+    .filter((r) => !r.split)
+    .map((r) => r.step);
 }
 
 /** Polls until `cond` holds (or throws after `ms`). */

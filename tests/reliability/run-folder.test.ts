@@ -8,7 +8,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadCheckpoint } from '../../src/checkpoint/format.js';
-import { common, deadPid, ensureBuilt, errorLines, loggedSteps, snapshot, tmpDir, vmoe, vmoeAsync, waitFor } from './helpers.js';
+import {
+  common,
+  deadPid,
+  ensureBuilt,
+  errorLines,
+  loggedSteps,
+  snapshot,
+  tmpDir,
+  vmoe,
+  vmoeAsync,
+  waitFor,
+} from './helpers.js';
 
 beforeAll(ensureBuilt);
 
@@ -47,7 +58,10 @@ describe('one writer per run folder', () => {
     const run = path.join(tmpDir('stale'), 'run');
     fs.mkdirSync(run);
     const pid = deadPid();
-    fs.writeFileSync(path.join(run, '.vmoe.lock'), JSON.stringify({ pid, host: os.hostname(), started: '2026-01-01T00:00:00.000Z', command: 'vmoe train' }));
+    fs.writeFileSync(
+      path.join(run, '.vmoe.lock'),
+      JSON.stringify({ pid, host: os.hostname(), started: '2026-01-01T00:00:00.000Z', command: 'vmoe train' }),
+    );
     const r = vmoe('train', ...common, '--set', 'train.steps=2', '--out', run);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toContain(`took over a stale lock of pid ${pid} on ${os.hostname()}`);
@@ -94,7 +108,9 @@ describe('finished and old runs', () => {
     expect(r.status).toBe(2);
     const errs = errorLines(r.stderr);
     expect(errs).toHaveLength(1);
-    expect(errs[0]).toContain(`${run} already holds a run (config.json, metrics.jsonl, train_summary.json, results.json)`);
+    expect(errs[0]).toContain(
+      `${run} already holds a run (config.json, metrics.jsonl, train_summary.json, results.json)`,
+    );
     expect(errs[0]).toMatch(/pass --resume to continue it, or --overwrite to move it aside/);
     expect(snapshot(run)).toEqual(before);
 
@@ -110,7 +126,9 @@ describe('finished and old runs', () => {
     expect(o.status, o.stderr).toBe(0);
     const aside = fs.readdirSync(parent).filter((n) => n.startsWith('run.old-'));
     expect(aside).toHaveLength(1);
-    expect(o.stderr).toContain(`moved the old run (config.json, metrics.jsonl, train_summary.json, results.json) aside to ${path.join(parent, aside[0]!)}`);
+    expect(o.stderr).toContain(
+      `moved the old run (config.json, metrics.jsonl, train_summary.json, results.json) aside to ${path.join(parent, aside[0]!)}`,
+    );
     expect(snapshot(path.join(parent, aside[0]!))).toEqual(before); // never deleted, nothing changed
     expect(fs.existsSync(path.join(run, 'results.json'))).toBe(false);
     expect(JSON.parse(fs.readFileSync(path.join(run, 'config.json'), 'utf8')).seed).toBe(5);
@@ -119,15 +137,29 @@ describe('finished and old runs', () => {
 
   it('orphaned checkpoint temp files are removed at the next resume; a cut last log line is ignored and reported', () => {
     const run = path.join(tmpDir('orphan'), 'run');
-    expect(vmoe('train', ...common, '--set', 'train.steps=4', '--set', 'train.checkpointEvery=2', '--out', run).status).toBe(0);
+    expect(
+      vmoe('train', ...common, '--set', 'train.steps=4', '--set', 'train.checkpointEvery=2', '--out', run).status,
+    ).toBe(0);
     // a checkpoint write killed part-way (a dead pid) and a log line cut by a crash
     const tmp = path.join(run, 'checkpoints', `.checkpoint-5.vmoe.${deadPid()}.0badf00d.tmp`);
     fs.writeFileSync(tmp, Buffer.alloc(1 << 20));
     fs.appendFileSync(path.join(run, 'metrics.jsonl'), '{"step": 5, "loss": 2.3');
-    const r = vmoe('train', ...common, '--set', 'train.steps=6', '--set', 'train.checkpointEvery=2', '--out', run, '--resume');
+    const r = vmoe(
+      'train',
+      ...common,
+      '--set',
+      'train.steps=6',
+      '--set',
+      'train.checkpointEvery=2',
+      '--out',
+      run,
+      '--resume',
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(fs.existsSync(tmp)).toBe(false);
-    expect(r.stderr).toContain(`removed 1 unfinished checkpoint temp file(s) left by a killed run: ${path.basename(tmp)}`);
+    expect(r.stderr).toContain(
+      `removed 1 unfinished checkpoint temp file(s) left by a killed run: ${path.basename(tmp)}`,
+    );
     expect(r.stderr).toContain(`ignored a cut last line of ${path.join(run, 'metrics.jsonl')}`);
     expect(loggedSteps(run)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(fs.readdirSync(path.join(run, 'checkpoints')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
@@ -152,14 +184,22 @@ describe('output folders checked before any work', () => {
       const r = vmoe('train', ...common, '--out', out);
       expect(r.status).toBe(2);
       expect(errorLines(r.stderr)).toHaveLength(1);
-      expect(errorLines(r.stderr)[0]).toMatch(new RegExp(`^error: --out ${out}: /(proc|sys) is on (procfs|sysfs), a pseudo-filesystem`));
+      expect(errorLines(r.stderr)[0]).toMatch(
+        new RegExp(`^error: --out ${out}: /(proc|sys) is on (procfs|sysfs), a pseudo-filesystem`),
+      );
       expect(r.seconds).toBeLessThan(30);
     }
   });
 
   it.each([
-    ['sweep', '--checkpoint', '/nonexistent'], ['robustness', '--checkpoint', '/nonexistent'], ['fewshot', '--checkpoint', '/nonexistent'],
-    ['routing', '--checkpoint', '/nonexistent'], ['report', '/nonexistent'], ['corrupt'], ['experiment', 'e3'], ['quickstart'],
+    ['sweep', '--checkpoint', '/nonexistent'],
+    ['robustness', '--checkpoint', '/nonexistent'],
+    ['fewshot', '--checkpoint', '/nonexistent'],
+    ['routing', '--checkpoint', '/nonexistent'],
+    ['report', '/nonexistent'],
+    ['corrupt'],
+    ['experiment', 'e3'],
+    ['quickstart'],
     ['eval', '--checkpoint', '/nonexistent'],
   ])('%s --out under a file or /proc: the same one line before any work', (...cmd: string[]) => {
     const file = path.join(tmpDir('cmd'), 'file');

@@ -12,9 +12,23 @@ import { common, ensureBuilt, errorLines, loggedSteps, tmpDir, vmoe, vmoeAsync, 
 beforeAll(ensureBuilt);
 
 const STEPS = 40;
-const args = (run: string, ...extra: string[]) =>
-  ['train', ...common, '--set', `train.steps=${STEPS}`, '--set', 'train.checkpointEvery=15', '--set', 'seed=4', '--set', 'model.dropout=0.1', '--out', run, ...extra];
-const finalLoss = (run: string) => JSON.parse(fs.readFileSync(path.join(run, 'train_summary.json'), 'utf8')).final_loss as number;
+const args = (run: string, ...extra: string[]) => [
+  'train',
+  ...common,
+  '--set',
+  `train.steps=${STEPS}`,
+  '--set',
+  'train.checkpointEvery=15',
+  '--set',
+  'seed=4',
+  '--set',
+  'model.dropout=0.1',
+  '--out',
+  run,
+  ...extra,
+];
+const finalLoss = (run: string) =>
+  JSON.parse(fs.readFileSync(path.join(run, 'train_summary.json'), 'utf8')).final_loss as number;
 
 describe('signals during training', () => {
   let reference = NaN;
@@ -28,36 +42,41 @@ describe('signals during training', () => {
   it.each([
     { signal: 'SIGTERM' as const, code: 143 },
     { signal: 'SIGINT' as const, code: 130 },
-  ])('$signal saves a checkpoint at the current step, exits $code, and --resume reaches the same final loss', async ({ signal, code }) => {
-    const run = path.join(tmpDir(`sig-${signal}`), 'run');
-    const t = vmoeAsync(...args(run));
-    await waitFor(() => loggedSteps(run, true).length >= 3);
-    t.child.kill(signal);
-    const r = await t.done;
-    expect(r.status, r.stderr).toBe(code);
-    const errs = errorLines(r.stderr);
-    expect(errs).toHaveLength(1);
-    const m = new RegExp(`^error: interrupted by ${signal} at step (\\d+) of ${STEPS}; checkpoint (\\S+) holds step (\\d+)`).exec(errs[0]!);
-    expect(m, errs[0]).not.toBeNull();
-    const step = Number(m![1]);
-    expect(step).toBeGreaterThanOrEqual(3);
-    expect(step).toBeLessThan(STEPS);
-    expect(Number(m![3])).toBe(step);
-    expect(m![2]).toBe(path.join(run, 'checkpoints', `checkpoint-${step}.vmoe`));
-    const ck = loadCheckpoint(m![2]!); // loads: checksum, header, sizes all verified
-    expect(ck.meta.step).toBe(step);
-    expect(findNonFinite(ck.tensors)).toBeNull();
-    expect(loggedSteps(run)).toEqual(Array.from({ length: step }, (_, i) => i + 1)); // logs flushed up to it
-    expect(r.stderr).toMatch(new RegExp(`hint: continue with: vmoe train .*--out ${run} --resume`));
-    expect(fs.existsSync(path.join(run, '.vmoe.lock'))).toBe(false);
-    expect(fs.readdirSync(path.join(run, 'checkpoints')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  ])(
+    '$signal saves a checkpoint at the current step, exits $code, and --resume reaches the same final loss',
+    async ({ signal, code }) => {
+      const run = path.join(tmpDir(`sig-${signal}`), 'run');
+      const t = vmoeAsync(...args(run));
+      await waitFor(() => loggedSteps(run, true).length >= 3);
+      t.child.kill(signal);
+      const r = await t.done;
+      expect(r.status, r.stderr).toBe(code);
+      const errs = errorLines(r.stderr);
+      expect(errs).toHaveLength(1);
+      const m = new RegExp(
+        `^error: interrupted by ${signal} at step (\\d+) of ${STEPS}; checkpoint (\\S+) holds step (\\d+)`,
+      ).exec(errs[0]!);
+      expect(m, errs[0]).not.toBeNull();
+      const step = Number(m![1]);
+      expect(step).toBeGreaterThanOrEqual(3);
+      expect(step).toBeLessThan(STEPS);
+      expect(Number(m![3])).toBe(step);
+      expect(m![2]).toBe(path.join(run, 'checkpoints', `checkpoint-${step}.vmoe`));
+      const ck = loadCheckpoint(m![2]!); // loads: checksum, header, sizes all verified
+      expect(ck.meta.step).toBe(step);
+      expect(findNonFinite(ck.tensors)).toBeNull();
+      expect(loggedSteps(run)).toEqual(Array.from({ length: step }, (_, i) => i + 1)); // logs flushed up to it
+      expect(r.stderr).toMatch(new RegExp(`hint: continue with: vmoe train .*--out ${run} --resume`));
+      expect(fs.existsSync(path.join(run, '.vmoe.lock'))).toBe(false);
+      expect(fs.readdirSync(path.join(run, 'checkpoints')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
 
-    const res = vmoe(...args(run, '--resume'));
-    expect(res.status, res.stderr).toBe(0);
-    expect(res.stderr).toContain(`resumed checkpoint-${step}.vmoe at step ${step}`);
-    expect(loggedSteps(run)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
-    expect(finalLoss(run)).toBe(reference); // exact: same data order, RNG streams and optimizer state
-  });
+      const res = vmoe(...args(run, '--resume'));
+      expect(res.status, res.stderr).toBe(0);
+      expect(res.stderr).toContain(`resumed checkpoint-${step}.vmoe at step ${step}`);
+      expect(loggedSteps(run)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
+      expect(finalLoss(run)).toBe(reference); // exact: same data order, RNG streams and optimizer state
+    },
+  );
 
   it('SIGKILL (no handler runs): --resume takes over the dead lock and still reaches the same final loss', async () => {
     const run = path.join(tmpDir('sig-kill'), 'run');
@@ -95,8 +114,22 @@ describe('signals during training', () => {
 describe('non-finite numbers', () => {
   it('a diverging run writes no non-finite checkpoint and names the step and the last finite checkpoint', () => {
     const run = path.join(tmpDir('nan'), 'run');
-    const r = vmoe('train', ...common, '--set', 'train.steps=20', '--set', 'train.checkpointEvery=1', '--set', 'train.keepCheckpoints=100',
-      '--set', 'optim.lr=1e6', '--set', 'optim.warmupSteps=0', '--out', run);
+    const r = vmoe(
+      'train',
+      ...common,
+      '--set',
+      'train.steps=20',
+      '--set',
+      'train.checkpointEvery=1',
+      '--set',
+      'train.keepCheckpoints=100',
+      '--set',
+      'optim.lr=1e6',
+      '--set',
+      'optim.warmupSteps=0',
+      '--out',
+      run,
+    );
     expect(r.status).toBe(2);
     const errs = errorLines(r.stderr);
     expect(errs).toHaveLength(1);
@@ -110,7 +143,9 @@ describe('non-finite numbers', () => {
       expect(findNonFinite(ck.tensors), f).toBeNull();
       expect(ck.meta.step as number).toBeLessThan(failed);
     }
-    expect(m![2]).toBe(path.join(run, 'checkpoints', `checkpoint-${Math.max(...files.map((f) => Number(/\d+/.exec(f)![0])))}.vmoe`));
+    expect(m![2]).toBe(
+      path.join(run, 'checkpoints', `checkpoint-${Math.max(...files.map((f) => Number(/\d+/.exec(f)![0])))}.vmoe`),
+    );
 
     // eval of the diverged run: one line, exit 2, no stack
     const e = vmoe('eval', '--checkpoint', run, '--limit', '32', '--backend', 'wasm');
@@ -129,6 +164,8 @@ describe('non-finite numbers', () => {
     const file = saveCheckpoint(dir, { meta: good.meta, tensors: good.tensors });
     const e = vmoe('eval', '--checkpoint', file, '--limit', '32', '--backend', 'wasm');
     expect(e.status).toBe(2);
-    expect(errorLines(e.stderr)).toEqual([`error: checkpoint ${file}: params/head/kernel holds 1 of ${w.data.length} non-finite values (NaN or Infinity); it was saved by a run whose training diverged and cannot be used`]);
+    expect(errorLines(e.stderr)).toEqual([
+      `error: checkpoint ${file}: params/head/kernel holds 1 of ${w.data.length} non-finite values (NaN or Infinity); it was saved by a run whose training diverged and cannot be used`,
+    ]);
   });
 });

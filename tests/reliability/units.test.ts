@@ -24,7 +24,12 @@ describe('checkOutputDir', () => {
   it('refuses a path under a regular file or that is a file, naming the file', () => {
     const f = path.join(tmpDir('out'), 'f');
     fs.writeFileSync(f, '');
-    expect(() => checkOutputDir(path.join(f, 'x', 'y'))).toThrow(new OutputError(`--out ${path.join(f, 'x', 'y')}: ${f} is a file, not a folder`, { file: f, hint: 'choose a folder that is not inside a file' }));
+    expect(() => checkOutputDir(path.join(f, 'x', 'y'))).toThrow(
+      new OutputError(`--out ${path.join(f, 'x', 'y')}: ${f} is a file, not a folder`, {
+        file: f,
+        hint: 'choose a folder that is not inside a file',
+      }),
+    );
     expect(() => checkOutputDir(f, '--dir')).toThrow(`--dir ${f}: is a file, not a folder`);
   });
   it.runIf(process.platform === 'linux')('refuses /proc and /sys without touching them', () => {
@@ -37,7 +42,9 @@ describe('whole writes', () => {
   it.runIf(fs.existsSync('/dev/full'))('ENOSPC on a log append is one OutputError naming the file', () => {
     const w = new JsonlAppender('/dev/full');
     try {
-      expect(() => w.append({ step: 1 })).toThrow(new OutputError('cannot write /dev/full: no space left on device (ENOSPC)', { file: '/dev/full' }));
+      expect(() => w.append({ step: 1 })).toThrow(
+        new OutputError('cannot write /dev/full: no space left on device (ENOSPC)', { file: '/dev/full' }),
+      );
     } finally {
       w.close();
     }
@@ -72,9 +79,15 @@ describe('run lock', () => {
     const dir = tmpDir('lock');
     const lock = acquireRunLock(dir, 'vmoe train');
     expect(lock.tookOver).toBeNull();
-    expect(JSON.parse(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8'))).toMatchObject({ pid: process.pid, host: os.hostname(), command: 'vmoe train' });
+    expect(JSON.parse(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8'))).toMatchObject({
+      pid: process.pid,
+      host: os.hostname(),
+      command: 'vmoe train',
+    });
     expect(() => acquireRunLock(dir, 'vmoe finetune')).toThrow(TrainingError);
-    expect(() => acquireRunLock(dir, 'vmoe finetune')).toThrow(`locked by pid ${process.pid} on ${os.hostname()} (vmoe train`);
+    expect(() => acquireRunLock(dir, 'vmoe finetune')).toThrow(
+      `locked by pid ${process.pid} on ${os.hostname()} (vmoe train`,
+    );
     lock.release();
     expect(fs.readdirSync(dir)).toEqual([]);
     acquireRunLock(dir, 'again').release();
@@ -82,9 +95,14 @@ describe('run lock', () => {
   it('takes over a stale lock (dead pid, this host) and an old unreadable one', () => {
     const dir = tmpDir('lock');
     const pid = deadPid();
-    fs.writeFileSync(path.join(dir, LOCK_FILE), JSON.stringify({ pid, host: os.hostname(), started: 's', command: 'c' }));
+    fs.writeFileSync(
+      path.join(dir, LOCK_FILE),
+      JSON.stringify({ pid, host: os.hostname(), started: 's', command: 'c' }),
+    );
     const a = acquireRunLock(dir, 'x');
-    expect(a.tookOver).toBe(`a stale lock of pid ${pid} on ${os.hostname()} (c, started s), which is no longer running`);
+    expect(a.tookOver).toBe(
+      `a stale lock of pid ${pid} on ${os.hostname()} (c, started s), which is no longer running`,
+    );
     a.release();
     fs.writeFileSync(path.join(dir, LOCK_FILE), '{"pid": 1');
     expect(() => acquireRunLock(dir, 'x')).toThrow(/is being written/); // fresh: maybe being written right now
@@ -97,9 +115,12 @@ describe('run lock', () => {
 });
 
 describe('checkpoint temp files and finiteness', () => {
-  it('removeOrphanTemps removes dead writers\' temp files, keeps live ones and real checkpoints', () => {
+  it("removeOrphanTemps removes dead writers' temp files, keeps live ones and real checkpoints", () => {
     const dir = tmpDir('temps');
-    const file = saveCheckpoint(dir, { meta: { step: 1 }, tensors: { a: { dtype: 'float32', shape: [1], data: new Float32Array([1]) } } });
+    const file = saveCheckpoint(dir, {
+      meta: { step: 1 },
+      tensors: { a: { dtype: 'float32', shape: [1], data: new Float32Array([1]) } },
+    });
     const dead = path.join(dir, `.checkpoint-2.vmoe.${deadPid()}.abcd1234.tmp`);
     const live = path.join(dir, `.checkpoint-3.vmoe.${process.ppid}.abcd1234.tmp`);
     fs.writeFileSync(dead, 'x');
@@ -111,7 +132,12 @@ describe('checkpoint temp files and finiteness', () => {
   it('findNonFinite names the first bad tensor and counts', () => {
     const t = (xs: number[]) => ({ dtype: 'float32' as const, shape: [xs.length], data: new Float32Array(xs) });
     expect(findNonFinite({ a: t([1, 2]) })).toBeNull();
-    expect(findNonFinite({ b: t([NaN, Infinity, 1]), a: t([1]), c: t([-Infinity]) })).toEqual({ name: 'b', count: 2, size: 3, tensors: 2 });
+    expect(findNonFinite({ b: t([NaN, Infinity, 1]), a: t([1]), c: t([-Infinity]) })).toEqual({
+      name: 'b',
+      count: 2,
+      size: 3,
+      tensors: 2,
+    });
     expect(findNonFinite({ 'opt/m/x': t([NaN]) }, 'params/')).toBeNull();
   });
 });
@@ -120,17 +146,39 @@ describe('trainer (library)', () => {
   beforeAll(async () => {
     await initEngine({ backend: 'wasm', quiet: true, threads: 1 });
   });
-  const cfg = (extra: Record<string, unknown> = {}) => parseExperiment({
-    name: 'tiny', seed: 2,
-    model: { type: 'vmoe', patchSize: 14, hidden: 16, depth: 2, heads: 2, mlpDim: 32, moe: { numExperts: 4, k: 2, groupImages: 4, layers: { placement: 'list', list: [1] } } },
-    data: { dataset: 'mnist', valSize: 32, trainLimit: 128 },
-    train: { batchSize: 16, steps: 6, evalEvery: 0, evalLimit: 32, checkpointEvery: 1, keepCheckpoints: 100, logEvery: 1000 },
-    ...extra,
-  });
+  const cfg = (extra: Record<string, unknown> = {}) =>
+    parseExperiment({
+      name: 'tiny',
+      seed: 2,
+      model: {
+        type: 'vmoe',
+        patchSize: 14,
+        hidden: 16,
+        depth: 2,
+        heads: 2,
+        mlpDim: 32,
+        moe: { numExperts: 4, k: 2, groupImages: 4, layers: { placement: 'list', list: [1] } },
+      },
+      data: { dataset: 'mnist', valSize: 32, trainLimit: 128 },
+      train: {
+        batchSize: 16,
+        steps: 6,
+        evalEvery: 0,
+        evalLimit: 32,
+        checkpointEvery: 1,
+        keepCheckpoints: 100,
+        logEvery: 1000,
+      },
+      ...extra,
+    });
 
   it('never writes a checkpoint with non-finite parameters or optimizer slots', async () => {
     const dir = tmpDir('lib-nan');
-    const err = await train({ config: cfg({ optim: { lr: 1e30, warmupSteps: 0, gradClipNorm: null } }), outDir: dir, quiet: true }).catch((e: unknown) => e);
+    const err = await train({
+      config: cfg({ optim: { lr: 1e30, warmupSteps: 0, gradClipNorm: null } }),
+      outDir: dir,
+      quiet: true,
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TrainingError);
     const msg = (err as Error).message;
     expect(msg).toMatch(/at step \d+/);
@@ -141,23 +189,32 @@ describe('trainer (library)', () => {
     expect(fs.existsSync(path.join(dir, LOCK_FILE))).toBe(false);
   });
 
-  it('--resume before the first checkpoint restarts the same run at step 0, and refuses another run\'s config', async () => {
+  it("--resume before the first checkpoint restarts the same run at step 0, and refuses another run's config", async () => {
     const dir = tmpDir('lib-restart');
-    const config = cfg({ train: { batchSize: 16, steps: 2, evalEvery: 0, evalLimit: 32, checkpointEvery: 0, logEvery: 1000 } });
+    const config = cfg({
+      train: { batchSize: 16, steps: 2, evalEvery: 0, evalLimit: 32, checkpointEvery: 0, logEvery: 1000 },
+    });
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, seed: 99 }));
-    await expect(train({ config, outDir: dir, quiet: true, resume: true })).rejects.toThrow(/config\.json is another run's \(its "seed" differs/);
+    await expect(train({ config, outDir: dir, quiet: true, resume: true })).rejects.toThrow(
+      /config\.json is another run's \(its "seed" differs/,
+    );
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
     fs.writeFileSync(path.join(dir, 'metrics.jsonl'), '{"step": 1}\n{"step": 2, "lo');
     const r = await train({ config, outDir: dir, quiet: true, resume: true });
     expect(r.step).toBe(2);
     const log = readJsonl<{ step: number; split?: string; loss?: number }>(path.join(dir, 'metrics.jsonl'));
     expect(log.cutLastLine).toBeNull();
-    expect(log.records.filter((l) => !l.split).map((l) => [l.step, typeof l.loss])).toEqual([[1, 'number'], [2, 'number']]);
+    expect(log.records.filter((l) => !l.split).map((l) => [l.step, typeof l.loss])).toEqual([
+      [1, 'number'],
+      [2, 'number'],
+    ]);
   });
 
   it('resume and overwrite together are refused before anything is touched', async () => {
     const dir = path.join(tmpDir('lib-both'), 'run');
-    await expect(train({ config: cfg(), outDir: dir, quiet: true, resume: true, overwrite: true })).rejects.toThrow(/--resume and --overwrite contradict/);
+    await expect(train({ config: cfg(), outDir: dir, quiet: true, resume: true, overwrite: true })).rejects.toThrow(
+      /--resume and --overwrite contradict/,
+    );
     expect(fs.existsSync(dir)).toBe(false);
   });
 
@@ -166,7 +223,14 @@ describe('trainer (library)', () => {
     const dir = tmpDir('lib-stop');
     const stop = { signal: null as NodeJS.Signals | null };
     setTimeout(() => (stop.signal = 'SIGTERM'), 0);
-    const err = await train({ config: cfg({ train: { batchSize: 16, steps: 50, evalEvery: 0, evalLimit: 32, checkpointEvery: 100, logEvery: 1000 } }), outDir: dir, quiet: true, stop }).catch((e: unknown) => e);
+    const err = await train({
+      config: cfg({
+        train: { batchSize: 16, steps: 50, evalEvery: 0, evalLimit: 32, checkpointEvery: 100, logEvery: 1000 },
+      }),
+      outDir: dir,
+      quiet: true,
+      stop,
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TrainingInterrupted);
     const e = err as InstanceType<typeof TrainingInterrupted>;
     expect(e.exitCode).toBe(143);

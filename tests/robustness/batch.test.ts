@@ -38,13 +38,19 @@ describe('corruptBatch', () => {
     expect(corruptionNames('mnist-c')).toEqual(Object.keys(MNIST_C));
     const out = corruptBatch(digits, shape, 'stripe', 1, 0, { suite: 'mnist-c' });
     expect(out[0]).toBe(255 - digits[0]!);
-    expect(() => corruptBatch(digits, shape, 'stripe', 2, 0, { suite: 'mnist-c' })).toThrow(/severity must be an integer in 0\.\.1/);
+    expect(() => corruptBatch(digits, shape, 'stripe', 2, 0, { suite: 'mnist-c' })).toThrow(
+      /severity must be an integer in 0\.\.1/,
+    );
   });
   it('bad shapes, names and suites are clear errors', () => {
-    expect(() => corruptBatch(digits, { ...shape, n: 7 }, 'fog', 1, 0)).toThrow(/hold 4704 values but shape \(7, 28, 28, 1\) needs 5488/);
+    expect(() => corruptBatch(digits, { ...shape, n: 7 }, 'fog', 1, 0)).toThrow(
+      /hold 4704 values but shape \(7, 28, 28, 1\) needs 5488/,
+    );
     expect(() => corruptBatch(digits, shape, 'rain', 1, 0)).toThrow(CorruptionError);
     expect(() => corruptBatch(digits, shape, 'shear', 1, 0)).toThrow(/unknown corruption 'shear'/);
-    expect(() => corruptBatch(digits, shape, 'fog', 1, 0, { suite: 'x' as 'c' })).toThrow(/unknown corruption suite 'x'/);
+    expect(() => corruptBatch(digits, shape, 'fog', 1, 0, { suite: 'x' as 'c' })).toThrow(
+      /unknown corruption suite 'x'/,
+    );
   });
 });
 
@@ -64,7 +70,9 @@ describe('preview grid', () => {
     expect(at(y0 * 2, x0 * 2)).toBe(60);
     expect(at(y0 * 2 + 1, x0 * 2 + 1)).toBe(60);
     expect(at(0, 0)).toBe(70); // gap colour
-    expect(() => previewGrid([{ cells: [cell(1)] }, { cells: [cell(1), cell(2)] }], { h: 2, w: 3, c: 1, k: 2 })).toThrow(/row 1 has 2 cells/);
+    expect(() =>
+      previewGrid([{ cells: [cell(1)] }, { cells: [cell(1), cell(2)] }], { h: 2, w: 3, c: 1, k: 2 }),
+    ).toThrow(/row 1 has 2 cells/);
   });
   it('writes a PNG that decodes back to the same pixels', () => {
     const rgba = Uint8Array.from({ length: 5 * 4 * 4 }, (_, i) => (i * 13) % 256);

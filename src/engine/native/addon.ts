@@ -16,61 +16,247 @@ import { UsageError } from '../../util/errors.js';
 
 export interface BlasAddon {
   sgemm(
-    heap: Float32Array, transA: boolean, transB: boolean, M: number, N: number, K: number, batch: number,
-    aOff: number, aStride: number, bOff: number, bStride: number, cOff: number, cStride: number,
-    biasOff: number, biasStride: number, relu: boolean,
+    heap: Float32Array,
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    batch: number,
+    aOff: number,
+    aStride: number,
+    bOff: number,
+    bStride: number,
+    cOff: number,
+    cStride: number,
+    biasOff: number,
+    biasStride: number,
+    relu: boolean,
   ): void;
-  sgemmOffsets(heap: Float32Array, transA: boolean, transB: boolean, M: number, N: number, K: number, offsets: Int32Array): void;
+  sgemmOffsets(
+    heap: Float32Array,
+    transA: boolean,
+    transB: boolean,
+    M: number,
+    N: number,
+    K: number,
+    offsets: Int32Array,
+  ): void;
   copyStrided(heap: Float32Array, srcOff: number, dstOff: number, shape: Int32Array, srcStrides: Int32Array): void;
   tanh(heap: Float32Array, srcOff: number, dstOff: number, n: number): void;
   gelu(heap: Float32Array, srcOff: number, dstOff: number, n: number): void;
   geluGrad(heap: Float32Array, dyOff: number, xOff: number, dxOff: number, n: number): void;
-  layerNorm(heap: Float32Array, xOff: number, scaleOff: number, biasOff: number, yOff: number, rows: number, cols: number, eps: number): void;
+  layerNorm(
+    heap: Float32Array,
+    xOff: number,
+    scaleOff: number,
+    biasOff: number,
+    yOff: number,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
   layerNormGrad(
-    heap: Float32Array, dyOff: number, xOff: number, scaleOff: number, dxOff: number, dscaleOff: number, dbiasOff: number,
-    rows: number, cols: number, eps: number,
+    heap: Float32Array,
+    dyOff: number,
+    xOff: number,
+    scaleOff: number,
+    dxOff: number,
+    dscaleOff: number,
+    dbiasOff: number,
+    rows: number,
+    cols: number,
+    eps: number,
   ): void;
   softmax(heap: Float32Array, xOff: number, yOff: number, rows: number, cols: number): void;
   softmaxGrad(heap: Float32Array, dyOff: number, yOff: number, dxOff: number, rows: number, cols: number): void;
-  attention(heap: Float32Array, qkvOff: number, outOff: number, probsOff: number, batch: number, T: number, heads: number, hd: number,
-    scale: number): void;
-  attentionGrad(heap: Float32Array, dyOff: number, qkvOff: number, probsOff: number, dqkvOff: number, batch: number, T: number,
-    heads: number, hd: number, scale: number): void;
+  attention(
+    heap: Float32Array,
+    qkvOff: number,
+    outOff: number,
+    probsOff: number,
+    batch: number,
+    T: number,
+    heads: number,
+    hd: number,
+    scale: number,
+  ): void;
+  attentionGrad(
+    heap: Float32Array,
+    dyOff: number,
+    qkvOff: number,
+    probsOff: number,
+    dqkvOff: number,
+    batch: number,
+    T: number,
+    heads: number,
+    hd: number,
+    scale: number,
+  ): void;
   /** coefficients: [β1, 1 − β1, β2, 1 − β2, lr / bc1, bc2, ε, lr · decay (0: none), gradient scale (1: none)]. */
-  adam(heap: Float32Array, pOff: number, mOff: number, vOff: number, gradOff: number, pOutOff: number, mOutOff: number, vOutOff: number,
-    n: number, coefficients: Float64Array): void;
+  adam(
+    heap: Float32Array,
+    pOff: number,
+    mOff: number,
+    vOff: number,
+    gradOff: number,
+    pOutOff: number,
+    mOutOff: number,
+    vOutOff: number,
+    n: number,
+    coefficients: Float64Array,
+  ): void;
   sumOfSquares(heap: Float32Array, offsets: Float64Array, sizes: Float64Array): number;
   /** dst[o, j] = scale · Σ_m src[o, m, j] for src viewed as (outer, mid, inner). */
-  reduceMiddle(heap: Float32Array, srcOff: number, dstOff: number, outer: number, mid: number, inner: number, scale: number): void;
+  reduceMiddle(
+    heap: Float32Array,
+    srcOff: number,
+    dstOff: number,
+    outer: number,
+    mid: number,
+    inner: number,
+    scale: number,
+  ): void;
   /** Token and gate indices are 1-based int32 offsets into the same heap; 0 drops the row. */
-  combineRows(heap: Float32Array, xOff: number, gatesOff: number, tokOff: number, gateOff: number, yOff: number,
-    numTokens: number, numGates: number, m: number, h: number): void;
-  combineRowsGrad(heap: Float32Array, dyOff: number, xOff: number, gatesOff: number, tokOff: number, gateOff: number, dxOff: number,
-    dGatesOff: number, numTokens: number, numGates: number, m: number, h: number): void;
+  combineRows(
+    heap: Float32Array,
+    xOff: number,
+    gatesOff: number,
+    tokOff: number,
+    gateOff: number,
+    yOff: number,
+    numTokens: number,
+    numGates: number,
+    m: number,
+    h: number,
+  ): void;
+  combineRowsGrad(
+    heap: Float32Array,
+    dyOff: number,
+    xOff: number,
+    gatesOff: number,
+    tokOff: number,
+    gateOff: number,
+    dxOff: number,
+    dGatesOff: number,
+    numTokens: number,
+    numGates: number,
+    m: number,
+    h: number,
+  ): void;
   /** y_e = x_e w_e (+ b_e) over rows[e] rows (int32 at rowsOff), zeros below; bOff = -1: no bias; tokensOff ≥ 0: x is (N, I), row i of expert e is x[tokens[e·R + i] − 1]. */
-  expertDense(heap: Float32Array, xOff: number, wOff: number, bOff: number, rowsOff: number, tokensOff: number, yOff: number,
-    E: number, R: number, I: number, O: number, N: number): void;
-  expertDenseGrad(heap: Float32Array, dyOff: number, xOff: number, wOff: number, rowsOff: number, tokensOff: number, dxOff: number, dwOff: number,
-    dbOff: number, E: number, R: number, I: number, O: number, N: number): void;
+  expertDense(
+    heap: Float32Array,
+    xOff: number,
+    wOff: number,
+    bOff: number,
+    rowsOff: number,
+    tokensOff: number,
+    yOff: number,
+    E: number,
+    R: number,
+    I: number,
+    O: number,
+    N: number,
+  ): void;
+  expertDenseGrad(
+    heap: Float32Array,
+    dyOff: number,
+    xOff: number,
+    wOff: number,
+    rowsOff: number,
+    tokensOff: number,
+    dxOff: number,
+    dwOff: number,
+    dbOff: number,
+    E: number,
+    R: number,
+    I: number,
+    O: number,
+    N: number,
+  ): void;
   /** losses written at lossesOff: [importance, load, weighted]; noiseOff = kthOff = -1 without noise. */
-  routerAux(heap: Float32Array, logitsOff: number, noiseOff: number, kthOff: number, dLogitsOff: number, lossesOff: number,
-    N: number, E: number, members: number, sigma: number, importanceWeight: number, loadWeight: number, groupSizes: Float64Array): void;
+  routerAux(
+    heap: Float32Array,
+    logitsOff: number,
+    noiseOff: number,
+    kthOff: number,
+    dLogitsOff: number,
+    lossesOff: number,
+    N: number,
+    E: number,
+    members: number,
+    sigma: number,
+    importanceWeight: number,
+    loadWeight: number,
+    groupSizes: Float64Array,
+  ): void;
   /** Rng.normals of src/util/rng.ts from `state` (advanced in place) with its ziggurat tables, into out. */
-  normals(state: Uint32Array, k: Float64Array, w: Float64Array, f: Float64Array, R: number, scale: number, out: Float32Array): void;
+  normals(
+    state: Uint32Array,
+    k: Float64Array,
+    w: Float64Array,
+    f: Float64Array,
+    R: number,
+    scale: number,
+    out: Float32Array,
+  ): void;
   /** planTopK + packExpertRows of src/vmoe/dispatch.ts into the given arrays; returns the processed assignments. */
-  planTopK(gates: Float32Array, N: number, E: number, K: number, groupSizes: Int32Array, capacities: Int32Array, batchPriority: boolean,
-    expert: Int32Array, slot: Int32Array, kept: Uint8Array, rowToken: Int32Array, rowGate: Int32Array,
-    packedToken: Int32Array, packedGate: Int32Array, rows: Int32Array): number;
+  planTopK(
+    gates: Float32Array,
+    N: number,
+    E: number,
+    K: number,
+    groupSizes: Int32Array,
+    capacities: Int32Array,
+    batchPriority: boolean,
+    expert: Int32Array,
+    slot: Int32Array,
+    kept: Uint8Array,
+    rowToken: Int32Array,
+    rowGate: Int32Array,
+    packedToken: Int32Array,
+    packedGate: Int32Array,
+    rows: Int32Array,
+  ): number;
   /** logits = x w (+ the E³ mask for members > 1), gates = softmax(logits (+ noise)); noiseOff = -1: none. */
-  routerGates(heap: Float32Array, xOff: number, wOff: number, noiseOff: number, logitsOff: number, gatesOff: number,
-    N: number, H: number, E: number, members: number): void;
+  routerGates(
+    heap: Float32Array,
+    xOff: number,
+    wOff: number,
+    noiseOff: number,
+    logitsOff: number,
+    gatesOff: number,
+    N: number,
+    H: number,
+    E: number,
+    members: number,
+  ): void;
   /** dx, dw of routerGates from dGates and the optional dLogits (-1: absent). */
-  routerGatesGrad(heap: Float32Array, xOff: number, wOff: number, gatesOff: number, dGatesOff: number, dLogitsOff: number,
-    dxOff: number, dwOff: number, N: number, H: number, E: number): void;
+  routerGatesGrad(
+    heap: Float32Array,
+    xOff: number,
+    wOff: number,
+    gatesOff: number,
+    dGatesOff: number,
+    dLogitsOff: number,
+    dxOff: number,
+    dwOff: number,
+    N: number,
+    H: number,
+    E: number,
+  ): void;
   setThreads(n: number): void;
   /** Routes every product to one of info().gemmLibraries; throws for one the build lacks. */
   setGemm(name: GemmLibrary): void;
-  info(): { coreName: string; config: string; threads: number; gemm: GemmLibrary; gemmLibraries: GemmLibrary[]; onednnVersion: string | null };
+  info(): {
+    coreName: string;
+    config: string;
+    threads: number;
+    gemm: GemmLibrary;
+    gemmLibraries: GemmLibrary[];
+    onednnVersion: string | null;
+  };
 }
 
 /** Where the addon's matrix products run: oneDNN (when built with it, the default) or OpenBLAS. */
@@ -129,13 +315,22 @@ export function chooseCoreType(env: NodeJS.ProcessEnv, flags: Set<string>): stri
   const want = env.VMOE_BLAS_CORETYPE ?? 'auto';
   if (want === 'none') return null;
   if (want !== 'auto') return want;
-  if (flags.has('avx512f') && flags.has('avx512bw') && flags.has('avx512dq') && flags.has('avx512vl')) return 'SkylakeX';
+  if (flags.has('avx512f') && flags.has('avx512bw') && flags.has('avx512dq') && flags.has('avx512vl'))
+    return 'SkylakeX';
   if (flags.has('avx2') && flags.has('fma')) return 'Haswell';
   return null;
 }
 
 /** Naive double-precision reference for the self-check: row-major op(A)·op(B). */
-function referenceGemm(a: Float32Array, b: Float32Array, M: number, N: number, K: number, ta: boolean, tb: boolean): Float64Array {
+function referenceGemm(
+  a: Float32Array,
+  b: Float32Array,
+  M: number,
+  N: number,
+  K: number,
+  ta: boolean,
+  tb: boolean,
+): Float64Array {
   const c = new Float64Array(M * N);
   for (let i = 0; i < M; i++) {
     for (let j = 0; j < N; j++) {
@@ -153,10 +348,14 @@ function referenceGemm(a: Float32Array, b: Float32Array, M: number, N: number, K
  * wrongly forced core type shows up here instead of as silently wrong models.
  */
 export function selfCheck(addon: BlasAddon): string | null {
-  const M = 37, N = 45, K = 67;
+  const M = 37,
+    N = 45,
+    K = 67;
   const heap = new Float32Array(2 * M * K + 2 * K * N + M * N + N);
   for (let i = 0; i < heap.length; i++) heap[i] = Math.sin(0.37 * i + 1) * 0.5;
-  const aOff = 0, bOff = M * K, cOff = M * K + K * N;
+  const aOff = 0,
+    bOff = M * K,
+    cOff = M * K + K * N;
   for (const ta of [false, true]) {
     for (const tb of [false, true]) {
       addon.sgemm(heap, ta, tb, M, N, K, 1, aOff, 0, bOff, 0, cOff, 0, -1, 0, false);
@@ -173,8 +372,33 @@ export function selfCheck(addon: BlasAddon): string | null {
 
 /** Every entry point this code calls; an addon built from older sources lacks some. */
 const ADDON_FUNCTIONS = [
-  'setGemm', 'normals', 'planTopK', 'routerAux', 'routerGates', 'routerGatesGrad', 'expertDense', 'expertDenseGrad', 'sgemm', 'sgemmOffsets', 'copyStrided', 'tanh', 'gelu', 'geluGrad', 'layerNorm', 'layerNormGrad', 'softmax', 'softmaxGrad',
-  'attention', 'attentionGrad', 'adam', 'sumOfSquares', 'reduceMiddle', 'combineRows', 'combineRowsGrad', 'setThreads', 'info',
+  'setGemm',
+  'normals',
+  'planTopK',
+  'routerAux',
+  'routerGates',
+  'routerGatesGrad',
+  'expertDense',
+  'expertDenseGrad',
+  'sgemm',
+  'sgemmOffsets',
+  'copyStrided',
+  'tanh',
+  'gelu',
+  'geluGrad',
+  'layerNorm',
+  'layerNormGrad',
+  'softmax',
+  'softmaxGrad',
+  'attention',
+  'attentionGrad',
+  'adam',
+  'sumOfSquares',
+  'reduceMiddle',
+  'combineRows',
+  'combineRowsGrad',
+  'setThreads',
+  'info',
 ] as const satisfies readonly (keyof BlasAddon)[];
 
 /**
@@ -183,7 +407,9 @@ const ADDON_FUNCTIONS = [
  * forced core type, if any, is the likely cause).
  */
 export function checkAddon(addon: BlasAddon, coreType: string | null = null): string | null {
-  const missing = ADDON_FUNCTIONS.filter((name) => typeof (addon as unknown as Record<string, unknown>)[name] !== 'function');
+  const missing = ADDON_FUNCTIONS.filter(
+    (name) => typeof (addon as unknown as Record<string, unknown>)[name] !== 'function',
+  );
   const rebuild = 'rebuild it: npm run build:native';
   if (missing.length) return `addon is older than this code (it has no ${missing.join(', ')}); ${rebuild}`;
   let bad: string | null;
@@ -234,7 +460,10 @@ export function loadBlasAddon(): BlasStatus {
 export function chooseGemm(addon: BlasAddon, want: string | undefined): string {
   const { gemmLibraries } = addon.info();
   if (want && !gemmLibraries.includes(want as GemmLibrary)) {
-    const hint = want === 'onednn' ? 'unset it, or install libdnnl-dev and run npm run build:native' : 'unset it or choose one of those';
+    const hint =
+      want === 'onednn'
+        ? 'unset it, or install libdnnl-dev and run npm run build:native'
+        : 'unset it or choose one of those';
     throw new UsageError(`VMOE_GEMM=${want}, but this addon has only ${gemmLibraries.join(', ')} (${hint})`);
   }
   addon.setGemm((want as GemmLibrary | undefined) ?? gemmLibraries[0]!);

@@ -11,8 +11,23 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  VMOE_ADAM, VMOE_ATTENTION, VMOE_ATTENTION_GRAD, VMOE_COMBINE_ROWS, VMOE_COMBINE_ROWS_GRAD, VMOE_GELU, VMOE_GELU_GRAD, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD,
-  VMOE_EXPERT_DENSE, VMOE_EXPERT_DENSE_GRAD, VMOE_ROUTER_AUX, VMOE_ROUTER_GATES, VMOE_ROUTER_GATES_GRAD, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD, VMOE_SUM_OF_SQUARES,
+  VMOE_ADAM,
+  VMOE_ATTENTION,
+  VMOE_ATTENTION_GRAD,
+  VMOE_COMBINE_ROWS,
+  VMOE_COMBINE_ROWS_GRAD,
+  VMOE_GELU,
+  VMOE_GELU_GRAD,
+  VMOE_LAYER_NORM,
+  VMOE_LAYER_NORM_GRAD,
+  VMOE_EXPERT_DENSE,
+  VMOE_EXPERT_DENSE_GRAD,
+  VMOE_ROUTER_AUX,
+  VMOE_ROUTER_GATES,
+  VMOE_ROUTER_GATES_GRAD,
+  VMOE_SOFTMAX,
+  VMOE_SOFTMAX_GRAD,
+  VMOE_SUM_OF_SQUARES,
 } from '../fused-kernels.js';
 import type { BlasAddon } from './addon.js';
 import { floatOffset, heapF32, type KernelArgs, type WasmBackendLike } from './heap.js';
@@ -66,10 +81,15 @@ function lastAxisDims(kernel: string, x: tf.TensorInfo): { rows: number; cols: n
 }
 
 /** (rows, cols) of a LayerNorm input whose last axis is normalised, after checking the per-column vectors. */
-function layerNormDims(kernel: string, x: tf.TensorInfo, vectors: Record<string, tf.TensorInfo>): { rows: number; cols: number } {
+function layerNormDims(
+  kernel: string,
+  x: tf.TensorInfo,
+  vectors: Record<string, tf.TensorInfo>,
+): { rows: number; cols: number } {
   const dims = lastAxisDims(kernel, x);
   for (const [name, v] of Object.entries(vectors)) {
-    if (!sameShape(v.shape, [dims.cols])) throw new Error(`${kernel}: ${name} [${v.shape}] must have shape [${dims.cols}]`);
+    if (!sameShape(v.shape, [dims.cols]))
+      throw new Error(`${kernel}: ${name} [${v.shape}] must have shape [${dims.cols}]`);
   }
   return dims;
 }
@@ -89,8 +109,16 @@ function layerNormKernel(addon: BlasAddon): tf.KernelFunc {
     const backend = args.backend as WasmBackendLike;
     const out = backend.makeOutput(x.shape, 'float32');
     if (rows > 0) {
-      addon.layerNorm(heapF32(backend), floatOffset(backend, x), floatOffset(backend, scale), floatOffset(backend, bias),
-        floatOffset(backend, out), rows, cols, eps);
+      addon.layerNorm(
+        heapF32(backend),
+        floatOffset(backend, x),
+        floatOffset(backend, scale),
+        floatOffset(backend, bias),
+        floatOffset(backend, out),
+        rows,
+        cols,
+        eps,
+      );
     }
     return out;
   }) as tf.KernelFunc;
@@ -100,7 +128,8 @@ function layerNormGradKernel(addon: BlasAddon): tf.KernelFunc {
   return ((args: KernelArgs) => {
     const { dy, x, scale } = args.inputs as { dy: tf.TensorInfo; x: tf.TensorInfo; scale: tf.TensorInfo };
     requireFloat32(VMOE_LAYER_NORM_GRAD, { dy, x, scale });
-    if (!sameShape(dy.shape, x.shape)) throw new Error(`${VMOE_LAYER_NORM_GRAD}: dy [${dy.shape}] and x [${x.shape}] differ in shape`);
+    if (!sameShape(dy.shape, x.shape))
+      throw new Error(`${VMOE_LAYER_NORM_GRAD}: dy [${dy.shape}] and x [${x.shape}] differ in shape`);
     const { rows, cols } = layerNormDims(VMOE_LAYER_NORM_GRAD, x, { scale });
     const eps = epsilonAttr(VMOE_LAYER_NORM_GRAD, args.attrs);
     const backend = args.backend as WasmBackendLike;
@@ -108,8 +137,18 @@ function layerNormGradKernel(addon: BlasAddon): tf.KernelFunc {
     const dscale = backend.makeOutput([cols], 'float32');
     const dbias = backend.makeOutput([cols], 'float32');
     // rows = 0 still writes the (zero) column sums.
-    addon.layerNormGrad(heapF32(backend), floatOffset(backend, dy), floatOffset(backend, x), floatOffset(backend, scale),
-      floatOffset(backend, dx), floatOffset(backend, dscale), floatOffset(backend, dbias), rows, cols, eps);
+    addon.layerNormGrad(
+      heapF32(backend),
+      floatOffset(backend, dy),
+      floatOffset(backend, x),
+      floatOffset(backend, scale),
+      floatOffset(backend, dx),
+      floatOffset(backend, dscale),
+      floatOffset(backend, dbias),
+      rows,
+      cols,
+      eps,
+    );
     return [dx, dscale, dbias];
   }) as tf.KernelFunc;
 }
@@ -130,21 +169,39 @@ function softmaxGradKernel(addon: BlasAddon): tf.KernelFunc {
   return ((args: KernelArgs) => {
     const { dy, y } = args.inputs as { dy: tf.TensorInfo; y: tf.TensorInfo };
     requireFloat32(VMOE_SOFTMAX_GRAD, { dy, y });
-    if (!sameShape(dy.shape, y.shape)) throw new Error(`${VMOE_SOFTMAX_GRAD}: dy [${dy.shape}] and y [${y.shape}] differ in shape`);
+    if (!sameShape(dy.shape, y.shape))
+      throw new Error(`${VMOE_SOFTMAX_GRAD}: dy [${dy.shape}] and y [${y.shape}] differ in shape`);
     const { rows, cols } = lastAxisDims(VMOE_SOFTMAX_GRAD, y);
     const backend = args.backend as WasmBackendLike;
     const out = backend.makeOutput(y.shape, 'float32');
-    if (rows > 0) addon.softmaxGrad(heapF32(backend), floatOffset(backend, dy), floatOffset(backend, y), floatOffset(backend, out), rows, cols);
+    if (rows > 0)
+      addon.softmaxGrad(
+        heapF32(backend),
+        floatOffset(backend, dy),
+        floatOffset(backend, y),
+        floatOffset(backend, out),
+        rows,
+        cols,
+      );
     return out;
   }) as tf.KernelFunc;
 }
 
 /** (B, T, heads, hd) of an attention call from qkv (B·T, 3H) and the attributes, checked. */
 function attentionDims(kernel: string, qkv: tf.TensorInfo, attrs: tf.NamedAttrMap | undefined) {
-  const batch = countAttr(kernel, attrs, 'batch'), heads = countAttr(kernel, attrs, 'heads');
+  const batch = countAttr(kernel, attrs, 'batch'),
+    heads = countAttr(kernel, attrs, 'heads');
   const scale = numberAttr(kernel, attrs, 'scale');
   const [rows, width] = qkv.shape as [number, number];
-  if (qkv.shape.length !== 2 || heads < 1 || batch < 1 || rows % batch !== 0 || width % (3 * heads) !== 0 || rows === 0 || width === 0) {
+  if (
+    qkv.shape.length !== 2 ||
+    heads < 1 ||
+    batch < 1 ||
+    rows % batch !== 0 ||
+    width % (3 * heads) !== 0 ||
+    rows === 0 ||
+    width === 0
+  ) {
     throw new Error(`${kernel}: qkv [${qkv.shape}] must be (batch·T, 3·heads·hd) with batch ${batch}, heads ${heads}`);
   }
   return { batch, T: rows / batch, heads, hd: width / (3 * heads), scale };
@@ -158,7 +215,17 @@ function attentionKernel(addon: BlasAddon): tf.KernelFunc {
     const backend = args.backend as WasmBackendLike;
     const out = backend.makeOutput([batch * T, heads * hd], 'float32');
     const probs = backend.makeOutput([batch * heads, T, T], 'float32');
-    addon.attention(heapF32(backend), floatOffset(backend, qkv), floatOffset(backend, out), floatOffset(backend, probs), batch, T, heads, hd, scale);
+    addon.attention(
+      heapF32(backend),
+      floatOffset(backend, qkv),
+      floatOffset(backend, out),
+      floatOffset(backend, probs),
+      batch,
+      T,
+      heads,
+      hd,
+      scale,
+    );
     return [out, probs];
   }) as tf.KernelFunc;
 }
@@ -169,19 +236,32 @@ function attentionGradKernel(addon: BlasAddon): tf.KernelFunc {
     requireFloat32(VMOE_ATTENTION_GRAD, { dy, qkv, probs });
     const { batch, T, heads, hd, scale } = attentionDims(VMOE_ATTENTION_GRAD, qkv, args.attrs);
     if (!sameShape(dy.shape, [batch * T, heads * hd]) || !sameShape(probs.shape, [batch * heads, T, T])) {
-      throw new Error(`${VMOE_ATTENTION_GRAD}: dy [${dy.shape}] or probs [${probs.shape}] do not fit qkv [${qkv.shape}]`);
+      throw new Error(
+        `${VMOE_ATTENTION_GRAD}: dy [${dy.shape}] or probs [${probs.shape}] do not fit qkv [${qkv.shape}]`,
+      );
     }
     const backend = args.backend as WasmBackendLike;
     const dqkv = backend.makeOutput(qkv.shape, 'float32');
-    addon.attentionGrad(heapF32(backend), floatOffset(backend, dy), floatOffset(backend, qkv), floatOffset(backend, probs),
-      floatOffset(backend, dqkv), batch, T, heads, hd, scale);
+    addon.attentionGrad(
+      heapF32(backend),
+      floatOffset(backend, dy),
+      floatOffset(backend, qkv),
+      floatOffset(backend, probs),
+      floatOffset(backend, dqkv),
+      batch,
+      T,
+      heads,
+      hd,
+      scale,
+    );
     return dqkv;
   }) as tf.KernelFunc;
 }
 
 function numberAttr(kernel: string, attrs: tf.NamedAttrMap | undefined, name: string): number {
   const v = (attrs as Record<string, unknown> | undefined)?.[name];
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${kernel}: attribute ${name} must be a finite number`);
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new Error(`${kernel}: attribute ${name} must be a finite number`);
   return v;
 }
 
@@ -190,20 +270,41 @@ function adamKernel(addon: BlasAddon): tf.KernelFunc {
     const { param, m, v, grad } = args.inputs as Record<'param' | 'm' | 'v' | 'grad', tf.TensorInfo>;
     requireFloat32(VMOE_ADAM, { param, m, v, grad });
     for (const [name, t] of Object.entries({ m, v, grad })) {
-      if (!sameShape(t.shape, param.shape)) throw new Error(`${VMOE_ADAM}: ${name} [${t.shape}] and param [${param.shape}] differ in shape`);
+      if (!sameShape(t.shape, param.shape))
+        throw new Error(`${VMOE_ADAM}: ${name} [${t.shape}] and param [${param.shape}] differ in shape`);
     }
     const at = (name: string) => numberAttr(VMOE_ADAM, args.attrs, name);
-    const beta1 = at('beta1'), beta2 = at('beta2');
+    const beta1 = at('beta1'),
+      beta2 = at('beta2');
     // The composed form's scalars, computed in double as it computes them.
-    const coefficients = Float64Array.of(beta1, 1 - beta1, beta2, 1 - beta2, at('stepSize'), at('biasCorrection2'), at('epsilon'),
-      at('weightDecayStep'), at('gradScale'));
+    const coefficients = Float64Array.of(
+      beta1,
+      1 - beta1,
+      beta2,
+      1 - beta2,
+      at('stepSize'),
+      at('biasCorrection2'),
+      at('epsilon'),
+      at('weightDecayStep'),
+      at('gradScale'),
+    );
     const backend = args.backend as WasmBackendLike;
     const outs = [param, m, v].map((t) => backend.makeOutput(t.shape, 'float32'));
     const n = tf.util.sizeFromShape(param.shape);
     if (n > 0) {
       const [pOut, mOut, vOut] = outs.map((t) => floatOffset(backend, t));
-      addon.adam(heapF32(backend), floatOffset(backend, param), floatOffset(backend, m), floatOffset(backend, v), floatOffset(backend, grad),
-        pOut!, mOut!, vOut!, n, coefficients);
+      addon.adam(
+        heapF32(backend),
+        floatOffset(backend, param),
+        floatOffset(backend, m),
+        floatOffset(backend, v),
+        floatOffset(backend, grad),
+        pOut!,
+        mOut!,
+        vOut!,
+        n,
+        coefficients,
+      );
     }
     return outs;
   }) as tf.KernelFunc;
@@ -216,20 +317,28 @@ function sumOfSquaresKernel(addon: BlasAddon): tf.KernelFunc {
     const backend = args.backend as WasmBackendLike;
     const out = backend.makeOutput([], 'float32');
     const nonEmpty = tensors.filter((t) => tf.util.sizeFromShape(t.shape) > 0);
-    const total = addon.sumOfSquares(heapF32(backend), Float64Array.from(nonEmpty, (t) => floatOffset(backend, t)),
-      Float64Array.from(nonEmpty, (t) => tf.util.sizeFromShape(t.shape)));
+    const total = addon.sumOfSquares(
+      heapF32(backend),
+      Float64Array.from(nonEmpty, (t) => floatOffset(backend, t)),
+      Float64Array.from(nonEmpty, (t) => tf.util.sizeFromShape(t.shape)),
+    );
     heapF32(backend)[floatOffset(backend, out)] = total;
     return out;
   }) as tf.KernelFunc;
 }
 
 /** (M, H) rows and M int32 indices, checked. */
-function rowsAndIndices(kernel: string, x: tf.TensorInfo, indices: Record<string, tf.TensorInfo>): { m: number; h: number } {
+function rowsAndIndices(
+  kernel: string,
+  x: tf.TensorInfo,
+  indices: Record<string, tf.TensorInfo>,
+): { m: number; h: number } {
   requireFloat32(kernel, { x });
   if (x.shape.length !== 2) throw new Error(`${kernel}: x [${x.shape}] must be 2-D (rows, width)`);
   const [m, h] = x.shape as [number, number];
   for (const [name, t] of Object.entries(indices)) {
-    if (t.dtype !== 'int32' || !sameShape(t.shape, [m])) throw new Error(`${kernel}: ${name} must be int32 of shape [${m}], got ${t.dtype} [${t.shape}]`);
+    if (t.dtype !== 'int32' || !sameShape(t.shape, [m]))
+      throw new Error(`${kernel}: ${name} must be int32 of shape [${m}], got ${t.dtype} [${t.shape}]`);
   }
   return { m, h };
 }
@@ -242,15 +351,28 @@ function countAttr(kernel: string, attrs: tf.NamedAttrMap | undefined, name: str
 
 function combineRowsKernel(addon: BlasAddon): tf.KernelFunc {
   return ((args: KernelArgs) => {
-    const { x, gates, tokens, gateIndex } = args.inputs as Record<'x' | 'gates' | 'tokens' | 'gateIndex', tf.TensorInfo>;
+    const { x, gates, tokens, gateIndex } = args.inputs as Record<
+      'x' | 'gates' | 'tokens' | 'gateIndex',
+      tf.TensorInfo
+    >;
     const { m, h } = rowsAndIndices(VMOE_COMBINE_ROWS, x, { tokens, gateIndex });
     requireFloat32(VMOE_COMBINE_ROWS, { gates });
     const numTokens = countAttr(VMOE_COMBINE_ROWS, args.attrs, 'numTokens');
     const backend = args.backend as WasmBackendLike;
     const y = backend.makeOutput([numTokens, h], 'float32');
     if (numTokens * h > 0) {
-      addon.combineRows(heapF32(backend), floatOffset(backend, x), floatOffset(backend, gates), floatOffset(backend, tokens),
-        floatOffset(backend, gateIndex), floatOffset(backend, y), numTokens, tf.util.sizeFromShape(gates.shape), m, h);
+      addon.combineRows(
+        heapF32(backend),
+        floatOffset(backend, x),
+        floatOffset(backend, gates),
+        floatOffset(backend, tokens),
+        floatOffset(backend, gateIndex),
+        floatOffset(backend, y),
+        numTokens,
+        tf.util.sizeFromShape(gates.shape),
+        m,
+        h,
+      );
     }
     return y;
   }) as tf.KernelFunc;
@@ -258,16 +380,31 @@ function combineRowsKernel(addon: BlasAddon): tf.KernelFunc {
 
 function combineRowsGradKernel(addon: BlasAddon): tf.KernelFunc {
   return ((args: KernelArgs) => {
-    const { dy, x, gates, tokens, gateIndex } = args.inputs as Record<'dy' | 'x' | 'gates' | 'tokens' | 'gateIndex', tf.TensorInfo>;
+    const { dy, x, gates, tokens, gateIndex } = args.inputs as Record<
+      'dy' | 'x' | 'gates' | 'tokens' | 'gateIndex',
+      tf.TensorInfo
+    >;
     const { m, h } = rowsAndIndices(VMOE_COMBINE_ROWS_GRAD, x, { tokens, gateIndex });
     requireFloat32(VMOE_COMBINE_ROWS_GRAD, { dy, gates });
-    if (dy.shape.length !== 2 || dy.shape[1] !== h) throw new Error(`${VMOE_COMBINE_ROWS_GRAD}: dy [${dy.shape}] must be (tokens, ${h})`);
+    if (dy.shape.length !== 2 || dy.shape[1] !== h)
+      throw new Error(`${VMOE_COMBINE_ROWS_GRAD}: dy [${dy.shape}] must be (tokens, ${h})`);
     const backend = args.backend as WasmBackendLike;
     const dx = backend.makeOutput([m, h], 'float32');
     const dgates = backend.makeOutput(gates.shape, 'float32');
-    addon.combineRowsGrad(heapF32(backend), floatOffset(backend, dy), floatOffset(backend, x), floatOffset(backend, gates),
-      floatOffset(backend, tokens), floatOffset(backend, gateIndex), floatOffset(backend, dx), floatOffset(backend, dgates),
-      dy.shape[0]!, tf.util.sizeFromShape(gates.shape), m, h);
+    addon.combineRowsGrad(
+      heapF32(backend),
+      floatOffset(backend, dy),
+      floatOffset(backend, x),
+      floatOffset(backend, gates),
+      floatOffset(backend, tokens),
+      floatOffset(backend, gateIndex),
+      floatOffset(backend, dx),
+      floatOffset(backend, dgates),
+      dy.shape[0]!,
+      tf.util.sizeFromShape(gates.shape),
+      m,
+      h,
+    );
     return [dx, dgates];
   }) as tf.KernelFunc;
 }
@@ -276,23 +413,38 @@ function combineRowsGradKernel(addon: BlasAddon): tf.KernelFunc {
  * (E, R, I, O, N) of an expert product from w (E, I, O), rows (E) int32 and x, checked: x is
  * (E, R, I), or with tokens ((E·R) int32) the (N, I) token matrix and R = tokens / E.
  */
-function expertDims(kernel: string, x: tf.TensorInfo, w: tf.TensorInfo, rows: tf.TensorInfo, tokens: tf.TensorInfo | undefined) {
+function expertDims(
+  kernel: string,
+  x: tf.TensorInfo,
+  w: tf.TensorInfo,
+  rows: tf.TensorInfo,
+  tokens: tf.TensorInfo | undefined,
+) {
   requireFloat32(kernel, { x, w });
   const [E, I, O] = w.shape as [number, number, number];
   const R = tokens ? (E > 0 ? tokens.shape[0]! / E : 0) : x.shape[1]!;
   const N = tokens ? x.shape[0]! : 0;
   const xOk = tokens
-    ? x.shape.length === 2 && x.shape[1] === I && tokens.dtype === 'int32' && tokens.shape.length === 1 && Number.isInteger(R)
+    ? x.shape.length === 2 &&
+      x.shape[1] === I &&
+      tokens.dtype === 'int32' &&
+      tokens.shape.length === 1 &&
+      Number.isInteger(R)
     : sameShape(x.shape, [E, R, I]);
   if (w.shape.length !== 3 || !xOk || rows.dtype !== 'int32' || !sameShape(rows.shape, [E])) {
-    throw new Error(`${kernel}: x [${x.shape}], w [${w.shape}] and rows (${rows.dtype} [${rows.shape}]) must be (E, R, I) (or (N, I) with int32 tokens of E·R), (E, I, O) and int32 (E)`);
+    throw new Error(
+      `${kernel}: x [${x.shape}], w [${w.shape}] and rows (${rows.dtype} [${rows.shape}]) must be (E, R, I) (or (N, I) with int32 tokens of E·R), (E, I, O) and int32 (E)`,
+    );
   }
   return { E, R, I, O, N };
 }
 
 function expertDenseKernel(addon: BlasAddon): tf.KernelFunc {
   return ((args: KernelArgs) => {
-    const { x, w, b, rows, tokens } = args.inputs as Record<'x' | 'w' | 'b' | 'rows' | 'tokens', tf.TensorInfo | undefined>;
+    const { x, w, b, rows, tokens } = args.inputs as Record<
+      'x' | 'w' | 'b' | 'rows' | 'tokens',
+      tf.TensorInfo | undefined
+    >;
     const { E, R, I, O, N } = expertDims(VMOE_EXPERT_DENSE, x!, w!, rows!, tokens);
     if (b) {
       requireFloat32(VMOE_EXPERT_DENSE, { b });
@@ -300,25 +452,55 @@ function expertDenseKernel(addon: BlasAddon): tf.KernelFunc {
     }
     const backend = args.backend as WasmBackendLike;
     const y = backend.makeOutput([E, R, O], 'float32');
-    addon.expertDense(heapF32(backend), floatOffset(backend, x!), floatOffset(backend, w!), b ? floatOffset(backend, b) : -1,
-      floatOffset(backend, rows!), tokens ? floatOffset(backend, tokens) : -1, floatOffset(backend, y), E, R, I, O, N);
+    addon.expertDense(
+      heapF32(backend),
+      floatOffset(backend, x!),
+      floatOffset(backend, w!),
+      b ? floatOffset(backend, b) : -1,
+      floatOffset(backend, rows!),
+      tokens ? floatOffset(backend, tokens) : -1,
+      floatOffset(backend, y),
+      E,
+      R,
+      I,
+      O,
+      N,
+    );
     return y;
   }) as tf.KernelFunc;
 }
 
 function expertDenseGradKernel(addon: BlasAddon): tf.KernelFunc {
   return ((args: KernelArgs) => {
-    const { dy, x, w, rows, tokens } = args.inputs as Record<'dy' | 'x' | 'w' | 'rows' | 'tokens', tf.TensorInfo | undefined>;
+    const { dy, x, w, rows, tokens } = args.inputs as Record<
+      'dy' | 'x' | 'w' | 'rows' | 'tokens',
+      tf.TensorInfo | undefined
+    >;
     const { E, R, I, O, N } = expertDims(VMOE_EXPERT_DENSE_GRAD, x!, w!, rows!, tokens);
     requireFloat32(VMOE_EXPERT_DENSE_GRAD, { dy: dy! });
-    if (!sameShape(dy!.shape, [E, R, O])) throw new Error(`${VMOE_EXPERT_DENSE_GRAD}: dy [${dy!.shape}] must be (${E}, ${R}, ${O})`);
+    if (!sameShape(dy!.shape, [E, R, O]))
+      throw new Error(`${VMOE_EXPERT_DENSE_GRAD}: dy [${dy!.shape}] must be (${E}, ${R}, ${O})`);
     const bias = (args.attrs as { bias?: unknown }).bias === true;
     const backend = args.backend as WasmBackendLike;
     const dx = backend.makeOutput(x!.shape, 'float32');
     const dw = backend.makeOutput([E, I, O], 'float32');
     const db = bias ? backend.makeOutput([E, O], 'float32') : null;
-    addon.expertDenseGrad(heapF32(backend), floatOffset(backend, dy!), floatOffset(backend, x!), floatOffset(backend, w!), floatOffset(backend, rows!),
-      tokens ? floatOffset(backend, tokens) : -1, floatOffset(backend, dx), floatOffset(backend, dw), db ? floatOffset(backend, db) : -1, E, R, I, O, N);
+    addon.expertDenseGrad(
+      heapF32(backend),
+      floatOffset(backend, dy!),
+      floatOffset(backend, x!),
+      floatOffset(backend, w!),
+      floatOffset(backend, rows!),
+      tokens ? floatOffset(backend, tokens) : -1,
+      floatOffset(backend, dx),
+      floatOffset(backend, dw),
+      db ? floatOffset(backend, db) : -1,
+      E,
+      R,
+      I,
+      O,
+      N,
+    );
     return db ? [dx, dw, db] : [dx, dw];
   }) as tf.KernelFunc;
 }
@@ -329,7 +511,9 @@ function routerAuxKernel(addon: BlasAddon): tf.KernelFunc {
     requireFloat32(VMOE_ROUTER_AUX, { logits, ...(noise ? { noise } : {}) });
     const [N, E] = logits!.shape as [number, number];
     if (logits!.shape.length !== 2 || (noise && !sameShape(noise.shape, [N, E]))) {
-      throw new Error(`${VMOE_ROUTER_AUX}: logits and noise must both be (N, E); got [${logits!.shape}], [${noise?.shape}]`);
+      throw new Error(
+        `${VMOE_ROUTER_AUX}: logits and noise must both be (N, E); got [${logits!.shape}], [${noise?.shape}]`,
+      );
     }
     if (!noise !== !kth || (kth && (kth.dtype !== 'int32' || !sameShape(kth.shape, [N])))) {
       throw new Error(`${VMOE_ROUTER_AUX}: noise and kth come together, kth int32 of shape [${N}]`);
@@ -342,17 +526,36 @@ function routerAuxKernel(addon: BlasAddon): tf.KernelFunc {
     const dLogits = backend.makeOutput([N, E], 'float32');
     const losses = backend.makeOutput([3], 'float32');
     const off = (t: tf.TensorInfo | undefined) => (t ? floatOffset(backend, t) : -1);
-    addon.routerAux(heapF32(backend), off(logits), off(noise), off(kth), off(dLogits), off(losses), N, E,
-      countAttr(VMOE_ROUTER_AUX, args.attrs, 'members'), numberAttr(VMOE_ROUTER_AUX, args.attrs, 'sigma'),
-      numberAttr(VMOE_ROUTER_AUX, args.attrs, 'importanceWeight'), numberAttr(VMOE_ROUTER_AUX, args.attrs, 'loadWeight'),
-      Float64Array.from(sizes as number[]));
+    addon.routerAux(
+      heapF32(backend),
+      off(logits),
+      off(noise),
+      off(kth),
+      off(dLogits),
+      off(losses),
+      N,
+      E,
+      countAttr(VMOE_ROUTER_AUX, args.attrs, 'members'),
+      numberAttr(VMOE_ROUTER_AUX, args.attrs, 'sigma'),
+      numberAttr(VMOE_ROUTER_AUX, args.attrs, 'importanceWeight'),
+      numberAttr(VMOE_ROUTER_AUX, args.attrs, 'loadWeight'),
+      Float64Array.from(sizes as number[]),
+    );
     return [dLogits, losses];
   }) as tf.KernelFunc;
 }
 
 /** (N, H, E) of a router call from x (N, H) and w (H, E), checked; `also` must all be (N, E). */
-function routerDims(kernel: string, x: tf.TensorInfo, w: tf.TensorInfo, also: Record<string, tf.TensorInfo | undefined>) {
-  const present = Object.fromEntries(Object.entries(also).filter(([, t]) => t !== undefined)) as Record<string, tf.TensorInfo>;
+function routerDims(
+  kernel: string,
+  x: tf.TensorInfo,
+  w: tf.TensorInfo,
+  also: Record<string, tf.TensorInfo | undefined>,
+) {
+  const present = Object.fromEntries(Object.entries(also).filter(([, t]) => t !== undefined)) as Record<
+    string,
+    tf.TensorInfo
+  >;
   requireFloat32(kernel, { x, w, ...present });
   const [N, H] = x.shape as [number, number];
   const E = w.shape[1]!;
@@ -370,26 +573,51 @@ function routerGatesKernel(addon: BlasAddon): tf.KernelFunc {
     const { x, w, noise } = args.inputs as Record<'x' | 'w' | 'noise', tf.TensorInfo | undefined>;
     const { N, H, E } = routerDims(VMOE_ROUTER_GATES, x!, w!, { noise });
     const members = countAttr(VMOE_ROUTER_GATES, args.attrs, 'members');
-    if (!(members >= 1) || E % members !== 0) throw new Error(`${VMOE_ROUTER_GATES}: ${E} experts do not split into ${members} members`);
+    if (!(members >= 1) || E % members !== 0)
+      throw new Error(`${VMOE_ROUTER_GATES}: ${E} experts do not split into ${members} members`);
     const backend = args.backend as WasmBackendLike;
     const logits = backend.makeOutput([N, E], 'float32');
     const gates = backend.makeOutput([N, E], 'float32');
-    addon.routerGates(heapF32(backend), floatOffset(backend, x!), floatOffset(backend, w!), noise ? floatOffset(backend, noise) : -1,
-      floatOffset(backend, logits), floatOffset(backend, gates), N, H, E, members);
+    addon.routerGates(
+      heapF32(backend),
+      floatOffset(backend, x!),
+      floatOffset(backend, w!),
+      noise ? floatOffset(backend, noise) : -1,
+      floatOffset(backend, logits),
+      floatOffset(backend, gates),
+      N,
+      H,
+      E,
+      members,
+    );
     return [logits, gates];
   }) as tf.KernelFunc;
 }
 
 function routerGatesGradKernel(addon: BlasAddon): tf.KernelFunc {
   return ((args: KernelArgs) => {
-    const { x, w, gates, dGates, dLogits } = args.inputs as Record<'x' | 'w' | 'gates' | 'dGates' | 'dLogits', tf.TensorInfo | undefined>;
+    const { x, w, gates, dGates, dLogits } = args.inputs as Record<
+      'x' | 'w' | 'gates' | 'dGates' | 'dLogits',
+      tf.TensorInfo | undefined
+    >;
     if (!gates || !dGates) throw new Error(`${VMOE_ROUTER_GATES_GRAD}: needs gates and dGates`);
     const { N, H, E } = routerDims(VMOE_ROUTER_GATES_GRAD, x!, w!, { gates, dGates, dLogits });
     const backend = args.backend as WasmBackendLike;
     const dx = backend.makeOutput([N, H], 'float32');
     const dw = backend.makeOutput([H, E], 'float32');
-    addon.routerGatesGrad(heapF32(backend), floatOffset(backend, x!), floatOffset(backend, w!), floatOffset(backend, gates),
-      floatOffset(backend, dGates), dLogits ? floatOffset(backend, dLogits) : -1, floatOffset(backend, dx), floatOffset(backend, dw), N, H, E);
+    addon.routerGatesGrad(
+      heapF32(backend),
+      floatOffset(backend, x!),
+      floatOffset(backend, w!),
+      floatOffset(backend, gates),
+      floatOffset(backend, dGates),
+      dLogits ? floatOffset(backend, dLogits) : -1,
+      floatOffset(backend, dx),
+      floatOffset(backend, dw),
+      N,
+      H,
+      E,
+    );
     return [dx, dw];
   }) as tf.KernelFunc;
 }

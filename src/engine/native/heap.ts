@@ -4,7 +4,7 @@
  * tensor's float offset into it (floatOffset), the form every addon entry point
  * takes its operands in; and the arguments a kernel function receives.
  */
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 
 /** The slice of tfjs-backend-wasm's BackendWasm used here. */
 export interface WasmBackendLike extends tf.KernelBackend {

@@ -18,16 +18,27 @@ import type { BlasAddon } from './addon.js';
 import { floatOffset, heapF32, type KernelArgs, type WasmBackendLike } from './heap.js';
 
 /** Per-product float offsets for batch dims that broadcast in no single-stride pattern. */
-function broadcastOffsets(outBatch: number[], aBatch: number[], bBatch: number[], aBase: number, bBase: number, cBase: number,
-  aSize: number, bSize: number, cSize: number): Int32Array {
+function broadcastOffsets(
+  outBatch: number[],
+  aBatch: number[],
+  bBatch: number[],
+  aBase: number,
+  bBase: number,
+  cBase: number,
+  aSize: number,
+  bSize: number,
+  cSize: number,
+): Int32Array {
   const rank = outBatch.length;
   const pad = (s: number[]) => [...new Array<number>(rank - s.length).fill(1), ...s];
-  const aDims = pad(aBatch), bDims = pad(bBatch);
+  const aDims = pad(aBatch),
+    bDims = pad(bBatch);
   const total = outBatch.reduce((p, d) => p * d, 1);
   const offsets = new Int32Array(3 * total);
   const idx = new Array<number>(rank).fill(0);
   for (let n = 0; n < total; n++) {
-    let ai = 0, bi = 0;
+    let ai = 0,
+      bi = 0;
     for (let d = 0; d < rank; d++) {
       ai = ai * aDims[d]! + (aDims[d] === 1 ? 0 : idx[d]!);
       bi = bi * bDims[d]! + (bDims[d] === 1 ? 0 : idx[d]!);
@@ -60,7 +71,8 @@ interface MatMulArgs {
  */
 function nativeMatMul(addon: BlasAddon, backend: WasmBackendLike, m: MatMulArgs): tf.TensorInfo | null {
   const { a, b, transposeA, transposeB } = m;
-  const ar = a.shape.length, br = b.shape.length;
+  const ar = a.shape.length,
+    br = b.shape.length;
   if (ar < 2 || br < 2) return null;
   const M = transposeA ? a.shape[ar - 1]! : a.shape[ar - 2]!;
   const Ka = transposeA ? a.shape[ar - 2]! : a.shape[ar - 1]!;
@@ -68,7 +80,8 @@ function nativeMatMul(addon: BlasAddon, backend: WasmBackendLike, m: MatMulArgs)
   const N = transposeB ? b.shape[br - 2]! : b.shape[br - 1]!;
   if (Ka !== Kb) return null;
   const K = Ka;
-  const aBatch = a.shape.slice(0, -2), bBatch = b.shape.slice(0, -2);
+  const aBatch = a.shape.slice(0, -2),
+    bBatch = b.shape.slice(0, -2);
   let outBatch: number[];
   try {
     outBatch = tf.broadcast_util.assertAndGetBroadcastShape(aBatch, bBatch);
@@ -76,13 +89,16 @@ function nativeMatMul(addon: BlasAddon, backend: WasmBackendLike, m: MatMulArgs)
     return null;
   }
   const size = (s: number[]) => s.reduce((p, d) => p * d, 1);
-  const batchA = size(aBatch), batchB = size(bBatch), batch = size(outBatch);
+  const batchA = size(aBatch),
+    batchB = size(bBatch),
+    batch = size(outBatch);
   const strided = (batchA === batch || batchA === 1) && (batchB === batch || batchB === 1);
   if (!strided && (m.bias || m.relu)) return null;
   let biasStride = 0;
   if (m.bias) {
     const bs = m.bias.shape;
-    const perProduct = bs.length === outBatch.length + 2 && bs[bs.length - 2] === 1 && outBatch.every((d, i) => bs[i] === d);
+    const perProduct =
+      bs.length === outBatch.length + 2 && bs[bs.length - 2] === 1 && outBatch.every((d, i) => bs[i] === d);
     if (perProduct && batch > 1) biasStride = N;
     else if (tf.util.sizeFromShape(bs) !== N || bs[bs.length - 1] !== N || bs.length > outBatch.length + 2) return null;
   }
@@ -90,14 +106,39 @@ function nativeMatMul(addon: BlasAddon, backend: WasmBackendLike, m: MatMulArgs)
   if (batch * M * N === 0) return out;
   // Views only after makeOutput: allocating can grow (and so replace) the wasm memory.
   const heap = heapF32(backend);
-  const aOff = floatOffset(backend, a), bOff = floatOffset(backend, b), cOff = floatOffset(backend, out);
+  const aOff = floatOffset(backend, a),
+    bOff = floatOffset(backend, b),
+    cOff = floatOffset(backend, out);
   const biasOff = m.bias ? floatOffset(backend, m.bias) : -1;
   if (strided) {
-    addon.sgemm(heap, transposeA, transposeB, M, N, K, batch,
-      aOff, batchA === 1 ? 0 : M * K, bOff, batchB === 1 ? 0 : K * N, cOff, M * N, biasOff, biasStride, m.relu === true);
+    addon.sgemm(
+      heap,
+      transposeA,
+      transposeB,
+      M,
+      N,
+      K,
+      batch,
+      aOff,
+      batchA === 1 ? 0 : M * K,
+      bOff,
+      batchB === 1 ? 0 : K * N,
+      cOff,
+      M * N,
+      biasOff,
+      biasStride,
+      m.relu === true,
+    );
   } else {
-    addon.sgemmOffsets(heap, transposeA, transposeB, M, N, K,
-      broadcastOffsets(outBatch, aBatch, bBatch, aOff, bOff, cOff, M * K, K * N, M * N));
+    addon.sgemmOffsets(
+      heap,
+      transposeA,
+      transposeB,
+      M,
+      N,
+      K,
+      broadcastOffsets(outBatch, aBatch, bBatch, aOff, bOff, cOff, M * K, K * N, M * N),
+    );
   }
   return out;
 }
@@ -117,10 +158,28 @@ function batchMatMulKernel(addon: BlasAddon, fallback: tf.KernelFunc): tf.Kernel
 function fusedMatMulKernel(addon: BlasAddon, fallback: tf.KernelFunc): tf.KernelFunc {
   return ((args: KernelArgs) => {
     const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
-    const { transposeA, transposeB, activation } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean; activation: string };
-    if (a && b && a.dtype === 'float32' && b.dtype === 'float32' && preluActivationWeights == null && (bias == null || bias.dtype === 'float32') &&
-      (activation === 'linear' || activation === 'relu')) {
-      const out = nativeMatMul(addon, args.backend as WasmBackendLike, { a, b, transposeA, transposeB, bias: bias ?? null, relu: activation === 'relu' });
+    const { transposeA, transposeB, activation } = args.attrs as unknown as {
+      transposeA: boolean;
+      transposeB: boolean;
+      activation: string;
+    };
+    if (
+      a &&
+      b &&
+      a.dtype === 'float32' &&
+      b.dtype === 'float32' &&
+      preluActivationWeights == null &&
+      (bias == null || bias.dtype === 'float32') &&
+      (activation === 'linear' || activation === 'relu')
+    ) {
+      const out = nativeMatMul(addon, args.backend as WasmBackendLike, {
+        a,
+        b,
+        transposeA,
+        transposeB,
+        bias: bias ?? null,
+        relu: activation === 'relu',
+      });
       if (out) return out;
     }
     return fallback(args as Parameters<tf.KernelFunc>[0]);
@@ -146,7 +205,14 @@ function shareKernel(fallback: tf.KernelFunc, sameDtype: (args: KernelArgs) => b
  * to 8, float32 or int32) into a new tensor of shape `outShape` (size, possibly
  * with unit axes dropped).
  */
-function copyBlock(addon: BlasAddon, backend: WasmBackendLike, x: tf.TensorInfo, begin: number[], size: number[], outShape: number[]): tf.TensorInfo {
+function copyBlock(
+  addon: BlasAddon,
+  backend: WasmBackendLike,
+  x: tf.TensorInfo,
+  begin: number[],
+  size: number[],
+  outShape: number[],
+): tf.TensorInfo {
   const out = backend.makeOutput(outShape, x.dtype);
   if (size.some((d) => d === 0)) return out;
   const strides = [...tf.util.computeStrides(x.shape), 1];
@@ -167,7 +233,10 @@ function sliceKernel(addon: BlasAddon, fallback: tf.KernelFunc): tf.KernelFunc {
     const { x } = args.inputs as { x: tf.TensorInfo };
     const { begin, size } = args.attrs as unknown as { begin: number | number[]; size: number | number[] };
     if (!copyable(x)) return fallback(args as Parameters<tf.KernelFunc>[0]);
-    const [b, sz] = tf.slice_util.parseSliceParams(x as tf.TensorInfo as tf.Tensor, begin, size) as [number[], number[]];
+    const [b, sz] = tf.slice_util.parseSliceParams(x as tf.TensorInfo as tf.Tensor, begin, size) as [
+      number[],
+      number[],
+    ];
     return copyBlock(addon, args.backend as WasmBackendLike, x, b, sz, sz);
   }) as tf.KernelFunc;
 }
@@ -176,7 +245,10 @@ function sliceKernel(addon: BlasAddon, fallback: tf.KernelFunc): tf.KernelFunc {
 function splitKernel(addon: BlasAddon, fallback: tf.KernelFunc): tf.KernelFunc {
   return ((args: KernelArgs) => {
     const { x } = args.inputs as { x: tf.TensorInfo };
-    const { numOrSizeSplits, axis } = args.attrs as unknown as { numOrSizeSplits: number | number[]; axis: number | number[] };
+    const { numOrSizeSplits, axis } = args.attrs as unknown as {
+      numOrSizeSplits: number | number[];
+      axis: number | number[];
+    };
     if (!copyable(x)) return fallback(args as Parameters<tf.KernelFunc>[0]);
     const ax = tf.util.parseAxisParam(axis, x.shape)[0]!;
     const sizes = tf.backend_util.prepareSplitSize(x, numOrSizeSplits, ax);
@@ -228,7 +300,8 @@ function reduceKernel(addon: BlasAddon, fallback: tf.KernelFunc, mean: boolean):
     const axes = tf.util.parseAxisParam(axis, x.shape).sort((a, b) => a - b);
     const contiguous = axes.length > 0 && axes.every((d, i) => d === axes[0]! + i); // also rules out repeated axes
     if (!contiguous) return fallback(args as Parameters<tf.KernelFunc>[0]);
-    const first = axes[0]!, last = axes[axes.length - 1]!;
+    const first = axes[0]!,
+      last = axes[axes.length - 1]!;
     const outer = tf.util.sizeFromShape(x.shape.slice(0, first));
     const mid = tf.util.sizeFromShape(x.shape.slice(first, last + 1));
     const inner = tf.util.sizeFromShape(x.shape.slice(last + 1));
@@ -236,7 +309,15 @@ function reduceKernel(addon: BlasAddon, fallback: tf.KernelFunc, mean: boolean):
     const outShape = keepDims ? tf.backend_util.expandShapeToKeepDim(reduced, axes) : reduced;
     const backend = args.backend as WasmBackendLike;
     const out = backend.makeOutput(outShape, 'float32');
-    addon.reduceMiddle(heapF32(backend), floatOffset(backend, x), floatOffset(backend, out), outer, mid, inner, mean ? 1 / mid : 1);
+    addon.reduceMiddle(
+      heapF32(backend),
+      floatOffset(backend, x),
+      floatOffset(backend, out),
+      outer,
+      mid,
+      inner,
+      mean ? 1 / mid : 1,
+    );
     return out;
   }) as tf.KernelFunc;
 }
@@ -256,16 +337,30 @@ function tanhKernel(addon: BlasAddon, fallback: tf.KernelFunc): tf.KernelFunc {
 /** The wasm kernels this backend replaces, by kernel name. */
 export function replacement(addon: BlasAddon, name: string, original: tf.KernelFunc): tf.KernelFunc {
   switch (name) {
-    case tf.BatchMatMul: return batchMatMulKernel(addon, original);
-    case tf._FusedMatMul: return fusedMatMulKernel(addon, original);
-    case tf.Identity: return shareKernel(original, () => true);
-    case tf.Cast: return shareKernel(original, (a) => (a.attrs as { dtype?: string }).dtype === (a.inputs.x as tf.TensorInfo).dtype);
-    case tf.Slice: return sliceKernel(addon, original);
-    case tf.SplitV: return splitKernel(addon, original);
-    case tf.Unpack: return unpackKernel(addon, original);
-    case tf.Sum: return reduceKernel(addon, original, false);
-    case tf.Mean: return reduceKernel(addon, original, true);
-    case tf.Tanh: return tanhKernel(addon, original);
-    default: return original;
+    case tf.BatchMatMul:
+      return batchMatMulKernel(addon, original);
+    case tf._FusedMatMul:
+      return fusedMatMulKernel(addon, original);
+    case tf.Identity:
+      return shareKernel(original, () => true);
+    case tf.Cast:
+      return shareKernel(
+        original,
+        (a) => (a.attrs as { dtype?: string }).dtype === (a.inputs.x as tf.TensorInfo).dtype,
+      );
+    case tf.Slice:
+      return sliceKernel(addon, original);
+    case tf.SplitV:
+      return splitKernel(addon, original);
+    case tf.Unpack:
+      return unpackKernel(addon, original);
+    case tf.Sum:
+      return reduceKernel(addon, original, false);
+    case tf.Mean:
+      return reduceKernel(addon, original, true);
+    case tf.Tanh:
+      return tanhKernel(addon, original);
+    default:
+      return original;
   }
 }
