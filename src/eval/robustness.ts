@@ -266,7 +266,9 @@ export interface RobustnessReport {
   split: string;
   n: number;
   suite: Suite;
-  /** Note: the run record spread last replaces this key's value with the training config's seed (kept for compatibility). */
+  /** the seed that generated the corruptions (`--seed`) */
+  corruption_seed: number;
+  /** the training seed of the first model's config (from the run record, as in every report) */
   seed: number | undefined;
   models: { label: string; checkpoints: { path: string; sha256: string }[] }[];
   clean: Record<string, { accuracy: number; nll: number; ece: number }>;
@@ -349,7 +351,8 @@ export function robustnessReport(opts: RobustnessOptions): RobustnessReport {
       split: ds.split,
       n: ds.n,
       suite,
-      seed,
+      corruption_seed: seed,
+      seed: first.config.seed,
       models: models.map((m) => ({
         label: m.label,
         checkpoints: m.members.map((l) => ({ path: l.path, sha256: l.sha256 })),

@@ -60,6 +60,9 @@ describe('vmoe robustness', () => {
     ).toEqual(summaryCsv[0]!.split(','));
     const result = JSON.parse(fs.readFileSync(path.join(out, 'robustness.json'), 'utf8'));
     expect(result.per_set).toHaveLength(2 * 2 * 2); // models × corruptions × severities
+    // the corruption seed (--seed, default 0) and the training seed (tiny-run's config: 3) are two keys, not one
+    expect(result.corruption_seed).toBe(0);
+    expect(result.seed).toBe(3);
     // Identical members: the ensemble's mean probabilities equal the member's, and members never disagree.
     for (const r of result.per_set.filter((x: { model: string }) => x.model === 'self-ensemble')) {
       const single = result.per_set.find(
