@@ -249,7 +249,10 @@ export {
   type TrainResult,
   type EvalSummary,
   type HeadInit,
+  TrainingInterrupted,
 } from './train/trainer.js';
+export { stopOnSignals, type StopRequest } from './train/interrupt.js';
+export { checkOutputDir } from './util/output-dir.js';
 
 // Evaluation: evaluators over predictions, the checkpoint harness, report types.
 export {
@@ -264,6 +267,7 @@ export {
   type EvaluatorOptions,
   type EvalInputs,
   type Prepared,
+  type ConformalEvalOptions,
 } from './eval/evaluators.js';
 export {
   evaluateCheckpoints,
@@ -273,6 +277,8 @@ export {
   type EvalOptions,
   type EvalRun,
   type ClassificationMetrics,
+  type PredictionSetColumn,
+  type PredictionsEvalOptions,
 } from './eval/harness.js';
 export type { OodSet } from './eval/ood-temperature.js';
 export type { CalibrationDetails, SelectiveDetails } from './eval/classification.js';
@@ -285,6 +291,7 @@ export type {
   OodEntry,
   TemperatureReport,
   DiversityNumbers,
+  RouterReport,
 } from './eval/report.js';
 
 // Errors: every error the toolkit raises on purpose is a VmoeError.
@@ -297,5 +304,6 @@ export {
   CorruptionError,
   TrainingError,
   isVmoeError,
+  OutputError,
   type VmoeErrorOptions,
 } from './util/errors.js';

@@ -20,9 +20,10 @@ export function signalExitCode(signal: NodeJS.Signals): number {
  * Installs SIGINT and SIGTERM handlers for the duration of a training; `dispose` removes them.
  * `write` reports each signal (stderr by default).
  */
-export function stopOnSignals(
-  write: (line: string) => void = (s) => process.stderr.write(s + '\n'),
-): StopRequest & { dispose(): void } {
+export function stopOnSignals(write: (line: string) => void = (s) => process.stderr.write(s + '\n')): StopRequest & {
+  /** Removes the handlers (the training is over). */
+  dispose(): void;
+} {
   const state: { signal: NodeJS.Signals | null } = { signal: null };
   const onSignal = (sig: NodeJS.Signals) => {
     if (state.signal !== null) {
