@@ -107,11 +107,21 @@ export async function readCsvFile<T>(file: string, what: string, sink: CsvSink<T
   input.on('error', (e) => {
     readError = e;
   });
+  // the sink's own error, kept: pipeline may reject with the AbortError of the streams it then tears down
+  let sinkError: unknown;
   try {
     await pipeline(input, parse(OPTIONS), async (records: AsyncIterable<string[]>) => {
-      for await (const cells of records) feeder.record(cells);
+      for await (const cells of records) {
+        try {
+          feeder.record(cells);
+        } catch (e) {
+          sinkError = e;
+          throw e;
+        }
+      }
     });
   } catch (e) {
+    if (sinkError !== undefined) throw sinkError;
     if (readError !== undefined) throw new DataError(`cannot read ${what} file ${file}: ${readError.message}`);
     throw asDataError(e, file);
   }
