@@ -182,6 +182,7 @@ export {
 export { CONFORMAL_METHODS, type ConformalMethod } from './metrics/conformal-scores.js';
 export {
   parsePredictionsCsv,
+  readPredictionsCsv,
   formatPredictionsCsv,
   type PredictionsTable,
   type ParseOptions,

@@ -124,6 +124,20 @@ export function applyOverride(raw: Record<string, unknown>, assignment: string):
 }
 
 /**
+ * Where JSON.parse failed, as ` at line L, column C: <reason>` on one line: V8 gives a position for most errors and
+ * quotes the text (line breaks included) for an unexpected token, which is cut to its first line here.
+ */
+function jsonErrorWhere(text: string, message: string): string {
+  const reason = message.split('\n')[0]!.replace(/, ".*$/, '');
+  const pos = /at position (\d+)/.exec(message);
+  if (!pos) return `: ${reason}`;
+  const before = text.slice(0, Number(pos[1]));
+  const line = before.split('\n').length;
+  const column = before.length - before.lastIndexOf('\n');
+  return ` at line ${line}, column ${column}: ${reason.replace(/ in JSON at position \d+.*$/, '')}`;
+}
+
+/**
  * Read an experiment config from a JSON file (or the defaults when `file` is null), apply `--set`-style
  * `overrides` (`path.to.field=JSON`) and validate it.
  */
@@ -139,7 +153,7 @@ export function loadExperiment(file: string | null, overrides: string[] = []): E
     try {
       raw = JSON.parse(text) as Record<string, unknown>;
     } catch (e) {
-      throw new ConfigError([`${file}: not valid JSON: ${(e as Error).message}`]);
+      throw new ConfigError([`${file}: not valid JSON${jsonErrorWhere(text, (e as Error).message)}`]);
     }
   }
   for (const o of overrides) applyOverride(raw, o);

@@ -3,27 +3,21 @@
  * calibration sets (metrics/predictions-csv.ts) — read and evaluated by the harness (harness.ts evaluatePredictions);
  * with calibration predictions and conformal options, split conformal prediction sets (docs/conformal.md).
  */
-import { readFile } from 'node:fs/promises';
 import type { ConformalEvalOptions } from './evaluators.js';
 import { evaluatePredictions } from './harness.js';
 import type { PredictionsReport } from './report.js';
 import {
-  parsePredictionsCsv,
+  readPredictionsCsv,
   type Binning,
   type OodPositive,
   type OodScoreName,
   type PredictionsTable,
 } from '../metrics/index.js';
-import { DataError, UsageError } from '../util/errors.js';
+import { UsageError } from '../util/errors.js';
 
-async function readPredictions(file: string, allowUnknownLabel: boolean): Promise<PredictionsTable> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new DataError(`cannot read predictions file ${file}: ${(e as Error).message}`);
-  }
-  return parsePredictionsCsv(text, file, { allowUnknownLabel });
+/** A predictions file streamed from disk (files of any size: memory holds the scores, not the text). */
+function readPredictions(file: string, allowUnknownLabel: boolean): Promise<PredictionsTable> {
+  return readPredictionsCsv(file, { allowUnknownLabel });
 }
 
 /** The predictions files and metric settings of `vmoe metrics`. */

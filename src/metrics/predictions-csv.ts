@@ -1,11 +1,13 @@
 /**
  * The predictions CSV that `vmoe metrics` reads and the harness writes: a header with `label` and
  * either `logit0..logit{K-1}` or `p0..p{K-1}`; ensembles add `id` and `member` columns, one row per
- * (example, member). No quoting; blank lines skipped; CRLF accepted. Every error names the source,
- * the 1-based line and column, and the column's name.
+ * (example, member). Read through csv-parse (data/csv-records.ts): RFC 4180 quoting, a UTF-8 BOM, LF / CRLF / CR
+ * line endings, blank lines skipped; files streamed. Every error names the source, the 1-based line and column,
+ * and the column's name.
  */
 import { stringify } from 'csv-stringify/sync';
 import type { ClassScores } from './types.js';
+import { type CsvSink, growableFloat64, growableInt32, readCsvFile, readCsvText } from '../data/csv-records.js';
 import { DataError, UsageError } from '../util/errors.js';
 
 /** Whether a predictions table holds logits or probabilities. */
@@ -39,217 +41,238 @@ const INTEGER = /^[+-]?\d+$/;
 const NON_FINITE = /^[+-]?(nan|inf|infinity)$/i;
 
 /**
- * Parse a predictions CSV (`label,logit0,…` or `label,prob0,…`, optionally with `id` and `member` columns for
- * ensembles) into a `PredictionsTable`; `source` names the file in error messages.
+ * Builds a `PredictionsTable` record by record (the `CsvSink` of `readCsvText` / `readCsvFile`): scores, labels
+ * and lines go into growable typed arrays, ids and member names into maps, so memory grows with the numbers
+ * held, not with the file's text.
  */
-export function parsePredictionsCsv(text: string, source = '<string>', opts: ParseOptions = {}): PredictionsTable {
-  const tolerance = opts.probSumTolerance ?? 1e-3;
-  const lines = text.split(/\r?\n/);
-  const headerLine = lines.findIndex((l) => l.trim() !== '');
-  if (headerLine < 0)
-    throw new DataError(`${source}: the file is empty; expected a header such as 'label,logit0,logit1'`);
-  const header = lines[headerLine]!.split(',').map((h) => h.trim());
-  const at = (line: number, col: number) => `${source} line ${line + 1}, column ${col + 1} (${header[col] ?? '?'})`;
+class PredictionsSink implements CsvSink<PredictionsTable> {
+  private columns: string[] = [];
+  private headerLine = 0;
+  private kind: ScoreKind = 'logits';
+  private k = 0;
+  private colOfClass: number[] = [];
+  private labelCol = 0;
+  private idCol: number | undefined;
+  private memberCol: number | undefined;
+  private readonly tolerance: number;
+  private readonly minLabel: number;
+  // one entry per row
+  private readonly scores = growableFloat64();
+  private readonly labels = growableInt32();
+  private readonly lines = growableInt32();
+  // id → first line (single model with an id column); id → example index and member → index (ensembles)
+  private readonly idLine = new Map<string, number>();
+  private readonly exampleOf = new Map<string, number>();
+  private readonly memberOf = new Map<string, number>();
+  private readonly rowExample = growableInt32();
+  private readonly rowMember = growableInt32();
 
-  const seen = new Map<string, number>();
-  header.forEach((h, c) => {
-    if (seen.has(h))
-      throw new DataError(`${at(headerLine, c)}: duplicate column '${h}' (first at column ${seen.get(h)! + 1})`);
-    seen.set(h, c);
-  });
-  const labelCol = seen.get('label');
-  if (labelCol === undefined) throw new DataError(`${source} line ${headerLine + 1}: missing column 'label'`);
-  const idCol = seen.get('id');
-  const memberCol = seen.get('member');
-  if (memberCol !== undefined && idCol === undefined) {
-    throw new DataError(`${source} line ${headerLine + 1}: a 'member' column needs an 'id' column naming each example`);
+  constructor(
+    private readonly source: string,
+    opts: ParseOptions,
+  ) {
+    this.tolerance = opts.probSumTolerance ?? 1e-3;
+    this.minLabel = opts.allowUnknownLabel ? -1 : 0;
   }
-  const logitCols = new Map<number, number>();
-  const probCols = new Map<number, number>();
-  header.forEach((h, c) => {
-    const lm = /^logit(\d+)$/.exec(h);
-    const pm = /^p(\d+)$/.exec(h);
-    if (lm) logitCols.set(Number(lm[1]), c);
-    else if (pm) probCols.set(Number(pm[1]), c);
-    else if (h !== 'label' && h !== 'id' && h !== 'member') {
-      throw new DataError(
-        `${at(headerLine, c)}: unknown column '${h}'; expected label, logit0..logit{K-1} or p0..p{K-1}, id, member`,
-      );
-    }
-  });
-  if (logitCols.size > 0 && probCols.size > 0) {
-    throw new DataError(`${source} line ${headerLine + 1}: has both logit and p columns; give one kind only`);
-  }
-  const kind: ScoreKind = logitCols.size > 0 ? 'logits' : 'probs';
-  const scoreCols = kind === 'logits' ? logitCols : probCols;
-  const prefix = kind === 'logits' ? 'logit' : 'p';
-  const k = scoreCols.size;
-  if (k === 0)
-    throw new DataError(
-      `${source} line ${headerLine + 1}: no score columns; expected logit0..logit{K-1} or p0..p{K-1}`,
-    );
-  for (let c = 0; c < k; c++) {
-    if (!scoreCols.has(c)) {
-      throw new DataError(
-        `${source} line ${headerLine + 1}: column '${prefix}${c}' is missing (found ${k} ${prefix} columns, expected ${prefix}0..${prefix}${k - 1})`,
-      );
-    }
-  }
-  const colOfClass = Array.from({ length: k }, (_, c) => scoreCols.get(c)!);
 
-  interface Row {
-    line: number;
-    label: number;
-    scores: Float64Array;
-    id?: string;
-    member?: string;
+  private at(line: number, col: number): string {
+    return `${this.source} line ${line}, column ${col + 1} (${this.columns[col] ?? '?'})`;
   }
-  const rows: Row[] = [];
-  for (let li = headerLine + 1; li < lines.length; li++) {
-    const raw = lines[li]!;
-    if (raw.trim() === '') continue;
-    const cells = raw.split(',').map((s) => s.trim());
-    if (cells.length !== header.length) {
+
+  header(header: string[], line: number): void {
+    const source = this.source;
+    this.columns = header;
+    this.headerLine = line;
+    const seen = new Map<string, number>();
+    header.forEach((h, c) => {
+      if (seen.has(h))
+        throw new DataError(`${this.at(line, c)}: duplicate column '${h}' (first at column ${seen.get(h)! + 1})`);
+      seen.set(h, c);
+    });
+    const labelCol = seen.get('label');
+    if (labelCol === undefined) throw new DataError(`${source} line ${line}: missing column 'label'`);
+    this.labelCol = labelCol;
+    this.idCol = seen.get('id');
+    this.memberCol = seen.get('member');
+    if (this.memberCol !== undefined && this.idCol === undefined) {
+      throw new DataError(`${source} line ${line}: a 'member' column needs an 'id' column naming each example`);
+    }
+    const logitCols = new Map<number, number>();
+    const probCols = new Map<number, number>();
+    header.forEach((h, c) => {
+      const lm = /^logit(\d+)$/.exec(h);
+      const pm = /^p(\d+)$/.exec(h);
+      if (lm) logitCols.set(Number(lm[1]), c);
+      else if (pm) probCols.set(Number(pm[1]), c);
+      else if (h !== 'label' && h !== 'id' && h !== 'member') {
+        throw new DataError(
+          `${this.at(line, c)}: unknown column '${h}'; expected label, logit0..logit{K-1} or p0..p{K-1}, id, member`,
+        );
+      }
+    });
+    if (logitCols.size > 0 && probCols.size > 0) {
+      throw new DataError(`${source} line ${line}: has both logit and p columns; give one kind only`);
+    }
+    this.kind = logitCols.size > 0 ? 'logits' : 'probs';
+    const scoreCols = this.kind === 'logits' ? logitCols : probCols;
+    const prefix = this.kind === 'logits' ? 'logit' : 'p';
+    const k = scoreCols.size;
+    if (k === 0)
+      throw new DataError(`${source} line ${line}: no score columns; expected logit0..logit{K-1} or p0..p{K-1}`);
+    for (let c = 0; c < k; c++) {
+      if (!scoreCols.has(c)) {
+        throw new DataError(
+          `${source} line ${line}: column '${prefix}${c}' is missing (found ${k} ${prefix} columns, expected ${prefix}0..${prefix}${k - 1})`,
+        );
+      }
+    }
+    this.k = k;
+    this.colOfClass = Array.from({ length: k }, (_, c) => scoreCols.get(c)!);
+  }
+
+  row(cells: string[], line: number): void {
+    const { k, columns, labelCol, tolerance } = this;
+    if (cells.length !== columns.length) {
       throw new DataError(
-        `${source} line ${li + 1}: ${cells.length} cells, but the header has ${header.length} columns`,
+        `${this.source} line ${line}: ${cells.length} cells, but the header has ${columns.length} columns`,
       );
     }
     const labelText = cells[labelCol]!;
     const label = Number(labelText);
-    const minLabel = opts.allowUnknownLabel ? -1 : 0;
-    if (!INTEGER.test(labelText) || label < minLabel || label >= k) {
+    if (!INTEGER.test(labelText) || label < this.minLabel || label >= k) {
       throw new DataError(
-        `${at(li, labelCol)}: '${labelText}' is not a class index in ${minLabel === -1 ? '{−1} ∪ ' : ''}[0, ${k})`,
+        `${this.at(line, labelCol)}: '${labelText}' is not a class index in ${this.minLabel === -1 ? '{−1} ∪ ' : ''}[0, ${k})`,
       );
     }
-    const scores = new Float64Array(k);
     let sum = 0;
     for (let c = 0; c < k; c++) {
-      const col = colOfClass[c]!;
+      const col = this.colOfClass[c]!;
       const t = cells[col]!;
-      if (NON_FINITE.test(t)) throw new DataError(`${at(li, col)}: '${t}' is not finite; NaN and Inf are not allowed`);
-      if (!DECIMAL.test(t)) throw new DataError(`${at(li, col)}: '${t}' is not a decimal number`);
       const v = Number(t);
-      if (!Number.isFinite(v)) throw new DataError(`${at(li, col)}: '${t}' overflows to a non-finite number`);
-      if (kind === 'probs' && (v < 0 || v > 1 + tolerance)) {
-        throw new DataError(`${at(li, col)}: probability ${t} is outside [0, 1]`);
+      if (!Number.isFinite(v) || !DECIMAL.test(t)) {
+        if (NON_FINITE.test(t))
+          throw new DataError(`${this.at(line, col)}: '${t}' is not finite; NaN and Inf are not allowed`);
+        if (!DECIMAL.test(t)) throw new DataError(`${this.at(line, col)}: '${t}' is not a decimal number`);
+        throw new DataError(`${this.at(line, col)}: '${t}' overflows to a non-finite number`);
       }
-      scores[c] = v;
+      if (this.kind === 'probs' && (v < 0 || v > 1 + tolerance)) {
+        throw new DataError(`${this.at(line, col)}: probability ${t} is outside [0, 1]`);
+      }
+      this.scores.push(v);
       sum += v;
     }
-    if (kind === 'probs' && Math.abs(sum - 1) > tolerance) {
+    if (this.kind === 'probs' && Math.abs(sum - 1) > tolerance) {
       throw new DataError(
-        `${source} line ${li + 1}, columns ${colOfClass[0]! + 1}..${colOfClass[k - 1]! + 1} (p0..p${k - 1}): ` +
+        `${this.source} line ${line}, columns ${this.colOfClass[0]! + 1}..${this.colOfClass[k - 1]! + 1} (p0..p${k - 1}): ` +
           `probabilities sum to ${sum}, not 1 (tolerance ${tolerance})`,
       );
     }
-    const row: Row = { line: li + 1, label, scores };
-    if (idCol !== undefined) {
-      row.id = cells[idCol]!;
-      if (row.id === '') throw new DataError(`${at(li, idCol)}: empty id`);
+    this.labels.push(label);
+    this.lines.push(line);
+    const { idCol, memberCol } = this;
+    if (idCol === undefined) return;
+    const id = cells[idCol]!;
+    if (id === '') throw new DataError(`${this.at(line, idCol)}: empty id`);
+    if (memberCol === undefined) {
+      const first = this.idLine.get(id);
+      if (first !== undefined) {
+        throw new DataError(
+          `${this.at(line, idCol)}: id '${id}' repeats line ${first}; add a 'member' column for ensembles`,
+        );
+      }
+      this.idLine.set(id, line);
+      return;
     }
-    if (memberCol !== undefined) {
-      row.member = cells[memberCol]!;
-      if (row.member === '') throw new DataError(`${at(li, memberCol)}: empty member`);
-    }
-    rows.push(row);
+    const member = cells[memberCol]!;
+    if (member === '') throw new DataError(`${this.at(line, memberCol)}: empty member`);
+    let i = this.exampleOf.get(id);
+    if (i === undefined) this.exampleOf.set(id, (i = this.exampleOf.size));
+    let j = this.memberOf.get(member);
+    if (j === undefined) this.memberOf.set(member, (j = this.memberOf.size));
+    this.rowExample.push(i);
+    this.rowMember.push(j);
   }
-  if (rows.length === 0) throw new DataError(`${source}: no data rows after the header`);
 
-  if (memberCol === undefined) {
-    const n = rows.length;
-    const data = new Float64Array(n * k);
-    rows.forEach((r, i) => data.set(r.scores, i * k));
+  finish(): PredictionsTable {
+    const { source, kind, k } = this;
+    if (this.headerLine === 0)
+      throw new DataError(`${source}: the file is empty; expected a header such as 'label,logit0,logit1'`);
+    if (this.labels.length === 0) throw new DataError(`${source}: no data rows after the header`);
+    if (this.memberCol !== undefined) return this.groupEnsemble();
+    const n = this.labels.length;
     const table: PredictionsTable = {
       kind,
-      scores: { data, n, k },
-      labels: Int32Array.from(rows, (r) => r.label),
-      lines: Int32Array.from(rows, (r) => r.line),
+      scores: { data: this.scores.toArray(), n, k },
+      labels: this.labels.toArray(),
+      lines: this.lines.toArray(),
       source,
     };
-    if (idCol !== undefined) {
-      const ids = rows.map((r) => r.id!);
-      const first = new Map<string, number>();
-      ids.forEach((id, i) => {
-        if (first.has(id)) {
-          throw new DataError(
-            `${at(rows[i]!.line - 1, idCol)}: id '${id}' repeats line ${first.get(id)}; add a 'member' column for ensembles`,
-          );
-        }
-        first.set(id, rows[i]!.line);
-      });
-      table.ids = ids;
-    }
+    if (this.idCol !== undefined) table.ids = [...this.idLine.keys()];
     return table;
   }
-  return groupEnsemble(rows, kind, k, source, at, labelCol, memberCol);
+
+  /** Ensemble rows, in any order, placed at (member j, example i); every example needs every member once. */
+  private groupEnsemble(): PredictionsTable {
+    const { source, kind, k, labelCol, memberCol } = this;
+    const ids = [...this.exampleOf.keys()];
+    const memberNames = [...this.memberOf.keys()];
+    const n = ids.length;
+    const m = memberNames.length;
+    const rows = this.labels.length;
+    const labels = new Int32Array(n);
+    const lines = new Int32Array(n); // line of each example's first row
+    const data = new Float64Array(m * n * k);
+    const filledAt = new Int32Array(m * n); // line of the row that filled (member, example), 0 if none
+    for (let r = 0; r < rows; r++) {
+      const i = this.rowExample.get(r);
+      const j = this.rowMember.get(r);
+      const line = this.lines.get(r);
+      const label = this.labels.get(r);
+      if (lines[i] === 0) {
+        lines[i] = line;
+        labels[i] = label;
+      }
+      if (filledAt[j * n + i]! !== 0) {
+        throw new DataError(
+          `${this.at(line, memberCol!)}: example '${ids[i]}' already has member '${memberNames[j]}' at line ${filledAt[j * n + i]}`,
+        );
+      }
+      if (label !== labels[i]) {
+        throw new DataError(
+          `${this.at(line, labelCol)}: example '${ids[i]}' has label ${label} here but ${labels[i]} at line ${lines[i]}`,
+        );
+      }
+      filledAt[j * n + i] = line;
+      for (let c = 0; c < k; c++) data[(j * n + i) * k + c] = this.scores.get(r * k + c);
+    }
+    for (let i = 0; i < n; i++) {
+      const missing = memberNames.filter((_, j) => filledAt[j * n + i] === 0);
+      if (missing.length > 0) {
+        throw new DataError(
+          `${source} line ${lines[i]}: example '${ids[i]}' is missing member(s) ${missing.map((s) => `'${s}'`).join(', ')} ` +
+            `(every example needs all ${m} members: ${memberNames.join(', ')})`,
+        );
+      }
+    }
+    return { kind, scores: { data, n, k, m }, labels, ids, memberNames, lines, source };
+  }
 }
 
-function groupEnsemble(
-  rows: { line: number; label: number; scores: Float64Array; id?: string; member?: string }[],
-  kind: ScoreKind,
-  k: number,
-  source: string,
-  at: (line: number, col: number) => string,
-  labelCol: number,
-  memberCol: number,
-): PredictionsTable {
-  const exampleOf = new Map<string, number>();
-  const memberOf = new Map<string, number>();
-  const ids: string[] = [];
-  const memberNames: string[] = [];
-  const labels: number[] = [];
-  const lines: number[] = [];
-  for (const r of rows) {
-    if (!exampleOf.has(r.id!)) {
-      exampleOf.set(r.id!, ids.length);
-      ids.push(r.id!);
-      labels.push(r.label);
-      lines.push(r.line);
-    }
-    if (!memberOf.has(r.member!)) {
-      memberOf.set(r.member!, memberNames.length);
-      memberNames.push(r.member!);
-    }
-  }
-  const n = ids.length;
-  const m = memberNames.length;
-  const data = new Float64Array(m * n * k);
-  const filledAt = new Int32Array(m * n); // line of the row that filled (member, example), 0 if none
-  for (const r of rows) {
-    const i = exampleOf.get(r.id!)!;
-    const j = memberOf.get(r.member!)!;
-    if (filledAt[j * n + i]! !== 0) {
-      throw new DataError(
-        `${at(r.line - 1, memberCol)}: example '${r.id}' already has member '${r.member}' at line ${filledAt[j * n + i]}`,
-      );
-    }
-    if (r.label !== labels[i]) {
-      throw new DataError(
-        `${at(r.line - 1, labelCol)}: example '${r.id}' has label ${r.label} here but ${labels[i]} at line ${lines[i]}`,
-      );
-    }
-    filledAt[j * n + i] = r.line;
-    data.set(r.scores, (j * n + i) * k);
-  }
-  for (let i = 0; i < n; i++) {
-    const missing = memberNames.filter((_, j) => filledAt[j * n + i] === 0);
-    if (missing.length > 0) {
-      throw new DataError(
-        `${source} line ${lines[i]}: example '${ids[i]}' is missing member(s) ${missing.map((s) => `'${s}'`).join(', ')} ` +
-          `(every example needs all ${m} members: ${memberNames.join(', ')})`,
-      );
-    }
-  }
-  return {
-    kind,
-    scores: { data, n, k, m },
-    labels: Int32Array.from(labels),
-    ids,
-    memberNames,
-    lines: Int32Array.from(lines),
-    source,
-  };
+/**
+ * Parse a predictions CSV (`label,logit0,…` or `label,prob0,…`, optionally with `id` and `member` columns for
+ * ensembles) given as a string into a `PredictionsTable`; `source` names it in error messages. Files are read
+ * with `readPredictionsCsv`, which streams them through the same parser.
+ */
+export function parsePredictionsCsv(text: string, source = '<string>', opts: ParseOptions = {}): PredictionsTable {
+  return readCsvText(text, source, new PredictionsSink(source, opts));
+}
+
+/**
+ * Read a predictions CSV file (see `parsePredictionsCsv`), streamed from disk: memory holds the scores (8 bytes a
+ * number), never the file's text, so files of any size are read.
+ */
+export function readPredictionsCsv(file: string, opts: ParseOptions = {}): Promise<PredictionsTable> {
+  return readCsvFile(file, 'predictions', new PredictionsSink(file, opts));
 }
 
 /**

@@ -39,12 +39,12 @@ export class VmoeError extends Error {
 /** A command-line flag or argument that is missing, malformed or out of range. */
 export class UsageError extends VmoeError {}
 
-/** An invalid config: `problems` lists every bad field, one per entry. */
+/** An invalid config: `problems` lists every bad field, one per entry (one problem: a one-line message). */
 export class ConfigError extends VmoeError {
   readonly problems: string[];
   constructor(problems: string[] | string, options: VmoeErrorOptions = {}) {
     const list = Array.isArray(problems) ? problems : [problems];
-    super(`invalid config:\n  ${list.join('\n  ')}`, options);
+    super(list.length === 1 ? `invalid config: ${list[0]}` : `invalid config:\n  ${list.join('\n  ')}`, options);
     this.problems = list;
   }
 }

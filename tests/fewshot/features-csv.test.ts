@@ -13,7 +13,19 @@ describe('parseFeaturesCsv', () => {
   });
 
   it.each([
+    ['"label","f0"\n"1","2.5"\n', 'quoted cells'],
+    ['\uFEFFlabel,f0\r\n1,2.5\r\n', 'a BOM and CRLF'],
+    ['label,f0\r\r1,2.5\r', 'CR-only line endings'],
+  ])('reads %j (%s)', (text) => {
+    const r = parseFeaturesCsv(text, 'x.csv');
+    expect(Array.from(r.x.data)).toEqual([2.5]);
+    expect(Array.from(r.y)).toEqual([1]);
+    expect(r.lines[0]).toBe(text.includes('\r\r') ? 3 : 2);
+  });
+
+  it.each([
     ['', /x\.csv: the file is empty/],
+    ['label,f0\n0,"1', /x\.csv line 2: malformed CSV: Quote Not Closed/],
     ['y,f0\n0,1', /x\.csv line 1, column 1 \(y\): the first header cell must be 'label'/],
     ['label\n0', /line 1: the header has no feature columns/],
     ['label,f0,f2\n0,1,2', /line 1, column 3 \(f2\): expected header cell 'f1', got 'f2'/],

@@ -1,5 +1,8 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { formatPredictionsCsv, parsePredictionsCsv } from '../../src/metrics/predictions-csv.js';
+import { formatPredictionsCsv, parsePredictionsCsv, readPredictionsCsv } from '../../src/metrics/predictions-csv.js';
 import { Rng } from '../../src/util/rng.js';
 import { randomLabels, randomLogits } from './helpers.js';
 
@@ -37,6 +40,39 @@ describe('parsePredictionsCsv', () => {
     expect(Array.from(t.scores.data)).toEqual(Array.from(z.data));
     expect(t.scores.m).toBe(m);
     expect(Array.from(t.labels)).toEqual(Array.from(y));
+  });
+
+  it.each([
+    { name: 'quoted cells (pandas QUOTE_ALL)', text: '"label","logit0","logit1"\n"1","0.5","-1"\n"0","2","3"\n' },
+    { name: 'a UTF-8 BOM and CRLF', text: '\uFEFFlabel,logit0,logit1\r\n1,0.5,-1\r\n0,2,3\r\n' },
+    { name: 'CR-only line endings', text: 'label,logit0,logit1\r1,0.5,-1\r\r0,2,3' },
+  ])('reads $name', ({ text }) => {
+    const t = parsePredictionsCsv(text, 'q.csv');
+    expect(Array.from(t.scores.data)).toEqual([0.5, -1, 2, 3]);
+    expect(Array.from(t.labels)).toEqual([1, 0]);
+    expect(t.lines[1]).toBe(text.includes('\r\r') ? 4 : 3);
+  });
+
+  it('a quoted id holding a line break moves the next lines on', () => {
+    expect(() => parsePredictionsCsv('id,label,logit0\n"a\r\nb",0,1\nc,0,x\n', 'q.csv')).toThrow(
+      /q\.csv line 4, column 3 \(logit0\): 'x'/,
+    );
+  });
+
+  it('readPredictionsCsv streams a file through the same parser', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-pcsv-'));
+    const rng = new Rng(2);
+    const z = randomLogits(rng, 3000, 3);
+    const y = randomLabels(rng, 3000, 3);
+    const file = path.join(dir, 'p.csv');
+    fs.writeFileSync(file, formatPredictionsCsv(z, y));
+    const t = await readPredictionsCsv(file);
+    expect(Array.from(t.scores.data)).toEqual(Array.from(z.data));
+    expect(Array.from(t.labels)).toEqual(Array.from(y));
+    expect(t.lines[2999]).toBe(3001);
+    await expect(readPredictionsCsv(path.join(dir, 'nope.csv'))).rejects.toThrow(/cannot read predictions file .*nope/);
+    fs.writeFileSync(file, 'label,logit0\n0,1\n0,"2\n');
+    await expect(readPredictionsCsv(file)).rejects.toThrow(/p\.csv line 3: malformed CSV: Quote Not Closed/);
   });
 
   it('OOD files may use label −1 when allowed', () => {
@@ -119,6 +155,12 @@ describe('parsePredictionsCsv errors name the line and column', () => {
       msg: /line 3, column 1 \(id\): id 'a' repeats line 2/,
     },
     { name: 'empty id', text: 'id,member,label,logit0\n,0,0,1\n', msg: /line 2, column 1 \(id\): empty id/ },
+    {
+      name: 'quote inside a cell',
+      text: 'label,logit0\n0,1"2\n',
+      msg: /f\.csv line 2: malformed CSV: Invalid Opening Quote/,
+    },
+    { name: 'unclosed quote', text: 'label,logit0\n0,"1\n', msg: /f\.csv line 2: malformed CSV: Quote Not Closed/ },
   ])('$name', ({ text, msg }) => {
     expect(() => parsePredictionsCsv(text, 'f.csv')).toThrow(msg);
   });

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { expect } from 'vitest';
 
 export const root = path.resolve(__dirname, '../..');
 export const cli = path.join(root, 'dist/cli/main.js');
@@ -36,7 +37,7 @@ export const common = [
   'wasm',
 ];
 
-const env = { ...process.env, VMOE_THREADS: '1' };
+const env = { ...process.env, VMOE_THREADS: '1', VMOE_DEBUG: '' };
 
 export function vmoe(...args: string[]) {
   const t0 = performance.now();
@@ -66,6 +67,21 @@ export const tmpDir = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `vm
 
 /** The `error:` lines of a command's stderr. */
 export const errorLines = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('error:'));
+
+/**
+ * A clear refusal: exit 2, no stack trace, stdout empty (no half-printed report), and stderr — apart from
+ * `[vmoe] …` progress lines — exactly one `error:` line, then at most one `hint:` line; returns the error line.
+ */
+export function refusal(r: { status: number | null; stdout: string; stderr: string }): string {
+  expect(r.status, r.stderr).toBe(2);
+  expect(r.stderr).not.toMatch(/^ {4}at /m);
+  expect(r.stdout).toBe('');
+  const lines = r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('[vmoe] '));
+  expect(lines[0], r.stderr).toMatch(/^error: \S/);
+  expect(lines.length, r.stderr).toBeLessThanOrEqual(2);
+  if (lines[1] !== undefined) expect(lines[1], r.stderr).toMatch(/^hint: \S/);
+  return lines[0]!;
+}
 
 /**
  * Training steps logged in a run's metrics.jsonl: every line must parse and the file end with a newline;
