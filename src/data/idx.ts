@@ -6,10 +6,11 @@
  * type (0x08) is supported: every data set this toolkit uses stores pixels and
  * labels that way, and writing other types would invite silent precision bugs.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { DataError } from '../util/errors.js';
+import { writeFileWhole } from '../util/output-dir.js';
 
 export { DataError };
 
@@ -150,5 +151,5 @@ export function encodeIdx(dims: readonly number[], data: Uint8Array): Uint8Array
 export function writeIdx(path: string, dims: readonly number[], data: Uint8Array): void {
   const encoded = encodeIdx(dims, data);
   mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, path.endsWith('.gz') ? gzipSync(encoded) : encoded);
+  writeFileWhole(path, path.endsWith('.gz') ? gzipSync(encoded) : encoded);
 }

@@ -414,12 +414,15 @@ export interface TrainingLogRecord {
 /** Training steps of a metrics.jsonl that carry MoE statistics; evaluation lines (with "split") are skipped. */
 export function parseTrainingLog(text: string, source: string): TrainingLogRecord[] {
   const out: TrainingLogRecord[] = [];
-  text.split('\n').forEach((line, i) => {
+  const lines = text.split('\n');
+  lines.forEach((line, i) => {
     if (!line.trim()) return;
     let rec: unknown;
     try {
       rec = JSON.parse(line);
     } catch (e) {
+      // a last line without its newline is a record cut by a crash mid-write (metrics.jsonl is written whole-line): skip it
+      if (i === lines.length - 1) return;
       throw new DataError(`${source}:${i + 1}: not valid JSON (${(e as Error).message})`);
     }
     const r = rec as { step?: unknown; split?: unknown; moe?: unknown };

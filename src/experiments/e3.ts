@@ -13,6 +13,7 @@ import { evaluateCheckpoints } from '../eval/harness.js';
 import { writeEvalResults } from '../export/eval-files.js';
 import { reportOutputs, reportRows } from '../export/report.js';
 import { runRecord } from '../engine/record.js';
+import { writeFileWhole } from '../util/output-dir.js';
 
 const CONFIG_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../configs');
 
@@ -43,7 +44,7 @@ export const E3_MODELS: ModelSpec[] = [
 
 function annotate(file: string, extra: Record<string, unknown>): void {
   const r = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-  fs.writeFileSync(file, JSON.stringify({ ...r, ...extra }, null, 2) + '\n');
+  writeFileWhole(file, JSON.stringify({ ...r, ...extra }, null, 2) + '\n');
 }
 
 export async function runE3Experiment(o: E3ExperimentOptions): Promise<{ table: string }> {
@@ -148,12 +149,12 @@ export async function runE3Experiment(o: E3ExperimentOptions): Promise<{ table: 
     options: o,
     convention: 'mean ± sample std over seeds; ECE 15 equal-width bins; OOD AUROC of MSP with OOD positive',
   };
-  fs.writeFileSync(path.join(o.out, 'table.csv'), outputs.csv!);
-  fs.writeFileSync(
+  writeFileWhole(path.join(o.out, 'table.csv'), outputs.csv!);
+  writeFileWhole(
     path.join(o.out, 'table.json'),
     JSON.stringify({ groups: rows.summaries, provenance }, null, 2) + '\n',
   );
-  fs.writeFileSync(path.join(o.out, 'table.tex'), outputs.latex!);
-  fs.writeFileSync(path.join(o.out, 'results.md'), outputs.markdown!);
+  writeFileWhole(path.join(o.out, 'table.tex'), outputs.latex!);
+  writeFileWhole(path.join(o.out, 'results.md'), outputs.markdown!);
   return { table: outputs.markdown! };
 }

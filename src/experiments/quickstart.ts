@@ -13,6 +13,7 @@ import { writeEvalResults } from '../export/eval-files.js';
 import { eceWords, provenanceColumns, provenanceOf, runWords } from '../export/provenance.js';
 import { toCsv, toLatex, toMarkdown, type Row } from '../export/tables.js';
 import { train } from '../train/trainer.js';
+import { writeFileWhole } from '../util/output-dir.js';
 
 /** The one line a newcomer needs when the fast path or the intended data set is missing. */
 export const FAST_PATH_HINT =
@@ -107,6 +108,6 @@ export async function runQuickstartJob(o: QuickstartOptions, engine: EngineInfo)
     ],
     ['results.md', toMarkdown([row])],
   ];
-  for (const [name, text] of files) fs.writeFileSync(path.join(o.out, name), text);
+  for (const [name, text] of files) writeFileWhole(path.join(o.out, name), text);
   return { accuracy: report.accuracy, nll: report.nll, ece: report.ece, totalSeconds, files: files.map(([n]) => n) };
 }

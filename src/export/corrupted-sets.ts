@@ -9,7 +9,7 @@
  *   preview.png          rows = corruptions, columns = severity 0 (clean) … 5 (or clean | corrupted for mnist-c)
  * Whatever split is read, the sets are written as the folder's `test` files.
  */
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeIdx } from '../data/idx.js';
 import { loadDataset, type Split } from '../data/registry.js';
@@ -18,6 +18,7 @@ import { CORRUPTIONS } from '../robustness/corruptions.js';
 import { MNIST_C } from '../robustness/mnist-c.js';
 import { previewGrid, writePng } from '../robustness/preview.js';
 import { UsageError } from '../util/errors.js';
+import { writeFileWhole } from '../util/output-dir.js';
 
 /** What to corrupt and where to write it. */
 export interface CorruptOptions {
@@ -103,7 +104,7 @@ export function writeCorruptedSets(opts: CorruptOptions): CorruptManifest {
         seed: opts.seed,
         source: { dataset: opts.dataset, split: opts.split, limit: opts.limit ?? null },
       };
-      writeFileSync(join(dir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+      writeFileWhole(join(dir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
       sets.push({
         corruption: name,
         severity: opts.suite === 'c' ? severity : 1,
@@ -148,6 +149,6 @@ export function writeCorruptedSets(opts: CorruptOptions): CorruptManifest {
     writePng(join(opts.out, 'preview.png'), grid.rgba, grid.width, grid.height);
     manifest.preview = 'preview.png';
   }
-  writeFileSync(join(opts.out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  writeFileWhole(join(opts.out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
   return manifest;
 }

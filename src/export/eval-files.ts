@@ -15,6 +15,7 @@ import { conformalRows } from './metrics-format.js';
 import { writeFigure } from './png.js';
 import { eceWords, provenanceColumns, provenanceOf, runWords } from './provenance.js';
 import { toCsv, toLatex, toTextTable, type Row } from './tables.js';
+import { writeFileWhole } from '../util/output-dir.js';
 
 export type EvalFormat = 'json' | 'table' | 'csv' | 'latex';
 export const EVAL_FORMATS: readonly EvalFormat[] = ['json', 'table', 'csv', 'latex'];
@@ -117,7 +118,7 @@ export function writeEvalResults(dir: string, run: EvalRun, opts: { bins: number
   const written: string[] = [];
   for (const [name, text] of files) {
     const file = path.join(dir, name);
-    fs.writeFileSync(file, text);
+    writeFileWhole(file, text);
     written.push(file);
   }
   for (const f of evalFigures({

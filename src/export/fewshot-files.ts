@@ -9,6 +9,7 @@ import type { FewShotRun, FewShotResult } from '../eval/fewshot.js';
 import { fewShotFigure } from './eval-figures.js';
 import { writeFigure } from './png.js';
 import { toCsv, toLatex, toMarkdown, toTextTable, type Row } from './tables.js';
+import { writeFileWhole } from '../util/output-dir.js';
 
 export type FewShotFormat = 'json' | 'table' | 'csv' | 'latex';
 export const FEWSHOT_FORMATS: readonly FewShotFormat[] = ['json', 'table', 'csv', 'latex'];
@@ -56,10 +57,10 @@ export function formatFewShot(r: FewShotResult, format: FewShotFormat): string {
 export function writeFewShotFiles(dir: string, run: FewShotRun): void {
   const r = run.result;
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'fewshot.json'), resultText(r));
-  fs.writeFileSync(path.join(dir, 'fewshot.csv'), toCsv(fewShotRows(r)));
-  fs.writeFileSync(path.join(dir, 'fewshot.tex'), toLatex(fewShotPrettyRows(r), caption(r)));
-  fs.writeFileSync(path.join(dir, 'fewshot.md'), toMarkdown(fewShotPrettyRows(r)));
+  writeFileWhole(path.join(dir, 'fewshot.json'), resultText(r));
+  writeFileWhole(path.join(dir, 'fewshot.csv'), toCsv(fewShotRows(r)));
+  writeFileWhole(path.join(dir, 'fewshot.tex'), toLatex(fewShotPrettyRows(r), caption(r)));
+  writeFileWhole(path.join(dir, 'fewshot.md'), toMarkdown(fewShotPrettyRows(r)));
   writeFigure(
     dir,
     'fewshot',

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { DataError, UsageError, VmoeError } from '../util/errors.js';
+import { writeFileWhole } from '../util/output-dir.js';
 
 export interface PngOptions {
   /** Pixels per SVG user unit (default 2: print-sharp figures; 1 gives the SVG's own size). */
@@ -84,12 +85,12 @@ export function writeFigure(dir: string, name: string, svg: string, opts: PngOpt
     throw new UsageError(`writeFigure: figure name "${name}" must be letters, digits, '.', '_' or '-'`);
   fs.mkdirSync(dir, { recursive: true });
   const svgPath = path.join(dir, `${name}.svg`);
-  fs.writeFileSync(svgPath, svg);
+  writeFileWhole(svgPath, svg);
   if (!pngAvailable()) {
     process.stderr.write(`[vmoe] ${name}.png not written: @resvg/resvg-js unavailable (${resvgError})\n`);
     return [svgPath];
   }
   const pngPath = path.join(dir, `${name}.png`);
-  fs.writeFileSync(pngPath, svgToPng(svg, opts));
+  writeFileWhole(pngPath, svgToPng(svg, opts));
   return [svgPath, pngPath];
 }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { eceWords, provenanceOf, type Provenance } from './provenance.js';
 import { toCsv, toLatex, toMarkdown, toTextTable, type Row } from './tables.js';
 import { DataError } from '../util/errors.js';
+import { writeFileWhole } from '../util/output-dir.js';
 
 export interface ResultRecord {
   source: string;
@@ -325,8 +326,8 @@ export function reportOutputs(rows: ReturnType<typeof reportRows>, caption = '')
 /** Writes report.{csv,json,tex,md} (from reportOutputs) into `dir`. */
 export function writeReportFiles(dir: string, outputs: Record<string, string>): void {
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'report.csv'), outputs.csv!);
-  fs.writeFileSync(path.join(dir, 'report.json'), outputs.json!);
-  fs.writeFileSync(path.join(dir, 'report.tex'), outputs.latex!);
-  fs.writeFileSync(path.join(dir, 'report.md'), outputs.markdown!);
+  writeFileWhole(path.join(dir, 'report.csv'), outputs.csv!);
+  writeFileWhole(path.join(dir, 'report.json'), outputs.json!);
+  writeFileWhole(path.join(dir, 'report.tex'), outputs.latex!);
+  writeFileWhole(path.join(dir, 'report.md'), outputs.markdown!);
 }

@@ -10,6 +10,7 @@ import { CORRUPTIONS, MNIST_C, type Suite } from '../robustness/index.js';
 import { boxPlotSvg } from './figures.js';
 import { writeFigure } from './png.js';
 import { toCsv, toLatex, toMarkdown, toTextTable, type Row } from './tables.js';
+import { writeFileWhole } from '../util/output-dir.js';
 
 export type RobustnessFormat = 'json' | 'table' | 'csv' | 'latex' | 'markdown';
 export const ROBUSTNESS_FORMATS: readonly RobustnessFormat[] = ['json', 'table', 'csv', 'latex', 'markdown'];
@@ -49,13 +50,13 @@ export function formatRobustness(r: RobustnessReport, format: RobustnessFormat):
  */
 export function writeRobustnessFiles(dir: string, r: RobustnessReport): void {
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'robustness.json'), reportText(r));
-  fs.writeFileSync(path.join(dir, 'robustness.csv'), toCsv(perSetRows(r)));
-  fs.writeFileSync(path.join(dir, 'summary.csv'), toCsv(summaryRows(r)));
-  fs.writeFileSync(path.join(dir, 'summary.md'), toMarkdown(summaryRows(r)));
-  fs.writeFileSync(path.join(dir, 'summary.tex'), toLatex(summaryRows(r), caption(r)));
+  writeFileWhole(path.join(dir, 'robustness.json'), reportText(r));
+  writeFileWhole(path.join(dir, 'robustness.csv'), toCsv(perSetRows(r)));
+  writeFileWhole(path.join(dir, 'summary.csv'), toCsv(summaryRows(r)));
+  writeFileWhole(path.join(dir, 'summary.md'), toMarkdown(summaryRows(r)));
+  writeFileWhole(path.join(dir, 'summary.tex'), toLatex(summaryRows(r), caption(r)));
   // The corruption list with its severity constants, next to the tables that average over it.
-  fs.writeFileSync(
+  writeFileWhole(
     path.join(dir, 'corruptions.csv'),
     toCsv(
       r.corruptions.flatMap((c) =>

@@ -13,6 +13,7 @@ import { patchOverlaySvg, type OverlayPanel } from './figures.js';
 import { writeFigure } from './png.js';
 import { affinityHeatMap, trainingLogFigures } from './routing-figures.js';
 import { toCsv, type Row } from './tables.js';
+import { writeFileWhole } from '../util/output-dir.js';
 
 /**
  * Without --out, results go next to what was analysed: <run>/routing for a run folder, a
@@ -38,7 +39,7 @@ export function writeTrainingLogPlots(logFile: string, outDir: string): string[]
   const rows: Row[] = records.flatMap((r) =>
     r.moe.map((m) => ({ step: r.step, block: m.block, drop_fraction: m.drop, max_load: Math.max(...m.load) })),
   );
-  fs.writeFileSync(path.join(outDir, 'train-routing.csv'), toCsv(rows));
+  writeFileWhole(path.join(outDir, 'train-routing.csv'), toCsv(rows));
   return [
     ...writeFigure(outDir, 'train-drop-fraction', figs.drop),
     ...writeFigure(outDir, 'train-max-load', figs.maxLoad),
@@ -80,7 +81,7 @@ export function writeRoutingFiles(dir: string, a: RoutingAnalysis, earlier: stri
   report.files = files;
   fs.mkdirSync(dir, { recursive: true });
   const out = (f: string, body: string) => {
-    fs.writeFileSync(path.join(dir, f), body);
+    writeFileWhole(path.join(dir, f), body);
     files.push(path.join(dir, f));
   };
   const layerRows: Row[] = layers.map((l) => ({

@@ -9,6 +9,7 @@ import type { SweepReport } from '../eval/sweep.js';
 import { writeFigure } from './png.js';
 import { sweepFigures } from './sweep-figures.js';
 import { toCsv, toLatex, toMarkdown, toTextTable } from './tables.js';
+import { writeFileWhole } from '../util/output-dir.js';
 
 export type SweepFormat = 'json' | 'table' | 'csv' | 'latex' | 'markdown';
 export const SWEEP_FORMATS: readonly SweepFormat[] = ['json', 'table', 'csv', 'latex', 'markdown'];
@@ -38,13 +39,13 @@ export function writeSweepFiles(dir: string, r: SweepReport): string[] {
     ['sweep.tex', toLatex(r.rows, caption(r))],
     ['sweep.md', toMarkdown(r.rows)],
   ];
-  for (const [f, body] of files) fs.writeFileSync(path.join(dir, f), body);
+  for (const [f, body] of files) writeFileWhole(path.join(dir, f), body);
   r.files = [
     ...files.map(([f]) => path.join(dir, f)),
     ...writeFigure(dir, 'accuracy-vs-processed', figs.accuracy),
     ...writeFigure(dir, 'nll-vs-processed', figs.nll),
     path.join(dir, 'sweep.json'),
   ];
-  fs.writeFileSync(path.join(dir, 'sweep.json'), reportText(r));
+  writeFileWhole(path.join(dir, 'sweep.json'), reportText(r));
   return r.files;
 }

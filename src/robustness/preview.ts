@@ -1,8 +1,9 @@
 /** A preview grid of corrupted images: rows = corruptions, columns = severities, a few images per cell. */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { PNG } from 'pngjs';
 import { DataError } from '../util/errors.js';
+import { writeFileWhole } from '../util/output-dir.js';
 
 export interface PreviewRow {
   /** One (k, H, W, C) uint8 block per column (severity), all with the same k. */
@@ -75,5 +76,5 @@ export function encodePng(rgba: Uint8Array, width: number, height: number): Buff
 
 export function writePng(path: string, rgba: Uint8Array, width: number, height: number): void {
   mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, encodePng(rgba, width, height));
+  writeFileWhole(path, encodePng(rgba, width, height));
 }

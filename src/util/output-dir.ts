@@ -107,7 +107,7 @@ export function checkOutputDir(dir: string, flag = '--out', opts: { create?: boo
  * Writes `text` to `file` atomically (temp file in the same folder, fsync, rename). On failure the
  * temp file is removed, the old `file` (if any) is unchanged, and an OutputError names `file`.
  */
-export function writeFileWhole(file: string, text: string): void {
+export function writeFileWhole(file: string, text: string | Uint8Array): void {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
   let fd: number | undefined;
   try {

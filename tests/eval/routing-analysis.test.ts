@@ -476,9 +476,14 @@ describe('training log', () => {
     ).toEqual(want.map((y, i) => [i, y]));
   });
   it('names the file and line of a bad record', () => {
-    expect(() => parseTrainingLog('{"step": 1, "moe": []}\n{oops', 'runs/x/metrics.jsonl')).toThrow(
-      /runs\/x\/metrics\.jsonl:2: not valid JSON/,
-    );
+    expect(() =>
+      parseTrainingLog('{"step": 1, "moe": []}\n{oops\n{"step": 2, "moe": []}\n', 'runs/x/metrics.jsonl'),
+    ).toThrow(/runs\/x\/metrics\.jsonl:2: not valid JSON/);
+  });
+  it('leaves out a last line cut by a crash (no newline after it) and keeps the rest', () => {
+    const line = (step: number) => JSON.stringify({ step, moe: [{ block: 1, drop: 0.1, load: [0.5, 0.5] }] });
+    const recs = parseTrainingLog(`${line(1)}\n${line(2)}\n${line(3).slice(0, 20)}`, 'm.jsonl');
+    expect(recs.map((r) => r.step)).toEqual([1, 2]);
     expect(() => parseTrainingLog('{"step": 1, "moe": [{"block": 1}]}', 'f')).toThrow(/f:1: moe\[0\] needs/);
   });
 });
