@@ -34,8 +34,6 @@ import * as path from 'node:path';
 import { CheckpointError } from '../util/errors.js';
 import { pidAlive } from '../util/run-lock.js';
 
-export { CheckpointError };
-
 /** Element type of a checkpoint array. */
 export type CheckpointDtype = 'float32' | 'int32';
 

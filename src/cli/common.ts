@@ -3,8 +3,6 @@ import type { Command } from 'commander';
 import { BACKEND_ORDER, initEngine, type BackendName, type EngineInfo } from '../engine/index.js';
 import { EXIT_BAD_INPUT, EXIT_INTERNAL, UsageError, isVmoeError } from '../util/errors.js';
 
-export { UsageError };
-
 export function addEngineOptions(cmd: Command): Command {
   return cmd
     .option('--backend <name>', 'tensor backend: auto, node-gpu, node, wasm-blas, wasm, cpu', 'auto')

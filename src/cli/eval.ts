@@ -6,8 +6,8 @@ import { EVAL_FORMATS, formatEval, writeEvalResults, type EvalFormat } from '../
 import type { RoutingOverrides } from '../vmoe/model.js';
 import { addConformalOptions, conformalFromFlags, type ConformalFlags } from './conformal-flags.js';
 import { checkOutputDir } from '../util/output-dir.js';
+import { UsageError } from '../util/errors.js';
 import {
-  UsageError,
   addDataOptions,
   addEngineOptions,
   collect,

@@ -12,8 +12,6 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { DataError } from '../util/errors.js';
 import { writeFileWhole } from '../util/output-dir.js';
 
-export { DataError };
-
 export interface IdxArray {
   dims: number[];
   data: Uint8Array;

@@ -1,4 +1,4 @@
-export { DataError, readIdx, parseIdx, encodeIdx, writeIdx } from './idx.js';
+export { readIdx, parseIdx, encodeIdx, writeIdx } from './idx.js';
 export type { IdxArray, ReadIdxOptions } from './idx.js';
 export {
   SPLITS,

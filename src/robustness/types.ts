@@ -1,8 +1,6 @@
 import type { Rng } from '../util/rng.js';
 import { CorruptionError } from '../util/errors.js';
 
-export { CorruptionError };
-
 /**
  * A corruption: image (H, W, C) in [0, 1] → a new image (H, W, C) in [0, 1].
  * Severity 0 returns an equal copy; the same Rng state gives the same output.

@@ -36,8 +36,6 @@ import { JsonlAppender, readJsonl, writeFileWhole } from '../util/output-dir.js'
 import { openRunFolder, runFilesIn } from './run-folder.js';
 import { signalExitCode, type StopRequest } from './interrupt.js';
 
-export { TrainingError };
-
 /** A training stopped by SIGINT / SIGTERM after saving a checkpoint at the current step; exits 130 / 143. */
 export class TrainingInterrupted extends TrainingError {
   constructor(

@@ -5,8 +5,6 @@
 import { z } from 'zod';
 import { ConfigError } from '../util/errors.js';
 
-export { ConfigError };
-
 export const MoeLayersSchema = z.strictObject({
   /** every-n: blocks n-1, 2n-1, …; last-n: the last n odd blocks; list: explicit 0-indexed blocks. */
   placement: z.enum(['every-n', 'last-n', 'list']).default('last-n'),

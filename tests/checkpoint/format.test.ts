@@ -5,7 +5,6 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   CHECKPOINT_FORMAT_VERSION,
-  CheckpointError,
   type CheckpointContent,
   type CheckpointFs,
   checkpointHash,
@@ -16,6 +15,7 @@ import {
   saveCheckpoint,
 } from '../../src/checkpoint/format.js';
 import { Rng } from '../../src/util/rng.js';
+import { CheckpointError } from '../../src/util/errors.js';
 
 let dir: string;
 beforeEach(() => {

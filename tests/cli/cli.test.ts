@@ -6,8 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 
-const root = path.resolve(__dirname, '../..');
-const cli = path.join(root, 'dist/cli/main.js');
+import { TINY_TRAIN, cli, root, vmoe } from '../helpers/cli.js';
+
 /** One-row CSV as an object (the provenance cells hold no commas or quotes, so a split suffices). */
 function csvRecord(text: string): Record<string, string> {
   const [header, row, ...rest] = text.trim().split('\n');
@@ -19,13 +19,6 @@ function csvRecord(text: string): Record<string, string> {
   return Object.fromEntries(keys.map((k, i) => [k, cells[i]!]));
 }
 const packageVersion = (p: string) => (JSON.parse(fs.readFileSync(p, 'utf8')) as { version: string }).version;
-
-const vmoe = (...args: string[]) =>
-  spawnSync(process.execPath, [cli, ...args], {
-    cwd: root,
-    encoding: 'utf8',
-    env: { ...process.env, VMOE_THREADS: '1' },
-  });
 
 beforeAll(() => {
   if (!fs.existsSync(cli))
@@ -52,28 +45,7 @@ describe('package', () => {
 describe('vmoe CLI on MNIST', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-cli-'));
   const run = path.join(dir, 'run');
-  const common = [
-    '--set',
-    'data.dataset="mnist"',
-    '--set',
-    'data.trainLimit=256',
-    '--set',
-    'data.valSize=64',
-    '--set',
-    'model.patchSize=14',
-    '--set',
-    'model.hidden=16',
-    '--set',
-    'model.mlpDim=32',
-    '--set',
-    'model.moe.groupImages=4',
-    '--set',
-    'train.batchSize=16',
-    '--set',
-    'train.evalEvery=0',
-    '--set',
-    'train.evalLimit=64',
-  ];
+  const common = TINY_TRAIN;
 
   it('train → eval → info', () => {
     const t = vmoe('train', ...common, '--set', 'train.steps=4', '--out', run, '--backend', 'wasm');

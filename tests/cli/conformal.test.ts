@@ -1,5 +1,4 @@
 /** Conformal prediction from the CLI: `vmoe metrics --calib … --conformal …` and `vmoe eval --conformal …`. */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -12,14 +11,7 @@ import { parsePredictionsCsv } from '../../src/metrics/index.js';
 import { checkSvg, isPng } from '../eval/svg-check.js';
 import { runCommand, tinyRun, tmpDir } from './tiny-run.js';
 
-const root = path.resolve(__dirname, '../..');
-const cli = path.join(root, 'dist/cli/main.js');
-const vmoe = (...args: string[]) =>
-  spawnSync(process.execPath, [cli, ...args], {
-    cwd: root,
-    encoding: 'utf8',
-    env: { ...process.env, VMOE_THREADS: '1' },
-  });
+import { cli, oneLineError, vmoe } from '../helpers/cli.js';
 
 const dir = tmpDir('conformal');
 function file(name: string, text: string): string {
@@ -125,11 +117,7 @@ describe('vmoe metrics --conformal', () => {
       ['--calib without --conformal', ['--calib', calib], /^error: --calib .* add --conformal/],
     ])('%s', (_name, args, message) => {
       const r = vmoe('metrics', '--input', test, ...args);
-      expect(r.status).toBe(2);
-      expect(r.stdout).toBe('');
-      expect(r.stderr.split('\n').filter((l) => l.startsWith('error:'))).toHaveLength(1);
-      expect(r.stderr).toMatch(message);
-      expect(r.stderr).not.toMatch(/\n\s+at /); // no stack
+      expect(oneLineError(r, { stdoutEmpty: true }).error).toMatch(message);
     });
   });
 });

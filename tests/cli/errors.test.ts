@@ -2,7 +2,6 @@
  * Bad input through the built CLI: one `error: …` line (plus at most one `hint: …` line) that names the
  * file / flag at fault, exit status 2, no stack trace. And the other side: a bug exits 1, stack only with --debug.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,26 +10,7 @@ import { writeIdx } from '../../src/data/idx.js';
 import { reportError } from '../../src/cli/common.js';
 import { CheckpointError, DataError, UsageError } from '../../src/util/errors.js';
 
-const root = path.resolve(__dirname, '../..');
-const cli = path.join(root, 'dist/cli/main.js');
-const vmoe = (...args: string[]) =>
-  spawnSync(process.execPath, [cli, ...args], {
-    cwd: root,
-    encoding: 'utf8',
-    env: { ...process.env, VMOE_THREADS: '1', VMOE_DEBUG: '' },
-  });
-
-/** Exit 2; apart from `[vmoe] …` progress lines, stderr is one `error:` line and at most one `hint:` line; returns them. */
-function badInput(r: ReturnType<typeof vmoe>): { error: string; hint?: string } {
-  expect(r.status, r.stderr).toBe(2);
-  expect(r.stderr).not.toMatch(/^\s+at /m); // no stack trace
-  const lines = r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('[vmoe] '));
-  expect(lines.length, r.stderr).toBeGreaterThanOrEqual(1);
-  expect(lines.length, r.stderr).toBeLessThanOrEqual(2);
-  expect(lines[0]).toMatch(/^error: \S/);
-  if (lines[1] !== undefined) expect(lines[1]).toMatch(/^hint: \S/);
-  return { error: lines[0]!, hint: lines[1] };
-}
+import { oneLineError as badInput, cli, vmoe } from '../helpers/cli.js';
 
 /** A folder of IDX test files (8 images of size×size, label `maxLabel` at index 5), an `idx:<folder>` data set. */
 function idxFolder(dir: string, size: number, maxLabel: number): string {

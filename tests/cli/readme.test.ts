@@ -1,12 +1,11 @@
 /** `vmoe readme` through the built CLI: result sections go to docs/results.md unless --readme names another file. */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const root = path.resolve(__dirname, '../..');
-const cli = path.join(root, 'dist/cli/main.js');
+import { cli, runCli } from '../helpers/cli.js';
+
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-readme-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 beforeAll(() => {
@@ -14,8 +13,7 @@ beforeAll(() => {
     throw new Error('dist/ is missing: run `npm run build` (npm ci does it through the prepare script)');
 });
 
-const vmoe = (...args: string[]) =>
-  spawnSync(process.execPath, [cli, 'readme', ...args], { cwd: dir, encoding: 'utf8' });
+const vmoe = (...args: string[]) => runCli(['readme', ...args], dir);
 const doc = (text: string) => {
   fs.mkdirSync(path.join(dir, 'docs'), { recursive: true });
   fs.writeFileSync(path.join(dir, 'docs/results.md'), text);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BatchSampler, makeBatch, sequentialBatches, type SamplerState } from '../../src/data/batches.js';
-import { DataError } from '../../src/data/idx.js';
+import { DataError } from '../../src/util/errors.js';
 import type { ImageDataset } from '../../src/data/registry.js';
 import { Rng } from '../../src/util/rng.js';
 

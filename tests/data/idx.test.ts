@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DataError, encodeIdx, readIdx, writeIdx } from '../../src/data/idx.js';
+import { encodeIdx, readIdx, writeIdx } from '../../src/data/idx.js';
+import { DataError } from '../../src/util/errors.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vmoe-idx-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

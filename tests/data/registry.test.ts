@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { DataError, writeIdx } from '../../src/data/idx.js';
+import { writeIdx } from '../../src/data/idx.js';
+import { DataError } from '../../src/util/errors.js';
 import {
   DATA_DIR_ENV,
   DEFAULT_VAL_SIZE,

@@ -6,51 +6,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'vitest';
 
-export const root = path.resolve(__dirname, '../..');
-export const cli = path.join(root, 'dist/cli/main.js');
+import { TINY_TRAIN, cli, cliEnv, errorLines, oneLineError, root, vmoe } from '../helpers/cli.js';
 
-/** The overrides of tests/cli/cli.test.ts: a tiny model on 256 MNIST images. */
-export const common = [
-  '--set',
-  'data.dataset="mnist"',
-  '--set',
-  'data.trainLimit=256',
-  '--set',
-  'data.valSize=64',
-  '--set',
-  'model.patchSize=14',
-  '--set',
-  'model.hidden=16',
-  '--set',
-  'model.mlpDim=32',
-  '--set',
-  'model.moe.groupImages=4',
-  '--set',
-  'train.batchSize=16',
-  '--set',
-  'train.evalEvery=0',
-  '--set',
-  'train.evalLimit=64',
-  '--set',
-  'train.logEvery=1000',
-  '--backend',
-  'wasm',
-];
+export { cli, errorLines, root, vmoe };
 
-const env = { ...process.env, VMOE_THREADS: '1', VMOE_DEBUG: '' };
-
-export function vmoe(...args: string[]) {
-  const t0 = performance.now();
-  const r = spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8', env });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr, seconds: (performance.now() - t0) / 1000 };
-}
+/** The tiny training of tests/helpers/cli.ts, logging rarely, on plain wasm. */
+export const common = [...TINY_TRAIN, '--set', 'train.logEvery=1000', '--backend', 'wasm'];
 
 /** Starts the CLI in the background; `done` resolves with its exit status and output. */
 export function vmoeAsync(...args: string[]): {
   child: ChildProcess;
   done: Promise<{ status: number | null; signal: string | null; stderr: string; stdout: string }>;
 } {
-  const child = spawn(process.execPath, [cli, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [cli, ...args], { cwd: root, env: cliEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '',
     stdout = '';
   child.stderr!.on('data', (d) => (stderr += String(d)));
@@ -65,22 +33,12 @@ export function vmoeAsync(...args: string[]): {
 
 export const tmpDir = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `vmoe-rel-${tag}-`));
 
-/** The `error:` lines of a command's stderr. */
-export const errorLines = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('error:'));
-
 /**
  * A clear refusal: exit 2, no stack trace, stdout empty (no half-printed report), and stderr — apart from
  * `[vmoe] …` progress lines — exactly one `error:` line, then at most one `hint:` line; returns the error line.
  */
 export function refusal(r: { status: number | null; stdout: string; stderr: string }): string {
-  expect(r.status, r.stderr).toBe(2);
-  expect(r.stderr).not.toMatch(/^ {4}at /m);
-  expect(r.stdout).toBe('');
-  const lines = r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('[vmoe] '));
-  expect(lines[0], r.stderr).toMatch(/^error: \S/);
-  expect(lines.length, r.stderr).toBeLessThanOrEqual(2);
-  if (lines[1] !== undefined) expect(lines[1], r.stderr).toMatch(/^hint: \S/);
-  return lines[0]!;
+  return oneLineError(r, { stdoutEmpty: true }).error;
 }
 
 /**

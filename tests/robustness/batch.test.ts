@@ -4,7 +4,7 @@ import { CORRUPTIONS } from '../../src/robustness/corruptions.js';
 import { MNIST_C } from '../../src/robustness/mnist-c.js';
 import { corruptBatch, corruptionNames, imageRng } from '../../src/robustness/batch.js';
 import { encodePng, previewGrid } from '../../src/robustness/preview.js';
-import { CorruptionError } from '../../src/robustness/types.js';
+import { CorruptionError } from '../../src/util/errors.js';
 import { mnistDigits, toFloat } from './helpers.js';
 
 const n = 6;

@@ -7,7 +7,7 @@ import {
   HELD_OUT_CORRUPTIONS,
   getCorruption,
 } from '../../src/robustness/corruptions.js';
-import { CorruptionError } from '../../src/robustness/types.js';
+import { CorruptionError } from '../../src/util/errors.js';
 import { jpegCompression, saturate } from '../../src/robustness/digital.js';
 import { encodeJpeg } from '../../src/robustness/jpeg-codec.js';
 import { lineKernel, rgbToHsv } from '../../src/robustness/image-ops.js';

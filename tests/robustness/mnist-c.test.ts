@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Rng } from '../../src/util/rng.js';
 import { MNIST_C, getMnistC, rotate, scale, shear, translate } from '../../src/robustness/mnist-c.js';
 import { cannyEdges } from '../../src/robustness/canny.js';
-import { CorruptionError } from '../../src/robustness/types.js';
+import { CorruptionError } from '../../src/util/errors.js';
 import { constantImage, mean, mnistDigits, noiseImage, toFloat } from './helpers.js';
 
 const NAMES = Object.keys(MNIST_C);

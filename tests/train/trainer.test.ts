@@ -6,7 +6,7 @@ import { initEngine } from '../../src/engine/index.js';
 import { loadExperiment, parseExperiment, OptimSchema } from '../../src/config/experiment.js';
 import { learningRate } from '../../src/train/optimizer.js';
 import { train } from '../../src/train/trainer.js';
-import { ConfigError } from '../../src/vmoe/config.js';
+import { ConfigError } from '../../src/util/errors.js';
 
 beforeAll(async () => {
   await initEngine({ backend: 'wasm', quiet: true, threads: 1 });
