@@ -19,6 +19,7 @@ import { registerSweepCommand } from './sweep.js';
 import { registerRoutingCommand } from './routing.js';
 import { registerCorruptCommand } from './corrupt.js';
 import { registerRobustnessCommand } from './robustness.js';
+import { registerImportCommand } from './import.js';
 
 const program = new Command();
 program
@@ -38,6 +39,7 @@ registerProbeCommand(program);
 registerFewshotCommand(program);
 registerReportCommand(program);
 registerExperimentCommand(program);
+registerImportCommand(program);
 registerSweepCommand(program);
 registerRoutingCommand(program);
 registerCorruptCommand(program);
