@@ -10,7 +10,7 @@ import path from 'node:path';
 import { CheckpointError, UsageError } from '../util/errors.js';
 import { checkOutputDir, writeFileWhole } from '../util/output-dir.js';
 import { applyOverride } from '../config/experiment.js';
-import { runRecord } from '../engine/record.js';
+import { PACKAGE_VERSION } from '../engine/record.js';
 import { findNonFinite, saveCheckpoint, type NamedArray } from './format.js';
 import { isReferenceCheckpoint, readReferenceCheckpoint, referencePrefix, shardFileName } from './reference-format.js';
 import { importReferenceParams, type InferredArchitecture, type ReferenceRouting } from './reference-map.js';
@@ -92,7 +92,18 @@ export function importCheckpoint(ckpt: string, outDir: string, opts: ImportOptio
   fs.mkdirSync(ckptDir, { recursive: true });
   const file = saveCheckpoint(
     ckptDir,
-    { meta: { ...runRecord(imported.config), step: 0, imported: provenance }, tensors },
+    {
+      meta: {
+        // no engine ran: the record says what wrote the file and when
+        config: imported.config,
+        seed: imported.config.seed,
+        versions: { 'vmoe-ts': PACKAGE_VERSION, node: process.version },
+        time: new Date().toISOString(),
+        step: 0,
+        imported: provenance,
+      },
+      tensors,
+    },
     { keep: Infinity },
   );
   const summaryFile = path.join(out, 'import.json');

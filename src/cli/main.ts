@@ -20,6 +20,7 @@ import { registerRoutingCommand } from './routing.js';
 import { registerCorruptCommand } from './corrupt.js';
 import { registerRobustnessCommand } from './robustness.js';
 import { registerImportCommand } from './import.js';
+import { registerPredictCommand } from './predict.js';
 
 const program = new Command();
 program
@@ -40,6 +41,7 @@ registerFewshotCommand(program);
 registerReportCommand(program);
 registerExperimentCommand(program);
 registerImportCommand(program);
+registerPredictCommand(program);
 registerSweepCommand(program);
 registerRoutingCommand(program);
 registerCorruptCommand(program);

@@ -5,6 +5,7 @@
  * Element types kept here are the ones models and images use: float32/64, float16, bfloat16 (NumPy has no name for
  * it, so writers store it as the 2-byte void type `|V2` — the top half of a float32), and (u)int8/16/32/64 and bool.
  */
+import fs from 'node:fs';
 import { DataError } from './errors.js';
 
 /** NumPy element types this reader understands. */
@@ -245,4 +246,71 @@ export function floatToBfloat16Bits(values: Float32Array): Uint16Array {
 /** Little-endian bytes of a float32 array (a copy on big-endian hosts would be needed; Node targets are LE). */
 export function float32Bytes(values: Float32Array): Uint8Array {
   return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+}
+
+/** An opened `.npy` file whose rows are read on demand (`readNpyRows`), so large inputs need not fit in memory. */
+export interface NpyFile {
+  file: string;
+  dtype: NpyDtype;
+  shape: number[];
+  /** Byte offset of the first element. */
+  dataOffset: number;
+}
+
+/** Reads only the header of `file` (and checks the file is long enough for its data). */
+export function openNpy(file: string): NpyFile {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new DataError(code === 'ENOENT' ? `${file} does not exist` : `cannot read ${file}: ${code ?? e}`);
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    const head = new Uint8Array(Math.min(size, 1 << 16));
+    fs.readSync(fd, head, 0, head.length, 0);
+    // parseNpy on the header alone: give it a fake data length by checking sizes here instead.
+    if (head.length < 10 || MAGIC.some((b, i) => head[i] !== b))
+      throw new DataError(`${file}: not a .npy file (bad magic)`);
+    const major = head[6]!;
+    const view = new DataView(head.buffer);
+    const start = major === 1 ? 10 : 12;
+    const headerLen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+    if (start + headerLen > head.length) throw new DataError(`${file}: truncated .npy header`);
+    const header = new TextDecoder('latin1').decode(head.subarray(start, start + headerLen));
+    const { descr, fortran, shape } = parseHeader(header, file);
+    const dtype = DESCR[descr];
+    if (!dtype) throw new DataError(`${file}: unsupported dtype '${descr}'`);
+    if (fortran && shape.filter((d) => d > 1).length > 1)
+      throw new DataError(`${file}: Fortran-order arrays are not supported`);
+    const need = shape.reduce((a, b) => a * b, 1) * NPY_ITEMSIZE[dtype];
+    const dataOffset = start + headerLen;
+    if (size < dataOffset + need) {
+      throw new DataError(
+        `${file}: truncated: shape (${shape.join(', ')}) of ${dtype} needs ${need} data bytes, the file has ${size - dataOffset}`,
+      );
+    }
+    return { file, dtype, shape, dataOffset };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Rows [start, start + count) along the first axis of an opened `.npy` file, as raw bytes. */
+export function readNpyRows(f: NpyFile, start: number, count: number): Uint8Array {
+  const rowBytes = f.shape.slice(1).reduce((a, b) => a * b, 1) * NPY_ITEMSIZE[f.dtype];
+  const out = new Uint8Array(rowBytes * count);
+  const fd = fs.openSync(f.file, 'r');
+  try {
+    let done = 0;
+    while (done < out.length) {
+      const n = fs.readSync(fd, out, done, out.length - done, f.dataOffset + start * rowBytes + done);
+      if (n === 0) throw new DataError(`${f.file}: ended early (changed while being read?)`);
+      done += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
 }

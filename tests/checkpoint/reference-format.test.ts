@@ -32,7 +32,7 @@ beforeEach(() => {
 afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 describe('reference checkpoint reader', () => {
-  for (const name of Object.keys(expected)) {
+  for (const name of Object.keys(expected).filter((k) => !k.startsWith('_'))) {
     it(`${name}: every array equals the values numpy wrote`, () => {
       const ck = readReferenceCheckpoint(fx(name));
       const want = expected[name]!;
