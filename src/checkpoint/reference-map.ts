@@ -63,7 +63,7 @@ export interface InferredArchitecture {
 }
 
 /** Prefixes under which a params tree is found in the checkpoints the reference writes. */
-const PARAM_ROOTS = ['', 'params/', 'target/', 'optimizer/target/', 'state/params/'];
+const PARAM_ROOTS = ['', 'params/', 'target/', 'opt/target/', 'optimizer/target/', 'params/img/', 'state/params/'];
 
 /** The part of a checkpoint's tree that holds the model's parameters (a train state's `params`, say). */
 export function paramsRoot(arrays: Map<string, RefArray>, where: string): string {

@@ -36,14 +36,17 @@ describe('vmoe import + vmoe predict', () => {
     ['vmoe-bf16', 1],
     ['e3', 2],
     ['vit-gap', 1],
+    ['vit-npz', 1],
+    ['bigvision-npz', 1],
   ] as const) {
     it(`${name}: logits equal the numpy forward pass of the same tree`, () => {
       const out = path.join(tmp, name);
-      const imp = vmoe('import', path.join(FIXTURES, `${name}.index`), '--out', out);
+      const file = name.endsWith('-npz') ? `${name}.npz` : `${name}.index`;
+      const imp = vmoe('import', path.join(FIXTURES, file), '--out', out);
       expect(imp.status, imp.stderr).toBe(0);
       expect(imp.stdout).toMatch(/imported .* 8px\/4, hidden 8, 2 blocks, 2 heads/);
       const summary = JSON.parse(fs.readFileSync(path.join(out, 'import.json'), 'utf8'));
-      expect(summary.inferred.type).toBe(name === 'e3' ? 'e3' : name === 'vit-gap' ? 'vit' : 'vmoe');
+      expect(summary.inferred.type).toBe(name === 'e3' ? 'e3' : name.startsWith('vmoe') ? 'vmoe' : 'vit');
       const pred = path.join(out, 'pred');
       // capacity factor 8 with E = 4 experts: every token finds room, as in the numpy pass
       const r = vmoe(
