@@ -21,6 +21,7 @@ import { registerCorruptCommand } from './corrupt.js';
 import { registerRobustnessCommand } from './robustness.js';
 import { registerImportCommand } from './import.js';
 import { registerPredictCommand } from './predict.js';
+import { registerExportCommand } from './export.js';
 
 const program = new Command();
 program
@@ -42,6 +43,7 @@ registerReportCommand(program);
 registerExperimentCommand(program);
 registerImportCommand(program);
 registerPredictCommand(program);
+registerExportCommand(program);
 registerSweepCommand(program);
 registerRoutingCommand(program);
 registerCorruptCommand(program);

@@ -10,7 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oneLineError, vmoe } from '../helpers/cli.js';
-import { parseNpy, toFloat32 } from '../../src/util/npy.js';
+import { floatToBfloat16Bits, parseNpy, toFloat32 } from '../../src/util/npy.js';
+import { loadCheckpoint } from '../../src/checkpoint/format.js';
+import { resolveCheckpoint } from '../../src/checkpoint/load.js';
 
 const FIXTURES = path.resolve(__dirname, '../fixtures/vmoe-ref/format');
 const forward = (
@@ -128,5 +130,38 @@ describe('vmoe import + vmoe predict', () => {
     fs.writeFileSync(wrong, Buffer.concat([head, Buffer.from(hdr + pad, 'latin1'), Buffer.alloc(2 * 4 * 4 * 3)]));
     const bad = oneLineError(vmoe('predict', '--checkpoint', ok, '--input', wrong, '--out', path.join(tmp, 'p')));
     expect(bad.error).toMatch(/wrong\.npy: images must be \(N, 8, 8, 3\) for this model, got \(2, 4, 4, 3\)/);
+  });
+
+  it('export → import round trips bit for bit (vmoe over 3 shards, npz; bfloat16 = the values rounded)', () => {
+    const a = path.join(tmp, 'rt-a');
+    expect(vmoe('import', path.join(FIXTURES, 'vmoe-2shard-chunked'), '--out', a).status).toBe(0);
+    const vitA = path.join(tmp, 'rt-vit');
+    expect(vmoe('import', path.join(FIXTURES, 'vit-npz.npz'), '--out', vitA).status).toBe(0);
+    const params = (dir: string) => loadCheckpoint(resolveCheckpoint(dir)).tensors;
+    for (const [src, fmt, extra] of [
+      [a, 'vmoe', ['--shards', '3']],
+      [a, 'npz', []],
+      [vitA, 'npz', []],
+      [a, 'vmoe', ['--dtype', 'bfloat16']],
+    ] as const) {
+      const exported = path.join(tmp, `rt-${path.basename(src)}-${fmt}-${extra.join('')}`);
+      const e = vmoe('export', src, '--format', fmt, '--out', exported, ...extra);
+      expect(e.status, e.stderr).toBe(0);
+      const back = `${exported}-back`;
+      const i = vmoe('import', fmt === 'npz' ? `${exported}.npz` : exported, '--out', back);
+      expect(i.status, i.stderr).toBe(0);
+      const x = params(src),
+        y = params(back);
+      expect(Object.keys(y).sort()).toEqual(Object.keys(x).sort());
+      const bf16 = extra.includes('bfloat16');
+      for (const k of Object.keys(x)) {
+        const want = bf16
+          ? new Float32Array(
+              new Uint32Array(Array.from(floatToBfloat16Bits(x[k]!.data as Float32Array), (b) => b << 16)).buffer,
+            )
+          : (x[k]!.data as Float32Array);
+        expect(Buffer.from((y[k]!.data as Float32Array).buffer).equals(Buffer.from(want.buffer)), k).toBe(true);
+      }
+    }
   });
 });
