@@ -91,6 +91,42 @@ describe('vmoe import + vmoe predict', () => {
     });
   }
 
+  it("the reference's bfloat16 dispatcher (--set model.moe.dispatchBfloat16=true) matches its numpy model", () => {
+    const out = path.join(tmp, 'bf16-dispatch');
+    const i = vmoe(
+      'import',
+      path.join(FIXTURES, 'vmoe-1shard'),
+      '--out',
+      out,
+      '--set',
+      'model.moe.dispatchBfloat16=true',
+    );
+    expect(i.status, i.stderr).toBe(0);
+    const pred = path.join(out, 'pred');
+    const r = vmoe(
+      'predict',
+      '--checkpoint',
+      out,
+      '--input',
+      path.join(FIXTURES, 'images.npy'),
+      '--out',
+      pred,
+      '--capacity-factor',
+      '8',
+      '--group-images',
+      '2',
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const got = readNpy(path.join(pred, 'logits.npy')).data;
+    const want = forward.logits['vmoe-1shard-bf16-dispatch']!.flat(2) as number[];
+    const plain = forward.logits['vmoe-1shard']!.flat(2) as number[];
+    const scale = Math.max(...want.map(Math.abs));
+    for (let i = 0; i < want.length; i++)
+      expect(Math.abs(got[i]! - want[i]!), `logit ${i}`).toBeLessThan(2e-4 + 1e-4 * scale);
+    // and the rounding is visible: float32 dispatch differs from it by far more than the tolerance
+    expect(Math.max(...want.map((w, i) => Math.abs(w - plain[i]!)))).toBeGreaterThan(1e-2);
+  });
+
   it('vmoe info on an imported checkpoint shows the inferred architecture', () => {
     const out = path.join(tmp, 'info');
     expect(
