@@ -144,6 +144,12 @@ describe('vmoe import + vmoe predict', () => {
       classes: 3,
     });
     expect(info.architecture.moe).toMatchObject({ blocks: [1], experts: 4, k: 1 });
+    expect(info.training.imported).toMatchObject({ format: 'vmoe', shards: 2, index_version: '20220622' });
+    expect(Object.keys(info.training.imported.sha256).sort()).toEqual([
+      'vmoe-2shard-chunked.data-00000-of-00002',
+      'vmoe-2shard-chunked.data-00001-of-00002',
+      'vmoe-2shard-chunked.index',
+    ]);
   });
 
   it('bad input: one line naming the problem, exit 2, nothing written', () => {
@@ -174,12 +180,13 @@ describe('vmoe import + vmoe predict', () => {
     const vitA = path.join(tmp, 'rt-vit');
     expect(vmoe('import', path.join(FIXTURES, 'vit-npz.npz'), '--out', vitA).status).toBe(0);
     const params = (dir: string) => loadCheckpoint(resolveCheckpoint(dir)).tensors;
-    for (const [src, fmt, extra] of [
+    const cases: [string, string, string[]][] = [
       [a, 'vmoe', ['--shards', '3']],
       [a, 'npz', []],
       [vitA, 'npz', []],
       [a, 'vmoe', ['--dtype', 'bfloat16']],
-    ] as const) {
+    ];
+    for (const [src, fmt, extra] of cases) {
       const exported = path.join(tmp, `rt-${path.basename(src)}-${fmt}-${extra.join('')}`);
       const e = vmoe('export', src, '--format', fmt, '--out', exported, ...extra);
       expect(e.status, e.stderr).toBe(0);
