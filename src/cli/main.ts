@@ -19,6 +19,9 @@ import { registerSweepCommand } from './sweep.js';
 import { registerRoutingCommand } from './routing.js';
 import { registerCorruptCommand } from './corrupt.js';
 import { registerRobustnessCommand } from './robustness.js';
+import { registerImportCommand } from './import.js';
+import { registerPredictCommand } from './predict.js';
+import { registerExportCommand } from './export.js';
 
 const program = new Command();
 program
@@ -38,6 +41,9 @@ registerProbeCommand(program);
 registerFewshotCommand(program);
 registerReportCommand(program);
 registerExperimentCommand(program);
+registerImportCommand(program);
+registerPredictCommand(program);
+registerExportCommand(program);
 registerSweepCommand(program);
 registerRoutingCommand(program);
 registerCorruptCommand(program);

@@ -27,6 +27,8 @@ export function describeModel(configSource: { checkpoint?: string; config?: stri
       saved: ck.meta.time,
       engine: ck.meta.engine,
       versions: ck.meta.versions,
+      // `vmoe import`: the source files, their SHA-256, what was inferred and the routing flags given
+      ...(ck.meta.imported ? { imported: ck.meta.imported } : {}),
     };
     // the run folder's summary, when the checkpoint sits in one (checkpoints/ beside train_summary.json)
     const summaryFile = path.join(path.dirname(path.dirname(file)), 'train_summary.json');

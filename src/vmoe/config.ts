@@ -36,6 +36,8 @@ export const MoeSchema = z.strictObject({
   batchPriority: z.boolean().default(false),
   noiseStd: z.number().min(0).default(1.0),
   router: z.enum(['top-k', 'expert-choice']).default('top-k'),
+  /** Move tokens to and from the experts in bfloat16, as the reference's `dispatcher.bfloat16` (default off). */
+  dispatchBfloat16: z.boolean().default(false),
   /** identical: every expert starts from the same weights (the reference); random: independent init. */
   expertInit: z.enum(['identical', 'random']).default('identical'),
   auxLoss: AuxLossSchema.prefault({}),

@@ -156,6 +156,7 @@ export class VisionMoE {
       batchPriority: over.batchPriority ?? m.batchPriority,
       noiseStd: m.noiseStd,
       aux: m.auxLoss,
+      dispatchBfloat16: m.dispatchBfloat16,
     };
   }
 

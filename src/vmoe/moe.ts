@@ -52,6 +52,20 @@ export interface RoutingSettings {
   batchPriority: boolean;
   noiseStd: number;
   aux: { importance: number; load: number; gshard: number; zloss: number };
+  /**
+   * Round the experts' inputs and outputs to bfloat16, as the reference's `bfloat16: True` dispatcher does (it
+   * moves tokens to and from the experts in bfloat16); default false.
+   */
+  dispatchBfloat16?: boolean;
+}
+
+/**
+ * x rounded to the nearest bfloat16 value (8 significant bits), kept as float32: Veltkamp's split with the factor
+ * 2^16 + 1 — t = c·x, x₈ = t − (t − x) — exact in float32 arithmetic for |x| < 2^111; its gradient is 1.
+ */
+export function roundToBfloat16(x: tf.Tensor2D): tf.Tensor2D {
+  const t = tf.mul(x, 65537);
+  return tf.sub(t, tf.sub(t, x)) as tf.Tensor2D;
 }
 
 /**
@@ -362,17 +376,20 @@ export function moeLayer(
 
   const rowToken = tf.tensor1d(packed.rowToken, 'int32');
   const rowGate = tf.tensor1d(packed.rowGate, 'int32');
+  const bf16 = r.dispatchBfloat16 === true;
+  const xe = bf16 ? roundToBfloat16(x) : x; // what the experts see
+  const back = (t: tf.Tensor2D) => (bf16 ? roundToBfloat16(t) : t); // what they send back
   let y: tf.Tensor2D;
   if ((opts.impl ?? 'gather') === 'gather') {
-    const out = canGatherInExpertDense(x)
-      ? runExpertsOnTokens(x, rowToken, w, packed.rows)
-      : runExperts(dispatchRows(x, rowToken), w, R, packed.rows); // (E·R, H)
-    y = combineRows(out, gates, rowToken, rowGate, N); // (N, H)
+    const out = canGatherInExpertDense(xe)
+      ? runExpertsOnTokens(xe, rowToken, w, packed.rows)
+      : runExperts(dispatchRows(xe, rowToken), w, R, packed.rows); // (E·R, H)
+    y = combineRows(back(out), gates, rowToken, rowGate, N); // (N, H)
   } else {
     // Reference: dense one-hot dispatch/combine (einsum form), O(N·E·R·H).
     const dispatch = tf.cast(tf.slice(tf.oneHot(rowToken, N + 1), [0, 1], [E * R, N]), 'float32') as tf.Tensor2D; // (E·R, N)
-    const ein = tf.matMul(dispatch, x) as tf.Tensor2D; // (E·R, H)
-    const out = runExperts(ein, w, R, packed.rows);
+    const ein = tf.matMul(dispatch, xe) as tf.Tensor2D; // (E·R, H)
+    const out = back(runExperts(ein, w, R, packed.rows));
     const rowExpert = new Int32Array(E * R).map((_, i) => Math.floor(i / R));
     const expertOfRow = tf.transpose(tf.cast(tf.oneHot(tf.tensor1d(rowExpert, 'int32'), E), 'float32')) as tf.Tensor2D; // (E, E·R)
     const combine = tf.mul(tf.transpose(dispatch), tf.matMul(gates, expertOfRow)) as tf.Tensor2D; // (N, E·R)

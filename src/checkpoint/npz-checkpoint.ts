@@ -1,0 +1,84 @@
+/**
+ * `.npz` ViT checkpoints of google-research/vision_transformer and big_vision: a zip of `.npy` arrays whose names
+ * are the flax paths joined with '/' (bfloat16 stored as the 2-byte void type). Their names differ from the V-MoE
+ * reference's; `canonicalNames` renames them to it (docs/spec/reference-checkpoints.md §4):
+ *
+ *   Transformer/…                                   → Encoder/…
+ *   encoderblock_i/MultiHeadDotProductAttention_j   → encoderblock_i/SelfAttention
+ *   encoderblock_i/MlpBlock_j                       → encoderblock_i/Mlp
+ *   encoderblock_i/LayerNorm_a, LayerNorm_b (a < b) → LayerNorm_0, LayerNorm_1 (vision_transformer numbers 0 and 2)
+ *   pos_embedding (big_vision, top level)           → Encoder/posembed_input/pos_embedding
+ */
+import fs from 'node:fs';
+import { unzipSync } from 'fflate';
+import { CheckpointError, DataError } from '../util/errors.js';
+import { parseNpy } from '../util/npy.js';
+import type { RefArray } from './reference-format.js';
+
+/** Reads every array of an `.npz` file, keyed by its name without `.npy`. */
+export function readNpzCheckpoint(file: string): Map<string, RefArray> {
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CheckpointError(code === 'ENOENT' ? `${file} does not exist` : `cannot read ${file}: ${code ?? e}`);
+  }
+  let entries: Record<string, Uint8Array>;
+  try {
+    entries = unzipSync(buf);
+  } catch (e) {
+    throw new CheckpointError(
+      `${file} is not a readable .npz (zip) file (truncated or corrupt): ${(e as Error).message}`,
+    );
+  }
+  const out = new Map<string, RefArray>();
+  for (const [name, bytes] of Object.entries(entries)) {
+    if (!name.endsWith('.npy')) continue;
+    try {
+      const a = parseNpy(bytes, `${file}:${name}`);
+      out.set(name.slice(0, -4), { dtype: a.dtype, shape: a.shape, bytes: a.bytes });
+    } catch (e) {
+      if (e instanceof DataError) throw new CheckpointError(e.message);
+      throw e;
+    }
+  }
+  if (out.size === 0) throw new CheckpointError(`${file}: holds no .npy arrays`);
+  return out;
+}
+
+const BLOCK_LN = /^(.*encoderblock_\d+)\/LayerNorm_(\d+)\/(.*)$/;
+
+/** Renames vision_transformer / big_vision parameter paths to the V-MoE reference's names (see the header). */
+export function canonicalNames(arrays: Map<string, RefArray>): Map<string, RefArray> {
+  const renamed = new Map<string, RefArray>();
+  const step1 = new Map<string, RefArray>();
+  for (const [p, a] of arrays) {
+    const q = p
+      .replace(/(^|\/)Transformer\//, '$1Encoder/')
+      .replace(/(encoderblock_\d+)\/MultiHeadDotProductAttention_\d+\//, '$1/SelfAttention/')
+      .replace(/(encoderblock_\d+)\/MlpBlock_\d+\//, '$1/Mlp/')
+      .replace(/(^|\/)pos_embedding$/, (m, pre: string) =>
+        p.includes('posembed_input') ? m : `${pre}Encoder/posembed_input/pos_embedding`,
+      );
+    step1.set(q, a);
+  }
+  // Per block, the LayerNorms in index order become LayerNorm_0 and LayerNorm_1.
+  const lnIndices = new Map<string, number[]>();
+  for (const p of step1.keys()) {
+    const m = BLOCK_LN.exec(p);
+    if (m) {
+      const list = lnIndices.get(m[1]!) ?? [];
+      if (!list.includes(Number(m[2]))) list.push(Number(m[2]));
+      lnIndices.set(m[1]!, list);
+    }
+  }
+  for (const [p, a] of step1) {
+    const m = BLOCK_LN.exec(p);
+    if (m) {
+      const order = lnIndices.get(m[1]!)!.sort((x, y) => x - y);
+      renamed.set(`${m[1]}/LayerNorm_${order.indexOf(Number(m[2]))}/${m[3]}`, a);
+    } else renamed.set(p, a);
+  }
+  return renamed;
+}
