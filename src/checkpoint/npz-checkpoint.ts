@@ -9,21 +9,14 @@
  *   encoderblock_i/LayerNorm_a, LayerNorm_b (a < b) → LayerNorm_0, LayerNorm_1 (vision_transformer numbers 0 and 2)
  *   pos_embedding (big_vision, top level)           → Encoder/posembed_input/pos_embedding
  */
-import fs from 'node:fs';
 import { unzipSync } from 'fflate';
 import { CheckpointError, DataError } from '../util/errors.js';
 import { parseNpy } from '../util/npy.js';
-import type { RefArray } from './reference-format.js';
+import { readCheckpointBytes, type RefArray } from './reference-format.js';
 
 /** Reads every array of an `.npz` file, keyed by its name without `.npy`. */
 export function readNpzCheckpoint(file: string): Map<string, RefArray> {
-  let buf: Buffer;
-  try {
-    buf = fs.readFileSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new CheckpointError(code === 'ENOENT' ? `${file} does not exist` : `cannot read ${file}: ${code ?? e}`);
-  }
+  const buf = readCheckpointBytes(file);
   let entries: Record<string, Uint8Array>;
   try {
     entries = unzipSync(buf);

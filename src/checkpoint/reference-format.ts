@@ -173,14 +173,18 @@ codec.register({
   },
 });
 
-function readMsgpack(file: string): unknown {
-  let buf: Buffer;
+/** A checkpoint file's bytes; a missing or unreadable file is a CheckpointError naming it. */
+export function readCheckpointBytes(file: string): Buffer {
   try {
-    buf = fs.readFileSync(file);
+    return fs.readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new CheckpointError(code === 'ENOENT' ? `${file} does not exist` : `cannot read ${file}: ${code ?? e}`);
   }
+}
+
+function readMsgpack(file: string): unknown {
+  const buf = readCheckpointBytes(file);
   try {
     return decode(buf, { extensionCodec: codec });
   } catch (e) {

@@ -27,6 +27,21 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
+/** `vmoe predict` on the fixture images with capacity factor 8: with E = 4 experts every token finds room. */
+function predictNoDrop(checkpoint: string, out: string) {
+  const args = ['--capacity-factor', '8', '--group-images', '2'];
+  return vmoe(
+    'predict',
+    '--checkpoint',
+    checkpoint,
+    '--input',
+    path.join(FIXTURES, 'images.npy'),
+    '--out',
+    out,
+    ...args,
+  );
+}
+
 function readNpy(file: string): { shape: number[]; data: Float32Array } {
   const a = parseNpy(fs.readFileSync(file), file);
   return { shape: a.shape, data: toFloat32(a.dtype, a.bytes) };
@@ -50,20 +65,7 @@ describe('vmoe import + vmoe predict', () => {
       const summary = JSON.parse(fs.readFileSync(path.join(out, 'import.json'), 'utf8'));
       expect(summary.inferred.type).toBe(name === 'e3' ? 'e3' : name.startsWith('vmoe') ? 'vmoe' : 'vit');
       const pred = path.join(out, 'pred');
-      // capacity factor 8 with E = 4 experts: every token finds room, as in the numpy pass
-      const r = vmoe(
-        'predict',
-        '--checkpoint',
-        out,
-        '--input',
-        path.join(FIXTURES, 'images.npy'),
-        '--out',
-        pred,
-        '--capacity-factor',
-        '8',
-        '--group-images',
-        '2',
-      );
+      const r = predictNoDrop(out, pred);
       expect(r.status, r.stderr).toBe(0);
       const logits = readNpy(path.join(pred, 'logits.npy'));
       const want = forward.logits[name]!.flat(2) as number[];
@@ -103,19 +105,7 @@ describe('vmoe import + vmoe predict', () => {
     );
     expect(i.status, i.stderr).toBe(0);
     const pred = path.join(out, 'pred');
-    const r = vmoe(
-      'predict',
-      '--checkpoint',
-      out,
-      '--input',
-      path.join(FIXTURES, 'images.npy'),
-      '--out',
-      pred,
-      '--capacity-factor',
-      '8',
-      '--group-images',
-      '2',
-    );
+    const r = predictNoDrop(out, pred);
     expect(r.status, r.stderr).toBe(0);
     const got = readNpy(path.join(pred, 'logits.npy')).data;
     const want = forward.logits['vmoe-1shard-bf16-dispatch']!.flat(2) as number[];
