@@ -11,12 +11,21 @@ import { Rng } from '../../src/util/rng.js';
 
 export const CIFAR10_NAMES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
 
-/** n random 32×32×3 images with labels 0..9 (every class present when n ≥ 10). */
-export function randomImages(n: number, seed: number, hw = 32, c = 3): { images: Uint8Array; labels: number[] } {
+/**
+ * n random hw×hw×c images with labels 0..9 (every class present when n ≥ 10): cycling, or `sorted` (the order an
+ * image folder is read in: class by class).
+ */
+export function randomImages(
+  n: number,
+  seed: number,
+  hw = 32,
+  c = 3,
+  sorted = false,
+): { images: Uint8Array; labels: number[] } {
   const rng = new Rng(seed);
   const images = new Uint8Array(n * hw * hw * c);
   for (let i = 0; i < images.length; i++) images[i] = rng.int(256);
-  return { images, labels: Array.from({ length: n }, (_, i) => i % 10) };
+  return { images, labels: Array.from({ length: n }, (_, i) => (sorted ? Math.floor((i * 10) / n) : i % 10)) };
 }
 
 /** CIFAR-10 records: label byte, then the R, G and B planes (1024 bytes each, row-major). */
