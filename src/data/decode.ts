@@ -69,7 +69,11 @@ async function decodeAll(
         h = height;
         w = width;
       }
-      img.removeAlpha().toColourspace(channels === 1 ? 'b-w' : 'srgb');
+      // Conversions only where needed: an sRGB → sRGB toColourspace costs as much as the resize.
+      const own = meta.channels - (meta.hasAlpha ? 1 : 0);
+      if (meta.hasAlpha) img.removeAlpha();
+      if (channels === 1) img.toColourspace('b-w');
+      else if (own !== 3 || meta.space !== 'srgb') img.toColourspace('srgb');
       const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
       if (info.channels !== channels || data.length !== h * w * channels) {
         return {
