@@ -50,20 +50,31 @@ export function resizeBilinear(
 ): Float32Array {
   const sy = box.h / outH;
   const sx = box.w / outW;
+  // Column taps and weights once per call (the same for every row): offsets of x0, x1 in pixels·C, and wx.
+  const col0 = new Int32Array(outW);
+  const col1 = new Int32Array(outW);
+  const colW = new Float64Array(outW);
+  for (let j = 0; j < outW; j++) {
+    const fx = Math.min(Math.max(box.x + (j + 0.5) * sx - 0.5, box.x), box.x + box.w - 1);
+    const x0 = Math.floor(fx);
+    col0[j] = x0 * C;
+    col1[j] = Math.min(x0 + 1, box.x + box.w - 1) * C;
+    colW[j] = fx - x0;
+  }
   for (let i = 0; i < outH; i++) {
     const fy = Math.min(Math.max(box.y + (i + 0.5) * sy - 0.5, box.y), box.y + box.h - 1);
     const y0 = Math.floor(fy);
-    const y1 = Math.min(y0 + 1, box.y + box.h - 1);
+    const r0 = y0 * W * C;
+    const r1 = Math.min(y0 + 1, box.y + box.h - 1) * W * C;
     const wy = fy - y0;
     for (let j = 0; j < outW; j++) {
-      const fx = Math.min(Math.max(box.x + (j + 0.5) * sx - 0.5, box.x), box.x + box.w - 1);
-      const x0 = Math.floor(fx);
-      const x1 = Math.min(x0 + 1, box.x + box.w - 1);
-      const wx = fx - x0;
+      const a = col0[j]!;
+      const b = col1[j]!;
+      const wx = colW[j]!;
       const o = (i * outW + j) * C;
       for (let c = 0; c < C; c++) {
-        const top = src[(y0 * W + x0) * C + c]! * (1 - wx) + src[(y0 * W + x1) * C + c]! * wx;
-        const bot = src[(y1 * W + x0) * C + c]! * (1 - wx) + src[(y1 * W + x1) * C + c]! * wx;
+        const top = src[r0 + a + c]! * (1 - wx) + src[r0 + b + c]! * wx;
+        const bot = src[r1 + a + c]! * (1 - wx) + src[r1 + b + c]! * wx;
         out[o + c] = top * (1 - wy) + bot * wy;
       }
     }
