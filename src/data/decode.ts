@@ -9,6 +9,7 @@
 import { createRequire } from 'node:module';
 import { MessageChannel, Worker, receiveMessageOnPort } from 'node:worker_threads';
 import { DataError } from '../util/errors.js';
+import type { CropBox } from './preprocess.js';
 
 /** What every decoded image is made into: this size (when given) and channel count (1 grey, 3 RGB). */
 export interface DecodeTarget {
@@ -45,9 +46,11 @@ async function decodeAll(
   files: string[],
   target: { height?: number; width?: number; channels?: number; resize?: boolean },
   parallel: number,
+  // Per file (by index): a box of the source image to cut out before resizing (the streaming inception crop).
+  boxFor?: (i: number, width: number, height: number) => { y: number; x: number; h: number; w: number } | null,
 ): Promise<OneResult & { images?: Uint8Array }> {
   let { height, width, channels } = target;
-  const one = async (file: string): Promise<OneResult> => {
+  const one = async (file: string, index: number): Promise<OneResult> => {
     try {
       const img = sharp(file, { failOn: 'error' });
       const meta = await img.metadata();
@@ -57,6 +60,12 @@ async function decodeAll(
       if (height === undefined || width === undefined) {
         height = h;
         width = w;
+      }
+      const box = boxFor ? boxFor(index, w, h) : null;
+      if (box) {
+        img.extract({ left: box.x, top: box.y, width: box.w, height: box.h });
+        w = box.w;
+        h = box.h;
       }
       if (h !== height || w !== width) {
         if (!target.resize) {
@@ -89,7 +98,7 @@ async function decodeAll(
   if (files.length === 0)
     return { ok: true, images: new Uint8Array(0), height: height ?? 0, width: width ?? 0, channels: channels ?? 3 };
   // The first image fixes size and channels when the target leaves them open.
-  const first = await one(files[0]!);
+  const first = await one(files[0]!, 0);
   if (!first.ok) return first;
   const pixels = height! * width! * channels!;
   const images = new Uint8Array(files.length * pixels);
@@ -99,7 +108,7 @@ async function decodeAll(
   const lane = async () => {
     while (failed === null && next < files.length) {
       const i = next++;
-      const r = await one(files[i]!);
+      const r = await one(files[i]!, i);
       if (!r.ok) failed = r;
       else images.set(r.data!, i * pixels);
     }
@@ -114,7 +123,14 @@ function sharpPath(): string {
   return createRequire(import.meta.url).resolve('sharp');
 }
 function loadSharp(): (file: string, opts: object) => unknown {
-  if (!sharpFn) sharpFn = createRequire(import.meta.url)('sharp') as (file: string, opts: object) => unknown;
+  if (!sharpFn) {
+    const sharp = createRequire(import.meta.url)('sharp') as ((file: string, opts: object) => unknown) & {
+      cache(on: boolean): void;
+    };
+    // Each file is read once: libvips' operation cache (up to 50 MB) would only hold memory the bound leaves out.
+    sharp.cache(false);
+    sharpFn = sharp;
+  }
   return sharpFn;
 }
 
@@ -123,9 +139,17 @@ function check(r: OneResult & { images?: Uint8Array }, n: number): DecodedImages
   return { n, height: r.height!, width: r.width!, channels: r.channels!, images: r.images! };
 }
 
-/** Decodes `files` in this thread, `parallel` at a time on sharp's (libuv) thread pool. */
-export async function decodeImages(files: string[], target: DecodeTarget = {}, parallel = 4): Promise<DecodedImages> {
-  return check(await decodeAll(loadSharp() as never, files, target, parallel), files.length);
+/**
+ * Decodes `files` in this thread, `parallel` at a time on sharp's (libuv) thread pool. `boxFor(i, width, height)`
+ * may name a box of file i's source image to cut out before the resize (needs `target.resize`).
+ */
+export async function decodeImages(
+  files: string[],
+  target: DecodeTarget = {},
+  parallel = 4,
+  boxFor?: (i: number, width: number, height: number) => CropBox | null,
+): Promise<DecodedImages> {
+  return check(await decodeAll(loadSharp() as never, files, target, parallel, boxFor), files.length);
 }
 
 const WORKER_SOURCE = `

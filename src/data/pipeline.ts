@@ -5,13 +5,15 @@
  * taken, so memory is bounded by prefetch × batch × H × W × C whatever the folder's size.
  *
  * Reproducible: the sampler is deterministic and each example's augmentation comes from keyedRng(seed, step,
- * example), so a batch is the same whatever order the decodes finish in, and equal to what `makeBatch` gives
- * with `keyed` on the same images held in memory.
+ * example), so a batch is the same whatever order the decodes finish in. Pad-crop and flip give exactly what
+ * `makeBatch` gives with `keyed` on the same images held in memory; the inception crop draws the same numbers but
+ * cuts its box from the source image (sharp: extract, then resize), not from the image already resized.
  */
 import { DataError } from '../util/errors.js';
-import { makeBatch, type AugmentOptions, type Batch, type PixelScale } from './batches.js';
+import type { AugmentOptions, Batch, PixelScale } from './batches.js';
 import { decodeImages } from './decode.js';
-import type { ImageDataset, Split } from './registry.js';
+import { augmentImage, inceptionCropBox, keyedRng } from './preprocess.js';
+import type { Split } from './registry.js';
 import { carveValidation, DEFAULT_VAL_SIZE } from './registry.js';
 import { listImageFolder, parseSourceName } from './sources.js';
 
@@ -131,32 +133,31 @@ export class StreamingBatches {
 
   private async assemble(step: number, indices: Int32Array): Promise<Batch> {
     const { src, opts } = this;
+    const aug = opts.augment ?? {};
     const files = Array.from(indices, (i) => src.files[i]!);
+    // One generator per example, keyed by (seed, step, example): the inception box (cut from the source image by
+    // sharp, before the resize, as big_vision's decode_jpeg_and_inception_crop does), then the pad-crop and flip.
+    const rngs = Array.from(indices, (ex) => keyedRng(opts.seed, step, ex));
+    const boxFor = aug.inceptionCrop
+      ? (i: number, w: number, h: number) => inceptionCropBox(rngs[i]!, h, w)
+      : undefined;
     const d = await decodeImages(
       files,
       { height: src.height, width: src.width, channels: src.channels, resize: true },
       opts.parallel ?? 4,
+      boxFor,
     );
     this.decoded += d.n;
-    const ds: ImageDataset = {
-      name: src.name,
-      split: src.split,
-      n: d.n,
-      height: d.height,
-      width: d.width,
-      channels: d.channels,
-      numClasses: src.numClasses,
-      classNames: src.classNames,
-      images: d.images,
-      labels: Int32Array.from(indices, (i) => src.labels[i]!),
-      source: src.source,
-    };
-    const positions = Int32Array.from({ length: d.n }, (_, i) => i);
-    return makeBatch(ds, positions, {
-      scale: opts.scale,
-      augment: opts.augment,
-      keyed: { seed: opts.seed, step, examples: indices },
-    });
+    const { height: H, width: W, channels: C } = d;
+    const pixels = H * W * C;
+    const scale = opts.scale === 'zero1' ? { mul: 1 / 255, add: 0 } : { mul: 1 / 127.5, add: -1 };
+    const x = new Float32Array(d.n * pixels); // (B, H, W, C)
+    const rest = { randomCrop: aug.inceptionCrop ? 0 : aug.randomCrop, flip: aug.flip };
+    for (let b = 0; b < d.n; b++) {
+      const img = d.images.subarray(b * pixels, (b + 1) * pixels);
+      augmentImage(img, H, W, C, rest, rngs[b]!, x.subarray(b * pixels, (b + 1) * pixels), 1, scale);
+    }
+    return { x, y: Int32Array.from(indices, (i) => src.labels[i]!), shape: [d.n, H, W, C] };
   }
 
   /** The batch of the next step (its indices too, to check against the trainer's own sampler). */

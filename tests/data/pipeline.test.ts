@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BatchSampler, loadDataset, makeBatch } from '../../src/data/index.js';
+import { BatchSampler, inceptionCropBox, keyedRng, loadDataset, makeBatch } from '../../src/data/index.js';
 import { openStreamingSource, StreamingBatches } from '../../src/data/pipeline.js';
 import { Rng } from '../../src/util/rng.js';
 
@@ -32,14 +32,14 @@ async function writeFolder(dir: string, n: number, size: number, fmt: 'png' | 'j
 
 beforeAll(async () => {
   await writeFolder(small, 40, 12, 'png');
-  await writeFolder(big, 240, 224, 'jpeg');
+  await writeFolder(big, 360, 224, 'jpeg');
 }, 120_000);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('StreamingBatches', () => {
-  it('gives the in-memory keyed batches of the same folder, at any parallelism, resized to the model size', async () => {
-    const aug = { inceptionCrop: true, flip: true };
+  it('gives the in-memory keyed batches of the same folder (pad-crop, flip), at any parallelism, resized', async () => {
+    const aug = { randomCrop: 2, flip: true };
     const mem = loadDataset(`folder:${small}`, 'train', { valSize: 8, imageSize: 16, channels: 3 });
     const src = openStreamingSource(`folder:${small}`, 'train', { imageSize: 16, channels: 3, valSize: 8 });
     expect(src.n).toBe(mem.n);
@@ -67,6 +67,51 @@ describe('StreamingBatches', () => {
     }
   });
 
+  it('inception crop: the keyed box cut from the source image by sharp, then resized and flipped', async () => {
+    const src = openStreamingSource(`folder:${small}`, 'train_full', { imageSize: 16, channels: 3 });
+    const batches: Float32Array[][] = [];
+    for (const parallel of [1, 4]) {
+      const sampler = new BatchSampler(src.n, { batchSize: 4, seed: 5, dropRemainder: true });
+      const s = new StreamingBatches(src, {
+        nextIndices: () => sampler.next(),
+        firstStep: 10,
+        prefetch: 2,
+        parallel,
+        augment: { inceptionCrop: true, flip: true },
+        seed: 3,
+      });
+      const got: Float32Array[] = [];
+      for (let k = 0; k < 3; k++) {
+        const { step, indices, batch } = await s.next();
+        got.push(batch.x);
+        if (parallel !== 1) continue;
+        // reference: the same draws, sharp's extract + resize directly, the flip by hand
+        for (let b = 0; b < indices.length; b++) {
+          const r = keyedRng(3, step, indices[b]!);
+          const box = inceptionCropBox(r, 12, 12);
+          const raw = await sharp(src.files[indices[b]!]!)
+            .extract({ left: box.x, top: box.y, width: box.w, height: box.h })
+            .resize(16, 16, { fit: 'fill', kernel: 'linear' })
+            .raw()
+            .toBuffer();
+          const mirrored = r.uniform() < 0.5;
+          for (let i = 0; i < 16; i++) {
+            for (let j = 0; j < 16; j++) {
+              const sj = mirrored ? 15 - j : j;
+              for (let c = 0; c < 3; c++) {
+                const v = batch.x[b * 768 + (i * 16 + j) * 3 + c]!;
+                expect(v).toBeCloseTo(raw[(i * 16 + sj) * 3 + c]! / 127.5 - 1, 5);
+              }
+            }
+          }
+        }
+      }
+      batches.push(got);
+      await s.close();
+    }
+    expect(batches[1]).toEqual(batches[0]);
+  });
+
   it('holds at most `prefetch` decoded-but-untaken batches, and RSS stays far below the decoded folder', async () => {
     const src = openStreamingSource(`folder:${big}`, 'train_full', { imageSize: 224, channels: 3 });
     const B = 8;
@@ -81,7 +126,7 @@ describe('StreamingBatches', () => {
     });
     const rss0 = process.memoryUsage().rss;
     let rssMax = rss0;
-    const steps = 2 * Math.floor(src.n / B); // two epochs (48 batches) through a queue of 2
+    const steps = 2 * Math.floor(src.n / B); // two epochs (72 batches) through a queue of 2
     for (let step = 0; step < steps; step++) {
       expect(s.outstanding).toBeLessThanOrEqual(prefetch);
       const { batch } = await s.next();
@@ -92,7 +137,7 @@ describe('StreamingBatches', () => {
     }
     await s.close();
     expect(s.maxOutstanding).toBe(prefetch);
-    // Holding the split's 192 decoded images as float32 batches would take 192·224·224·3·4 B ≈ 110 MB.
+    // Holding the split's 288 decoded images as float32 batches would take 288·224·224·3·4 B ≈ 165 MB.
     const wholeFolder = src.n * 224 * 224 * 3 * 4;
     const growth = rssMax - rss0;
     console.log(
