@@ -68,7 +68,7 @@ try {
   const src = openStreamingSource(`folder:${dir}`, 'train_full', { imageSize: size, channels: 3 });
   for (const parallel of parallels) {
     const sampler = new BatchSampler(src.n, { batchSize: batch, seed: 0, dropRemainder: true });
-    const steps = epochs * sampler.stepsPerEpoch;
+    const steps = epochs * sampler.stepsPerEpoch - 2;
     const pipe = new StreamingBatches(src, {
       nextIndices: () => sampler.next(),
       firstStep: 0,
@@ -77,6 +77,8 @@ try {
       augment: process.argv.includes('--no-aug') ? {} : { inceptionCrop: true, flip: true },
       seed: 0,
     });
+    // Warm-up (libvips start-up, thread stacks, allocator arenas): two batches before measuring time and RSS.
+    for (let s = 0; s < 2; s++) await pipe.next();
     const rss0 = process.memoryUsage().rss;
     let rssMax = rss0;
     const t0 = performance.now();
