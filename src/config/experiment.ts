@@ -22,6 +22,8 @@ export const DataSchema = z.strictObject({
       message: `unknown data set: use ${['fashion-mnist', 'mnist'].join(', ')}, or idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR, npz:FILE`,
     })
     .default('fashion-mnist'),
+  /** Evaluation (val, test, eval commands): keep this central fraction of each image and resize it back; 1 = off. */
+  evalCrop: z.number().gt(0).max(1).default(1),
   /** CIFAR-100 only: train on the 100 fine classes or the 20 coarse superclasses. */
   label: z.enum(['fine', 'coarse']).default('fine'),
   /** Decode the training split batch by batch from disk (folder: data sets) instead of holding it in memory. */

@@ -29,6 +29,7 @@ export {
   convertChannels,
   fitImages,
   centralCropBox,
+  centralCropImages,
   inceptionCropBox,
   augmentImage,
   mixupBatch,

@@ -133,6 +133,23 @@ export function fitImages<T extends ImageArray>(ds: T, size: number | undefined,
   return { ...ds, height: toH, width: toW, channels: toC, images };
 }
 
+/**
+ * Every image's central crop of `fraction` of each side, resized back to H×W (bilinear, rounded): the evaluation
+ * crop of recipes that resize to size/fraction and crop `size`.
+ */
+export function centralCropImages<T extends ImageArray>(ds: T, fraction: number): T {
+  const { n, height: H, width: W, channels: C } = ds;
+  const box = centralCropBox(H, W, fraction);
+  const pixels = H * W * C;
+  const images = new Uint8Array(n * pixels);
+  const tmp = new Float32Array(pixels);
+  for (let i = 0; i < n; i++) {
+    resizeBilinear(ds.images.subarray(i * pixels, (i + 1) * pixels), H, W, C, H, W, box, tmp);
+    for (let k = 0; k < pixels; k++) images[i * pixels + k] = Math.round(tmp[k]!);
+  }
+  return { ...ds, images };
+}
+
 /** The central crop keeping `fraction` of each side (at least one pixel), e.g. 0.875 as Inception's evaluation. */
 export function centralCropBox(H: number, W: number, fraction: number): CropBox {
   if (!(fraction > 0 && fraction <= 1)) throw new DataError(`central crop fraction must be in (0, 1], got ${fraction}`);

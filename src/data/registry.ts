@@ -12,7 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Rng } from '../util/rng.js';
 import { readIdx, type IdxArray } from './idx.js';
 import { DataError } from '../util/errors.js';
-import { fitImages } from './preprocess.js';
+import { centralCropImages, fitImages } from './preprocess.js';
 import {
   SOURCE_HELP,
   SOURCE_PREFIXES,
@@ -69,6 +69,8 @@ export interface LoadOptions {
   imageSize?: number;
   /** The model's channel count: grey images are repeated to 3 channels, RGB made grey by luma. */
   channels?: number;
+  /** Evaluation: after fitting, keep this central fraction of each side and resize it back (1 = off). */
+  centralCrop?: number;
 }
 
 /**
@@ -434,7 +436,10 @@ function fitTo(opts: LoadOptions, ds: ImageDataset): ImageDataset {
   if (opts.channels !== undefined && opts.channels !== 1 && opts.channels !== 3) {
     throw new DataError(`channels must be 1 or 3, got ${opts.channels}`);
   }
-  return fitImages(ds, opts.imageSize, opts.channels);
+  const fitted = fitImages(ds, opts.imageSize, opts.channels);
+  return opts.centralCrop === undefined || opts.centralCrop === 1
+    ? fitted
+    : centralCropImages(fitted, opts.centralCrop);
 }
 
 /**

@@ -25,6 +25,16 @@ export function loadDatasetFor(config: ExperimentConfig, sel: DataSelection): Im
 }
 
 /** Load options that fit a data set to the model trained under `config` (its size, channels, CIFAR-100 labels). */
-export function fitFor(config: ExperimentConfig): { imageSize: number; channels: number; label: 'fine' | 'coarse' } {
-  return { imageSize: config.model.imageSize, channels: config.model.channels, label: config.data.label ?? 'fine' };
+export function fitFor(config: ExperimentConfig): {
+  imageSize: number;
+  channels: number;
+  label: 'fine' | 'coarse';
+  centralCrop: number;
+} {
+  return {
+    imageSize: config.model.imageSize,
+    channels: config.model.channels,
+    label: config.data.label ?? 'fine',
+    centralCrop: config.data.evalCrop ?? 1,
+  };
 }

@@ -44,12 +44,17 @@ export function classificationMetrics(out: Outputs, bins = 15): ClassificationMe
 export function loadOodDataset(
   name: string,
   like: ImageDataset,
-  opts: { dataDir?: string; limit?: number; seed?: number },
+  opts: { dataDir?: string; limit?: number; seed?: number; centralCrop?: number },
 ): ImageDataset {
   const n = opts.limit ?? like.n;
   if (isSyntheticOod(name)) return syntheticOodDataset(name, like, n, opts.seed ?? 0);
   const fit = like.height === like.width ? { imageSize: like.height, channels: like.channels } : {};
-  const ds = loadDataset(name, 'test' as Split, { dataDir: opts.dataDir, limit: n, ...fit });
+  const ds = loadDataset(name, 'test' as Split, {
+    dataDir: opts.dataDir,
+    limit: n,
+    ...fit,
+    centralCrop: opts.centralCrop,
+  });
   if (ds.height !== like.height || ds.width !== like.width || ds.channels !== like.channels) {
     throw new DataError(
       `OOD set ${name} (--ood) in ${ds.source} has ${ds.height}×${ds.width}×${ds.channels} images; the model takes ${like.height}×${like.width}×${like.channels}`,
@@ -230,10 +235,14 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
   }
   const oodSets: OodSet[] = opts.ood.map((name) => ({
     name,
-    outputs: ensembleOutputs(loaded, loadOodDataset(name, ds, { dataDir: opts.oodDataDir, limit: ds.n }), {
-      ...run,
-      keepPreLogits: wantMaha,
-    }),
+    outputs: ensembleOutputs(
+      loaded,
+      loadOodDataset(name, ds, { dataDir: opts.oodDataDir, limit: ds.n, centralCrop: fit.centralCrop }),
+      {
+        ...run,
+        keepPreLogits: wantMaha,
+      },
+    ),
   }));
   if (oodSets.length) {
     inputs.ood = oodSets;

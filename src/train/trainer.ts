@@ -343,6 +343,7 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
           valSize: cfg.data.valSize,
           limit: cfg.train.evalLimit ?? undefined,
           ...fit,
+          centralCrop: cfg.data.evalCrop,
         })
       : null;
   if (trainInfo.height !== mc.imageSize || trainInfo.channels !== mc.channels || trainInfo.numClasses > mc.numClasses) {

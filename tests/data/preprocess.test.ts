@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   augmentImage,
   centralCropBox,
+  centralCropImages,
   convertChannels,
   fitImages,
   inceptionCropBox,
@@ -64,6 +65,16 @@ describe('crops and channels', () => {
     expect([...convertChannels(Uint8Array.from([7, 200]), 1, 3)]).toEqual([7, 7, 7, 200, 200, 200]);
     // 0.299·10 + 0.587·20 + 0.114·30 = 18.15
     expect([...convertChannels(Uint8Array.from([10, 20, 30, 255, 255, 255]), 3, 1)]).toEqual([18, 255]);
+  });
+
+  it('centralCropImages: the central half of a 4×4 resized back to 4×4, rounded', () => {
+    // crop of v(y, x) = 10·(4y + x) is rows/cols 1..2: 50 60 / 90 100; upsampled at 0, ¼, ¾, 1 of its grid
+    const ds = { n: 1, height: 4, width: 4, channels: 1, images: Uint8Array.from({ length: 16 }, (_, i) => 10 * i) };
+    const c = [0, 0.25, 0.75, 1];
+    const out = centralCropImages(ds, 0.5).images;
+    for (let i = 0; i < 4; i++)
+      for (let j = 0; j < 4; j++) expect(out[i * 4 + j]).toBe(Math.round(50 + 10 * c[j]! + 40 * c[i]!));
+    expect(out[1 * 4 + 2]).toBe(68); // 67.5 rounded half up
   });
 
   it('fitImages resizes every image and rounds; a fitting set is returned as is', () => {
