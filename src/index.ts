@@ -35,6 +35,7 @@ export {
   type LoadOptions,
   type DatasetListing,
 } from './data/registry.js';
+export { SOURCE_PREFIXES, type LabelKind } from './data/sources.js';
 export {
   makeBatch,
   BatchSampler,

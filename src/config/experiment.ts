@@ -7,9 +7,29 @@ import fs from 'node:fs';
 import { z } from 'zod';
 import { ModelSchema, checkModelConfig } from '../vmoe/config.js';
 import { ConfigError } from '../util/errors.js';
+import { datasetNames, IDX_FOLDER_PREFIX, SOURCE_PREFIXES } from '../data/index.js';
+
+/** A registered data set name, or a prefixed source (`idx:`, `cifar10:`, `cifar100:`, `folder:`, `npz:`) with a path. */
+function isDatasetName(name: string): boolean {
+  if (datasetNames().includes(name)) return true;
+  return [IDX_FOLDER_PREFIX, ...SOURCE_PREFIXES].some((p) => name.startsWith(p) && name.length > p.length);
+}
 
 export const DataSchema = z.strictObject({
-  dataset: z.enum(['fashion-mnist', 'mnist']).default('fashion-mnist'),
+  dataset: z
+    .string()
+    .refine(isDatasetName, {
+      message: `unknown data set: use ${['fashion-mnist', 'mnist'].join(', ')}, or idx:DIR, cifar10:DIR, cifar100:DIR, folder:DIR, npz:FILE`,
+    })
+    .default('fashion-mnist'),
+  /** Evaluation (val, test, eval commands): keep this central fraction of each image and resize it back; 1 = off. */
+  evalCrop: z.number().gt(0).max(1).default(1),
+  /** CIFAR-100 only: train on the 100 fine classes or the 20 coarse superclasses. */
+  label: z.enum(['fine', 'coarse']).default('fine'),
+  /** Decode the training split batch by batch from disk (folder: data sets) instead of holding it in memory. */
+  stream: z.boolean().default(false),
+  /** Streaming: batches decoded ahead of the trainer (the bound on decoded-but-unused batches). */
+  prefetch: z.number().int().min(1).default(4),
   dataDir: z.string().nullable().default(null),
   valSize: z.number().int().min(0).default(5000),
   /** Use only the first N training examples (null = all). */
@@ -19,6 +39,10 @@ export const DataSchema = z.strictObject({
     .strictObject({
       randomCrop: z.number().int().min(0).default(0),
       flip: z.boolean().default(false),
+      /** Inception crop (random area 5–100 %, aspect 3/4–4/3, resized back) instead of randomCrop. */
+      inceptionCrop: z.boolean().default(false),
+      /** Mixup Beta(α, α) parameter; 0 = off. */
+      mixup: z.number().min(0).default(0),
     })
     .prefault({}),
 });

@@ -6,6 +6,7 @@
 import { Rng, type RngState } from '../util/rng.js';
 import { DataError } from '../util/errors.js';
 import type { ImageDataset } from './registry.js';
+import { augmentImage, keyedRng } from './preprocess.js';
 
 /** Options of `BatchSampler`: batch size, seed, shuffling, dropping the last partial batch. */
 export interface SamplerOptions {
@@ -164,6 +165,10 @@ export interface AugmentOptions {
   randomCrop?: number;
   /** Mirror left-right with probability 1/2 (not sensible for digits or text). */
   flip?: boolean;
+  /** Inception crop (random area/aspect box resized back to H×W) instead of randomCrop; needs `keyed`. */
+  inceptionCrop?: boolean;
+  /** Mixup α (applied by the trainer to the whole batch, not here). */
+  mixup?: number;
 }
 
 /** Options of `makeBatch`: pixel scaling and augmentation (which needs an `rng`). */
@@ -173,6 +178,12 @@ export interface MakeBatchOptions {
   augment?: AugmentOptions;
   /** Required when augmenting; per image it draws the crop row, crop column, then the flip. */
   rng?: Rng;
+  /**
+   * Draw each example's augmentation from `keyedRng(seed, step, index)` instead of `rng`: the batch then depends
+   * only on (seed, step, indices), whoever assembles it (the streaming pipeline's guarantee). `examples` gives the
+   * data set index of each batch position when `ds` holds only the batch's images.
+   */
+  keyed?: { seed: number; step: number; examples?: ArrayLike<number> };
 }
 
 /** A batch ready for the model: images `x` (B, H, W, C) float32 and labels `y` (B) int32. */
@@ -186,13 +197,14 @@ export interface Batch {
 
 /** Gathers, augments and scales the images at `indices`. Padding is raw 0, the background of these data sets. */
 export function makeBatch(ds: ImageDataset, indices: ArrayLike<number>, opts: MakeBatchOptions = {}): Batch {
-  const { scale = 'minus1to1', augment = {}, rng } = opts;
+  const { scale = 'minus1to1', augment = {}, rng, keyed } = opts;
   const pad = augment.randomCrop ?? 0;
   const flip = augment.flip ?? false;
   if (!Number.isInteger(pad) || pad < 0) {
     throw new DataError(`makeBatch: augment.randomCrop must be a non-negative integer pad, got ${pad}`);
   }
-  if ((pad > 0 || flip) && !rng) throw new DataError('makeBatch: augmentation needs opts.rng');
+  if (augment.inceptionCrop && !keyed) throw new DataError('makeBatch: augment.inceptionCrop needs opts.keyed');
+  if ((pad > 0 || flip) && !rng && !keyed) throw new DataError('makeBatch: augmentation needs opts.rng');
   if (scale !== 'minus1to1' && scale !== 'zero1') {
     throw new DataError(`makeBatch: unknown scale '${String(scale)}': use 'minus1to1' or 'zero1'`);
   }
@@ -210,6 +222,12 @@ export function makeBatch(ds: ImageDataset, indices: ArrayLike<number>, opts: Ma
       throw new DataError(`makeBatch: index ${src} at batch position ${b} outside data set '${ds.name}' of ${ds.n}`);
     }
     y[b] = ds.labels[src]!;
+    if (keyed) {
+      const img = ds.images.subarray(src * pixels, (src + 1) * pixels);
+      const r = keyedRng(keyed.seed, keyed.step, keyed.examples ? keyed.examples[b]! : src);
+      augmentImage(img, H, W, C, augment, r, x.subarray(b * pixels, (b + 1) * pixels), 1, { mul, add });
+      continue;
+    }
     // Output (i, j) reads source (i + dy, j + dx) or, mirrored, (i + dy, W-1-j + dx); outside = background.
     const dy = pad > 0 ? rng!.int(2 * pad + 1) - pad : 0;
     const dx = pad > 0 ? rng!.int(2 * pad + 1) - pad : 0;

@@ -19,3 +19,20 @@ export type { Split, ImageDataset, LoadOptions, DatasetListing } from './registr
 export { BatchSampler, sequentialBatches, makeBatch } from './batches.js';
 export type { SamplerOptions, SamplerState, PixelScale, AugmentOptions, MakeBatchOptions, Batch } from './batches.js';
 export { SYNTHETIC_OOD, isSyntheticOod, syntheticOodDataset, type SyntheticOod } from './synthetic.js';
+export { SOURCE_PREFIXES, SOURCE_HELP, parseSourceName, listImageFolder, readSource } from './sources.js';
+export type { SourcePrefix, LabelKind, SourcePart, SourceData } from './sources.js';
+export { parseNpy, encodeNpy, encodeNpz, readNpz, type NpyArray } from './npy.js';
+export { decodeImages, decodeImagesSync, type DecodeTarget, type DecodedImages } from './decode.js';
+export {
+  keyedRng,
+  resizeBilinear,
+  convertChannels,
+  fitImages,
+  centralCropBox,
+  centralCropImages,
+  inceptionCropBox,
+  augmentImage,
+  mixupBatch,
+  sampleBeta,
+} from './preprocess.js';
+export type { CropBox, ImageArray, ImageAugment } from './preprocess.js';

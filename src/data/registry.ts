@@ -12,6 +12,17 @@ import { dirname, join, resolve } from 'node:path';
 import { Rng } from '../util/rng.js';
 import { readIdx, type IdxArray } from './idx.js';
 import { DataError } from '../util/errors.js';
+import { centralCropImages, fitImages } from './preprocess.js';
+import {
+  SOURCE_HELP,
+  SOURCE_PREFIXES,
+  decodeFolderPart,
+  locateSource,
+  parseSourceName,
+  readSource,
+  type LabelKind,
+  type Part as SourcePartName,
+} from './sources.js';
 
 /**
  * A data set split; `val` is carved deterministically from the official train split, `train_full` is train before
@@ -52,6 +63,14 @@ export interface LoadOptions {
   valSize?: number;
   /** Keep only the first `limit` examples of the split (after carving). */
   limit?: number;
+  /** CIFAR-100: the fine (100, default) or coarse (20) labels. */
+  label?: LabelKind;
+  /** The model's image size: images of another size are resized to imageSize × imageSize (bilinear). */
+  imageSize?: number;
+  /** The model's channel count: grey images are repeated to 3 channels, RGB made grey by luma. */
+  channels?: number;
+  /** Evaluation: after fitting, keep this central fraction of each side and resize it back (1 = off). */
+  centralCrop?: number;
 }
 
 /**
@@ -178,7 +197,7 @@ function entryFor(name: string): DatasetEntry {
   const entry = REGISTRY[name] ?? folderEntry(name);
   if (!entry) {
     throw new DataError(
-      `unknown data set '${name}': known are ${datasetNames().join(', ')}, or ${IDX_FOLDER_PREFIX}<folder> for a folder of IDX files`,
+      `unknown data set '${name}': known are ${datasetNames().join(', ')}, or ${IDX_FOLDER_PREFIX}<folder> for a folder of IDX files, or ${SOURCE_PREFIXES.map((p) => `${p}<path>`).join(', ')}`,
     );
   }
   return entry;
@@ -205,6 +224,24 @@ export interface DatasetListing {
 
 /** Every known data set with where it was found (or looked for) and how to install it. */
 export function listDatasets(opts: Pick<LoadOptions, 'dataDir'> = {}): DatasetListing[] {
+  const kinds: DatasetListing[] = [
+    {
+      name: `${IDX_FOLDER_PREFIX}DIR`,
+      available: true,
+      looked: [],
+      install: 'a folder of IDX files, train-/t10k-{images-idx3,labels-idx1}-ubyte[.gz] (as `vmoe corrupt` writes)',
+    },
+    ...SOURCE_PREFIXES.map((p) => ({
+      name: `${p}${p === 'npz:' ? 'FILE' : 'DIR'}`,
+      available: true,
+      looked: [],
+      install: SOURCE_HELP[p],
+    })),
+  ];
+  return [...registered(opts), ...kinds];
+}
+
+function registered(opts: Pick<LoadOptions, 'dataDir'>): DatasetListing[] {
   return Object.values(REGISTRY).map((entry) => {
     const { dir, looked } = entry.locate(opts);
     return {
@@ -219,6 +256,8 @@ export function listDatasets(opts: Pick<LoadOptions, 'dataDir'> = {}): DatasetLi
 
 /** True when the data set's files are found (in `opts.dataDir`, $VMOE_DATA_DIR or the system folders). */
 export function datasetAvailable(name: string, opts: Pick<LoadOptions, 'dataDir'> = {}): boolean {
+  const src = parseSourceName(name);
+  if (src) return locateSource(src.prefix, src.path) !== undefined;
   return entryFor(name).locate(opts).dir !== undefined;
 }
 
@@ -341,6 +380,8 @@ export function loadDataset(name: string, split: Split, opts: LoadOptions = {}):
   if (opts.limit !== undefined && (!Number.isInteger(opts.limit) || opts.limit < 0)) {
     throw new DataError(`limit must be a non-negative integer, got ${opts.limit}`);
   }
+  const src = parseSourceName(name);
+  if (src) return loadSourceSplit(name, src.prefix, src.path, split, opts);
   const entry = entryFor(name);
   const { dir, looked } = entry.locate(opts);
   if (!dir) throw missingError(entry, looked);
@@ -371,7 +412,7 @@ export function loadDataset(name: string, split: Split, opts: LoadOptions = {}):
     }
     labels[i] = y;
   }
-  return {
+  return fitTo(opts, {
     name: meta.name ?? entry.name,
     split,
     n,
@@ -384,5 +425,87 @@ export function loadDataset(name: string, split: Split, opts: LoadOptions = {}):
     labels,
     source: dir,
     labelsFile: raw.labelsPath,
-  };
+  });
+}
+
+/** The data set fitted to `opts.imageSize` × `opts.channels` (when given): see `fitImages`. */
+function fitTo(opts: LoadOptions, ds: ImageDataset): ImageDataset {
+  if (opts.imageSize !== undefined && (!Number.isInteger(opts.imageSize) || opts.imageSize < 1)) {
+    throw new DataError(`imageSize must be a positive integer, got ${opts.imageSize}`);
+  }
+  if (opts.channels !== undefined && opts.channels !== 1 && opts.channels !== 3) {
+    throw new DataError(`channels must be 1 or 3, got ${opts.channels}`);
+  }
+  const fitted = fitImages(ds, opts.imageSize, opts.channels);
+  return opts.centralCrop === undefined || opts.centralCrop === 1
+    ? fitted
+    : centralCropImages(fitted, opts.centralCrop);
+}
+
+/**
+ * One split of a prefixed source (`cifar10:`, `cifar100:`, `folder:`, `npz:`): `test` and `train_full` are its
+ * official parts; `val` is its own val part when it has one, else carved from train like the IDX data sets.
+ */
+function loadSourceSplit(
+  name: string,
+  prefix: (typeof SOURCE_PREFIXES)[number],
+  path: string,
+  split: Split,
+  opts: LoadOptions,
+): ImageDataset {
+  const dir = locateSource(prefix, path);
+  if (!dir)
+    throw new DataError(
+      `data set '${name}' not found: ${path} does not hold the files expected (${SOURCE_HELP[prefix]})`,
+    );
+  const wanted: SourcePartName[] = split === 'test' ? ['test'] : split === 'train_full' ? ['train'] : ['train', 'val'];
+  const data = readSource(prefix, dir, wanted, opts.label ?? 'fine');
+  const { parts } = data;
+  let part = split === 'test' ? parts.test : split === 'val' ? (parts.val ?? parts.train) : parts.train;
+  if (!part) throw new DataError(`data set '${name}' has no ${split === 'test' ? 'test' : 'train'} part in ${dir}`);
+  let indices: ArrayLike<number> | undefined;
+  if ((split === 'train' || split === 'val') && !parts.val) {
+    const carve = carveValidation(part.n, opts.valSize ?? DEFAULT_VAL_SIZE);
+    indices = split === 'train' ? carve.train : carve.val;
+  }
+  if (split === 'train' && parts.val) part = parts.train!;
+  const nSplit = indices ? indices.length : part.n;
+  const n = opts.limit === undefined ? nSplit : Math.min(opts.limit, nSplit);
+  const keep = Array.from({ length: n }, (_, i) => (indices ? indices[i]! : i));
+  const numClasses = data.classNames.length;
+  for (const i of keep) {
+    const y = part.labels[i]!;
+    if (y >= numClasses) throw new DataError(`${part.file}: label ${y} at index ${i} is outside [0, ${numClasses})`);
+  }
+  let images: Uint8Array;
+  let height: number, width: number, channels: number;
+  if (part.files) {
+    // decode only what the split keeps, straight at the model's size when it is known
+    const size = opts.imageSize;
+    const ch = opts.channels === 1 || opts.channels === 3 ? opts.channels : undefined;
+    const d = decodeFolderPart(part, keep, { height: size, width: size, channels: ch, resize: size !== undefined });
+    ({ images, height, width } = d as Required<typeof d>);
+    channels = d.channels!;
+  } else {
+    height = part.height!;
+    width = part.width!;
+    channels = part.channels!;
+    const pixels = height * width * channels;
+    images = new Uint8Array(n * pixels); // (n, H, W, C)
+    keep.forEach((src, i) => images.set(part.images!.subarray(src * pixels, (src + 1) * pixels), i * pixels));
+  }
+  return fitTo(opts, {
+    name,
+    split,
+    n,
+    height,
+    width,
+    channels,
+    numClasses,
+    classNames: data.classNames,
+    images,
+    labels: Int32Array.from(keep, (i) => part.labels[i]!),
+    source: dir,
+    labelsFile: part.file,
+  });
 }

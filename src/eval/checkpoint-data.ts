@@ -20,5 +20,21 @@ export function loadDatasetFor(config: ExperimentConfig, sel: DataSelection): Im
     dataDir: sel.dataDir ?? config.data.dataDir ?? undefined,
     valSize: config.data.valSize,
     limit: sel.limit,
+    ...fitFor(config),
   });
+}
+
+/** Load options that fit a data set to the model trained under `config` (its size, channels, CIFAR-100 labels). */
+export function fitFor(config: ExperimentConfig): {
+  imageSize: number;
+  channels: number;
+  label: 'fine' | 'coarse';
+  centralCrop: number;
+} {
+  return {
+    imageSize: config.model.imageSize,
+    channels: config.model.channels,
+    label: config.data.label ?? 'fine',
+    centralCrop: config.data.evalCrop ?? 1,
+  };
 }

@@ -56,9 +56,12 @@ export function fewShotEvaluation(opts: FewShotEvalOptions): FewShotRun {
   const models: LoadedModel[] = [];
   try {
     for (const c of opts.checkpoints) models.push(loadModel(c));
+    // every data set is fitted to the (first) model's input: resized, grey ↔ RGB
+    const mc = models[0]!.config.model;
+    const fit = { imageSize: mc.imageSize, channels: mc.channels };
     const datasets: FewShotDataset[] = opts.datasets.map((name) => {
-      const train = loadDataset(name, 'train_full', { dataDir: opts.dataDir, limit: opts.trainPool });
-      const test = loadDataset(name, 'test', { dataDir: opts.dataDir, limit: opts.testLimit });
+      const train = loadDataset(name, 'train_full', { dataDir: opts.dataDir, limit: opts.trainPool, ...fit });
+      const test = loadDataset(name, 'test', { dataDir: opts.dataDir, limit: opts.testLimit, ...fit });
       opts.onDataset?.(name, train.n, test.n);
       const tr = extractPreLogits(models, train, { batchSize: opts.batchSize, cacheDir: opts.cacheDir });
       const te = extractPreLogits(models, test, { batchSize: opts.batchSize, cacheDir: opts.cacheDir });

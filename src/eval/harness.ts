@@ -29,6 +29,7 @@ import {
   type EvaluatorName,
 } from './evaluators.js';
 import type { OodSet } from './ood-temperature.js';
+import { fitFor } from './checkpoint-data.js';
 import type { CheckpointRecord, EvalReport, MetricsReport, PredictionsReport } from './report.js';
 
 /** Accuracy, NLL, Brier, calibration, selective prediction and (ensembles) diversity of one set of predictions. */
@@ -43,11 +44,17 @@ export function classificationMetrics(out: Outputs, bins = 15): ClassificationMe
 export function loadOodDataset(
   name: string,
   like: ImageDataset,
-  opts: { dataDir?: string; limit?: number; seed?: number },
+  opts: { dataDir?: string; limit?: number; seed?: number; centralCrop?: number },
 ): ImageDataset {
   const n = opts.limit ?? like.n;
   if (isSyntheticOod(name)) return syntheticOodDataset(name, like, n, opts.seed ?? 0);
-  const ds = loadDataset(name, 'test' as Split, { dataDir: opts.dataDir, limit: n });
+  const fit = like.height === like.width ? { imageSize: like.height, channels: like.channels } : {};
+  const ds = loadDataset(name, 'test' as Split, {
+    dataDir: opts.dataDir,
+    limit: n,
+    ...fit,
+    centralCrop: opts.centralCrop,
+  });
   if (ds.height !== like.height || ds.width !== like.width || ds.channels !== like.channels) {
     throw new DataError(
       `OOD set ${name} (--ood) in ${ds.source} has ${ds.height}×${ds.width}×${ds.channels} images; the model takes ${like.height}×${like.width}×${like.channels}`,
@@ -185,7 +192,8 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
   const config = first.config;
   const dataset = opts.dataset ?? config.data.dataset;
   const dataDir = opts.dataDir ?? config.data.dataDir ?? undefined;
-  const ds = loadDataset(dataset, opts.split, { dataDir, valSize: config.data.valSize, limit: opts.limit });
+  const fit = fitFor(config);
+  const ds = loadDataset(dataset, opts.split, { dataDir, valSize: config.data.valSize, limit: opts.limit, ...fit });
   if (ds.numClasses > config.model.numClasses) {
     throw new DataError(
       `${ds.labelsFile ?? `${dataset}/${opts.split}`}: the ${opts.split} split has ${ds.numClasses} classes (labels up to ${ds.labels.reduce((a, y) => Math.max(a, y), -1)}) but ${first.path} predicts ${config.model.numClasses}`,
@@ -208,6 +216,7 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
   if (opts.temperatureScale || opts.conformal) {
     // one val Outputs serves both temperature scaling and conformal calibration
     const val = loadDataset(dataset, 'val', {
+      ...fit,
       dataDir,
       valSize: config.data.valSize,
       limit: config.train.evalLimit ?? undefined,
@@ -226,17 +235,21 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
   }
   const oodSets: OodSet[] = opts.ood.map((name) => ({
     name,
-    outputs: ensembleOutputs(loaded, loadOodDataset(name, ds, { dataDir: opts.oodDataDir, limit: ds.n }), {
-      ...run,
-      keepPreLogits: wantMaha,
-    }),
+    outputs: ensembleOutputs(
+      loaded,
+      loadOodDataset(name, ds, { dataDir: opts.oodDataDir, limit: ds.n, centralCrop: fit.centralCrop }),
+      {
+        ...run,
+        keepPreLogits: wantMaha,
+      },
+    ),
   }));
   if (oodSets.length) {
     inputs.ood = oodSets;
     inputs.oodTrain = wantMaha
       ? ensembleOutputs(
           loaded,
-          loadDataset(dataset, 'train', { dataDir, valSize: config.data.valSize, limit: opts.mahalanobisFit }),
+          loadDataset(dataset, 'train', { ...fit, dataDir, valSize: config.data.valSize, limit: opts.mahalanobisFit }),
           { ...run, keepPreLogits: true },
         )
       : null;

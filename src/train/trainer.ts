@@ -6,7 +6,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { BatchSampler, loadDataset, makeBatch, type ImageDataset } from '../data/index.js';
+import { BatchSampler, loadDataset, makeBatch, type Batch, type ImageDataset } from '../data/index.js';
+import { keyedRng, mixupBatch } from '../data/preprocess.js';
+import { openStreamingSource, StreamingBatches } from '../data/pipeline.js';
 import { engineInfo } from '../engine/index.js';
 import { meanMemberLoss } from '../ensembles/combine.js';
 import { isReshapedRouterKernel } from '../ensembles/from-vmoe.js';
@@ -313,33 +315,53 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
     refuseForeignRestart(opts.outDir, ckptDir, cfg);
   }
 
-  const trainDs = loadDataset(cfg.data.dataset, cfg.data.valSize > 0 ? 'train' : 'train_full', {
-    dataDir: cfg.data.dataDir ?? undefined,
-    valSize: cfg.data.valSize,
-    limit: cfg.data.trainLimit ?? undefined,
-  });
+  // Data: fitted to the model's input (resized, grey ↔ RGB); a streamed folder is only listed here.
+  const mc = cfg.model;
+  const fit = { label: cfg.data.label, imageSize: mc.imageSize, channels: mc.channels };
+  const trainSplit = cfg.data.valSize > 0 ? 'train' : 'train_full';
+  const streamSrc = cfg.data.stream
+    ? openStreamingSource(cfg.data.dataset, trainSplit, {
+        imageSize: mc.imageSize,
+        channels: mc.channels,
+        valSize: cfg.data.valSize,
+        limit: cfg.data.trainLimit ?? undefined,
+      })
+    : null;
+  const trainDs = streamSrc
+    ? null
+    : loadDataset(cfg.data.dataset, trainSplit, {
+        dataDir: cfg.data.dataDir ?? undefined,
+        valSize: cfg.data.valSize,
+        limit: cfg.data.trainLimit ?? undefined,
+        ...fit,
+      });
+  const trainInfo = streamSrc ?? trainDs!;
   const valDs =
     cfg.data.valSize > 0
       ? loadDataset(cfg.data.dataset, 'val', {
           dataDir: cfg.data.dataDir ?? undefined,
           valSize: cfg.data.valSize,
           limit: cfg.train.evalLimit ?? undefined,
+          ...fit,
+          centralCrop: cfg.data.evalCrop,
         })
       : null;
-  const mc = cfg.model;
-  if (trainDs.height !== mc.imageSize || trainDs.channels !== mc.channels || trainDs.numClasses > mc.numClasses) {
+  if (trainInfo.height !== mc.imageSize || trainInfo.channels !== mc.channels || trainInfo.numClasses > mc.numClasses) {
     throw new TrainingError(
-      `data set ${trainDs.name} has ${trainDs.height}×${trainDs.width}×${trainDs.channels} images and ${trainDs.numClasses} classes, ` +
+      `data set ${trainInfo.name} has ${trainInfo.height}×${trainInfo.width}×${trainInfo.channels} images and ${trainInfo.numClasses} classes, ` +
         `but model.imageSize=${mc.imageSize}, model.channels=${mc.channels}, model.numClasses=${mc.numClasses}`,
     );
   }
+  // Augmentation keyed by (seed, step, example) — needed by streaming, inception crop and mixup; the plain
+  // crop/flip recipe keeps drawing from augRng so earlier runs resume and reproduce exactly.
+  const keyedAug = cfg.data.stream || cfg.data.augment.inceptionCrop || cfg.data.augment.mixup > 0;
 
   const model = VisionMoE.init(cfg.model, cfg.seed);
   const specs = paramSpecs(cfg.model);
   const opt = new Adam(cfg.optim, (n) => specs.get(n)?.decay ?? false);
   const rng = new Rng(cfg.seed + 1);
   const augRng = new Rng(cfg.seed + 2);
-  const sampler = new BatchSampler(trainDs.n, {
+  const sampler = new BatchSampler(trainInfo.n, {
     batchSize: cfg.train.batchSize,
     seed: cfg.seed + 3,
     shuffle: true,
@@ -458,6 +480,26 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
   const B = cfg.train.batchSize;
   const metrics = new JsonlAppender(metricsPath);
   const appendLog = (rec: Record<string, unknown>) => metrics.append(rec);
+  // Streaming: a look-ahead copy of the sampler feeds the prefetch queue; the trainer's own sampler (the one saved
+  // in checkpoints) still says which batch comes next, and the two are checked to agree.
+  let stream: StreamingBatches | null = null;
+  if (streamSrc) {
+    const ahead = new BatchSampler(trainInfo.n, {
+      batchSize: B,
+      seed: cfg.seed + 3,
+      shuffle: true,
+      dropRemainder: true,
+    });
+    ahead.setState(sampler.getState());
+    stream = new StreamingBatches(streamSrc, {
+      nextIndices: () => ahead.next(),
+      firstStep: step,
+      prefetch: cfg.data.prefetch,
+      scale: cfg.data.scale,
+      augment: cfg.data.augment,
+      seed: cfg.seed + 2,
+    });
+  }
   try {
     const startStep = step;
     let lastYield = performance.now();
@@ -483,20 +525,47 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
       }
       const tStep = performance.now();
       const idx = sampler.next();
-      const batch = makeBatch(trainDs, idx, { scale: cfg.data.scale, augment: cfg.data.augment, rng: augRng });
+      let batch: Batch;
+      if (stream) {
+        const got = await stream.next();
+        if (got.step !== step || got.indices.join() !== idx.join()) {
+          throw new Error(`streaming pipeline out of step: batch of step ${got.step} at step ${step}`);
+        }
+        batch = got.batch;
+      } else {
+        batch = makeBatch(trainDs!, idx, {
+          scale: cfg.data.scale,
+          augment: cfg.data.augment,
+          rng: augRng,
+          ...(keyedAug ? { keyed: { seed: cfg.seed + 2, step } } : {}),
+        });
+      }
+      // Mixup: the loss is linear in the targets, so λ·CE(y) + (1−λ)·CE(y rolled by one) is the mixed-target loss.
+      const mix =
+        cfg.data.augment.mixup > 0
+          ? mixupBatch(batch.x, batch.y, mc.numClasses, cfg.data.augment.mixup, keyedRng(cfg.seed + 5, step, 0))
+          : null;
+      const yRolled = mix
+        ? Int32Array.from(batch.y, (_, b) => batch.y[(b + batch.y.length - 1) % batch.y.length]!)
+        : null;
       const lr = learningRate(cfg.optim, step + 1, total);
       let taskLoss = NaN,
         auxLoss = NaN,
         gnorm = NaN;
       let moeStats: { block: number; drop: number; load: number[]; importance: number; loadLoss: number }[] = [];
       tf.tidy(() => {
-        const x = tf.tensor4d(batch.x, batch.shape);
+        const x = tf.tensor4d(mix ? mix.x : batch.x, batch.shape);
         const y = tf.tensor1d(batch.y, 'int32');
+        const y2 = yRolled ? tf.tensor1d(yRolled, 'int32') : null;
         let task: tf.Scalar | null = null,
           aux: tf.Scalar | null = null;
         const { value, grads } = tf.variableGrads(() => {
           const r = model.forward(x, { train: true, rng });
           task = modelLoss(r, y, cfg.model.numClasses, cfg.train.labelSmoothing);
+          if (mix && y2) {
+            const other = modelLoss(r, y2, cfg.model.numClasses, cfg.train.labelSmoothing);
+            task = tf.add(tf.mul(task, mix.lambda), tf.mul(other, 1 - mix.lambda)) as tf.Scalar;
+          }
           aux = r.aux;
           moeStats = r.moe.map((s) => ({
             block: s.block,
@@ -570,6 +639,7 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
     }
   } finally {
     metrics.close();
+    await stream?.close();
   }
   progress.done();
   const seconds = (performance.now() - t0) / 1000;

@@ -69,24 +69,21 @@ describe('vmoe CLI: bad input is one line and exit 2', () => {
     expect(t.status, t.stderr).toBe(0);
   });
 
-  it('eval --ood with a set of another image size names the set and the flag', () => {
+  // Another image size is no longer an error (issue 17): the set is resized to the model's. The images are constant
+  // (all 7), and a resized constant image is the same constant, so the 14×14 set must evaluate exactly as 28×28.
+  it('eval --ood and --dataset with another image size: resized to the model, same results as the 28×28 set', () => {
     const small = idxFolder(path.join(dir, 'small'), 14, 2);
-    const { error, hint } = badInput(
-      vmoe('eval', '--checkpoint', run, '--limit', '8', '--backend', 'wasm', '--ood', `idx:${small}`),
-    );
-    expect(error).toContain(small);
-    expect(error).toContain('--ood');
-    expect(error).toMatch(/14×14×1 images; the model takes 28×28×1/);
-    expect(hint).toMatch(/uniform-noise/);
-  });
-
-  it('eval --dataset with another image size names the set', () => {
-    const small = idxFolder(path.join(dir, 'small2'), 14, 2);
-    const { error } = badInput(
-      vmoe('eval', '--checkpoint', run, '--limit', '8', '--backend', 'wasm', '--dataset', `idx:${small}`),
-    );
-    expect(error).toContain(small);
-    expect(error).toMatch(/14×14×1 images; the model takes 28×28×1/);
+    const same = idxFolder(path.join(dir, 'same28'), 28, 2);
+    const ev = (...a: string[]) => {
+      const r = vmoe('eval', '--checkpoint', run, '--limit', '8', '--backend', 'wasm', '--mahalanobis-fit', '0', ...a);
+      expect(r.status, r.stderr).toBe(0);
+      return JSON.parse(r.stdout);
+    };
+    const ood = (set: string) => JSON.stringify(ev('--ood', `idx:${set}`).ood).replaceAll(set, 'SET');
+    expect(ood(small)).toBe(ood(same));
+    const a = ev('--dataset', `idx:${small}`);
+    const b = ev('--dataset', `idx:${same}`);
+    expect([a.n, a.nll, a.accuracy]).toEqual([b.n, b.nll, b.accuracy]);
   });
 
   it("eval on an IDX set whose labels exceed the model's classes names the labels file", () => {
