@@ -9,35 +9,21 @@
  *   encoderblock_i/LayerNorm_a, LayerNorm_b (a < b) → LayerNorm_0, LayerNorm_1 (vision_transformer numbers 0 and 2)
  *   pos_embedding (big_vision, top level)           → Encoder/posembed_input/pos_embedding
  */
-import { unzipSync } from 'fflate';
 import { CheckpointError, DataError } from '../util/errors.js';
-import { parseNpy } from '../util/npy.js';
-import { readCheckpointBytes, type RefArray } from './reference-format.js';
+import { readNpz, type NpyArray } from '../util/npy.js';
+import type { RefArray } from './reference-format.js';
 
-/** Reads every array of an `.npz` file, keyed by its name without `.npy`. */
+/** Reads every array of an `.npz` checkpoint, keyed by its name without `.npy` (errors are CheckpointErrors). */
 export function readNpzCheckpoint(file: string): Map<string, RefArray> {
-  const buf = readCheckpointBytes(file);
-  let entries: Record<string, Uint8Array>;
+  let arrays: Map<string, NpyArray>;
   try {
-    entries = unzipSync(buf);
+    arrays = readNpz(file);
   } catch (e) {
-    throw new CheckpointError(
-      `${file} is not a readable .npz (zip) file (truncated or corrupt): ${(e as Error).message}`,
-    );
+    if (e instanceof DataError) throw new CheckpointError(e.message);
+    throw e;
   }
-  const out = new Map<string, RefArray>();
-  for (const [name, bytes] of Object.entries(entries)) {
-    if (!name.endsWith('.npy')) continue;
-    try {
-      const a = parseNpy(bytes, `${file}:${name}`);
-      out.set(name.slice(0, -4), { dtype: a.dtype, shape: a.shape, bytes: a.bytes });
-    } catch (e) {
-      if (e instanceof DataError) throw new CheckpointError(e.message);
-      throw e;
-    }
-  }
-  if (out.size === 0) throw new CheckpointError(`${file}: holds no .npy arrays`);
-  return out;
+  if (arrays.size === 0) throw new CheckpointError(`${file}: holds no .npy arrays`);
+  return new Map([...arrays].map(([k, a]) => [k, { dtype: a.dtype, shape: a.shape, bytes: a.bytes }]));
 }
 
 const BLOCK_LN = /^(.*encoderblock_\d+)\/LayerNorm_(\d+)\/(.*)$/;

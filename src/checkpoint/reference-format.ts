@@ -174,7 +174,7 @@ codec.register({
 });
 
 /** A checkpoint file's bytes; a missing or unreadable file is a CheckpointError naming it. */
-export function readCheckpointBytes(file: string): Buffer {
+function readCheckpointBytes(file: string): Buffer {
   try {
     return fs.readFileSync(file);
   } catch (e) {

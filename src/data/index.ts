@@ -21,7 +21,6 @@ export type { SamplerOptions, SamplerState, PixelScale, AugmentOptions, MakeBatc
 export { SYNTHETIC_OOD, isSyntheticOod, syntheticOodDataset, type SyntheticOod } from './synthetic.js';
 export { SOURCE_PREFIXES, SOURCE_HELP, parseSourceName, listImageFolder, readSource } from './sources.js';
 export type { SourcePrefix, LabelKind, SourcePart, SourceData } from './sources.js';
-export { parseNpy, encodeNpy, encodeNpz, readNpz, type NpyArray } from './npy.js';
 export { decodeImages, decodeImagesSync, type DecodeTarget, type DecodedImages } from './decode.js';
 export {
   keyedRng,

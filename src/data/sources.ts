@@ -16,7 +16,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '../util/rng.js';
 import { DataError } from '../util/errors.js';
-import { readNpz, type NpyArray } from './npy.js';
+import { isIntegerDtype, readNpz, toNumbers, type NpyArray } from '../util/npy.js';
 import { decodeImagesSync, type DecodeTarget } from './decode.js';
 
 /** Prefixes of the sources in this file, e.g. `cifar10:/data/cifar-10-batches-bin`. */
@@ -178,8 +178,8 @@ function npzPart(file: string, arrays: Map<string, NpyArray>, xKey: string, yKey
   const x = arrays.get(xKey);
   const y = arrays.get(yKey);
   if (!x || !y) throw new DataError(`${file} has ${x ? '' : xKey}${!x && !y ? ' and ' : ''}${y ? '' : yKey} missing`);
-  const where = `${file} (${xKey})`;
-  if (!(x.data instanceof Uint8Array) || !/^[|<>=]?u1$/.test(x.descr)) {
+  const where = `${file} (${xKey}.npy)`;
+  if (x.dtype !== 'uint8') {
     throw new DataError(`${where}: images must be uint8, got dtype '${x.descr}'`, {
       hint: 'save the images with x.astype(np.uint8) (values 0..255)',
     });
@@ -197,15 +197,19 @@ function npzPart(file: string, arrays: Map<string, NpyArray>, xKey: string, yKey
       `${file} (${yKey}): labels must have shape (${n},) to match ${xKey}, got (${yShape.join(', ')})`,
     );
   }
+  if (!isIntegerDtype(y.dtype)) {
+    throw new DataError(`${file} (${yKey}.npy): labels must be integers, got dtype '${y.descr}'`);
+  }
+  const yValues = toNumbers(y);
   const labels = new Int32Array(n);
   for (let i = 0; i < n; i++) {
-    const v = y.data[i]!;
+    const v = yValues[i]!;
     if (!Number.isInteger(v) || v < 0 || v > 0x7fffffff) {
       throw new DataError(`${file} (${yKey}): label ${v} at index ${i} is not a class index (a non-negative integer)`);
     }
     labels[i] = v;
   }
-  return { n, labels, images: x.data, height, width, channels, file };
+  return { n, labels, images: x.bytes.slice(), height, width, channels, file };
 }
 
 function npzSource(file: string, parts: Part[]): SourceData {

@@ -29,7 +29,7 @@ import {
   saveCheckpoint,
   type NamedArray,
 } from '../checkpoint/format.js';
-import type { ExperimentConfig } from '../config/experiment.js';
+import { parseExperiment, type ExperimentConfig } from '../config/experiment.js';
 import type { SamplerState } from '../data/batches.js';
 import { Progress } from './progress.js';
 import { runRecord } from '../engine/record.js';
@@ -260,6 +260,19 @@ function resizePositions(src: NamedArray, target: [number, number], hasCls: bool
 }
 
 /**
+ * A saved config with the defaults of this version filled in, so a run saved before a setting existed still
+ * compares equal to the same config given today; a config this version cannot parse is returned as it is (and
+ * then differs).
+ */
+function withDefaults(raw: unknown): unknown {
+  try {
+    return parseExperiment(raw, 'saved config');
+  } catch {
+    return raw;
+  }
+}
+
+/**
  * Trains a model into `opts.outDir`, which this process locks for the whole run (a second writer is
  * refused). A folder holding another run's files needs `resume` or `overwrite`; a resumed run that is
  * already finished returns `alreadyFinished` and changes nothing.
@@ -288,7 +301,7 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
   const ck = opts.resume && existing ? loadCheckpoint(existing) : null;
   if (ck && existing) {
     assertFiniteCheckpoint(ck, '');
-    const saved = ck.meta.config as ExperimentConfig;
+    const saved = withDefaults(ck.meta.config) as ExperimentConfig;
     for (const key of ['model', 'data', 'optim', 'seed'] as const) {
       if (!sameJson(saved[key], cfg[key])) {
         throw new TrainingError(
@@ -691,7 +704,7 @@ function refuseForeignRestart(dir: string, ckptDir: string, cfg: ExperimentConfi
   if (!fs.existsSync(configFile)) return;
   let saved: Partial<ExperimentConfig> | null = null;
   try {
-    saved = JSON.parse(fs.readFileSync(configFile, 'utf8')) as Partial<ExperimentConfig>;
+    saved = withDefaults(JSON.parse(fs.readFileSync(configFile, 'utf8'))) as Partial<ExperimentConfig>;
   } catch {
     // unreadable: treated as another run's
   }

@@ -6,6 +6,7 @@
  * it, so writers store it as the 2-byte void type `|V2` — the top half of a float32), and (u)int8/16/32/64 and bool.
  */
 import fs from 'node:fs';
+import { unzipSync, zipSync } from 'fflate';
 import { DataError } from './errors.js';
 
 /** NumPy element types this reader understands. */
@@ -27,6 +28,8 @@ export type NpyDtype =
 /** One array from a `.npy` file: its type, shape and raw little-endian C-order bytes. */
 export interface NpyArray {
   dtype: NpyDtype;
+  /** The dtype descriptor as the file writes it, e.g. `|u1`, `<f4` (for messages). */
+  descr: string;
   shape: number[];
   /** Raw element bytes, little-endian, C order (a view into the file's bytes). */
   bytes: Uint8Array;
@@ -144,7 +147,7 @@ export function parseNpy(buf: Uint8Array, where: string): NpyArray {
       `${where}: truncated: shape (${shape.join(', ')}) of ${dtype} needs ${byteLength} data bytes, the file has ${buf.length - dataStart}`,
     );
   }
-  return { dtype, shape, bytes: buf.subarray(dataStart, dataStart + byteLength) };
+  return { dtype, descr, shape, bytes: buf.subarray(dataStart, dataStart + byteLength) };
 }
 
 /** Encodes an array as a version-1.0 `.npy` file (header padded to a multiple of 64 bytes, as numpy does). */
@@ -164,6 +167,79 @@ export function encodeNpy(dtype: NpyDtype, shape: number[], bytes: Uint8Array): 
   new DataView(out.buffer).setUint16(8, header.length, true);
   for (let i = 0; i < header.length; i++) out[10 + i] = header.charCodeAt(i);
   out.set(bytes, 10 + header.length);
+  return out;
+}
+
+/** True for the integer element types (and bool). */
+export function isIntegerDtype(dtype: NpyDtype): boolean {
+  return !['float32', 'float64', 'float16', 'bfloat16'].includes(dtype);
+}
+
+/** An integer array's values as float64 (exact up to 2^53): labels, counts. */
+export function toNumbers(a: NpyArray): Float64Array {
+  if (!isIntegerDtype(a.dtype)) return Float64Array.from(toFloat32(a.dtype, a.bytes));
+  const n = a.bytes.length / NPY_ITEMSIZE[a.dtype];
+  const out = new Float64Array(n);
+  const view = new DataView(a.bytes.buffer, a.bytes.byteOffset, a.bytes.byteLength);
+  for (let i = 0; i < n; i++) {
+    switch (a.dtype) {
+      case 'int64':
+        out[i] = Number(view.getBigInt64(8 * i, true));
+        break;
+      case 'uint64':
+        out[i] = Number(view.getBigUint64(8 * i, true));
+        break;
+      case 'int32':
+        out[i] = view.getInt32(4 * i, true);
+        break;
+      case 'uint32':
+        out[i] = view.getUint32(4 * i, true);
+        break;
+      case 'int16':
+        out[i] = view.getInt16(2 * i, true);
+        break;
+      case 'uint16':
+        out[i] = view.getUint16(2 * i, true);
+        break;
+      case 'int8':
+        out[i] = view.getInt8(i);
+        break;
+      default:
+        out[i] = a.bytes[i]!;
+    }
+  }
+  return out;
+}
+
+/** A `.npz` archive as bytes: each `.npy` buffer as `<name>.npy`, deflated unless `store` (numpy's `savez` stores). */
+export function encodeNpz(arrays: Record<string, Uint8Array>, opts: { store?: boolean } = {}): Uint8Array {
+  const files: Record<string, Uint8Array> = {};
+  for (const [name, npy] of Object.entries(arrays)) files[`${name}.npy`] = npy;
+  return zipSync(files, { level: opts.store ? 0 : 6 });
+}
+
+/**
+ * Every array of a `.npz` file (a zip of `.npy` members, stored or deflated), keyed by member name without `.npy`;
+ * errors (DataError) name the file and the member.
+ */
+export function readNpz(file: string): Map<string, NpyArray> {
+  let bytes: Uint8Array;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new DataError(code === 'ENOENT' ? `${file} does not exist` : `cannot read ${file}: ${code ?? e}`);
+  }
+  let members: Record<string, Uint8Array>;
+  try {
+    members = unzipSync(bytes);
+  } catch (e) {
+    throw new DataError(`${file}: not a readable .npz (zip) archive (truncated or corrupt): ${(e as Error).message}`);
+  }
+  const out = new Map<string, NpyArray>();
+  for (const [name, buf] of Object.entries(members)) {
+    if (name.endsWith('.npy')) out.set(name.slice(0, -4), parseNpy(buf, `${file} (${name})`));
+  }
   return out;
 }
 

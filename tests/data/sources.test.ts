@@ -204,7 +204,7 @@ describe('npz:', () => {
       'images.npy': npy(new Float32Array(8), [2, 2, 2], '<f4'),
       'labels.npy': npy([0, 1], [2], '<i8'),
     });
-    expect(() => loadDataset(`npz:${f1}`, 'test')).toThrow(`${f1} (images.npy): dtype '<f4' is not an integer dtype`);
+    expect(() => loadDataset(`npz:${f1}`, 'test')).toThrow(`${f1} (images.npy): images must be uint8, got dtype '<f4'`);
     const f2 = bad('shape.npz', {
       'images.npy': npy(new Uint8Array(8), [2, 2, 2]),
       'labels.npy': npy([0, 1, 1], [3], '<i8'),
@@ -221,7 +221,7 @@ describe('npz:', () => {
       'images.npy': full.subarray(0, full.length - 3),
       'labels.npy': npy([0, 1], [2], '<i8'),
     });
-    expect(() => loadDataset(`npz:${f5}`, 'test')).toThrow(/cut\.npz \(images\.npy\).*data cut short/);
+    expect(() => loadDataset(`npz:${f5}`, 'test')).toThrow(/cut\.npz \(images\.npy\).*truncated/);
   });
 });
 

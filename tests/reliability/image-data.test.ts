@@ -66,7 +66,9 @@ describe('bad RGB data files: one line naming the file, exit 2', () => {
         'labels.npy': npy([0, 1], [2], '<i8'),
       }),
     );
-    expect(refusal(train(`npz:${f1}`, path.join(dir, 'run-f1')))).toContain(`${f1} (images.npy): dtype '<f4'`);
+    expect(refusal(train(`npz:${f1}`, path.join(dir, 'run-f1')))).toContain(
+      `${f1} (images.npy): images must be uint8, got dtype '<f4'`,
+    );
     const f2 = path.join(dir, 'shape.npz');
     fs.writeFileSync(
       f2,

@@ -6,6 +6,7 @@ import { initEngine } from '../../src/engine/index.js';
 import { loadExperiment, parseExperiment, OptimSchema } from '../../src/config/experiment.js';
 import { learningRate } from '../../src/train/optimizer.js';
 import { train } from '../../src/train/trainer.js';
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../../src/checkpoint/format.js';
 import { ConfigError } from '../../src/util/errors.js';
 
 beforeAll(async () => {
@@ -109,6 +110,21 @@ describe('training runs', () => {
       .filter((r) => !r.split)
       .map((r) => r.step);
     expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it('resumes a run saved before a setting existed: the saved config gets the defaults filled in', async () => {
+    const dir = tmp();
+    await train({ config: small(6), outDir: dir, quiet: true, stopAtStep: 3 });
+    // the checkpoint as an older version wrote it: its data config has no evalCrop (added later, default false)
+    const file = latestCheckpoint(path.join(dir, 'checkpoints'))!;
+    const ck = loadCheckpoint(file);
+    const config = ck.meta.config as { data: Record<string, unknown> };
+    expect(config.data.evalCrop).toBeDefined();
+    delete config.data.evalCrop;
+    fs.rmSync(file);
+    saveCheckpoint(path.join(dir, 'checkpoints'), { meta: ck.meta, tensors: ck.tensors });
+    const resumed = await train({ config: small(6), outDir: dir, quiet: true, resume: true });
+    expect(resumed.step).toBe(6);
   });
 
   it('refuses to overwrite a run and refuses to resume with another model config', async () => {
