@@ -142,6 +142,60 @@ describe('vmoe import + vmoe predict', () => {
     ]);
   });
 
+  it('vmoe finetune --from an imported checkpoint: new resolution (positions resized), new data set and head', () => {
+    const imported = path.join(tmp, 'ft-src');
+    expect(vmoe('import', path.join(FIXTURES, 'vmoe-1shard'), '--out', imported).status).toBe(0);
+    const run = path.join(tmp, 'ft-run');
+    // the imported architecture (write_format.py), at 16 px instead of 8 and with MNIST's 10 classes; MNIST is
+    // resized to 16 px and repeated to 3 channels by the data pipeline
+    const model = {
+      type: 'vmoe',
+      imageSize: 16,
+      channels: 3,
+      patchSize: 4,
+      hidden: 8,
+      depth: 2,
+      heads: 2,
+      mlpDim: 16,
+      numClasses: 10,
+      preLogits: 6,
+      moe: { layers: { placement: 'list', list: [1] }, numExperts: 4, k: 2, groupImages: 4 },
+    };
+    const r = vmoe(
+      'finetune',
+      '--from',
+      imported,
+      '--out',
+      run,
+      '--set',
+      `model=${JSON.stringify(model)}`,
+      '--set',
+      'data.dataset="mnist"',
+      '--set',
+      'data.trainLimit=64',
+      '--set',
+      'data.valSize=16',
+      '--set',
+      'train.batchSize=16',
+      '--set',
+      'train.steps=2',
+      '--set',
+      'train.evalEvery=0',
+      '--set',
+      'train.logEvery=1',
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/resized \(pos\)/);
+    const summary = JSON.parse(fs.readFileSync(path.join(run, 'train_summary.json'), 'utf8'));
+    expect(summary.init_from).toMatchObject({ head: 'reinitialised' });
+    // the expert weights came from the import unchanged (2 steps of AdamW at lr ≤ 1e-3 move them by < 3e-3)
+    const before = loadCheckpoint(resolveCheckpoint(imported)).tensors['params/block1/moe/w1']!.data;
+    const after = loadCheckpoint(resolveCheckpoint(run)).tensors['params/block1/moe/w1']!.data;
+    let maxDiff = 0;
+    for (let i = 0; i < before.length; i++) maxDiff = Math.max(maxDiff, Math.abs(after[i]! - before[i]!));
+    expect(maxDiff).toBeLessThan(3e-3);
+  });
+
   it('bad input: one line naming the problem, exit 2, nothing written', () => {
     const out = path.join(tmp, 'bad');
     const unknown = oneLineError(vmoe('import', path.join(FIXTURES, 'unknown-key'), '--out', out));
