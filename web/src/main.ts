@@ -374,8 +374,9 @@ function renderRouting(layers: LayerRouting[]): void {
         c.dataset.experts = experts.join(',');
         c.dataset.kept = kept.join(',');
         c.title = `patch ${p}: ${experts.map((e, j) => `expert ${e}${kept[j] ? '' : ' (dropped)'}`).join(', ')}`;
-        c.style.background = expertColour(experts[0]!);
+        // a patch no expert processed is hatched grey (the .dropped style), not coloured by its choice
         if (kept.every((k) => k === 0)) c.classList.add('dropped');
+        else c.style.background = expertColour(experts[0]!);
         if (l.k > 1) {
           const s = document.createElement('div');
           s.className = 'second';

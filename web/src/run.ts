@@ -78,7 +78,9 @@ export function classify(
   const grid = S / cfg.patchSize;
   const layers: LayerRouting[] = [];
   const t0 = performance.now();
-  const { logits, memberLogits } = tf.tidy(() => {
+  let logits: Float32Array = new Float32Array(0);
+  let memberLogits: Float32Array | null = null;
+  tf.tidy(() => {
     const x = tf.tensor4d(batch.x, batch.shape);
     const r = model.forward(x, {
       train: false,
@@ -115,10 +117,8 @@ export function classify(
         });
       },
     });
-    return {
-      logits: r.logits.dataSync() as Float32Array,
-      memberLogits: r.memberLogits ? (r.memberLogits.dataSync() as Float32Array) : null,
-    };
+    logits = r.logits.dataSync() as Float32Array; // (1, classes)
+    memberLogits = r.memberLogits ? (r.memberLogits.dataSync() as Float32Array) : null; // (M, 1, classes)
   });
   const ms = performance.now() - t0;
   const C = cfg.numClasses;
@@ -140,10 +140,11 @@ export function classify(
     processed: asked ? kept / asked : 1,
     ms,
   };
-  if (memberLogits && M > 1) {
-    const ml = { data: memberLogits, n: 1, k: C, m: M };
+  const mlData = memberLogits as Float32Array | null; // (M, 1, C)
+  if (mlData && M > 1) {
+    const ml = { data: mlData, n: 1, k: C, m: M };
     out.members = Array.from({ length: M }, (_, m) =>
-      Array.from(softmax({ data: memberLogits.subarray(m * C, (m + 1) * C), n: 1, k: C })),
+      Array.from(softmax({ data: mlData.subarray(m * C, (m + 1) * C), n: 1, k: C })),
     );
     out.disagreement = disagreement(ml);
     out.mutualInformation = mutualInformationPerExample(ml)[0]!;

@@ -42,7 +42,11 @@ export async function renderResultsFile(file: File, out: HTMLElement): Promise<v
     out.append(
       figure(
         reliabilityDiagramSvg({
-          bins: bins.map((b) => ({ count: b.count, accuracy: b.accuracy ?? Number.NaN, confidence: b.confidence ?? Number.NaN })),
+          bins: bins.map((b) => ({
+            count: b.count,
+            accuracy: b.accuracy ?? Number.NaN,
+            confidence: b.confidence ?? Number.NaN,
+          })),
           ece: r.ece,
           title: 'Reliability diagram',
           subtitle,
@@ -56,7 +60,11 @@ export async function renderResultsFile(file: File, out: HTMLElement): Promise<v
   if (rc?.coverage?.length && typeof r.aurc === 'number') {
     out.append(
       figure(
-        riskCoverageSvg({ series: [{ name: 'model', coverage: rc.coverage, risk: rc.risk, aurc: r.aurc }], title: 'Risk–coverage', subtitle }),
+        riskCoverageSvg({
+          series: [{ name: 'model', coverage: rc.coverage, risk: rc.risk, aurc: r.aurc }],
+          title: 'Risk–coverage',
+          subtitle,
+        }),
         'risk–coverage curve',
       ),
     );

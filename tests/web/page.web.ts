@@ -1,0 +1,293 @@
+/**
+ * The web page (web/, docs/web.md) in headless Chromium: serves the built web/dist/ on a free localhost port,
+ * loads the demo bundles and checks the page's numbers against the Node toolkit on the same checkpoints and
+ * images — probabilities (≤ 1e-4 on wasm), the routing grid (one cell per patch per MoE layer and member, with the
+ * experts and kept flags traceRouting reports), dropped patches at the lowest capacity factor, E³ members — and that
+ * the console stays free of errors. Saves docs/figures/web-demo.png. Skips where Chromium is missing.
+ */
+/// <reference lib="dom" />
+// (DOM types for the functions that run inside the page, page.evaluate)
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadModel, type LoadedModel } from '../../src/checkpoint/load.js';
+import { initEngine } from '../../src/engine/index.js';
+import { traceRouting } from '../../src/eval/routing-analysis.js';
+import { parseWebManifest, type WebManifest } from '../../src/export/web-bundle-format.js';
+import { modelMembers } from '../../src/vmoe/config.js';
+import type { RoutingOverrides } from '../../src/vmoe/model.js';
+
+const root = path.resolve(__dirname, '../..');
+const dist = path.join(root, 'web/dist');
+const CHROMIUM = process.env.VMOE_CHROMIUM ?? '/usr/bin/chromium';
+const haveChromium = fs.existsSync(CHROMIUM);
+if (!haveChromium)
+  console.warn(
+    `skipping the web page tests: no Chromium at ${CHROMIUM}; install it with \`sudo apt-get install chromium\` ` +
+      '(or set VMOE_CHROMIUM to a Chromium binary)',
+  );
+
+const MIME: Record<string, string> = {
+  '.html': 'text/html',
+  '.js': 'text/javascript',
+  '.css': 'text/css',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
+  '.bin': 'application/octet-stream',
+  '.png': 'image/png',
+};
+
+/** The smallest static server: files under `dir`, nothing else. */
+function serve(dir: string): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const file = path.join(dir, decodeURIComponent(url.pathname).replace(/\/$/, '/index.html'));
+    if (!file.startsWith(dir) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': MIME[path.extname(file)] ?? 'application/octet-stream' });
+    fs.createReadStream(file).pipe(res);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+interface Demo {
+  name: string;
+  path: string;
+  checkpoint: string;
+}
+
+/** What the Node toolkit says about one image: probabilities, member probabilities, and per MoE layer the plan. */
+function nodeReference(
+  loaded: LoadedModel,
+  manifest: WebManifest,
+  samples: Uint8Array,
+  i: number,
+  routing: RoutingOverrides,
+) {
+  const cfg = loaded.model.cfg;
+  const S = cfg.imageSize;
+  const px = samples.subarray(i * S * S * cfg.channels, (i + 1) * S * S * cfg.channels);
+  const scale = manifest.pixelScale === 'minus1to1' ? [1 / 127.5, -1] : [1 / 255, 0];
+  const x = tf.tensor4d(
+    Float32Array.from(px, (v) => v * scale[0]! + scale[1]!),
+    [1, S, S, cfg.channels],
+  );
+  const trace = traceRouting(loaded.model, x, routing);
+  let members: number[][] | null = null; // (M, classes)
+  tf.tidy(() => {
+    const r = loaded.model.forward(x, { train: false, auxLosses: false, routing });
+    if (r.memberLogits) members = (tf.softmax(r.memberLogits).arraySync() as number[][][]).map((m) => m[0]!);
+  });
+  x.dispose();
+  const max = Math.max(...trace.logits);
+  const e = Array.from(trace.logits, (v) => Math.exp(v - max));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return { probs: e.map((v) => v / sum), trace, members };
+}
+
+interface PageReading {
+  top: { cls: number; p: number }[];
+  predText: string;
+  members: { cls: number; p: number }[][];
+  grids: {
+    block: number;
+    member: number;
+    cells: { patch: number; experts: number[]; kept: number[]; dropped: boolean }[];
+  }[];
+}
+
+async function readPage(page: Page): Promise<PageReading> {
+  return page.evaluate(() => {
+    const rows = (sel: string) =>
+      Array.from(document.querySelectorAll<HTMLElement>(sel)).map((tr) => ({
+        cls: Number(tr.dataset.class),
+        p: Number(tr.dataset.prob),
+      }));
+    return {
+      top: rows('#top5 tr[data-class]'),
+      predText: document.getElementById('pred-class')?.textContent ?? '',
+      members: Array.from(document.querySelectorAll('table.member')).map((_t, m) =>
+        rows(`table.member[data-member="${m}"] tr[data-class]`),
+      ),
+      grids: Array.from(document.querySelectorAll<HTMLElement>('#routing figure.layer')).map((f) => ({
+        block: Number(f.dataset.block),
+        member: Number(f.dataset.member),
+        cells: Array.from(f.querySelectorAll<HTMLElement>('.cell')).map((c) => ({
+          patch: Number(c.dataset.patch),
+          experts: c.dataset.experts!.split(',').map(Number),
+          kept: c.dataset.kept!.split(',').map(Number),
+          dropped: c.classList.contains('dropped'),
+        })),
+      })),
+    };
+  });
+}
+
+/** Clicks and waits for the page's next run (the results' data-run counter moves on). */
+async function afterRun(page: Page, action: () => Promise<void>): Promise<void> {
+  const before = Number(await page.locator('#results').getAttribute('data-run'));
+  await action();
+  await page.waitForFunction((n) => Number(document.getElementById('results')!.dataset.run) > n, before);
+}
+
+/** The page's routing grids equal the Node trace: one grid per (MoE layer, member), one cell per patch. */
+function expectSameRouting(
+  reading: PageReading,
+  trace: ReturnType<typeof traceRouting>,
+  cfg: LoadedModel['model']['cfg'],
+) {
+  const M = modelMembers(cfg);
+  const g = cfg.imageSize / cfg.patchSize;
+  const first = cfg.readout === 'token' ? 1 : 0;
+  expect(reading.grids.length).toBe(trace.layers.length * M);
+  for (const grid of reading.grids) {
+    const layer = trace.layers.find((l) => l.block === grid.block)!;
+    expect(layer, `block ${grid.block}`).toBeDefined();
+    expect(grid.cells.length).toBe(g * g);
+    for (const c of grid.cells) {
+      const row = (c.patch + first) * M + grid.member; // traceRouting rows: (image, token, member)
+      const K = layer.k;
+      expect(c.experts).toEqual(Array.from(layer.expert.subarray(row * K, row * K + K)));
+      expect(c.kept).toEqual(Array.from(layer.kept.subarray(row * K, row * K + K)));
+      expect(c.dropped).toBe(c.kept.every((k) => k === 0));
+    }
+  }
+}
+
+describe.skipIf(!haveChromium)('web page in headless Chromium', () => {
+  let server: http.Server;
+  let browser: Browser;
+  let page: Page;
+  let base: string;
+  const consoleErrors: string[] = [];
+  let demos: Demo[];
+  const bundles = new Map<string, { manifest: WebManifest; samples: Uint8Array; loaded: LoadedModel }>();
+
+  beforeAll(async () => {
+    if (!fs.existsSync(path.join(dist, 'index.html')) || !fs.existsSync(path.join(dist, 'demo/index.json')))
+      throw new Error('web/dist/ has no page or no demo bundle: run `npm run web:build` (npm run test:web does)');
+    await initEngine({ backend: 'wasm' });
+    demos = JSON.parse(fs.readFileSync(path.join(dist, 'demo/index.json'), 'utf8')) as Demo[];
+    for (const d of demos) {
+      const dir = path.join(dist, d.path);
+      const manifest = parseWebManifest(JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')), dir);
+      const loaded = loadModel(path.join(root, d.checkpoint));
+      expect(loaded.sha256, `${d.path} was exported from ${d.checkpoint}`).toBe(manifest.checkpoint.sha256);
+      bundles.set(d.path, {
+        manifest,
+        samples: new Uint8Array(fs.readFileSync(path.join(dir, 'samples.bin'))),
+        loaded,
+      });
+    }
+    server = await serve(dist);
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
+    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    page.on('response', (r) => {
+      if (r.status() >= 400) consoleErrors.push(`HTTP ${r.status()} for ${r.url()}`);
+    });
+    await page.goto(base);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    server?.close();
+    for (const b of bundles.values()) b.loaded.model.dispose();
+  });
+
+  it('runs on the wasm backend and names it', async () => {
+    expect(await page.locator('body').getAttribute('data-backend')).toBe('wasm');
+    expect(await page.locator('#backend-note').textContent()).toMatch(/backend wasm/);
+  });
+
+  it('classifies test images like the Node toolkit: top-5 probabilities and routing grid', async () => {
+    const d = demos[0]!;
+    const b = bundles.get(d.path)!;
+    expect(b.manifest.model.type).toBe('vmoe');
+    const routing = {
+      capacityFactor: b.manifest.model.moe.capacityFactor,
+      batchPriority: b.manifest.model.moe.batchPriority,
+    };
+    for (const i of [0, 1, 2, 3]) {
+      await afterRun(page, () => page.click(`#samples button[data-index="${i}"]`));
+      const r = await readPage(page);
+      const ref = nodeReference(b.loaded, b.manifest, b.samples, i, routing);
+      const order = ref.probs.map((p, c) => ({ c, p })).sort((x, y) => y.p - x.p);
+      expect(r.top.length).toBe(5);
+      expect(r.top.map((t) => t.cls)).toEqual(order.slice(0, 5).map((o) => o.c));
+      for (const t of r.top) expect(Math.abs(t.p - ref.probs[t.cls]!)).toBeLessThanOrEqual(1e-4);
+      expect(r.predText).toBe(b.manifest.classNames[order[0]!.c]);
+      expectSameRouting(r, ref.trace, b.loaded.model.cfg);
+    }
+    fs.mkdirSync(path.join(root, 'docs/figures'), { recursive: true });
+    await page.screenshot({ path: path.join(root, 'docs/figures/web-demo.png'), fullPage: true });
+  });
+
+  it('the lowest capacity factor (slider moved with the keyboard) drops patches, as in Node', async () => {
+    const b = bundles.get(demos[0]!.path)!;
+    await afterRun(page, () => page.click('#samples button[data-index="0"]'));
+    await afterRun(page, async () => {
+      await page.focus('#capacity');
+      await page.keyboard.press('Home');
+    });
+    const cf = Number(await page.locator('#capacity').inputValue());
+    expect(cf).toBe(0.05);
+    const r = await readPage(page);
+    const ref = nodeReference(b.loaded, b.manifest, b.samples, 0, {
+      capacityFactor: cf,
+      batchPriority: b.manifest.model.moe.batchPriority,
+    });
+    expect(r.grids.flatMap((g) => g.cells).filter((c) => c.dropped).length).toBeGreaterThan(0);
+    expectSameRouting(r, ref.trace, b.loaded.model.cfg);
+    for (const t of r.top) expect(Math.abs(t.p - ref.probs[t.cls]!)).toBeLessThanOrEqual(1e-4);
+  });
+
+  it('shows the E³ members side by side with their probabilities', async () => {
+    const d = demos.find((x) => bundles.get(x.path)!.manifest.model.type === 'e3');
+    expect(d, 'an E³ demo bundle').toBeDefined();
+    const b = bundles.get(d!.path)!;
+    await page.selectOption('#demo-select', d!.path);
+    await page.waitForSelector(`body[data-bundle="${b.manifest.name}"]`);
+    await afterRun(page, () => page.click('#samples button[data-index="1"]'));
+    const r = await readPage(page);
+    const routing = {
+      capacityFactor: b.manifest.model.moe.capacityFactor,
+      batchPriority: b.manifest.model.moe.batchPriority,
+    };
+    const ref = nodeReference(b.loaded, b.manifest, b.samples, 1, routing);
+    for (const t of r.top) expect(Math.abs(t.p - ref.probs[t.cls]!)).toBeLessThanOrEqual(1e-4);
+    expect(r.members.length).toBe(b.manifest.model.ensemble.members);
+    r.members.forEach((rows, m) => {
+      for (const t of rows) expect(Math.abs(t.p - ref.members![m]![t.cls]!)).toBeLessThanOrEqual(1e-4);
+    });
+    expectSameRouting(r, ref.trace, b.loaded.model.cfg);
+    expect(await page.locator('#mi').textContent()).toMatch(/nats/);
+  });
+
+  it('logged no console errors', () => {
+    expect(consoleErrors).toEqual([]);
+  });
+});
