@@ -9,6 +9,7 @@
 // (DOM types for the functions that run inside the page, page.evaluate)
 import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -285,6 +286,35 @@ describe.skipIf(!haveChromium)('web page in headless Chromium', () => {
     });
     expectSameRouting(r, ref.trace, b.loaded.model.cfg);
     expect(await page.locator('#mi').textContent()).toMatch(/nats/);
+  });
+
+  it("draws a results.json with the CLI's figure code: reliability diagram, risk–coverage, OOD table", async () => {
+    const bins = Array.from({ length: 15 }, (_, b) => ({
+      lo: b / 15,
+      hi: (b + 1) / 15,
+      count: b < 7 ? 0 : 10,
+      confidence: b < 7 ? null : (b + 0.5) / 15,
+      accuracy: b < 7 ? null : (b + 0.2) / 15,
+    }));
+    const results = {
+      dataset: 'fashion-mnist',
+      split: 'test',
+      n: 80,
+      ece: 0.0345,
+      aurc: 0.1234,
+      calibration: { reliability: bins },
+      selective_prediction: { risk_coverage: { coverage: [0.25, 0.5, 0.75, 1], risk: [0, 0.05, 0.1, 0.2] } },
+      ood: [{ dataset: 'mnist', scores: { msp: { ood_positive: { auroc: 0.875 } } } }],
+    };
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-web-')), 'results.json');
+    fs.writeFileSync(file, JSON.stringify(results));
+    await page.setInputFiles('#results-file', file);
+    await page.waitForSelector('#viewer-out svg');
+    const svgs = await page.locator('#viewer-out svg').allTextContents();
+    expect(svgs.length).toBe(2);
+    expect(svgs[0]).toContain('ECE 3.45%');
+    expect(svgs[1]).toContain('AURC 0.1234');
+    expect(await page.locator('#viewer-out table').textContent()).toContain('0.8750');
   });
 
   it('logged no console errors', () => {

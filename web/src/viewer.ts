@@ -48,7 +48,6 @@ export async function renderResultsFile(file: File, out: HTMLElement): Promise<v
             confidence: b.confidence ?? Number.NaN,
           })),
           ece: r.ece,
-          title: 'Reliability diagram',
           subtitle,
         }),
         'reliability diagram',
@@ -62,7 +61,7 @@ export async function renderResultsFile(file: File, out: HTMLElement): Promise<v
       figure(
         riskCoverageSvg({
           series: [{ name: 'model', coverage: rc.coverage, risk: rc.risk, aurc: r.aurc }],
-          title: 'Risk–coverage',
+
           subtitle,
         }),
         'risk–coverage curve',
