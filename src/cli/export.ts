@@ -1,51 +1,29 @@
-/** `vmoe export`: a checkpoint as a bundle for another runtime (today: `--format web`, the page in web/). */
+/** `vmoe export`: a checkpoint in another format; `--format web` is the bundle the web page loads (export-web.ts). */
 import type { Command } from 'commander';
-import { exportWebBundle } from '../export/web-bundle.js';
 import { UsageError } from '../util/errors.js';
-import { addEngineOptions, parsePositiveInt, startEngine } from './common.js';
+import { addEngineOptions } from './common.js';
+import { addWebExportOptions, runWebExport, type WebExportFlags } from './export-web.js';
 
-interface ExportFlags {
+interface ExportFlags extends WebExportFlags {
   checkpoint?: string;
   format: string;
-  out?: string;
-  images: string;
-  dataDir?: string;
-  name?: string;
-  backend?: string;
-  threads?: string;
-}
-
-export async function runExport(flags: ExportFlags): Promise<void> {
-  if (flags.format !== 'web') throw new UsageError(`--format: unknown format "${flags.format}"; expected web`);
-  if (!flags.checkpoint)
-    throw new UsageError('give --checkpoint CKPT (a .vmoe file, checkpoints/ folder or run folder)');
-  if (!flags.out) throw new UsageError('give --out DIR, the folder for the bundle');
-  const images = flags.images === '0' ? 0 : parsePositiveInt(flags.images, '--images');
-  await startEngine(flags);
-  const r = exportWebBundle({
-    checkpoint: flags.checkpoint,
-    out: flags.out,
-    images,
-    dataDir: flags.dataDir,
-    name: flags.name,
-  });
-  const m = r.manifest;
-  process.stdout.write(
-    `wrote ${r.out}: ${m.name} (${m.model.type}, ${m.tensors.length} tensors in ${m.shards.length} shard(s), ` +
-      `${m.samples?.n ?? 0} sample images, ${(r.bytes / 1e6).toFixed(2)} MB), checkpoint sha256 ${m.checkpoint.sha256.slice(0, 12)}\n`,
-  );
 }
 
 export function registerExportCommand(program: Command): void {
   addEngineOptions(
-    program
-      .command('export')
-      .description('export a checkpoint for another runtime: --format web writes the bundle the web page loads')
-      .option('--checkpoint <path>', 'checkpoint file, checkpoints/ folder or run folder')
-      .option('--format <format>', 'bundle format: web', 'web')
-      .option('-o, --out <dir>', 'bundle folder (a previous bundle there is replaced)')
-      .option('--images <n>', 'test images of the data set to ship with the bundle (0 for none)', '8')
-      .option('--data-dir <dir>', "folder of the checkpoint's data set (for class names and sample images)")
-      .option('--name <name>', 'display name (default: the run folder name)'),
-  ).action((flags: ExportFlags) => runExport(flags));
+    addWebExportOptions(
+      program
+        .command('export')
+        .description('export a checkpoint for another runtime: --format web writes the bundle the web page loads')
+        .argument('[checkpoint]', 'checkpoint file, checkpoints/ folder or run folder')
+        .option('--checkpoint <path>', 'the checkpoint (instead of the argument)')
+        .option('--format <fmt>', 'web', 'web')
+        .option('-o, --out <dir>', 'web: the bundle folder (a previous bundle there is replaced)'),
+    ),
+  ).action((arg: string | undefined, flags: ExportFlags) => {
+    const ckpt = flags.checkpoint ?? arg;
+    if (!ckpt) throw new UsageError('export: name the checkpoint (argument or --checkpoint)');
+    if (flags.format !== 'web') throw new UsageError(`--format: expected web, got "${flags.format}"`);
+    return runWebExport(ckpt, flags);
+  });
 }

@@ -262,6 +262,15 @@ describe.skipIf(!haveChromium)('web page in headless Chromium', () => {
       batchPriority: b.manifest.model.moe.batchPriority,
     });
     expect(r.grids.flatMap((g) => g.cells).filter((c) => c.dropped).length).toBeGreaterThan(0);
+    // the comparison line: the same image at the model's own capacity factor, as the first test saw it
+    const atDefault = nodeReference(b.loaded, b.manifest, b.samples, 0, {
+      capacityFactor: b.manifest.model.moe.capacityFactor,
+      batchPriority: b.manifest.model.moe.batchPriority,
+    });
+    const best = atDefault.probs.indexOf(Math.max(...atDefault.probs));
+    expect(await page.locator('#compare').textContent()).toContain(
+      `${b.manifest.classNames[best]} ${(100 * atDefault.probs[best]!).toFixed(2)}%`,
+    );
     expectSameRouting(r, ref.trace, b.loaded.model.cfg);
     for (const t of r.top) expect(Math.abs(t.p - ref.probs[t.cls]!)).toBeLessThanOrEqual(1e-4);
   });

@@ -245,8 +245,19 @@ function rerun(): void {
   if (!b || !state.pixels) return;
   showError(null);
   try {
-    const r = classify(b.model, state.pixels, b.manifest.pixelScale, routingSettings());
-    render(r);
+    const settings = routingSettings();
+    const r = classify(b.model, state.pixels, b.manifest.pixelScale, settings);
+    const moe = b.manifest.model.moe;
+    // the same image at the model's own routing setting, to show what the slider and switch changed
+    const atDefault =
+      b.manifest.model.type !== 'vit' &&
+      (settings.capacityFactor !== moe.capacityFactor || settings.batchPriority !== moe.batchPriority)
+        ? classify(b.model, state.pixels, b.manifest.pixelScale, {
+            capacityFactor: moe.capacityFactor,
+            batchPriority: moe.batchPriority,
+          })
+        : null;
+    render(r, atDefault);
   } catch (e) {
     showError(`could not run the model: ${(e as Error).message}`);
   }
@@ -254,7 +265,7 @@ function rerun(): void {
 
 const pct = (p: number) => `${(100 * p).toFixed(2)}%`;
 
-function render(r: Classification): void {
+function render(r: Classification, atDefault: Classification | null): void {
   const names = state.bundle!.manifest.classNames;
   const pred = $('prediction');
   pred.textContent = '';
@@ -297,6 +308,17 @@ function render(r: Classification): void {
   }
   wrap.append(table, stats);
   pred.append(wrap);
+  if (atDefault) {
+    const m = state.bundle!.manifest.model.moe;
+    const p = document.createElement('p');
+    p.id = 'compare';
+    p.className = 'info';
+    p.textContent =
+      `At the model's own setting (capacity factor ${m.capacityFactor}, ${m.batchPriority ? 'BPR' : 'vanilla'}): ` +
+      `${names[atDefault.top[0]!.cls]} ${pct(atDefault.maxProb)}, entropy ${atDefault.entropy.toFixed(4)} nats, ` +
+      `${pct(atDefault.processed)} of assignments processed.`;
+    pred.append(p);
+  }
 
   const mem = $('members');
   mem.textContent = '';
@@ -340,7 +362,7 @@ function renderRouting(layers: LayerRouting[]): void {
   const img = pixelsDataUrl(state.pixels!);
   const wrap = document.createElement('div');
   wrap.className = 'layers';
-  const cell = 30;
+  const cell = 40;
   for (const l of layers) {
     for (let m = 0; m < l.members; m++) {
       const fig = document.createElement('figure');
