@@ -124,22 +124,22 @@ describe('exportWebBundle on a trained checkpoint', () => {
   it('CLI: bad input is one error line, and nothing is written', () => {
     const parent = tmpDir('web-export-cli');
     const out = path.join(parent, 'b');
-    expect(oneLineError(vmoe('export', '--checkpoint', path.join(parent, 'missing'), '--format', 'web', '--out', out)).error).toMatch(
-      /missing does not exist/,
-    );
+    expect(
+      oneLineError(vmoe('export', '--checkpoint', path.join(parent, 'missing'), '--format', 'web', '--out', out)).error,
+    ).toMatch(/missing does not exist/);
     expect(oneLineError(vmoe('export', '--checkpoint', run, '--format', 'onnx', '--out', out)).error).toMatch(
       /--format: .*"onnx"/,
     );
     fs.mkdirSync(path.join(parent, 'other'));
     fs.writeFileSync(path.join(parent, 'other', 'notes.txt'), 'mine');
-    expect(oneLineError(vmoe('export', '--checkpoint', run, '--format', 'web', '--out', path.join(parent, 'other'))).error).toMatch(
-      /holds files but no bundle/,
-    );
+    expect(
+      oneLineError(vmoe('export', '--checkpoint', run, '--format', 'web', '--out', path.join(parent, 'other'))).error,
+    ).toMatch(/holds files but no bundle/);
     expect(fs.readdirSync(path.join(parent, 'other'))).toEqual(['notes.txt']);
     fs.writeFileSync(path.join(parent, 'afile'), 'x');
-    expect(oneLineError(vmoe('export', '--checkpoint', run, '--format', 'web', '--out', path.join(parent, 'afile'))).error).toMatch(
-      /is a file/,
-    );
+    expect(
+      oneLineError(vmoe('export', '--checkpoint', run, '--format', 'web', '--out', path.join(parent, 'afile'))).error,
+    ).toMatch(/is a file/);
     expect(fs.readdirSync(parent).sort()).toEqual(['afile', 'other']);
     const ok = vmoe('export', run, '--format', 'web', '--out', out, '--images', '2');
     expect(ok.status, ok.stderr).toBe(0);
