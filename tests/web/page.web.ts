@@ -232,6 +232,7 @@ describe.skipIf(!haveChromium)('web page in headless Chromium', () => {
       capacityFactor: b.manifest.model.moe.capacityFactor,
       batchPriority: b.manifest.model.moe.batchPriority,
     };
+    let worst = 0;
     for (const i of [0, 1, 2, 3]) {
       await afterRun(page, () => page.click(`#samples button[data-index="${i}"]`));
       const r = await readPage(page);
@@ -240,9 +241,11 @@ describe.skipIf(!haveChromium)('web page in headless Chromium', () => {
       expect(r.top.length).toBe(5);
       expect(r.top.map((t) => t.cls)).toEqual(order.slice(0, 5).map((o) => o.c));
       for (const t of r.top) expect(Math.abs(t.p - ref.probs[t.cls]!)).toBeLessThanOrEqual(1e-4);
+      for (const t of r.top) worst = Math.max(worst, Math.abs(t.p - ref.probs[t.cls]!));
       expect(r.predText).toBe(b.manifest.classNames[order[0]!.c]);
       expectSameRouting(r, ref.trace, b.loaded.model.cfg);
     }
+    console.log(`wasm: largest probability difference from Node ${worst.toExponential(2)}`);
     fs.mkdirSync(path.join(root, 'docs/figures'), { recursive: true });
     await page.screenshot({ path: path.join(root, 'docs/figures/web-demo.png'), fullPage: true });
   });
@@ -324,6 +327,39 @@ describe.skipIf(!haveChromium)('web page in headless Chromium', () => {
     expect(svgs[0]).toContain('ECE 3.45%');
     expect(svgs[1]).toContain('AURC 0.1234');
     expect(await page.locator('#viewer-out table').textContent()).toContain('0.8750');
+  });
+
+  it('runs on webgl where the browser has it, names it, and stays within 1e-3 of Node', async (ctx) => {
+    const d = demos[0]!;
+    const b = bundles.get(d.path)!;
+    const gl = await browser.newPage();
+    gl.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(`webgl page: ${m.text()}`);
+    });
+    await gl.goto(`${base}?backend=webgl`);
+    await gl.waitForSelector('body[data-ready="true"]', { timeout: 60_000 });
+    const active = await gl.locator('body').getAttribute('data-backend');
+    const note = await gl.locator('#backend-note').textContent();
+    if (active !== 'webgl') {
+      await gl.close();
+      expect(note).toMatch(/webgl is not available/);
+      ctx.skip();
+    }
+    expect(note).toMatch(/^backend webgl/);
+    const routing = {
+      capacityFactor: b.manifest.model.moe.capacityFactor,
+      batchPriority: b.manifest.model.moe.batchPriority,
+    };
+    let worst = 0;
+    for (const i of [0, 1, 2]) {
+      await afterRun(gl, () => gl.click(`#samples button[data-index="${i}"]`));
+      const r = await readPage(gl);
+      const ref = nodeReference(b.loaded, b.manifest, b.samples, i, routing);
+      for (const t of r.top) worst = Math.max(worst, Math.abs(t.p - ref.probs[t.cls]!));
+    }
+    await gl.close();
+    console.log(`webgl: largest probability difference from Node ${worst.toExponential(2)}`);
+    expect(worst).toBeLessThanOrEqual(1e-3);
   });
 
   it('logged no console errors', () => {
