@@ -329,6 +329,35 @@ describe.skipIf(!haveChromium)('web page in headless Chromium', () => {
     expect(await page.locator('#viewer-out table').textContent()).toContain('0.8750');
   });
 
+  it('averages the demo bundles as a deep ensemble: members side by side, p̄, mutual information', async () => {
+    // the page holds the E³ bundle and its test image 1 (previous test)
+    const e3 = demos.find((x) => bundles.get(x.path)!.manifest.model.type === 'e3')!;
+    const vm = demos.find((x) => bundles.get(x.path)!.manifest.model.type === 'vmoe')!;
+    const a = bundles.get(e3.path)!;
+    const b = bundles.get(vm.path)!;
+    expect(Buffer.from(a.samples).equals(Buffer.from(b.samples))).toBe(true); // the same test images
+    await afterRun(page, () => page.check('#ensemble-all'));
+    expect(await page.locator('body').getAttribute('data-ensemble')).toBe('1');
+    const r = await readPage(page);
+    const own = (x: typeof a) => ({
+      capacityFactor: x.manifest.model.moe.capacityFactor,
+      batchPriority: x.manifest.model.moe.batchPriority,
+    });
+    const pa = nodeReference(a.loaded, a.manifest, a.samples, 1, own(a)).probs;
+    const pb = nodeReference(b.loaded, b.manifest, b.samples, 1, own(b)).probs;
+    const mean = pa.map((p, c) => (p + pb[c]!) / 2);
+    for (const t of r.top) expect(Math.abs(t.p - mean[t.cls]!)).toBeLessThanOrEqual(1e-4);
+    expect(r.members.length).toBe(2);
+    for (const t of r.members[1]!) expect(Math.abs(t.p - pb[t.cls]!)).toBeLessThanOrEqual(1e-4);
+    const H = (p: number[]) => -p.reduce((s, v) => s + (v > 0 ? v * Math.log(v) : 0), 0);
+    const mi = H(mean) - (H(pa) + H(pb)) / 2;
+    expect(Number((await page.locator('#mi').textContent())!.split(' ')[0])).toBeCloseTo(mi, 4);
+    const argmax = (p: number[]) => p.indexOf(Math.max(...p));
+    expect(await page.locator('#disagreement').textContent()).toBe(argmax(pa) === argmax(pb) ? '0.00%' : '100.00%');
+    await afterRun(page, () => page.uncheck('#ensemble-all'));
+    expect(await page.locator('body').getAttribute('data-ensemble')).toBe('0');
+  });
+
   it('runs on webgl where the browser has it, names it, and stays within 1e-3 of Node', async (ctx) => {
     const d = demos[0]!;
     const b = bundles.get(d.path)!;

@@ -6,7 +6,7 @@
 import { PALETTE } from '../../src/export/figures.js';
 import { BACKENDS, useBackend, type PageBackend } from './backend.js';
 import { loadBundleFromFiles, loadBundleFromUrl, type LoadedBundle } from './bundle.js';
-import { classify, type Classification, type LayerRouting } from './run.js';
+import { classify, deepEnsemble, type Classification, type LayerRouting } from './run.js';
 import { renderResultsFile } from './viewer.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -18,10 +18,13 @@ interface DemoEntry {
 
 const state: {
   bundle: LoadedBundle | null;
+  /** Other bundles averaged with `bundle` as a deep ensemble (empty: no ensemble). */
+  partners: LoadedBundle[];
+  demos: DemoEntry[];
   pixels: Uint8Array | null;
   sample: number | null;
   runs: number;
-} = { bundle: null, pixels: null, sample: null, runs: 0 };
+} = { bundle: null, partners: [], demos: [], pixels: null, sample: null, runs: 0 };
 
 function showError(msg: string | null): void {
   const el = $('error');
@@ -246,7 +249,13 @@ function rerun(): void {
   showError(null);
   try {
     const settings = routingSettings();
-    const r = classify(b.model, state.pixels, b.manifest.pixelScale, settings);
+    const own = classify(b.model, state.pixels, b.manifest.pixelScale, settings);
+    const r = state.partners.length
+      ? deepEnsemble(
+          [own, ...state.partners.map((p) => classify(p.model, state.pixels!, p.manifest.pixelScale, settings))],
+          [b.manifest.name, ...state.partners.map((p) => p.manifest.name)],
+        )
+      : own;
     const moe = b.manifest.model.moe;
     // the same image at the model's own routing setting, to show what the slider and switch changed
     const atDefault =
@@ -324,7 +333,7 @@ function render(r: Classification, atDefault: Classification | null): void {
   mem.textContent = '';
   if (r.members) {
     const h = document.createElement('h3');
-    h.textContent = 'E³ members';
+    h.textContent = r.memberNames ? 'Deep ensemble members' : 'E³ members';
     const box = document.createElement('div');
     box.className = 'members';
     r.members.forEach((probs, m) => {
@@ -332,7 +341,8 @@ function render(r: Classification, atDefault: Classification | null): void {
       const t = document.createElement('table');
       t.className = 'top5 member';
       t.dataset.member = String(m);
-      t.innerHTML = `<caption>member ${m + 1}</caption>`;
+      t.innerHTML = '<caption></caption>';
+      t.querySelector('caption')!.textContent = r.memberNames?.[m] ?? `member ${m + 1}`;
       for (const { c, p } of order.slice(0, 3)) {
         const tr = document.createElement('tr');
         tr.dataset.class = String(c);
@@ -430,6 +440,37 @@ function renderRouting(layers: LayerRouting[]): void {
 
 // ---- loading bundles ----------------------------------------------------------------------------------------
 
+/** Whether two bundles can be averaged: same input and the same classes in the same order. */
+function compatible(a: LoadedBundle, b: LoadedBundle): boolean {
+  const x = a.manifest;
+  const y = b.manifest;
+  return (
+    x.model.imageSize === y.model.imageSize &&
+    x.model.channels === y.model.channels &&
+    x.classNames.join('\n') === y.classNames.join('\n')
+  );
+}
+
+/** Loads (or drops) the other demo bundles as deep-ensemble partners of the current bundle, then re-runs. */
+async function setEnsemble(): Promise<void> {
+  for (const p of state.partners) p.model.dispose();
+  state.partners = [];
+  const b = state.bundle;
+  if (b && $<HTMLInputElement>('ensemble-all').checked) {
+    const others = state.demos.filter((d) => new URL(d.path, document.baseURI).href !== b.source);
+    try {
+      const loaded = await Promise.all(others.map((d) => loadBundleFromUrl(d.path)));
+      state.partners = loaded.filter((p) => compatible(b, p));
+      for (const p of loaded) if (!state.partners.includes(p)) p.model.dispose();
+      if (state.partners.length === 0) showError('no other demo bundle has the same inputs and classes as this one');
+    } catch (e) {
+      showError((e as Error).message);
+    }
+  }
+  document.body.dataset.ensemble = String(state.partners.length);
+  rerun();
+}
+
 async function useBundle(load: Promise<LoadedBundle>): Promise<void> {
   showError(null);
   $('model-info').textContent = 'loading…';
@@ -456,7 +497,7 @@ async function useBundle(load: Promise<LoadedBundle>): Promise<void> {
       state.pixels = samplePixels(0).slice();
       paintPixels(draw, state.pixels);
     }
-    rerun();
+    await setEnsemble(); // re-runs
     document.body.dataset.bundle = m.name;
   } catch (e) {
     $('model-info').textContent = '';
@@ -498,6 +539,8 @@ async function start(): Promise<void> {
     if (f) renderResultsFile(f, $('viewer-out'));
   });
 
+  $<HTMLInputElement>('ensemble-all').addEventListener('change', () => void setEnsemble());
+
   const sel = $<HTMLSelectElement>('demo-select');
   let demos: DemoEntry[] = [];
   try {
@@ -506,6 +549,7 @@ async function start(): Promise<void> {
   } catch {
     demos = [];
   }
+  state.demos = demos;
   if (demos.length === 0) {
     sel.innerHTML = '<option value="">no demo bundle (run npm run web:build)</option>';
     $('model-info').textContent = 'No demo bundle here: load one by URL or pick its files.';

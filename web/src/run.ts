@@ -9,7 +9,7 @@ import { makeBatch, type PixelScale } from '../../src/data/batches.js';
 import type { ImageDataset } from '../../src/data/registry.js';
 import { modelMembers, tokensPerImage } from '../../src/vmoe/config.js';
 import type { RoutingOverrides, VisionMoE } from '../../src/vmoe/model.js';
-import { softmax } from '../../src/metrics/softmax.js';
+import { logitsFromProbs, softmax } from '../../src/metrics/softmax.js';
 import { disagreement, mutualInformationPerExample, predictiveEntropy } from '../../src/metrics/diversity.js';
 
 /** What one MoE layer did with the image's patches (class token left out). */
@@ -37,11 +37,13 @@ export interface Classification {
   maxProb: number;
   /** Entropy of the (ensemble) predictive distribution, nats. */
   entropy: number;
-  /** E³ only: each member's probabilities. */
+  /** E³ or a deep ensemble: each member's probabilities. */
   members?: number[][];
-  /** E³ only: fraction of member pairs whose top class differs. */
+  /** Deep ensemble only: each member's name (E³ members are numbered). */
+  memberNames?: string[];
+  /** E³ or a deep ensemble: fraction of member pairs whose top class differs. */
   disagreement?: number;
-  /** E³ only: H(p̄) − mean_m H(p_m), nats. */
+  /** E³ or a deep ensemble: H(p̄) − mean_m H(p_m), nats. */
   mutualInformation?: number;
   layers: LayerRouting[];
   /** Fraction of (patch, member, choice) assignments processed, over all MoE layers. */
@@ -150,4 +152,33 @@ export function classify(
     out.mutualInformation = mutualInformationPerExample(ml)[0]!;
   }
   return out;
+}
+
+/**
+ * A deep ensemble of several models' readings of the same image: p̄ = mean of their predictive distributions (an
+ * E³ member contributes its own p̄), with the members side by side, their disagreement and mutual information. The
+ * routing shown stays the first model's.
+ */
+export function deepEnsemble(results: Classification[], names: string[]): Classification {
+  const first = results[0]!;
+  const M = results.length;
+  const C = first.probs.length;
+  const member = new Float64Array(M * C); // (M, 1, C)
+  results.forEach((r, m) => member.set(r.probs, m * C));
+  const logits = logitsFromProbs({ data: member, n: 1, k: C, m: M }); // log p_m: softmax(log p) = p
+  const probs = Array.from({ length: C }, (_, c) => results.reduce((s, r) => s + r.probs[c]!, 0) / M);
+  const order = probs.map((p, c) => ({ cls: c, p })).sort((a, b) => b.p - a.p);
+  return {
+    ...first,
+    logits: probs.map(Math.log),
+    probs,
+    top: order.slice(0, 5),
+    maxProb: order[0]!.p,
+    entropy: predictiveEntropy(logits)[0]!,
+    members: results.map((r) => r.probs),
+    memberNames: names,
+    disagreement: disagreement(logits),
+    mutualInformation: mutualInformationPerExample(logits)[0]!,
+    ms: results.reduce((s, r) => s + r.ms, 0),
+  };
 }
