@@ -14,6 +14,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, type LoadedModel } from '../../src/checkpoint/load.js';
 import { initEngine } from '../../src/engine/index.js';
@@ -356,6 +357,62 @@ describe.skipIf(!haveChromium)('web page in headless Chromium', () => {
     expect(await page.locator('#disagreement').textContent()).toBe(argmax(pa) === argmax(pb) ? '0.00%' : '100.00%');
     await afterRun(page, () => page.uncheck('#ensemble-all'));
     expect(await page.locator('body').getAttribute('data-ensemble')).toBe('0');
+  });
+
+  it('classifies a mouse drawing and a picked image file like Node on the same 28×28 pixels', async () => {
+    const d = demos[0]!;
+    const b = bundles.get(d.path)!;
+    await page.selectOption('#demo-select', d.path);
+    await page.waitForSelector(`body[data-bundle="${b.manifest.name}"]`);
+    const S = b.manifest.model.imageSize;
+    const routing = {
+      capacityFactor: b.manifest.model.moe.capacityFactor,
+      batchPriority: b.manifest.model.moe.batchPriority,
+    };
+    // The model input the page used, read back from the routing grid's image (a PNG of the S×S pixels).
+    const inputPixels = async () => {
+      const src = (await page.locator('#routing .grid img').first().getAttribute('src'))!;
+      const png = PNG.sync.read(Buffer.from(src.split(',')[1]!, 'base64'));
+      expect([png.width, png.height]).toEqual([S, S]);
+      return Uint8Array.from({ length: S * S }, (_, i) => png.data[4 * i]!);
+    };
+    const expectLikeNode = async (pixels: Uint8Array) => {
+      const r = await readPage(page);
+      const ref = nodeReference(b.loaded, b.manifest, pixels, 0, routing);
+      for (const t of r.top) expect(Math.abs(t.p - ref.probs[t.cls]!)).toBeLessThanOrEqual(1e-4);
+      expectSameRouting(r, ref.trace, b.loaded.model.cfg);
+    };
+
+    // a stroke down the middle of the canvas: a "1"
+    const box = (await page.locator('#draw').boundingBox())!;
+    await afterRun(page, async () => {
+      await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.15);
+      await page.mouse.down();
+      for (let i = 1; i <= 10; i++)
+        await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * (0.15 + 0.07 * i));
+      await page.mouse.up();
+    });
+    const drawn = await inputPixels();
+    expect(drawn[0]).toBe(0); // background stays black
+    expect(drawn[Math.floor(S / 2) * S + Math.floor(S / 2)]).toBeGreaterThan(200); // the stroke is white
+    await expectLikeNode(drawn);
+
+    // test image 2, upscaled 3× by pixel replication into an RGB PNG file: the page shrinks it back to S×S
+    const k = 3;
+    const src = b.samples.subarray(2 * S * S, 3 * S * S);
+    const big = new PNG({ width: k * S, height: k * S });
+    for (let y = 0; y < k * S; y++)
+      for (let x = 0; x < k * S; x++) {
+        const v = src[Math.floor(y / k) * S + Math.floor(x / k)]!;
+        big.data.set([v, v, v, 255], 4 * (y * k * S + x));
+      }
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vmoe-web-')), 'garment.png');
+    fs.writeFileSync(file, PNG.sync.write(big));
+    await afterRun(page, () => page.setInputFiles('#image-file', file));
+    const shrunk = await inputPixels();
+    // area averaging of 3×3 blocks of one value gives that value back, whatever the browser
+    expect(Buffer.from(shrunk).equals(Buffer.from(src))).toBe(true);
+    await expectLikeNode(shrunk);
   });
 
   it('runs on webgl where the browser has it, names it, and stays within 1e-3 of Node', async (ctx) => {

@@ -7,6 +7,7 @@ import { PALETTE } from '../../src/export/figures.js';
 import { BACKENDS, useBackend, type PageBackend } from './backend.js';
 import { loadBundleFromFiles, loadBundleFromUrl, type LoadedBundle } from './bundle.js';
 import { classify, deepEnsemble, type Classification, type LayerRouting } from './run.js';
+import { toModelPixels } from './image.js';
 import { renderResultsFile } from './viewer.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -47,34 +48,16 @@ function clearCanvas(): void {
   dctx.fillRect(0, 0, draw.width, draw.height);
 }
 
-/** The drawing canvas (or any image source) as model pixels (S, S, C): resized with smoothing, grey = luma. */
+/** The drawing canvas (or any image source) at its own resolution → model pixels (S, S, C), see image.ts. */
 function pixelsFrom(source: CanvasImageSource, w: number, h: number, invert: boolean): Uint8Array {
   const m = state.bundle!.model.cfg;
-  const S = m.imageSize;
   const c = document.createElement('canvas');
-  c.width = S;
-  c.height = S;
+  c.width = w;
+  c.height = h;
   const ctx = c.getContext('2d', { willReadFrequently: true })!;
-  ctx.fillStyle = invert ? 'white' : 'black';
-  ctx.fillRect(0, 0, S, S);
-  ctx.imageSmoothingEnabled = true;
-  ctx.imageSmoothingQuality = 'high';
-  const scale = Math.min(S / w, S / h); // fit the whole image, centred
-  ctx.drawImage(source, (S - w * scale) / 2, (S - h * scale) / 2, w * scale, h * scale);
-  const rgba = ctx.getImageData(0, 0, S, S).data;
-  const out = new Uint8Array(S * S * m.channels);
-  for (let i = 0; i < S * S; i++) {
-    const r = rgba[4 * i]!,
-      g = rgba[4 * i + 1]!,
-      b = rgba[4 * i + 2]!;
-    if (m.channels === 1) {
-      const y = Math.round(0.299 * r + 0.587 * g + 0.114 * b); // ITU-R BT.601 luma, as image libraries convert to grey
-      out[i] = invert ? 255 - y : y;
-    } else {
-      for (const [j, v] of [r, g, b].entries()) out[i * m.channels + j] = invert ? 255 - v : v;
-    }
-  }
-  return out;
+  ctx.drawImage(source, 0, 0, w, h);
+  const rgba = ctx.getImageData(0, 0, w, h).data;
+  return toModelPixels(rgba, w, h, m.imageSize, m.channels, invert);
 }
 
 /** Paints model pixels (S, S, C) into a canvas (for the drawing area, thumbnails and the routing grids). */
