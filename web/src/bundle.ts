@@ -23,7 +23,7 @@ async function loadWith(read: (name: string) => Promise<ArrayBuffer>, source: st
   } catch (e) {
     throw new Error(`${source}: manifest.json is not JSON (${(e as Error).message})`);
   }
-  const manifest = parseWebManifest(json, `${source}/manifest.json`);
+  const manifest = parseWebManifest(json, `${source.replace(/\/$/, '')}/manifest.json`);
   const shards = await Promise.all(manifest.shards.map(async (s) => new Uint8Array(await read(s.file))));
   const model = VisionMoE.fromValues(manifest.model, unpackWebTensors(manifest, shards));
   const samples = manifest.samples ? new Uint8Array(await read(manifest.samples.file)) : null;
@@ -37,7 +37,13 @@ export function loadBundleFromUrl(base: string): Promise<LoadedBundle> {
     const r = await fetch(new URL(name, folder));
     if (!r.ok) throw new Error(`${new URL(name, folder).href}: HTTP ${r.status}`);
     return r.arrayBuffer();
-  }, folder.href);
+  }, shortUrl(folder));
+}
+
+/** A URL as the page shows it: relative to the page when on the same origin, else whole. */
+function shortUrl(u: URL): string {
+  const page = new URL('.', document.baseURI);
+  return u.href.startsWith(page.href) ? u.href.slice(page.href.length) : u.href;
 }
 
 /** A bundle from picked files (manifest.json, its shards and samples, matched by file name). */

@@ -440,7 +440,7 @@ async function setEnsemble(): Promise<void> {
   state.partners = [];
   const b = state.bundle;
   if (b && $<HTMLInputElement>('ensemble-all').checked) {
-    const others = state.demos.filter((d) => new URL(d.path, document.baseURI).href !== b.source);
+    const others = state.demos.filter((d) => d.path !== b.source);
     try {
       const loaded = await Promise.all(others.map((d) => loadBundleFromUrl(d.path)));
       state.partners = loaded.filter((p) => compatible(b, p));
