@@ -296,6 +296,16 @@ export type {
   RouterReport,
 } from './eval/report.js';
 
+// Web export: a checkpoint as the bundle the web page (web/, docs/web.md) loads.
+export { exportWebBundle, type WebExportOptions, type WebExportResult } from './export/web-bundle.js';
+export {
+  parseWebManifest,
+  unpackWebTensors,
+  type WebManifest,
+  type WebTensorEntry,
+  type WebSamples,
+} from './export/web-bundle-format.js';
+
 // Errors: every error the toolkit raises on purpose is a VmoeError.
 export {
   VmoeError,

@@ -1,8 +1,9 @@
 /**
  * The `wasm-blas` backend: tfjs's wasm backend with native kernels from the optional
  * N-API addon (native/src), called on zero-copy views of the wasm heap. This module is
- * its entry point (what backend.ts, model code and tests import); the code lives in
- * ./native/:
+ * its entry point (what backend.ts and tests import; the model code imports
+ * ./native/register.ts alone, which needs no Node built-in, so it also runs in the web
+ * page); the code lives in ./native/:
  *   addon.ts      finding and loading the addon, the entry points it must have (a build
  *                 from older sources is turned away), its sgemm self-check, the OpenBLAS
  *                 core type and the GEMM library (oneDNN by default, or OpenBLAS).

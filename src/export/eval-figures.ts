@@ -6,16 +6,12 @@
  */
 import type { Outputs } from '../vmoe/outputs.js';
 import type { ShotResult } from '../fewshot/protocol.js';
-import {
-  aurc,
-  confidenceAndCorrect,
-  ece,
-  oodMetrics,
-  oodScore,
-  probsFromLogits,
-  riskCoverageCurve,
-  type OodScoreName,
-} from '../metrics/index.js';
+// The metric modules themselves, not metrics/index.ts: that one also re-exports the CSV readers (node:fs), which
+// would keep these figure builders out of the web page's results viewer (web/).
+import { confidenceAndCorrect, ece } from '../metrics/calibration.js';
+import { oodMetrics, oodScore, type OodScoreName } from '../metrics/ood.js';
+import { aurc, riskCoverageCurve } from '../metrics/selective.js';
+import { probsFromLogits } from '../metrics/softmax.js';
 import { PALETTE, escapeXml, niceTicks, tickText } from './figures.js';
 import { DataError, UsageError } from '../util/errors.js';
 

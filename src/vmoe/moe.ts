@@ -26,7 +26,9 @@ import {
   softmax,
 } from './layers.js';
 import { packExpertRows, planExpertChoice, planTopKPacked, type DispatchPlan, type PackedRows } from './dispatch.js';
-import { activeBlasAddon } from '../engine/native-blas.js';
+// The register module, not engine/native-blas.ts: that one also loads the addon (node:fs, node:module), which
+// would keep this model code out of the browser (web/).
+import { activeBlasAddon } from '../engine/native/register.js';
 import { expertCapacity, expertChoiceCapacity, type CapacityRounding } from './capacity.js';
 import { checkPartition, partitionMask } from './partition.js';
 import { importanceLossOfGroup, routerAuxLosses } from './aux-losses.js';
