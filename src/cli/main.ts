@@ -19,6 +19,7 @@ import { registerSweepCommand } from './sweep.js';
 import { registerRoutingCommand } from './routing.js';
 import { registerCorruptCommand } from './corrupt.js';
 import { registerRobustnessCommand } from './robustness.js';
+import { registerQueueCommands } from './queue.js';
 
 const program = new Command();
 program
@@ -42,6 +43,7 @@ registerSweepCommand(program);
 registerRoutingCommand(program);
 registerCorruptCommand(program);
 registerRobustnessCommand(program);
+registerQueueCommands(program);
 registerReadmeCommand(program);
 registerConfigCommand(program);
 
