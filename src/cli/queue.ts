@@ -6,6 +6,7 @@ import {
   formatGridSummary,
   runGridLocally,
   runGridOnQueue,
+  type GridResult,
   type GridStatus,
 } from '../queue/submit.js';
 import { runWorker } from '../queue/worker.js';
@@ -97,7 +98,7 @@ export function registerQueueCommands(program: Command): void {
     ),
   ).action(async (file: string, flags: { queue?: string; runRoot: string; backend?: string; threads?: string }) => {
     const jobs = loadGridFile(file, flags.runRoot);
-    let r;
+    let r: GridResult;
     if (flags.queue) {
       r = await runGridOnQueue(jobs, { url: flags.queue, runRoot: flags.runRoot, onStatus: gridStatusPrinter() });
     } else {

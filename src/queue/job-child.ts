@@ -23,7 +23,7 @@ export interface ChildRequest {
 /** Messages a child sends its worker. */
 export type ChildMessage =
   | { type: 'progress'; progress: JobProgress }
-  | { type: 'done'; ran: boolean; seconds: number }
+  | { type: 'done'; ran: boolean; seconds: number; resumedFrom?: number }
   | { type: 'error'; message: string; hint?: string; exitCode: number };
 
 function send(m: ChildMessage): Promise<void> {
@@ -48,7 +48,7 @@ async function main(req: ChildRequest): Promise<number> {
         void send({ type: 'progress', progress });
       },
     });
-    await send({ type: 'done', ran: r.ran, seconds: r.seconds });
+    await send({ type: 'done', ran: r.ran, seconds: r.seconds, resumedFrom: r.resumedFrom });
     return 0;
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));

@@ -215,11 +215,11 @@ export class RespClient {
   }
 
   /** Sends one command; resolves with its reply, rejects on an error reply or a closed connection. */
-  send(command: string, args: (string | Buffer)[]): Promise<any> {
+  send<T = Reply>(command: string, args: (string | Buffer)[]): Promise<T> {
     const socket = this.socket;
     if (!socket || !this.connected) return Promise.reject(new Error('Connection closed'));
-    return new Promise((resolve, reject) => {
-      this.pending.push({ resolve, reject });
+    return new Promise<T>((resolve, reject) => {
+      this.pending.push({ resolve: resolve as (r: Reply) => void, reject });
       socket.write(encode(command, args));
     });
   }

@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { checkpointHash } from '../checkpoint/format.js';
+import { checkpointHash, checkpointStepOf, latestCheckpoint } from '../checkpoint/format.js';
 import { resolveCheckpoint } from '../checkpoint/load.js';
 import { evaluateCheckpoints } from '../eval/harness.js';
 import { robustnessReport } from '../eval/robustness.js';
@@ -37,6 +37,8 @@ export interface JobOutcome {
   /** false when the result already existed and nothing ran */
   ran: boolean;
   seconds: number;
+  /** a training resumed from this step's checkpoint (a job taken over from a worker that died), else absent */
+  resumedFrom?: number;
 }
 
 /** Options of runJob: the run root the job's paths are relative to, progress and stop requests. */
@@ -74,7 +76,10 @@ function clearStaleWorkerLock(dir: string): void {
   }
 }
 
-async function runTrain(job: Extract<JobSpec, { kind: 'train' }>, o: RunJobOptions): Promise<boolean> {
+async function runTrain(
+  job: Extract<JobSpec, { kind: 'train' }>,
+  o: RunJobOptions,
+): Promise<Omit<JobOutcome, 'seconds'>> {
   const dir = path.join(o.runRoot, job.out);
   const summary = path.join(dir, 'train_summary.json');
   if (fs.existsSync(summary)) {
@@ -82,9 +87,11 @@ async function runTrain(job: Extract<JobSpec, { kind: 'train' }>, o: RunJobOptio
     const saved = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as unknown;
     if (JSON.stringify(saved) !== JSON.stringify(job.config))
       throw new TrainingError(`${job.out} holds a finished run of another config; choose another "out" for this job`);
-    return false;
+    return { ran: false };
   }
   clearStaleWorkerLock(dir);
+  const existing = latestCheckpoint(path.join(dir, 'checkpoints'));
+  const resumedFrom = existing ? (checkpointStepOf(existing) ?? undefined) : undefined;
   const r = await train({
     config: job.config,
     outDir: dir,
@@ -103,7 +110,7 @@ async function runTrain(job: Extract<JobSpec, { kind: 'train' }>, o: RunJobOptio
         '\n',
     );
   }
-  return true;
+  return { ran: true, ...(resumedFrom !== undefined ? { resumedFrom } : {}) };
 }
 
 /** Runs `job` (paths relative to `o.runRoot`); returns at once with `ran: false` when its result exists. */
@@ -112,7 +119,7 @@ export async function runJob(job: JobSpec, o: RunJobOptions): Promise<JobOutcome
   const root = o.runRoot;
   const final = path.join(root, job.out);
   const seconds = () => (performance.now() - t0) / 1000;
-  if (job.kind === 'train') return { ran: await runTrain(job, o), seconds: seconds() };
+  if (job.kind === 'train') return { ...(await runTrain(job, o)), seconds: seconds() };
   if (fs.existsSync(path.join(final, resultFileOf(job)))) return { ran: false, seconds: seconds() };
   const data = { split: job.split as Split, limit: job.limit ?? undefined };
   let write: (staging: string) => void;

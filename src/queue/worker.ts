@@ -90,7 +90,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     child.stderr?.on('data', (d: Buffer) => {
       stderrTail = (stderrTail + d.toString('utf8')).slice(-2000);
     });
-    let result: { ran: boolean; seconds: number } | null = null;
+    let result: { ran: boolean; seconds: number; resumedFrom?: number } | null = null;
     let error: { message: string; hint?: string; exitCode: number } | null = null;
     child.on('message', (m: ChildMessage) => {
       if (m.type === 'progress') {
@@ -107,9 +107,12 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     });
     children.delete(String(job.id));
     if (exit.code === 0 && result) {
-      const r = result as { ran: boolean; seconds: number };
-      log(`${job.id}: ${r.ran ? `done in ${r.seconds.toFixed(1)} s` : 'result already there: nothing to run'}`);
-      return { ...r, worker: name };
+      const r = result as { ran: boolean; seconds: number; resumedFrom?: number };
+      const resumed = r.resumedFrom !== undefined ? ` (resumed from the checkpoint of step ${r.resumedFrom})` : '';
+      log(
+        `${job.id}: ${r.ran ? `done in ${r.seconds.toFixed(1)} s${resumed}` : 'result already there: nothing to run'}`,
+      );
+      return { ran: r.ran, seconds: r.seconds, worker: name };
     }
     if (stopping && token) {
       // Shutting down: the training saved a checkpoint; the job goes back to the queue, no attempt spent.
