@@ -96,7 +96,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       if (m.type === 'progress') {
         const p: QueuedJobProgress = { worker: name, ...m.progress };
         job.updateProgress(p as unknown as object).catch(() => {});
-      } else if (m.type === 'done') result = { ran: m.ran, seconds: m.seconds };
+      } else if (m.type === 'done') result = { ran: m.ran, seconds: m.seconds, resumedFrom: m.resumedFrom };
       else error = m;
     });
     const req: ChildRequest = { job: spec, runRoot, backend: o.backend, threads: o.threads };

@@ -149,7 +149,9 @@ describe.skipIf(!REDIS)('grids on a Redis queue with 2 workers', () => {
     // The killed job was taken over by the other worker and resumed from a checkpoint; each job finished exactly once.
     const s0Id = victim.log.find((l) => l.includes(': train runs/s0 '))!.split(':')[0]!;
     const takeover = survivor.log.find((l) => l.startsWith(`${s0Id}: done in `));
-    expect(takeover, survivor.log.join('\n')).toMatch(/resumed from the checkpoint of step (\d+)/);
+    expect(takeover, `${victim.log.join('\n')}\n---\n${survivor.log.join('\n')}`).toMatch(
+      /resumed from the checkpoint of step (\d+)/,
+    );
     expect(Number(/step (\d+)/.exec(takeover!)![1])).toBeGreaterThanOrEqual(5);
     const finished = workers.flatMap((w) => w.log.filter((l) => / done in /.test(l)).map((l) => l.split(':')[0]));
     expect(finished.length).toBe(6);
