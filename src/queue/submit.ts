@@ -55,6 +55,17 @@ export function formatGridStatus(s: GridStatus): string {
   return `grid ${s.done}/${s.total} done · ${s.running} running · ${s.failed} failed${workers ? ` · ${workers}` : ''} · ETA ${eta}`;
 }
 
+/** `p`, or a rejection after `ms` (a command waiting for a Redis that is gone). */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer from Redis in ${ms / 1000} s`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 /** Options of runGridOnQueue. */
 export interface QueueGridOptions {
   url: string;
@@ -73,7 +84,7 @@ export interface QueueGridOptions {
 export async function runGridOnQueue(jobs: JobSpec[], o: QueueGridOptions): Promise<GridResult> {
   const t0 = Date.now();
   const conn = await connectQueue(o.url);
-  const queue = new Queue<QueuedJobData, QueuedJobResult>(QUEUE_NAME, { connection: conn.client() });
+  const queue = new Queue<QueuedJobData, QueuedJobResult>(QUEUE_NAME, { connection: conn.options });
   try {
     const marker = ensureRunRootMarker(o.runRoot);
     const byId = new Map<string, JobSpec>();
@@ -108,11 +119,14 @@ export async function runGridOnQueue(jobs: JobSpec[], o: QueueGridOptions): Prom
     for (;;) {
       let states: { job: Job<QueuedJobData, QueuedJobResult> | undefined; state: string }[];
       try {
-        states = await Promise.all(
-          ids.map(async (id) => {
-            const job = await queue.getJob(id);
-            return { job, state: job ? await job.getState() : 'unknown' };
-          }),
+        states = await withTimeout(
+          Promise.all(
+            ids.map(async (id) => {
+              const job = await queue.getJob(id);
+              return { job, state: job ? await job.getState() : 'unknown' };
+            }),
+          ),
+          10_000,
         );
         lostSince = null;
       } catch (err) {
@@ -162,7 +176,6 @@ export async function runGridOnQueue(jobs: JobSpec[], o: QueueGridOptions): Prom
     }
   } finally {
     await queue.close().catch(() => {});
-    conn.close();
   }
 }
 

@@ -132,7 +132,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   };
 
   const worker = new Worker<QueuedJobData, QueuedJobResult>(QUEUE_NAME, processor, {
-    connection: conn.client(),
+    connection: conn.options,
     concurrency: o.concurrency,
     lockDuration: interval,
     stalledInterval: interval,
@@ -168,6 +168,5 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
-  conn.close();
   log('stopped');
 }

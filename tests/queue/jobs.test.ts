@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseExperiment } from '../../src/config/experiment.js';
-import { checkRunRootMarker, ensureRunRootMarker } from '../../src/queue/connection.js';
+import { checkRunRootMarker, ensureRunRootMarker, parseRedisUrl } from '../../src/queue/connection.js';
 import {
   canonicalJson,
   checkJobPaths,
@@ -18,7 +18,6 @@ import {
   type JobSpec,
   type TrainJob,
 } from '../../src/queue/jobs.js';
-import { parseRedisUrl } from '../../src/queue/resp.js';
 import { VmoeError } from '../../src/util/errors.js';
 
 const tmp = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `vmoe-queue-${tag}-`));
