@@ -53,7 +53,7 @@ export function registerExperimentCommand(program: Command): void {
     const out = flags.out ?? path.join('runs', `experiment-${name}${quick ? '-quick' : ''}`);
     checkOutputDir(out);
     if (flags.queue) relativeToRunRoot(flags.runRoot, out);
-    else await startEngine(flags);
+    await startEngine(flags); // the table's provenance names the engine, also when workers trained
     const executor = flags.queue
       ? queueE3Executor({ url: flags.queue, runRoot: flags.runRoot, onStatus: gridStatusPrinter() })
       : undefined;
