@@ -173,6 +173,49 @@ describe.skipIf(!REDIS)('grids on a Redis queue with 2 workers', () => {
     expect(GOOD.map((r) => fs.statSync(path.join(shared, r, 'train_summary.json')).mtimeMs)).toEqual(mtimes);
   });
 
+  it('robustness and sweep with --queue write the same files as the local commands', async () => {
+    // Back to two workers (the first test killed one).
+    const alive = () => workers.filter((w) => w.proc.exitCode === null && w.proc.signalCode === null);
+    while (alive().length < 2) startWorker();
+    await waitFor('2 workers', () => alive().every((w) => w.log.some((l) => l.includes('takes jobs'))));
+    const q = ['--queue', url, '--run-root', '.'];
+    // Two models (one a deep ensemble) × one corruption × two severities: 4 jobs, merged into one report.
+    const rob = ['robustness', '--checkpoint', 'runs/s1', '--checkpoint', 'runs/s2+runs/s3'];
+    const robSets = ['--corruptions', 'gaussian_noise', '--severities', '1,3', '--limit', '64', '--format', 'csv'];
+    const rq = runCli([...rob, ...robSets, '--out', 'rob-q', ...q], shared);
+    const rl = runCli([...rob, ...robSets, '--out', 'rob-l'], shared);
+    expect(rq.status, rq.stderr).toBe(0);
+    expect(rl.status, rl.stderr).toBe(0);
+    expect(rq.stdout).toBe(rl.stdout);
+    for (const f of ['robustness.csv', 'summary.csv', 'corruptions.csv'])
+      expect(fs.readFileSync(path.join(shared, 'rob-q', f), 'utf8'), f).toBe(
+        fs.readFileSync(path.join(shared, 'rob-l', f), 'utf8'),
+      );
+    // Two routing settings, one job each; everything but the measured speed equals the local sweep.
+    const sweep = [
+      'sweep',
+      '--checkpoint',
+      'runs/s1',
+      '--capacity-factors',
+      '0.5,1',
+      '--batch-priority',
+      'on',
+      '--limit',
+      '64',
+      '--format',
+      'json',
+    ];
+    const sq = runCli([...sweep, '--quiet', ...q], shared);
+    const sl = runCli([...sweep, '--quiet'], shared);
+    expect(sq.status, sq.stderr).toBe(0);
+    const rows = (r: { stdout: string }) =>
+      (JSON.parse(r.stdout) as { rows: Record<string, unknown>[] }).rows.map(
+        ({ images_per_s: _, seconds: __, ...rest }) => rest,
+      );
+    expect(rows(sq)).toHaveLength(2);
+    expect(rows(sq)).toEqual(rows(sl));
+  });
+
   it('an unreachable Redis is one error line naming the URL, within seconds', async () => {
     const port = await freePort(); // nothing listens there
     const r = runCli([
