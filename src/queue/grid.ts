@@ -8,7 +8,7 @@ import path from 'node:path';
 import { checkpointHash } from '../checkpoint/format.js';
 import { resolveCheckpoint } from '../checkpoint/load.js';
 import { loadExperiment } from '../config/experiment.js';
-import { ConfigError, UsageError } from '../util/errors.js';
+import { UsageError } from '../util/errors.js';
 import { GridEntrySchema, checkJobPaths, type GridEntry, type JobCheckpoint, type JobSpec } from './jobs.js';
 
 /** A checkpoint path (file, checkpoints folder or run folder, relative to the run root) as a job names it. */
@@ -19,16 +19,17 @@ export function jobCheckpoint(runRoot: string, p: string): JobCheckpoint {
 
 /**
  * Resolves grid entries into jobs: configs loaded (relative to `baseDir`) with `seed` and `set` applied,
- * checkpoints resolved and hashed under `runRoot`. A malformed entry is a ConfigError naming its index.
+ * checkpoints resolved and hashed under `runRoot`. A malformed entry is a UsageError naming its index (a bad
+ * config a ConfigError, as for `vmoe train`).
  */
 export function resolveGrid(entries: unknown, runRoot: string, baseDir: string, where = 'grid'): JobSpec[] {
-  if (!Array.isArray(entries)) throw new ConfigError(`${where}: expected a JSON list of jobs`);
+  if (!Array.isArray(entries)) throw new UsageError(`${where}: expected a JSON list of jobs`);
   return entries.map((raw, i) => {
     const at = `${where}: job ${i}`;
     const parsed = GridEntrySchema.safeParse(raw);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
-      throw new ConfigError(`${at}${issue.path.length ? ` (${issue.path.join('.')})` : ''}: ${issue.message}`);
+      throw new UsageError(`${at}${issue.path.length ? ` (${issue.path.join('.')})` : ''}: ${issue.message}`);
     }
     const e = parsed.data;
     let job: JobSpec;
@@ -70,7 +71,7 @@ export function loadGridFile(file: string, runRoot: string): JobSpec[] {
   try {
     entries = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`${file}: not valid JSON (${(err as Error).message})`);
+    throw new UsageError(`${file}: not valid JSON (${(err as Error).message})`);
   }
   return resolveGrid(entries, runRoot, path.dirname(path.resolve(file)), file);
 }
