@@ -53,6 +53,9 @@ export function resolveGrid(entries: unknown, runRoot: string, baseDir: string, 
       case 'sweep':
         job = { ...e, checkpoint: jobCheckpoint(runRoot, e.checkpoint) };
         break;
+      case 'fewshot':
+        job = { ...e, checkpoints: e.checkpoints.map((c) => jobCheckpoint(runRoot, c)) };
+        break;
     }
     checkJobPaths(job, at);
     return job;

@@ -68,8 +68,23 @@ export interface SweepJob extends EvalSettings {
   out: string;
 }
 
+/** The few-shot linear-probe evaluation of one model (`vmoe fewshot`): every data set, shot count and seed. */
+export interface FewshotJob {
+  kind: 'fewshot';
+  checkpoints: JobCheckpoint[];
+  datasets: string[];
+  shots: number[];
+  seeds: number;
+  probe: 'lsr' | 'logreg';
+  selectBy: 'accuracy' | 'nll' | null;
+  trainPool: number;
+  testLimit: number | null;
+  batchSize: number;
+  out: string;
+}
+
 /** Any job of a grid. */
-export type JobSpec = TrainJob | EvalJob | RobustnessJob | SweepJob;
+export type JobSpec = TrainJob | EvalJob | RobustnessJob | SweepJob | FewshotJob;
 
 /** The file whose presence says a job's result is committed, relative to its `out` folder. */
 export function resultFileOf(job: JobSpec): string {
@@ -82,6 +97,8 @@ export function resultFileOf(job: JobSpec): string {
       return 'robustness.json';
     case 'sweep':
       return 'sweep.json';
+    case 'fewshot':
+      return 'fewshot.json';
   }
 }
 
@@ -106,7 +123,8 @@ export function canonicalJson(v: unknown): string {
 export function jobId(job: JobSpec): string {
   const forHash = JSON.parse(JSON.stringify(job)) as Record<string, unknown>;
   const strip = (c: JobCheckpoint) => ({ sha256: c.sha256 });
-  if (job.kind === 'eval' || job.kind === 'robustness') forHash.checkpoints = job.checkpoints.map(strip);
+  if (job.kind === 'eval' || job.kind === 'robustness' || job.kind === 'fewshot')
+    forHash.checkpoints = job.checkpoints.map(strip);
   if (job.kind === 'sweep') forHash.checkpoint = strip(job.checkpoint);
   const hex = createHash('sha256').update(canonicalJson(forHash)).digest('hex');
   return `${job.kind}-${hex.slice(0, 32)}`;
@@ -123,6 +141,8 @@ export function describeJob(job: JobSpec): string {
       return `robustness ${job.label} ${job.corruption}@${job.severity}`;
     case 'sweep':
       return `sweep ${job.checkpoint.path} ${job.batchPriority ? 'bpr' : 'vanilla'} K=${job.k} c=${job.capacityFactor}`;
+    case 'fewshot':
+      return `fewshot ${job.out} (${job.datasets.join(', ')}; shots ${job.shots.join(', ')})`;
   }
 }
 
@@ -136,7 +156,8 @@ function insideRoot(p: string): boolean {
 /** Throws a UsageError when a path of the job is absolute or leaves the run root. */
 export function checkJobPaths(job: JobSpec, where: string): void {
   const paths = [job.out];
-  if (job.kind === 'eval' || job.kind === 'robustness') paths.push(...job.checkpoints.map((c) => c.path));
+  if (job.kind === 'eval' || job.kind === 'robustness' || job.kind === 'fewshot')
+    paths.push(...job.checkpoints.map((c) => c.path));
   if (job.kind === 'sweep') paths.push(job.checkpoint.path);
   for (const p of paths)
     if (!insideRoot(p))
@@ -218,6 +239,19 @@ export const GridEntrySchema = z.discriminatedUnion('kind', [
     limit: z.number().int().min(1).nullable().default(null),
     batchSize: z.number().int().min(1).default(256),
     bins: z.number().int().min(1).default(15),
+    out: z.string(),
+  }),
+  z.strictObject({
+    kind: z.literal('fewshot'),
+    checkpoints: z.array(z.string()).min(1),
+    datasets: z.array(z.string()).min(1),
+    shots: z.array(z.number().int().min(1)).min(1).default([1, 5, 10, 25]),
+    seeds: z.number().int().min(1).default(3),
+    probe: z.enum(['lsr', 'logreg']).default('lsr'),
+    selectBy: z.enum(['accuracy', 'nll']).nullable().default(null),
+    trainPool: z.number().int().min(1).default(10000),
+    testLimit: z.number().int().min(1).nullable().default(null),
+    batchSize: z.number().int().min(1).default(256),
     out: z.string(),
   }),
 ]);

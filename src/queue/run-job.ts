@@ -10,11 +10,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { checkpointHash, checkpointStepOf, latestCheckpoint } from '../checkpoint/format.js';
 import { resolveCheckpoint } from '../checkpoint/load.js';
+import { fewShotEvaluation } from '../eval/fewshot.js';
 import { evaluateCheckpoints } from '../eval/harness.js';
 import { robustnessReport } from '../eval/robustness.js';
 import { sweepCheckpoint } from '../eval/sweep.js';
 import type { Split } from '../data/index.js';
 import { writeEvalResults } from '../export/eval-files.js';
+import { writeFewShotFiles } from '../export/fewshot-files.js';
 import { train } from '../train/trainer.js';
 import type { StopRequest } from '../train/interrupt.js';
 import { CheckpointError, TrainingError } from '../util/errors.js';
@@ -121,7 +123,6 @@ export async function runJob(job: JobSpec, o: RunJobOptions): Promise<JobOutcome
   const seconds = () => (performance.now() - t0) / 1000;
   if (job.kind === 'train') return { ...(await runTrain(job, o)), seconds: seconds() };
   if (fs.existsSync(path.join(final, resultFileOf(job)))) return { ran: false, seconds: seconds() };
-  const data = { split: job.split as Split, limit: job.limit ?? undefined };
   let write: (staging: string) => void;
   switch (job.kind) {
     case 'eval': {
@@ -143,7 +144,7 @@ export async function runJob(job: JobSpec, o: RunJobOptions): Promise<JobOutcome
       const report = robustnessReport({
         checkpoints: [files.join('+')],
         labels: [job.label],
-        data,
+        data: { split: job.split as Split, limit: job.limit ?? undefined },
         suite: job.suite,
         corruptions: [{ name: job.corruption, severities: [job.severity] }],
         batchSize: job.batchSize,
@@ -154,10 +155,27 @@ export async function runJob(job: JobSpec, o: RunJobOptions): Promise<JobOutcome
         writeFileWhole(path.join(staging, 'robustness.json'), JSON.stringify(report, null, 2) + '\n');
       break;
     }
+    case 'fewshot': {
+      const run = fewShotEvaluation({
+        checkpoints: job.checkpoints.map((c) => checkedCheckpoint(root, c)),
+        datasets: job.datasets,
+        shots: job.shots,
+        seeds: job.seeds,
+        probe: job.probe,
+        selectBy: job.selectBy ?? undefined,
+        trainPool: job.trainPool,
+        testLimit: job.testLimit ?? undefined,
+        batchSize: job.batchSize,
+        // pre-logits cached beside the results, in the run root every worker sees
+        cacheDir: path.join(root, '.vmoe-cache'),
+      });
+      write = (staging) => writeFewShotFiles(staging, run);
+      break;
+    }
     case 'sweep': {
       const report = sweepCheckpoint({
         checkpoint: checkedCheckpoint(root, job.checkpoint),
-        data,
+        data: { split: job.split as Split, limit: job.limit ?? undefined },
         batchSize: job.batchSize,
         bins: job.bins,
         capacityFactors: [job.capacityFactor],
