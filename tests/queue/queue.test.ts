@@ -3,8 +3,9 @@
  * after): 2 `vmoe worker` processes take a grid of tiny trainings; every job completes once, and each
  * run equals the same job run locally in-process bit for bit — also the one whose worker was SIGKILLed
  * mid-training (another worker takes it after the stall interval and resumes from its checkpoint). A
- * finished grid submitted again runs nothing; a bad job fails alone with its message; an unreachable
- * Redis is one error line naming the URL. Skipped, saying how to install it, where redis-server is missing.
+ * finished grid submitted again runs nothing; a bad job fails alone with its message; robustness and
+ * sweep with --queue write the local command's files; SIGTERM returns a running training's job to the
+ * queue after a checkpoint; an unreachable Redis is one error line naming the URL. Skipped, saying how to install it, where redis-server is missing.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -46,7 +47,7 @@ const train = (seed: number, steps: number, out: string) => ({
 });
 // Six good jobs (seed 0 long enough to be killed mid-run) and one whose config cannot train (28×28 MNIST, imageSize 56).
 const GRID = [
-  train(0, 60, 'runs/s0'),
+  train(0, 40, 'runs/s0'),
   ...[1, 2, 3, 4, 5].map((s) => train(s, 10, `runs/s${s}`)),
   { kind: 'train', seed: 9, out: 'runs/bad', set: [...tinySet, 'model.imageSize=56', 'train.steps=3'] },
 ];
@@ -164,7 +165,7 @@ describe.skipIf(!REDIS)('grids on a Redis queue with 2 workers', () => {
       expect(losses(path.join(shared, run)), run).toEqual(losses(path.join(local, run)));
     }
     // The resumed run's log holds each step once.
-    expect(losses(s0).map(([s]) => s)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    expect(losses(s0).map(([s]) => s)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
 
     // Submitting the finished grid again runs nothing (the bad job is tried again, and fails again).
     const mtimes = GOOD.map((r) => fs.statSync(path.join(shared, r, 'train_summary.json')).mtimeMs);
@@ -214,6 +215,37 @@ describe.skipIf(!REDIS)('grids on a Redis queue with 2 workers', () => {
       );
     expect(rows(sq)).toHaveLength(2);
     expect(rows(sq)).toEqual(rows(sl));
+  });
+
+  it('SIGTERM: a running training saves a checkpoint, its job returns to the queue, another worker finishes it', async () => {
+    // Idle workers stop at once on SIGTERM, exit 0.
+    const alive = workers.filter((w) => w.proc.exitCode === null && w.proc.signalCode === null);
+    for (const w of alive) w.proc.kill('SIGTERM');
+    const codes = await Promise.all(
+      alive.map((w) => new Promise<number | null>((resolve) => w.proc.once('exit', (code) => resolve(code)))),
+    );
+    expect(codes.every((c) => c === 0)).toBe(true);
+    fs.writeFileSync(path.join(shared, 'term.json'), JSON.stringify([train(4, 80, 'runs/term')]));
+    const a = startWorker();
+    await waitFor('a worker', () => a.log.some((l) => l.includes('takes jobs')));
+    const submit = spawn(process.execPath, [cli, 'grid', 'term.json', '--queue', url, '--run-root', '.'], {
+      cwd: shared,
+      env: cliEnv,
+    });
+    let out = '';
+    submit.stdout.on('data', (d: Buffer) => (out += d));
+    const exited = new Promise<number | null>((resolve) => submit.on('exit', resolve));
+    const run = path.join(shared, 'runs/term');
+    await waitFor('a checkpoint of runs/term', () => latestCheckpoint(path.join(run, 'checkpoints')) !== null);
+    a.proc.kill('SIGTERM');
+    expect(await new Promise((resolve) => a.proc.once('exit', resolve))).toBe(0);
+    expect(a.log.some((l) => l.endsWith(': returned to the queue'))).toBe(true);
+    expect(fs.existsSync(path.join(run, 'train_summary.json'))).toBe(false);
+    const b = startWorker();
+    expect(await exited).toBe(0);
+    expect(out).toMatch(/grid: 1 jobs, 1 done \(1 ran now\), 0 failed/);
+    expect(b.log.join('\n')).toMatch(/done in .* \(resumed from the checkpoint of step \d+\)/);
+    expect(losses(run).map(([step]) => step)).toEqual(Array.from({ length: 80 }, (_, i) => i + 1));
   });
 
   it('an unreachable Redis is one error line naming the URL, within seconds', async () => {
