@@ -16,7 +16,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCheckpoint, latestCheckpoint } from '../../src/checkpoint/format.js';
 import { TINY_TRAIN, cli, cliEnv, oneLineError, runCli } from '../helpers/cli.js';
 
-const REDIS = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => fs.existsSync(p)) ?? null;
+const REDIS =
+  [
+    ...(process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, 'redis-server')),
+    '/usr/bin/redis-server',
+    '/usr/sbin/redis-server',
+  ].find((p) => fs.existsSync(p)) ?? null;
 if (!REDIS)
   console.warn(
     'tests/queue/queue.test.ts skipped: redis-server is missing; install it with `sudo apt-get install redis-server` (Debian/Ubuntu) or `brew install redis` (macOS)',
