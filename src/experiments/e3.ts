@@ -51,6 +51,8 @@ function annotate(file: string, extra: Record<string, unknown>): void {
 export interface E3Training {
   dir: string;
   config: ExperimentConfig;
+  /** start afresh (`--fresh`): whatever the folder holds goes; otherwise an unfinished run may be resumed */
+  fresh: boolean;
 }
 
 /** One evaluation of the experiment: checkpoints (run folders; several = a deep ensemble) into `out`. */
@@ -59,6 +61,8 @@ export interface E3Evaluation {
   out: string;
   ood: string[];
   limit: number | null;
+  /** replace what `out` holds (`--fresh`, or its checkpoints were trained again) */
+  fresh: boolean;
 }
 
 /**
@@ -145,7 +149,7 @@ export async function runE3Experiment(
   const toTrain = runs.filter(
     (r) => !kept(summaryOf(r.dir)) && ((r.row && !kept(resultOf(r.dir))) || ensembleMembers.has(r.dir)),
   );
-  await executor.train(toTrain.map((r) => ({ dir: r.dir, config: configOf(r.m, r.seed) })));
+  await executor.train(toTrain.map((r) => ({ dir: r.dir, config: configOf(r.m, r.seed), fresh: !o.reuse })));
   const trainSeconds = (dir: string) =>
     (JSON.parse(fs.readFileSync(summaryOf(dir), 'utf8')) as { seconds: number }).seconds;
   const evals: (E3Evaluation & { annotate: Record<string, unknown> })[] = [];
@@ -155,6 +159,7 @@ export async function runE3Experiment(
       out: path.join(r.dir, 'eval_test'),
       ood: o.ood,
       limit: o.evalLimit,
+      fresh: true, // not kept, so evaluated now
       annotate: { model_label: r.m.label, train_seconds: trainSeconds(r.dir) },
     });
   for (const e of ensembles.filter((x) => !kept(resultOf(x.dir))))
@@ -163,6 +168,7 @@ export async function runE3Experiment(
       out: path.join(e.dir, 'eval_test'),
       ood: o.ood,
       limit: o.evalLimit,
+      fresh: true,
       annotate: {
         model_label: 'deep-ensemble-2x-vmoe-k2',
         train_seconds: trainSeconds(e.members[0]) + trainSeconds(e.members[1]),

@@ -3,6 +3,7 @@
  * to the workers of a Redis queue; the experiment (experiments/e3.ts) then writes the same tables as a
  * local run. The experiment's folder must lie inside the run root the workers see.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import type { E3Executor } from '../experiments/e3.js';
 import { E3_EVAL } from '../experiments/e3.js';
@@ -41,10 +42,15 @@ export function queueE3Executor(o: QueueExecutorOptions): E3Executor {
       );
   };
   return {
-    train: (runs) =>
-      run(runs.map((r) => ({ kind: 'train', config: r.config, out: relativeToRunRoot(o.runRoot, r.dir) }))),
-    evaluate: (evals) =>
-      run(
+    train: (runs) => {
+      // --fresh: the old runs go, so their jobs find no result and train again (an unfinished run is resumed otherwise).
+      for (const r of runs) if (r.fresh) fs.rmSync(r.dir, { recursive: true, force: true });
+      return run(runs.map((r) => ({ kind: 'train', config: r.config, out: relativeToRunRoot(o.runRoot, r.dir) })));
+    },
+    evaluate: (evals) => {
+      // An evaluation not kept is done again, as locally: its old result (another job's) goes first.
+      for (const e of evals) if (e.fresh) fs.rmSync(e.out, { recursive: true, force: true });
+      return run(
         evals.map((e) => ({
           kind: 'eval',
           checkpoints: e.checkpoints.map((c) => jobCheckpoint(o.runRoot, relativeToRunRoot(o.runRoot, c))),
@@ -55,6 +61,7 @@ export function queueE3Executor(o: QueueExecutorOptions): E3Executor {
           bins: E3_EVAL.bins,
           out: relativeToRunRoot(o.runRoot, e.out),
         })),
-      ),
+      );
+    },
   };
 }

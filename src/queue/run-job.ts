@@ -19,10 +19,13 @@ import { writeEvalResults } from '../export/eval-files.js';
 import { writeFewShotFiles } from '../export/fewshot-files.js';
 import { train } from '../train/trainer.js';
 import type { StopRequest } from '../train/interrupt.js';
-import { CheckpointError, TrainingError } from '../util/errors.js';
+import { CheckpointError, OutputError, TrainingError } from '../util/errors.js';
 import { writeFileWhole } from '../util/output-dir.js';
 import { LOCK_FILE } from '../util/run-lock.js';
-import { commitResultDir, resultFileOf, stagingDirFor, type JobCheckpoint, type JobSpec } from './jobs.js';
+import { commitResultDir, jobId, resultFileOf, stagingDirFor, type JobCheckpoint, type JobSpec } from './jobs.js';
+
+/** The file in an evaluation's result folder naming the job that wrote it. */
+export const JOB_ID_FILE = '.vmoe-job';
 
 /** The command a worker's training records in its run folder's lock. */
 export const WORKER_LOCK_COMMAND = 'vmoe worker';
@@ -122,7 +125,19 @@ export async function runJob(job: JobSpec, o: RunJobOptions): Promise<JobOutcome
   const final = path.join(root, job.out);
   const seconds = () => (performance.now() - t0) / 1000;
   if (job.kind === 'train') return { ...(await runTrain(job, o)), seconds: seconds() };
-  if (fs.existsSync(path.join(final, resultFileOf(job)))) return { ran: false, seconds: seconds() };
+  const id = jobId(job);
+  if (fs.existsSync(path.join(final, resultFileOf(job)))) {
+    // Done — if by this job: the same out with other inputs (new checkpoints, another setting) is not this result.
+    const owner = fs.existsSync(path.join(final, JOB_ID_FILE))
+      ? fs.readFileSync(path.join(final, JOB_ID_FILE), 'utf8').trim()
+      : 'none recorded';
+    if (owner !== id)
+      throw new OutputError(`${job.out} holds the result of another job (${owner}), not of ${id}`, {
+        file: final,
+        hint: 'remove that folder to replace its result, or give this job another "out"',
+      });
+    return { ran: false, seconds: seconds() };
+  }
   let write: (staging: string) => void;
   switch (job.kind) {
     case 'eval': {
@@ -189,6 +204,7 @@ export async function runJob(job: JobSpec, o: RunJobOptions): Promise<JobOutcome
   const staging = stagingDirFor(final);
   try {
     write(staging);
+    writeFileWhole(path.join(staging, JOB_ID_FILE), `${id}\n`);
     commitResultDir(staging, final);
   } finally {
     fs.rmSync(staging, { recursive: true, force: true });

@@ -18,6 +18,7 @@ import {
   type JobSpec,
   type TrainJob,
 } from '../../src/queue/jobs.js';
+import { JOB_ID_FILE, runJob } from '../../src/queue/run-job.js';
 import { VmoeError } from '../../src/util/errors.js';
 
 const tmp = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `vmoe-queue-${tag}-`));
@@ -84,6 +85,23 @@ describe('result commit', () => {
     expect(commitResultDir(s2, final)).toBe(false);
     expect(fs.readFileSync(path.join(final, 'results.json'), 'utf8')).toBe('{"first":true}');
     expect(fs.existsSync(s2)).toBe(false);
+  });
+});
+
+describe('a result already there', () => {
+  it("completes its own job at once and refuses another job's (same out, other inputs)", async () => {
+    const root = tmp('owner');
+    const mine = evalJob('ab'.repeat(32));
+    const out = path.join(root, mine.out);
+    fs.mkdirSync(out, { recursive: true });
+    fs.writeFileSync(path.join(out, 'results.json'), '{}');
+    fs.writeFileSync(path.join(out, JOB_ID_FILE), `${jobId(mine)}\n`);
+    // No checkpoint exists under root: returning at once proves nothing was evaluated.
+    expect(await runJob(mine, { runRoot: root })).toMatchObject({ ran: false });
+    const other = evalJob('cd'.repeat(32)); // same out, retrained checkpoint
+    await expect(runJob(other, { runRoot: root })).rejects.toThrow(
+      `runs/a/eval_test holds the result of another job (${jobId(mine)}), not of ${jobId(other)}`,
+    );
   });
 });
 
