@@ -19,6 +19,7 @@ const LAYERS = [
   'eval',
   'export',
   'experiments',
+  'queue',
   'cli',
 ];
 

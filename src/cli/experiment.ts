@@ -2,6 +2,8 @@ import path from 'node:path';
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { runE3Experiment } from '../experiments/e3.js';
+import { queueE3Executor, relativeToRunRoot } from '../queue/experiment.js';
+import { QUEUE_OPTION, RUN_ROOT_OPTION, gridStatusPrinter } from './queue.js';
 import { checkOutputDir } from '../util/output-dir.js';
 import { addEngineOptions, parsePositiveInt, startEngine } from './common.js';
 import { UsageError } from '../util/errors.js';
@@ -17,6 +19,8 @@ interface ExperimentFlags {
   fresh?: boolean;
   backend?: string;
   threads?: string;
+  queue?: string;
+  runRoot: string;
 }
 
 export function registerExperimentCommand(program: Command): void {
@@ -40,25 +44,34 @@ export function registerExperimentCommand(program: Command): void {
       .option(
         '--fresh',
         'retrain runs that already finished (default: reuse them, so an interrupted experiment resumes)',
-      ),
+      )
+      .option(...QUEUE_OPTION)
+      .option(...RUN_ROOT_OPTION),
   ).action(async (name: string, flags: ExperimentFlags) => {
     if (name !== 'e3') throw new UsageError(`unknown experiment "${name}"; available: e3`);
     const quick = flags.quick === true;
     const out = flags.out ?? path.join('runs', `experiment-${name}${quick ? '-quick' : ''}`);
     checkOutputDir(out);
-    await startEngine(flags);
-    const { table } = await runE3Experiment({
-      out,
-      seeds: flags.seeds ? parsePositiveInt(flags.seeds, '--seeds') : quick ? 1 : 3,
-      steps: flags.steps ? parsePositiveInt(flags.steps, '--steps') : quick ? 300 : 2000,
-      ood: flags.ood
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
-      evalLimit: flags.evalLimit ? parsePositiveInt(flags.evalLimit, '--eval-limit') : quick ? 2000 : null,
-      dataset: flags.dataset,
-      reuse: !flags.fresh,
-    });
+    if (flags.queue) relativeToRunRoot(flags.runRoot, out);
+    await startEngine(flags); // the table's provenance names the engine, also when workers trained
+    const executor = flags.queue
+      ? queueE3Executor({ url: flags.queue, runRoot: flags.runRoot, onStatus: gridStatusPrinter() })
+      : undefined;
+    const { table } = await runE3Experiment(
+      {
+        out,
+        seeds: flags.seeds ? parsePositiveInt(flags.seeds, '--seeds') : quick ? 1 : 3,
+        steps: flags.steps ? parsePositiveInt(flags.steps, '--steps') : quick ? 300 : 2000,
+        ood: flags.ood
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+        evalLimit: flags.evalLimit ? parsePositiveInt(flags.evalLimit, '--eval-limit') : quick ? 2000 : null,
+        dataset: flags.dataset,
+        reuse: !flags.fresh,
+      },
+      executor,
+    );
     process.stdout.write(table);
     process.stdout.write(`\nwrote ${out}/{table.csv,table.json,table.tex,results.md}${fs.existsSync(out) ? '' : ''}\n`);
   });

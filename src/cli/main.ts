@@ -22,6 +22,7 @@ import { registerRobustnessCommand } from './robustness.js';
 import { registerImportCommand } from './import.js';
 import { registerPredictCommand } from './predict.js';
 import { registerExportCommand } from './export.js';
+import { registerQueueCommands } from './queue.js';
 
 const program = new Command();
 program
@@ -48,6 +49,7 @@ registerSweepCommand(program);
 registerRoutingCommand(program);
 registerCorruptCommand(program);
 registerRobustnessCommand(program);
+registerQueueCommands(program);
 registerReadmeCommand(program);
 registerConfigCommand(program);
 

@@ -17,6 +17,8 @@ import { SUITES, type Suite } from '../robustness/index.js';
 import { addEngineOptions, collect, parsePositiveInt, startEngine } from './common.js';
 import { UsageError } from '../util/errors.js';
 import { checkOutputDir } from '../util/output-dir.js';
+import { robustnessOnQueue } from '../queue/evaluations.js';
+import { QUEUE_OPTION, RUN_ROOT_OPTION, gridStatusPrinter } from './queue.js';
 
 interface RobustnessFlags {
   checkpoint: string[];
@@ -35,6 +37,8 @@ interface RobustnessFlags {
   out?: string;
   backend?: string;
   threads?: string;
+  queue?: string;
+  runRoot?: string;
 }
 
 function parseSeverities(s: string): number[] {
@@ -99,8 +103,10 @@ export async function runRobustness(flags: RobustnessFlags): Promise<RobustnessR
     throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);
   const opts = robustnessOptionsFromFlags(flags);
   if (flags.out) checkOutputDir(flags.out); // before any work
-  await startEngine(flags);
-  const report = robustnessReport(opts);
+  if (!flags.queue) await startEngine(flags);
+  const report = flags.queue
+    ? await robustnessOnQueue(opts, { url: flags.queue, runRoot: flags.runRoot ?? '.', onStatus: gridStatusPrinter() })
+    : robustnessReport(opts);
   process.stdout.write(formatRobustness(report, flags.format as RobustnessFormat));
   if (flags.out) writeRobustnessFiles(flags.out, report);
   return report;
@@ -131,7 +137,9 @@ export function registerRobustnessCommand(program: Command): void {
       .option('--seed <n>', 'corruption seed', '0')
       .option('--bins <n>', 'ECE bins', '15')
       .option('--format <fmt>', 'stdout format: table, json, csv, latex or markdown', 'table')
-      .option('--out <dir>', 'write robustness.{json,csv}, summary.{csv,tex} and metric-vs-severity box plots'),
+      .option('--out <dir>', 'write robustness.{json,csv}, summary.{csv,tex} and metric-vs-severity box plots')
+      .option(...QUEUE_OPTION)
+      .option(...RUN_ROOT_OPTION),
   ).action(async (flags: RobustnessFlags) => {
     await runRobustness(flags);
   });

@@ -12,6 +12,8 @@ import { SWEEP_FORMATS, formatSweep, writeSweepFiles, type SweepFormat } from '.
 import { addEngineOptions, parsePositiveInt, startEngine, addDataOptions } from './common.js';
 import { UsageError } from '../util/errors.js';
 import { checkOutputDir } from '../util/output-dir.js';
+import { sweepOnQueue } from '../queue/evaluations.js';
+import { QUEUE_OPTION, RUN_ROOT_OPTION, gridStatusPrinter } from './queue.js';
 
 export interface SweepFlags {
   checkpoint: string;
@@ -29,6 +31,8 @@ export interface SweepFlags {
   backend?: string;
   threads?: string;
   quiet?: boolean;
+  queue?: string;
+  runRoot?: string;
 }
 
 export const DEFAULT_CAPACITY_FACTORS = '0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0,1.05,1.5';
@@ -63,8 +67,10 @@ export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
     throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);
   const opts = sweepOptionsFromFlags(flags);
   if (flags.out) checkOutputDir(flags.out); // before any work
-  await startEngine(flags);
-  const report = sweepCheckpoint(opts);
+  if (!flags.queue) await startEngine(flags);
+  const report = flags.queue
+    ? await sweepOnQueue(opts, { url: flags.queue, runRoot: flags.runRoot ?? '.', onStatus: gridStatusPrinter() })
+    : sweepCheckpoint(opts);
   const text = formatSweep(report, flags.format as SweepFormat);
   if (flags.out) writeSweepFiles(flags.out, report);
   process.stdout.write(text);
@@ -86,7 +92,9 @@ export function registerSweepCommand(program: Command): void {
         .option('--bins <n>', 'ECE bins', '15')
         .option('--format <fmt>', 'stdout format: json, table, csv, latex or markdown', 'table')
         .option('--out <dir>', 'also write sweep.{csv,json,tex} and accuracy/NLL-vs-processed SVG figures here')
-        .option('--quiet', 'no progress lines on stderr'),
+        .option('--quiet', 'no progress lines on stderr')
+        .option(...QUEUE_OPTION)
+        .option(...RUN_ROOT_OPTION),
     ),
   ).action(async (flags: SweepFlags) => {
     await runSweepCommand(flags);

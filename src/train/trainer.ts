@@ -77,6 +77,8 @@ export interface TrainOptions {
   quiet?: boolean;
   /** Give the event loop a turn when this many ms have passed since the last one (default 1000). */
   yieldEveryMs?: number;
+  /** Called after every step with the step reached, train.steps and the step's images/s (a job queue's progress). */
+  onStep?: (step: number, total: number, imagesPerSecond: number) => void;
 }
 
 /** Accuracy and NLL of a model on one split at a training step. */
@@ -627,6 +629,7 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
         moe: moeStats,
       });
       progress.update(step, { loss, ips });
+      opts.onStep?.(step, total, ips);
       // Hand the event loop a turn about once a second: a long synchronous loop would otherwise starve timers,
       // signal handlers and IPC of the process that hosts the training (a test runner's worker, a parent CLI).
       // With a stop request every step yields, so a signal is seen within one step.
