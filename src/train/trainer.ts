@@ -1,6 +1,6 @@
 /**
- * The training loop: seeded data order, router noise and dropout; Adam(W) with
- * warmup + decay; periodic validation; atomic checkpoints that let --resume
+ * The training loop: seeded data order, router noise and dropout; Adam(W) or
+ * SGD with momentum, warmup + decay, optional gradient accumulation; periodic validation; atomic checkpoints that let --resume
  * continue with exactly the losses an uninterrupted run would have had.
  */
 import fs from 'node:fs';
@@ -16,7 +16,7 @@ import { probsFromLogits } from '../metrics/softmax.js';
 import { VisionMoE, type ForwardResult } from '../vmoe/model.js';
 import { paramSpecs } from '../vmoe/params.js';
 import { Rng, type RngState } from '../util/rng.js';
-import { Adam, learningRate } from './optimizer.js';
+import { learningRate, makeOptimizer } from './optimizer.js';
 import {
   assertFiniteCheckpoint,
   checkpointStepOf,
@@ -128,6 +128,82 @@ export function classificationLoss(
 export function modelLoss(r: ForwardResult, labels: tf.Tensor1D, numClasses: number, smoothing: number): tf.Scalar {
   const loss = (logits: tf.Tensor2D, y: tf.Tensor1D) => classificationLoss(logits, y, numClasses, smoothing);
   return r.memberLogits ? meanMemberLoss(r.memberLogits, labels, loss) : loss(r.logits, labels);
+}
+
+/** Per-MoE-layer routing statistics of one training step (averaged over its micro-batches). */
+export interface MoeStepStats {
+  block: number;
+  drop: number;
+  load: number[];
+  importance: number;
+  loadLoss: number;
+}
+
+/**
+ * Gradients of one step's loss (task + auxiliary) with respect to `vars`, keyed by variable name, computed in
+ * `accumSteps` equal micro-batches of consecutive rows of x (B, H, W, C) and summed. Each micro-batch loss is
+ * weighted 1/accumSteps, so the sum is the gradient of the mean over micro-batches, which is the full batch's loss
+ * exactly when the MoE routing groups lie within micro-batches (the config requires it) and no noise or dropout
+ * draws differ. Losses returned are the micro-batch means averaged. Call inside tf.tidy.
+ */
+export function stepGradients(
+  model: VisionMoE,
+  vars: tf.Variable[],
+  x: tf.Tensor4D,
+  y: tf.Tensor1D,
+  opts: { numClasses: number; labelSmoothing: number; accumSteps: number; rng: Rng },
+): { grads: Map<string, tf.Tensor>; task: number; aux: number; moe: MoeStepStats[] } {
+  const A = opts.accumSteps;
+  const B = x.shape[0];
+  if (B % A !== 0) throw new TrainingError(`a batch of ${B} does not split into ${A} equal micro-batches`);
+  const b = B / A;
+  const sums = new Map<string, tf.Tensor>();
+  let task = 0,
+    aux = 0;
+  const stats: MoeStepStats[][] = [];
+  for (let i = 0; i < A; i++) {
+    const xi = A === 1 ? x : tf.slice(x, [i * b, 0, 0, 0], [b, -1, -1, -1]);
+    const yi = A === 1 ? y : tf.slice(y, [i * b], [b]);
+    const { grads } = tf.variableGrads(() => {
+      const r = model.forward(xi, { train: true, rng: opts.rng });
+      const t = modelLoss(r, yi, opts.numClasses, opts.labelSmoothing);
+      task += t.dataSync()[0]! / A;
+      aux += r.aux.dataSync()[0]! / A;
+      stats.push(
+        r.moe.map((s) => ({
+          block: s.block,
+          drop: s.dropFraction,
+          load: s.expertLoad,
+          importance: s.importanceLoss,
+          loadLoss: s.loadLoss,
+        })),
+      );
+      const loss = tf.add(t, r.aux) as tf.Scalar;
+      return A === 1 ? loss : (tf.div(loss, A) as tf.Scalar);
+    }, vars);
+    for (const [name, g] of Object.entries(grads)) {
+      const prev = sums.get(name);
+      if (!prev) sums.set(name, g);
+      else {
+        sums.set(name, tf.add(prev, g));
+        prev.dispose();
+        g.dispose();
+      }
+    }
+    if (A > 1) {
+      xi.dispose();
+      yi.dispose();
+    }
+  }
+  const mean = (f: (s: MoeStepStats) => number, l: number) => stats.reduce((a, s) => a + f(s[l]!), 0) / A;
+  const moe = stats[0]!.map((s0, l) => ({
+    block: s0.block,
+    drop: mean((s) => s.drop, l),
+    load: s0.load.map((_, e) => mean((s) => s.load[e]!, l)),
+    importance: mean((s) => s.importance, l),
+    loadLoss: mean((s) => s.loadLoss, l),
+  }));
+  return { grads: sums, task, aux, moe };
 }
 
 /** Accuracy and NLL of `model` on the data set `ds`, batched as `cfg.eval` says. */
@@ -336,7 +412,7 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
 
   const model = VisionMoE.init(cfg.model, cfg.seed);
   const specs = paramSpecs(cfg.model);
-  const opt = new Adam(cfg.optim, (n) => specs.get(n)?.decay ?? false);
+  const opt = makeOptimizer(cfg.optim, (n) => specs.get(n)?.decay ?? false);
   const rng = new Rng(cfg.seed + 1);
   const augRng = new Rng(cfg.seed + 2);
   const sampler = new BatchSampler(trainDs.n, {
@@ -355,10 +431,7 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
       if (!t || t.shape.join(',') !== v.shape.join(','))
         throw new TrainingError(`checkpoint ${existing} lacks parameter ${name} or has another shape`);
       v.assign(tf.tensor(t.data as Float32Array, t.shape));
-      for (const [slot, map] of [
-        ['m', opt.m],
-        ['v', opt.v],
-      ] as const) {
+      for (const [slot, map] of opt.slots()) {
         const s = ck.tensors[`opt/${slot}/${name}`];
         if (s) map.set(name, tf.variable(tf.tensor(s.data as Float32Array, s.shape), false));
       }
@@ -416,10 +489,7 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
     const tensors: Record<string, NamedArray> = {};
     for (const [name, v] of model.params)
       tensors[`params/${name}`] = { dtype: 'float32', shape: v.shape.slice(), data: v.dataSync() as Float32Array };
-    for (const [slot, map] of [
-      ['m', opt.m],
-      ['v', opt.v],
-    ] as const) {
+    for (const [slot, map] of opt.slots()) {
       for (const [name, v] of map)
         tensors[`opt/${slot}/${name}`] = {
           dtype: 'float32',
@@ -488,28 +558,18 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
       let taskLoss = NaN,
         auxLoss = NaN,
         gnorm = NaN;
-      let moeStats: { block: number; drop: number; load: number[]; importance: number; loadLoss: number }[] = [];
+      let moeStats: MoeStepStats[] = [];
       tf.tidy(() => {
         const x = tf.tensor4d(batch.x, batch.shape);
         const y = tf.tensor1d(batch.y, 'int32');
-        let task: tf.Scalar | null = null,
-          aux: tf.Scalar | null = null;
-        const { value, grads } = tf.variableGrads(() => {
-          const r = model.forward(x, { train: true, rng });
-          task = modelLoss(r, y, cfg.model.numClasses, cfg.train.labelSmoothing);
-          aux = r.aux;
-          moeStats = r.moe.map((s) => ({
-            block: s.block,
-            drop: s.dropFraction,
-            load: s.expertLoad,
-            importance: s.importanceLoss,
-            loadLoss: s.loadLoss,
-          }));
-          taskLoss = task.dataSync()[0]!;
-          auxLoss = aux.dataSync()[0]!;
-          return tf.add(task, aux) as tf.Scalar;
-        }, trainVars);
-        const total = value.dataSync()[0]!;
+        const g = stepGradients(model, trainVars, x, y, {
+          numClasses: cfg.model.numClasses,
+          labelSmoothing: cfg.train.labelSmoothing,
+          accumSteps: cfg.train.accumSteps,
+          rng,
+        });
+        ({ task: taskLoss, aux: auxLoss, moe: moeStats } = g);
+        const total = taskLoss + auxLoss;
         if (!Number.isFinite(total)) {
           throw new TrainingError(
             `loss is ${total} at step ${step + 1} (task ${taskLoss}, aux ${auxLoss}); nothing was saved for this step; ${lastGood()}. ` +
@@ -517,7 +577,7 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
           );
         }
         const byName: Record<string, tf.Tensor> = {};
-        for (const [vname, g] of Object.entries(grads)) byName[nameOf.get(vname)!] = g;
+        for (const [vname, t] of g.grads) byName[nameOf.get(vname)!] = t;
         gnorm = opt.apply(model.params, byName, lr);
       });
       if (!Number.isFinite(gnorm)) {
