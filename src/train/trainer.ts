@@ -15,6 +15,7 @@ import { accuracy, nll } from '../metrics/likelihood.js';
 import { probsFromLogits } from '../metrics/softmax.js';
 import { VisionMoE, type ForwardResult } from '../vmoe/model.js';
 import { paramSpecs } from '../vmoe/params.js';
+import { gridOfTokens, resamplePositionEmbedding } from '../vmoe/posembed.js';
 import { Rng, type RngState } from '../util/rng.js';
 import { learningRate, makeOptimizer } from './optimizer.js';
 import {
@@ -276,7 +277,7 @@ export function initFromCheckpoint(
       src.shape.join(',') !== v.shape.join(',') &&
       !restartsOnShapeChange(name, opts.head ?? 'auto') &&
       !isReshapedRouterKernel(name, src.data.length, v.size) &&
-      !(name === 'pos' && src.shape[1] === v.shape[1])
+      !(name === 'pos' && src.shape[1] === v.shape[1] && gridOfTokens(src.shape[0]!) !== null)
     ) {
       misfits.push(`${name} is [${src.shape}] in the checkpoint but [${v.shape}] in the config`);
       continue;
@@ -289,8 +290,18 @@ export function initFromCheckpoint(
       v.assign(tf.tensor(src.data as Float32Array, v.shape));
       resized.push(name);
     } else if (name === 'pos') {
-      // same width, another patch grid
-      v.assign(resizePositions(src, v.shape as [number, number], model.cfg.readout === 'token'));
+      // same width, another patch grid: resampled on the grid, class row kept (src/vmoe/posembed.ts)
+      const [T, H] = v.shape as [number, number];
+      const own = v.dataSync() as Float32Array;
+      const data = resamplePositionEmbedding(
+        src.data as Float32Array,
+        src.shape[0]!,
+        H,
+        T,
+        model.cfg.readout === 'token',
+        own,
+      );
+      v.assign(tf.tensor2d(data, [T, H]));
       resized.push(name);
     } else {
       fresh.push(name);
@@ -317,20 +328,6 @@ export function initFromCheckpoint(
  */
 function restartsOnShapeChange(name: string, head: HeadInit): boolean {
   return name.startsWith('embed/') || (name.startsWith(HEAD_PREFIX) && head !== 'keep');
-}
-
-/** Bilinear resize of the patch-grid part of a position embedding (T, H); the class row is kept. */
-function resizePositions(src: NamedArray, target: [number, number], hasCls: boolean): tf.Tensor2D {
-  return tf.tidy(() => {
-    const [Tsrc, H] = src.shape as [number, number];
-    const table = tf.tensor2d(src.data as Float32Array, [Tsrc, H]);
-    const off = hasCls ? 1 : 0;
-    const gs = Math.round(Math.sqrt(Tsrc - off));
-    const gt = Math.round(Math.sqrt(target[0] - off));
-    const grid = tf.reshape(tf.slice(table, [off, 0], [gs * gs, H]), [1, gs, gs, H]) as tf.Tensor4D;
-    const resized = tf.reshape(tf.image.resizeBilinear(grid, [gt, gt], true), [gt * gt, H]);
-    return (hasCls ? tf.concat([tf.slice(table, [0, 0], [1, H]), resized], 0) : resized) as tf.Tensor2D;
-  });
 }
 
 /**
