@@ -19,13 +19,15 @@ import { Rng } from '../src/util/rng.js';
 
 function args(argv: string[]): { config: string; set: string[]; steps: number; threads: number } {
   const out = { config: 'configs/s32-vmoe.json', set: [] as string[], steps: 3, threads: 1 };
-  for (let i = 0; i < argv.length; i++) {
+  for (let i = 0; i + 1 < argv.length; i++) {
     const a = argv[i]!,
-      v = argv[i + 1];
-    if (a === '--config' && v) (out.config = v), i++;
-    else if (a === '--set' && v) out.set.push(v), i++;
-    else if (a === '--steps' && v) (out.steps = Number(v)), i++;
-    else if (a === '--threads' && v) (out.threads = Number(v)), i++;
+      v = argv[i + 1]!;
+    if (a === '--config') out.config = v;
+    else if (a === '--set') out.set.push(v);
+    else if (a === '--steps') out.steps = Number(v);
+    else if (a === '--threads') out.threads = Number(v);
+    else continue;
+    i++;
   }
   return out;
 }
