@@ -1,7 +1,7 @@
 /**
- * Position embeddings for another patch grid (fine-tuning at a new resolution): the grid part of a (T, H) table is
- * resampled with (bi)linear interpolation on the patch grid, the class-token row is kept, as the reference does
- * (google-research/vmoe `VitZoomTransformation`: scipy.ndimage.zoom with order 1). Pure maths on Float32Arrays.
+ * Position embeddings for another patch grid (fine-tuning at a new resolution), per docs/spec/model.md §3.3: the
+ * grid part of a (T, H) table is resampled with bilinear interpolation on the patch grid, corners aligned, and the
+ * class-token row is kept, as the reference does (scipy.ndimage.zoom with order 1). Pure maths on Float32Arrays.
  */
 import { CheckpointError } from '../util/errors.js';
 
