@@ -1,7 +1,8 @@
 /**
  * The training loop: seeded data order, router noise and dropout; Adam(W) or
- * SGD with momentum, warmup + decay, optional gradient accumulation; periodic validation; atomic checkpoints that let --resume
- * continue with exactly the losses an uninterrupted run would have had.
+ * SGD with momentum, warmup + decay, optional gradient accumulation; periodic
+ * validation; atomic checkpoints that let --resume continue with exactly the
+ * losses an uninterrupted run would have had.
  */
 import fs from 'node:fs';
 import path from 'node:path';
