@@ -1,5 +1,6 @@
 /**
- * Benchmark harness (issue 8): throughput of vit-tiny / vmoe-tiny / e3-tiny,
+ * Benchmark harness (issue 8): throughput of vit-tiny / vmoe-tiny / e3-tiny
+ * and of the S/32 models vit-s32 / vmoe-s32 (issue 17, suite s32),
  * MoE layer vs an equal-FLOPs dense MLP, MoE time against capacity factor,
  * batch-size scaling with peak memory, and optionally the PyTorch peer.
  *
@@ -30,7 +31,7 @@ import {
   type BenchArgs,
   type PeerResult,
 } from './lib/stats.js';
-import { MODEL_NAMES, peerArgs, type BenchModelName } from './lib/configs.js';
+import { MODEL_NAMES, peerArgs, S32_NAMES, type BenchModelName } from './lib/configs.js';
 
 const self = fileURLToPath(import.meta.url);
 const require = createRequire(import.meta.url);
@@ -108,11 +109,16 @@ function plan(args: BenchArgs): Job[] {
   // timed rounds of moe-vs-dense (median 14.6–15.3 ms there against 12.5–12.8 ms for the same
   // call in the capacity sweep, whose 7 variants warm it 7× as often); with 30 both agree.
   const layer = args.quick ? { warmup: 3, runs: 5 } : { warmup: 30, runs: 60 };
+  // S/32 (issue 17): a training step at batch 64 takes seconds, so one warm-up step and a few timed ones.
+  const s32 = args.quick ? { warmup: 1, runs: 1 } : { warmup: 1, runs: 3 };
   const jobs: Job[] = [];
   for (const threads of args.threads) {
     if (wants('models'))
       for (const name of MODEL_NAMES)
         jobs.push({ kind: 'model', suite: 'models', name, batch: args.batch, threads, ...t });
+    if (wants('s32'))
+      for (const name of S32_NAMES)
+        jobs.push({ kind: 'model', suite: 's32', name, batch: args.batch, threads, ...s32 });
     if (threads !== args.threads[0]) continue; // the layer studies and batch scaling run at the first thread count only
     if (wants('moe-vs-dense'))
       jobs.push({ kind: 'moe-vs-dense', suite: 'moe-vs-dense', batch: args.batch, threads, ...layer });
@@ -140,9 +146,14 @@ function runPeer(args: BenchArgs): Rec[] {
   if (!fs.existsSync(script))
     return [{ name: 'peer', error: `peer script not found: ${script} (set VMOE_PEER_SCRIPT)` }];
   const out: Rec[] = [];
-  for (const name of MODEL_NAMES) {
+  const wants = (suite: string) => args.only.length === 0 || args.only.includes(suite);
+  const names = [
+    ...(wants('models') ? MODEL_NAMES.map((n) => [n, args.quick ? 5 : 20] as const) : []),
+    ...(wants('s32') ? S32_NAMES.map((n) => [n, args.quick ? 2 : 3] as const) : []),
+  ];
+  for (const [name, steps] of names) {
     for (const threads of [1, 2]) {
-      const a = peerArgs(name, args.batch, threads, args.quick ? 5 : 20);
+      const a = peerArgs(name, args.batch, threads, steps);
       if (!a) continue;
       process.stderr.write(`[bench] peer ${name} ${threads} thread(s)…\n`);
       const r = spawnSync(python, [script, ...a], { encoding: 'utf8' });
@@ -156,7 +167,7 @@ function runPeer(args: BenchArgs): Rec[] {
         continue;
       }
       const line = r.stdout.trim().split('\n').pop()!;
-      out.push({ ...(JSON.parse(line) as Rec), name, suite: 'peer', backend: 'torch' });
+      out.push({ ...(JSON.parse(line) as Rec), name, suite: 'peer', backend: 'torch', steps });
     }
   }
   return out;
@@ -164,11 +175,11 @@ function runPeer(args: BenchArgs): Rec[] {
 
 function peerRatios(records: Rec[]): Rec[] {
   const out: Rec[] = [];
-  for (const name of MODEL_NAMES) {
+  for (const name of [...MODEL_NAMES, ...S32_NAMES]) {
     const peers = bestOfRepeats(
       records.filter((r) => r.suite === 'peer' && r.name === name),
     ) as unknown as PeerResult[];
-    const ours = bestOfRepeats(records.filter((r) => r.suite === 'models' && r.name === name));
+    const ours = bestOfRepeats(records.filter((r) => (r.suite === 'models' || r.suite === 's32') && r.name === name));
     if (!peers.length || !ours.length) continue;
     for (const o of ours) {
       const cmp = comparePeer(o as unknown as PeerResult, peers);
@@ -193,13 +204,31 @@ function gitCommit(): string {
   return rev.stdout.trim() + (dirty.stdout.trim() ? '+dirty' : '');
 }
 
+/** GFLOP/s and share of peak recomputed from a best-of-repeats row's images/s (the row keeps its first repeat's). */
+function gflopsOfBest(r: Rec): Rec {
+  const g = Number(r.gflop_per_image),
+    peak = Number(r.peak_gflop_per_s);
+  const train = 3 * g * Number(r.train_images_per_s),
+    infer = g * Number(r.infer_images_per_s);
+  return {
+    ...r,
+    train_gflop_per_s: train,
+    infer_gflop_per_s: infer,
+    train_share_of_peak: peak > 0 ? train / peak : null,
+    infer_share_of_peak: peak > 0 ? infer / peak : null,
+  };
+}
+
 function summary(records: Rec[], meta: Rec): string {
   const sections: string[] = [
     `Benchmark ${meta.date} · commit ${meta.commit} · backend ${meta.backend} · ${meta.quick ? 'quick' : 'full'} run · one run on a shared machine: compare ratios, not absolute numbers.`,
   ];
   const pick = (suite: string) => records.filter((r) => r.suite === suite);
-  const failed = records.filter((r) => r.error && ['models', 'batch-scaling', 'peer'].includes(String(r.suite)));
-  const models = [...bestOfRepeats([...pick('models'), ...pick('batch-scaling'), ...pick('peer')]), ...failed];
+  const failed = records.filter((r) => r.error && ['models', 'batch-scaling', 's32', 'peer'].includes(String(r.suite)));
+  const models = [
+    ...bestOfRepeats([...pick('models'), ...pick('s32'), ...pick('batch-scaling'), ...pick('peer')]),
+    ...failed,
+  ];
   if (models.length) {
     sections.push(
       `Throughput: best of ${meta.repeat} alternating repeat(s) of our runs and the peer's (median step time within each run).`,
@@ -217,6 +246,25 @@ function summary(records: Rec[], meta: Rec): string {
         'peak_rss_mb',
         'wasm_heap_mb',
         'error',
+      ]),
+    );
+  }
+  if (pick('s32').length) {
+    sections.push(
+      'S/32 speed against the machine: forward matMul FLOPs per image (src/vmoe/flops.ts; a training step counts 3×) ' +
+        'against the peak of the threads used (clock × 32 float32 FLOPs per cycle per core with AVX2 + FMA).',
+    );
+    sections.push(
+      markdownTable(bestOfRepeats(pick('s32')).map(gflopsOfBest), [
+        'name',
+        'threads',
+        'batch',
+        'gflop_per_image',
+        'train_gflop_per_s',
+        'infer_gflop_per_s',
+        'peak_gflop_per_s',
+        'train_share_of_peak',
+        'infer_share_of_peak',
       ]),
     );
   }
@@ -290,7 +338,7 @@ async function main(): Promise<void> {
     for (const r of spawnJob(job, args)) emit({ ...r, ...extra });
   };
   // Our models and the peer alternate, so a slow spell of the machine is unlikely to hit only one side.
-  const compared = jobs.filter((j) => j.kind === 'model' && j.suite === 'models');
+  const compared = jobs.filter((j) => j.kind === 'model' && (j.suite === 'models' || j.suite === 's32'));
   for (let rep = 0; rep < args.repeat; rep++) {
     for (const job of compared) run(job, { repeat: rep });
     if (args.peer) for (const r of runPeer(args)) emit({ ...r, repeat: rep });

@@ -16,7 +16,9 @@ import { moeLayer, type MoeWeights } from '../../src/vmoe/moe.js';
 import { tokensPerImage } from '../../src/vmoe/config.js';
 import { Rng } from '../../src/util/rng.js';
 import { benchModelConfig, type BenchModelName } from './configs.js';
-import { imagesPerSecond, median } from './stats.js';
+import { flopsPerCycleFromFlags, imagesPerSecond, median, peakGflops } from './stats.js';
+import { flopsPerImage } from '../../src/vmoe/flops.js';
+import fs from 'node:fs';
 
 export interface Timing {
   warmup: number;
@@ -99,6 +101,26 @@ export interface ModelRecord {
   infer_ms: number;
   first_loss: number;
   params: number;
+  /** Forward matMul GFLOPs per image (src/vmoe/flops.ts); a training step counts 3× (forward + two backward products). */
+  gflop_per_image: number;
+  train_gflop_per_s: number;
+  infer_gflop_per_s: number;
+  /** The machine's peak for this many threads (clock × FLOPs per cycle × threads), and the share of it reached. */
+  peak_gflop_per_s: number | null;
+  train_share_of_peak: number | null;
+  infer_share_of_peak: number | null;
+}
+
+/** The machine's float32 peak for `threads` cores from /proc/cpuinfo (clock and ISA flags), or null off Linux. */
+export function machinePeakGflops(threads: number): number | null {
+  try {
+    const info = fs.readFileSync('/proc/cpuinfo', 'utf8');
+    const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(info)?.[1]);
+    const flags = (/^flags\s*:\s*(.*)$/m.exec(info)?.[1] ?? '').split(/\s+/);
+    return Number.isFinite(mhz) && mhz > 0 ? peakGflops(mhz, threads, flopsPerCycleFromFlags(flags)) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Training and inference throughput of one model at one batch size. */
@@ -132,18 +154,29 @@ export function modelThroughput(name: BenchModelName, batch: number, t: Timing):
   };
   const trainMs = timeMedian(trainStep, t);
   const inferMs = timeMedian(inferStep, t);
+  const trainIps = imagesPerSecond(batch, trainMs),
+    inferIps = imagesPerSecond(batch, inferMs);
+  const gflop = flopsPerImage(cfg).total / 1e9;
+  const engine = engineFields();
+  const peak = machinePeakGflops(engine.threads);
   const rec: ModelRecord = {
     name,
-    ...engineFields(),
+    ...engine,
     batch,
-    train_images_per_s: imagesPerSecond(batch, trainMs),
-    infer_images_per_s: imagesPerSecond(batch, inferMs),
+    train_images_per_s: trainIps,
+    infer_images_per_s: inferIps,
     peak_rss_mb: peakRssMb(),
     wasm_heap_mb: wasmHeapMb(),
     train_step_ms: trainMs,
     infer_ms: inferMs,
     first_loss: firstLoss,
     params: vars.reduce((s, v) => s + v.size, 0),
+    gflop_per_image: gflop,
+    train_gflop_per_s: 3 * gflop * trainIps,
+    infer_gflop_per_s: gflop * inferIps,
+    peak_gflop_per_s: peak,
+    train_share_of_peak: peak ? (3 * gflop * trainIps) / peak : null,
+    infer_share_of_peak: peak ? (gflop * inferIps) / peak : null,
   };
   opt.dispose();
   model.dispose();

@@ -89,6 +89,23 @@ export function bestOfRepeats<
   });
 }
 
+/**
+ * The machine's peak float32 rate in GFLOP/s for `cores` cores: clock (MHz) × FLOPs per cycle per core, where a
+ * core with two 256-bit FMA pipes (AVX2 + FMA; Zen 4 runs AVX-512 on the same two pipes) does 2 pipes × 8 lanes ×
+ * 2 FLOPs = 32 per cycle, and one without FMA half that.
+ */
+export function peakGflops(mhz: number, cores: number, flopsPerCycle: number): number {
+  if (!(mhz > 0) || !(cores > 0) || !(flopsPerCycle > 0)) throw new Error('peakGflops: positive inputs needed');
+  return (mhz / 1000) * flopsPerCycle * cores;
+}
+
+/** FLOPs per cycle per core from /proc/cpuinfo's flags (see peakGflops). */
+export function flopsPerCycleFromFlags(flags: readonly string[]): number {
+  if (flags.includes('avx2') && flags.includes('fma')) return 32;
+  if (flags.includes('avx')) return 16;
+  return 8;
+}
+
 export interface BenchArgs {
   quick: boolean;
   peer: boolean;
@@ -106,7 +123,7 @@ export interface BenchArgs {
   child: string | null;
 }
 
-export const SUITES = ['models', 'moe-vs-dense', 'capacity', 'batch-scaling'] as const;
+export const SUITES = ['models', 'moe-vs-dense', 'capacity', 'batch-scaling', 's32'] as const;
 
 /** Parses the command line; `defaultThreads` is the engine's default (VMOE_THREADS or 1). */
 export function parseArgs(argv: readonly string[], defaultThreads = 1): BenchArgs {

@@ -48,11 +48,14 @@ export const DataSchema = z.strictObject({
 });
 
 export const OptimSchema = z.strictObject({
-  optimizer: z.enum(['adam', 'adamw']).default('adamw'),
+  /** sgd: SGD with (heavy-ball) momentum, the reference fine-tuning recipe (docs/finetuning.md). */
+  optimizer: z.enum(['adam', 'adamw', 'sgd']).default('adamw'),
   lr: z.number().positive().default(1e-3),
   beta1: z.number().min(0).max(1).default(0.9),
   beta2: z.number().min(0).max(1).default(0.999),
   eps: z.number().positive().default(1e-8),
+  /** Momentum of sgd (0 = plain SGD). */
+  momentum: z.number().min(0).max(1).default(0.9),
   /** Decoupled weight decay on kernels (adamw only). */
   weightDecay: z.number().min(0).default(1e-4),
   schedule: z.enum(['cosine', 'linear', 'constant']).default('cosine'),
@@ -74,6 +77,11 @@ export const TrainSchema = z.strictObject({
   keepCheckpoints: z.number().int().min(1).default(2),
   /** Parameter-name prefixes excluded from training (fine-tuning), e.g. ["embed/", "block0/"]. */
   freeze: z.array(z.string()).default([]),
+  /**
+   * Gradient accumulation: each step's batch of batchSize images is run as accumSteps micro-batches of
+   * batchSize/accumSteps whose gradients are summed before one optimizer step (same update, less memory).
+   */
+  accumSteps: z.number().int().min(1).default(1),
 });
 
 export const EvalSchema = z.strictObject({
@@ -114,9 +122,19 @@ export function parseExperiment(raw: unknown, source = 'config'): ExperimentConf
   const r = ExperimentSchema.safeParse(raw);
   if (!r.success) throw new ConfigError(describeIssues(r.error, source));
   checkModelConfig(r.data.model);
-  if (r.data.model.type !== 'vit' && r.data.train.batchSize % r.data.model.moe.groupImages !== 0) {
+  const { batchSize, accumSteps } = r.data.train;
+  if (batchSize % accumSteps !== 0) {
     throw new ConfigError([
-      `${source}: train.batchSize (${r.data.train.batchSize}) must be a multiple of model.moe.groupImages (${r.data.model.moe.groupImages})`,
+      `${source}: train.batchSize (${batchSize}) must be a multiple of train.accumSteps (${accumSteps})`,
+    ]);
+  }
+  // Routing groups must lie inside one micro-batch, or accumulation would route differently from the full batch.
+  const micro = batchSize / accumSteps;
+  if (r.data.model.type !== 'vit' && micro % r.data.model.moe.groupImages !== 0) {
+    throw new ConfigError([
+      accumSteps === 1
+        ? `${source}: train.batchSize (${batchSize}) must be a multiple of model.moe.groupImages (${r.data.model.moe.groupImages})`
+        : `${source}: the micro-batch train.batchSize/train.accumSteps (${micro}) must be a multiple of model.moe.groupImages (${r.data.model.moe.groupImages})`,
     ]);
   }
   return r.data;

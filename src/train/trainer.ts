@@ -1,7 +1,8 @@
 /**
- * The training loop: seeded data order, router noise and dropout; Adam(W) with
- * warmup + decay; periodic validation; atomic checkpoints that let --resume
- * continue with exactly the losses an uninterrupted run would have had.
+ * The training loop: seeded data order, router noise and dropout; Adam(W) or
+ * SGD with momentum, warmup + decay, optional gradient accumulation; periodic
+ * validation; atomic checkpoints that let --resume continue with exactly the
+ * losses an uninterrupted run would have had.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,8 +18,9 @@ import { accuracy, nll } from '../metrics/likelihood.js';
 import { probsFromLogits } from '../metrics/softmax.js';
 import { VisionMoE, type ForwardResult } from '../vmoe/model.js';
 import { paramSpecs } from '../vmoe/params.js';
+import { gridOfTokens, resamplePositionEmbedding } from '../vmoe/posembed.js';
 import { Rng, type RngState } from '../util/rng.js';
-import { Adam, learningRate } from './optimizer.js';
+import { learningRate, makeOptimizer } from './optimizer.js';
 import {
   assertFiniteCheckpoint,
   checkpointStepOf,
@@ -134,6 +136,96 @@ export function modelLoss(r: ForwardResult, labels: tf.Tensor1D, numClasses: num
   return r.memberLogits ? meanMemberLoss(r.memberLogits, labels, loss) : loss(r.logits, labels);
 }
 
+/** Per-MoE-layer routing statistics of one training step (averaged over its micro-batches). */
+export interface MoeStepStats {
+  block: number;
+  drop: number;
+  load: number[];
+  importance: number;
+  loadLoss: number;
+}
+
+/**
+ * Gradients of one step's loss (task + auxiliary) with respect to `vars`, keyed by variable name, computed in
+ * `accumSteps` equal micro-batches of consecutive rows of x (B, H, W, C) and summed. Each micro-batch loss is
+ * weighted 1/accumSteps, so the sum is the gradient of the mean over micro-batches, which is the full batch's loss
+ * exactly when the MoE routing groups lie within micro-batches (the config requires it) and no noise or dropout
+ * draws differ. Losses returned are the micro-batch means averaged. Call inside tf.tidy.
+ */
+export function stepGradients(
+  model: VisionMoE,
+  vars: tf.Variable[],
+  x: tf.Tensor4D,
+  y: tf.Tensor1D,
+  opts: {
+    numClasses: number;
+    labelSmoothing: number;
+    accumSteps: number;
+    rng: Rng;
+    /** Mixup: the loss is λ·L(y) + (1 − λ)·L(y2), y2 the labels of the images mixed in (docs/data.md). */
+    mix?: { y2: tf.Tensor1D; lambda: number };
+  },
+): { grads: Map<string, tf.Tensor>; task: number; aux: number; moe: MoeStepStats[] } {
+  const A = opts.accumSteps;
+  const B = x.shape[0];
+  if (B % A !== 0) throw new TrainingError(`a batch of ${B} does not split into ${A} equal micro-batches`);
+  const b = B / A;
+  const sums = new Map<string, tf.Tensor>();
+  let task = 0,
+    aux = 0;
+  const stats: MoeStepStats[][] = [];
+  for (let i = 0; i < A; i++) {
+    const xi = A === 1 ? x : tf.slice(x, [i * b, 0, 0, 0], [b, -1, -1, -1]);
+    const yi = A === 1 ? y : tf.slice(y, [i * b], [b]);
+    const mix = opts.mix;
+    const y2i = mix ? (A === 1 ? mix.y2 : tf.slice(mix.y2, [i * b], [b])) : null;
+    const { grads } = tf.variableGrads(() => {
+      const r = model.forward(xi, { train: true, rng: opts.rng });
+      let t = modelLoss(r, yi, opts.numClasses, opts.labelSmoothing);
+      if (mix && y2i) {
+        const other = modelLoss(r, y2i, opts.numClasses, opts.labelSmoothing);
+        t = tf.add(tf.mul(t, mix.lambda), tf.mul(other, 1 - mix.lambda)) as tf.Scalar;
+      }
+      task += t.dataSync()[0]! / A;
+      aux += r.aux.dataSync()[0]! / A;
+      stats.push(
+        r.moe.map((s) => ({
+          block: s.block,
+          drop: s.dropFraction,
+          load: s.expertLoad,
+          importance: s.importanceLoss,
+          loadLoss: s.loadLoss,
+        })),
+      );
+      const loss = tf.add(t, r.aux) as tf.Scalar;
+      return A === 1 ? loss : (tf.div(loss, A) as tf.Scalar);
+    }, vars);
+    for (const [name, g] of Object.entries(grads)) {
+      const prev = sums.get(name);
+      if (!prev) sums.set(name, g);
+      else {
+        sums.set(name, tf.add(prev, g));
+        prev.dispose();
+        g.dispose();
+      }
+    }
+    if (A > 1) {
+      xi.dispose();
+      yi.dispose();
+      y2i?.dispose();
+    }
+  }
+  const mean = (f: (s: MoeStepStats) => number, l: number) => stats.reduce((a, s) => a + f(s[l]!), 0) / A;
+  const moe = stats[0]!.map((s0, l) => ({
+    block: s0.block,
+    drop: mean((s) => s.drop, l),
+    load: s0.load.map((_, e) => mean((s) => s.load[e]!, l)),
+    importance: mean((s) => s.importance, l),
+    loadLoss: mean((s) => s.loadLoss, l),
+  }));
+  return { grads: sums, task, aux, moe };
+}
+
 /** Accuracy and NLL of `model` on the data set `ds`, batched as `cfg.eval` says. */
 export function evaluateSplit(model: VisionMoE, ds: ImageDataset, cfg: ExperimentConfig, step: number): EvalSummary {
   const out = computeOutputs(model, ds, { batchSize: cfg.eval.batchSize, scale: cfg.data.scale });
@@ -204,7 +296,7 @@ export function initFromCheckpoint(
       src.shape.join(',') !== v.shape.join(',') &&
       !restartsOnShapeChange(name, opts.head ?? 'auto') &&
       !isReshapedRouterKernel(name, src.data.length, v.size) &&
-      !(name === 'pos' && src.shape[1] === v.shape[1])
+      !(name === 'pos' && src.shape[1] === v.shape[1] && gridOfTokens(src.shape[0]!) !== null)
     ) {
       misfits.push(`${name} is [${src.shape}] in the checkpoint but [${v.shape}] in the config`);
       continue;
@@ -217,8 +309,18 @@ export function initFromCheckpoint(
       v.assign(tf.tensor(src.data as Float32Array, v.shape));
       resized.push(name);
     } else if (name === 'pos') {
-      // same width, another patch grid
-      v.assign(resizePositions(src, v.shape as [number, number], model.cfg.readout === 'token'));
+      // same width, another patch grid: resampled on the grid, class row kept (src/vmoe/posembed.ts)
+      const [T, H] = v.shape as [number, number];
+      const own = v.dataSync() as Float32Array;
+      const data = resamplePositionEmbedding(
+        src.data as Float32Array,
+        src.shape[0]!,
+        H,
+        T,
+        model.cfg.readout === 'token',
+        own,
+      );
+      v.assign(tf.tensor2d(data, [T, H]));
       resized.push(name);
     } else {
       fresh.push(name);
@@ -245,20 +347,6 @@ export function initFromCheckpoint(
  */
 function restartsOnShapeChange(name: string, head: HeadInit): boolean {
   return name.startsWith('embed/') || (name.startsWith(HEAD_PREFIX) && head !== 'keep');
-}
-
-/** Bilinear resize of the patch-grid part of a position embedding (T, H); the class row is kept. */
-function resizePositions(src: NamedArray, target: [number, number], hasCls: boolean): tf.Tensor2D {
-  return tf.tidy(() => {
-    const [Tsrc, H] = src.shape as [number, number];
-    const table = tf.tensor2d(src.data as Float32Array, [Tsrc, H]);
-    const off = hasCls ? 1 : 0;
-    const gs = Math.round(Math.sqrt(Tsrc - off));
-    const gt = Math.round(Math.sqrt(target[0] - off));
-    const grid = tf.reshape(tf.slice(table, [off, 0], [gs * gs, H]), [1, gs, gs, H]) as tf.Tensor4D;
-    const resized = tf.reshape(tf.image.resizeBilinear(grid, [gt, gt], true), [gt * gt, H]);
-    return (hasCls ? tf.concat([tf.slice(table, [0, 0], [1, H]), resized], 0) : resized) as tf.Tensor2D;
-  });
 }
 
 /**
@@ -373,7 +461,7 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
 
   const model = VisionMoE.init(cfg.model, cfg.seed);
   const specs = paramSpecs(cfg.model);
-  const opt = new Adam(cfg.optim, (n) => specs.get(n)?.decay ?? false);
+  const opt = makeOptimizer(cfg.optim, (n) => specs.get(n)?.decay ?? false);
   const rng = new Rng(cfg.seed + 1);
   const augRng = new Rng(cfg.seed + 2);
   const sampler = new BatchSampler(trainInfo.n, {
@@ -392,10 +480,7 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
       if (!t || t.shape.join(',') !== v.shape.join(','))
         throw new TrainingError(`checkpoint ${existing} lacks parameter ${name} or has another shape`);
       v.assign(tf.tensor(t.data as Float32Array, t.shape));
-      for (const [slot, map] of [
-        ['m', opt.m],
-        ['v', opt.v],
-      ] as const) {
+      for (const [slot, map] of opt.slots()) {
         const s = ck.tensors[`opt/${slot}/${name}`];
         if (s) map.set(name, tf.variable(tf.tensor(s.data as Float32Array, s.shape), false));
       }
@@ -453,10 +538,7 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
     const tensors: Record<string, NamedArray> = {};
     for (const [name, v] of model.params)
       tensors[`params/${name}`] = { dtype: 'float32', shape: v.shape.slice(), data: v.dataSync() as Float32Array };
-    for (const [slot, map] of [
-      ['m', opt.m],
-      ['v', opt.v],
-    ] as const) {
+    for (const [slot, map] of opt.slots()) {
       for (const [name, v] of map)
         tensors[`opt/${slot}/${name}`] = {
           dtype: 'float32',
@@ -567,33 +649,20 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
       let taskLoss = NaN,
         auxLoss = NaN,
         gnorm = NaN;
-      let moeStats: { block: number; drop: number; load: number[]; importance: number; loadLoss: number }[] = [];
+      let moeStats: MoeStepStats[] = [];
       tf.tidy(() => {
         const x = tf.tensor4d(mix ? mix.x : batch.x, batch.shape);
         const y = tf.tensor1d(batch.y, 'int32');
         const y2 = yRolled ? tf.tensor1d(yRolled, 'int32') : null;
-        let task: tf.Scalar | null = null,
-          aux: tf.Scalar | null = null;
-        const { value, grads } = tf.variableGrads(() => {
-          const r = model.forward(x, { train: true, rng });
-          task = modelLoss(r, y, cfg.model.numClasses, cfg.train.labelSmoothing);
-          if (mix && y2) {
-            const other = modelLoss(r, y2, cfg.model.numClasses, cfg.train.labelSmoothing);
-            task = tf.add(tf.mul(task, mix.lambda), tf.mul(other, 1 - mix.lambda)) as tf.Scalar;
-          }
-          aux = r.aux;
-          moeStats = r.moe.map((s) => ({
-            block: s.block,
-            drop: s.dropFraction,
-            load: s.expertLoad,
-            importance: s.importanceLoss,
-            loadLoss: s.loadLoss,
-          }));
-          taskLoss = task.dataSync()[0]!;
-          auxLoss = aux.dataSync()[0]!;
-          return tf.add(task, aux) as tf.Scalar;
-        }, trainVars);
-        const total = value.dataSync()[0]!;
+        const g = stepGradients(model, trainVars, x, y, {
+          numClasses: cfg.model.numClasses,
+          labelSmoothing: cfg.train.labelSmoothing,
+          accumSteps: cfg.train.accumSteps,
+          rng,
+          mix: mix && y2 ? { y2, lambda: mix.lambda } : undefined,
+        });
+        ({ task: taskLoss, aux: auxLoss, moe: moeStats } = g);
+        const total = taskLoss + auxLoss;
         if (!Number.isFinite(total)) {
           throw new TrainingError(
             `loss is ${total} at step ${step + 1} (task ${taskLoss}, aux ${auxLoss}); nothing was saved for this step; ${lastGood()}. ` +
@@ -601,7 +670,7 @@ async function trainLocked(opts: TrainOptions, log: (s: string) => void): Promis
           );
         }
         const byName: Record<string, tf.Tensor> = {};
-        for (const [vname, g] of Object.entries(grads)) byName[nameOf.get(vname)!] = g;
+        for (const [vname, t] of g.grads) byName[nameOf.get(vname)!] = t;
         gnorm = opt.apply(model.params, byName, lr);
       });
       if (!Number.isFinite(gnorm)) {
