@@ -54,7 +54,7 @@ const train = (seed: number, steps: number, out: string) => ({
 const GRID = [
   train(0, 40, 'runs/s0'),
   ...[1, 2, 3, 4, 5].map((s) => train(s, 10, `runs/s${s}`)),
-  { kind: 'train', seed: 9, out: 'runs/bad', set: [...tinySet, 'model.patchSize=5', 'train.steps=3'] },
+  { kind: 'train', seed: 9, out: 'runs/bad', set: [...tinySet, 'data.dataset="idx:/no/such/folder"', 'train.steps=3'] },
 ];
 const GOOD = GRID.slice(0, 6).map((j) => j.out);
 
@@ -148,10 +148,10 @@ describe.skipIf(!REDIS)('grids on a Redis queue with 2 workers', () => {
     expect(code, err).toBe(2);
     // The summary: six done, the bad job failed once with its own message, and the one-line error for it.
     expect(out).toMatch(/grid: 7 jobs, 6 done \(6 ran now\), 1 failed/);
-    expect(out).toMatch(/failed train-\w+ train runs\/bad .*model\.patchSize: 5 must divide/);
+    expect(out).toMatch(/failed train-\w+ train runs\/bad .*data set 'idx:\/no\/such\/folder' not found/);
     const lines = err.split('\n').filter((l) => l.startsWith('error:'));
     expect(lines).toEqual([
-      expect.stringMatching(/^error: 1 of 7 jobs failed; first: .*model\.patchSize: 5 must divide/),
+      expect.stringMatching(/^error: 1 of 7 jobs failed; first: .*data set 'idx:\/no\/such\/folder' not found/),
     ]);
     const survivor = [w1, w2].find((w) => w !== victim)!;
     // The killed job was taken over by the other worker and resumed from a checkpoint; each job finished exactly once.
@@ -164,7 +164,9 @@ describe.skipIf(!REDIS)('grids on a Redis queue with 2 workers', () => {
     const finished = workers.flatMap((w) => w.log.filter((l) => / done in /.test(l)).map((l) => l.split(':')[0]));
     expect(finished.length).toBe(6);
     expect(new Set(finished).size).toBe(6);
-    const bad = workers.flatMap((w) => w.log.filter((l) => /failed: .*model\.patchSize: 5 must divide/.test(l)));
+    const bad = workers.flatMap((w) =>
+      w.log.filter((l) => /failed: .*data set 'idx:\/no\/such\/folder' not found/.test(l)),
+    );
     expect(bad.length).toBe(1); // failed once, not retried
     // Bit for bit: every run's final parameters and loss curve equal the local in-process run's.
     for (const run of GOOD) {
