@@ -5,7 +5,8 @@ import { FEWSHOT_FORMATS, formatFewShot, writeFewShotFiles, type FewShotFormat }
 import type { ProbeKind } from '../fewshot/index.js';
 import { addEngineOptions, collect, parsePositiveInt, startEngine } from './common.js';
 import { UsageError } from '../util/errors.js';
-import { checkOutputDir } from '../util/output-dir.js';
+import { claimOutputDir } from '../util/output-claim.js';
+import { writeOutputsWhole } from '../util/output-dir.js';
 
 interface FewshotFlags {
   checkpoint: string[];
@@ -60,11 +61,11 @@ export async function runFewshot(flags: FewshotFlags): Promise<FewShotResult> {
   if (!(FEWSHOT_FORMATS as readonly string[]).includes(flags.format))
     throw new UsageError(`--format must be json, table, csv or latex, got "${flags.format}"`);
   const opts = fewShotOptionsFromFlags(flags);
-  if (flags.out) checkOutputDir(flags.out); // before any work
+  if (flags.out) claimOutputDir(flags.out, 'vmoe fewshot'); // checked and locked before any work
   await startEngine(flags);
   const run = fewShotEvaluation(opts);
   process.stdout.write(formatFewShot(run.result, flags.format as FewShotFormat));
-  if (flags.out) writeFewShotFiles(flags.out, run);
+  if (flags.out) writeOutputsWhole(flags.out, () => writeFewShotFiles(flags.out!, run));
   return run.result;
 }
 

@@ -16,7 +16,8 @@ import {
 import { SUITES, type Suite } from '../robustness/index.js';
 import { addEngineOptions, collect, parsePositiveInt, startEngine } from './common.js';
 import { UsageError } from '../util/errors.js';
-import { checkOutputDir } from '../util/output-dir.js';
+import { claimOutputDir } from '../util/output-claim.js';
+import { writeOutputsWhole } from '../util/output-dir.js';
 
 interface RobustnessFlags {
   checkpoint: string[];
@@ -98,11 +99,11 @@ export async function runRobustness(flags: RobustnessFlags): Promise<RobustnessR
   if (!(ROBUSTNESS_FORMATS as readonly string[]).includes(flags.format))
     throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);
   const opts = robustnessOptionsFromFlags(flags);
-  if (flags.out) checkOutputDir(flags.out); // before any work
+  if (flags.out) claimOutputDir(flags.out, 'vmoe robustness'); // checked and locked before any work
   await startEngine(flags);
   const report = robustnessReport(opts);
   process.stdout.write(formatRobustness(report, flags.format as RobustnessFormat));
-  if (flags.out) writeRobustnessFiles(flags.out, report);
+  if (flags.out) writeOutputsWhole(flags.out, () => writeRobustnessFiles(flags.out!, report));
   return report;
 }
 

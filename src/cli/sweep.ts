@@ -11,7 +11,8 @@ import {
 import { SWEEP_FORMATS, formatSweep, writeSweepFiles, type SweepFormat } from '../export/sweep-files.js';
 import { addEngineOptions, parsePositiveInt, startEngine, addDataOptions } from './common.js';
 import { UsageError } from '../util/errors.js';
-import { checkOutputDir } from '../util/output-dir.js';
+import { claimOutputDir } from '../util/output-claim.js';
+import { writeOutputsWhole } from '../util/output-dir.js';
 
 export interface SweepFlags {
   checkpoint: string;
@@ -62,11 +63,11 @@ export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
   if (!(SWEEP_FORMATS as readonly string[]).includes(flags.format))
     throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);
   const opts = sweepOptionsFromFlags(flags);
-  if (flags.out) checkOutputDir(flags.out); // before any work
+  if (flags.out) claimOutputDir(flags.out, 'vmoe sweep'); // checked and locked before any work
   await startEngine(flags);
   const report = sweepCheckpoint(opts);
   const text = formatSweep(report, flags.format as SweepFormat);
-  if (flags.out) writeSweepFiles(flags.out, report);
+  if (flags.out) writeOutputsWhole(flags.out, () => writeSweepFiles(flags.out!, report));
   process.stdout.write(text);
   return report;
 }

@@ -17,6 +17,8 @@ export const common = [...TINY_TRAIN, '--set', 'train.logEvery=1000', '--backend
 export function vmoeAsync(...args: string[]): {
   child: ChildProcess;
   done: Promise<{ status: number | null; signal: string | null; stderr: string; stdout: string }>;
+  /** stderr so far */
+  stderr: () => string;
 } {
   const child = spawn(process.execPath, [cli, ...args], { cwd: root, env: cliEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '',
@@ -28,7 +30,7 @@ export function vmoeAsync(...args: string[]): {
       child.on('close', (status, signal) => resolve({ status, signal, stderr, stdout }));
     },
   );
-  return { child, done };
+  return { child, done, stderr: () => stderr };
 }
 
 export const tmpDir = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `vmoe-rel-${tag}-`));

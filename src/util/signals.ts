@@ -1,0 +1,10 @@
+/**
+ * Signal numbers as exit codes, shared by the training loop (train/interrupt.ts) and the supervisor of long
+ * commands (util/supervise.ts): a process stopped by a signal exits 128 + its number, as a shell reports it.
+ */
+import os from 'node:os';
+
+/** 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP. */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return 128 + (os.constants.signals[signal] ?? 0);
+}
