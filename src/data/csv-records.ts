@@ -3,7 +3,8 @@
  * (metrics/predictions-csv.ts) and features (fewshot/features-csv.ts).
  *
  * Accepted: RFC 4180 quoting (`"label","logit0"` as pandas writes with quoting; `""` inside quotes), a UTF-8 BOM,
- * LF, CRLF and CR-only line endings (the first line ending found is the file's), blank lines (skipped), spaces
+ * LF, CRLF and CR-only line endings, also mixed in one file (a file pasted together from several tools), blank
+ * lines (skipped), spaces
  * around unquoted cells (trimmed). A reader gives each record to a `CsvSink` as soon as csv-parse has it, so a
  * file is streamed from disk in bounded memory (`readCsvFile`); a string goes through the same sink
  * (`readCsvText`). The sink builds its table in growable typed arrays (`GrowableArray`), never one object per row.
@@ -38,6 +39,8 @@ const OPTIONS: Options = {
   // blank lines are skipped by the feeder, which counts them as lines
   skip_empty_lines: false,
   max_record_size: MAX_RECORD_CHARS,
+  // any line ending ends a record, also several kinds in one file (CRLF first, so it is one ending, not two)
+  record_delimiter: ['\r\n', '\n', '\r'],
 };
 
 /** Feeds csv-parse records to a sink: trims cells, skips blank lines, tracks each record's first line. */
