@@ -138,7 +138,7 @@ const CHUNK = 1 << CHUNK_BITS;
 
 /**
  * An append-only list of numbers in typed-array chunks of 2^20 values: no copy while it grows, and `toArray()` makes
- * the one array of the exact size, so a table of n values peaks at 2n, never at the 3n of a doubling array.
+ * the one array of the exact size (letting each chunk go as it is copied), never the 3n of a doubling array.
  */
 export class GrowableArray<A extends TypedArray> {
   private readonly chunks: A[] = [];
@@ -163,13 +163,16 @@ export class GrowableArray<A extends TypedArray> {
 
   /** The values in one array of their own length; the list is left empty (its chunks dropped). */
   toArray(): A {
+    // A large typed array's pages become resident as they are written; each chunk is let go once copied, so
+    // the collector can return it while the copy goes on, instead of holding the list twice at the end.
     const out = this.make(this.length);
-    for (let c = 0; c < this.chunks.length; c++) {
-      const chunk = this.chunks[c]!;
+    const chunks = this.chunks.splice(0);
+    for (let c = 0; c < chunks.length; c++) {
+      const chunk = chunks[c]!;
       const n = Math.min(CHUNK, this.length - c * CHUNK);
       out.set(n === CHUNK ? chunk : chunk.subarray(0, n), c * CHUNK);
+      (chunks as (A | undefined)[])[c] = undefined;
     }
-    this.chunks.length = 0;
     this.last = undefined;
     this.inLast = CHUNK;
     this.length = 0;

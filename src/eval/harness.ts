@@ -304,7 +304,8 @@ export function outputsFromPredictions(t: PredictionsTable): Outputs {
     n: scores.n,
     numClasses: scores.k,
     members: scores.m ?? 1,
-    logits: Float64Array.from(scores.data as ArrayLike<number>),
+    // the table's own array when it already is one (no second n × k copy: a 1 GB CSV holds ~0.4 GB of scores)
+    logits: scores.data instanceof Float64Array ? scores.data : Float64Array.from(scores.data as ArrayLike<number>),
     preLogits: new Float32Array(0),
     preLogitsDim: 0,
     labels: t.labels,
