@@ -12,6 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { OutputError, describeWriteError } from './errors.js';
+import { WORKER_ENV } from './signals.js';
 
 /** Linux pseudo-filesystems that hold no files of ours (statfs f_type). */
 const PSEUDO_FS = new Map<number, string>([
@@ -179,7 +180,9 @@ export function writeOutputsWhole<T>(dir: string, write: () => T): T {
       }
     }
   } finally {
-    for (const s of HELD_SIGNALS) process.off(s, hold);
+    // A supervised worker keeps holding them: its results are written, and a signal its supervisor passes on
+    // now must not turn the finished command into one reported as "interrupted, nothing written".
+    if (process.env[WORKER_ENV] !== '1') for (const s of HELD_SIGNALS) process.off(s, hold);
   }
   return result;
 }

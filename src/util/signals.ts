@@ -8,3 +8,6 @@ import os from 'node:os';
 export function signalExitCode(signal: NodeJS.Signals): number {
   return 128 + (os.constants.signals[signal] ?? 0);
 }
+
+/** Set in the environment of a command's worker process by its supervisor (util/supervise.ts). */
+export const WORKER_ENV = 'VMOE_SUPERVISED_WORKER';

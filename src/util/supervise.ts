@@ -16,10 +16,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { removeOrphanOutputTemps } from './output-dir.js';
 import { removeLockOf } from './run-lock.js';
-import { signalExitCode } from './signals.js';
+import { WORKER_ENV, signalExitCode } from './signals.js';
 
-/** Set in the worker's environment: this process does the work. */
-export const WORKER_ENV = 'VMOE_SUPERVISED_WORKER';
+export { WORKER_ENV };
 
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 

@@ -90,6 +90,34 @@ function nodeScript(code: string): { done: Promise<number | null>; stop(): void 
   };
 }
 
+describe('signals after an output set is written', () => {
+  beforeAll(ensureBuilt);
+
+  it.each([
+    { who: 'a supervised worker', outcome: 'is held off (exit 0)', env: '1', expected: { code: 0, signal: null } },
+    { who: 'any other process', outcome: 'ends it', env: '', expected: { code: null, signal: 'SIGTERM' } },
+  ])('$who: a SIGTERM after the set is written $outcome', async ({ env, expected }) => {
+    const d = tmpDir('hold');
+    const child = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { writeFileWhole, writeOutputsWhole } from './dist/util/output-dir.js';
+         writeOutputsWhole(${JSON.stringify(d)}, () => writeFileWhole(${JSON.stringify(path.join(d, 'results.json'))}, '{}'));
+         process.kill(process.pid, 'SIGTERM');
+         setTimeout(() => process.exit(0), 500);`,
+      ],
+      { cwd: root, env: { ...process.env, VMOE_SUPERVISED_WORKER: env }, stdio: 'inherit' },
+    );
+    const got = await new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+      child.on('close', (code, signal) => resolve({ code, signal })),
+    );
+    expect(got).toEqual(expected);
+    expect(fs.readdirSync(d)).toEqual(['results.json']); // written whole either way
+  });
+});
+
 describe('a reader while another process replaces the file', () => {
   beforeAll(ensureBuilt);
 

@@ -119,15 +119,18 @@ describe('a signal during a long evaluation', () => {
     },
   );
 
-  it('SIGINT (Ctrl-C) during vmoe eval into a new folder: exit 130 and no folder', async () => {
-    const out = path.join(tmpDir('sigint-eval'), 'new');
+  it.each([
+    { signal: 'SIGINT' as const, code: 130 },
+    { signal: 'SIGHUP' as const, code: 129 },
+  ])('$signal during vmoe eval into a new folder: exit $code and no folder', async ({ signal, code }) => {
+    const out = path.join(tmpDir(`${signal}-eval`), 'new');
     const t = vmoeAsync('eval', '--checkpoint', run, '--backend', 'wasm', '--out', out);
     await waitFor(() => /backend wasm/.test(t.stderr()), 120_000);
-    t.child.kill('SIGINT');
+    t.child.kill(signal);
     const r = await t.done;
-    expect(r.status, r.stderr).toBe(130);
+    expect(r.status, r.stderr).toBe(code);
     expect(errorLines(r.stderr)).toEqual([
-      `error: interrupted by SIGINT: vmoe eval stopped before it finished and wrote no results; ${out} was not created`,
+      `error: interrupted by ${signal}: vmoe eval stopped before it finished and wrote no results; ${out} was not created`,
     ]);
     expect(fs.existsSync(out)).toBe(false);
   });
