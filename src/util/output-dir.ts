@@ -168,6 +168,21 @@ export function writeOutputsWhole<T>(dir: string, write: () => T): T {
   }
   // Listeners make Node catch these signals instead of dying; the renames are synchronous, so a signal
   // that arrives meanwhile is only seen after the listeners are gone and is dropped: the set completes.
+  // a target that is a folder would fail its rename half-way through the set: refuse before any rename
+  for (const d of pending) {
+    let isDir = false;
+    try {
+      isDir = fs.lstatSync(d.file).isDirectory();
+    } catch {
+      // missing: fine
+    }
+    if (isDir) {
+      for (const r of pending) fs.rmSync(r.tmp, { force: true });
+      throw new OutputError(`cannot write ${d.file}: a folder of that name is in the way; nothing was written`, {
+        file: d.file,
+      });
+    }
+  }
   const hold = () => {};
   for (const s of HELD_SIGNALS) process.on(s, hold);
   try {

@@ -45,6 +45,21 @@ describe('writeOutputsWhole', () => {
     expect(snapshot(dir)).toEqual(before);
   });
 
+  it('a folder in the way of one file stops the set before any rename', () => {
+    const dir = tmpDir('set-dir');
+    fs.writeFileSync(path.join(dir, 'a.json'), 'old a');
+    fs.mkdirSync(path.join(dir, 'b.json'));
+    const before = snapshot(dir);
+    expect(() =>
+      writeOutputsWhole(dir, () => {
+        writeFileWhole(path.join(dir, 'a.json'), 'new a');
+        writeFileWhole(path.join(dir, 'b.json'), 'new b');
+      }),
+    ).toThrow(`cannot write ${path.join(dir, 'b.json')}: a folder of that name is in the way; nothing was written`);
+    expect(snapshot(dir)).toEqual(before); // a.json not replaced, no temp file
+    expect(fs.readdirSync(dir).sort()).toEqual(['a.json', 'b.json']);
+  });
+
   it('the same file written twice in one set holds the second text', () => {
     const dir = tmpDir('set-twice');
     writeOutputsWhole(dir, () => {

@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { oneLineError } from '../helpers/cli.js';
 import { common, ensureBuilt, errorLines, refusal, snapshot, tmpDir, vmoe, vmoeAsync, waitFor } from './helpers.js';
 
 beforeAll(ensureBuilt);
@@ -160,6 +161,22 @@ describe('a signal during a long evaluation', () => {
     const names = fs.readdirSync(out).sort();
     expect(names).toEqual(fs.readdirSync(previous).sort()); // the same set of files as the earlier run
     expect(names.some((n) => n.endsWith('.tmp') || n === '.vmoe.lock')).toBe(false);
+  });
+});
+
+describe('commands that write several files', () => {
+  it('vmoe report with a folder in the way of one output: one line, none of its files written', () => {
+    const out = path.join(tmpDir('report-set'), 'out');
+    fs.mkdirSync(path.join(out, 'report.md'), { recursive: true });
+    fs.writeFileSync(path.join(out, 'report.csv'), 'an older report\n');
+    const before = snapshot(out);
+    const r = vmoe('report', previous, '--out', out);
+    const { error } = oneLineError(r); // the table went to stdout before the files
+    expect(error).toBe(
+      `error: cannot write ${path.join(out, 'report.md')}: a folder of that name is in the way; nothing was written`,
+    );
+    expect(snapshot(out)).toEqual(before); // report.csv / .json / .tex not written beside the old files
+    expect(fs.readdirSync(out).sort()).toEqual(['report.csv', 'report.md']);
   });
 });
 
