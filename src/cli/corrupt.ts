@@ -86,24 +86,28 @@ export function registerCorruptCommand(program: Command): void {
         if (!Number.isInteger(previewImages) || previewImages < 0) {
           throw new UsageError(`--preview-images: expected a non-negative integer, got "${flags.previewImages}"`);
         }
-        claimOutputDir(flags.out, 'vmoe corrupt'); // checked and locked before any work
-        // every set is renamed into place at the end, together: an interrupted run leaves none half-written
-        const manifest = writeOutputsWhole(flags.out, () =>
-          writeCorruptedSets({
-            dataset: flags.dataset,
-            split: flags.split,
-            corruptions: parseCorruptions(flags.corruption, flags.suite),
-            severities: parseSeverities(flags.severity),
-            out: flags.out,
-            suite: flags.suite,
-            seed: parseSeed(flags.seed),
-            limit: flags.limit === undefined ? undefined : parsePositiveInt(flags.limit, '--limit'),
-            dataDir: flags.dataDir,
-            previewImages,
-            log: (line) => process.stderr.write(line + '\n'),
-          }),
-        );
-        process.stdout.write(JSON.stringify(manifest, null, 2) + '\n');
+        const claim = claimOutputDir(flags.out, 'vmoe corrupt'); // checked and locked before any work
+        try {
+          // every set is renamed into place at the end, together: an interrupted run leaves none half-written
+          const manifest = writeOutputsWhole(flags.out, () =>
+            writeCorruptedSets({
+              dataset: flags.dataset,
+              split: flags.split,
+              corruptions: parseCorruptions(flags.corruption, flags.suite),
+              severities: parseSeverities(flags.severity),
+              out: flags.out,
+              suite: flags.suite,
+              seed: parseSeed(flags.seed),
+              limit: flags.limit === undefined ? undefined : parsePositiveInt(flags.limit, '--limit'),
+              dataDir: flags.dataDir,
+              previewImages,
+              log: (line) => process.stderr.write(line + '\n'),
+            }),
+          );
+          process.stdout.write(JSON.stringify(manifest, null, 2) + '\n');
+        } finally {
+          claim.release();
+        }
       },
     );
 }

@@ -16,7 +16,7 @@ import {
 import { SUITES, type Suite } from '../robustness/index.js';
 import { addEngineOptions, collect, parsePositiveInt, startEngine } from './common.js';
 import { UsageError } from '../util/errors.js';
-import { claimOutputDir } from '../util/output-claim.js';
+import { withOutputDir } from '../util/output-claim.js';
 import { writeOutputsWhole } from '../util/output-dir.js';
 
 interface RobustnessFlags {
@@ -99,12 +99,14 @@ export async function runRobustness(flags: RobustnessFlags): Promise<RobustnessR
   if (!(ROBUSTNESS_FORMATS as readonly string[]).includes(flags.format))
     throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);
   const opts = robustnessOptionsFromFlags(flags);
-  if (flags.out) claimOutputDir(flags.out, 'vmoe robustness'); // checked and locked before any work
-  await startEngine(flags);
-  const report = robustnessReport(opts);
-  process.stdout.write(formatRobustness(report, flags.format as RobustnessFormat));
-  if (flags.out) writeOutputsWhole(flags.out, () => writeRobustnessFiles(flags.out!, report));
-  return report;
+  // --out is checked and locked before any work
+  return withOutputDir(flags.out, 'vmoe robustness', async () => {
+    await startEngine(flags);
+    const report = robustnessReport(opts);
+    process.stdout.write(formatRobustness(report, flags.format as RobustnessFormat));
+    if (flags.out) writeOutputsWhole(flags.out, () => writeRobustnessFiles(flags.out!, report));
+    return report;
+  });
 }
 
 export function registerRobustnessCommand(program: Command): void {

@@ -11,7 +11,7 @@ import {
 import { SWEEP_FORMATS, formatSweep, writeSweepFiles, type SweepFormat } from '../export/sweep-files.js';
 import { addEngineOptions, parsePositiveInt, startEngine, addDataOptions } from './common.js';
 import { UsageError } from '../util/errors.js';
-import { claimOutputDir } from '../util/output-claim.js';
+import { withOutputDir } from '../util/output-claim.js';
 import { writeOutputsWhole } from '../util/output-dir.js';
 
 export interface SweepFlags {
@@ -63,13 +63,15 @@ export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
   if (!(SWEEP_FORMATS as readonly string[]).includes(flags.format))
     throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);
   const opts = sweepOptionsFromFlags(flags);
-  if (flags.out) claimOutputDir(flags.out, 'vmoe sweep'); // checked and locked before any work
-  await startEngine(flags);
-  const report = sweepCheckpoint(opts);
-  const text = formatSweep(report, flags.format as SweepFormat);
-  if (flags.out) writeOutputsWhole(flags.out, () => writeSweepFiles(flags.out!, report));
-  process.stdout.write(text);
-  return report;
+  // --out is checked and locked before any work
+  return withOutputDir(flags.out, 'vmoe sweep', async () => {
+    await startEngine(flags);
+    const report = sweepCheckpoint(opts);
+    const text = formatSweep(report, flags.format as SweepFormat);
+    if (flags.out) writeOutputsWhole(flags.out, () => writeSweepFiles(flags.out!, report));
+    process.stdout.write(text);
+    return report;
+  });
 }
 
 export function registerSweepCommand(program: Command): void {

@@ -56,3 +56,17 @@ export function claimOutputDir(dir: string, command: string, flag = '--out'): Ou
   process.on('exit', release);
   return { dir: abs, created, lock, release };
 }
+
+/**
+ * Runs `work` holding output folder `dir` (`claimOutputDir`; nothing to hold when `dir` is undefined) and
+ * releases it afterwards, whether `work` succeeds or fails — so a process that runs several commands (a test, a
+ * job queue) does not keep the folder locked.
+ */
+export async function withOutputDir<T>(dir: string | undefined, command: string, work: () => Promise<T>): Promise<T> {
+  const claim = dir === undefined ? null : claimOutputDir(dir, command);
+  try {
+    return await work();
+  } finally {
+    claim?.release();
+  }
+}

@@ -8,6 +8,8 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadCheckpoint, saveCheckpoint } from '../../src/checkpoint/format.js';
 import { OutputError } from '../../src/util/errors.js';
+import { claimOutputDir, withOutputDir } from '../../src/util/output-claim.js';
+import { LOCK_FILE } from '../../src/util/run-lock.js';
 import { removeOrphanOutputTemps, writeFileWhole, writeOutputsWhole } from '../../src/util/output-dir.js';
 import { deadPid, ensureBuilt, root, snapshot, tmpDir } from './helpers.js';
 
@@ -75,6 +77,32 @@ function writeDir(text: string): string {
   fs.writeFileSync(path.join(d, 'a.json'), text);
   return d;
 }
+
+describe('withOutputDir', () => {
+  it('holds the folder (a second claim is refused naming this process) and releases it after success or failure', async () => {
+    const base = tmpDir('claim');
+    const out = path.join(base, 'out');
+    await withOutputDir(out, 'vmoe eval', async () => {
+      expect(JSON.parse(fs.readFileSync(path.join(out, LOCK_FILE), 'utf8')).pid).toBe(process.pid);
+      expect(() => claimOutputDir(out, 'vmoe sweep')).toThrow(
+        new RegExp(`^run folder ${out} is in use: locked by pid ${process.pid} on .*\\(vmoe eval, started`),
+      );
+      fs.writeFileSync(path.join(out, 'results.json'), '{}');
+    });
+    expect(fs.readdirSync(out)).toEqual(['results.json']); // lock gone, results kept
+    // a failing command: the folder it created and left empty is removed, the error passes through
+    const other = path.join(base, 'other');
+    await expect(
+      withOutputDir(other, 'vmoe eval', async () => {
+        throw new Error('bad checkpoint');
+      }),
+    ).rejects.toThrow('bad checkpoint');
+    expect(fs.existsSync(other)).toBe(false);
+    // and the folder can be claimed again at once
+    await withOutputDir(out, 'vmoe eval', async () => undefined);
+    expect(fs.readdirSync(out)).toEqual(['results.json']);
+  });
+});
 
 describe('removeOrphanOutputTemps', () => {
   it("removes dead processes' temp files (and folders they leave empty), keeps live ones and other files", () => {
