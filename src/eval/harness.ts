@@ -297,7 +297,10 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
   return { report, outputs, oodSets, label, dataset: ds, checkpoints: loaded.map((l) => l.sha256), predictionSets };
 }
 
-/** A predictions table as Outputs: logits as given, or log p for probabilities (softmax(log p) = p). */
+/**
+ * A predictions table as Outputs: logits as given, or log p for probabilities (softmax(log p) = p). Logits held in a
+ * Float64Array are shared with the table, not copied (nothing downstream writes to them).
+ */
 export function outputsFromPredictions(t: PredictionsTable): Outputs {
   const scores = t.kind === 'logits' ? t.scores : logitsFromProbs(t.scores);
   return {
