@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { OutputError, describeWriteError } from './errors.js';
-import { WORKER_ENV } from './signals.js';
+import { SUPERVISOR_ENV, WORKER_ENV } from './signals.js';
 
 /** Linux pseudo-filesystems that hold no files of ours (statfs f_type). */
 const PSEUDO_FS = new Map<number, string>([
@@ -168,6 +168,14 @@ export function writeOutputsWhole<T>(dir: string, write: () => T): T {
   }
   // Listeners make Node catch these signals instead of dying; the renames are synchronous, so a signal
   // that arrives meanwhile is only seen after the listeners are gone and is dropped: the set completes.
+  const supervisor = process.env[WORKER_ENV] === '1' ? Number(process.env[SUPERVISOR_ENV]) : NaN;
+  if (supervisor > 0 && process.ppid !== supervisor) {
+    // a worker whose supervisor is gone (SIGKILLed, so it could not pass the signal on): the command was
+    // stopped by whoever killed it, and its results must not appear as if it had finished
+    for (const r of pending) fs.rmSync(r.tmp, { force: true });
+    process.stderr.write(`error: the supervisor (pid ${supervisor}) of this command was killed; nothing was written\n`);
+    process.exit(137);
+  }
   // a target that is a folder would fail its rename half-way through the set: refuse before any rename
   for (const d of pending) {
     let isDir = false;

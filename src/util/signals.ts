@@ -11,3 +11,6 @@ export function signalExitCode(signal: NodeJS.Signals): number {
 
 /** Set in the environment of a command's worker process by its supervisor (util/supervise.ts). */
 export const WORKER_ENV = 'VMOE_SUPERVISED_WORKER';
+
+/** Set in the worker's environment too: the supervisor's pid, so the worker can tell that it was killed. */
+export const SUPERVISOR_ENV = 'VMOE_SUPERVISOR_PID';

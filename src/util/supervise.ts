@@ -4,19 +4,20 @@
  *
  * These commands compute synchronously (tfjs forward passes, image corruptions), so a signal handler in the
  * process doing the work would only run after the work is done. Instead the command runs in a worker: the
- * same CLI, re-started as a child process in its own process group (so a Ctrl-C on the terminal reaches only
- * the supervisor), with the signals at their default action. The supervisor, idle, receives the signal,
- * passes it on — the worker dies at once — removes what the worker left in the output folder (its temp files,
- * its lock, folders it created and left empty), prints one line and exits 128 + the signal's number. Output
- * files are written as one set at the end (`writeOutputsWhole`), so a worker killed before that leaves the
- * folder as it was. A second signal kills the worker with SIGKILL and exits at once.
+ * same CLI, re-started as a child process, with the signals at their default action. The supervisor, idle,
+ * receives the signal (a terminal's Ctrl-C reaches both: the worker dies of it, and what the supervisor passes
+ * on finds it gone), passes it on — the worker dies at once — removes what the worker left in the output folder
+ * (its temp files, its lock, folders it created and left empty), prints one line and exits 128 + the signal's
+ * number. Output files are written as one set at the end (`writeOutputsWhole`), so a worker killed before that
+ * leaves the folder as it was; a worker whose supervisor was SIGKILLed writes nothing either. A second signal
+ * kills the worker with SIGKILL and exits at once.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { removeOrphanOutputTemps } from './output-dir.js';
 import { removeLockOf } from './run-lock.js';
-import { WORKER_ENV, signalExitCode } from './signals.js';
+import { SUPERVISOR_ENV, WORKER_ENV, signalExitCode } from './signals.js';
 
 export { WORKER_ENV };
 
@@ -84,8 +85,7 @@ export function superviseCommand(opts: SuperviseOptions): Promise<number> {
   const folders = out === undefined ? new Set<string>() : foldersUnder(out);
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
     stdio: 'inherit',
-    env: { ...process.env, [WORKER_ENV]: '1' },
-    detached: true, // its own process group: a terminal's Ctrl-C reaches the supervisor only
+    env: { ...process.env, [WORKER_ENV]: '1', [SUPERVISOR_ENV]: String(process.pid) },
   });
   let received: NodeJS.Signals | null = null;
   const onSignal = (sig: NodeJS.Signals) => {

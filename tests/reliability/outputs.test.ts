@@ -161,6 +161,33 @@ describe('signals after an output set is written', () => {
   });
 });
 
+describe('a worker whose supervisor was killed', () => {
+  beforeAll(ensureBuilt);
+
+  it('writes nothing and exits 137 with one line', async () => {
+    const d = tmpDir('orphan-worker');
+    fs.writeFileSync(path.join(d, 'results.json'), 'old');
+    const before = snapshot(d);
+    const child = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { writeFileWhole, writeOutputsWhole } from './dist/util/output-dir.js';
+         writeOutputsWhole(${JSON.stringify(d)}, () => writeFileWhole(${JSON.stringify(path.join(d, 'results.json'))}, 'new'));`,
+      ],
+      // its parent is this test process, not the pid it is told its supervisor had
+      { cwd: root, env: { ...process.env, VMOE_SUPERVISED_WORKER: '1', VMOE_SUPERVISOR_PID: String(deadPid()) } },
+    );
+    let stderr = '';
+    child.stderr!.on('data', (b) => (stderr += String(b)));
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    expect(code).toBe(137);
+    expect(stderr).toMatch(/^error: the supervisor \(pid \d+\) of this command was killed; nothing was written\n$/);
+    expect(snapshot(d)).toEqual(before);
+  });
+});
+
 describe('a reader while another process replaces the file', () => {
   beforeAll(ensureBuilt);
 

@@ -40,12 +40,17 @@ const workerPid = (out: string): number | null => {
   }
 };
 
+/** Whether `pid` runs (a zombie — exited, not yet reaped, as an orphan may stay in a container — does not). */
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false; // gone meanwhile
   }
 };
 
@@ -151,6 +156,18 @@ describe('a signal during a long evaluation', () => {
     expect(errorLines(r.stderr)).toHaveLength(1);
     expect(snapshot(out)).toEqual(before);
     expect(alive(worker)).toBe(false);
+  });
+
+  it('SIGKILL of the supervisor (nothing can be passed on): the worker finishes its computation but writes nothing', async () => {
+    const out = folderWithResults('sig-kill-supervisor');
+    const before = snapshot(out);
+    const t = vmoeAsync('eval', '--checkpoint', run, '--backend', 'wasm', '--out', out);
+    await waitFor(() => workerPid(out) !== null, 120_000);
+    const worker = workerPid(out)!;
+    t.child.kill('SIGKILL');
+    expect((await t.done).signal).toBe('SIGKILL');
+    await waitFor(() => !alive(worker), 120_000); // it runs on to the end of its evaluation, then stops
+    expect(snapshot(out)).toEqual(before); // no results of the killed command, no temp file, no lock
   });
 
   it('without a signal the supervised command is unchanged: results written whole, exit 0', () => {
