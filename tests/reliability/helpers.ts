@@ -4,7 +4,6 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { expect } from 'vitest';
 
 import { TINY_TRAIN, cli, cliEnv, errorLines, oneLineError, root, vmoe } from '../helpers/cli.js';
 

@@ -8,7 +8,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { oneLineError } from '../helpers/cli.js';
+import { spawn } from 'node:child_process';
+import { cli, cliEnv, oneLineError, root } from '../helpers/cli.js';
 import { common, ensureBuilt, errorLines, refusal, snapshot, tmpDir, vmoe, vmoeAsync, waitFor } from './helpers.js';
 
 beforeAll(ensureBuilt);
@@ -154,6 +155,30 @@ describe('a signal during a long evaluation', () => {
     expect(Date.now() - t0).toBeLessThan(5_000);
     expect(r.status, r.stderr).toBe(143);
     expect(errorLines(r.stderr)).toHaveLength(1);
+    expect(snapshot(out)).toEqual(before);
+    expect(alive(worker)).toBe(false);
+  });
+
+  it('Ctrl-C on a terminal (SIGINT to the whole process group, supervisor and worker): one line, exit 130', async () => {
+    const out = folderWithResults('sig-group');
+    const before = snapshot(out);
+    // its own process group, as a shell gives a foreground job; the terminal sends Ctrl-C's SIGINT to all of it
+    const child = spawn(process.execPath, [cli, 'eval', '--checkpoint', run, '--backend', 'wasm', '--out', out], {
+      cwd: root,
+      env: cliEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let stderr = '';
+    child.stderr!.on('data', (b) => (stderr += String(b)));
+    const done = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    await waitFor(() => /backend wasm/.test(stderr), 120_000);
+    const worker = workerPid(out)!;
+    process.kill(-child.pid!, 'SIGINT');
+    expect(await done, stderr).toBe(130);
+    expect(errorLines(stderr)).toEqual([
+      `error: interrupted by SIGINT: vmoe eval stopped before it finished and wrote no results; ${out} is as it was before`,
+    ]);
     expect(snapshot(out)).toEqual(before);
     expect(alive(worker)).toBe(false);
   });
