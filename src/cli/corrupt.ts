@@ -5,7 +5,8 @@ import { writeCorruptedSets } from '../export/corrupted-sets.js';
 import { corruptionNames, type Suite } from '../robustness/batch.js';
 import { parsePositiveInt } from './common.js';
 import { UsageError } from '../util/errors.js';
-import { checkOutputDir } from '../util/output-dir.js';
+import { claimOutputDir } from '../util/output-claim.js';
+import { writeOutputsWhole } from '../util/output-dir.js';
 
 /** "3", "1-5", "1,3,5" → sorted unique severities in 1..5. */
 export function parseSeverities(spec: string): number[] {
@@ -85,21 +86,28 @@ export function registerCorruptCommand(program: Command): void {
         if (!Number.isInteger(previewImages) || previewImages < 0) {
           throw new UsageError(`--preview-images: expected a non-negative integer, got "${flags.previewImages}"`);
         }
-        checkOutputDir(flags.out);
-        const manifest = writeCorruptedSets({
-          dataset: flags.dataset,
-          split: flags.split,
-          corruptions: parseCorruptions(flags.corruption, flags.suite),
-          severities: parseSeverities(flags.severity),
-          out: flags.out,
-          suite: flags.suite,
-          seed: parseSeed(flags.seed),
-          limit: flags.limit === undefined ? undefined : parsePositiveInt(flags.limit, '--limit'),
-          dataDir: flags.dataDir,
-          previewImages,
-          log: (line) => process.stderr.write(line + '\n'),
-        });
-        process.stdout.write(JSON.stringify(manifest, null, 2) + '\n');
+        const claim = claimOutputDir(flags.out, 'vmoe corrupt'); // checked and locked before any work
+        try {
+          // every set is renamed into place at the end, together: an interrupted run leaves none half-written
+          const manifest = writeOutputsWhole(flags.out, () =>
+            writeCorruptedSets({
+              dataset: flags.dataset,
+              split: flags.split,
+              corruptions: parseCorruptions(flags.corruption, flags.suite),
+              severities: parseSeverities(flags.severity),
+              out: flags.out,
+              suite: flags.suite,
+              seed: parseSeed(flags.seed),
+              limit: flags.limit === undefined ? undefined : parsePositiveInt(flags.limit, '--limit'),
+              dataDir: flags.dataDir,
+              previewImages,
+              log: (line) => process.stderr.write(line + '\n'),
+            }),
+          );
+          process.stdout.write(JSON.stringify(manifest, null, 2) + '\n');
+        } finally {
+          claim.release();
+        }
       },
     );
 }

@@ -5,7 +5,8 @@ import { evaluateCheckpoints, type EvalOptions, type EvalRun } from '../eval/har
 import { EVAL_FORMATS, formatEval, writeEvalResults, type EvalFormat } from '../export/eval-files.js';
 import type { RoutingOverrides } from '../vmoe/model.js';
 import { addConformalOptions, conformalFromFlags, type ConformalFlags } from './conformal-flags.js';
-import { checkOutputDir } from '../util/output-dir.js';
+import { withOutputDir } from '../util/output-claim.js';
+import { writeOutputsWhole } from '../util/output-dir.js';
 import { UsageError } from '../util/errors.js';
 import {
   addDataOptions,
@@ -114,13 +115,15 @@ function checkFormat(format: string): EvalFormat {
 export async function runEval(flags: EvalFlags): Promise<EvalRun> {
   const format = checkFormat(flags.format);
   const opts = evalOptionsFromFlags(flags);
-  if (flags.out) checkOutputDir(flags.out); // before the evaluation, not after it
-  await startEngine(flags);
-  const run = evaluateCheckpoints(opts);
-  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
-  process.stdout.write(formatEval(run, format));
-  if (flags.out) writeEvalResults(flags.out, run, { bins: opts.bins });
-  return run;
+  // --out is checked and locked before the evaluation, not after it
+  return withOutputDir(flags.out, 'vmoe eval', async () => {
+    await startEngine(flags);
+    const run = evaluateCheckpoints(opts);
+    if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+    process.stdout.write(formatEval(run, format));
+    if (flags.out) writeOutputsWhole(flags.out, () => writeEvalResults(flags.out!, run, { bins: opts.bins }));
+    return run;
+  });
 }
 
 export function registerEvalCommand(program: Command): void {

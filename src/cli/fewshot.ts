@@ -5,7 +5,8 @@ import { FEWSHOT_FORMATS, formatFewShot, writeFewShotFiles, type FewShotFormat }
 import type { ProbeKind } from '../fewshot/index.js';
 import { addEngineOptions, collect, parsePositiveInt, startEngine } from './common.js';
 import { UsageError } from '../util/errors.js';
-import { checkOutputDir } from '../util/output-dir.js';
+import { withOutputDir } from '../util/output-claim.js';
+import { writeOutputsWhole } from '../util/output-dir.js';
 
 interface FewshotFlags {
   checkpoint: string[];
@@ -60,12 +61,14 @@ export async function runFewshot(flags: FewshotFlags): Promise<FewShotResult> {
   if (!(FEWSHOT_FORMATS as readonly string[]).includes(flags.format))
     throw new UsageError(`--format must be json, table, csv or latex, got "${flags.format}"`);
   const opts = fewShotOptionsFromFlags(flags);
-  if (flags.out) checkOutputDir(flags.out); // before any work
-  await startEngine(flags);
-  const run = fewShotEvaluation(opts);
-  process.stdout.write(formatFewShot(run.result, flags.format as FewShotFormat));
-  if (flags.out) writeFewShotFiles(flags.out, run);
-  return run.result;
+  // --out is checked and locked before any work
+  return withOutputDir(flags.out, 'vmoe fewshot', async () => {
+    await startEngine(flags);
+    const run = fewShotEvaluation(opts);
+    process.stdout.write(formatFewShot(run.result, flags.format as FewShotFormat));
+    if (flags.out) writeOutputsWhole(flags.out, () => writeFewShotFiles(flags.out!, run));
+    return run.result;
+  });
 }
 
 export function registerFewshotCommand(program: Command): void {

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { PACKAGE_VERSION } from '../engine/record.js';
 import { reportError } from './common.js';
 import { EXIT_BAD_INPUT } from '../util/errors.js';
+import { isWorker, superviseCommand } from '../util/supervise.js';
 import { registerTrainCommands } from './train.js';
 import { registerEvalCommand } from './eval.js';
 import { registerInfoCommand } from './info.js';
@@ -52,6 +53,13 @@ registerRobustnessCommand(program);
 registerQueueCommands(program);
 registerReadmeCommand(program);
 registerConfigCommand(program);
+
+// Long synchronous commands run in a supervised worker so that SIGINT / SIGTERM stop them cleanly (util/supervise.ts).
+const SUPERVISED = new Set(['eval', 'robustness', 'sweep', 'fewshot', 'corrupt']);
+program.hook('preAction', async (_program, cmd) => {
+  if (!SUPERVISED.has(cmd.name()) || isWorker()) return;
+  process.exit(await superviseCommand({ command: `vmoe ${cmd.name()}`, out: cmd.opts().out as string | undefined }));
+});
 
 program.option('--debug', 'print the stack trace of unexpected errors (also VMOE_DEBUG=1)');
 

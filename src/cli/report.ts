@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { reportOutputs, reportRows, writeReportFiles } from '../export/report.js';
 import { UsageError } from '../util/errors.js';
-import { checkOutputDir } from '../util/output-dir.js';
+import { checkOutputDir, writeOutputsWhole } from '../util/output-dir.js';
 
 export function registerReportCommand(program: Command): void {
   program
@@ -25,6 +25,7 @@ export function registerReportCommand(program: Command): void {
       if (!(flags.format in outputs))
         throw new UsageError(`--format must be one of ${Object.keys(outputs).join(', ')}`);
       process.stdout.write(outputs[flags.format]!);
-      if (flags.out) writeReportFiles(flags.out, outputs);
+      const out = flags.out;
+      if (out) writeOutputsWhole(out, () => writeReportFiles(out, outputs)); // all files or none
     });
 }

@@ -16,7 +16,8 @@ import {
 import { SUITES, type Suite } from '../robustness/index.js';
 import { addEngineOptions, collect, parsePositiveInt, startEngine } from './common.js';
 import { UsageError } from '../util/errors.js';
-import { checkOutputDir } from '../util/output-dir.js';
+import { writeOutputsWhole } from '../util/output-dir.js';
+import { withOutputDir } from '../util/output-claim.js';
 import { robustnessOnQueue } from '../queue/evaluations.js';
 import { QUEUE_OPTION, RUN_ROOT_OPTION, gridStatusPrinter } from './queue.js';
 
@@ -102,14 +103,20 @@ export async function runRobustness(flags: RobustnessFlags): Promise<RobustnessR
   if (!(ROBUSTNESS_FORMATS as readonly string[]).includes(flags.format))
     throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);
   const opts = robustnessOptionsFromFlags(flags);
-  if (flags.out) checkOutputDir(flags.out); // before any work
-  if (!flags.queue) await startEngine(flags);
-  const report = flags.queue
-    ? await robustnessOnQueue(opts, { url: flags.queue, runRoot: flags.runRoot ?? '.', onStatus: gridStatusPrinter() })
-    : robustnessReport(opts);
-  process.stdout.write(formatRobustness(report, flags.format as RobustnessFormat));
-  if (flags.out) writeRobustnessFiles(flags.out, report);
-  return report;
+  // --out is checked and locked before any work
+  return withOutputDir(flags.out, 'vmoe robustness', async () => {
+    if (!flags.queue) await startEngine(flags);
+    const report = flags.queue
+      ? await robustnessOnQueue(opts, {
+          url: flags.queue,
+          runRoot: flags.runRoot ?? '.',
+          onStatus: gridStatusPrinter(),
+        })
+      : robustnessReport(opts);
+    process.stdout.write(formatRobustness(report, flags.format as RobustnessFormat));
+    if (flags.out) writeOutputsWhole(flags.out, () => writeRobustnessFiles(flags.out!, report));
+    return report;
+  });
 }
 
 export function registerRobustnessCommand(program: Command): void {

@@ -5,7 +5,12 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import type { Split } from '../data/index.js';
-import { analyseCheckpointRouting, type RoutingOptions, type RoutingReport } from '../eval/routing-report.js';
+import {
+  analyseCheckpointRouting,
+  type RoutingAnalysis,
+  type RoutingOptions,
+  type RoutingReport,
+} from '../eval/routing-report.js';
 import {
   defaultRoutingOut,
   routingSummaryText,
@@ -14,7 +19,7 @@ import {
 } from '../export/routing-files.js';
 import { addEngineOptions, parsePositiveInt, parsePositiveNumber, startEngine, addDataOptions } from './common.js';
 import { UsageError } from '../util/errors.js';
-import { checkOutputDir } from '../util/output-dir.js';
+import { checkOutputDir, writeOutputsWhole } from '../util/output-dir.js';
 
 export interface RoutingFlags {
   checkpoint?: string;
@@ -60,16 +65,21 @@ export async function runRoutingCommand(flags: RoutingFlags): Promise<Partial<Ro
     if (!flags.quiet) process.stdout.write(s);
   };
   checkOutputDir(out);
+  if (flags.log && !fs.existsSync(flags.log)) throw new UsageError(`--log ${flags.log} does not exist`);
+  let analysis: RoutingAnalysis | null = null;
+  if (opts) {
+    await startEngine(flags);
+    analysis = analyseCheckpointRouting(opts);
+  }
   fs.mkdirSync(out, { recursive: true });
   const files: string[] = [];
-  if (flags.log) {
-    if (!fs.existsSync(flags.log)) throw new UsageError(`--log ${flags.log} does not exist`);
-    files.push(...writeTrainingLogPlots(flags.log, out));
-    say(`training routing plots from ${flags.log} → ${out}\n`);
-  }
-  if (!opts) return { files };
-  await startEngine(flags);
-  const report = writeRoutingFiles(out, analyseCheckpointRouting(opts), files);
+  // the log's plots and the analysis's files are renamed into place together: all of them or none
+  const report = writeOutputsWhole(out, () => {
+    if (flags.log) files.push(...writeTrainingLogPlots(flags.log, out));
+    return analysis ? writeRoutingFiles(out, analysis, files) : null;
+  });
+  if (flags.log) say(`training routing plots from ${flags.log} → ${out}\n`);
+  if (!report) return { files };
   say(routingSummaryText(report));
   return report;
 }

@@ -11,7 +11,8 @@ import {
 import { SWEEP_FORMATS, formatSweep, writeSweepFiles, type SweepFormat } from '../export/sweep-files.js';
 import { addEngineOptions, parsePositiveInt, startEngine, addDataOptions } from './common.js';
 import { UsageError } from '../util/errors.js';
-import { checkOutputDir } from '../util/output-dir.js';
+import { writeOutputsWhole } from '../util/output-dir.js';
+import { withOutputDir } from '../util/output-claim.js';
 import { sweepOnQueue } from '../queue/evaluations.js';
 import { QUEUE_OPTION, RUN_ROOT_OPTION, gridStatusPrinter } from './queue.js';
 
@@ -66,15 +67,17 @@ export async function runSweepCommand(flags: SweepFlags): Promise<SweepReport> {
   if (!(SWEEP_FORMATS as readonly string[]).includes(flags.format))
     throw new UsageError(`--format must be json, table, csv, latex or markdown, got "${flags.format}"`);
   const opts = sweepOptionsFromFlags(flags);
-  if (flags.out) checkOutputDir(flags.out); // before any work
-  if (!flags.queue) await startEngine(flags);
-  const report = flags.queue
-    ? await sweepOnQueue(opts, { url: flags.queue, runRoot: flags.runRoot ?? '.', onStatus: gridStatusPrinter() })
-    : sweepCheckpoint(opts);
-  const text = formatSweep(report, flags.format as SweepFormat);
-  if (flags.out) writeSweepFiles(flags.out, report);
-  process.stdout.write(text);
-  return report;
+  // --out is checked and locked before any work
+  return withOutputDir(flags.out, 'vmoe sweep', async () => {
+    if (!flags.queue) await startEngine(flags);
+    const report = flags.queue
+      ? await sweepOnQueue(opts, { url: flags.queue, runRoot: flags.runRoot ?? '.', onStatus: gridStatusPrinter() })
+      : sweepCheckpoint(opts);
+    const text = formatSweep(report, flags.format as SweepFormat);
+    if (flags.out) writeOutputsWhole(flags.out, () => writeSweepFiles(flags.out!, report));
+    process.stdout.write(text);
+    return report;
+  });
 }
 
 export function registerSweepCommand(program: Command): void {

@@ -14,6 +14,7 @@ function isDatasetName(name: string): boolean {
   if (datasetNames().includes(name)) return true;
   return [IDX_FOLDER_PREFIX, ...SOURCE_PREFIXES].some((p) => name.startsWith(p) && name.length > p.length);
 }
+import { jsonErrorOffset } from './json-offset.js';
 
 export const DataSchema = z.strictObject({
   dataset: z
@@ -167,13 +168,15 @@ export function applyOverride(raw: Record<string, unknown>, assignment: string):
 
 /**
  * Where JSON.parse failed, as ` at line L, column C: <reason>` on one line: V8 gives a position for most errors and
- * quotes the text (line breaks included) for an unexpected token, which is cut to its first line here.
+ * quotes the text (line breaks included) for an unexpected token, which is cut to its first line here; where it
+ * gives none, `jsonErrorOffset` (json-offset.ts) finds it.
  */
 function jsonErrorWhere(text: string, message: string): string {
-  const reason = message.split('\n')[0]!.replace(/, ".*$/, '');
-  const pos = /at position (\d+)/.exec(message);
-  if (!pos) return `: ${reason}`;
-  const before = text.slice(0, Number(pos[1]));
+  const reason = message.split('\n')[0]!.replace(/, (?:\.\.\.)?".*$/, ''); // V8 quotes (part of) the text after it
+  // where V8 names no position (an unexpected token, a text that ends too early), the scanner finds it
+  const offset = /at position (\d+)/.exec(message)?.[1] ?? jsonErrorOffset(text);
+  if (offset === null) return `: ${reason}`;
+  const before = text.slice(0, Number(offset));
   const line = before.split('\n').length;
   const column = before.length - before.lastIndexOf('\n');
   return ` at line ${line}, column ${column}: ${reason.replace(/ in JSON at position \d+.*$/, '')}`;

@@ -3,7 +3,8 @@
  * (metrics/predictions-csv.ts) and features (fewshot/features-csv.ts).
  *
  * Accepted: RFC 4180 quoting (`"label","logit0"` as pandas writes with quoting; `""` inside quotes), a UTF-8 BOM,
- * LF, CRLF and CR-only line endings (the first line ending found is the file's), blank lines (skipped), spaces
+ * LF, CRLF and CR-only line endings, also mixed in one file (a file pasted together from several tools), blank
+ * lines (skipped), spaces
  * around unquoted cells (trimmed). A reader gives each record to a `CsvSink` as soon as csv-parse has it, so a
  * file is streamed from disk in bounded memory (`readCsvFile`); a string goes through the same sink
  * (`readCsvText`). The sink builds its table in growable typed arrays (`GrowableArray`), never one object per row.
@@ -38,6 +39,8 @@ const OPTIONS: Options = {
   // blank lines are skipped by the feeder, which counts them as lines
   skip_empty_lines: false,
   max_record_size: MAX_RECORD_CHARS,
+  // any line ending ends a record, also several kinds in one file (CRLF first, so it is one ending, not two)
+  record_delimiter: ['\r\n', '\n', '\r'],
 };
 
 /** Feeds csv-parse records to a sink: trims cells, skips blank lines, tracks each record's first line. */
@@ -135,7 +138,7 @@ const CHUNK = 1 << CHUNK_BITS;
 
 /**
  * An append-only list of numbers in typed-array chunks of 2^20 values: no copy while it grows, and `toArray()` makes
- * the one array of the exact size, so a table of n values peaks at 2n, never at the 3n of a doubling array.
+ * the one array of the exact size (letting each chunk go as it is copied), never the 3n of a doubling array.
  */
 export class GrowableArray<A extends TypedArray> {
   private readonly chunks: A[] = [];
@@ -160,13 +163,16 @@ export class GrowableArray<A extends TypedArray> {
 
   /** The values in one array of their own length; the list is left empty (its chunks dropped). */
   toArray(): A {
+    // A large typed array's pages become resident as they are written; each chunk is let go once copied, so
+    // the collector can return it while the copy goes on, instead of holding the list twice at the end.
     const out = this.make(this.length);
-    for (let c = 0; c < this.chunks.length; c++) {
-      const chunk = this.chunks[c]!;
+    const chunks = this.chunks.splice(0);
+    for (let c = 0; c < chunks.length; c++) {
+      const chunk = chunks[c]!;
       const n = Math.min(CHUNK, this.length - c * CHUNK);
       out.set(n === CHUNK ? chunk : chunk.subarray(0, n), c * CHUNK);
+      (chunks as (A | undefined)[])[c] = undefined;
     }
-    this.chunks.length = 0;
     this.last = undefined;
     this.inLast = CHUNK;
     this.length = 0;

@@ -6,7 +6,7 @@
  * type (0x08) is supported: every data set this toolkit uses stores pixels and
  * labels that way, and writing other types would invite silent precision bugs.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { DataError } from '../util/errors.js';
@@ -20,6 +20,8 @@ export interface IdxArray {
 export interface ReadIdxOptions {
   /** Allowed number of dimensions (e.g. 1 for labels, [3, 4] for images). */
   ndim?: number | number[];
+  /** Bytes read per call (default 64 MiB); a test lowers it to exercise the chunked reads on a small file. */
+  chunkBytes?: number;
 }
 
 const UBYTE = 0x08;
@@ -32,35 +34,102 @@ const TYPE_NAMES: Record<number, string> = {
   0x0e: 'float64',
 };
 
+/** Default bytes per read: one `readSync` can move at most 2 GiB − 1, and a file may be larger than that. */
+const CHUNK_BYTES = 64 << 20;
+
 function isGzip(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
 }
 
-/** Reads and validates an IDX file; gzip is detected from the content, not the name. */
+/** Fills `into` from file position `position` in reads of at most `chunk` bytes; returns the bytes read (less at EOF). */
+function readInto(fd: number, into: Uint8Array, position: number, chunk: number): number {
+  let done = 0;
+  while (done < into.length) {
+    const n = readSync(fd, into, done, Math.min(chunk, into.length - done), position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+/**
+ * Reads and validates an IDX file; gzip is detected from the content, not the name. The file is read through a
+ * file handle in chunks (`readFileSync` stops at 2 GiB): the header first, so a truncated or oversized file is
+ * refused from its size without reading the data, then the data straight into the array returned. A gzip file is
+ * read whole and decompressed (both must fit a typed array: 4 GiB on Node 20).
+ */
 export function readIdx(path: string, opts: ReadIdxOptions = {}): IdxArray {
-  let raw: Buffer;
+  const chunk = Math.max(1, Math.floor(opts.chunkBytes ?? CHUNK_BYTES));
+  let fd: number;
   try {
-    raw = readFileSync(path);
+    fd = openSync(path, 'r');
   } catch (e) {
     throw new DataError(`cannot read IDX file ${path}: ${(e as Error).message}`);
   }
-  let bytes: Uint8Array = raw;
-  if (isGzip(raw)) {
+  try {
+    let size: number;
+    let head: Uint8Array;
     try {
-      bytes = gunzipSync(raw);
+      size = fstatSync(fd).size;
+      head = new Uint8Array(Math.min(size, 4 + 4 * 255));
+      head = head.subarray(0, readInto(fd, head, 0, chunk));
     } catch (e) {
-      throw new DataError(
-        `IDX file ${path} is not valid gzip (corrupt or truncated download?): ${(e as Error).message}`,
-      );
+      throw new DataError(`cannot read IDX file ${path}: ${(e as Error).message}`);
     }
+    if (isGzip(head)) {
+      const raw = new Uint8Array(size);
+      try {
+        readInto(fd, raw, 0, chunk);
+      } catch (e) {
+        throw new DataError(`cannot read IDX file ${path}: ${(e as Error).message}`);
+      }
+      let bytes: Uint8Array;
+      try {
+        bytes = gunzipSync(raw);
+      } catch (e) {
+        throw new DataError(
+          `IDX file ${path} is not valid gzip (corrupt or truncated download?): ${(e as Error).message}`,
+        );
+      }
+      return parseIdx(bytes, path, opts);
+    }
+    // the header alone, checked against the file's size; then the data
+    const { dims, headerLen } = parseIdxHeader(head, size, path, opts);
+    const data = new Uint8Array(size - headerLen);
+    let got: number;
+    try {
+      got = readInto(fd, data, headerLen, chunk);
+    } catch (e) {
+      throw new DataError(`cannot read IDX file ${path}: ${(e as Error).message}`);
+    }
+    if (got < data.length)
+      throw new DataError(`IDX file ${path} shrank while it was read: ${got} of ${data.length} data bytes`);
+    return { dims, data };
+  } finally {
+    closeSync(fd);
   }
-  return parseIdx(bytes, path, opts);
 }
 
 /** Parses IDX bytes (already decompressed); `source` names the file in error messages. */
 export function parseIdx(bytes: Uint8Array, source: string, opts: ReadIdxOptions = {}): IdxArray {
-  if (bytes.length < 4) {
-    throw new DataError(`IDX file ${source} is too short (${bytes.length} bytes) to hold the 4-byte magic number`);
+  const { dims, headerLen } = parseIdxHeader(bytes, bytes.length, source, opts);
+  // A plain Uint8Array view (not a Buffer), so callers see one array type whatever the source.
+  return { dims, data: new Uint8Array(bytes.buffer, bytes.byteOffset + headerLen, bytes.length - headerLen) };
+}
+
+/**
+ * Checks the header at the start of `head` (the first bytes of a file of `total` bytes): magic number, type,
+ * dimensions, and that the data size they give is exactly what follows the header.
+ */
+function parseIdxHeader(
+  head: Uint8Array,
+  total: number,
+  source: string,
+  opts: ReadIdxOptions,
+): { dims: number[]; headerLen: number } {
+  const bytes = head;
+  if (total < 4) {
+    throw new DataError(`IDX file ${source} is too short (${total} bytes) to hold the 4-byte magic number`);
   }
   const magic = ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0;
   const magicHex = '0x' + magic.toString(16).padStart(8, '0');
@@ -91,9 +160,9 @@ export function parseIdx(bytes: Uint8Array, source: string, opts: ReadIdxOptions
     }
   }
   const headerLen = 4 + 4 * ndim;
-  if (bytes.length < headerLen) {
+  if (total < headerLen) {
     throw new DataError(
-      `IDX file ${source} is truncated inside its header: ${ndim} dimensions need ${headerLen} header bytes, file has ${bytes.length}`,
+      `IDX file ${source} is truncated inside its header: ${ndim} dimensions need ${headerLen} header bytes, file has ${total}`,
     );
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -104,7 +173,7 @@ export function parseIdx(bytes: Uint8Array, source: string, opts: ReadIdxOptions
     dims.push(v);
     size *= v;
   }
-  const body = bytes.length - headerLen;
+  const body = total - headerLen;
   if (body < size) {
     throw new DataError(
       `IDX file ${source} is truncated: header dims [${dims.join(', ')}] need ${size} data bytes ` +
@@ -117,8 +186,7 @@ export function parseIdx(bytes: Uint8Array, source: string, opts: ReadIdxOptions
         `but ${body} follow the ${headerLen}-byte header`,
     );
   }
-  // A plain Uint8Array view (not a Buffer), so callers see one array type whatever the source.
-  return { dims, data: new Uint8Array(bytes.buffer, bytes.byteOffset + headerLen, size) };
+  return { dims, headerLen };
 }
 
 /** Encodes an unsigned-byte IDX file in memory (uncompressed). */

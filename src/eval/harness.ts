@@ -310,14 +310,18 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
   return { report, outputs, oodSets, label, dataset: ds, checkpoints: loaded.map((l) => l.sha256), predictionSets };
 }
 
-/** A predictions table as Outputs: logits as given, or log p for probabilities (softmax(log p) = p). */
+/**
+ * A predictions table as Outputs: logits as given, or log p for probabilities (softmax(log p) = p). Logits held in a
+ * Float64Array are shared with the table, not copied (nothing downstream writes to them).
+ */
 export function outputsFromPredictions(t: PredictionsTable): Outputs {
   const scores = t.kind === 'logits' ? t.scores : logitsFromProbs(t.scores);
   return {
     n: scores.n,
     numClasses: scores.k,
     members: scores.m ?? 1,
-    logits: Float64Array.from(scores.data as ArrayLike<number>),
+    // the table's own array when it already is one (no second n × k copy: a 1 GB CSV holds ~0.4 GB of scores)
+    logits: scores.data instanceof Float64Array ? scores.data : Float64Array.from(scores.data as ArrayLike<number>),
     preLogits: new Float32Array(0),
     preLogitsDim: 0,
     labels: t.labels,

@@ -3,7 +3,7 @@
  * and streaming. The accumulators add example by example in the same order as the one-shot
  * functions, so feeding the data in any batches gives the one-shot result bit for bit.
  */
-import { ensembleLogProbs, logSoftmax, averageMembers, argmaxRows } from './softmax.js';
+import { ensembleLogProbs, logSoftmax, logsumexp, averageMembers, argmaxRows } from './softmax.js';
 import { BatchAccumulator, MeanAccumulator, addAll } from './batch.js';
 import { type Labels, type Logits, type Probs, checkLabels, checkScores, members } from './types.js';
 
@@ -48,9 +48,15 @@ export function countHits(probs: Probs, labels: Labels): number {
 export function nllPerExample(logits: Logits, labels: Labels): Float64Array {
   checkScores(logits, 'logits');
   checkLabels(labels, logits.n, logits.k);
-  const logp = ensembleLogProbs(logits); // (N, K)
   const out = new Float64Array(logits.n);
-  for (let i = 0; i < logits.n; i++) out[i] = -logp[i * logits.k + labels[i]!]!;
+  const { n, k } = logits;
+  if (members(logits) === 1) {
+    // −log softmax(z)_y = logsumexp(z) − z_y, row by row: no (N, K) array for a predictions file of any size
+    for (let i = 0; i < n; i++) out[i] = logsumexp(logits.data, i * k, k) - logits.data[i * k + labels[i]!]!;
+    return out;
+  }
+  const logp = ensembleLogProbs(logits); // (N, K)
+  for (let i = 0; i < n; i++) out[i] = -logp[i * k + labels[i]!]!;
   return out;
 }
 

@@ -4,16 +4,13 @@
  * a second signal exits at once with 128 + the signal number — safe, because checkpoints and summaries
  * are written atomically (temp file + rename) and log lines whole.
  */
-import os from 'node:os';
+import { signalExitCode } from '../util/signals.js';
+
+export { signalExitCode };
 
 /** What the training loop reads: the signal that asked it to stop, or null. */
 export interface StopRequest {
   readonly signal: NodeJS.Signals | null;
-}
-
-/** 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM. */
-export function signalExitCode(signal: NodeJS.Signals): number {
-  return 128 + (os.constants.signals[signal] ?? 0);
 }
 
 /**

@@ -12,6 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { OutputError, describeWriteError } from './errors.js';
+import { SUPERVISOR_ENV, WORKER_ENV } from './signals.js';
 
 /** Linux pseudo-filesystems that hold no files of ours (statfs f_type). */
 const PSEUDO_FS = new Map<number, string>([
@@ -116,6 +117,11 @@ export function writeFileWhole(file: string, text: string | Uint8Array): void {
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = undefined;
+    if (deferred) {
+      // inside writeOutputsWhole: renamed with the command's other files once all are written
+      if (!deferred.some((d) => d.tmp === tmp)) deferred.push({ tmp, file });
+      return;
+    }
     fs.renameSync(tmp, file);
   } catch (err) {
     if (fd !== undefined) {
@@ -130,6 +136,130 @@ export function writeFileWhole(file: string, text: string | Uint8Array): void {
       `cannot write ${file}: ${describeWriteError(err)}; the previous version (if any) is unchanged`,
       { file, cause: err },
     );
+  }
+}
+
+/** Temp files written inside `writeOutputsWhole`, renamed into place when all are written. */
+let deferred: { tmp: string; file: string }[] | null = null;
+
+/** Signals held off while a set of outputs is renamed into place (a few milliseconds). */
+const HELD_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+/**
+ * Writes a command's set of output files all or nothing: every `writeFileWhole` inside `write` goes to its
+ * temp file (fsync'd) and the renames wait until `write` returns; then all files are renamed into place
+ * while SIGINT / SIGTERM / SIGHUP are held off, so a signal never leaves half the set (say `results.json`
+ * without its tables). If `write` throws, every temp file is removed and the previous files are unchanged.
+ * Orphaned temp files of processes that died mid-write are removed first (`removeOrphanOutputTemps`).
+ */
+export function writeOutputsWhole<T>(dir: string, write: () => T): T {
+  if (deferred) return write(); // nested: the outer call commits
+  if (fs.existsSync(dir)) removeOrphanOutputTemps(dir);
+  deferred = [];
+  const pending = deferred;
+  let result: T;
+  try {
+    result = write();
+  } catch (err) {
+    for (const d of pending) fs.rmSync(d.tmp, { force: true });
+    throw err;
+  } finally {
+    deferred = null;
+  }
+  // Listeners make Node catch these signals instead of dying; the renames are synchronous, so a signal
+  // that arrives meanwhile is only seen after the listeners are gone and is dropped: the set completes.
+  const supervisor = process.env[WORKER_ENV] === '1' ? Number(process.env[SUPERVISOR_ENV]) : NaN;
+  if (supervisor > 0 && process.ppid !== supervisor) {
+    // a worker whose supervisor is gone (SIGKILLed, so it could not pass the signal on): the command was
+    // stopped by whoever killed it, and its results must not appear as if it had finished
+    for (const r of pending) fs.rmSync(r.tmp, { force: true });
+    process.stderr.write(`error: the supervisor (pid ${supervisor}) of this command was killed; nothing was written\n`);
+    process.exit(137);
+  }
+  // a target that is a folder would fail its rename half-way through the set: refuse before any rename
+  for (const d of pending) {
+    let isDir = false;
+    try {
+      isDir = fs.lstatSync(d.file).isDirectory();
+    } catch {
+      // missing: fine
+    }
+    if (isDir) {
+      for (const r of pending) fs.rmSync(r.tmp, { force: true });
+      throw new OutputError(`cannot write ${d.file}: a folder of that name is in the way; nothing was written`, {
+        file: d.file,
+      });
+    }
+  }
+  const hold = () => {};
+  for (const s of HELD_SIGNALS) process.on(s, hold);
+  try {
+    for (const d of pending) {
+      try {
+        fs.renameSync(d.tmp, d.file);
+      } catch (err) {
+        for (const r of pending) fs.rmSync(r.tmp, { force: true });
+        throw new OutputError(`cannot write ${d.file}: ${describeWriteError(err)}`, { file: d.file, cause: err });
+      }
+    }
+  } finally {
+    // A supervised worker keeps holding them: its results are written, and a signal its supervisor passes on
+    // now must not turn the finished command into one reported as "interrupted, nothing written".
+    if (process.env[WORKER_ENV] !== '1') for (const s of HELD_SIGNALS) process.off(s, hold);
+  }
+  return result;
+}
+
+/** `.<name>.<pid>.tmp`: the temp file `writeFileWhole` writes before its rename. */
+const OUTPUT_TEMP = /^\..+\.(\d+)\.tmp$/;
+
+/**
+ * Removes, under `dir` (and its subfolders, to a depth of 3), the temp files of `writeFileWhole` left by
+ * processes that no longer run (killed mid-write), or by process `pid` when given; folders left empty by
+ * that are removed too unless listed in `keep`. Returns the files removed.
+ */
+export function removeOrphanOutputTemps(dir: string, pid?: number, keep: ReadonlySet<string> = new Set()): string[] {
+  const removed: string[] = [];
+  const walk = (d: string, depth: number): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) {
+        if (depth < 3) {
+          walk(p, depth + 1);
+          if (!keep.has(p) && removed.some((r) => r.startsWith(p + path.sep))) {
+            try {
+              fs.rmdirSync(p); // only when empty
+            } catch {
+              // it holds other files
+            }
+          }
+        }
+        continue;
+      }
+      const m = OUTPUT_TEMP.exec(e.name);
+      if (!m || e.name.startsWith('.vmoe.lock.') || e.name.startsWith('.checkpoint-')) continue; // those have their own cleanup
+      const owner = Number(m[1]);
+      if (pid === undefined ? owner === process.pid || processRuns(owner) : owner !== pid) continue;
+      fs.rmSync(p, { force: true });
+      removed.push(p);
+    }
+  };
+  walk(dir, 0);
+  return removed;
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -56,7 +56,11 @@ function describe(o: LockOwner): string {
  * (exit 2) naming the process that holds it. The lock is released by `release()` and, failing that,
  * when the process exits.
  */
-export function acquireRunLock(dir: string, command: string): RunLock {
+export function acquireRunLock(
+  dir: string,
+  command: string,
+  clash = "a second run would mix its logs and checkpoints with the first's",
+): RunLock {
   const file = path.join(dir, LOCK_FILE);
   const owner: LockOwner = { pid: process.pid, host: os.hostname(), started: new Date().toISOString(), command };
   const tmp = path.join(dir, `${LOCK_FILE}.${process.pid}.tmp`);
@@ -69,12 +73,9 @@ export function acquireRunLock(dir: string, command: string): RunLock {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const held = readOwner(file);
       const inUse = (why: string) =>
-        new TrainingError(
-          `run folder ${dir} is in use: ${why}; a second run would mix its logs and checkpoints with the first's`,
-          {
-            hint: `wait for it to finish or stop it, or choose another --out; if no such run exists, delete ${file}`,
-          },
-        );
+        new TrainingError(`run folder ${dir} is in use: ${why}; ${clash}`, {
+          hint: `wait for it to finish or stop it, or choose another --out; if no such run exists, delete ${file}`,
+        });
       if (held === null) {
         // a lock file we cannot read: being written this instant, or damaged; an old one is stale
         const age = Date.now() - fs.statSync(file).mtimeMs;
@@ -104,4 +105,12 @@ export function acquireRunLock(dir: string, command: string): RunLock {
   };
   process.on('exit', release);
   return { file, owner, tookOver, release };
+}
+
+/** Removes the lock of `dir` when process `pid` holds it (a supervisor cleaning up after its killed worker). */
+export function removeLockOf(dir: string, pid: number): boolean {
+  const file = path.join(dir, LOCK_FILE);
+  if (readOwner(file)?.pid !== pid) return false;
+  fs.rmSync(file, { force: true });
+  return true;
 }

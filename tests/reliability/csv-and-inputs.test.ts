@@ -277,7 +277,12 @@ describe('config JSON: one line naming the file and the line or field', () => {
       '{\n  "name": "x",\n  "model": { "hiden": 16 }\n}\n',
       /unknown-field\.json: model: unknown field\(s\) "hiden"/,
     ],
-    ['an empty file', 'empty-config', '', /empty-config\.json: not valid JSON: Unexpected end of JSON input/],
+    [
+      'an empty file',
+      'empty-config',
+      '',
+      /empty-config\.json: not valid JSON at line 1, column 1: Unexpected end of JSON input/,
+    ],
   ])('vmoe train --config with %s', (_, tag, text, message) => {
     const config = file(`${tag}.json`, text);
     const out = path.join(dir, `out-${tag}`);

@@ -4,7 +4,6 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { expect } from 'vitest';
 
 import { TINY_TRAIN, cli, cliEnv, errorLines, oneLineError, root, vmoe } from '../helpers/cli.js';
 
@@ -17,6 +16,8 @@ export const common = [...TINY_TRAIN, '--set', 'train.logEvery=1000', '--backend
 export function vmoeAsync(...args: string[]): {
   child: ChildProcess;
   done: Promise<{ status: number | null; signal: string | null; stderr: string; stdout: string }>;
+  /** stderr so far */
+  stderr: () => string;
 } {
   const child = spawn(process.execPath, [cli, ...args], { cwd: root, env: cliEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '',
@@ -28,7 +29,7 @@ export function vmoeAsync(...args: string[]): {
       child.on('close', (status, signal) => resolve({ status, signal, stderr, stdout }));
     },
   );
-  return { child, done };
+  return { child, done, stderr: () => stderr };
 }
 
 export const tmpDir = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `vmoe-rel-${tag}-`));
