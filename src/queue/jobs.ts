@@ -195,6 +195,15 @@ export function stagingDirFor(final: string): string {
   return dir;
 }
 
+/** The fields every evaluating job shares: split, example limit, batch size, ECE bins, output folder. */
+const EVAL_FIELDS = {
+  split: z.string().default('test'),
+  limit: z.number().int().min(1).nullable().default(null),
+  batchSize: z.number().int().min(1).default(256),
+  bins: z.number().int().min(1).default(15),
+  out: z.string(),
+};
+
 /** One entry of a grid file (`vmoe grid FILE`), before configs are resolved and checkpoints hashed. */
 export const GridEntrySchema = z.discriminatedUnion('kind', [
   z.strictObject({
@@ -209,11 +218,7 @@ export const GridEntrySchema = z.discriminatedUnion('kind', [
     kind: z.literal('eval'),
     checkpoints: z.array(z.string()).min(1),
     ood: z.array(z.string()).default([]),
-    split: z.string().default('test'),
-    limit: z.number().int().min(1).nullable().default(null),
-    batchSize: z.number().int().min(1).default(256),
-    bins: z.number().int().min(1).default(15),
-    out: z.string(),
+    ...EVAL_FIELDS,
   }),
   z.strictObject({
     kind: z.literal('robustness'),
@@ -223,11 +228,7 @@ export const GridEntrySchema = z.discriminatedUnion('kind', [
     corruption: z.string(),
     severity: z.number().int().min(0).max(5),
     seed: z.number().int().min(0).default(0),
-    split: z.string().default('test'),
-    limit: z.number().int().min(1).nullable().default(null),
-    batchSize: z.number().int().min(1).default(256),
-    bins: z.number().int().min(1).default(15),
-    out: z.string(),
+    ...EVAL_FIELDS,
   }),
   z.strictObject({
     kind: z.literal('sweep'),
@@ -235,11 +236,7 @@ export const GridEntrySchema = z.discriminatedUnion('kind', [
     capacityFactor: z.number().positive(),
     k: z.number().int().min(1),
     batchPriority: z.boolean().default(true),
-    split: z.string().default('test'),
-    limit: z.number().int().min(1).nullable().default(null),
-    batchSize: z.number().int().min(1).default(256),
-    bins: z.number().int().min(1).default(15),
-    out: z.string(),
+    ...EVAL_FIELDS,
   }),
   z.strictObject({
     kind: z.literal('fewshot'),
