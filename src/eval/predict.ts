@@ -10,6 +10,10 @@
  *   logits.npy      float32 (N, K); E³: the members' logits (N, M, K)
  *   log_probs.npy   E³ only: (N, K), log of the members' mean probability
  *   pre_logits.npy  float32 (N, D); E³: (N, M, D)
+ *   dropped.npy     uint8 (L, N, T); E³: (L, N, T, M) — for each top-k MoE layer (in block order), image, token
+ *                   (class token first when the readout has one) and member, how many of the token's k expert choices found no room
+ *                   (0 = fully processed, k = passed through on the residual only). Not written for
+ *                   expert-choice routing, where no token has choices of its own.
  *   predict.json    what was run: checkpoint, sha256, routing, shapes, the per-layer dropped-token fractions
  */
 import path from 'node:path';
@@ -18,7 +22,7 @@ import { DataError } from '../util/errors.js';
 import { checkOutputDir, writeFileWhole } from '../util/output-dir.js';
 import { encodeNpy, float32Bytes, openNpy, readNpyRows, toFloat32 } from '../util/npy.js';
 import { makeBatch, type ImageDataset } from '../data/index.js';
-import { modelMembers } from '../vmoe/config.js';
+import { modelMembers, tokensPerImage } from '../vmoe/config.js';
 import type { RoutingOverrides } from '../vmoe/model.js';
 import { loadModel } from '../checkpoint/load.js';
 
@@ -68,6 +72,11 @@ export function predict(ckpt: string, inputFile: string, outDir: string, opts: P
   let pre: Float32Array | null = null;
   let D = 0;
   const dropAcc = new Map<number, number>();
+  // Per MoE layer (block order), per image: the token choices dropped, in routing order (image, token, member).
+  const T = tokensPerImage(c);
+  const perImage = T * M;
+  const tokenDrops = new Map<number, Uint8Array>();
+  let topK = true;
   for (let start = 0; start < N; start += B) {
     const n = Math.min(B, N - start);
     const raw = readNpyRows(input, start, n);
@@ -105,6 +114,21 @@ export function predict(ckpt: string, inputFile: string, outDir: string, opts: P
         train: false,
         routing: opts.routing,
         auxLosses: false,
+        onMoeLayer: (block, layer) => {
+          const { kept, k } = layer.plan;
+          if (!kept) {
+            topK = false;
+            return;
+          }
+          let d = tokenDrops.get(block);
+          if (!d) tokenDrops.set(block, (d = new Uint8Array(N * perImage)));
+          const rows = n * perImage; // the padding images' rows come last in the batch and are not kept
+          for (let t = 0; t < rows; t++) {
+            let dropped = k;
+            for (let j = 0; j < k; j++) dropped -= kept[t * k + j]!;
+            d[start * perImage + t] = dropped;
+          }
+        },
       });
       if (M > 1) {
         const ml = r.memberLogits!.dataSync() as Float32Array; // (M, padded, K)
@@ -136,6 +160,14 @@ export function predict(ckpt: string, inputFile: string, outDir: string, opts: P
   write('logits.npy', M > 1 ? [N, M, K] : [N, K], logits);
   if (logProbs) write('log_probs.npy', [N, K], logProbs);
   write('pre_logits.npy', M > 1 ? [N, M, D] : [N, D], pre ?? new Float32Array(0));
+  if (topK && tokenDrops.size) {
+    const blocks = [...tokenDrops.keys()].sort((a, b) => a - b);
+    const all = new Uint8Array(blocks.length * N * perImage);
+    blocks.forEach((b, l) => all.set(tokenDrops.get(b)!, l * N * perImage));
+    const file = path.join(out, 'dropped.npy');
+    writeFileWhole(file, encodeNpy('uint8', M > 1 ? [blocks.length, N, T, M] : [blocks.length, N, T], all));
+    files.push(file);
+  }
   const dropped = [...dropAcc].map(([block, s]) => ({ block, fraction: N ? s / N : 0 }));
   const summary = {
     checkpoint: loaded.path,
