@@ -11,7 +11,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { vmoe } from '../helpers/cli.js';
 import { parseNpy, toFloat32 } from '../../src/util/npy.js';
 
-const DIR = path.resolve(__dirname, '../fixtures/vmoe-ref/reference');
+// VMOE_REFERENCE_FIXTURES points the test at another folder generate.py wrote (other sizes, another reference revision).
+const DIR = path.resolve(process.env.VMOE_REFERENCE_FIXTURES ?? path.join(__dirname, '../fixtures/vmoe-ref/reference'));
 const manifestFile = path.join(DIR, 'reference.json');
 const have = fs.existsSync(manifestFile);
 if (!have) {
