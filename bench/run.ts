@@ -6,7 +6,9 @@
  *
  *   npm run bench                       # full run (≈ 5–10 min on 2 cores)
  *   npm run bench -- --quick            # < 2 min
- *   npm run bench -- --peer             # also torch_peer.py at 1 and 2 threads, and the ratios
+ *   npm run bench -- --peer             # also the peers at 1 and 2 threads, and the ratios: torch_peer.py, and
+ *                                       # jax_peer.py (the reference on XLA) when VMOE_JAX_PYTHON, VMOE_SRC and
+ *                                       # VIT_SRC are set
  *   npm run bench -- --threads 1,2 --only models --no-save
  *   npx vite-node bench/run.ts -- --quick   # without compiling
  *
@@ -140,58 +142,115 @@ function plan(args: BenchArgs): Job[] {
   return jobs;
 }
 
+/**
+ * The speed peers, each run with the same shapes as our models: PyTorch (../shared/bench/torch_peer.py) and the
+ * reference implementation on JAX/XLA (../shared/bench/jax_peer.py, google-research/vmoe's own model). A peer whose
+ * interpreter or sources are not set up is skipped with one line saying how.
+ */
+interface Peer {
+  /** Backend label of its records: torch | xla. */
+  backend: 'torch' | 'xla';
+  python: string;
+  script: string;
+  /** Why it cannot run here, or null. */
+  missing: string | null;
+}
+
+function peers(): Peer[] {
+  const shared = path.resolve(root, '..', 'shared', 'bench');
+  const torchScript = process.env.VMOE_PEER_SCRIPT || path.join(shared, 'torch_peer.py');
+  const jaxScript = process.env.VMOE_JAX_SCRIPT || path.join(shared, 'jax_peer.py');
+  const jaxPython = process.env.VMOE_JAX_PYTHON || '';
+  const srcMissing = ['VMOE_SRC', 'VIT_SRC'].filter((v) => !process.env[v] || !fs.existsSync(process.env[v]!));
+  return [
+    {
+      backend: 'torch',
+      python: process.env.VMOE_PEER_PYTHON || '/usr/bin/python3',
+      script: torchScript,
+      missing: fs.existsSync(torchScript) ? null : `peer script not found: ${torchScript} (set VMOE_PEER_SCRIPT)`,
+    },
+    {
+      backend: 'xla',
+      python: jaxPython,
+      script: jaxScript,
+      missing: !fs.existsSync(jaxScript)
+        ? `jax peer script not found: ${jaxScript} (set VMOE_JAX_SCRIPT)`
+        : !jaxPython
+          ? 'jax peer skipped: set VMOE_JAX_PYTHON to a python with jax, flax and optax (docs/performance.md)'
+          : srcMissing.length
+            ? `jax peer skipped: set ${srcMissing.join(' and ')} to checkouts of google-research/vmoe and vision_transformer`
+            : null,
+    },
+  ];
+}
+
 function runPeer(args: BenchArgs): Rec[] {
-  const python = process.env.VMOE_PEER_PYTHON || '/usr/bin/python3';
-  const script = process.env.VMOE_PEER_SCRIPT || path.resolve(root, '..', 'shared', 'bench', 'torch_peer.py');
-  if (!fs.existsSync(script))
-    return [{ name: 'peer', error: `peer script not found: ${script} (set VMOE_PEER_SCRIPT)` }];
   const out: Rec[] = [];
   const wants = (suite: string) => args.only.length === 0 || args.only.includes(suite);
   const names = [
     ...(wants('models') ? MODEL_NAMES.map((n) => [n, args.quick ? 5 : 20] as const) : []),
     ...(wants('s32') ? S32_NAMES.map((n) => [n, args.quick ? 2 : 3] as const) : []),
   ];
-  for (const [name, steps] of names) {
-    for (const threads of [1, 2]) {
-      const a = peerArgs(name, args.batch, threads, steps);
-      if (!a) continue;
-      process.stderr.write(`[bench] peer ${name} ${threads} thread(s)…\n`);
-      const r = spawnSync(python, [script, ...a], { encoding: 'utf8' });
-      if (r.status !== 0) {
-        out.push({
-          name,
-          suite: 'peer',
-          threads,
-          error: `${python} ${path.basename(script)} failed: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`,
-        });
-        continue;
+  for (const peer of peers()) {
+    if (peer.missing) {
+      process.stderr.write(`[bench] ${peer.missing}\n`);
+      out.push({ name: `peer-${peer.backend}`, suite: 'peer', backend: peer.backend, error: peer.missing });
+      continue;
+    }
+    for (const [name, steps] of names) {
+      for (const threads of [1, 2]) {
+        const a = peerArgs(name, args.batch, threads, steps);
+        if (!a) continue;
+        process.stderr.write(`[bench] peer ${peer.backend} ${name} ${threads} thread(s)…\n`);
+        const r = spawnSync(peer.python, [peer.script, ...a], { encoding: 'utf8', env: process.env });
+        if (r.status !== 0) {
+          out.push({
+            name,
+            suite: 'peer',
+            backend: peer.backend,
+            threads,
+            error: `${peer.python} ${path.basename(peer.script)} failed: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`,
+          });
+          continue;
+        }
+        const line = r.stdout.trim().split('\n').pop()!;
+        out.push({ ...(JSON.parse(line) as Rec), name, suite: 'peer', backend: peer.backend, steps });
       }
-      const line = r.stdout.trim().split('\n').pop()!;
-      out.push({ ...(JSON.parse(line) as Rec), name, suite: 'peer', backend: 'torch', steps });
     }
   }
   return out;
 }
 
+/** ours / each peer (its best thread setting), and ours / the best of all peers, per model and our thread count. */
 function peerRatios(records: Rec[]): Rec[] {
   const out: Rec[] = [];
   for (const name of [...MODEL_NAMES, ...S32_NAMES]) {
-    const peers = bestOfRepeats(
-      records.filter((r) => r.suite === 'peer' && r.name === name),
-    ) as unknown as PeerResult[];
+    const all = bestOfRepeats(
+      records.filter((r) => r.suite === 'peer' && r.name === name && !r.error),
+    ) as unknown as (PeerResult & { backend: string })[];
     const ours = bestOfRepeats(records.filter((r) => (r.suite === 'models' || r.suite === 's32') && r.name === name));
-    if (!peers.length || !ours.length) continue;
+    if (!all.length || !ours.length) continue;
+    const groups: [string, PeerResult[]][] = [
+      ...[...new Set(all.map((p) => p.backend))].map((b) => [b, all.filter((p) => p.backend === b)] as [string, PeerResult[]]),
+    ];
+    if (groups.length > 1) groups.push(['best of peers', all]);
     for (const o of ours) {
-      const cmp = comparePeer(o as unknown as PeerResult, peers);
-      out.push({
-        name: `${name} / torch`,
-        suite: 'peer-ratio',
-        backend: o.backend,
-        threads: o.threads,
-        batch: o.batch,
-        repeats: o.repeats,
-        ...cmp,
-      });
+      for (const [label, ps] of groups) {
+        const cmp = comparePeer(o as unknown as PeerResult, ps);
+        const bestTrain = ps.reduce((a, b) => (b.train_images_per_s > a.train_images_per_s ? b : a)) as PeerResult & { backend: string };
+        const bestInfer = ps.reduce((a, b) => (b.infer_images_per_s > a.infer_images_per_s ? b : a)) as PeerResult & { backend: string };
+        out.push({
+          name: `${name} / ${label}`,
+          suite: 'peer-ratio',
+          backend: o.backend,
+          threads: o.threads,
+          batch: o.batch,
+          repeats: o.repeats,
+          ...cmp,
+          peer_best_train: `${bestTrain.backend}@${bestTrain.threads}`,
+          peer_best_infer: `${bestInfer.backend}@${bestInfer.threads}`,
+        });
+      }
     }
   }
   return out;
@@ -278,8 +337,8 @@ function summary(records: Rec[], meta: Rec): string {
         'repeats',
         'train_ratio',
         'infer_ratio',
-        'peer_best_train_threads',
-        'peer_best_infer_threads',
+        'peer_best_train',
+        'peer_best_infer',
         'rss_ratio',
       ]),
     );
@@ -345,7 +404,8 @@ async function main(): Promise<void> {
   }
   for (const job of jobs.filter((j) => !compared.includes(j))) run(job);
   if (args.peer) for (const r of peerRatios(records)) emit(r);
-  const backend = [...new Set(records.map((r) => r.backend).filter((b) => b && b !== 'torch'))].join(',') || 'unknown';
+  const backend =
+    [...new Set(records.map((r) => r.backend).filter((b) => b && b !== 'torch' && b !== 'xla'))].join(',') || 'unknown';
   const meta = {
     date: new Date().toISOString(),
     commit: gitCommit(),
