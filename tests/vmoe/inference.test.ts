@@ -21,6 +21,8 @@ import { loadBlasAddon } from '../../src/engine/native-blas.js';
 import { dense2d, denseGelu, gelu, recording } from '../../src/vmoe/layers.js';
 import { ModelSchema, type ModelConfig } from '../../src/vmoe/config.js';
 import { VisionMoE } from '../../src/vmoe/model.js';
+import { CACHE_BATCH_IMAGES, computeOutputs, forwardBatchSize } from '../../src/vmoe/outputs.js';
+import type { ImageDataset } from '../../src/data/index.js';
 
 const blas = loadBlasAddon();
 const skipReason = blas.addon ? '' : `native addon unavailable: ${blas.reason}`;
@@ -176,6 +178,67 @@ for (const backend of ['wasm-blas', 'wasm'] as const) {
     });
   });
 }
+
+describe('evaluation sub-batches (forwardBatchSize)', () => {
+  it('splits into multiples of the routing group that divide the batch; never with MC dropout', () => {
+    const vit = CONFIGS.vit!,
+      vmoe = CONFIGS.vmoe!; // groupImages 4
+    expect(CACHE_BATCH_IMAGES).toBe(64);
+    expect(forwardBatchSize(vit, 256)).toBe(64);
+    expect(forwardBatchSize(vit, 64)).toBe(64);
+    expect(forwardBatchSize(vit, 32)).toBe(32);
+    expect(forwardBatchSize(vit, 100)).toBe(100); // 64 does not divide 100
+    expect(forwardBatchSize(vit, 256, { mcDropout: true })).toBe(256);
+    expect(forwardBatchSize(vmoe, 256)).toBe(64);
+    expect(forwardBatchSize(vmoe, 256, { routing: { groupImages: 24 } })).toBe(256); // 48 does not divide 256
+    expect(forwardBatchSize(vmoe, 288, { routing: { groupImages: 24 } })).toBe(48);
+    expect(forwardBatchSize(vmoe, 400, { routing: { groupImages: 100 } })).toBe(100);
+  });
+
+  it('computeOutputs in sub-batches gives the logits of one forward over each whole batch (V-MoE, E³)', async () => {
+    await initEngine({ backend: blas.addon ? 'wasm-blas' : 'wasm', threads: 1, quiet: true });
+    for (const name of ['vmoe', 'e3'] as const) {
+      const cfg = { ...CONFIGS[name]!, moe: { ...CONFIGS[name]!.moe, groupImages: 8 } };
+      const model = initModel(cfg, 7);
+      const n = 140; // batches of 128 (two sub-batches of 64) and 12
+      const images = new Uint8Array(n * 256).map((_, i) => (i * 2654435761) % 251);
+      const ds: ImageDataset = {
+        name: 'synthetic',
+        split: 'test',
+        n,
+        height: 16,
+        width: 16,
+        channels: 1,
+        numClasses: 7,
+        classNames: [],
+        images,
+        labels: new Int32Array(n),
+        source: 'synthetic',
+      };
+      expect(forwardBatchSize(cfg, 128)).toBe(64);
+      const got = computeOutputs(model, ds, { batchSize: 128, scale: 'zero1' });
+      // Reference: one forward per whole batch of 128 (and the 12 left), as evaluation ran before.
+      const M = name === 'e3' ? 2 : 1;
+      const ref = new Float32Array(M * n * 7);
+      for (const [start, b] of [
+        [0, 128],
+        [128, 12],
+      ] as const) {
+        tf.tidy(() => {
+          const x = tf.tensor4d(
+            Float32Array.from(images.subarray(start * 256, (start + b) * 256), (v) => v * (1 / 255)),
+            [b, 16, 16, 1],
+          );
+          const r = model.forward(x, { train: false, auxLosses: false });
+          const lg = (r.memberLogits ?? r.logits).dataSync();
+          for (let j = 0; j < M; j++) ref.set(lg.subarray(j * b * 7, (j + 1) * b * 7), (j * n + start) * 7);
+        });
+      }
+      expect(maxRelErr(got.logits as Float32Array, ref), name).toBeLessThanOrEqual(TOL);
+      model.dispose();
+    }
+  });
+});
 
 afterAll(async () => {
   await initEngine({ backend: 'wasm', threads: 1, quiet: true });
