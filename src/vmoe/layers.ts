@@ -34,7 +34,10 @@ type CustomGradFn = Parameters<typeof tf.customGrad>[0];
  * same kernels, same inputs, so the same values, without the wrapper's bookkeeping per op.
  */
 export function recording(): boolean {
-  return (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+  // tfjs-core's engine counts open gradient scopes here (its own isTapeOn reads it); should a later tfjs drop the
+  // field, answer "recording" so that gradients stay right and only the inference shortcuts are lost.
+  const depth = (tf.engine() as unknown as { state?: { gradientDepth?: unknown } }).state?.gradientDepth;
+  return typeof depth !== 'number' || depth > 0;
 }
 
 /** Whether float32 x can take a fused kernel and its gradient kernel on the active backend. */
