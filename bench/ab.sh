@@ -30,7 +30,7 @@ for round in $(seq 1 "$rounds"); do
         sed "s/^{/{\"build\":\"$build\",\"round\":$round,\"load\":$load,/"
     done
   done
-  [ -f "$peer" ] || continue
+  if [ ! -f "$peer" ]; then echo "[ab] no peer script at $peer (set VMOE_PEER_SCRIPT): peer skipped" >&2; continue; fi
   for name in vit-tiny vmoe-tiny; do
     moe=""
     [ "$name" = vmoe-tiny ] && moe="1,3"
