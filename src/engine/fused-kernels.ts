@@ -42,6 +42,8 @@
  *                     both (N, E): logits = x w (+ −1e9 where expert e is outside member (t mod M)'s block
  *                     [m·E/M, (m+1)·E/M)), gates = softmax(logits (+ noise)).
  *   VmoeRouterGatesGrad {x, w, gates, dGates, optional dLogits} → [dx (N, H), dw (H, E)]: the gradient of VmoeRouterGates.
+ *   VmoeDenseGelu     {x (N, I), w (I, O), b (O)} → y (N, O) = gelu(x w + b), forward only (inference; no gradient
+ *                     kernel): the product runs in row blocks and GELU reads each block while it is still in cache.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -62,6 +64,7 @@ export const VMOE_ROUTER_GATES = 'VmoeRouterGates';
 export const VMOE_ROUTER_GATES_GRAD = 'VmoeRouterGatesGrad';
 export const VMOE_EXPERT_DENSE = 'VmoeExpertDense';
 export const VMOE_EXPERT_DENSE_GRAD = 'VmoeExpertDenseGrad';
+export const VMOE_DENSE_GELU = 'VmoeDenseGelu';
 
 /** Whether the active backend registers kernel `name`. */
 export function hasKernel(name: string): boolean {

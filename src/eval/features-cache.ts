@@ -14,6 +14,9 @@ export interface CachedFeatures {
   d: number;
   data: Float32Array; // (n, d)
   labels: Int32Array;
+  /** Seconds of the model passes that produced the features (every model); 0 when they came from the cache. */
+  seconds: number;
+  cached: boolean;
 }
 
 export function featuresCacheKey(models: LoadedModel[], ds: ImageDataset): string {
@@ -36,7 +39,7 @@ export function extractPreLogits(
       n = buf.readUInt32LE(4);
     if (buf.length === 8 + n * d * 4 && n === ds.n) {
       const data = new Float32Array(buf.buffer.slice(buf.byteOffset + 8, buf.byteOffset + 8 + n * d * 4));
-      return { n, d, data, labels: ds.labels };
+      return { n, d, data, labels: ds.labels, seconds: 0, cached: true };
     }
   }
   const parts = models.map((m) =>
@@ -60,5 +63,5 @@ export function extractPreLogits(
     fs.writeFileSync(tmp, Buffer.concat([header, Buffer.from(data.buffer, data.byteOffset, data.byteLength)]));
     fs.renameSync(tmp, file);
   }
-  return { n: ds.n, d, data, labels: ds.labels };
+  return { n: ds.n, d, data, labels: ds.labels, seconds: parts.reduce((a, p) => a + p.seconds, 0), cached: false };
 }

@@ -7,7 +7,7 @@ import { loadDataset } from '../data/index.js';
 import { loadModel, type LoadedModel } from '../checkpoint/load.js';
 import { runRecord } from '../engine/record.js';
 import { runFewShot, type FewShotDataset, type FewShotReport, type ProbeKind } from '../fewshot/index.js';
-import { extractPreLogits } from './features-cache.js';
+import { extractPreLogits, type CachedFeatures } from './features-cache.js';
 
 /** What `vmoe fewshot` runs: the checkpoints (one representation), the data sets and the probe protocol. */
 export interface FewShotEvalOptions {
@@ -41,8 +41,34 @@ export interface FewShotResult {
   representation: string;
   checkpoints: { path: string; sha256: string }[];
   train_pool: string;
+  /**
+   * Per data set and split: examples, seconds of the model passes that extracted their pre-logits (every
+   * checkpoint) and images/s (examples ÷ seconds); null rates where the features came from the cache.
+   */
+  feature_extraction: FeatureExtractionTiming[];
   conventions: Record<string, string>;
   [record: string]: unknown;
+}
+
+/** How long extracting one split's pre-logits took (fewshot.json `feature_extraction`). */
+export interface FeatureExtractionTiming {
+  dataset: string;
+  split: string;
+  n: number;
+  cached: boolean;
+  seconds: number;
+  images_per_s: number | null;
+}
+
+function timing(dataset: string, split: string, f: CachedFeatures): FeatureExtractionTiming {
+  return {
+    dataset,
+    split,
+    n: f.n,
+    cached: f.cached,
+    seconds: f.seconds,
+    images_per_s: f.cached || f.seconds <= 0 ? null : f.n / f.seconds,
+  };
 }
 
 /** A few-shot evaluation: the result and each data set's number of classes (chance accuracy for figures). */
@@ -59,12 +85,14 @@ export function fewShotEvaluation(opts: FewShotEvalOptions): FewShotRun {
     // every data set is fitted to the (first) model's input: resized, grey ↔ RGB
     const mc = models[0]!.config.model;
     const fit = { imageSize: mc.imageSize, channels: mc.channels };
+    const timings: FeatureExtractionTiming[] = [];
     const datasets: FewShotDataset[] = opts.datasets.map((name) => {
       const train = loadDataset(name, 'train_full', { dataDir: opts.dataDir, limit: opts.trainPool, ...fit });
       const test = loadDataset(name, 'test', { dataDir: opts.dataDir, limit: opts.testLimit, ...fit });
       opts.onDataset?.(name, train.n, test.n);
       const tr = extractPreLogits(models, train, { batchSize: opts.batchSize, cacheDir: opts.cacheDir });
       const te = extractPreLogits(models, test, { batchSize: opts.batchSize, cacheDir: opts.cacheDir });
+      timings.push(timing(name, 'train', tr), timing(name, 'test', te));
       return {
         name,
         numClasses: train.numClasses,
@@ -93,6 +121,7 @@ export function fewShotEvaluation(opts: FewShotEvalOptions): FewShotRun {
         models.length > 1 || models[0]!.config.model.type === 'e3' ? "members' pre-logits concatenated" : 'pre-logits',
       checkpoints: models.map((m) => ({ path: m.path, sha256: m.sha256 })),
       train_pool: `first ${opts.trainPool} examples of the official train split`,
+      feature_extraction: timings,
       conventions: {
         accuracy: 'test accuracy, mean ± sample std over seeds of the example draw',
         l2_mean_rank: 'λ chosen by mean rank across the data sets (as the reference; uses test accuracy)',

@@ -33,6 +33,54 @@ export interface RobustnessResult {
   clean: Map<string, ClassificationMetrics>;
   rows: ShiftRow[];
   summary: RobustnessSummary[];
+  throughput: RobustnessThroughput;
+}
+
+/**
+ * Where a robustness run spent its time (robustness.json `throughput`): the model passes (forward and logit
+ * read-back, every model), generating the corruptions (with batch assembly), and the metrics. The phases run
+ * one after another on one thread; `model_images_per_s` is the speed of the model pass alone, comparable with
+ * the benchmark's inference images/s, `images_per_s` the end-to-end rate over all sets.
+ */
+export interface RobustnessThroughput {
+  /** Images through each model: (1 clean + corrupted sets) × examples. */
+  images: number;
+  model_seconds: number;
+  corruption_seconds: number;
+  metric_seconds: number;
+  seconds: number;
+  /** images × models ÷ model_seconds. */
+  model_images_per_s: number;
+  /** images ÷ seconds. */
+  images_per_s: number;
+}
+
+/**
+ * The throughput of several robustness runs taken together (the queue's jobs, each one model on the clean set and
+ * one corrupted set): their times summed (worker time, not wall time) and the rates recomputed; the clean set each
+ * job repeats counts as the images it cost. Runs without a throughput (older workers) are left out.
+ */
+export function mergeThroughput(parts: (RobustnessThroughput | undefined)[], models: number): RobustnessThroughput {
+  const have = parts.filter((p): p is RobustnessThroughput => p !== undefined);
+  const sum = (f: (p: RobustnessThroughput) => number) => have.reduce((a, p) => a + f(p), 0);
+  const images = sum((p) => p.images) / Math.max(1, models);
+  const model = sum((p) => p.model_seconds),
+    seconds = sum((p) => p.seconds);
+  return {
+    images,
+    model_seconds: model,
+    corruption_seconds: sum((p) => p.corruption_seconds),
+    metric_seconds: sum((p) => p.metric_seconds),
+    seconds,
+    model_images_per_s: model > 0 ? (images * models) / model : Number.NaN,
+    images_per_s: seconds > 0 ? images / seconds : Number.NaN,
+  };
+}
+
+/** Seconds spent in each phase of shiftedOutputs (added into by each call). */
+export interface PhaseSeconds {
+  model: number;
+  corruption: number;
 }
 
 /**
@@ -128,6 +176,7 @@ export function shiftedOutputs(
   ds: ImageDataset,
   batchSize: number,
   transform: ((images: Uint8Array, n: number, start: number) => Uint8Array) | null,
+  phases?: PhaseSeconds,
 ): Map<string, Outputs> {
   const K = models[0]!.members[0]!.config.model.numClasses;
   const scale = models[0]!.members[0]!.config.data.scale;
@@ -136,6 +185,7 @@ export function shiftedOutputs(
   const t0 = performance.now();
   for (let start = 0; start < ds.n; start += batchSize) {
     const b = Math.min(batchSize, ds.n - start);
+    const tc = performance.now();
     let images = ds.images.subarray(start * px, (start + b) * px);
     if (transform) images = transform(images, b, start);
     const view: ImageDataset = { ...ds, n: b, images, labels: ds.labels.subarray(start, start + b) };
@@ -144,6 +194,8 @@ export function shiftedOutputs(
       Int32Array.from({ length: b }, (_, i) => i),
       { scale },
     );
+    const tm = performance.now();
+    if (phases) phases.corruption += (tm - tc) / 1000;
     for (const m of models) {
       const r = batchLogits(m, batch.x, batch.shape);
       let a = acc.get(m.label);
@@ -155,6 +207,7 @@ export function shiftedOutputs(
       for (let j = 0; j < r.members; j++)
         a.logits.set(r.logits.subarray(j * b * K, (j + 1) * b * K), (j * ds.n + start) * K);
     }
+    if (phases) phases.model += (performance.now() - tm) / 1000;
   }
   const seconds = (performance.now() - t0) / 1000;
   const out = new Map<string, Outputs>();
@@ -194,9 +247,17 @@ export function evaluateRobustness(
   },
 ): RobustnessResult {
   const shape = { h: ds.height, w: ds.width, c: ds.channels };
+  const t0 = performance.now();
+  const phases: PhaseSeconds = { model: 0, corruption: 0 };
+  let metricSeconds = 0;
+  const timedMetrics = (o: Outputs) => {
+    const tm = performance.now();
+    const m = classificationMetrics(o, opts.bins);
+    metricSeconds += (performance.now() - tm) / 1000;
+    return m;
+  };
   const clean = new Map<string, ClassificationMetrics>();
-  for (const [label, o] of shiftedOutputs(models, ds, opts.batchSize, null))
-    clean.set(label, classificationMetrics(o, opts.bins));
+  for (const [label, o] of shiftedOutputs(models, ds, opts.batchSize, null, phases)) clean.set(label, timedMetrics(o));
   const rows: ShiftRow[] = [];
   const total = opts.corruptions.reduce((a, c) => a + c.severities.length, 0);
   let i = 0;
@@ -205,13 +266,24 @@ export function evaluateRobustness(
       opts.onSet?.(name, severity, i++, total);
       const transform = (images: Uint8Array, n: number, start: number) =>
         corruptBatch(images, { n, ...shape }, name, severity, opts.seed, { suite: opts.suite, startIndex: start });
-      for (const [label, o] of shiftedOutputs(models, ds, opts.batchSize, transform)) {
-        rows.push({ model: label, corruption: name, severity, metrics: classificationMetrics(o, opts.bins) });
+      for (const [label, o] of shiftedOutputs(models, ds, opts.batchSize, transform, phases)) {
+        rows.push({ model: label, corruption: name, severity, metrics: timedMetrics(o) });
       }
     }
   }
   const summary = models.map((m) => summariseShift(m.label, clean.get(m.label)!, rows, opts.suite));
-  return { clean, rows, summary };
+  const seconds = (performance.now() - t0) / 1000;
+  const images = (1 + total) * ds.n;
+  const throughput: RobustnessThroughput = {
+    images,
+    model_seconds: phases.model,
+    corruption_seconds: phases.corruption,
+    metric_seconds: metricSeconds,
+    seconds,
+    model_images_per_s: phases.model > 0 ? (images * models.length) / phases.model : Number.NaN,
+    images_per_s: seconds > 0 ? images / seconds : Number.NaN,
+  };
+  return { clean, rows, summary, throughput };
 }
 
 /** One corruption and the severities to run it at. */
@@ -278,6 +350,8 @@ export interface RobustnessReport {
   /** Per corruption: its severity constants (C: one per severity; MNIST-C: the one constant). */
   severity_constants: Record<string, unknown[]>;
   conventions: Record<string, string>;
+  /** Time per phase and images/s of the model pass and end to end. */
+  throughput: RobustnessThroughput;
   [record: string]: unknown;
 }
 
@@ -367,6 +441,7 @@ export function robustnessReport(opts: RobustnessOptions): RobustnessReport {
       })),
       severity_constants: constants,
       conventions: robustnessConventions(suite, opts.bins, seed),
+      throughput: res.throughput,
       ...runRecord(first.config),
     };
   } finally {

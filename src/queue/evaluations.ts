@@ -15,6 +15,7 @@ import type { ClassificationMetrics } from '../eval/harness.js';
 import {
   defaultModelLabel,
   isHeldOut,
+  mergeThroughput,
   robustnessConventions,
   summariseShift,
   type RobustnessOptions,
@@ -119,6 +120,10 @@ export async function robustnessOnQueue(opts: RobustnessOptions, q: QueueTarget)
     })),
     severity_constants: Object.assign({}, ...parts[0]!.map((p) => p.severity_constants)) as Record<string, unknown[]>,
     conventions: robustnessConventions(opts.suite, opts.bins, opts.seed),
+    throughput: mergeThroughput(
+      parts.flat().map((p) => p.throughput as RobustnessReport['throughput'] | undefined),
+      models.length,
+    ),
   };
 }
 

@@ -15,6 +15,7 @@ import {
   VMOE_ATTENTION_GRAD,
   VMOE_COMBINE_ROWS,
   VMOE_COMBINE_ROWS_GRAD,
+  VMOE_DENSE_GELU,
   VMOE_GELU,
   VMOE_GELU_GRAD,
   VMOE_LAYER_NORM,
@@ -26,6 +27,18 @@ import {
 } from '../engine/fused-kernels.js';
 
 type CustomGradFn = Parameters<typeof tf.customGrad>[0];
+
+/**
+ * Whether a gradient tape is recording (inside tf.grad, tf.variableGrads, …). Where none is — evaluation,
+ * inference — the layers below skip their customGrad wrappers and run the same forward kernels directly:
+ * same kernels, same inputs, so the same values, without the wrapper's bookkeeping per op.
+ */
+export function recording(): boolean {
+  // tfjs-core's engine counts open gradient scopes here (its own isTapeOn reads it); should a later tfjs drop the
+  // field, answer "recording" so that gradients stay right and only the inference shortcuts are lost.
+  const depth = (tf.engine() as unknown as { state?: { gradientDepth?: unknown } }).state?.gradientDepth;
+  return typeof depth !== 'number' || depth > 0;
+}
 
 /** Whether float32 x can take a fused kernel and its gradient kernel on the active backend. */
 function fusable(x: tf.Tensor, kernel: string, gradKernel: string): boolean {
@@ -40,6 +53,7 @@ function denseGrads(dy: tf.Tensor2D, x: tf.Tensor2D, w: tf.Tensor2D): [tf.Tensor
 
 /** x W for 2-D x with a gradient of plain 2-D matMuls. */
 function matMul2d(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  if (!recording()) return tf.matMul(x, w);
   const f = tf.customGrad(((xi: tf.Tensor2D, wi: tf.Tensor2D, save: tf.GradSaveFunc) => {
     save([xi, wi]);
     return {
@@ -59,6 +73,7 @@ function matMul2d(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
 export function dense2d(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
   if (!b) return matMul2d(x, w);
   if (isPlainWasm()) return tf.add(matMul2d(x, w), b);
+  if (!recording()) return tf.fused.matMul({ a: x, b: w, bias: b }) as tf.Tensor2D;
   const f = tf.customGrad(((xi: tf.Tensor2D, wi: tf.Tensor2D, bi: tf.Tensor1D, save: tf.GradSaveFunc) => {
     save([xi, wi]);
     return {
@@ -96,6 +111,7 @@ export function composedLayerNorm(x: tf.Tensor, scale: tf.Tensor1D, bias: tf.Ten
 }
 
 function fusedLayerNorm(x: tf.Tensor, scale: tf.Tensor1D, bias: tf.Tensor1D, eps: number): tf.Tensor {
+  if (!recording()) return tf.engine().runKernel(VMOE_LAYER_NORM, { x, scale, bias }, { epsilon: eps }) as tf.Tensor;
   const f = tf.customGrad(((xi: tf.Tensor, si: tf.Tensor1D, bi: tf.Tensor1D, save: tf.GradSaveFunc) => {
     save([xi, si]);
     return {
@@ -125,6 +141,7 @@ export function composedGelu(x: tf.Tensor): tf.Tensor {
 
 /** An elementwise fused kernel {x} → y with its gradient kernel {dy, x} → dx. */
 function fusedUnary(x: tf.Tensor, kernel: string, gradKernel: string): tf.Tensor {
+  if (!recording()) return tf.engine().runKernel(kernel, { x }) as tf.Tensor;
   const f = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
     save([xi]);
     return {
@@ -136,6 +153,18 @@ function fusedUnary(x: tf.Tensor, kernel: string, gradKernel: string): tf.Tensor
   return f(x) as tf.Tensor;
 }
 
+/**
+ * gelu(x W + b) for 2-D x: the MLP's first product. Outside a gradient tape, where the backend has the
+ * fused kernel, one kernel computes it block by block (the product never makes a whole (N, O) tensor);
+ * otherwise gelu(dense2d(x, w, b)), whose values the fused kernel reproduces (tests/vmoe/inference.test.ts).
+ */
+export function denseGelu(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D {
+  if (!recording() && x.dtype === 'float32' && hasKernel(VMOE_DENSE_GELU)) {
+    return tf.engine().runKernel(VMOE_DENSE_GELU, { x, w, b }) as tf.Tensor2D;
+  }
+  return gelu(dense2d(x, w, b)) as tf.Tensor2D;
+}
+
 /** Softmax over the last axis. */
 export function softmax(x: tf.Tensor): tf.Tensor {
   if (x.rank > 0 && fusable(x, VMOE_SOFTMAX, VMOE_SOFTMAX_GRAD)) return fusedSoftmax(x);
@@ -143,6 +172,7 @@ export function softmax(x: tf.Tensor): tf.Tensor {
 }
 
 function fusedSoftmax(x: tf.Tensor): tf.Tensor {
+  if (!recording()) return tf.engine().runKernel(VMOE_SOFTMAX, { x }) as tf.Tensor;
   const f = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
     const y = tf.engine().runKernel(VMOE_SOFTMAX, { x: xi }) as tf.Tensor;
     save([y]);
@@ -166,6 +196,11 @@ export function selfAttention(qkv: tf.Tensor2D, B: number, T: number, heads: num
   const scale = 1 / Math.sqrt(hd);
   if (!fusable(qkv, VMOE_ATTENTION, VMOE_ATTENTION_GRAD)) return composedSelfAttention(qkv, B, T, heads);
   const attrs = { batch: B, heads, scale };
+  if (!recording()) {
+    const [out, probs] = tf.engine().runKernel(VMOE_ATTENTION, { qkv }, attrs) as [tf.Tensor2D, tf.Tensor3D];
+    probs.dispose(); // kept for the gradient only
+    return out;
+  }
   const f = tf.customGrad(((qi: tf.Tensor2D, save: tf.GradSaveFunc) => {
     const [out, probs] = tf.engine().runKernel(VMOE_ATTENTION, { qkv: qi }, attrs) as [tf.Tensor2D, tf.Tensor3D];
     save([qi, probs]);
@@ -259,6 +294,11 @@ export function combineRows(
     const yPadded = scatterAddRows(tf.mul(rows, weight) as tf.Tensor2D, tokens, numTokens + 1); // (N+1, H)
     return tf.slice(yPadded, [1, 0], [numTokens, rows.shape[1]]);
   }
+  if (!recording()) {
+    return tf
+      .engine()
+      .runKernel(VMOE_COMBINE_ROWS, { x: rows, gates, tokens, gateIndex }, { numTokens }) as tf.Tensor2D;
+  }
   const f = tf.customGrad(((ri: tf.Tensor, gi: tf.Tensor, save: tf.GradSaveFunc) => {
     save([ri, gi, tokens, gateIndex]);
     return {
@@ -319,6 +359,7 @@ function fusedExpertDense(
   tokens: tf.Tensor1D | null,
 ): tf.Tensor3D {
   const extra: tf.NamedTensorMap = tokens ? { tokens } : {};
+  if (!recording()) return tf.engine().runKernel(VMOE_EXPERT_DENSE, { x, w, b, rows, ...extra }) as tf.Tensor3D;
   const f = tf.customGrad(((xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor, save: tf.GradSaveFunc) => {
     save(tokens ? [xi, wi, rows, tokens] : [xi, wi, rows]);
     return {

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { modelMembers, moeBlocks, tokensPerImage, type ModelConfig } from './config.js';
-import { dense, dense2d, dropout, gelu, layerNorm, selfAttention } from './layers.js';
+import { dense, dense2d, denseGelu, dropout, layerNorm, recording, selfAttention } from './layers.js';
 import { moeLayer, type DispatchImpl, type MoeLayerResult, type MoeLayerStats, type RoutingSettings } from './moe.js';
 import { initParamValues, paramSpecs } from './params.js';
 import {
@@ -105,6 +105,12 @@ export class VisionMoE {
   readonly cfg: ModelConfig;
   readonly params: ParamStore;
   readonly moeBlockSet: Set<number>;
+  /**
+   * Per attention block, the [query | key | value] kernels and biases concatenated once for inference,
+   * with the tensor identities (dataIds) they were made from: an optimiser step or a load assigns new
+   * data to the variables, which changes their dataIds and so remakes the concat on the next use.
+   */
+  private readonly qkvCache = new Map<string, { from: object[]; w: tf.Tensor2D; b: tf.Tensor1D }>();
 
   constructor(cfg: ModelConfig, params: ParamStore) {
     this.cfg = cfg;
@@ -193,17 +199,35 @@ export class VisionMoE {
     const [B, T, H] = x.shape;
     const nh = this.cfg.heads;
     const x2 = tf.reshape(x, [B * T, H]) as tf.Tensor2D;
-    const wqkv = tf.concat(
-      [this.p(`${prefix}/query/kernel`), this.p(`${prefix}/key/kernel`), this.p(`${prefix}/value/kernel`)],
-      1,
-    ) as tf.Tensor2D;
-    const bqkv = tf.concat(
-      [this.p(`${prefix}/query/bias`), this.p(`${prefix}/key/bias`), this.p(`${prefix}/value/bias`)],
-      0,
-    ) as tf.Tensor1D;
+    const { w: wqkv, b: bqkv } = this.qkvWeights(prefix);
     const qkv = dense2d(x2, wqkv, bqkv); // (B·T, 3H), columns [q | k | v], each head-major
     const merged = selfAttention(qkv, B, T, nh); // (B·T, H)
     return tf.reshape(dense2d(merged, this.p(`${prefix}/out/kernel`), this.p(`${prefix}/out/bias`)), [B, T, H]);
+  }
+
+  /**
+   * @internal The block's fused projection weights (H, 3H) and bias (3H), columns [q | k | v]. Under a
+   * gradient tape they are concatenated per call (the gradient flows back through the concat to the three
+   * kernels); outside one (evaluation) the concat is made once and reused while the variables keep their data.
+   */
+  qkvWeights(prefix: string): { w: tf.Tensor2D; b: tf.Tensor1D } {
+    const parts = ['query', 'key', 'value'];
+    const kernels = parts.map((n) => this.p(`${prefix}/${n}/kernel`));
+    const biases = parts.map((n) => this.p(`${prefix}/${n}/bias`));
+    const make = () => ({ w: tf.concat(kernels, 1) as tf.Tensor2D, b: tf.concat(biases, 0) as tf.Tensor1D });
+    if (recording()) return make();
+    const from = [...kernels, ...biases].map((t) => t.dataId);
+    const hit = this.qkvCache.get(prefix);
+    if (hit?.from.every((d, i) => d === from[i])) return hit;
+    if (hit) {
+      hit.w.dispose();
+      hit.b.dispose();
+    }
+    // tf.keep: the caller's tf.tidy must not free the cached concat; dispose() and the next miss do.
+    const made = make();
+    const entry = { from, w: tf.keep(made.w), b: tf.keep(made.b) };
+    this.qkvCache.set(prefix, entry);
+    return entry;
   }
 
   /** @internal One encoder block; MoE blocks append their stats. */
@@ -242,7 +266,7 @@ export class VisionMoE {
       ctx.stats.push({ ...r.stats, block: b });
       ctx.onMoeLayer?.(b, r);
     } else {
-      const hidden = gelu(dense2d(h2, this.p(`${p}/mlp/fc1/kernel`), this.p(`${p}/mlp/fc1/bias`)));
+      const hidden = denseGelu(h2, this.p(`${p}/mlp/fc1/kernel`), this.p(`${p}/mlp/fc1/bias`));
       y = dense2d(
         dropout(hidden, rate, ctx.dropSeed()) as tf.Tensor2D,
         this.p(`${p}/mlp/fc2/kernel`),
@@ -342,6 +366,11 @@ export class VisionMoE {
 
   /** Free the parameters' tensor memory; the model is unusable afterwards. */
   dispose(): void {
+    for (const c of this.qkvCache.values()) {
+      c.w.dispose();
+      c.b.dispose();
+    }
+    this.qkvCache.clear();
     for (const v of this.params.values()) v.dispose();
   }
 }

@@ -208,6 +208,14 @@ describe('vmoe CLI on MNIST', () => {
     for (const r of few.results) expect(r.meanRank.accuracy.perSeed).toHaveLength(2);
     expect(few.l2_grid).toHaveLength(30);
     expect(fs.readdirSync(path.join(dir, 'cache')).length).toBe(2); // train pool + test pre-logits cached
+    // Feature extraction throughput: examples over the model passes' seconds, per split (nothing cached yet).
+    type Timing = { dataset: string; split: string; n: number; cached: boolean; seconds: number; images_per_s: number };
+    const fx = few.feature_extraction as Timing[];
+    expect(fx.map((f) => [f.dataset, f.split, f.n, f.cached])).toEqual([
+      ['mnist', 'train', 200, false],
+      ['mnist', 'test', 100, false],
+    ]);
+    for (const f of fx) expect(f.images_per_s).toBeCloseTo(f.n / f.seconds, 6);
 
     const i = vmoe('info', run);
     expect(i.status, i.stderr).toBe(0);

@@ -3,6 +3,7 @@ import { initEngine } from '../../src/engine/index.js';
 import { loadDataset } from '../../src/data/index.js';
 import {
   evaluateRobustness,
+  mergeThroughput,
   isHeldOut,
   shiftedOutputs,
   summariseShift,
@@ -78,6 +79,36 @@ describe('shift evaluation', () => {
     const s = r.summary[0]!;
     expect(s.cA).toBeCloseTo(r.rows.reduce((a, x) => a + x.metrics.accuracy, 0) / r.rows.length, 12);
     expect(s.accuracy_drop).toBeCloseTo(clean.accuracy - s.cA, 12);
+    // Throughput: the clean set and 4 corrupted sets of 40 images through the one model; the phases are disjoint
+    // parts of the run, and the rates are the counts over the times.
+    const tp = r.throughput;
+    expect(tp.images).toBe(5 * 40);
+    for (const v of [tp.model_seconds, tp.corruption_seconds, tp.metric_seconds]) expect(v).toBeGreaterThan(0);
+    expect(tp.model_seconds + tp.corruption_seconds + tp.metric_seconds).toBeLessThanOrEqual(tp.seconds);
+    expect(tp.model_images_per_s).toBeCloseTo(200 / tp.model_seconds, 6);
+    expect(tp.images_per_s).toBeCloseTo(200 / tp.seconds, 6);
+    expect(tp.model_images_per_s).toBeGreaterThan(tp.images_per_s);
+  });
+
+  it('merged throughput of queue jobs: times summed, images per model, rates recomputed', () => {
+    const job = (images: number, model: number) => ({
+      images,
+      model_seconds: model,
+      corruption_seconds: 0.5,
+      metric_seconds: 0.25,
+      seconds: model + 1,
+      model_images_per_s: images / model,
+      images_per_s: images / (model + 1),
+    });
+    // Two models × two sets: four jobs of (clean + 1 set) × 10 images each.
+    const m = mergeThroughput([job(20, 1), job(20, 2), job(20, 1), undefined, job(20, 4)], 2);
+    expect(m.images).toBe(40);
+    expect(m.model_seconds).toBe(8);
+    expect(m.corruption_seconds).toBe(2);
+    expect(m.metric_seconds).toBe(1);
+    expect(m.seconds).toBe(12);
+    expect(m.model_images_per_s).toBe(80 / 8);
+    expect(m.images_per_s).toBe(40 / 12);
   });
 });
 

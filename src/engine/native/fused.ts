@@ -16,6 +16,7 @@ import {
   VMOE_ATTENTION_GRAD,
   VMOE_COMBINE_ROWS,
   VMOE_COMBINE_ROWS_GRAD,
+  VMOE_DENSE_GELU,
   VMOE_GELU,
   VMOE_GELU_GRAD,
   VMOE_LAYER_NORM,
@@ -622,6 +623,53 @@ function routerGatesGradKernel(addon: BlasAddon): tf.KernelFunc {
   }) as tf.KernelFunc;
 }
 
+/**
+ * Rows per block of VmoeDenseGelu: about 64 K floats (256 KB) of product, which stays in the L2 cache
+ * (1 MB a core on the reference machine) between the GEMM that writes it and the GELU that reads it.
+ */
+function denseGeluBlockRows(outCols: number): number {
+  return Math.max(16, Math.floor(65536 / Math.max(1, outCols)));
+}
+
+/**
+ * gelu(x w + b) for the inference path: per block of rows, one GEMM with the bias (the same gemm() as
+ * _FusedMatMul) into a scratch block, then GELU from it into the output rows. Two addon calls per block
+ * and no (N, O) pre-activation tensor; the values are those of _FusedMatMul followed by VmoeGelu as long
+ * as the GEMM library computes a row block's products as it computes them in the whole matrix.
+ */
+function denseGeluKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { x, w, b } = args.inputs as Record<'x' | 'w' | 'b', tf.TensorInfo | undefined>;
+    requireFloat32(VMOE_DENSE_GELU, { x, w, b });
+    const [N, I] = x!.shape as [number, number];
+    const O = w!.shape[1]!;
+    if (x!.shape.length !== 2 || !sameShape(w!.shape, [I, O]) || !sameShape(b!.shape, [O])) {
+      throw new Error(
+        `${VMOE_DENSE_GELU}: x [${x!.shape}], w [${w!.shape}], b [${b!.shape}] must be (N, I), (I, O), (O)`,
+      );
+    }
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput([N, O], 'float32');
+    if (N * O === 0) return out;
+    const block = Math.min(N, denseGeluBlockRows(O));
+    const scratch = backend.makeOutput([block, O], 'float32');
+    // Views and offsets only after makeOutput: allocating can grow (and so replace) the wasm memory.
+    const heap = heapF32(backend);
+    const xOff = floatOffset(backend, x!),
+      wOff = floatOffset(backend, w!),
+      bOff = floatOffset(backend, b!),
+      yOff = floatOffset(backend, out),
+      sOff = floatOffset(backend, scratch);
+    for (let r = 0; r < N; r += block) {
+      const m = Math.min(block, N - r);
+      addon.sgemm(heap, false, false, m, O, I, 1, xOff + r * I, 0, wOff, 0, sOff, 0, bOff, 0, false);
+      addon.gelu(heap, sOff, yOff + r * O, m * O);
+    }
+    backend.disposeData(scratch.dataId, true);
+    return out;
+  }) as tf.KernelFunc;
+}
+
 /** The fused kernels (names and contracts in ../fused-kernels.ts) as kernel configs for `backendName`. */
 export function fusedKernels(addon: BlasAddon, backendName: string): tf.KernelConfig[] {
   const kernels: [string, tf.KernelFunc][] = [
@@ -642,6 +690,7 @@ export function fusedKernels(addon: BlasAddon, backendName: string): tf.KernelCo
     [VMOE_ROUTER_GATES_GRAD, routerGatesGradKernel(addon)],
     [VMOE_EXPERT_DENSE, expertDenseKernel(addon)],
     [VMOE_EXPERT_DENSE_GRAD, expertDenseGradKernel(addon)],
+    [VMOE_DENSE_GELU, denseGeluKernel(addon)],
   ];
   return kernels.map(([kernelName, kernelFunc]) => ({ kernelName, backendName, kernelFunc }));
 }
