@@ -231,14 +231,20 @@ function peerRatios(records: Rec[]): Rec[] {
     const ours = bestOfRepeats(records.filter((r) => (r.suite === 'models' || r.suite === 's32') && r.name === name));
     if (!all.length || !ours.length) continue;
     const groups: [string, PeerResult[]][] = [
-      ...[...new Set(all.map((p) => p.backend))].map((b) => [b, all.filter((p) => p.backend === b)] as [string, PeerResult[]]),
+      ...[...new Set(all.map((p) => p.backend))].map(
+        (b) => [b, all.filter((p) => p.backend === b)] as [string, PeerResult[]],
+      ),
     ];
     if (groups.length > 1) groups.push(['best of peers', all]);
     for (const o of ours) {
       for (const [label, ps] of groups) {
         const cmp = comparePeer(o as unknown as PeerResult, ps);
-        const bestTrain = ps.reduce((a, b) => (b.train_images_per_s > a.train_images_per_s ? b : a)) as PeerResult & { backend: string };
-        const bestInfer = ps.reduce((a, b) => (b.infer_images_per_s > a.infer_images_per_s ? b : a)) as PeerResult & { backend: string };
+        const bestTrain = ps.reduce((a, b) => (b.train_images_per_s > a.train_images_per_s ? b : a)) as PeerResult & {
+          backend: string;
+        };
+        const bestInfer = ps.reduce((a, b) => (b.infer_images_per_s > a.infer_images_per_s ? b : a)) as PeerResult & {
+          backend: string;
+        };
         out.push({
           name: `${name} / ${label}`,
           suite: 'peer-ratio',
