@@ -20,3 +20,9 @@ export {
 export { previewGrid, encodePng, writePng, type PreviewRow, type PreviewLayout } from './preview.js';
 export { iceTexture } from './weather.js';
 export { cannyEdges } from './canny.js';
+export {
+  CorruptionPrefetcher,
+  corruptionWorkerAvailable,
+  type CorruptionJob,
+  type CorruptionWorkerData,
+} from './prefetch.js';
