@@ -186,14 +186,28 @@ export function sampleBilinear(
   const x0 = Math.floor(x);
   const fy = y - y0;
   const fx = x - x0;
-  const at = (yy: number, xx: number): number => {
-    const by = borderIndex(yy, h, border);
-    const bx = borderIndex(xx, w, border);
-    return by < 0 || bx < 0 ? fill : plane[by * w + bx]!;
-  };
   // zero-weight neighbours are skipped: exact integer positions then never read outside the image
-  const row = (yy: number): number => (fx === 0 ? at(yy, x0) : (1 - fx) * at(yy, x0) + fx * at(yy, x0 + 1));
-  return fy === 0 ? row(y0) : (1 - fy) * row(y0) + fy * row(y0 + 1);
+  const r0 = bilinearRow(plane, h, w, y0, x0, fx, border, fill);
+  return fy === 0 ? r0 : (1 - fy) * r0 + fy * bilinearRow(plane, h, w, y0 + 1, x0, fx, border, fill);
+}
+
+/** One row of a bilinear sample: (1 − fx)·p[yy, x0] + fx·p[yy, x0 + 1], borders applied (no closures: hot path). */
+function bilinearRow(
+  plane: Float32Array,
+  h: number,
+  w: number,
+  yy: number,
+  x0: number,
+  fx: number,
+  border: Border,
+  fill: number,
+): number {
+  const by = borderIndex(yy, h, border);
+  const bx = borderIndex(x0, w, border);
+  const a = by < 0 || bx < 0 ? fill : plane[by * w + bx]!;
+  if (fx === 0) return a;
+  const bx1 = borderIndex(x0 + 1, w, border);
+  return (1 - fx) * a + fx * (by < 0 || bx1 < 0 ? fill : plane[by * w + bx1]!);
 }
 
 /**
@@ -289,18 +303,67 @@ export function nearestUpsample(plane: Float32Array, nh: number, nw: number, h: 
 
 /** Zooms into the image centre by `zoom` ≥ 1, keeping the size (the zoomed-out border is cropped). */
 export function centreZoom(plane: Float32Array, h: number, w: number, zoom: number): Float32Array {
+  // The same as warpPlane(plane, h, w, centre-zoom map, 'nearest') — sampleBilinear's arithmetic in its order —
+  // with the taps and fractions, which depend only on (h, w, zoom), computed once: zoom blur and snow call this
+  // for every image at the same few zooms, and the per-pixel map and border look-ups were most of their time.
+  const p = zoomPlan(h, w, zoom);
+  const out = new Float32Array(h * w);
+  for (let i = 0; i < h * w; i++) {
+    const fx = p.fx[i]!;
+    const fy = p.fy[i]!;
+    const j = 4 * i;
+    const r0 = fx === 0 ? plane[p.taps[j]!]! : (1 - fx) * plane[p.taps[j]!]! + fx * plane[p.taps[j + 1]!]!;
+    out[i] =
+      fy === 0
+        ? r0
+        : (1 - fy) * r0 +
+          fy * (fx === 0 ? plane[p.taps[j + 2]!]! : (1 - fx) * plane[p.taps[j + 2]!]! + fx * plane[p.taps[j + 3]!]!);
+  }
+  return out;
+}
+
+/** Per output pixel of a centre zoom: the 4 edge-clamped source indices (y0x0, y0x1, y1x0, y1x1) and fractions. */
+interface ZoomPlan {
+  taps: Int32Array;
+  fy: Float64Array;
+  fx: Float64Array;
+}
+
+const zoomPlans = new Map<string, ZoomPlan>();
+let zoomPlanBytes = 0;
+
+function zoomPlan(h: number, w: number, zoom: number): ZoomPlan {
+  const key = `${h}x${w}@${zoom}`;
+  const hit = zoomPlans.get(key);
+  if (hit) return hit;
   const cy = (h - 1) / 2;
   const cx = (w - 1) / 2;
-  return warpPlane(
-    plane,
-    h,
-    w,
-    (y, x, to) => {
-      to[0] = cy + (y - cy) / zoom;
-      to[1] = cx + (x - cx) / zoom;
-    },
-    'nearest',
-  );
+  const n = h * w;
+  const plan: ZoomPlan = { taps: new Int32Array(4 * n), fy: new Float64Array(n), fx: new Float64Array(n) };
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = y * w + x;
+      const sy = cy + (y - cy) / zoom;
+      const sx = cx + (x - cx) / zoom;
+      const y0 = Math.floor(sy);
+      const x0 = Math.floor(sx);
+      plan.fy[i] = sy - y0;
+      plan.fx[i] = sx - x0;
+      const ya = borderIndex(y0, h, 'nearest') * w;
+      const yb = borderIndex(y0 + 1, h, 'nearest') * w;
+      const xa = borderIndex(x0, w, 'nearest');
+      const xb = borderIndex(x0 + 1, w, 'nearest');
+      plan.taps.set([ya + xa, ya + xb, yb + xa, yb + xb], 4 * i);
+    }
+  }
+  const bytes = 32 * n;
+  if (zoomPlanBytes + bytes > 64 * 2 ** 20) {
+    zoomPlans.clear(); // bounded: a few zooms of a few image sizes fit; more start over
+    zoomPlanBytes = 0;
+  }
+  zoomPlans.set(key, plan);
+  zoomPlanBytes += bytes;
+  return plan;
 }
 
 /**

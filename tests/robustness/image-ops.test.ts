@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Rng } from '../../src/util/rng.js';
 import {
   borderIndex,
+  centreZoom,
   boxDownsample,
   gaussianKernel1d,
   hsvToRgb,
@@ -12,6 +13,7 @@ import {
   poisson,
   rgbToHsv,
   sampleBilinear,
+  warpPlane,
 } from '../../src/robustness/image-ops.js';
 import { diskKernel, zoomFactors } from '../../src/robustness/blur.js';
 import { mean, variance } from './helpers.js';
@@ -174,5 +176,34 @@ describe('poisson and logGamma', () => {
     expect(Math.abs(mean(xs) - lambda)).toBeLessThan(4 * Math.sqrt(lambda / n));
     expect(variance(xs) / lambda).toBeGreaterThan(0.95);
     expect(variance(xs) / lambda).toBeLessThan(1.05);
+  });
+});
+
+describe('centreZoom (precomputed taps)', () => {
+  it('equals the generic warpPlane with the centre-zoom map and edge borders, bit for bit', () => {
+    for (const [h, w] of [
+      [28, 28],
+      [17, 32],
+      [5, 3],
+    ] as const) {
+      const plane = Float32Array.from({ length: h * w }, (_, i) => Math.sin(i * 12.9898) * 0.5 + 0.5);
+      for (const zoom of [1, 1.01, 1.37, 2.5, 0.8]) {
+        const cy = (h - 1) / 2;
+        const cx = (w - 1) / 2;
+        const want = warpPlane(
+          plane,
+          h,
+          w,
+          (y, x, to) => {
+            to[0] = cy + (y - cy) / zoom;
+            to[1] = cx + (x - cx) / zoom;
+          },
+          'nearest',
+        );
+        // twice: the second call reads the cached plan
+        for (let r = 0; r < 2; r++)
+          expect(Array.from(centreZoom(plane, h, w, zoom)), `${h}x${w} @${zoom}`).toEqual(Array.from(want));
+      }
+    }
   });
 });
