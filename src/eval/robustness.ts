@@ -281,8 +281,10 @@ export function evaluateRobustness(
     for (const severity of severities)
       for (let start = 0; start < ds.n; start += opts.batchSize)
         jobs.push({ name, severity, start, n: Math.min(opts.batchSize, ds.n - start) });
+  // The worker reads a shared copy of the clean set: for sets past 512 MiB the copy would cost more memory than
+  // the overlap is worth, so those are corrupted here.
   const prefetcher =
-    jobs.length > 0 && corruptionWorkerAvailable()
+    jobs.length > 0 && ds.images.byteLength <= 512 * 2 ** 20 && corruptionWorkerAvailable()
       ? new CorruptionPrefetcher(ds.images, shape, jobs, opts.seed, opts.suite)
       : null;
   try {
