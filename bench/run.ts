@@ -227,24 +227,17 @@ function peerRatios(records: Rec[]): Rec[] {
   for (const name of [...MODEL_NAMES, ...S32_NAMES]) {
     const all = bestOfRepeats(
       records.filter((r) => r.suite === 'peer' && r.name === name && !r.error),
-    ) as unknown as (PeerResult & { backend: string })[];
+    ) as unknown as PeerResult[];
     const ours = bestOfRepeats(records.filter((r) => (r.suite === 'models' || r.suite === 's32') && r.name === name));
     if (!all.length || !ours.length) continue;
-    const groups: [string, PeerResult[]][] = [
-      ...[...new Set(all.map((p) => p.backend))].map(
-        (b) => [b, all.filter((p) => p.backend === b)] as [string, PeerResult[]],
-      ),
-    ];
+    const groups = [...new Set(all.map((p) => p.backend ?? 'peer'))].map((b): [string, PeerResult[]] => [
+      b,
+      all.filter((p) => (p.backend ?? 'peer') === b),
+    ]);
     if (groups.length > 1) groups.push(['best of peers', all]);
     for (const o of ours) {
       for (const [label, ps] of groups) {
         const cmp = comparePeer(o as unknown as PeerResult, ps);
-        const bestTrain = ps.reduce((a, b) => (b.train_images_per_s > a.train_images_per_s ? b : a)) as PeerResult & {
-          backend: string;
-        };
-        const bestInfer = ps.reduce((a, b) => (b.infer_images_per_s > a.infer_images_per_s ? b : a)) as PeerResult & {
-          backend: string;
-        };
         out.push({
           name: `${name} / ${label}`,
           suite: 'peer-ratio',
@@ -253,8 +246,6 @@ function peerRatios(records: Rec[]): Rec[] {
           batch: o.batch,
           repeats: o.repeats,
           ...cmp,
-          peer_best_train: `${bestTrain.backend}@${bestTrain.threads}`,
-          peer_best_infer: `${bestInfer.backend}@${bestInfer.threads}`,
         });
       }
     }

@@ -19,6 +19,8 @@ export function imagesPerSecond(batch: number, stepMs: number): number {
 
 /** One line of the peer's output (torch_peer.py). */
 export interface PeerResult {
+  /** Which peer (torch | xla); absent for a single unnamed peer. */
+  backend?: string;
   threads: number;
   train_images_per_s: number;
   infer_images_per_s: number;
@@ -31,6 +33,9 @@ export interface PeerComparison {
   infer_ratio: number;
   peer_best_train_threads: number;
   peer_best_infer_threads: number;
+  /** The winning setting of each metric as `backend@threads` (which peer, when several are compared together). */
+  peer_best_train: string;
+  peer_best_infer: string;
   /** ours / the peer's smallest peak RSS. */
   rss_ratio: number;
 }
@@ -48,6 +53,8 @@ export function comparePeer(
     infer_ratio: ours.infer_images_per_s / bestInfer.infer_images_per_s,
     peer_best_train_threads: bestTrain.threads,
     peer_best_infer_threads: bestInfer.threads,
+    peer_best_train: `${bestTrain.backend ?? 'peer'}@${bestTrain.threads}`,
+    peer_best_infer: `${bestInfer.backend ?? 'peer'}@${bestInfer.threads}`,
     rss_ratio: ours.peak_rss_mb / minRss,
   };
 }

@@ -11,9 +11,9 @@
  *   log_probs.npy   E³ only: (N, K), log of the members' mean probability
  *   pre_logits.npy  float32 (N, D); E³: (N, M, D)
  *   dropped.npy     uint8 (L, N, T); E³: (L, N, T, M) — for each top-k MoE layer (in block order), image, token
- *                   (class token first when the readout has one) and member, how many of the token's k expert choices found no room
- *                   (0 = fully processed, k = passed through on the residual only). Not written for
- *                   expert-choice routing, where no token has choices of its own.
+ *                   (class token first when the readout has one) and member, how many of the token's k expert
+ *                   choices found no room (0 = fully processed, k = passed through on the residual only). Not
+ *                   written for expert-choice routing, where no token has choices of its own.
  *   predict.json    what was run: checkpoint, sha256, routing, shapes, the per-layer dropped-token fractions
  */
 import path from 'node:path';

@@ -47,8 +47,9 @@ export interface RobustnessResult {
 /**
  * Where a robustness run spent its time (robustness.json `throughput`): the model passes (forward and logit
  * read-back, every model), generating the corruptions (with batch assembly), and the metrics. The corruptions are
- * made on a worker thread while the model runs where that is available (`corruption_worker`); the rest runs in turn; `model_images_per_s` is the speed of the model pass alone, comparable with
- * the benchmark's inference images/s, `images_per_s` the end-to-end rate over all sets.
+ * made on a worker thread while the model runs where that is available (`corruption_worker`); the rest runs in
+ * turn. `model_images_per_s` is the speed of the model pass alone, comparable with the benchmark's inference
+ * images/s; `images_per_s` is the end-to-end rate over all sets.
  */
 export interface RobustnessThroughput {
   /** Images through each model: (1 clean + corrupted sets) × examples. */

@@ -34,14 +34,15 @@ describe('imagesPerSecond', () => {
 describe('comparePeer', () => {
   it('divides by the best peer setting of each metric and the smallest peer RSS', () => {
     const peers = [
-      { threads: 1, train_images_per_s: 200, infer_images_per_s: 900, peak_rss_mb: 400 },
-      { threads: 2, train_images_per_s: 250, infer_images_per_s: 600, peak_rss_mb: 420 },
+      { backend: 'xla', threads: 1, train_images_per_s: 200, infer_images_per_s: 900, peak_rss_mb: 400 },
+      { backend: 'torch', threads: 2, train_images_per_s: 250, infer_images_per_s: 600, peak_rss_mb: 420 },
     ];
     const c = comparePeer({ train_images_per_s: 500, infer_images_per_s: 450, peak_rss_mb: 600 }, peers);
     expect(c.train_ratio).toBeCloseTo(500 / 250, 12);
     expect(c.infer_ratio).toBeCloseTo(450 / 900, 12);
     expect(c.peer_best_train_threads).toBe(2);
     expect(c.peer_best_infer_threads).toBe(1);
+    expect([c.peer_best_train, c.peer_best_infer]).toEqual(['torch@2', 'xla@1']);
     expect(c.rss_ratio).toBeCloseTo(600 / 400, 12);
   });
   it('needs at least one peer result', () => {
