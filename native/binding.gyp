@@ -8,6 +8,7 @@
         "src/strided.cc",
         "src/elementwise.cc",
         "src/attention.cc",
+        "src/block.cc",
         "src/optimizer.cc",
         "src/experts.cc",
         "src/router.cc",

@@ -53,6 +53,19 @@ void gemm(bool ta, bool tb, int M, int N, int K, const float* a, const float* b,
 void softmaxRows(const float* __restrict xs, float* __restrict ys, int64_t rows, int64_t cols);
 void softmaxGradRows(const float* __restrict dys, const float* __restrict ys, float* __restrict dxs, int64_t rows, int64_t cols);
 
+// The tanh-form GELU y = gelu(x) over n values and LayerNorm over the last axis of row-major (rows, cols), the
+// loops behind the gelu and layerNorm entry points (elementwise.cc); x and y must not overlap.
+void geluForward(const float* x, float* y, int64_t n);
+void layerNormForward(const float* xs, const float* scale, const float* bias, float* ys, int64_t rows, int64_t cols,
+                      float eps);
+
+// One image's multi-head self-attention on its fused projection (attention.cc): qkv (T, 3H) row-major, columns
+// [q | k | v] each head-major, H = heads·hd; out (T, H) with row stride ldOut; probs (heads, T, T) or null.
+// scratch holds attendScratchFloats(T, hd) floats.
+int64_t attendScratchFloats(int T, int hd);
+void attendImage(const float* qkv, float* out, int64_t ldOut, float* probs, int T, int heads, int hd, float scale,
+                 float* scratch);
+
 // out[j] = scale · Σ_i x[i, j] over a row-major (rows, cols) block, in double (strided.cc).
 void columnSums(const float* x, int64_t rows, int64_t cols, double scale, float* out);
 
@@ -63,6 +76,7 @@ VMOE_ENTRY(CopyStrided); VMOE_ENTRY(ReduceMiddle);                              
 VMOE_ENTRY(Tanh); VMOE_ENTRY(Gelu); VMOE_ENTRY(GeluGrad); VMOE_ENTRY(LayerNorm); VMOE_ENTRY(LayerNormGrad);
 VMOE_ENTRY(Softmax); VMOE_ENTRY(SoftmaxGrad);                                                         // elementwise.cc
 VMOE_ENTRY(Attention); VMOE_ENTRY(AttentionGrad);                                                     // attention.cc
+VMOE_ENTRY(EncoderBlock);                                                                             // block.cc
 VMOE_ENTRY(Adam); VMOE_ENTRY(SumOfSquares);                                                           // optimizer.cc
 VMOE_ENTRY(CombineRows); VMOE_ENTRY(CombineRowsGrad); VMOE_ENTRY(ExpertDense); VMOE_ENTRY(ExpertDenseGrad);  // experts.cc
 VMOE_ENTRY(RouterGates); VMOE_ENTRY(RouterGatesGrad); VMOE_ENTRY(RouterAux); VMOE_ENTRY(PlanTopK);     // router.cc
@@ -199,14 +213,21 @@ inline float fromBits(int32_t i) {
 // exponent bits (n in [-126, 127] stays a normal number). Adding 1.5·2^23 rounds to an integer
 // held in the low mantissa bits. Branch-free, so the kernels' loops vectorise (built with
 // -fno-trapping-math so the selects need no branch).
+// The steps before the exponent bits, for a float or a GCC vector of floats (attention.cc's 16-lane form):
+// returns 2^f's series and sets *shifted, whose low mantissa bits hold n.
+constexpr float kExpMagic = 12582912.0f;
+template <typename F>
+__attribute__((always_inline)) inline F expSeries(F x, F* shifted) {
+  const F t = x * 1.44269504088896341f;
+  *shifted = t + kExpMagic;
+  const F n = *shifted - kExpMagic;
+  const F u = (t - n) * 0.693147180559945309f;
+  return 1.0f + u * (1.0f + u * (0.5f + u * (1.0f / 6 + u * (1.0f / 24 + u * (1.0f / 120 + u * (1.0f / 720 + u * (1.0f / 5040)))))));
+}
 inline float expSmall(float x) {
-  const float magic = 12582912.0f;
-  const float t = x * 1.44269504088896341f;
-  const float shifted = t + magic;
-  const float n = shifted - magic;
-  const float u = (t - n) * 0.693147180559945309f;
-  const float p = 1.0f + u * (1.0f + u * (0.5f + u * (1.0f / 6 + u * (1.0f / 24 + u * (1.0f / 120 + u * (1.0f / 720 + u * (1.0f / 5040)))))));
-  return p * fromBits((bitsOf(shifted) - bitsOf(magic) + 127) << 23);
+  float shifted;
+  const float p = expSeries(x, &shifted);
+  return p * fromBits((bitsOf(shifted) - bitsOf(kExpMagic) + 127) << 23);
 }
 
 // Σ x[0..n) in kLanes independent float partial sums (one vector register), combined in

@@ -185,6 +185,13 @@ bool layerNormShapes(napi_env env, size_t length, int64_t rows, int64_t cols, co
 
 }  // namespace
 
+// The forward loops other units call (block.cc's encoder block), each the same loop the entry points run.
+void geluForward(const float* x, float* y, int64_t n) { geluLoop(x, y, n); }
+void layerNormForward(const float* xs, const float* scale, const float* bias, float* ys, int64_t rows, int64_t cols,
+                      float eps) {
+  layerNormRows(xs, scale, bias, ys, rows, cols, eps);
+}
+
 // layerNorm(heap, xOff, scaleOff, biasOff, yOff, rows, cols, eps): each row of the row-major
 // (rows, cols) x normalised over its cols values, then scaled and shifted per column.
 napi_value LayerNorm(napi_env env, napi_callback_info info) {

@@ -44,6 +44,12 @@
  *   VmoeRouterGatesGrad {x, w, gates, dGates, optional dLogits} → [dx (N, H), dw (H, E)]: the gradient of VmoeRouterGates.
  *   VmoeDenseGelu     {x (N, I), w (I, O), b (O)} → y (N, O) = gelu(x w + b), forward only (inference; no gradient
  *                     kernel): the product runs in row blocks and GELU reads each block while it is still in cache.
+ *   VmoeEncoderBlock  {x (B, T, H), ln1Scale, ln1Bias (H), wqkv (H, 3H), bqkv (3H) (columns [q | k | v], each head-major),
+ *                     wo (H, H), bo (H), ln2Scale, ln2Bias (H), optional w1 (H, F), b1 (F), w2 (F, H), b2 (H)},
+ *                     attrs {heads, epsilon} → forward only (inference), the pre-LN block of src/vmoe/model.ts:
+ *                     x1 = x + (selfAttention(LN1(x) wqkv + bqkv) wo + bo); with the MLP weights y (B, T, H) =
+ *                     x1 + (gelu(LN2(x1) w1 + b1) w2 + b2), without them [x1 (B, T, H), LN2(x1) (B·T, H)] (the
+ *                     attention half of an MoE block and its MoE layer's input).
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -65,6 +71,7 @@ export const VMOE_ROUTER_GATES_GRAD = 'VmoeRouterGatesGrad';
 export const VMOE_EXPERT_DENSE = 'VmoeExpertDense';
 export const VMOE_EXPERT_DENSE_GRAD = 'VmoeExpertDenseGrad';
 export const VMOE_DENSE_GELU = 'VmoeDenseGelu';
+export const VMOE_ENCODER_BLOCK = 'VmoeEncoderBlock';
 
 /** Whether the active backend registers kernel `name`. */
 export function hasKernel(name: string): boolean {

@@ -16,6 +16,7 @@ import {
   VMOE_COMBINE_ROWS,
   VMOE_COMBINE_ROWS_GRAD,
   VMOE_DENSE_GELU,
+  VMOE_ENCODER_BLOCK,
   VMOE_GELU,
   VMOE_GELU_GRAD,
   VMOE_LAYER_NORM,
@@ -163,6 +164,43 @@ export function denseGelu(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Te
     return tf.engine().runKernel(VMOE_DENSE_GELU, { x, w, b }) as tf.Tensor2D;
   }
   return gelu(dense2d(x, w, b)) as tf.Tensor2D;
+}
+
+/** The weights of one pre-LN encoder block; `mlp` for a dense block (an MoE block's MLP runs apart). */
+export interface EncoderBlockWeights {
+  ln1Scale: tf.Tensor1D;
+  ln1Bias: tf.Tensor1D;
+  /** (H, 3H), columns [q | k | v], each head-major; bias (3H). */
+  wqkv: tf.Tensor2D;
+  bqkv: tf.Tensor1D;
+  wo: tf.Tensor2D;
+  bo: tf.Tensor1D;
+  ln2Scale: tf.Tensor1D;
+  ln2Bias: tf.Tensor1D;
+  mlp?: { w1: tf.Tensor2D; b1: tf.Tensor1D; w2: tf.Tensor2D; b2: tf.Tensor1D };
+}
+
+/**
+ * Whether a whole encoder block on x can run as one inference kernel: no gradient tape, float32, and a backend
+ * with VmoeEncoderBlock (the caller also checks that no dropout is active).
+ */
+export function canFuseEncoderBlock(x: tf.Tensor): boolean {
+  return !recording() && x.dtype === 'float32' && hasKernel(VMOE_ENCODER_BLOCK);
+}
+
+/**
+ * The pre-LN encoder block as one kernel (needs canFuseEncoderBlock): x (B, T, H) → with `w.mlp`, the block's
+ * output (B, T, H); without, [x1 = x + attention (B, T, H), LN2(x1) (B·T, H)], the MoE layer's input. The same
+ * values as the op-by-op forward of src/vmoe/model.ts to float rounding (tests/vmoe/inference.test.ts).
+ */
+export function encoderBlock(
+  x: tf.Tensor3D,
+  w: EncoderBlockWeights,
+  heads: number,
+  eps = 1e-6,
+): tf.Tensor | tf.Tensor[] {
+  const { mlp, ...rest } = w;
+  return tf.engine().runKernel(VMOE_ENCODER_BLOCK, { x, ...rest, ...(mlp ?? {}) }, { heads, epsilon: eps });
 }
 
 /** Softmax over the last axis. */

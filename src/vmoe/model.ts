@@ -5,7 +5,18 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { modelMembers, moeBlocks, tokensPerImage, type ModelConfig } from './config.js';
-import { dense, dense2d, denseGelu, dropout, layerNorm, recording, selfAttention } from './layers.js';
+import {
+  canFuseEncoderBlock,
+  dense,
+  dense2d,
+  denseGelu,
+  dropout,
+  encoderBlock,
+  type EncoderBlockWeights,
+  layerNorm,
+  recording,
+  selfAttention,
+} from './layers.js';
 import { moeLayer, type DispatchImpl, type MoeLayerResult, type MoeLayerStats, type RoutingSettings } from './moe.js';
 import { initParamValues, paramSpecs } from './params.js';
 import {
@@ -76,6 +87,8 @@ export interface BlockContext {
   routing: RoutingSettings;
   impl: DispatchImpl;
   dropSeed: () => number | null;
+  /** Whether dropout is on (training or MC dropout, rate > 0): the fused inference block has none. */
+  dropout?: boolean;
   auxTerms: tf.Scalar[];
   auxLosses: boolean;
   stats: ForwardResult['moe'];
@@ -235,36 +248,20 @@ export class VisionMoE {
     const [B, T, H] = x.shape;
     const p = `block${b}`;
     const rate = this.cfg.dropout;
+    const moe = this.moeBlockSet.has(b);
+    if (!ctx.dropout && canFuseEncoderBlock(x)) {
+      // Inference: the block (or an MoE block's attention half) in one kernel, tiled over the batch.
+      const w = this.blockWeights(p, !moe);
+      if (!moe) return encoderBlock(x, w, this.cfg.heads) as tf.Tensor3D;
+      const [x1, h2] = encoderBlock(x, w, this.cfg.heads) as [tf.Tensor3D, tf.Tensor2D];
+      return tf.add(x1, tf.reshape(this.moeMlp(h2, b, B, T, ctx), [B, T, H])) as tf.Tensor3D;
+    }
     const h1 = layerNorm(x, this.p(`${p}/ln1/scale`), this.p(`${p}/ln1/bias`)) as tf.Tensor3D;
     x = tf.add(x, dropout(this.attention(h1, `${p}/attn`), rate, ctx.dropSeed()));
     const h2 = tf.reshape(layerNorm(x, this.p(`${p}/ln2/scale`), this.p(`${p}/ln2/bias`)), [B * T, H]) as tf.Tensor2D;
     let y: tf.Tensor2D;
-    if (this.moeBlockSet.has(b)) {
-      const M = ctx.members ?? 1;
-      const E = this.cfg.moe.numExperts;
-      const router = tf.reshape(this.p(`${p}/moe/router/kernel`), [H, E]) as tf.Tensor2D;
-      const r = moeLayer(
-        this.toRoutingOrder(h2, B / M, T, M),
-        {
-          router,
-          w1: this.p(`${p}/moe/w1`),
-          b1: this.p(`${p}/moe/b1`),
-          w2: this.p(`${p}/moe/w2`),
-          b2: this.p(`${p}/moe/b2`),
-        },
-        ctx.routing,
-        {
-          train: ctx.train,
-          noiseSeed: ctx.train && ctx.rng ? ctx.rng.seed() : null,
-          impl: ctx.impl,
-          members: M,
-          auxLosses: ctx.auxLosses,
-        },
-      );
-      y = this.fromRoutingOrder(r.y, B / M, T, M);
-      ctx.auxTerms.push(r.aux);
-      ctx.stats.push({ ...r.stats, block: b });
-      ctx.onMoeLayer?.(b, r);
+    if (moe) {
+      y = this.moeMlp(h2, b, B, T, ctx);
     } else {
       const hidden = denseGelu(h2, this.p(`${p}/mlp/fc1/kernel`), this.p(`${p}/mlp/fc1/bias`));
       y = dense2d(
@@ -274,6 +271,60 @@ export class VisionMoE {
       );
     }
     return tf.add(x, tf.reshape(dropout(y, rate, ctx.dropSeed()), [B, T, H])) as tf.Tensor3D;
+  }
+
+  /** @internal The weights of block `prefix` (`block3`) for the fused inference block; the MLP's for a dense one. */
+  blockWeights(prefix: string, mlp: boolean): EncoderBlockWeights {
+    const { w: wqkv, b: bqkv } = this.qkvWeights(`${prefix}/attn`);
+    return {
+      ln1Scale: this.p(`${prefix}/ln1/scale`),
+      ln1Bias: this.p(`${prefix}/ln1/bias`),
+      wqkv,
+      bqkv,
+      wo: this.p(`${prefix}/attn/out/kernel`),
+      bo: this.p(`${prefix}/attn/out/bias`),
+      ln2Scale: this.p(`${prefix}/ln2/scale`),
+      ln2Bias: this.p(`${prefix}/ln2/bias`),
+      mlp: mlp
+        ? {
+            w1: this.p(`${prefix}/mlp/fc1/kernel`),
+            b1: this.p(`${prefix}/mlp/fc1/bias`),
+            w2: this.p(`${prefix}/mlp/fc2/kernel`),
+            b2: this.p(`${prefix}/mlp/fc2/bias`),
+          }
+        : undefined,
+    };
+  }
+
+  /** @internal The MoE layer of block b on its input h2 (B·T, H) in layout rows → (B·T, H); appends its stats. */
+  moeMlp(h2: tf.Tensor2D, b: number, B: number, T: number, ctx: BlockContext): tf.Tensor2D {
+    const H = h2.shape[1];
+    const p = `block${b}`;
+    const M = ctx.members ?? 1;
+    const E = this.cfg.moe.numExperts;
+    const router = tf.reshape(this.p(`${p}/moe/router/kernel`), [H, E]) as tf.Tensor2D;
+    const r = moeLayer(
+      this.toRoutingOrder(h2, B / M, T, M),
+      {
+        router,
+        w1: this.p(`${p}/moe/w1`),
+        b1: this.p(`${p}/moe/b1`),
+        w2: this.p(`${p}/moe/w2`),
+        b2: this.p(`${p}/moe/b2`),
+      },
+      ctx.routing,
+      {
+        train: ctx.train,
+        noiseSeed: ctx.train && ctx.rng ? ctx.rng.seed() : null,
+        impl: ctx.impl,
+        members: M,
+        auxLosses: ctx.auxLosses,
+      },
+    );
+    ctx.auxTerms.push(r.aux);
+    ctx.stats.push({ ...r.stats, block: b });
+    ctx.onMoeLayer?.(b, r);
+    return this.fromRoutingOrder(r.y, B / M, T, M);
   }
 
   /** @internal Final norm, readout, pre-logits and head: (B, T, H) → logits (B, classes), representation (B, D). */
@@ -303,6 +354,7 @@ export class VisionMoE {
       routing: this.routingFor(opts.routing),
       impl: opts.impl ?? 'gather',
       dropSeed: () => (useDropout ? opts.rng!.seed() : null),
+      dropout: useDropout,
       auxTerms: [],
       auxLosses: opts.auxLosses !== false,
       stats: [],

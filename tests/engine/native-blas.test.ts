@@ -121,6 +121,7 @@ describe('checkAddon', () => {
     'reduceMiddle',
     'combineRows',
     'combineRowsGrad',
+    'encoderBlock',
     'normals',
     'planTopK',
     'routerAux',

@@ -81,6 +81,36 @@ export interface BlasAddon {
     hd: number,
     scale: number,
   ): void;
+  /**
+   * The inference encoder block (native/src/block.cc): offsets of x, out, out2 (attention-only mode) and the weights
+   * [ln1 scale, ln1 bias, qkv kernel, qkv bias, out kernel, out bias, ln2 scale, ln2 bias, fc1 kernel, fc1 bias,
+   * fc2 kernel, fc2 bias]; F = 0 for the attention half of an MoE block (fc offsets unused).
+   */
+  encoderBlock(
+    heap: Float32Array,
+    xOff: number,
+    outOff: number,
+    out2Off: number,
+    ln1s: number,
+    ln1b: number,
+    wqkv: number,
+    bqkv: number,
+    wo: number,
+    bo: number,
+    ln2s: number,
+    ln2b: number,
+    w1: number,
+    b1: number,
+    w2: number,
+    b2: number,
+    B: number,
+    T: number,
+    H: number,
+    heads: number,
+    F: number,
+    tileImages: number,
+    eps: number,
+  ): void;
   attentionGrad(
     heap: Float32Array,
     dyOff: number,
@@ -392,6 +422,7 @@ const ADDON_FUNCTIONS = [
   'softmaxGrad',
   'attention',
   'attentionGrad',
+  'encoderBlock',
   'adam',
   'sumOfSquares',
   'reduceMiddle',

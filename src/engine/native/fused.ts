@@ -17,6 +17,7 @@ import {
   VMOE_COMBINE_ROWS,
   VMOE_COMBINE_ROWS_GRAD,
   VMOE_DENSE_GELU,
+  VMOE_ENCODER_BLOCK,
   VMOE_GELU,
   VMOE_GELU_GRAD,
   VMOE_LAYER_NORM,
@@ -670,6 +671,89 @@ function denseGeluKernel(addon: BlasAddon): tf.KernelFunc {
   }) as tf.KernelFunc;
 }
 
+/**
+ * Images per tile of VmoeEncoderBlock: a tile's activations (6H + 2F floats a row: LN output, q|k|v, merged heads,
+ * x1, the MLP's pre-activation and GELU) about 128 K floats (512 KB), inside the L2 cache (1 MB a core on the
+ * reference machine) from the block's first op to its last, but at least 200 rows, below which the products lose
+ * speed to reading their weights again per tile (ViT-S/32: 1 image a tile ran at 53 images/s, 4 images at 62);
+ * at least one image. VMOE_BLOCK_TILE_ROWS overrides the row budget (tuning).
+ */
+export function encoderBlockTileImages(T: number, H: number, F: number): number {
+  const budget = Number(process.env.VMOE_BLOCK_TILE_ROWS) || Math.max(200, Math.floor(131072 / (6 * H + 2 * F)));
+  return Math.max(1, Math.floor(budget / T));
+}
+
+const BLOCK_VECTORS = ['ln1Scale', 'ln1Bias', 'wqkv', 'bqkv', 'wo', 'bo', 'ln2Scale', 'ln2Bias'] as const;
+const BLOCK_MLP = ['w1', 'b1', 'w2', 'b2'] as const;
+
+/**
+ * The inference encoder block (contract in ../fused-kernels.ts): one addon call for the whole block, tiled over
+ * the batch (native/src/block.cc). Attribute tileImages (optional) fixes the tile; else encoderBlockTileImages.
+ */
+function encoderBlockKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const inputs = args.inputs as Record<string, tf.TensorInfo | undefined>;
+    const x = inputs.x;
+    const needed: Record<string, tf.TensorInfo | undefined> = { x };
+    for (const n of BLOCK_VECTORS) needed[n] = inputs[n];
+    const mlp = inputs.w1 !== undefined;
+    if (mlp) for (const n of BLOCK_MLP) needed[n] = inputs[n];
+    requireFloat32(VMOE_ENCODER_BLOCK, needed);
+    if (x!.shape.length !== 3) throw new Error(`${VMOE_ENCODER_BLOCK}: x [${x!.shape}] must be (B, T, H)`);
+    const [B, T, H] = x!.shape as [number, number, number];
+    const attrs = (args.attrs ?? {}) as { heads?: unknown; tileImages?: unknown };
+    const heads = attrs.heads;
+    if (typeof heads !== 'number' || !Number.isInteger(heads) || heads < 1 || H % heads !== 0) {
+      throw new Error(`${VMOE_ENCODER_BLOCK}: attribute heads must be a positive integer dividing ${H}`);
+    }
+    const eps = epsilonAttr(VMOE_ENCODER_BLOCK, args.attrs);
+    const F = mlp ? inputs.w1!.shape[1]! : 0;
+    const shapes: Record<string, number[]> = {
+      ln1Scale: [H],
+      ln1Bias: [H],
+      wqkv: [H, 3 * H],
+      bqkv: [3 * H],
+      wo: [H, H],
+      bo: [H],
+      ln2Scale: [H],
+      ln2Bias: [H],
+      ...(mlp ? { w1: [H, F], b1: [F], w2: [F, H], b2: [H] } : {}),
+    };
+    for (const [n, shape] of Object.entries(shapes)) {
+      if (!sameShape(inputs[n]!.shape, shape))
+        throw new Error(`${VMOE_ENCODER_BLOCK}: ${n} [${inputs[n]!.shape}] must have shape [${shape}]`);
+    }
+    if (mlp && F < 1) throw new Error(`${VMOE_ENCODER_BLOCK}: w1 [${inputs.w1!.shape}] has no columns`);
+    const tile =
+      typeof attrs.tileImages === 'number' && attrs.tileImages >= 1
+        ? Math.floor(attrs.tileImages)
+        : encoderBlockTileImages(T, H, F);
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput([B, T, H], 'float32');
+    const out2 = mlp ? null : backend.makeOutput([B * T, H], 'float32');
+    if (B * T * H > 0) {
+      // Views and offsets only after makeOutput: allocating can grow (and so replace) the wasm memory.
+      const off = (n: string) => (inputs[n] ? floatOffset(backend, inputs[n]!) : 0);
+      addon.encoderBlock(
+        heapF32(backend),
+        floatOffset(backend, x!),
+        floatOffset(backend, out),
+        out2 ? floatOffset(backend, out2) : 0,
+        ...(BLOCK_VECTORS.map(off) as [number, number, number, number, number, number, number, number]),
+        ...(BLOCK_MLP.map(off) as [number, number, number, number]),
+        B,
+        T,
+        H,
+        heads,
+        F,
+        tile,
+        eps,
+      );
+    }
+    return out2 ? [out, out2] : out;
+  }) as tf.KernelFunc;
+}
+
 /** The fused kernels (names and contracts in ../fused-kernels.ts) as kernel configs for `backendName`. */
 export function fusedKernels(addon: BlasAddon, backendName: string): tf.KernelConfig[] {
   const kernels: [string, tf.KernelFunc][] = [
@@ -691,6 +775,7 @@ export function fusedKernels(addon: BlasAddon, backendName: string): tf.KernelCo
     [VMOE_EXPERT_DENSE, expertDenseKernel(addon)],
     [VMOE_EXPERT_DENSE_GRAD, expertDenseGradKernel(addon)],
     [VMOE_DENSE_GELU, denseGeluKernel(addon)],
+    [VMOE_ENCODER_BLOCK, encoderBlockKernel(addon)],
   ];
   return kernels.map(([kernelName, kernelFunc]) => ({ kernelName, backendName, kernelFunc }));
 }

@@ -1,0 +1,150 @@
+// The encoder block for inference in one call: encoderBlock runs a pre-LN Transformer block (LayerNorm,
+// fused q|k|v product, multi-head attention, output product + residual, LayerNorm, and for a dense block
+// the MLP product + GELU, second product + residual) tile by tile over the batch. A tile is a few images
+// whose activations (~3 KB a row at hidden 64) stay in the L2 cache from the first LayerNorm to the last
+// residual add, and tiles run in parallel on the OpenMP threads, each with single-threaded products: every
+// op of the block is spread over the cores, where the op-by-op path ran LayerNorm, attention, GELU and the
+// adds on one core and paid a JavaScript↔native crossing and a heap round trip per op.
+//
+// Axes: B images, T tokens, H hidden, heads × hd = H, F the MLP width, R = rows of a tile (images · T).
+// Every step is the kernel the op-by-op forward runs (gemm() with its bias rows, elementwise.cc's
+// LayerNorm and GELU loops, attention.cc's attendImage), in the same order of operations (the residual is
+// added to the product-plus-bias, as tf.add(x, dense(...)) does), so the two agree to rounding in the
+// GEMM library's blocking.
+
+#include "common.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace vmoe {
+namespace {
+
+struct BlockWeights {
+  const float *ln1s, *ln1b, *wqkv, *bqkv, *wo, *bo, *ln2s, *ln2b, *w1, *b1, *w2, *b2;
+};
+
+struct BlockDims {
+  int T, H, heads, F;
+  float eps;
+  bool mlp;  // dense block: the MLP runs too; else the block stops after the attention half (MoE blocks)
+};
+
+// Floats of scratch one tile of R rows needs: h (R, H), qkv (R, 3H), a (R, H), x1 (R, H), f and g (R, F),
+// attention's own.
+int64_t tileScratchFloats(int64_t R, const BlockDims& d) {
+  const int64_t F = d.mlp ? d.F : 0;
+  return R * (6 * static_cast<int64_t>(d.H) + 2 * F) + attendScratchFloats(d.T, d.H / d.heads);
+}
+
+// The block on one tile of `images` images: x, out (R, H); out2 (R, H) in attention-only mode.
+void blockTile(const float* x, float* out, float* out2, int images, const BlockWeights& w, const BlockDims& d,
+               float* scratch) {
+  const int T = d.T, H = d.H, F = d.F, hd = H / d.heads;
+  const int R = images * T;
+  const int64_t RH = static_cast<int64_t>(R) * H;
+  float* h = scratch;         // (R, H): LN1(x), then the attention output product, then LN2(x1), then the MLP output
+  float* qkv = h + RH;        // (R, 3H)
+  float* a = qkv + 3 * RH;    // (R, H): merged heads
+  float* x1 = a + RH;         // (R, H): x + attention (in out itself in attention-only mode)
+  float* f = x1 + RH;         // (R, F): the MLP's pre-activation
+  float* g = f + static_cast<int64_t>(R) * (d.mlp ? F : 0);  // (R, F): its GELU
+  float* att = g + static_cast<int64_t>(R) * (d.mlp ? F : 0);
+  if (!d.mlp) x1 = out;
+
+  layerNormForward(x, w.ln1s, w.ln1b, h, R, H, d.eps);
+  gemm(false, false, R, 3 * H, H, h, w.wqkv, qkv, w.bqkv, false);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  for (int i = 0; i < images; i++) {
+    attendImage(qkv + static_cast<int64_t>(i) * T * 3 * H, a + static_cast<int64_t>(i) * T * H, H, nullptr, T, d.heads,
+                hd, scale, att);
+  }
+  gemm(false, false, R, H, H, a, w.wo, h, w.bo, false);
+  for (int64_t j = 0; j < RH; j++) x1[j] = x[j] + h[j];
+  if (!d.mlp) {
+    layerNormForward(x1, w.ln2s, w.ln2b, out2, R, H, d.eps);
+    return;
+  }
+  layerNormForward(x1, w.ln2s, w.ln2b, h, R, H, d.eps);
+  gemm(false, false, R, F, H, h, w.w1, f, w.b1, false);
+  geluForward(f, g, static_cast<int64_t>(R) * F);
+  gemm(false, false, R, H, F, g, w.w2, h, w.b2, false);
+  for (int64_t j = 0; j < RH; j++) out[j] = x1[j] + h[j];
+}
+
+}  // namespace
+
+// encoderBlock(heap, xOff, outOff, out2Off, ln1s, ln1b, wqkv, bqkv, wo, bo, ln2s, ln2b, w1, b1, w2, b2,
+//              B, T, H, heads, F, tileImages, eps)
+// x, out (B·T, H). With F > 0 a dense block: out = x1 + (gelu(LN2(x1) W1 + b1) W2 + b2), x1 = x + attn(LN1(x)) Wo + bo
+// (out2Off, w1 … b2 unused). With F = 0 the attention half of an MoE block: out = x1 and out2 = LN2(x1), the MoE
+// layer's input. Tiles of tileImages images; with oneDNN (OpenMP) they run in parallel, each thread's products
+// single-threaded; with OpenBLAS alone one after another, each product on OpenBLAS's threads.
+napi_value EncoderBlock(napi_env env, napi_callback_info info) {
+  napi_value argv[23];
+  float* heap;
+  size_t length;
+  int64_t v[21];
+  if (!heapKernelArgs(env, info, 23, argv, "vmoe_blas.encoderBlock expects 23 arguments", &heap, &length, 21, v))
+    return nullptr;
+  double eps;
+  NAPI_OK(napi_get_value_double(env, argv[22], &eps));
+  const int64_t xOff = v[0], outOff = v[1], out2Off = v[2];
+  const int64_t B = v[15], T = v[16], H = v[17], heads = v[18], F = v[19], tileImages = v[20];
+  if (B < 0 || T < 1 || H < 1 || heads < 1 || H % heads != 0 || F < 0 || tileImages < 1 || T > 65536 ||
+      H > (1 << 20) || F > (1 << 24) || T * tileImages > INT32_MAX / 8) {
+    napi_throw_range_error(env, nullptr, "vmoe_blas.encoderBlock: bad dimensions");
+    return nullptr;
+  }
+  const bool mlp = F > 0;
+  const int64_t n = B * T * H;
+  // ln1 scale, bias; qkv kernel, bias; out kernel, bias; ln2 scale, bias; fc1 kernel, bias; fc2 kernel, bias.
+  const int64_t sizes[12] = {H, H, H * 3 * H, 3 * H, H * H, H, H, H, H * F, F, F * H, H};
+  const float* ptrs[12];
+  for (int i = 0; i < 12; i++) {
+    const bool used = mlp || i < 8;
+    if (used && !inRange(env, v[3 + i], sizes[i], length, "vmoe_blas.encoderBlock: a weight lies outside the heap")) {
+      return nullptr;
+    }
+    ptrs[i] = used ? heap + v[3 + i] : nullptr;
+  }
+  if (!inRange(env, xOff, n, length, "vmoe_blas.encoderBlock: x outside the heap") ||
+      !inRange(env, outOff, n, length, "vmoe_blas.encoderBlock: out outside the heap") ||
+      (!mlp && !inRange(env, out2Off, n, length, "vmoe_blas.encoderBlock: out2 outside the heap"))) {
+    return nullptr;
+  }
+  const BlockWeights w{ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5],
+                       ptrs[6], ptrs[7], ptrs[8], ptrs[9], ptrs[10], ptrs[11]};
+  const BlockDims d{static_cast<int>(T), static_cast<int>(H), static_cast<int>(heads), static_cast<int>(F),
+                    static_cast<float>(eps), mlp};
+  const int64_t tiles = (B + tileImages - 1) / tileImages;
+  const int64_t need = tileScratchFloats(tileImages * T, d);
+  const float* x = heap + xOff;
+  float* out = heap + outOff;
+  float* out2 = mlp ? nullptr : heap + out2Off;
+  const auto run = [&](int64_t t, float* scratch) {
+    const int64_t first = t * tileImages;
+    const int images = static_cast<int>(std::min(tileImages, B - first));
+    const int64_t off = first * T * H;
+    blockTile(x + off, out + off, out2 ? out2 + off : nullptr, images, w, d, scratch);
+  };
+#ifdef _OPENMP
+  // In parallel only where the products are oneDNN's: it runs each one single-threaded inside the region.
+  // OpenBLAS's own threads would be asked for from two threads at once.
+  if (useDnnl && tiles > 1) {
+#pragma omp parallel
+    {
+      std::vector<float> scratch(static_cast<size_t>(need));
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t t = 0; t < tiles; t++) run(t, scratch.data());
+    }
+    return nullptr;
+  }
+#endif
+  std::vector<float> scratch(static_cast<size_t>(need));
+  for (int64_t t = 0; t < tiles; t++) run(t, scratch.data());
+  return nullptr;
+}
+
+}  // namespace vmoe

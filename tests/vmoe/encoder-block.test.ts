@@ -1,0 +1,187 @@
+/**
+ * The inference encoder block (VmoeEncoderBlock, native/src/block.cc) against a float64 reference written out here
+ * from the block's definition (docs/spec/model.md: pre-LN, LayerNorm ε 1e-6, multi-head attention with
+ * softmax(q kᵀ / √hd), tanh-form GELU): whole dense blocks and the attention half of an MoE block, on shapes that
+ * reach every path of the kernel (head widths 8 / 16 / 32 / 64, key rows within and beyond one 64-wide tile, a
+ * last tile with fewer images), with tiles of different sizes, on 1 and 2 threads and with products on each GEMM
+ * library (in parallel tiles with oneDNN, one after another with OpenBLAS) — all the same values. Skipped, saying
+ * so, without the native addon.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import { initEngine } from '../../src/engine/index.js';
+import { loadBlasAddon } from '../../src/engine/native-blas.js';
+import { VMOE_ENCODER_BLOCK, hasKernel } from '../../src/engine/fused-kernels.js';
+import { Rng } from '../../src/util/rng.js';
+
+const blas = loadBlasAddon();
+if (!blas.addon) console.warn(`[encoder-block tests] skipped: native addon unavailable: ${blas.reason}`);
+
+interface Case {
+  B: number;
+  T: number;
+  H: number;
+  heads: number;
+  F: number;
+}
+
+type Weights = Record<string, { data: Float32Array; shape: number[] }>;
+
+function weights(c: Case, seed: number): Weights {
+  const rng = new Rng(seed);
+  const n = (shape: number[], scale: number, offset = 0) => ({
+    shape,
+    data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => offset + rng.normal() * scale),
+  });
+  const { H, F } = c;
+  return {
+    x: n([c.B, c.T, H], 1),
+    ln1Scale: n([H], 0.2, 1),
+    ln1Bias: n([H], 0.1),
+    wqkv: n([H, 3 * H], 1 / Math.sqrt(H)),
+    bqkv: n([3 * H], 0.1),
+    wo: n([H, H], 1 / Math.sqrt(H)),
+    bo: n([H], 0.1),
+    ln2Scale: n([H], 0.2, 1),
+    ln2Bias: n([H], 0.1),
+    ...(F > 0
+      ? { w1: n([H, F], 1 / Math.sqrt(H)), b1: n([F], 0.1), w2: n([F, H], 1 / Math.sqrt(F)), b2: n([H], 0.1) }
+      : {}),
+  };
+}
+
+/** The block in float64, straight from its definition: [y] for a dense block, [x1, LN2(x1)] for an attention half. */
+function reference(c: Case, w: Weights): Float64Array[] {
+  const { B, T, H, heads, F } = c;
+  const hd = H / heads;
+  const at = (name: string) => w[name]!.data;
+  const layerNorm = (x: Float64Array, s: Float32Array, b: Float32Array) => {
+    const y = new Float64Array(x.length);
+    for (let r = 0; r < x.length / H; r++) {
+      let mean = 0;
+      for (let j = 0; j < H; j++) mean += x[r * H + j]!;
+      mean /= H;
+      let v = 0;
+      for (let j = 0; j < H; j++) v += (x[r * H + j]! - mean) ** 2;
+      const rstd = 1 / Math.sqrt(v / H + 1e-6);
+      for (let j = 0; j < H; j++) y[r * H + j] = (x[r * H + j]! - mean) * rstd * s[j]! + b[j]!;
+    }
+    return y;
+  };
+  const dense = (x: Float64Array, rows: number, I: number, wt: Float32Array, b: Float32Array, O: number) => {
+    const y = new Float64Array(rows * O);
+    for (let r = 0; r < rows; r++)
+      for (let o = 0; o < O; o++) {
+        let s = b[o]!;
+        for (let i = 0; i < I; i++) s += x[r * I + i]! * wt[i * O + o]!;
+        y[r * O + o] = s;
+      }
+    return y;
+  };
+  const N = B * T;
+  const x = Float64Array.from(at('x'));
+  const qkv = dense(layerNorm(x, at('ln1Scale'), at('ln1Bias')), N, H, at('wqkv'), at('bqkv'), 3 * H);
+  const merged = new Float64Array(N * H);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < heads; h++)
+      for (let i = 0; i < T; i++) {
+        const q = (b * T + i) * 3 * H + h * hd;
+        const s = new Float64Array(T);
+        for (let j = 0; j < T; j++) {
+          const k = (b * T + j) * 3 * H + H + h * hd;
+          for (let d = 0; d < hd; d++) s[j]! += qkv[q + d]! * qkv[k + d]!;
+          s[j]! /= Math.sqrt(hd);
+        }
+        const max = Math.max(...s);
+        let sum = 0;
+        for (let j = 0; j < T; j++) sum += s[j] = Math.exp(s[j]! - max);
+        for (let j = 0; j < T; j++)
+          for (let d = 0; d < hd; d++)
+            merged[(b * T + i) * H + h * hd + d]! += (s[j]! / sum) * qkv[(b * T + j) * 3 * H + 2 * H + h * hd + d]!;
+      }
+  const attn = dense(merged, N, H, at('wo'), at('bo'), H);
+  const x1 = x.map((v, i) => v + attn[i]!);
+  const h2 = layerNorm(x1, at('ln2Scale'), at('ln2Bias'));
+  if (F === 0) return [x1, h2];
+  const c0 = Math.sqrt(2 / Math.PI);
+  const hidden = dense(h2, N, H, at('w1'), at('b1'), F).map(
+    (v) => 0.5 * v * (1 + Math.tanh(c0 * (v + 0.044715 * v ** 3))),
+  );
+  const mlp = dense(hidden, N, F, at('w2'), at('b2'), H);
+  return [x1.map((v, i) => v + mlp[i]!)];
+}
+
+function run(w: Weights, heads: number, tileImages?: number): Float32Array[] {
+  return tf.tidy(() => {
+    const inputs = Object.fromEntries(Object.entries(w).map(([k, v]) => [k, tf.tensor(v.data, v.shape)]));
+    const out = tf.engine().runKernel(VMOE_ENCODER_BLOCK, inputs, {
+      heads,
+      epsilon: 1e-6,
+      ...(tileImages ? { tileImages } : {}),
+    });
+    return (Array.isArray(out) ? out : [out]).map((t) => t.dataSync() as Float32Array);
+  });
+}
+
+/** Largest |got − want| / (1 + |want|). */
+function worst(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  expect(got.length).toBe(want.length);
+  let m = 0;
+  for (let i = 0; i < got.length; i++) m = Math.max(m, Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
+  return m;
+}
+
+const CASES: [string, Case][] = [
+  ['hd 8 (plain loops), T 7, last tile short', { B: 5, T: 7, H: 24, heads: 3, F: 40 }],
+  ['the tiny bench shape: hd 16, T 50', { B: 3, T: 50, H: 64, heads: 4, F: 256 }],
+  ['hd 64, T 17', { B: 2, T: 17, H: 64, heads: 1, F: 32 }],
+  ['hd 32, T 65 (keys beyond one 64-wide tile)', { B: 3, T: 65, H: 64, heads: 2, F: 48 }],
+  ['attention half of an MoE block (no MLP), hd 16, T 13', { B: 4, T: 13, H: 32, heads: 2, F: 0 }],
+];
+
+describe.skipIf(!blas.addon)('VmoeEncoderBlock (inference encoder block)', () => {
+  const active = blas.addon?.info().gemm;
+  beforeAll(async () => {
+    await initEngine({ backend: 'wasm-blas', threads: 1, quiet: true });
+  });
+  afterAll(async () => {
+    blas.addon!.setGemm(active!);
+    await initEngine({ backend: 'wasm-blas', threads: 1, quiet: true });
+  });
+
+  it.each(CASES)('%s: equals the float64 block for every tiling, thread count and GEMM library', async (_, c) => {
+    expect(hasKernel(VMOE_ENCODER_BLOCK)).toBe(true);
+    const w = weights(c, c.T * 7 + c.H);
+    const want = reference(c, w);
+    const first = run(w, c.heads, 1);
+    expect(first.length).toBe(want.length);
+    for (let i = 0; i < want.length; i++) expect(worst(first[i]!, want[i]!), `output ${i}`).toBeLessThan(2e-5);
+    // Tiles are independent, so another tiling, the default one, a second thread and the other GEMM library give
+    // the same values (to the products' rounding).
+    const variants: Float32Array[][] = [run(w, c.heads, 2), run(w, c.heads, c.B), run(w, c.heads)];
+    await initEngine({ backend: 'wasm-blas', threads: 2, quiet: true });
+    variants.push(run(w, c.heads, 1));
+    for (const lib of blas.addon!.info().gemmLibraries) {
+      blas.addon!.setGemm(lib);
+      variants.push(run(w, c.heads, 2));
+    }
+    blas.addon!.setGemm(active!);
+    await initEngine({ backend: 'wasm-blas', threads: 1, quiet: true });
+    for (const v of variants) for (let i = 0; i < want.length; i++) expect(worst(v[i]!, first[i]!)).toBeLessThan(1e-6);
+  });
+
+  it('checks its inputs', () => {
+    const c = { B: 2, T: 3, H: 8, heads: 2, F: 4 };
+    const w = weights(c, 1);
+    expect(() => run(w, 3)).toThrow(/heads must be a positive integer dividing 8/);
+    expect(() => run({ ...w, wo: { data: new Float32Array(72), shape: [8, 9] } }, 2)).toThrow(
+      /wo \[8,9\] must have shape \[8,8\]/,
+    );
+    expect(() => run({ ...w, x: { data: new Float32Array(48), shape: [6, 8] } }, 2)).toThrow(/must be \(B, T, H\)/);
+    // The addon itself refuses offsets outside the heap.
+    const heap = new Float32Array(16);
+    expect(() =>
+      blas.addon!.encoderBlock(heap, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3, 8, 2, 4, 1, 1e-6),
+    ).toThrow(RangeError);
+  });
+});
