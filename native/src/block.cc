@@ -1,16 +1,15 @@
-// The encoder block for inference in one call: encoderBlock runs a pre-LN Transformer block (LayerNorm,
-// fused q|k|v product, multi-head attention, output product + residual, LayerNorm, and for a dense block
-// the MLP product + GELU, second product + residual) tile by tile over the batch. A tile is a few images
-// whose activations (~3 KB a row at hidden 64) stay in the L2 cache from the first LayerNorm to the last
-// residual add, and tiles run in parallel on the OpenMP threads, each with single-threaded products: every
-// op of the block is spread over the cores, where the op-by-op path ran LayerNorm, attention, GELU and the
-// adds on one core and paid a JavaScript↔native crossing and a heap round trip per op.
+// The encoder for inference in two kinds of calls. patchEmbed: patches, their product, class token and positions.
+// encoderBlock: a pre-LN Transformer block (LayerNorm, fused q|k|v product, multi-head attention, output product +
+// residual, LayerNorm, and for a dense block the MLP product + GELU, second product + residual) tile by tile over
+// the batch. A tile is a few images whose activations (~3 KB a row at hidden 64) stay in the L2 cache from the
+// first LayerNorm to the last residual add, and tiles run in parallel on the OpenMP threads, each with
+// single-threaded products: every op of the block is spread over the cores, where the op-by-op path ran LayerNorm,
+// attention, GELU and the adds on one core and paid a JavaScript↔native crossing and a heap round trip per op.
 //
 // Axes: B images, T tokens, H hidden, heads × hd = H, F the MLP width, R = rows of a tile (images · T).
-// Every step is the kernel the op-by-op forward runs (gemm() with its bias rows, elementwise.cc's
-// LayerNorm and GELU loops, attention.cc's attendImage), in the same order of operations (the residual is
-// added to the product-plus-bias, as tf.add(x, dense(...)) does), so the two agree to rounding in the
-// GEMM library's blocking.
+// Every step is a kernel the op-by-op forward runs too (gemm(), elementwise.cc's LayerNorm and GELU loops,
+// attention.cc's attendImage) in the same order of operations (a product's bias is added to it before the
+// residual, as tf.add(x, dense(...)) does), so the two agree to rounding in the GEMM library's blocking.
 
 #include "common.h"
 
@@ -38,6 +37,14 @@ int64_t tileScratchFloats(int64_t R, const BlockDims& d) {
   return R * (6 * static_cast<int64_t>(d.H) + 2 * F) + attendScratchFloats(d.T, d.H / d.heads);
 }
 
+// out = x + (y + bias) over rows of H: a residual add with the bias of the product y.
+void addResidual(const float* x, const float* y, const float* bias, float* out, int R, int H) {
+  for (int r = 0; r < R; r++) {
+    const int64_t o = static_cast<int64_t>(r) * H;
+    for (int j = 0; j < H; j++) out[o + j] = x[o + j] + (y[o + j] + bias[j]);
+  }
+}
+
 // The block on one tile of `images` images: x, out (R, H); out2 (R, H) in attention-only mode.
 void blockTile(const float* x, float* out, float* out2, int images, const BlockWeights& w, const BlockDims& d,
                float* scratch) {
@@ -60,17 +67,40 @@ void blockTile(const float* x, float* out, float* out2, int images, const BlockW
     attendImage(qkv + static_cast<int64_t>(i) * T * 3 * H, a + static_cast<int64_t>(i) * T * H, H, nullptr, T, d.heads,
                 hd, scale, att);
   }
-  gemm(false, false, R, H, H, a, w.wo, h, w.bo, false);
-  for (int64_t j = 0; j < RH; j++) x1[j] = x[j] + h[j];
+  // The products after the first leave their bias to the pass that reads them (residual add, GELU) rather than
+  // copying it into every row first; that pass adds it to the product before anything else, as the product's own
+  // bias rows would.
+  gemm(false, false, R, H, H, a, w.wo, h, nullptr, false);
+  addResidual(x, h, w.bo, x1, R, H);
   if (!d.mlp) {
     layerNormForward(x1, w.ln2s, w.ln2b, out2, R, H, d.eps);
     return;
   }
   layerNormForward(x1, w.ln2s, w.ln2b, h, R, H, d.eps);
-  gemm(false, false, R, F, H, h, w.w1, f, w.b1, false);
-  geluForward(f, g, static_cast<int64_t>(R) * F);
-  gemm(false, false, R, H, F, g, w.w2, h, w.b2, false);
-  for (int64_t j = 0; j < RH; j++) out[j] = x1[j] + h[j];
+  gemm(false, false, R, F, H, h, w.w1, f, nullptr, false);
+  geluBiasForward(f, w.b1, g, R, F);
+  gemm(false, false, R, H, F, g, w.w2, h, nullptr, false);
+  addResidual(x1, h, w.b2, out, R, H);
+}
+
+// run(t, scratch) for t in [0, tiles), each call with its thread's scratch of scratchFloats floats: in parallel on
+// the OpenMP threads only where the products are oneDNN's (it runs each one single-threaded inside the region;
+// OpenBLAS's own threads would be asked for from two threads at once), else one after another.
+template <typename Run>
+void forEachTile(int64_t tiles, int64_t scratchFloats, const Run& run) {
+#ifdef _OPENMP
+  if (useDnnl && tiles > 1) {
+#pragma omp parallel
+    {
+      std::vector<float> scratch(static_cast<size_t>(scratchFloats));
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t t = 0; t < tiles; t++) run(t, scratch.data());
+    }
+    return;
+  }
+#endif
+  std::vector<float> scratch(static_cast<size_t>(scratchFloats));
+  for (int64_t t = 0; t < tiles; t++) run(t, scratch.data());
 }
 
 }  // namespace
@@ -129,21 +159,71 @@ napi_value EncoderBlock(napi_env env, napi_callback_info info) {
     const int64_t off = first * T * H;
     blockTile(x + off, out + off, out2 ? out2 + off : nullptr, images, w, d, scratch);
   };
-#ifdef _OPENMP
-  // In parallel only where the products are oneDNN's: it runs each one single-threaded inside the region.
-  // OpenBLAS's own threads would be asked for from two threads at once.
-  if (useDnnl && tiles > 1) {
-#pragma omp parallel
-    {
-      std::vector<float> scratch(static_cast<size_t>(need));
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t t = 0; t < tiles; t++) run(t, scratch.data());
-    }
+  forEachTile(tiles, need, run);
+  return nullptr;
+}
+
+// patchEmbed(heap, imagesOff, kernelOff, biasOff, clsOff, posOff, outOff, B, S, C, p, H, tileImages)
+// images (B, S, S, C) → tokens (B, T, H): each p×p patch flattened (row, column, channel) times the kernel (p²C, H)
+// plus the bias, a class token row first when clsOff ≥ 0 (T = g² + 1, g = S / p; else T = g²), then the position
+// embedding pos (T, H) added — the values of VisionMoE.embed's patchify, dense, concat and add, in one call. Tiles of
+// tileImages images gather their patches into one matrix for one product; in parallel as encoderBlock's tiles.
+napi_value PatchEmbed(napi_env env, napi_callback_info info) {
+  napi_value argv[13];
+  float* heap;
+  size_t length;
+  int64_t v[12];
+  if (!heapKernelArgs(env, info, 13, argv, "vmoe_blas.patchEmbed expects 13 arguments", &heap, &length, 12, v))
+    return nullptr;
+  const int64_t imgOff = v[0], wOff = v[1], bOff = v[2], clsOff = v[3], posOff = v[4], outOff = v[5];
+  const int64_t B = v[6], S = v[7], C = v[8], p = v[9], H = v[10], tileImages = v[11];
+  if (B < 0 || S < 1 || C < 1 || p < 1 || S % p != 0 || H < 1 || tileImages < 1 || S > 65536 || C > 65536 ||
+      H > (1 << 20) || p * p * C > (1 << 24)) {
+    napi_throw_range_error(env, nullptr, "vmoe_blas.patchEmbed: bad dimensions");
     return nullptr;
   }
-#endif
-  std::vector<float> scratch(static_cast<size_t>(need));
-  for (int64_t t = 0; t < tiles; t++) run(t, scratch.data());
+  const int64_t g = S / p, P = g * g, K = p * p * C, T = P + (clsOff >= 0 ? 1 : 0);
+  if (!inRange(env, imgOff, B * S * S * C, length, "vmoe_blas.patchEmbed: images outside the heap") ||
+      !inRange(env, wOff, K * H, length, "vmoe_blas.patchEmbed: kernel outside the heap") ||
+      !inRange(env, bOff, H, length, "vmoe_blas.patchEmbed: bias outside the heap") ||
+      (clsOff >= 0 && !inRange(env, clsOff, H, length, "vmoe_blas.patchEmbed: cls outside the heap")) ||
+      !inRange(env, posOff, T * H, length, "vmoe_blas.patchEmbed: pos outside the heap") ||
+      !inRange(env, outOff, B * T * H, length, "vmoe_blas.patchEmbed: out outside the heap")) {
+    return nullptr;
+  }
+  const float* images = heap + imgOff;
+  const float* pos = heap + posOff;
+  float* out = heap + outOff;
+  const int64_t tiles = (B + tileImages - 1) / tileImages;
+  const auto run = [&](int64_t t, float* scratch) {
+    const int64_t first = t * tileImages, n = std::min(tileImages, B - first);
+    float* patches = scratch;                // (n·P, K)
+    float* tokens = patches + n * P * K;     // (n·P, H)
+    for (int64_t i = 0; i < n; i++) {
+      const float* img = images + (first + i) * S * S * C;
+      for (int64_t gi = 0; gi < g; gi++)
+        for (int64_t gj = 0; gj < g; gj++)
+          for (int64_t pi = 0; pi < p; pi++) {
+            std::memcpy(patches + ((i * P + gi * g + gj) * p + pi) * p * C, img + ((gi * p + pi) * S + gj * p) * C,
+                        sizeof(float) * p * C);
+          }
+    }
+    gemm(false, false, static_cast<int>(n * P), static_cast<int>(H), static_cast<int>(K), patches, heap + wOff, tokens,
+         heap + bOff, false);
+    for (int64_t i = 0; i < n; i++) {
+      float* o = out + (first + i) * T * H;
+      int64_t row = 0;
+      if (clsOff >= 0) {
+        for (int64_t j = 0; j < H; j++) o[j] = heap[clsOff + j] + pos[j];
+        row = 1;
+      }
+      for (int64_t r = 0; r < P; r++, row++) {
+        const float* e = tokens + (i * P + r) * H;
+        for (int64_t j = 0; j < H; j++) o[row * H + j] = e[j] + pos[row * H + j];
+      }
+    }
+  };
+  forEachTile(tiles, std::min(tileImages, B) * P * (K + H), run);
   return nullptr;
 }
 

@@ -56,6 +56,8 @@ void softmaxGradRows(const float* __restrict dys, const float* __restrict ys, fl
 // The tanh-form GELU y = gelu(x) over n values and LayerNorm over the last axis of row-major (rows, cols), the
 // loops behind the gelu and layerNorm entry points (elementwise.cc); x and y must not overlap.
 void geluForward(const float* x, float* y, int64_t n);
+// y = gelu(x + bias) over row-major (rows, cols), bias (cols).
+void geluBiasForward(const float* x, const float* bias, float* y, int64_t rows, int64_t cols);
 void layerNormForward(const float* xs, const float* scale, const float* bias, float* ys, int64_t rows, int64_t cols,
                       float eps);
 
@@ -76,7 +78,7 @@ VMOE_ENTRY(CopyStrided); VMOE_ENTRY(ReduceMiddle);                              
 VMOE_ENTRY(Tanh); VMOE_ENTRY(Gelu); VMOE_ENTRY(GeluGrad); VMOE_ENTRY(LayerNorm); VMOE_ENTRY(LayerNormGrad);
 VMOE_ENTRY(Softmax); VMOE_ENTRY(SoftmaxGrad);                                                         // elementwise.cc
 VMOE_ENTRY(Attention); VMOE_ENTRY(AttentionGrad);                                                     // attention.cc
-VMOE_ENTRY(EncoderBlock);                                                                             // block.cc
+VMOE_ENTRY(EncoderBlock); VMOE_ENTRY(PatchEmbed);                                                     // block.cc
 VMOE_ENTRY(Adam); VMOE_ENTRY(SumOfSquares);                                                           // optimizer.cc
 VMOE_ENTRY(CombineRows); VMOE_ENTRY(CombineRowsGrad); VMOE_ENTRY(ExpertDense); VMOE_ENTRY(ExpertDenseGrad);  // experts.cc
 VMOE_ENTRY(RouterGates); VMOE_ENTRY(RouterGatesGrad); VMOE_ENTRY(RouterAux); VMOE_ENTRY(PlanTopK);     // router.cc

@@ -21,6 +21,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"attention", nullptr, Attention, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"attentionGrad", nullptr, AttentionGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"encoderBlock", nullptr, EncoderBlock, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"patchEmbed", nullptr, PatchEmbed, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"reduceMiddle", nullptr, ReduceMiddle, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adam", nullptr, Adam, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"sumOfSquares", nullptr, SumOfSquares, nullptr, nullptr, nullptr, napi_default, nullptr},

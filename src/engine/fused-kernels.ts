@@ -50,6 +50,9 @@
  *                     x1 = x + (selfAttention(LN1(x) wqkv + bqkv) wo + bo); with the MLP weights y (B, T, H) =
  *                     x1 + (gelu(LN2(x1) w1 + b1) w2 + b2), without them [x1 (B, T, H), LN2(x1) (B·T, H)] (the
  *                     attention half of an MoE block and its MoE layer's input).
+ *   VmoePatchEmbed    {images (B, S, S, C), kernel (p²C, H), bias (H), optional cls (H), pos (T, H)}, attrs {patch p}
+ *                     → (B, T, H), forward only: each p×p patch flattened (row, column, channel) times the kernel plus
+ *                     the bias, the class token first when given (T = (S/p)² + 1, else (S/p)²), plus pos.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -72,6 +75,7 @@ export const VMOE_EXPERT_DENSE = 'VmoeExpertDense';
 export const VMOE_EXPERT_DENSE_GRAD = 'VmoeExpertDenseGrad';
 export const VMOE_DENSE_GELU = 'VmoeDenseGelu';
 export const VMOE_ENCODER_BLOCK = 'VmoeEncoderBlock';
+export const VMOE_PATCH_EMBED = 'VmoePatchEmbed';
 
 /** Whether the active backend registers kernel `name`. */
 export function hasKernel(name: string): boolean {

@@ -17,6 +17,7 @@ import {
   VMOE_COMBINE_ROWS_GRAD,
   VMOE_DENSE_GELU,
   VMOE_ENCODER_BLOCK,
+  VMOE_PATCH_EMBED,
   VMOE_GELU,
   VMOE_GELU_GRAD,
   VMOE_LAYER_NORM,
@@ -201,6 +202,26 @@ export function encoderBlock(
 ): tf.Tensor | tf.Tensor[] {
   const { mlp, ...rest } = w;
   return tf.engine().runKernel(VMOE_ENCODER_BLOCK, { x, ...rest, ...(mlp ?? {}) }, { heads, epsilon: eps });
+}
+
+/**
+ * Patch embedding for inference as one kernel, where the backend has it and no gradient tape records: images
+ * (B, S, S, C) → (B, T, H) = patches · kernel + bias, the class token first when given, plus pos; null otherwise
+ * (the caller composes it from tfjs ops, whose values this reproduces to GEMM rounding).
+ */
+export function patchEmbed(
+  images: tf.Tensor4D,
+  kernel: tf.Tensor2D,
+  bias: tf.Tensor1D,
+  cls: tf.Tensor | null,
+  pos: tf.Tensor,
+  patch: number,
+): tf.Tensor3D | null {
+  if (recording() || images.dtype !== 'float32' || !hasKernel(VMOE_PATCH_EMBED)) return null;
+  const H = bias.shape[0];
+  const inputs: tf.NamedTensorMap = { images, kernel, bias, pos: tf.reshape(pos, [-1, H]) };
+  if (cls) inputs.cls = tf.reshape(cls, [H]);
+  return tf.engine().runKernel(VMOE_PATCH_EMBED, inputs, { patch }) as tf.Tensor3D;
 }
 
 /** Softmax over the last axis. */

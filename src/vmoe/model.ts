@@ -14,6 +14,7 @@ import {
   encoderBlock,
   type EncoderBlockWeights,
   layerNorm,
+  patchEmbed,
   recording,
   selfAttention,
 } from './layers.js';
@@ -198,6 +199,16 @@ export class VisionMoE {
         `model expects images (B, ${imageSize}, ${imageSize}, ${channels}), got (${images.shape.join(', ')})`,
       );
     }
+    const cls = this.cfg.readout === 'token' ? this.p('cls') : null;
+    const fused = patchEmbed(
+      images,
+      this.p('embed/kernel'),
+      this.p('embed/bias'),
+      cls,
+      this.p('pos'),
+      this.cfg.patchSize,
+    );
+    if (fused) return fused; // inference: the lines below in one kernel
     let x = dense(this.patchify(images), this.p('embed/kernel'), this.p('embed/bias')) as tf.Tensor3D; // (B, g², H)
     if (this.cfg.readout === 'token') {
       // A broadcasting add, not tf.tile: tile's gradient is one slice and one add per image.

@@ -122,6 +122,7 @@ describe('checkAddon', () => {
     'combineRows',
     'combineRowsGrad',
     'encoderBlock',
+    'patchEmbed',
     'normals',
     'planTopK',
     'routerAux',

@@ -4,14 +4,14 @@
  * softmax(q kᵀ / √hd), tanh-form GELU): whole dense blocks and the attention half of an MoE block, on shapes that
  * reach every path of the kernel (head widths 8 / 16 / 32 / 64, key rows within and beyond one 64-wide tile, a
  * last tile with fewer images), with tiles of different sizes, on 1 and 2 threads and with products on each GEMM
- * library (in parallel tiles with oneDNN, one after another with OpenBLAS) — all the same values. Skipped, saying
- * so, without the native addon.
+ * library (in parallel tiles with oneDNN, one after another with OpenBLAS) — all the same values. And the inference
+ * patch embedding (VmoePatchEmbed) against its float64 definition. Skipped, saying so, without the native addon.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
 import { loadBlasAddon } from '../../src/engine/native-blas.js';
-import { VMOE_ENCODER_BLOCK, hasKernel } from '../../src/engine/fused-kernels.js';
+import { VMOE_ENCODER_BLOCK, VMOE_PATCH_EMBED, hasKernel } from '../../src/engine/fused-kernels.js';
 import { Rng } from '../../src/util/rng.js';
 
 const blas = loadBlasAddon();
@@ -168,6 +168,49 @@ describe.skipIf(!blas.addon)('VmoeEncoderBlock (inference encoder block)', () =>
     blas.addon!.setGemm(active!);
     await initEngine({ backend: 'wasm-blas', threads: 1, quiet: true });
     for (const v of variants) for (let i = 0; i < want.length; i++) expect(worst(v[i]!, first[i]!)).toBeLessThan(1e-6);
+  });
+
+  it.each([
+    ['RGB, class token, 3 tiles', 7, 12, 3, 4, true],
+    ['grey, no class token (GAP)', 2, 8, 1, 2, false],
+  ] as const)('patch embedding (%s) equals its float64 definition', (_, B, S, C, p, withCls) => {
+    expect(hasKernel(VMOE_PATCH_EMBED)).toBe(true);
+    const H = 6,
+      g = S / p,
+      T = g * g + (withCls ? 1 : 0),
+      K = p * p * C;
+    const rng = new Rng(B * S + C);
+    const arr = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+    const [images, kernel, bias, cls, pos] = [arr(B * S * S * C), arr(K * H), arr(H), arr(H), arr(T * H)];
+    const got = tf.tidy(() => {
+      const inputs: tf.NamedTensorMap = {
+        images: tf.tensor4d(images, [B, S, S, C]),
+        kernel: tf.tensor2d(kernel, [K, H]),
+        bias: tf.tensor1d(bias),
+        pos: tf.tensor2d(pos, [T, H]),
+      };
+      if (withCls) inputs.cls = tf.tensor1d(cls);
+      return (tf.engine().runKernel(VMOE_PATCH_EMBED, inputs, { patch: p }) as tf.Tensor).dataSync() as Float32Array;
+    });
+    const want = new Float64Array(B * T * H);
+    for (let b = 0; b < B; b++) {
+      if (withCls) for (let h = 0; h < H; h++) want[b * T * H + h] = cls[h]! + pos[h]!;
+      for (let gi = 0; gi < g; gi++)
+        for (let gj = 0; gj < g; gj++) {
+          const t = gi * g + gj + (withCls ? 1 : 0);
+          for (let h = 0; h < H; h++) {
+            let s = bias[h]! + pos[t * H + h]!;
+            for (let pi = 0; pi < p; pi++)
+              for (let pj = 0; pj < p; pj++)
+                for (let c = 0; c < C; c++)
+                  s +=
+                    images[((b * S + gi * p + pi) * S + gj * p + pj) * C + c]! *
+                    kernel[((pi * p + pj) * C + c) * H + h]!;
+            want[(b * T + t) * H + h] = s;
+          }
+        }
+    }
+    expect(worst(got, want)).toBeLessThan(1e-5);
   });
 
   it('checks its inputs', () => {

@@ -111,6 +111,22 @@ export interface BlasAddon {
     tileImages: number,
     eps: number,
   ): void;
+  /** images (B, S, S, C) → tokens (B, T, H) (native/src/block.cc); clsOff −1 for no class token. */
+  patchEmbed(
+    heap: Float32Array,
+    imagesOff: number,
+    kernelOff: number,
+    biasOff: number,
+    clsOff: number,
+    posOff: number,
+    outOff: number,
+    B: number,
+    S: number,
+    C: number,
+    patch: number,
+    H: number,
+    tileImages: number,
+  ): void;
   attentionGrad(
     heap: Float32Array,
     dyOff: number,
@@ -423,6 +439,7 @@ const ADDON_FUNCTIONS = [
   'attention',
   'attentionGrad',
   'encoderBlock',
+  'patchEmbed',
   'adam',
   'sumOfSquares',
   'reduceMiddle',

@@ -18,6 +18,7 @@ import {
   VMOE_COMBINE_ROWS_GRAD,
   VMOE_DENSE_GELU,
   VMOE_ENCODER_BLOCK,
+  VMOE_PATCH_EMBED,
   VMOE_GELU,
   VMOE_GELU_GRAD,
   VMOE_LAYER_NORM,
@@ -754,6 +755,53 @@ function encoderBlockKernel(addon: BlasAddon): tf.KernelFunc {
   }) as tf.KernelFunc;
 }
 
+/** The inference patch embedding (contract in ../fused-kernels.ts), in tiles of images as the encoder block's. */
+function patchEmbedKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { images, kernel, bias, cls, pos } = args.inputs as Record<string, tf.TensorInfo | undefined>;
+    requireFloat32(VMOE_PATCH_EMBED, { images, kernel, bias, pos, ...(cls ? { cls } : {}) });
+    const p = (args.attrs as { patch?: unknown } | undefined)?.patch;
+    const [B, S, S2, C] = images!.shape as [number, number, number, number];
+    if (images!.shape.length !== 4 || S !== S2 || typeof p !== 'number' || !Number.isInteger(p) || p < 1 || S % p) {
+      throw new Error(
+        `${VMOE_PATCH_EMBED}: images [${images!.shape}] must be (B, S, S, C) with S a multiple of patch ${p}`,
+      );
+    }
+    const H = bias!.shape[0]!;
+    const T = (S / p) ** 2 + (cls ? 1 : 0);
+    const shapes: Record<string, [tf.TensorInfo | undefined, number[]]> = {
+      kernel: [kernel, [p * p * C, H]],
+      bias: [bias, [H]],
+      pos: [pos, [T, H]],
+      ...(cls ? { cls: [cls, [H]] as [tf.TensorInfo, number[]] } : {}),
+    };
+    for (const [n, [t, shape]] of Object.entries(shapes)) {
+      if (!sameShape(t!.shape, shape))
+        throw new Error(`${VMOE_PATCH_EMBED}: ${n} [${t!.shape}] must have shape [${shape}]`);
+    }
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput([B, T, H], 'float32');
+    if (B > 0) {
+      addon.patchEmbed(
+        heapF32(backend),
+        floatOffset(backend, images!),
+        floatOffset(backend, kernel!),
+        floatOffset(backend, bias!),
+        cls ? floatOffset(backend, cls) : -1,
+        floatOffset(backend, pos!),
+        floatOffset(backend, out),
+        B,
+        S,
+        C,
+        p,
+        H,
+        encoderBlockTileImages(T, H, 0),
+      );
+    }
+    return out;
+  }) as tf.KernelFunc;
+}
+
 /** The fused kernels (names and contracts in ../fused-kernels.ts) as kernel configs for `backendName`. */
 export function fusedKernels(addon: BlasAddon, backendName: string): tf.KernelConfig[] {
   const kernels: [string, tf.KernelFunc][] = [
@@ -776,6 +824,7 @@ export function fusedKernels(addon: BlasAddon, backendName: string): tf.KernelCo
     [VMOE_EXPERT_DENSE_GRAD, expertDenseGradKernel(addon)],
     [VMOE_DENSE_GELU, denseGeluKernel(addon)],
     [VMOE_ENCODER_BLOCK, encoderBlockKernel(addon)],
+    [VMOE_PATCH_EMBED, patchEmbedKernel(addon)],
   ];
   return kernels.map(([kernelName, kernelFunc]) => ({ kernelName, backendName, kernelFunc }));
 }
