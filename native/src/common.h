@@ -81,6 +81,7 @@ VMOE_ENTRY(Attention); VMOE_ENTRY(AttentionGrad);                               
 VMOE_ENTRY(EncoderBlock); VMOE_ENTRY(PatchEmbed);                                                     // block.cc
 VMOE_ENTRY(Adam); VMOE_ENTRY(SumOfSquares);                                                           // optimizer.cc
 VMOE_ENTRY(CombineRows); VMOE_ENTRY(CombineRowsGrad); VMOE_ENTRY(ExpertDense); VMOE_ENTRY(ExpertDenseGrad);  // experts.cc
+VMOE_ENTRY(ExpertMlp);                                                                                // experts.cc
 VMOE_ENTRY(RouterGates); VMOE_ENTRY(RouterGatesGrad); VMOE_ENTRY(RouterAux); VMOE_ENTRY(PlanTopK);     // router.cc
 VMOE_ENTRY(Normals);                                                                                  // rng.cc
 #undef VMOE_ENTRY

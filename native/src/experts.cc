@@ -265,4 +265,98 @@ napi_value ExpertDenseGrad(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// expertMlp(heap, xOff, tokensOff, rowsOff, w1Off, b1Off, w2Off, b2Off, gatesOff, gateIdxOff, yOff, E, R, H, F, N, G):
+// the MoE layer's expert side for inference in one call: y (N, H) = Σ over token t's filled rows i of
+// gates[gateIdx[i] − 1] · (gelu(x[tokens[i] − 1] w1_e + b1_e) w2_e + b2_e), e = i / R. Work items of up to 256 rows of
+// one expert run on the OpenMP threads (with oneDNN; one after another with OpenBLAS alone): gather, first product,
+// GELU and second product with the tile in cache; the combine then runs over token rows in the same call, each
+// token's rows added in row order — the order of combineRows, whose values it reproduces, as the products and GELU
+// reproduce expertDense's and the gelu kernel's.
+napi_value ExpertMlp(napi_env env, napi_callback_info info) {
+  napi_value argv[18];
+  float* heap;
+  size_t length;
+  int64_t v[17];
+  if (!heapKernelArgs(env, info, 18, argv, "vmoe_blas.expertMlp expects 18 arguments", &heap, &length, 17, v)) return nullptr;
+  const int64_t x = v[0], tokOff = v[1], rowsOff = v[2], w1 = v[3], b1 = v[4], w2 = v[5], b2 = v[6], gates = v[7];
+  const int64_t gateIdx = v[8], y = v[9], E = v[10], R = v[11], H = v[12], F = v[13], N = v[14], G = v[15];
+  const int64_t block = v[16];
+  if (E < 0 || R < 0 || H < 1 || F < 1 || N < 0 || G < 0 || block < 1 || R > INT32_MAX || H > INT32_MAX ||
+      F > INT32_MAX || !inRange(env, x, N * H, length, "vmoe_blas.expertMlp: x outside the heap") ||
+      !inRange(env, tokOff, E * R, length, "vmoe_blas.expertMlp: tokens outside the heap") ||
+      !inRange(env, rowsOff, E, length, "vmoe_blas.expertMlp: rows outside the heap") ||
+      !inRange(env, w1, E * H * F, length, "vmoe_blas.expertMlp: w1 outside the heap") ||
+      !inRange(env, b1, E * F, length, "vmoe_blas.expertMlp: b1 outside the heap") ||
+      !inRange(env, w2, E * F * H, length, "vmoe_blas.expertMlp: w2 outside the heap") ||
+      !inRange(env, b2, E * H, length, "vmoe_blas.expertMlp: b2 outside the heap") ||
+      !inRange(env, gates, G, length, "vmoe_blas.expertMlp: gates outside the heap") ||
+      !inRange(env, gateIdx, E * R, length, "vmoe_blas.expertMlp: gate indices outside the heap") ||
+      !inRange(env, y, N * H, length, "vmoe_blas.expertMlp: y outside the heap") ||
+      !expertRows(env, intsAt(heap, rowsOff), E, R) ||
+      !expertTokens(env, intsAt(heap, tokOff), intsAt(heap, rowsOff), E, R, N) ||
+      !indicesInRange(env, intsAt(heap, gateIdx), E * R, G, "vmoe_blas.expertMlp: gate index out of range")) {
+    return nullptr;
+  }
+  const int32_t* rows = intsAt(heap, rowsOff);
+  const int32_t* tokens = intsAt(heap, tokOff);
+  const int32_t* gi = intsAt(heap, gateIdx);
+  // Work items: (expert, first row) for blocks of up to `block` filled rows.
+  std::vector<std::pair<int64_t, int64_t>> items;
+  for (int64_t e = 0; e < E; e++)
+    for (int64_t r0 = 0; r0 < rows[e]; r0 += block) items.emplace_back(e, r0);
+  std::vector<float> out(static_cast<size_t>(E * R * H));  // the experts' output rows, filled rows only
+  const int64_t nItems = static_cast<int64_t>(items.size());
+  const auto run = [&](int64_t k, std::vector<float>& scratch) {
+    const int64_t e = items[k].first, r0 = items[k].second;
+    const int r = static_cast<int>(std::min(block, rows[e] - r0));
+    scratch.resize(static_cast<size_t>(r) * (H + 2 * F));
+    float* xs = scratch.data();
+    float* f = xs + static_cast<int64_t>(r) * H;
+    float* g = f + static_cast<int64_t>(r) * F;
+    gatherTokens(heap + x, tokens + e * R + r0, r, H, xs);
+    gemm(false, false, r, static_cast<int>(F), static_cast<int>(H), xs, heap + w1 + e * H * F, f, heap + b1 + e * F, false);
+    geluForward(f, g, static_cast<int64_t>(r) * F);
+    gemm(false, false, r, static_cast<int>(H), static_cast<int>(F), g, heap + w2 + e * F * H, out.data() + (e * R + r0) * H,
+         heap + b2 + e * H, false);
+  };
+  // Each token's rows in row order (its first row, then a chain), for the combine.
+  std::vector<int32_t> first(static_cast<size_t>(N), -1), next(static_cast<size_t>(E * R), -1), last(static_cast<size_t>(N), -1);
+  for (int64_t e = 0; e < E; e++) {
+    for (int64_t i = e * R; i < e * R + rows[e]; i++) {
+      if (gi[i] == 0) continue;
+      const int64_t t = tokens[i] - 1;
+      if (first[t] < 0) first[t] = static_cast<int32_t>(i);
+      else next[last[t]] = static_cast<int32_t>(i);
+      last[t] = static_cast<int32_t>(i);
+    }
+  }
+  float* yy = heap + y;
+  const auto combine = [&](int64_t t) {
+    float* dst = yy + t * H;
+    std::memset(dst, 0, sizeof(float) * H);
+    for (int32_t i = first[t]; i >= 0; i = next[i]) {
+      const float gv = heap[gates + gi[i] - 1];
+      const float* row = out.data() + static_cast<int64_t>(i) * H;
+      for (int64_t j = 0; j < H; j++) dst[j] += gv * row[j];
+    }
+  };
+#ifdef _OPENMP
+  if (useDnnl && nItems > 1) {
+#pragma omp parallel
+    {
+      std::vector<float> scratch;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t k = 0; k < nItems; k++) run(k, scratch);
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < N; t++) combine(t);
+    }
+    return nullptr;
+  }
+#endif
+  std::vector<float> scratch;
+  for (int64_t k = 0; k < nItems; k++) run(k, scratch);
+  for (int64_t t = 0; t < N; t++) combine(t);
+  return nullptr;
+}
+
 }  // namespace vmoe

@@ -50,6 +50,10 @@
  *                     x1 = x + (selfAttention(LN1(x) wqkv + bqkv) wo + bo); with the MLP weights y (B, T, H) =
  *                     x1 + (gelu(LN2(x1) w1 + b1) w2 + b2), without them [x1 (B, T, H), LN2(x1) (B·T, H)] (the
  *                     attention half of an MoE block and its MoE layer's input).
+ *   VmoeExpertMlp     {x (N, H), tokens (E·R) int32, rows (E) int32, w1 (E, H, F), b1 (E, F), w2 (E, F, H), b2 (E, H),
+ *                     gates (any shape, G values), gateIndex (E·R) int32} → y (N, H), forward only: the MoE layer's
+ *                     experts and combine, combineRows(expertDense(gelu(expertDense(x gathered by tokens, w1, b1)),
+ *                     w2, b2), gates, tokens, gateIndex) in one kernel.
  *   VmoePatchEmbed    {images (B, S, S, C), kernel (p²C, H), bias (H), optional cls (H), pos (T, H)}, attrs {patch p}
  *                     → (B, T, H), forward only: each p×p patch flattened (row, column, channel) times the kernel plus
  *                     the bias, the class token first when given (T = (S/p)² + 1, else (S/p)²), plus pos.
@@ -76,6 +80,7 @@ export const VMOE_EXPERT_DENSE_GRAD = 'VmoeExpertDenseGrad';
 export const VMOE_DENSE_GELU = 'VmoeDenseGelu';
 export const VMOE_ENCODER_BLOCK = 'VmoeEncoderBlock';
 export const VMOE_PATCH_EMBED = 'VmoePatchEmbed';
+export const VMOE_EXPERT_MLP = 'VmoeExpertMlp';
 
 /** Whether the active backend registers kernel `name`. */
 export function hasKernel(name: string): boolean {

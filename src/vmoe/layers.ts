@@ -18,6 +18,7 @@ import {
   VMOE_DENSE_GELU,
   VMOE_ENCODER_BLOCK,
   VMOE_PATCH_EMBED,
+  VMOE_EXPERT_MLP,
   VMOE_GELU,
   VMOE_GELU_GRAD,
   VMOE_LAYER_NORM,
@@ -222,6 +223,25 @@ export function patchEmbed(
   const inputs: tf.NamedTensorMap = { images, kernel, bias, pos: tf.reshape(pos, [-1, H]) };
   if (cls) inputs.cls = tf.reshape(cls, [H]);
   return tf.engine().runKernel(VMOE_PATCH_EMBED, inputs, { patch }) as tf.Tensor3D;
+}
+
+/**
+ * The MoE layer's experts and combine for inference as one kernel, where the backend has it and no gradient tape
+ * records: combineRows(expert MLPs on x's rows gathered by tokens, gates, tokens, gateIndex) → (N, H); null
+ * otherwise (the caller runs expertDenseOfTokens, GELU, expertDense and combineRows, whose values this reproduces to
+ * GEMM rounding). tokens and gateIndex (E·R) are 1-based (0: empty slot), rows (E) the filled rows per expert.
+ */
+export function expertMlpCombine(
+  x: tf.Tensor2D,
+  tokens: tf.Tensor1D,
+  rows: tf.Tensor1D,
+  w: { w1: tf.Tensor3D; b1: tf.Tensor2D; w2: tf.Tensor3D; b2: tf.Tensor2D },
+  gates: tf.Tensor2D,
+  gateIndex: tf.Tensor1D,
+): tf.Tensor2D | null {
+  if (recording() || x.dtype !== 'float32' || !hasKernel(VMOE_EXPERT_MLP)) return null;
+  const { w1, b1, w2, b2 } = w;
+  return tf.engine().runKernel(VMOE_EXPERT_MLP, { x, tokens, rows, w1, b1, w2, b2, gates, gateIndex }) as tf.Tensor2D;
 }
 
 /** Softmax over the last axis. */

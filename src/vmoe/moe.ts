@@ -22,6 +22,7 @@ import {
   dispatchRows,
   expertDense,
   expertDenseOfTokens,
+  expertMlpCombine,
   gelu,
   softmax,
 } from './layers.js';
@@ -382,7 +383,13 @@ export function moeLayer(
   const xe = bf16 ? roundToBfloat16(x) : x; // what the experts see
   const back = (t: tf.Tensor2D) => (bf16 ? roundToBfloat16(t) : t); // what they send back
   let y: tf.Tensor2D;
-  if ((opts.impl ?? 'gather') === 'gather') {
+  const fused =
+    (opts.impl ?? 'gather') === 'gather' && !bf16
+      ? expertMlpCombine(xe, rowToken, tf.tensor1d(packed.rows, 'int32'), w, gates, rowGate)
+      : null;
+  if (fused) {
+    y = fused; // inference: the branch below in one kernel
+  } else if ((opts.impl ?? 'gather') === 'gather') {
     const out = canGatherInExpertDense(xe)
       ? runExpertsOnTokens(xe, rowToken, w, packed.rows)
       : runExperts(dispatchRows(xe, rowToken), w, R, packed.rows); // (E·R, H)

@@ -123,6 +123,7 @@ describe('checkAddon', () => {
     'combineRowsGrad',
     'encoderBlock',
     'patchEmbed',
+    'expertMlp',
     'normals',
     'planTopK',
     'routerAux',

@@ -111,6 +111,27 @@ export interface BlasAddon {
     tileImages: number,
     eps: number,
   ): void;
+  /** The MoE layer's experts and combine for inference (native/src/experts.cc); rows of up to `block` per work item. */
+  expertMlp(
+    heap: Float32Array,
+    xOff: number,
+    tokensOff: number,
+    rowsOff: number,
+    w1Off: number,
+    b1Off: number,
+    w2Off: number,
+    b2Off: number,
+    gatesOff: number,
+    gateIndexOff: number,
+    yOff: number,
+    E: number,
+    R: number,
+    H: number,
+    F: number,
+    N: number,
+    G: number,
+    block: number,
+  ): void;
   /** images (B, S, S, C) → tokens (B, T, H) (native/src/block.cc); clsOff −1 for no class token. */
   patchEmbed(
     heap: Float32Array,
@@ -440,6 +461,7 @@ const ADDON_FUNCTIONS = [
   'attentionGrad',
   'encoderBlock',
   'patchEmbed',
+  'expertMlp',
   'adam',
   'sumOfSquares',
   'reduceMiddle',

@@ -19,6 +19,7 @@ import {
   VMOE_DENSE_GELU,
   VMOE_ENCODER_BLOCK,
   VMOE_PATCH_EMBED,
+  VMOE_EXPERT_MLP,
   VMOE_GELU,
   VMOE_GELU_GRAD,
   VMOE_LAYER_NORM,
@@ -802,6 +803,58 @@ function patchEmbedKernel(addon: BlasAddon): tf.KernelFunc {
   }) as tf.KernelFunc;
 }
 
+/** The MoE layer's experts and combine for inference (contract in ../fused-kernels.ts). */
+function expertMlpKernel(addon: BlasAddon): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { x, tokens, rows, w1, b1, w2, b2, gates, gateIndex } = args.inputs as Record<string, tf.TensorInfo>;
+    requireFloat32(VMOE_EXPERT_MLP, { x, w1, b1, w2, b2, gates });
+    const [E, H, F] = w1!.shape as [number, number, number];
+    const N = x!.shape[0]!;
+    const R = E > 0 ? tokens!.shape[0]! / E : 0;
+    const shapes: Record<string, [tf.TensorInfo, number[]]> = {
+      x: [x!, [N, H]],
+      b1: [b1!, [E, F]],
+      w2: [w2!, [E, F, H]],
+      b2: [b2!, [E, H]],
+      rows: [rows!, [E]],
+      tokens: [tokens!, [E * R]],
+      gateIndex: [gateIndex!, [E * R]],
+    };
+    for (const [n, [t, shape]] of Object.entries(shapes)) {
+      if (!sameShape(t.shape, shape) || !Number.isInteger(R))
+        throw new Error(`${VMOE_EXPERT_MLP}: ${n} [${t.shape}] must have shape [${shape}] (w1 [${w1!.shape}])`);
+    }
+    for (const [n, t] of Object.entries({ tokens, rows, gateIndex })) {
+      if (t!.dtype !== 'int32') throw new Error(`${VMOE_EXPERT_MLP}: ${n} must be int32, got ${t!.dtype}`);
+    }
+    const backend = args.backend as WasmBackendLike;
+    const y = backend.makeOutput([N, H], 'float32');
+    if (N * H > 0) {
+      addon.expertMlp(
+        heapF32(backend),
+        floatOffset(backend, x!),
+        floatOffset(backend, tokens!),
+        floatOffset(backend, rows!),
+        floatOffset(backend, w1!),
+        floatOffset(backend, b1!),
+        floatOffset(backend, w2!),
+        floatOffset(backend, b2!),
+        floatOffset(backend, gates!),
+        floatOffset(backend, gateIndex!),
+        floatOffset(backend, y),
+        E,
+        R,
+        H,
+        F,
+        N,
+        tf.util.sizeFromShape(gates!.shape),
+        256,
+      );
+    }
+    return y;
+  }) as tf.KernelFunc;
+}
+
 /** The fused kernels (names and contracts in ../fused-kernels.ts) as kernel configs for `backendName`. */
 export function fusedKernels(addon: BlasAddon, backendName: string): tf.KernelConfig[] {
   const kernels: [string, tf.KernelFunc][] = [
@@ -825,6 +878,7 @@ export function fusedKernels(addon: BlasAddon, backendName: string): tf.KernelCo
     [VMOE_DENSE_GELU, denseGeluKernel(addon)],
     [VMOE_ENCODER_BLOCK, encoderBlockKernel(addon)],
     [VMOE_PATCH_EMBED, patchEmbedKernel(addon)],
+    [VMOE_EXPERT_MLP, expertMlpKernel(addon)],
   ];
   return kernels.map(([kernelName, kernelFunc]) => ({ kernelName, backendName, kernelFunc }));
 }

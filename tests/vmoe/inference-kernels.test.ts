@@ -1,17 +1,19 @@
 /**
- * The inference encoder block (VmoeEncoderBlock, native/src/block.cc) against a float64 reference written out here
+ * The inference kernels. The encoder block (VmoeEncoderBlock, native/src/block.cc) against a float64 reference written out here
  * from the block's definition (docs/spec/model.md: pre-LN, LayerNorm ε 1e-6, multi-head attention with
  * softmax(q kᵀ / √hd), tanh-form GELU): whole dense blocks and the attention half of an MoE block, on shapes that
  * reach every path of the kernel (head widths 8 / 16 / 32 / 64, key rows within and beyond one 64-wide tile, a
  * last tile with fewer images), with tiles of different sizes, on 1 and 2 threads and with products on each GEMM
- * library (in parallel tiles with oneDNN, one after another with OpenBLAS) — all the same values. And the inference
- * patch embedding (VmoePatchEmbed) against its float64 definition. Skipped, saying so, without the native addon.
+ * library (in parallel tiles with oneDNN, one after another with OpenBLAS) — all the same values. The patch
+ * embedding (VmoePatchEmbed) against its float64 definition. The MoE experts and combine (VmoeExpertMlp) against
+ * the kernels the training path composes them from. Skipped, saying so, without the native addon.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
 import { loadBlasAddon } from '../../src/engine/native-blas.js';
-import { VMOE_ENCODER_BLOCK, VMOE_PATCH_EMBED, hasKernel } from '../../src/engine/fused-kernels.js';
+import { VMOE_ENCODER_BLOCK, VMOE_EXPERT_MLP, VMOE_PATCH_EMBED, hasKernel } from '../../src/engine/fused-kernels.js';
+import { combineRows, expertDense, expertDenseOfTokens, gelu } from '../../src/vmoe/layers.js';
 import { Rng } from '../../src/util/rng.js';
 
 const blas = loadBlasAddon();
@@ -211,6 +213,59 @@ describe.skipIf(!blas.addon)('VmoeEncoderBlock (inference encoder block)', () =>
         }
     }
     expect(worst(got, want)).toBeLessThan(1e-5);
+  });
+
+  it('MoE experts and combine equal expertDenseOfTokens, GELU, expertDense and combineRows (threads, GEMM libraries)', async () => {
+    expect(hasKernel(VMOE_EXPERT_MLP)).toBe(true);
+    const [N, H, F, E, R] = [37, 16, 24, 4, 300];
+    const rng = new Rng(9);
+    const arr = (n: number, s = 1) => Float32Array.from({ length: n }, () => rng.normal() * s);
+    // Expert 0 over the 256-row work item (2 items), expert 2 empty, a filled row without a gate (gate index 0).
+    const rows = Int32Array.from([290, 5, 0, 17]);
+    const tokens = new Int32Array(E * R),
+      gateIndex = new Int32Array(E * R);
+    for (let e = 0; e < E; e++)
+      for (let i = 0; i < rows[e]!; i++) {
+        tokens[e * R + i] = 1 + ((i * 7 + e * 3) % N);
+        gateIndex[e * R + i] = i === 3 && e === 1 ? 0 : 1 + ((i * 5 + e) % (N * E));
+      }
+    const data = {
+      x: arr(N * H),
+      w1: arr(E * H * F, 0.3),
+      b1: arr(E * F),
+      w2: arr(E * F * H, 0.3),
+      b2: arr(E * H),
+      g: arr(N * E),
+    };
+    const ts = () => ({
+      x: tf.tensor2d(data.x, [N, H]),
+      w1: tf.tensor3d(data.w1, [E, H, F]),
+      b1: tf.tensor2d(data.b1, [E, F]),
+      w2: tf.tensor3d(data.w2, [E, F, H]),
+      b2: tf.tensor2d(data.b2, [E, H]),
+      gates: tf.tensor2d(data.g, [N, E]),
+      tokens: tf.tensor1d(tokens, 'int32'),
+      rows: tf.tensor1d(rows, 'int32'),
+      gateIndex: tf.tensor1d(gateIndex, 'int32'),
+    });
+    const fused = () =>
+      tf.tidy(() => tf.engine().runKernel(VMOE_EXPERT_MLP, ts()) as tf.Tensor).dataSync() as Float32Array;
+    const want = tf.tidy(() => {
+      const t = ts();
+      const first = expertDenseOfTokens(t.x, t.tokens, t.w1, t.b1, t.rows);
+      const out = expertDense(gelu(first) as tf.Tensor3D, t.w2, t.b2, t.rows);
+      return combineRows(tf.reshape(out, [E * R, H]), t.gates, t.tokens, t.gateIndex, N).dataSync() as Float32Array;
+    });
+    expect(Math.max(...want.map(Math.abs))).toBeGreaterThan(1); // not trivially zero
+    const got = [fused()];
+    await initEngine({ backend: 'wasm-blas', threads: 2, quiet: true });
+    for (const lib of blas.addon!.info().gemmLibraries) {
+      blas.addon!.setGemm(lib);
+      got.push(fused());
+    }
+    blas.addon!.setGemm(active!);
+    await initEngine({ backend: 'wasm-blas', threads: 1, quiet: true });
+    for (const g of got) expect(worst(g, want)).toBeLessThan(1e-6);
   });
 
   it('checks its inputs', () => {
