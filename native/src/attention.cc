@@ -233,21 +233,31 @@ void attentionForward(const float* qkv, float* out, float* probs, int64_t batch,
 void attentionBackward(const float* dy, const float* qkv, const float* probs, float* dqkv, int64_t batch, int T, int heads,
                        int hd, float scale) {
   const int H = heads * hd, ld = 3 * H;
-  std::vector<float> dp(static_cast<size_t>(T) * T), ds(static_cast<size_t>(T) * T);
-  for (int64_t b = 0; b < batch; b++) {
-    const float* base = qkv + b * T * ld;
-    float* dbase = dqkv + b * T * ld;
-    for (int h = 0; h < heads; h++) {
-      const float* p = probs + (b * heads + h) * static_cast<int64_t>(T) * T;
-      const float* g = dy + b * T * H + h * hd;
-      const float* q = base + h * hd;
-      const float* k = base + H + h * hd;
-      const float* v = base + 2 * H + h * hd;
-      sgemmRowMajor(false, true, T, T, hd, 1.0f, g, H, v, ld, 0.0f, dp.data(), T);
-      sgemmRowMajor(true, false, T, hd, T, 1.0f, p, T, g, H, 0.0f, dbase + 2 * H + h * hd, ld);
-      softmaxGradRows(dp.data(), p, ds.data(), T, T);
-      sgemmRowMajor(false, false, T, hd, T, scale, ds.data(), T, k, ld, 0.0f, dbase + h * hd, ld);
-      sgemmRowMajor(true, false, T, hd, T, scale, ds.data(), T, q, ld, 0.0f, dbase + H + h * hd, ld);
+  // Images in parallel where the products are oneDNN's, which runs each one single-threaded inside the region
+  // (OpenBLAS's own threads would be asked for from two threads at once); each image writes only its own dqkv rows.
+#ifdef _OPENMP
+#pragma omp parallel if (useDnnl && batch > 1)
+#endif
+  {
+    std::vector<float> dp(static_cast<size_t>(T) * T), ds(static_cast<size_t>(T) * T);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t b = 0; b < batch; b++) {
+      const float* base = qkv + b * T * ld;
+      float* dbase = dqkv + b * T * ld;
+      for (int h = 0; h < heads; h++) {
+        const float* p = probs + (b * heads + h) * static_cast<int64_t>(T) * T;
+        const float* g = dy + b * T * H + h * hd;
+        const float* q = base + h * hd;
+        const float* k = base + H + h * hd;
+        const float* v = base + 2 * H + h * hd;
+        sgemmRowMajor(false, true, T, T, hd, 1.0f, g, H, v, ld, 0.0f, dp.data(), T);
+        sgemmRowMajor(true, false, T, hd, T, 1.0f, p, T, g, H, 0.0f, dbase + 2 * H + h * hd, ld);
+        softmaxGradRows(dp.data(), p, ds.data(), T, T);
+        sgemmRowMajor(false, false, T, hd, T, scale, ds.data(), T, k, ld, 0.0f, dbase + h * hd, ld);
+        sgemmRowMajor(true, false, T, hd, T, scale, ds.data(), T, q, ld, 0.0f, dbase + H + h * hd, ld);
+      }
     }
   }
 }

@@ -66,6 +66,22 @@ void geluGradLoop(const float* __restrict dy, const float* __restrict x, float* 
   }
 }
 
+// f(lo, hi) over [0, n) cut into one chunk per OpenMP thread (64-value aligned) when n is large enough to pay for
+// the threads' start (~64 K values), else f(0, n). Elementwise results do not depend on the cut.
+template <typename F>
+void forChunks(int64_t n, const F& f) {
+#ifdef _OPENMP
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (threads > 1 && n >= 65536) {
+    const int64_t chunk = ((n + threads - 1) / threads + 63) / 64 * 64;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t lo = 0; lo < n; lo += chunk) f(lo, std::min(n, lo + chunk));
+    return;
+  }
+#endif
+  f(0, n);
+}
+
 // An elementwise entry point (heap, srcOff, dstOff, n) over loop(src, dst, n).
 template <void (*loop)(const float*, float*, int64_t)>
 napi_value unaryEntry(napi_env env, napi_callback_info info, const char* name) {
@@ -76,7 +92,7 @@ napi_value unaryEntry(napi_env env, napi_callback_info info, const char* name) {
   if (!heapKernelArgs(env, info, 4, argv, "vmoe_blas: elementwise kernels expect 4 arguments", &heap, &length, 3, v)) return nullptr;
   const int64_t src = v[0], dst = v[1], n = v[2];
   if (!inRange(env, src, n, length, name) || !inRange(env, dst, n, length, name)) return nullptr;
-  loop(heap + src, heap + dst, n);
+  forChunks(n, [&](int64_t lo, int64_t hi) { loop(heap + src + lo, heap + dst + lo, hi - lo); });
   return nullptr;
 }
 
@@ -90,7 +106,7 @@ napi_value unaryGradEntry(napi_env env, napi_callback_info info, const char* nam
   if (!heapKernelArgs(env, info, 5, argv, "vmoe_blas: elementwise gradient kernels expect 5 arguments", &heap, &length, 4, v)) return nullptr;
   const int64_t dy = v[0], x = v[1], dx = v[2], n = v[3];
   if (!inRange(env, dy, n, length, name) || !inRange(env, x, n, length, name) || !inRange(env, dx, n, length, name)) return nullptr;
-  loop(heap + dy, heap + x, heap + dx, n);
+  forChunks(n, [&](int64_t lo, int64_t hi) { loop(heap + dy + lo, heap + x + lo, heap + dx + lo, hi - lo); });
   return nullptr;
 }
 
@@ -229,7 +245,12 @@ napi_value LayerNorm(napi_env env, napi_callback_info info) {
   if (!layerNormShapes(env, length, rows, cols, blocks, 2, vectors, 2, "vmoe_blas.layerNorm: bad shape or operand outside the heap")) {
     return nullptr;
   }
-  layerNormRows(heap + xOff, heap + scaleOff, heap + biasOff, heap + yOff, rows, cols, static_cast<float>(epsArg));
+  // Rows in chunks over the threads (about 64 K values or more a chunk); each row's result does not depend on it.
+  forChunks(rows * cols, [&](int64_t lo, int64_t hi) {
+    const int64_t r0 = (lo + cols - 1) / cols, r1 = hi == rows * cols ? rows : (hi + cols - 1) / cols;
+    layerNormRows(heap + xOff + r0 * cols, heap + scaleOff, heap + biasOff, heap + yOff + r0 * cols, r1 - r0, cols,
+                  static_cast<float>(epsArg));
+  });
   return nullptr;
 }
 
