@@ -53,7 +53,16 @@ const root = repoRoot();
 
 type Job =
   | { kind: 'model'; suite: string; name: BenchModelName; batch: number; threads: number; warmup: number; runs: number }
-  | { kind: 'moe-vs-dense' | 'capacity'; suite: string; batch: number; threads: number; warmup: number; runs: number };
+  | { kind: 'moe-vs-dense' | 'capacity'; suite: string; batch: number; threads: number; warmup: number; runs: number }
+  | {
+      kind: 'layers';
+      suite: string;
+      name: BenchModelName;
+      batch: number;
+      threads: number;
+      warmup: number;
+      runs: number;
+    };
 
 type Rec = Record<string, unknown>;
 
@@ -66,6 +75,7 @@ async function runChild(jobJson: string, backend: string): Promise<void> {
   let out: Rec[];
   if (job.kind === 'model') out = [cases.modelThroughput(job.name, job.batch, t) as unknown as Rec];
   else if (job.kind === 'moe-vs-dense') out = [cases.moeVsDense(job.batch, t)];
+  else if (job.kind === 'layers') out = cases.layerGflops(job.name, job.batch, t);
   else out = cases.capacitySweep(job.batch, t);
   for (const r of out) process.stdout.write(JSON.stringify({ ...r, suite: job.suite }) + '\n');
 }
@@ -86,7 +96,7 @@ function spawnJob(job: Job, args: BenchArgs): Rec[] {
     const tail = `${r.stderr ?? ''}`.trim().split('\n').slice(-8).join('\n');
     return [
       {
-        name: job.kind === 'model' ? job.name : job.kind,
+        name: job.kind === 'model' || job.kind === 'layers' ? job.name : job.kind,
         suite: job.suite,
         error: `child failed (exit ${r.status ?? r.signal}): ${tail}`,
       },
@@ -121,6 +131,9 @@ function plan(args: BenchArgs): Job[] {
     if (wants('s32'))
       for (const name of S32_NAMES)
         jobs.push({ kind: 'model', suite: 's32', name, batch: args.batch, threads, ...s32 });
+    // GFLOP/s per layer type at the S/32 shapes (the V-MoE has every layer type).
+    if (wants('layers'))
+      jobs.push({ kind: 'layers', suite: 'layers', name: 'vmoe-s32', batch: args.batch, threads, ...s32 });
     if (threads !== args.threads[0]) continue; // the layer studies and batch scaling run at the first thread count only
     if (wants('moe-vs-dense'))
       jobs.push({ kind: 'moe-vs-dense', suite: 'moe-vs-dense', batch: args.batch, threads, ...layer });
@@ -324,6 +337,23 @@ function summary(records: Rec[], meta: Rec): string {
       ]),
     );
   }
+  if (pick('layers').length) {
+    sections.push(
+      'GFLOP/s per layer type at the S/32 shapes (batch as given), each through the kernel the toolkit runs for it, ' +
+        'against the peak of the threads used.',
+    );
+    sections.push(
+      markdownTable(pick('layers'), [
+        'layer',
+        'threads',
+        'rows',
+        'ms',
+        'gflop_per_s',
+        'peak_gflop_per_s',
+        'share_of_peak',
+      ]),
+    );
+  }
   if (pick('peer-ratio').length) {
     sections.push(
       markdownTable(pick('peer-ratio'), [
@@ -389,7 +419,7 @@ async function main(): Promise<void> {
   const jobs = plan(args);
   const run = (job: Job, extra: Rec = {}) => {
     process.stderr.write(
-      `[bench] ${job.kind === 'model' ? job.name : job.kind} (batch ${job.batch}, ${job.threads} thread(s))…\n`,
+      `[bench] ${job.kind === 'model' || job.kind === 'layers' ? job.name : job.kind} (batch ${job.batch}, ${job.threads} thread(s))…\n`,
     );
     for (const r of spawnJob(job, args)) emit({ ...r, ...extra });
   };

@@ -10,7 +10,8 @@ import { engineInfo } from '../../src/engine/index.js';
 import { OptimSchema } from '../../src/config/experiment.js';
 import { Adam } from '../../src/train/optimizer.js';
 import { modelLoss } from '../../src/train/trainer.js';
-import { dense2d, gelu } from '../../src/vmoe/layers.js';
+import { dense2d, denseGelu, encoderBlock, expertMlpCombine, gelu, selfAttention } from '../../src/vmoe/layers.js';
+import { hasKernel, VMOE_ENCODER_BLOCK, VMOE_EXPERT_MLP } from '../../src/engine/fused-kernels.js';
 import { VisionMoE } from '../../src/vmoe/model.js';
 import { moeLayer, type MoeWeights } from '../../src/vmoe/moe.js';
 import { tokensPerImage } from '../../src/vmoe/config.js';
@@ -321,4 +322,130 @@ export function capacitySweep(batch: number, t: Timing, factors = CAPACITY_FACTO
     time_vs_1_05_min: min[i]! / min[ref]!,
     rounds: t.runs,
   }));
+}
+
+/**
+ * GFLOP/s per layer type at a model's shapes (issue #22: ≥ 40 % of the machine's float32 peak in the GEMMs), each
+ * timed through the kernel the toolkit runs for it: the dense products (as _FusedMatMul, with bias), the MLP's first
+ * product with GELU (VmoeDenseGelu), the backward products of the MLP's first layer (dx, dw: BatchMatMul with a
+ * transposed operand), the attention core (VmoeAttention), the whole inference encoder block (VmoeEncoderBlock)
+ * and the MoE experts with their combine (VmoeExpertMlp, every token routed to K experts, rows spread evenly).
+ * FLOPs count 2 per multiply-add of the products (the attention core: q kᵀ and P v).
+ */
+export function layerGflops(name: BenchModelName, batch: number, t: Timing): Record<string, unknown>[] {
+  const cfg = benchModelConfig(name);
+  const { hidden: H, mlpDim: F, heads } = cfg;
+  const T = tokensPerImage(cfg);
+  const N = batch * T;
+  const rng = new Rng(7);
+  const rand = (shape: number[], scale = 1) =>
+    tf.tensor(
+      Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal() * scale),
+      shape,
+    );
+  const x = rand([N, H]) as tf.Tensor2D;
+  const wqkv = rand([H, 3 * H], 0.05) as tf.Tensor2D,
+    bqkv = rand([3 * H], 0.1) as tf.Tensor1D;
+  const wo = rand([H, H], 0.05) as tf.Tensor2D,
+    bo = rand([H], 0.1) as tf.Tensor1D;
+  const w1 = rand([H, F], 0.05) as tf.Tensor2D,
+    b1 = rand([F], 0.1) as tf.Tensor1D;
+  const w2 = rand([F, H], 0.02) as tf.Tensor2D,
+    b2 = rand([H], 0.1) as tf.Tensor1D;
+  const hidden = rand([N, F]) as tf.Tensor2D;
+  const dy = rand([N, F]) as tf.Tensor2D;
+  const qkv = rand([N, 3 * H]) as tf.Tensor2D;
+  const ones = tf.ones([H]) as tf.Tensor1D,
+    zeros = tf.zeros([H]) as tf.Tensor1D;
+  const x3 = tf.reshape(x, [batch, T, H]) as tf.Tensor3D;
+  const run = (f: () => tf.Tensor | tf.Tensor[]) => () =>
+    tf.tidy(() => {
+      const out = f();
+      (Array.isArray(out) ? out[0]! : out).dataSync();
+    });
+  const fused = (a: tf.Tensor2D, b: tf.Tensor2D, bias: tf.Tensor1D) => tf.fused.matMul({ a, b, bias });
+  const hd = H / heads;
+  const cases: [string, number, () => void][] = [
+    ['dense q|k|v', 2 * N * H * 3 * H, run(() => fused(x, wqkv, bqkv))],
+    ['dense attention out', 2 * N * H * H, run(() => fused(x, wo, bo))],
+    ['mlp fc1 + gelu', 2 * N * H * F, run(() => denseGelu(x, w1, b1))],
+    ['mlp fc2', 2 * N * F * H, run(() => fused(hidden, w2, b2))],
+    [
+      'mlp fc1 backward (dx, dw)',
+      2 * 2 * N * H * F,
+      run(() => [tf.matMul(dy, w1, false, true), tf.matMul(x, dy, true, false)]),
+    ],
+    ['attention core', 4 * batch * heads * T * T * hd, run(() => selfAttention(qkv, batch, T, heads))],
+  ];
+  if (hasKernel(VMOE_ENCODER_BLOCK)) {
+    const w = { ln1Scale: ones, ln1Bias: zeros, wqkv, bqkv, wo, bo, ln2Scale: ones, ln2Bias: zeros };
+    const flops = 2 * N * H * (3 * H + H + 2 * F) + 4 * batch * heads * T * T * hd;
+    cases.push([
+      'encoder block (inference, fused)',
+      flops,
+      run(() => encoderBlock(x3, { ...w, mlp: { w1, b1, w2, b2 } }, heads)),
+    ]);
+  }
+  let moeTensors: tf.Tensor[] = [];
+  if (cfg.type !== 'vit' && hasKernel(VMOE_EXPERT_MLP)) {
+    const E = cfg.moe.numExperts,
+      K = cfg.moe.k;
+    const R = Math.ceil((N * K) / E);
+    const rows = new Int32Array(E),
+      tokens = new Int32Array(E * R),
+      gateIndex = new Int32Array(E * R);
+    for (let t2 = 0; t2 < N; t2++)
+      for (let k = 0; k < K; k++) {
+        const e = (t2 + k) % E;
+        const i = e * R + rows[e]!++;
+        tokens[i] = t2 + 1;
+        gateIndex[i] = t2 * E + e + 1;
+      }
+    moeTensors = [
+      tf.tensor1d(tokens, 'int32'),
+      tf.tensor1d(rows, 'int32'),
+      rand([E, H, F], 0.05),
+      rand([E, F], 0.1),
+      rand([E, F, H], 0.02),
+      rand([E, H], 0.1),
+      tf.fill([N, E], 1 / K),
+      tf.tensor1d(gateIndex, 'int32'),
+    ];
+    const [tk, rw, ew1, eb1, ew2, eb2, gates, gi] = moeTensors as [
+      tf.Tensor1D,
+      tf.Tensor1D,
+      tf.Tensor3D,
+      tf.Tensor2D,
+      tf.Tensor3D,
+      tf.Tensor2D,
+      tf.Tensor2D,
+      tf.Tensor1D,
+    ];
+    cases.push([
+      `moe experts + combine (inference, fused; K=${K})`,
+      2 * 2 * N * K * H * F,
+      run(() => expertMlpCombine(x, tk, rw, { w1: ew1, b1: eb1, w2: ew2, b2: eb2 }, gates, gi)!),
+    ]);
+  }
+  const engine = engineFields();
+  const peak = machinePeakGflops(engine.threads);
+  const out = cases.map(([layer, flops, f]) => {
+    const ms = timeMedian(f, t);
+    const gflops = flops / ms / 1e6;
+    return {
+      name: `${name} ${layer}`,
+      model: name,
+      layer,
+      ...engine,
+      batch,
+      rows: N,
+      ms,
+      gflop: flops / 1e9,
+      gflop_per_s: gflops,
+      peak_gflop_per_s: peak,
+      share_of_peak: peak ? gflops / peak : null,
+    };
+  });
+  for (const v of [x, wqkv, bqkv, wo, bo, w1, b1, w2, b2, hidden, dy, qkv, ones, zeros, ...moeTensors]) v.dispose();
+  return out;
 }

@@ -130,7 +130,7 @@ export interface BenchArgs {
   child: string | null;
 }
 
-export const SUITES = ['models', 'moe-vs-dense', 'capacity', 'batch-scaling', 's32'] as const;
+export const SUITES = ['models', 'moe-vs-dense', 'capacity', 'batch-scaling', 's32', 'layers'] as const;
 
 /** Parses the command line; `defaultThreads` is the engine's default (VMOE_THREADS or 1). */
 export function parseArgs(argv: readonly string[], defaultThreads = 1): BenchArgs {
