@@ -569,6 +569,51 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
     model.dispose();
   });
 
+  // The cut is oneDNN's path (OpenBLAS runs its own threads, which may split K).
+  it.skipIf(blas.addon?.info().gemm !== 'onednn')(
+    'products large enough to be cut over 2 threads (by rows, or by columns when rows are few) equal the 1-thread product bit for bit',
+    () => {
+      // (M, N, K, transA, transB): the inference and training shapes of the tiny and S/32 models, a K of 3200 (dw),
+      // and few rows with many columns.
+      const shapes = [
+        [3200, 192, 64, false, false],
+        [64, 192, 3200, true, false],
+        [3200, 64, 192, false, true],
+        [50, 2048, 512, false, false],
+        [7, 3000, 300, false, false],
+      ] as const;
+      const heap = new Float32Array(4 << 20);
+      heap.set(values(2 << 20, 21));
+      try {
+        for (const [M, N, K, ta, tb] of shapes) {
+          const outs = [1, 2].map((threads) => {
+            blas.addon!.setThreads(threads);
+            blas.addon!.sgemm(heap, ta, tb, M, N, K, 1, 0, 0, 1 << 20, 0, 2 << 20, 0, -1, 0, false);
+            return heap.slice(2 << 20, (2 << 20) + M * N);
+          });
+          // Against a float64 product too, on a few entries: the cut must not misplace blocks.
+          for (const [i, j] of [
+            [0, 0],
+            [M - 1, N - 1],
+            [M >> 1, N >> 1],
+            [M - 1, 0],
+          ] as const) {
+            let ref = 0;
+            for (let k = 0; k < K; k++)
+              ref += heap[ta ? k * M + i : i * K + k]! * heap[(1 << 20) + (tb ? j * K + k : k * N + j)]!;
+            expect(Math.abs(outs[1]![i * N + j]! - ref)).toBeLessThan(1e-4 * (1 + Math.abs(ref)));
+          }
+          expect(
+            outs[1]!.every((v, i) => v === outs[0]![i]),
+            `${M}×${N}×${K}`,
+          ).toBe(true);
+        }
+      } finally {
+        blas.addon!.setThreads(1);
+      }
+    },
+  );
+
   it('a seeded run of five training steps gives the same losses with 1 and 2 threads', () => {
     const cfg = ModelSchema.parse({
       type: 'vmoe',
