@@ -123,14 +123,16 @@ export class CorruptionPrefetcher {
       throw new Error(`CorruptionPrefetcher: batch ${k} asked out of the listed order (${JSON.stringify(expect)})`);
     }
     for (;;) {
+      // A batch already published is delivered even when the worker has since failed on a later one: the
+      // failure belongs to the job it failed on (the worker runs ahead of the caller by up to the ring's size).
+      const produced = Atomics.load(this.control, PRODUCED);
+      if (produced > k) break;
       if (Atomics.load(this.control, FAILED) === 1) {
         const len = Atomics.load(this.control, ERROR_LENGTH);
         const msg = new TextDecoder().decode(this.error.slice(0, len));
         this.close();
         throw new CorruptionError(msg);
       }
-      const produced = Atomics.load(this.control, PRODUCED);
-      if (produced > k) break;
       // Wakes when the worker publishes a batch or fails (it notifies PRODUCED either way).
       Atomics.wait(this.control, PRODUCED, produced, 1000);
     }
