@@ -403,7 +403,6 @@ export function layerGflops(name: BenchModelName, batch: number, t: Timing): Rec
       }
     moeTensors = [
       tf.tensor1d(tokens, 'int32'),
-      tf.tensor1d(rows, 'int32'),
       rand([E, H, F], 0.05),
       rand([E, F], 0.1),
       rand([E, F, H], 0.02),
@@ -411,8 +410,7 @@ export function layerGflops(name: BenchModelName, batch: number, t: Timing): Rec
       tf.fill([N, E], 1 / K),
       tf.tensor1d(gateIndex, 'int32'),
     ];
-    const [tk, rw, ew1, eb1, ew2, eb2, gates, gi] = moeTensors as [
-      tf.Tensor1D,
+    const [tk, ew1, eb1, ew2, eb2, gates, gi] = moeTensors as [
       tf.Tensor1D,
       tf.Tensor3D,
       tf.Tensor2D,
@@ -424,7 +422,7 @@ export function layerGflops(name: BenchModelName, batch: number, t: Timing): Rec
     cases.push([
       `moe experts + combine (inference, fused; K=${K})`,
       2 * 2 * N * K * H * F,
-      run(() => expertMlpCombine(x, tk, rw, { w1: ew1, b1: eb1, w2: ew2, b2: eb2 }, gates, gi)!),
+      run(() => expertMlpCombine(x, tk, rows, { w1: ew1, b1: eb1, w2: ew2, b2: eb2 }, gates, gi)!),
     ]);
   }
   const engine = engineFields();

@@ -1,5 +1,6 @@
-// Multi-head self-attention on the fused qkv projection: attention and attentionGrad, per
-// (image, head) two or four products through sgemmRowMajor with the softmax of elementwise.cc.
+// Multi-head self-attention on the fused qkv projection: attention (attendImage per image: 16-lane register tiles,
+// no GEMM calls; also the encoder block's, block.cc) and attentionGrad (per (image, head) four products through
+// sgemmRowMajor with the softmax gradient of elementwise.cc), images in parallel on the OpenMP threads.
 
 #include "common.h"
 
@@ -72,6 +73,11 @@ __attribute__((always_inline)) inline v16 expVec(v16 x) {
   return p * (v16)bits;
 }
 __attribute__((always_inline)) inline v16 maxVec(v16 a, v16 b) { return b > a ? b : a; }
+// e^d for d = s − max ≤ 0 as softmaxRows takes it: below −87 it is 0 (also for −∞); NaN stays NaN.
+__attribute__((always_inline)) inline v16 expShifted(v16 d) {
+  const v16 e = expVec(d < -87.0f ? v16{} - 87.0f : d);
+  return d < -87.0f ? v16{} : e;
+}
 __attribute__((always_inline)) inline float laneMaxOf(v16 v) {
   float x[16];
   std::memcpy(x, &v, sizeof x);
@@ -95,9 +101,7 @@ __attribute__((always_inline)) inline float expRow(v16* s) {
   v16 sum = {};
 #pragma GCC unroll 16
   for (int c = 0; c < V; c++) {
-    const v16 d = s[c] - max;
-    const v16 e = expVec(d < -87.0f ? v16{} - 87.0f : d);
-    s[c] = d < -87.0f ? v16{} : e;
+    s[c] = expShifted(s[c] - max);
     sum += s[c];
   }
   return 1.0f / laneSumOf(sum);
@@ -129,9 +133,7 @@ __attribute__((always_inline)) inline float expRowLong(float* s, int Tp) {
   const float max = laneMaxOf(m);
   v16 sum = {};
   for (int c = 0; c < Tp; c += 16) {
-    const v16 d = load16(s + c) - max;
-    const v16 e = expVec(d < -87.0f ? v16{} - 87.0f : d);
-    const v16 z = d < -87.0f ? v16{} : e;
+    const v16 z = expShifted(load16(s + c) - max);
     store16(s + c, z);
     sum += z;
   }

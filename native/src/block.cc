@@ -7,9 +7,10 @@
 // attention, GELU and the adds on one core and paid a JavaScript↔native crossing and a heap round trip per op.
 //
 // Axes: B images, T tokens, H hidden, heads × hd = H, F the MLP width, R = rows of a tile (images · T).
-// Every step is a kernel the op-by-op forward runs too (gemm(), elementwise.cc's LayerNorm and GELU loops,
-// attention.cc's attendImage) in the same order of operations (a product's bias is added to it before the
-// residual, as tf.add(x, dense(...)) does), so the two agree to rounding in the GEMM library's blocking.
+// Every step is a kernel the op-by-op forward runs too (gemm(), elementwise.cc's LayerNorm and GELU, attention.cc's
+// attendImage), except that the products after the first leave their bias to the pass that reads them (residual add,
+// GELU), which adds it to the product first (as tf.add(x, dense(...)) and gelu(dense(...)) see it), so the two agree
+// to float rounding (tests/vmoe/inference.test.ts).
 
 #include "common.h"
 

@@ -31,13 +31,14 @@ void tanhLoop(const float* __restrict x, float* __restrict y, int64_t n) {
 constexpr float kGeluC = 0.7978845608028654f;
 constexpr float kGeluA = 0.044715f;
 
+__attribute__((always_inline)) inline float geluOne(float v) {
+  const float t = tanhOne((v + v * v * v * kGeluA) * kGeluC);
+  return v * 0.5f * (t + 1.0f);
+}
+
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void geluLoop(const float* __restrict x, float* __restrict y, int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    const float v = x[i];
-    const float t = tanhOne((v + v * v * v * kGeluA) * kGeluC);
-    y[i] = v * 0.5f * (t + 1.0f);
-  }
+  for (int64_t i = 0; i < n; i++) y[i] = geluOne(x[i]);
 }
 
 // y = gelu(x + bias) over row-major (rows, cols), bias per column: the MLP's first product's bias added in the
@@ -47,11 +48,7 @@ void geluBiasLoop(const float* __restrict x, const float* __restrict bias, float
   for (int64_t r = 0; r < rows; r++) {
     const float* xr = x + r * cols;
     float* yr = y + r * cols;
-    for (int64_t j = 0; j < cols; j++) {
-      const float v = xr[j] + bias[j];
-      const float t = tanhOne((v + v * v * v * kGeluA) * kGeluC);
-      yr[j] = v * 0.5f * (t + 1.0f);
-    }
+    for (int64_t j = 0; j < cols; j++) yr[j] = geluOne(xr[j] + bias[j]);
   }
 }
 

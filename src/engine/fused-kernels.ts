@@ -46,7 +46,8 @@
  *                     kernel): the product runs in row blocks and GELU reads each block while it is still in cache.
  *   VmoeEncoderBlock  {x (B, T, H), ln1Scale, ln1Bias (H), wqkv (H, 3H), bqkv (3H) (columns [q | k | v], each head-major),
  *                     wo (H, H), bo (H), ln2Scale, ln2Bias (H), optional w1 (H, F), b1 (F), w2 (F, H), b2 (H)},
- *                     attrs {heads, epsilon} → forward only (inference), the pre-LN block of src/vmoe/model.ts:
+ *                     attrs {heads, epsilon, optional tileImages} → forward only (inference), the pre-LN block of
+ *                     src/vmoe/model.ts, run in tiles of images (tileImages, else sized for the L2 cache):
  *                     x1 = x + (selfAttention(LN1(x) wqkv + bqkv) wo + bo); with the MLP weights y (B, T, H) =
  *                     x1 + (gelu(LN2(x1) w1 + b1) w2 + b2), without them [x1 (B, T, H), LN2(x1) (B·T, H)] (the
  *                     attention half of an MoE block and its MoE layer's input).

@@ -234,14 +234,17 @@ export function patchEmbed(
 export function expertMlpCombine(
   x: tf.Tensor2D,
   tokens: tf.Tensor1D,
-  rows: tf.Tensor1D,
+  rows: Int32Array,
   w: { w1: tf.Tensor3D; b1: tf.Tensor2D; w2: tf.Tensor3D; b2: tf.Tensor2D },
   gates: tf.Tensor2D,
   gateIndex: tf.Tensor1D,
 ): tf.Tensor2D | null {
   if (recording() || x.dtype !== 'float32' || !hasKernel(VMOE_EXPERT_MLP)) return null;
   const { w1, b1, w2, b2 } = w;
-  return tf.engine().runKernel(VMOE_EXPERT_MLP, { x, tokens, rows, w1, b1, w2, b2, gates, gateIndex }) as tf.Tensor2D;
+  const filled = tf.tensor1d(rows, 'int32');
+  const y = tf.engine().runKernel(VMOE_EXPERT_MLP, { x, tokens, rows: filled, w1, b1, w2, b2, gates, gateIndex });
+  filled.dispose();
+  return y as tf.Tensor2D;
 }
 
 /** Softmax over the last axis. */

@@ -383,17 +383,17 @@ export function moeLayer(
   const xe = bf16 ? roundToBfloat16(x) : x; // what the experts see
   const back = (t: tf.Tensor2D) => (bf16 ? roundToBfloat16(t) : t); // what they send back
   let y: tf.Tensor2D;
-  const fused =
-    (opts.impl ?? 'gather') === 'gather' && !bf16
-      ? expertMlpCombine(xe, rowToken, tf.tensor1d(packed.rows, 'int32'), w, gates, rowGate)
-      : null;
-  if (fused) {
-    y = fused; // inference: the branch below in one kernel
-  } else if ((opts.impl ?? 'gather') === 'gather') {
-    const out = canGatherInExpertDense(xe)
-      ? runExpertsOnTokens(xe, rowToken, w, packed.rows)
-      : runExperts(dispatchRows(xe, rowToken), w, R, packed.rows); // (E·R, H)
-    y = combineRows(back(out), gates, rowToken, rowGate, N); // (N, H)
+  if ((opts.impl ?? 'gather') === 'gather') {
+    // Inference: experts and combine in one kernel where the backend has it (not with the bfloat16 round trips).
+    const fused = bf16 ? null : expertMlpCombine(xe, rowToken, packed.rows, w, gates, rowGate);
+    if (fused) {
+      y = fused;
+    } else {
+      const out = canGatherInExpertDense(xe)
+        ? runExpertsOnTokens(xe, rowToken, w, packed.rows)
+        : runExperts(dispatchRows(xe, rowToken), w, R, packed.rows); // (E·R, H)
+      y = combineRows(back(out), gates, rowToken, rowGate, N); // (N, H)
+    }
   } else {
     // Reference: dense one-hot dispatch/combine (einsum form), O(N·E·R·H).
     const dispatch = tf.cast(tf.slice(tf.oneHot(rowToken, N + 1), [0, 1], [E * R, N]), 'float32') as tf.Tensor2D; // (E·R, N)

@@ -678,10 +678,10 @@ function denseGeluKernel(addon: BlasAddon): tf.KernelFunc {
  * x1, the MLP's pre-activation and GELU) about 128 K floats (512 KB), inside the L2 cache (1 MB a core on the
  * reference machine) from the block's first op to its last, but at least 200 rows, below which the products lose
  * speed to reading their weights again per tile (ViT-S/32: 1 image a tile ran at 53 images/s, 4 images at 62);
- * at least one image. VMOE_BLOCK_TILE_ROWS overrides the row budget (tuning).
+ * at least one image.
  */
-export function encoderBlockTileImages(T: number, H: number, F: number): number {
-  const budget = Number(process.env.VMOE_BLOCK_TILE_ROWS) || Math.max(200, Math.floor(131072 / (6 * H + 2 * F)));
+function encoderBlockTileImages(T: number, H: number, F: number): number {
+  const budget = Math.max(200, Math.floor(131072 / (6 * H + 2 * F)));
   return Math.max(1, Math.floor(budget / T));
 }
 
