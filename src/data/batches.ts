@@ -184,6 +184,11 @@ export interface MakeBatchOptions {
    * data set index of each batch position when `ds` holds only the batch's images.
    */
   keyed?: { seed: number; step: number; examples?: ArrayLike<number> };
+  /**
+   * The (n, H, W, C) pixels to read instead of `ds.images`: those of a data set still being decoded, as
+   * `ds.imagesUpTo` returns them (valid below the count it waited for).
+   */
+  pixels?: Uint8Array;
 }
 
 /** A batch ready for the model: images `x` (B, H, W, C) float32 and labels `y` (B) int32. */
@@ -212,6 +217,7 @@ export function makeBatch(ds: ImageDataset, indices: ArrayLike<number>, opts: Ma
   const add = scale === 'minus1to1' ? -1 : 0;
 
   const { height: H, width: W, channels: C } = ds;
+  const images = opts.pixels ?? ds.images;
   const B = indices.length;
   const pixels = H * W * C;
   const x = new Float32Array(B * pixels); // (B, H, W, C)
@@ -223,7 +229,7 @@ export function makeBatch(ds: ImageDataset, indices: ArrayLike<number>, opts: Ma
     }
     y[b] = ds.labels[src]!;
     if (keyed) {
-      const img = ds.images.subarray(src * pixels, (src + 1) * pixels);
+      const img = images.subarray(src * pixels, (src + 1) * pixels);
       const r = keyedRng(keyed.seed, keyed.step, keyed.examples ? keyed.examples[b]! : src);
       augmentImage(img, H, W, C, augment, r, x.subarray(b * pixels, (b + 1) * pixels), 1, { mul, add });
       continue;
@@ -241,7 +247,7 @@ export function makeBatch(ds: ImageDataset, indices: ArrayLike<number>, opts: Ma
         const dst = dstBase + (i * W + j) * C;
         const inside = si >= 0 && si < H && sj >= 0 && sj < W;
         const s = srcBase + (si * W + sj) * C;
-        for (let c = 0; c < C; c++) x[dst + c] = (inside ? ds.images[s + c]! : 0) * mul + add;
+        for (let c = 0; c < C; c++) x[dst + c] = (inside ? images[s + c]! : 0) * mul + add;
       }
     }
   }

@@ -16,6 +16,7 @@ export {
   clearDataCache,
 } from './registry.js';
 export type { Split, ImageDataset, LoadOptions, DatasetListing } from './registry.js';
+export { setDecodeAhead, DECODE_AHEAD_ENV } from './registry.js';
 export { BatchSampler, sequentialBatches, makeBatch } from './batches.js';
 export type { SamplerOptions, SamplerState, PixelScale, AugmentOptions, MakeBatchOptions, Batch } from './batches.js';
 export { SYNTHETIC_OOD, isSyntheticOod, syntheticOodDataset, type SyntheticOod } from './synthetic.js';

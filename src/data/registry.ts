@@ -13,6 +13,7 @@ import { Rng } from '../util/rng.js';
 import { readIdx, type IdxArray } from './idx.js';
 import { DataError } from '../util/errors.js';
 import { centralCropImages, fitImages } from './preprocess.js';
+import { decodeImagesAhead } from './decode.js';
 import {
   SOURCE_HELP,
   SOURCE_PREFIXES,
@@ -45,8 +46,16 @@ export interface ImageDataset {
   channels: number;
   numClasses: number;
   classNames: string[];
-  /** (n, H, W, C) row-major, raw pixel values 0..255. */
+  /** (n, H, W, C) row-major, raw pixel values 0..255 (a data set still being decoded waits for all of them). */
   images: Uint8Array;
+  /**
+   * Present while images are still being decoded (image folders read at the model's size, see loadSourceSplit):
+   * waits until images [0, count) are in and returns the (n, H, W, C) buffer, valid below `count`. Lets a model
+   * pass over the first images overlap the decoding of the rest; `images` waits for all.
+   */
+  imagesUpTo?: (count: number) => Uint8Array;
+  /** Seconds callers have spent waiting for images still being decoded (with `imagesUpTo`). */
+  decodeWaitSeconds?: () => number;
   /** (n) class indices in [0, numClasses). */
   labels: Int32Array;
   /** Folder the files were read from. */
@@ -477,12 +486,44 @@ function loadSourceSplit(
     const y = part.labels[i]!;
     if (y >= numClasses) throw new DataError(`${part.file}: label ${y} at index ${i} is outside [0, ${numClasses})`);
   }
+  const base = {
+    name,
+    split,
+    n,
+    numClasses,
+    classNames: data.classNames,
+    labels: Int32Array.from(keep, (i) => part.labels[i]!),
+    source: dir,
+    labelsFile: part.file,
+  };
+  const size = opts.imageSize;
+  const ch = opts.channels === 1 || opts.channels === 3 ? opts.channels : undefined;
+  if (part.files && size !== undefined && ch !== undefined && (opts.centralCrop ?? 1) === 1 && decodeAhead()) {
+    // Decoded at the model's size, so nothing is left for fitTo: hand the images out as the worker publishes them.
+    const files = keep.map((i) => part.files![i]!);
+    const ahead = decodeImagesAhead(files, { height: size, width: size, channels: ch, resize: true });
+    return {
+      ...base,
+      height: size,
+      width: size,
+      channels: ch,
+      get images(): Uint8Array {
+        ahead.waitFor(n);
+        // All in: become a plain field, so code that indexes ds.images in a loop pays for no getter.
+        Object.defineProperty(this, 'images', { value: ahead.images, enumerable: true, writable: true });
+        return ahead.images;
+      },
+      imagesUpTo: (count: number) => {
+        ahead.waitFor(count);
+        return ahead.images;
+      },
+      decodeWaitSeconds: () => ahead.waitedSeconds(),
+    };
+  }
   let images: Uint8Array;
   let height: number, width: number, channels: number;
   if (part.files) {
     // decode only what the split keeps, straight at the model's size when it is known
-    const size = opts.imageSize;
-    const ch = opts.channels === 1 || opts.channels === 3 ? opts.channels : undefined;
     const d = decodeFolderPart(part, keep, { height: size, width: size, channels: ch, resize: size !== undefined });
     ({ images, height, width } = d as Required<typeof d>);
     channels = d.channels!;
@@ -494,18 +535,22 @@ function loadSourceSplit(
     images = new Uint8Array(n * pixels); // (n, H, W, C)
     keep.forEach((src, i) => images.set(part.images!.subarray(src * pixels, (src + 1) * pixels), i * pixels));
   }
-  return fitTo(opts, {
-    name,
-    split,
-    n,
-    height,
-    width,
-    channels,
-    numClasses,
-    classNames: data.classNames,
-    images,
-    labels: Int32Array.from(keep, (i) => part.labels[i]!),
-    source: dir,
-    labelsFile: part.file,
-  });
+  return fitTo(opts, { ...base, height, width, channels, images });
+}
+
+/** Environment switch over `setDecodeAhead`: `VMOE_DECODE_AHEAD=1` decodes image folders ahead, `0` whole first. */
+export const DECODE_AHEAD_ENV = 'VMOE_DECODE_AHEAD';
+let decodeAheadDefault = false;
+/**
+ * Whether image folders read at the model's size decode on a worker while the model runs (true) or whole before
+ * loadDataset returns (false, the default). The engine turns it on when the machine has cores the model's threads
+ * leave free: on this 2-core machine, decoding beside a 2-thread model slowed the model by as much as it hid
+ * (docs/performance.md §3).
+ */
+export function setDecodeAhead(on: boolean): void {
+  decodeAheadDefault = on;
+}
+function decodeAhead(): boolean {
+  const env = process.env[DECODE_AHEAD_ENV];
+  return env === '1' ? true : env === '0' ? false : decodeAheadDefault;
 }

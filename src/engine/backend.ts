@@ -12,6 +12,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { UsageError } from '../util/errors.js';
+import { setDecodeAhead } from '../data/index.js';
 
 /**
  * A TensorFlow.js backend, fastest first: `node-gpu` (tfjs-node-gpu), `node` (tfjs-node), `wasm-blas` (wasm with
@@ -144,6 +145,8 @@ export async function initEngine(opts: InitOptions = {}): Promise<EngineInfo> {
     const info = await initOne(name, threads);
     if (info) {
       current = info;
+      // Image folders decode beside the model only on cores its threads leave free (data/registry.ts).
+      setDecodeAhead(os.availableParallelism() > info.threads);
       if (!opts.quiet) {
         process.stderr.write(
           `[vmoe] backend ${info.backend} (${info.threads} thread${info.threads === 1 ? '' : 's'}${info.simd ? ', SIMD' : ''}${info.gemm ? `, products on ${info.gemm}` : ''})\n`,

@@ -16,6 +16,8 @@ export interface CachedFeatures {
   labels: Int32Array;
   /** Seconds of the model passes that produced the features (every model); 0 when they came from the cache. */
   seconds: number;
+  /** Of `seconds`, the time spent waiting for images still being decoded (image folders). */
+  decodeWaitSeconds?: number;
   cached: boolean;
 }
 
@@ -63,5 +65,13 @@ export function extractPreLogits(
     fs.writeFileSync(tmp, Buffer.concat([header, Buffer.from(data.buffer, data.byteOffset, data.byteLength)]));
     fs.renameSync(tmp, file);
   }
-  return { n: ds.n, d, data, labels: ds.labels, seconds: parts.reduce((a, p) => a + p.seconds, 0), cached: false };
+  return {
+    n: ds.n,
+    d,
+    data,
+    labels: ds.labels,
+    seconds: parts.reduce((a, p) => a + p.seconds, 0),
+    decodeWaitSeconds: parts.reduce((a, p) => a + (p.inputWaitSeconds ?? 0), 0),
+    cached: false,
+  };
 }

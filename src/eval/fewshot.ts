@@ -57,6 +57,8 @@ export interface FeatureExtractionTiming {
   n: number;
   cached: boolean;
   seconds: number;
+  /** Of `seconds`, the time the model waited for images being decoded (image folders). */
+  decode_wait_seconds: number;
   images_per_s: number | null;
 }
 
@@ -67,6 +69,7 @@ function timing(dataset: string, split: string, f: CachedFeatures): FeatureExtra
     n: f.n,
     cached: f.cached,
     seconds: f.seconds,
+    decode_wait_seconds: f.decodeWaitSeconds ?? 0,
     images_per_s: f.cached || f.seconds <= 0 ? null : f.n / f.seconds,
   };
 }

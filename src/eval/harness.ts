@@ -273,6 +273,7 @@ function evaluateLoaded(loaded: LoadedModel[], opts: EvalOptions): EvalRun {
     flops_per_image: ensembleFlops(loaded, opts.routing, opts.mcSamples),
     images_per_s: outputs.n / outputs.seconds,
     seconds: outputs.seconds,
+    decode_wait_seconds: outputs.inputWaitSeconds ?? 0,
     ensemble:
       loaded.length > 1 || opts.mcSamples > 0
         ? {

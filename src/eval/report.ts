@@ -127,8 +127,11 @@ export interface EvalReport extends MetricsReport {
   dataset: string;
   split: string;
   flops_per_image: number;
+  /** n ÷ seconds: the model pass over the data set, waits for images still being decoded included. */
   images_per_s: number;
   seconds: number;
+  /** Of `seconds`, the time the model waited for images being decoded (image folders; 0 for data in memory). */
+  decode_wait_seconds: number;
   ensemble: Record<string, unknown> | null;
   routing: Record<string, unknown> | null;
   checkpoint: CheckpointRecord | CheckpointRecord[];

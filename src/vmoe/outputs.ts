@@ -41,7 +41,10 @@ export interface Outputs {
   labels: Int32Array;
   /** Per MoE layer, averaged over batches weighted by batch size. */
   router: RouterSummary[];
+  /** Wall time of the whole pass, waits for images included. */
   seconds: number;
+  /** Of `seconds`, the time spent waiting for images still being decoded (0 for data held in memory). */
+  inputWaitSeconds?: number;
 }
 
 /** Options of `computeOutputs`: batch size, pixel scaling, routing overrides, MC dropout, whether to keep pre-logits. */
@@ -100,8 +103,11 @@ export function computeOutputs(model: VisionMoE, ds: ImageDataset, opts: OutputO
   const t0 = performance.now();
   let done = 0;
   const callSize = forwardBatchSize(model.cfg, opts.batchSize, opts);
+  const waited0 = ds.decodeWaitSeconds?.() ?? 0;
   for (const idx of sequentialBatches(ds.n, callSize)) {
-    const batch = makeBatch(ds, idx, { scale: opts.scale });
+    // A data set still decoding (an image folder) hands out the images it has: the rest decode meanwhile.
+    const pixels = ds.imagesUpTo?.(Math.max(...idx) + 1);
+    const batch = makeBatch(ds, idx, { scale: opts.scale, pixels });
     const fwd: ForwardOptions = {
       train: false,
       routing: opts.routing,
@@ -157,6 +163,7 @@ export function computeOutputs(model: VisionMoE, ds: ImageDataset, opts: OutputO
     labels: ds.labels,
     router,
     seconds: (performance.now() - t0) / 1000,
+    inputWaitSeconds: (ds.decodeWaitSeconds?.() ?? 0) - waited0,
   };
 }
 

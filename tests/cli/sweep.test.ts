@@ -46,7 +46,7 @@ describe('vmoe sweep', () => {
     ]);
     const lines = csv.trim().split('\n');
     expect(lines[0]).toMatch(
-      /^routing,k,capacity_factor,capacity,group_size,n,accuracy,nll,ece,processed_fraction,flops_per_image,images_per_s,seconds,processed_block1$/,
+      /^routing,k,capacity_factor,capacity,group_size,n,accuracy,nll,ece,processed_fraction,flops_per_image,images_per_s,seconds,decode_wait_seconds,processed_block1$/,
     );
     expect(lines).toHaveLength(1 + 3 * 2 * 2);
     expect(fs.readFileSync(path.join(out, 'sweep.csv'), 'utf8')).toBe(csv);
