@@ -270,16 +270,41 @@ napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
   if (!layerNormShapes(env, length, rows, cols, blocks, 3, vectors, 3, "vmoe_blas.layerNormGrad: bad shape or operand outside the heap")) {
     return nullptr;
   }
+  // Rows in parts of kPartRows, each with its own float64 column sums (dscale, dbias), added in part order: the
+  // parts run on the OpenMP threads, and the result is the same for any thread count.
+  constexpr int64_t kPartRows = 256;
   const size_t n = static_cast<size_t>(cols);
-  std::vector<double> dscale(n, 0.0), dbias(n, 0.0);
-  std::vector<float> g(n), xhat(n);
-  layerNormGradRows(heap + dyOff, heap + xOff, heap + scaleOff, heap + dxOff, dscale.data(), dbias.data(), g.data(),
-                    xhat.data(), rows, cols, static_cast<float>(epsArg));
+  const int64_t parts = std::max<int64_t>(1, (rows + kPartRows - 1) / kPartRows);
+  std::vector<double> partSums(static_cast<size_t>(parts) * 2 * n, 0.0);  // (parts, [dscale | dbias], cols)
+  const float eps = static_cast<float>(epsArg);
+  auto part = [&](int64_t p) {
+    std::vector<float> g(n), xhat(n);
+    const int64_t r0 = p * kPartRows, r1 = std::min(rows, r0 + kPartRows);
+    double* sums = partSums.data() + static_cast<size_t>(p) * 2 * n;
+    layerNormGradRows(heap + dyOff + r0 * cols, heap + xOff + r0 * cols, heap + scaleOff, heap + dxOff + r0 * cols, sums,
+                      sums + n, g.data(), xhat.data(), r1 - r0, cols, eps);
+  };
+#ifdef _OPENMP
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (threads > 1 && parts > 1 && rows * cols >= 65536) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t p = 0; p < parts; p++) part(p);
+  } else {
+    for (int64_t p = 0; p < parts; p++) part(p);
+  }
+#else
+  for (int64_t p = 0; p < parts; p++) part(p);
+#endif
   float* dscaleOut = heap + dscaleOff;
   float* dbiasOut = heap + dbiasOff;
   for (int64_t j = 0; j < cols; j++) {
-    dscaleOut[j] = static_cast<float>(dscale[j]);
-    dbiasOut[j] = static_cast<float>(dbias[j]);
+    double ds = 0.0, db = 0.0;
+    for (int64_t p = 0; p < parts; p++) {
+      ds += partSums[static_cast<size_t>(p) * 2 * n + j];
+      db += partSums[static_cast<size_t>(p) * 2 * n + n + j];
+    }
+    dscaleOut[j] = static_cast<float>(ds);
+    dbiasOut[j] = static_cast<float>(db);
   }
   return nullptr;
 }

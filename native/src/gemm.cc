@@ -19,13 +19,31 @@ bool useDnnl =
 
 namespace {
 
-// sgemmRowMajor with C cut into one block of rows per OpenMP thread (of columns when there are too few rows), each
-// block one single-threaded oneDNN call (inside the parallel region oneDNN runs single-threaded). oneDNN's own
-// threading ran our skinny products (K or N of 64–512) at 0.4–0.6 of two cores' peak (ViT-S/32 shapes, 3200 rows:
-// q|k|v 86 GFLOP/s, fc1 65 against 187 for the same products cut by rows in the inference block); cut this way K
-// is never split, so each element is the single-threaded call's. Below ~1 M multiply-adds one call does it all.
-void sgemmThreaded(bool ta, bool tb, int M, int N, int K, const float* a, int lda, const float* b, int ldb, float beta,
-                   float* c, int ldc) {
+// Adds the bias row to rows [r0, r1) × columns [c0, c1) of C, then ReLU: the product's epilogue, run by the thread
+// that just wrote that block, while it is still in its cache.
+void epilogue(float* c, int ldc, int r0, int r1, int c0, int c1, const float* bias, bool relu) {
+  if (bias == nullptr && !relu) return;
+  for (int i = r0; i < r1; i++) {
+    float* row = c + static_cast<int64_t>(i) * ldc;
+    if (bias != nullptr) {
+      for (int j = c0; j < c1; j++) row[j] += bias[j];
+    }
+    if (relu) {
+      for (int j = c0; j < c1; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+    }
+  }
+}
+
+// sgemmRowMajor (beta 0) with C cut into one block of rows per OpenMP thread (of columns when there are too few
+// rows), each block one single-threaded oneDNN call (inside the parallel region oneDNN runs single-threaded)
+// followed by the bias and ReLU epilogue on that block. oneDNN's own threading ran our skinny products (K or N of
+// 64–512) at 0.4–0.6 of two cores' peak (ViT-S/32 shapes, 3200 rows: q|k|v 86 GFLOP/s, fc1 65 against 187 for the
+// same products cut by rows in the inference block); cut this way K is never split, so each element is the
+// single-threaded call's. Below ~1 M multiply-adds one call does it all. The bias used to be copied into C's rows
+// first (beta 1): a pass over C on one thread before the product, which cost a training forward's products a third
+// of their time at hidden 64 (3200 × 64 × 192: 1.7–2.1 ms with the copy, 1.0 ms without).
+void sgemmThreaded(bool ta, bool tb, int M, int N, int K, const float* a, int lda, const float* b, int ldb, float* c,
+                   int ldc, const float* bias, bool relu) {
 #ifdef _OPENMP
   const int threads = useDnnl && !omp_in_parallel() ? omp_get_max_threads() : 1;
   if (threads > 1 && static_cast<int64_t>(M) * N * K >= (int64_t{1} << 20)) {
@@ -36,17 +54,20 @@ void sgemmThreaded(bool ta, bool tb, int M, int N, int K, const float* a, int ld
     for (int lo = 0; lo < extent; lo += chunk) {
       const int n = std::min(chunk, extent - lo);
       if (byRows) {
-        sgemmRowMajor(ta, tb, n, N, K, 1.0f, ta ? a + lo : a + static_cast<int64_t>(lo) * lda, lda, b, ldb, beta,
+        sgemmRowMajor(ta, tb, n, N, K, 1.0f, ta ? a + lo : a + static_cast<int64_t>(lo) * lda, lda, b, ldb, 0.0f,
                       c + static_cast<int64_t>(lo) * ldc, ldc);
+        epilogue(c, ldc, lo, lo + n, 0, N, bias, relu);
       } else {
-        sgemmRowMajor(ta, tb, M, n, K, 1.0f, a, lda, tb ? b + static_cast<int64_t>(lo) * ldb : b + lo, ldb, beta, c + lo,
-                      ldc);
+        sgemmRowMajor(ta, tb, M, n, K, 1.0f, a, lda, tb ? b + static_cast<int64_t>(lo) * ldb : b + lo, ldb, 0.0f,
+                      c + lo, ldc);
+        epilogue(c, ldc, 0, M, lo, lo + n, bias, relu);
       }
     }
     return;
   }
 #endif
-  sgemmRowMajor(ta, tb, M, N, K, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  sgemmRowMajor(ta, tb, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+  epilogue(c, ldc, 0, M, 0, N, bias, relu);
 }
 
 }  // namespace
@@ -54,20 +75,17 @@ void sgemmThreaded(bool ta, bool tb, int M, int N, int K, const float* a, int ld
 // One row-major product C = op(A) op(B) (+ bias rows), then optional ReLU.
 void gemm(bool ta, bool tb, int M, int N, int K, const float* a, const float* b, float* c,
           const float* bias, bool relu) {
-  float beta = 0.0f;
-  if (bias != nullptr) {
-    for (int i = 0; i < M; i++) std::memcpy(c + static_cast<size_t>(i) * N, bias, sizeof(float) * N);
-    beta = 1.0f;
-  }
   if (K == 0) {
-    if (bias == nullptr) std::memset(c, 0, sizeof(float) * static_cast<size_t>(M) * N);
-  } else {
-    sgemmThreaded(ta, tb, M, N, K, a, ta ? M : K, b, tb ? K : N, beta, c, N);
+    // No product: C is the bias rows (or zeros), then ReLU.
+    for (int i = 0; i < M; i++) {
+      float* row = c + static_cast<size_t>(i) * N;
+      if (bias != nullptr) std::memcpy(row, bias, sizeof(float) * N);
+      else std::memset(row, 0, sizeof(float) * N);
+    }
+    epilogue(c, N, 0, M, 0, N, nullptr, relu);
+    return;
   }
-  if (relu) {
-    const size_t n = static_cast<size_t>(M) * N;
-    for (size_t i = 0; i < n; i++) c[i] = c[i] > 0.0f ? c[i] : 0.0f;
-  }
+  sgemmThreaded(ta, tb, M, N, K, a, ta ? M : K, b, tb ? K : N, c, N, bias, relu);
 }
 
 // sgemm(heap, transA, transB, M, N, K, batch, aOff, aStride, bOff, bStride, cOff, cStride, biasOff, biasStride, relu)

@@ -571,7 +571,7 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
 
   // The cut is oneDNN's path (OpenBLAS runs its own threads, which may split K).
   it.skipIf(blas.addon?.info().gemm !== 'onednn')(
-    'products large enough to be cut over 2 threads (by rows, or by columns when rows are few) equal the 1-thread product bit for bit',
+    'products large enough to be cut over 2 threads (by rows, or by columns when rows are few) equal the 1-thread product bit for bit, with and without the bias + ReLU epilogue',
     () => {
       // (M, N, K, transA, transB): the inference and training shapes of the tiny and S/32 models, a K of 3200 (dw),
       // and few rows with many columns.
@@ -584,35 +584,112 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
       ] as const;
       const heap = new Float32Array(4 << 20);
       heap.set(values(2 << 20, 21));
+      const BIAS = 3 << 20;
+      heap.set(values(4096, 22), BIAS);
       try {
         for (const [M, N, K, ta, tb] of shapes) {
-          const outs = [1, 2].map((threads) => {
-            blas.addon!.setThreads(threads);
-            blas.addon!.sgemm(heap, ta, tb, M, N, K, 1, 0, 0, 1 << 20, 0, 2 << 20, 0, -1, 0, false);
-            return heap.slice(2 << 20, (2 << 20) + M * N);
-          });
-          // Against a float64 product too, on a few entries: the cut must not misplace blocks.
-          for (const [i, j] of [
-            [0, 0],
-            [M - 1, N - 1],
-            [M >> 1, N >> 1],
-            [M - 1, 0],
-          ] as const) {
-            let ref = 0;
-            for (let k = 0; k < K; k++)
-              ref += heap[ta ? k * M + i : i * K + k]! * heap[(1 << 20) + (tb ? j * K + k : k * N + j)]!;
-            expect(Math.abs(outs[1]![i * N + j]! - ref)).toBeLessThan(1e-4 * (1 + Math.abs(ref)));
+          for (const withBias of [false, true]) {
+            // the bias row and ReLU are added per thread block after its product (the epilogue)
+            const outs = [1, 2].map((threads) => {
+              blas.addon!.setThreads(threads);
+              heap.fill(Number.NaN, 2 << 20, (2 << 20) + M * N); // C is written, never read
+              blas.addon!.sgemm(
+                heap,
+                ta,
+                tb,
+                M,
+                N,
+                K,
+                1,
+                0,
+                0,
+                1 << 20,
+                0,
+                2 << 20,
+                0,
+                withBias ? BIAS : -1,
+                0,
+                withBias,
+              );
+              return heap.slice(2 << 20, (2 << 20) + M * N);
+            });
+            // Against a float64 product too, on a few entries: the cut must not misplace blocks.
+            for (const [i, j] of [
+              [0, 0],
+              [M - 1, N - 1],
+              [M >> 1, N >> 1],
+              [M - 1, 0],
+              [0, N - 1],
+            ] as const) {
+              let ref = withBias ? heap[BIAS + j]! : 0;
+              for (let k = 0; k < K; k++)
+                ref += heap[ta ? k * M + i : i * K + k]! * heap[(1 << 20) + (tb ? j * K + k : k * N + j)]!;
+              if (withBias) ref = Math.max(0, ref);
+              expect(Math.abs(outs[1]![i * N + j]! - ref)).toBeLessThan(1e-4 * (1 + Math.abs(ref)));
+            }
+            expect(
+              outs[1]!.every((v, i) => v === outs[0]![i]),
+              `${M}×${N}×${K}${withBias ? ' + bias, ReLU' : ''}`,
+            ).toBe(true);
+            if (withBias) expect(outs[1]!.some((v) => v === 0) && outs[1]!.some((v) => v > 0)).toBe(true);
           }
-          expect(
-            outs[1]!.every((v, i) => v === outs[0]![i]),
-            `${M}×${N}×${K}`,
-          ).toBe(true);
         }
       } finally {
         blas.addon!.setThreads(1);
       }
     },
   );
+
+  it('layerNormGrad over row parts on 2 threads equals 1 thread bit for bit, and a float64 definition', () => {
+    // 3200 × 64: the tiny models' training shape (13 parts of 256 rows, the last one short); 1000 × 80 too.
+    for (const [rows, cols] of [
+      [3200, 64],
+      [1000, 80],
+    ] as const) {
+      const n = rows * cols;
+      const heap = new Float32Array(3 * n + 3 * cols); // dy, x, scale, dx, dscale, dbias
+      heap.set(values(n, 31), 0); // dy
+      heap.set(
+        values(n, 32).map((v, i) => v * 3 + (i % cols) * 0.1),
+        n,
+      ); // x
+      heap.set(values(cols, 33), 2 * n); // scale
+      const [DX, DS, DB] = [2 * n + cols, 3 * n + cols, 3 * n + 2 * cols];
+      const outs = [1, 2].map((threads) => {
+        blas.addon!.setThreads(threads);
+        heap.fill(Number.NaN, DX);
+        blas.addon!.layerNormGrad(heap, 0, n, 2 * n, DX, DS, DB, rows, cols, 1e-6);
+        return heap.slice(DX);
+      });
+      blas.addon!.setThreads(1);
+      const firstDiff = outs[1]!.findIndex((v, i) => !Object.is(v, outs[0]![i]));
+      expect(firstDiff, `${rows}×${cols}: ${outs[1]![firstDiff]} vs ${outs[0]![firstDiff]}`).toBe(-1);
+      const ds = new Float64Array(cols),
+        db = new Float64Array(cols);
+      let worst = 0;
+      for (let r = 0; r < rows; r++) {
+        const x = Array.from(heap.subarray(n + r * cols, n + (r + 1) * cols));
+        const dy = Array.from(heap.subarray(r * cols, (r + 1) * cols));
+        const mean = x.reduce((a, b) => a + b, 0) / cols;
+        const rstd = 1 / Math.sqrt(x.reduce((a, b) => a + (b - mean) ** 2, 0) / cols + 1e-6);
+        const xhat = x.map((v) => (v - mean) * rstd);
+        const g = dy.map((v, j) => v * heap[2 * n + j]!);
+        const mg = g.reduce((a, b) => a + b, 0) / cols;
+        const mgx = g.reduce((a, b, j) => a + b * xhat[j]!, 0) / cols;
+        for (let j = 0; j < cols; j++) {
+          const want = rstd * (g[j]! - mg - xhat[j]! * mgx);
+          worst = Math.max(worst, Math.abs(outs[1]![r * cols + j]! - want) / (1 + Math.abs(want)));
+          ds[j]! += dy[j]! * xhat[j]!;
+          db[j]! += dy[j]!;
+        }
+      }
+      expect(worst).toBeLessThan(1e-5);
+      for (let j = 0; j < cols; j++) {
+        expect(Math.abs(outs[1]![n + j]! - ds[j]!)).toBeLessThan(1e-4 * (1 + Math.abs(ds[j]!)));
+        expect(Math.abs(outs[1]![n + cols + j]! - db[j]!)).toBeLessThan(1e-5 * (1 + Math.abs(db[j]!)));
+      }
+    }
+  });
 
   it('a seeded run of five training steps gives the same losses with 1 and 2 threads', () => {
     const cfg = ModelSchema.parse({
