@@ -157,6 +157,20 @@ bool expertTokens(napi_env env, const int32_t* tokens, const int32_t* rows, int6
   return true;
 }
 
+// f(e) for each expert e < E: on the OpenMP threads (dynamic: experts fill unevenly) where products are oneDNN's
+// single-threaded calls, else one after another (OpenBLAS threads each product itself).
+template <typename F>
+void forExperts(int64_t E, const F& f) {
+#ifdef _OPENMP
+  if (useDnnl && E > 1 && !omp_in_parallel() && omp_get_max_threads() > 1) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t e = 0; e < E; e++) f(e);
+    return;
+  }
+#endif
+  for (int64_t e = 0; e < E; e++) f(e);
+}
+
 // Rows x[tokens[i] − 1] for i < r into out (r, I).
 void gatherTokens(const float* x, const int32_t* tokens, int64_t r, int64_t I, float* out) {
   for (int64_t i = 0; i < r; i++) std::memcpy(out + i * I, x + (tokens[i] - 1) * I, sizeof(float) * I);
@@ -187,8 +201,10 @@ napi_value ExpertDense(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   const int32_t* rows = intsAt(heap, rowsOff);
-  static thread_local std::vector<float> xs;
-  for (int64_t e = 0; e < E; e++) {
+  // One expert per loop turn, the experts spread over the OpenMP threads (each product then single-threaded, so a
+  // value does not depend on the thread count); with OpenBLAS one after another, each product on its threads.
+  forExperts(E, [&](int64_t e) {
+    static thread_local std::vector<float> xs;
     const int r = rows[e];
     float* ye = heap + y + e * R * O;
     const float* xe = heap + x + e * R * I;
@@ -200,7 +216,7 @@ napi_value ExpertDense(napi_env env, napi_callback_info info) {
     if (r > 0) gemm(false, false, r, static_cast<int>(O), static_cast<int>(I), xe, heap + w + e * I * O, ye,
                     b >= 0 ? heap + b + e * O : nullptr, false);
     std::memset(ye + static_cast<int64_t>(r) * O, 0, sizeof(float) * (R - r) * O);
-  }
+  });
   return nullptr;
 }
 
@@ -231,21 +247,21 @@ napi_value ExpertDenseGrad(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   const int32_t* rows = intsAt(heap, rowsOff);
-  static thread_local std::vector<float> xs, dxs;
-  if (gathered) std::memset(heap + dx, 0, sizeof(float) * N * I);
-  for (int64_t e = 0; e < E; e++) {
+  // Experts over the OpenMP threads as in expertDense; with tokens, each expert's rows of dx go to its own slice of
+  // dxs (E, R, I) and are added into dx afterwards in expert, then row order — per value the order of one thread.
+  std::vector<float> dxs(gathered ? static_cast<size_t>(E * R * I) : 0);
+  const int32_t* tokens = gathered ? intsAt(heap, tokOff) : nullptr;
+  forExperts(E, [&](int64_t e) {
+    static thread_local std::vector<float> xs;
     const int r = rows[e];
     const float* dye = heap + dy + e * R * O;
     const float* xe = heap + x + e * R * I;
-    float* dxe = heap + dx + e * R * I;
+    float* dxe = gathered ? dxs.data() + e * R * I : heap + dx + e * R * I;
     float* dwe = heap + dw + e * I * O;
-    const int32_t* tok = gathered ? intsAt(heap, tokOff) + e * R : nullptr;
     if (gathered && r > 0) {
       xs.resize(static_cast<size_t>(r) * I);
-      dxs.resize(static_cast<size_t>(r) * I);
-      gatherTokens(heap + x, tok, r, I, xs.data());
+      gatherTokens(heap + x, tokens + e * R, r, I, xs.data());
       xe = xs.data();
-      dxe = dxs.data();
     }
     if (r > 0) {
       gemm(false, true, r, static_cast<int>(I), static_cast<int>(O), dye, heap + w + e * I * O, dxe, nullptr, false);
@@ -253,16 +269,19 @@ napi_value ExpertDenseGrad(napi_env env, napi_callback_info info) {
     } else {
       std::memset(dwe, 0, sizeof(float) * I * O);
     }
-    if (gathered) {
-      for (int64_t i = 0; i < r; i++) {
+    if (!gathered) std::memset(dxe + static_cast<int64_t>(r) * I, 0, sizeof(float) * (R - r) * I);
+    if (db >= 0) columnSums(dye, r, O, 1.0, heap + db + e * O);
+  });
+  if (gathered) {
+    std::memset(heap + dx, 0, sizeof(float) * N * I);
+    for (int64_t e = 0; e < E; e++) {
+      const int32_t* tok = tokens + e * R;
+      for (int64_t i = 0; i < rows[e]; i++) {
         float* dst = heap + dx + (tok[i] - 1) * I;
-        const float* src = dxe + i * I;
+        const float* src = dxs.data() + (e * R + i) * I;
         for (int64_t j = 0; j < I; j++) dst[j] += src[j];
       }
-    } else {
-      std::memset(dxe + static_cast<int64_t>(r) * I, 0, sizeof(float) * (R - r) * I);
     }
-    if (db >= 0) columnSums(dye, r, O, 1.0, heap + db + e * O);
   }
   return nullptr;
 }

@@ -691,6 +691,82 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
     }
   });
 
+  it('expertDense and expertDenseGrad with the experts on 2 threads equal 1 thread bit for bit (packed rows and tokens)', () => {
+    // E = 8 experts filled unevenly (one empty, one full), N = 600 tokens routed twice (K = 2), I 64 → O 256.
+    const [E, R, I, O, N] = [8, 160, 64, 256, 600];
+    const filled = [160, 0, 37, 151, 90, 160, 12, 128];
+    const layout: Record<string, number> = {};
+    let end = 0;
+    for (const [name, size] of [
+      ['x', E * R * I], // also (N, I) tokens' rows
+      ['w', E * I * O],
+      ['b', E * O],
+      ['rows', E],
+      ['tokens', E * R],
+      ['y', E * R * O],
+      ['dy', E * R * O],
+      ['dx', E * R * I],
+      ['dw', E * I * O],
+      ['db', E * O],
+    ] as const) {
+      layout[name] = end;
+      end += size;
+    }
+    const heap = new Float32Array(end);
+    const ints = new Int32Array(heap.buffer);
+    heap.set(values(E * R * I, 41), layout.x!);
+    heap.set(values(E * I * O, 42), layout.w!);
+    heap.set(values(E * O, 43), layout.b!);
+    heap.set(values(E * R * O, 44), layout.dy!);
+    ints.set(filled, layout.rows!);
+    const rng = new Rng(45);
+    for (let e = 0; e < E; e++) {
+      for (let i = 0; i < R; i++) ints[layout.tokens! + e * R + i] = i < filled[e]! ? 1 + rng.int(N) : 0;
+      heap.fill(0, layout.dy! + (e * R + filled[e]!) * O, layout.dy! + (e + 1) * R * O);
+    }
+    for (const gathered of [false, true]) {
+      const outs = [1, 2].map((threads) => {
+        blas.addon!.setThreads(threads);
+        heap.fill(Number.NaN, layout.y!, layout.dy!);
+        heap.fill(Number.NaN, layout.dx!);
+        const tok = gathered ? layout.tokens! : -1;
+        const n = gathered ? N : 0;
+        blas.addon!.expertDense(heap, layout.x!, layout.w!, layout.b!, layout.rows!, tok, layout.y!, E, R, I, O, n);
+        blas.addon!.expertDenseGrad(
+          heap,
+          layout.dy!,
+          layout.x!,
+          layout.w!,
+          layout.rows!,
+          tok,
+          layout.dx!,
+          layout.dw!,
+          layout.db!,
+          E,
+          R,
+          I,
+          O,
+          n,
+        );
+        return [
+          heap.slice(layout.y!, layout.dy!),
+          heap.slice(layout.dx!, layout.dx! + (gathered ? N * I : E * R * I)),
+          heap.slice(layout.dw!),
+        ];
+      });
+      blas.addon!.setThreads(1);
+      for (const k of [0, 1, 2]) {
+        const a = outs[0]![k]!,
+          b = outs[1]![k]!;
+        expect(a.some((v) => Number.isNaN(v))).toBe(false);
+        expect(
+          b.findIndex((v, i) => !Object.is(v, a[i])),
+          `${gathered ? 'tokens' : 'packed'} ${['y', 'dx', 'dw, db'][k]}`,
+        ).toBe(-1);
+      }
+    }
+  });
+
   it('a seeded run of five training steps gives the same losses with 1 and 2 threads', () => {
     const cfg = ModelSchema.parse({
       type: 'vmoe',
