@@ -11,6 +11,7 @@
         "src/block.cc",
         "src/optimizer.cc",
         "src/experts.cc",
+        "src/packed.cc",
         "src/router.cc",
         "src/rng.cc"
       ],

@@ -23,7 +23,24 @@ namespace {
 
 struct BlockWeights {
   const float *ln1s, *ln1b, *wqkv, *bqkv, *wo, *bo, *ln2s, *ln2b, *w1, *b1, *w2, *b2;
+  // The four product weights packed once for oneDNN's matmul (packed.cc), each null where not given.
+  const PackedWeights *pqkv = nullptr, *po = nullptr, *p1 = nullptr, *p2 = nullptr;
 };
+
+// c (R, N) = a (R, K) · b (+ bias rows): with the packed weight where there is one, else gemm() on the row-major b.
+void product(int R, int N, int K, const float* a, const float* b, const PackedWeights* packed, float* c,
+             const float* bias) {
+  if (packed != nullptr && gemmPacked(R, a, packed, c)) {
+    if (bias != nullptr) {
+      for (int r = 0; r < R; r++) {
+        float* row = c + static_cast<int64_t>(r) * N;
+        for (int j = 0; j < N; j++) row[j] += bias[j];
+      }
+    }
+    return;
+  }
+  gemm(false, false, R, N, K, a, b, c, bias, false);
+}
 
 struct BlockDims {
   int T, H, heads, F;
@@ -62,7 +79,7 @@ void blockTile(const float* x, float* out, float* out2, int images, const BlockW
   if (!d.mlp) x1 = out;
 
   layerNormForward(x, w.ln1s, w.ln1b, h, R, H, d.eps);
-  gemm(false, false, R, 3 * H, H, h, w.wqkv, qkv, w.bqkv, false);
+  product(R, 3 * H, H, h, w.wqkv, w.pqkv, qkv, w.bqkv);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   for (int i = 0; i < images; i++) {
     attendImage(qkv + static_cast<int64_t>(i) * T * 3 * H, a + static_cast<int64_t>(i) * T * H, H, nullptr, T, d.heads,
@@ -71,16 +88,16 @@ void blockTile(const float* x, float* out, float* out2, int images, const BlockW
   // The products after the first leave their bias to the pass that reads them (residual add, GELU) rather than
   // copying it into every row first; that pass adds it to the product before anything else, as the product's own
   // bias rows would.
-  gemm(false, false, R, H, H, a, w.wo, h, nullptr, false);
+  product(R, H, H, a, w.wo, w.po, h, nullptr);
   addResidual(x, h, w.bo, x1, R, H);
   if (!d.mlp) {
     layerNormForward(x1, w.ln2s, w.ln2b, out2, R, H, d.eps);
     return;
   }
   layerNormForward(x1, w.ln2s, w.ln2b, h, R, H, d.eps);
-  gemm(false, false, R, F, H, h, w.w1, f, nullptr, false);
+  product(R, F, H, h, w.w1, w.p1, f, nullptr);
   geluBiasForward(f, w.b1, g, R, F);
-  gemm(false, false, R, H, F, g, w.w2, h, nullptr, false);
+  product(R, H, F, g, w.w2, w.p2, h, nullptr);
   addResidual(x1, h, w.b2, out, R, H);
 }
 
@@ -107,18 +124,23 @@ void forEachTile(int64_t tiles, int64_t scratchFloats, const Run& run) {
 }  // namespace
 
 // encoderBlock(heap, xOff, outOff, out2Off, ln1s, ln1b, wqkv, bqkv, wo, bo, ln2s, ln2b, w1, b1, w2, b2,
-//              B, T, H, heads, F, tileImages, eps)
+//              B, T, H, heads, F, tileImages, eps[, packed qkv, out, fc1, fc2 kernels])
 // x, out (B·T, H). With F > 0 a dense block: out = x1 + (gelu(LN2(x1) W1 + b1) W2 + b2), x1 = x + attn(LN1(x)) Wo + bo
 // (out2Off, w1 … b2 unused). With F = 0 the attention half of an MoE block: out = x1 and out2 = LN2(x1), the MoE
 // layer's input. Tiles of tileImages images; with oneDNN (OpenMP) they run in parallel, each thread's products
-// single-threaded; with OpenBLAS alone one after another, each product on OpenBLAS's threads.
+// single-threaded; with OpenBLAS alone one after another, each product on OpenBLAS's threads. The optional packed
+// kernels (packWeights externals or null) run those products with oneDNN's matmul on weights packed once.
 napi_value EncoderBlock(napi_env env, napi_callback_info info) {
-  napi_value argv[23];
+  napi_value argv[27];
+  size_t argc = 27;
   float* heap;
   size_t length;
   int64_t v[21];
-  if (!heapKernelArgs(env, info, 23, argv, "vmoe_blas.encoderBlock expects 23 arguments", &heap, &length, 21, v))
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || (argc != 23 && argc != 27)) {
+    napi_throw_type_error(env, nullptr, "vmoe_blas.encoderBlock expects 23 arguments, or 27 with packed kernels");
     return nullptr;
+  }
+  if (!heapArg(env, argv[0], &heap, &length) || !int64Args(env, argv, 1, 21, v)) return nullptr;
   double eps;
   NAPI_OK(napi_get_value_double(env, argv[22], &eps));
   const int64_t xOff = v[0], outOff = v[1], out2Off = v[2];
@@ -145,8 +167,12 @@ napi_value EncoderBlock(napi_env env, napi_callback_info info) {
       (!mlp && !inRange(env, out2Off, n, length, "vmoe_blas.encoderBlock: out2 outside the heap"))) {
     return nullptr;
   }
-  const BlockWeights w{ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5],
-                       ptrs[6], ptrs[7], ptrs[8], ptrs[9], ptrs[10], ptrs[11]};
+  BlockWeights w{ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5],
+                 ptrs[6], ptrs[7], ptrs[8], ptrs[9], ptrs[10], ptrs[11]};
+  if (argc == 27 && (!packedArg(env, argv[23], &w.pqkv, H, 3 * H) || !packedArg(env, argv[24], &w.po, H, H) ||
+                     (mlp && (!packedArg(env, argv[25], &w.p1, H, F) || !packedArg(env, argv[26], &w.p2, F, H))))) {
+    return nullptr;
+  }
   const BlockDims d{static_cast<int>(T), static_cast<int>(H), static_cast<int>(heads), static_cast<int>(F),
                     static_cast<float>(eps), mlp};
   const int64_t tiles = (B + tileImages - 1) / tileImages;

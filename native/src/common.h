@@ -26,6 +26,7 @@
 #include <cmath>
 #include <cstdint>
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -82,6 +83,24 @@ VMOE_ENTRY(EncoderBlock); VMOE_ENTRY(PatchEmbed);                               
 VMOE_ENTRY(Adam); VMOE_ENTRY(SumOfSquares);                                                           // optimizer.cc
 VMOE_ENTRY(CombineRows); VMOE_ENTRY(CombineRowsGrad); VMOE_ENTRY(ExpertDense); VMOE_ENTRY(ExpertDenseGrad);  // experts.cc
 VMOE_ENTRY(ExpertMlp);                                                                                // experts.cc
+VMOE_ENTRY(PackWeights);                                                                              // packed.cc
+
+// A (K, N) weight in the layout oneDNN's matmul picked (packed.cc): its memory descriptor's bytes and the data,
+// 64-byte aligned, owned here (freed with the JavaScript external that holds it).
+struct PackedWeights {
+  int64_t K = 0, N = 0;
+  std::vector<unsigned char> desc;
+  float* data = nullptr;
+  void allocate(size_t bytes) {
+    std::free(data);
+    data = static_cast<float*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
+  }
+  ~PackedWeights() { std::free(data); }
+};
+// C (M, N) = A (M, K) · B with B packed (no bias); false where it cannot run, and the caller uses the row-major B.
+bool gemmPacked(int M, const float* a, const PackedWeights* packed, float* c);
+// Reads an optional packWeights external for a (K, N) product: null / undefined → *out = nullptr.
+bool packedArg(napi_env env, napi_value value, const PackedWeights** out, int64_t K, int64_t N);
 VMOE_ENTRY(RouterGates); VMOE_ENTRY(RouterGatesGrad); VMOE_ENTRY(RouterAux); VMOE_ENTRY(PlanTopK);     // router.cc
 VMOE_ENTRY(Normals);                                                                                  // rng.cc
 #undef VMOE_ENTRY

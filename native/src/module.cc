@@ -31,6 +31,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"expertDense", nullptr, ExpertDense, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"expertDenseGrad", nullptr, ExpertDenseGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"expertMlp", nullptr, ExpertMlp, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"packWeights", nullptr, PackWeights, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"routerAux", nullptr, RouterAux, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"normals", nullptr, Normals, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"planTopK", nullptr, PlanTopK, nullptr, nullptr, nullptr, napi_default, nullptr},

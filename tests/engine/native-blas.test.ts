@@ -124,6 +124,7 @@ describe('checkAddon', () => {
     'encoderBlock',
     'patchEmbed',
     'expertMlp',
+    'packWeights',
     'normals',
     'planTopK',
     'routerAux',

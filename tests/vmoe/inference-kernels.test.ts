@@ -15,6 +15,7 @@ import { loadBlasAddon } from '../../src/engine/native-blas.js';
 import { VMOE_ENCODER_BLOCK, VMOE_EXPERT_MLP, VMOE_PATCH_EMBED, hasKernel } from '../../src/engine/fused-kernels.js';
 import { combineRows, expertDense, expertDenseOfTokens, gelu } from '../../src/vmoe/layers.js';
 import { Rng } from '../../src/util/rng.js';
+import { PACKED_WEIGHTS_ENV } from '../../src/engine/native/fused.js';
 
 const blas = loadBlasAddon();
 if (!blas.addon) console.warn(`[encoder-block tests] skipped: native addon unavailable: ${blas.reason}`);
@@ -161,15 +162,86 @@ describe.skipIf(!blas.addon)('VmoeEncoderBlock (inference encoder block)', () =>
     // Tiles are independent, so another tiling, the default one, a second thread and the other GEMM library give
     // the same values (to the products' rounding).
     const variants: Float32Array[][] = [run(w, c.heads, 2), run(w, c.heads, c.B), run(w, c.heads)];
-    await initEngine({ backend: 'wasm-blas', threads: 2, quiet: true });
+    // The products on row-major weights instead of the copies packed for oneDNN's matmul (native/src/packed.cc).
+    process.env[PACKED_WEIGHTS_ENV] = '0';
+    try {
+      variants.push(run(w, c.heads, 2));
+    } finally {
+      delete process.env[PACKED_WEIGHTS_ENV];
+    }
+    blas.addon!.setThreads(2); // initEngine keeps the running engine's thread count
     variants.push(run(w, c.heads, 1));
     for (const lib of blas.addon!.info().gemmLibraries) {
       blas.addon!.setGemm(lib);
       variants.push(run(w, c.heads, 2));
     }
     blas.addon!.setGemm(active!);
-    await initEngine({ backend: 'wasm-blas', threads: 1, quiet: true });
+    blas.addon!.setThreads(1);
     for (const v of variants) for (let i = 0; i < want.length; i++) expect(worst(v[i]!, first[i]!)).toBeLessThan(1e-6);
+  });
+
+  it('packWeights: a packed copy on oneDNN (none on OpenBLAS alone) that the block takes in place of its weights', () => {
+    const [K, N] = [24, 40];
+    const heap = new Float32Array(K * N + 8);
+    const rng = new Rng(77);
+    for (let i = 0; i < heap.length; i++) heap[i] = rng.normal();
+    const handle = blas.addon!.packWeights(heap, 8, K, N, 64);
+    if (blas.addon!.info().gemmLibraries.includes('onednn')) expect(handle).not.toBeNull();
+    else expect(handle).toBeNull();
+    expect(() => blas.addon!.packWeights(heap, 8, K, N + 1, 64)).toThrow(RangeError); // outside the heap
+    if (handle === null) return;
+    // A packed weight of the wrong shape, or something else, is refused (B 1, T 2, H 8, heads 2, attention only).
+    const big = new Float32Array(4096);
+    const args = [big, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 8, 2, 0, 1, 1e-6] as const;
+    expect(() => blas.addon!.encoderBlock(...args, handle, null, null, null)).toThrow(/shape does not match/);
+    expect(() => blas.addon!.encoderBlock(...args, {} as never, null, null, null)).toThrow(TypeError);
+  });
+
+  it('packed weights at hidden 256 on 2 threads, tiles in parallel, give the row-major products to float rounding', () => {
+    // Wide enough that oneDNN's matmul uses its scratchpad: one per thread (a shared one corrupted C), and
+    // primitives made for one thread inside the tiles' parallel region.
+    blas.addon!.setThreads(2);
+    try {
+      const [B, T, H, F, heads] = [8, 10, 256, 1024, 4];
+      const rng = new Rng(91);
+      const t = (shape: number[], scale: number) =>
+        tf.tensor(
+          Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal() * scale),
+          shape,
+        );
+      const inputs = {
+        x: t([B, T, H], 1),
+        ln1Scale: t([H], 1),
+        ln1Bias: t([H], 0.1),
+        wqkv: t([H, 3 * H], 0.06),
+        bqkv: t([3 * H], 0.1),
+        wo: t([H, H], 0.06),
+        bo: t([H], 0.1),
+        ln2Scale: t([H], 1),
+        ln2Bias: t([H], 0.1),
+        w1: t([H, F], 0.06),
+        b1: t([F], 0.1),
+        w2: t([F, H], 0.03),
+        b2: t([H], 0.1),
+      };
+      const block = () =>
+        (
+          tf.engine().runKernel(VMOE_ENCODER_BLOCK, inputs, { heads, epsilon: 1e-6, tileImages: 2 }) as tf.Tensor
+        ).dataSync() as Float32Array;
+      const packed = [block(), block()];
+      process.env[PACKED_WEIGHTS_ENV] = '0';
+      let rowMajor: Float32Array;
+      try {
+        rowMajor = block();
+      } finally {
+        delete process.env[PACKED_WEIGHTS_ENV];
+      }
+      expect(worst(packed[0]!, rowMajor)).toBeLessThan(1e-5);
+      expect(packed[1]).toEqual(packed[0]);
+      tf.dispose(Object.values(inputs));
+    } finally {
+      blas.addon!.setThreads(1);
+    }
   });
 
   it.each([
@@ -258,13 +330,13 @@ describe.skipIf(!blas.addon)('VmoeEncoderBlock (inference encoder block)', () =>
     });
     expect(Math.max(...want.map(Math.abs))).toBeGreaterThan(1); // not trivially zero
     const got = [fused()];
-    await initEngine({ backend: 'wasm-blas', threads: 2, quiet: true });
+    blas.addon!.setThreads(2); // initEngine keeps the running engine's thread count
     for (const lib of blas.addon!.info().gemmLibraries) {
       blas.addon!.setGemm(lib);
       got.push(fused());
     }
     blas.addon!.setGemm(active!);
-    await initEngine({ backend: 'wasm-blas', threads: 1, quiet: true });
+    blas.addon!.setThreads(1);
     for (const g of got) expect(worst(g, want)).toBeLessThan(1e-6);
   });
 

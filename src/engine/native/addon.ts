@@ -14,6 +14,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from '../../util/errors.js';
 
+/** An opaque addon-owned packed weight (packWeights); freed when no longer referenced. */
+export type PackedWeightHandle = object & { readonly __packedWeight?: never };
+
 export interface BlasAddon {
   sgemm(
     heap: Float32Array,
@@ -110,7 +113,16 @@ export interface BlasAddon {
     F: number,
     tileImages: number,
     eps: number,
+    packedQkv?: PackedWeightHandle | null,
+    packedOut?: PackedWeightHandle | null,
+    packedFc1?: PackedWeightHandle | null,
+    packedFc2?: PackedWeightHandle | null,
   ): void;
+  /**
+   * A (K, N) weight at wOff copied into the layout oneDNN's matmul picks for products of `rows` rows
+   * (native/src/packed.cc); null without oneDNN. The copy lives as long as the returned handle.
+   */
+  packWeights(heap: Float32Array, wOff: number, K: number, N: number, rows: number): PackedWeightHandle | null;
   /** The MoE layer's experts and combine for inference (native/src/experts.cc); rows of up to `block` per work item. */
   expertMlp(
     heap: Float32Array,
@@ -439,6 +451,7 @@ export function selfCheck(addon: BlasAddon): string | null {
 
 /** Every entry point this code calls; an addon built from older sources lacks some. */
 const ADDON_FUNCTIONS = [
+  'packWeights',
   'setGemm',
   'normals',
   'planTopK',

@@ -33,7 +33,7 @@ import {
   VMOE_SOFTMAX_GRAD,
   VMOE_SUM_OF_SQUARES,
 } from '../fused-kernels.js';
-import type { BlasAddon } from './addon.js';
+import type { BlasAddon, PackedWeightHandle } from './addon.js';
 import { floatOffset, heapF32, type KernelArgs, type WasmBackendLike } from './heap.js';
 
 function requireFloat32(kernel: string, tensors: Record<string, tf.TensorInfo | undefined>): void {
@@ -688,6 +688,35 @@ function encoderBlockTileImages(T: number, H: number, F: number): number {
 const BLOCK_VECTORS = ['ln1Scale', 'ln1Bias', 'wqkv', 'bqkv', 'wo', 'bo', 'ln2Scale', 'ln2Bias'] as const;
 const BLOCK_MLP = ['w1', 'b1', 'w2', 'b2'] as const;
 
+/** Environment switch: `VMOE_PACKED_WEIGHTS=0` runs the encoder block's products on row-major weights (comparisons). */
+export const PACKED_WEIGHTS_ENV = 'VMOE_PACKED_WEIGHTS';
+
+/**
+ * Each weight tensor's copy packed for oneDNN's matmul (native/src/packed.cc), made on its first inference use.
+ * Keyed by the tensor's data: tensors never change their data, and an assignment to a weight variable gives it new
+ * data (a new key), so a packed copy can never be stale; it goes with its key (the addon frees it with the external).
+ * `false` records a weight oneDNN would not pack.
+ */
+const packedWeights = new WeakMap<object, PackedWeightHandle | false>();
+
+function packedWeight(
+  addon: BlasAddon,
+  backend: WasmBackendLike,
+  w: tf.TensorInfo,
+  K: number,
+  N: number,
+  rows: number,
+): PackedWeightHandle | null {
+  if (process.env[PACKED_WEIGHTS_ENV] === '0') return null;
+  const key = w.dataId as object;
+  let p = packedWeights.get(key);
+  if (p === undefined) {
+    p = addon.packWeights(heapF32(backend), floatOffset(backend, w), K, N, rows) ?? false;
+    packedWeights.set(key, p);
+  }
+  return p === false ? null : p;
+}
+
 /**
  * The inference encoder block (contract in ../fused-kernels.ts): one addon call for the whole block, tiled over
  * the batch (native/src/block.cc). Attribute tileImages (optional) fixes the tile; else encoderBlockTileImages.
@@ -736,6 +765,12 @@ function encoderBlockKernel(addon: BlasAddon): tf.KernelFunc {
     if (B * T * H > 0) {
       // Views and offsets only after makeOutput: allocating can grow (and so replace) the wasm memory.
       const off = (n: string) => (inputs[n] ? floatOffset(backend, inputs[n]!) : 0);
+      const packed = (n: string, K: number, N: number) =>
+        inputs[n] ? packedWeight(addon, backend, inputs[n]!, K, N, tile * T) : null;
+      const pqkv = packed('wqkv', H, 3 * H),
+        po = packed('wo', H, H),
+        p1 = mlp ? packed('w1', H, F) : null,
+        p2 = mlp ? packed('w2', F, H) : null;
       addon.encoderBlock(
         heapF32(backend),
         floatOffset(backend, x!),
@@ -750,6 +785,10 @@ function encoderBlockKernel(addon: BlasAddon): tf.KernelFunc {
         F,
         tile,
         eps,
+        pqkv,
+        po,
+        p1,
+        p2,
       );
     }
     return out2 ? [out, out2] : out;
