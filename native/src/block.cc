@@ -27,21 +27,6 @@ struct BlockWeights {
   const PackedWeights *pqkv = nullptr, *po = nullptr, *p1 = nullptr, *p2 = nullptr;
 };
 
-// c (R, N) = a (R, K) · b (+ bias rows): with the packed weight where there is one, else gemm() on the row-major b.
-void product(int R, int N, int K, const float* a, const float* b, const PackedWeights* packed, float* c,
-             const float* bias) {
-  if (packed != nullptr && gemmPacked(R, a, packed, c)) {
-    if (bias != nullptr) {
-      for (int r = 0; r < R; r++) {
-        float* row = c + static_cast<int64_t>(r) * N;
-        for (int j = 0; j < N; j++) row[j] += bias[j];
-      }
-    }
-    return;
-  }
-  gemm(false, false, R, N, K, a, b, c, bias, false);
-}
-
 struct BlockDims {
   int T, H, heads, F;
   float eps;
@@ -79,7 +64,7 @@ void blockTile(const float* x, float* out, float* out2, int images, const BlockW
   if (!d.mlp) x1 = out;
 
   layerNormForward(x, w.ln1s, w.ln1b, h, R, H, d.eps);
-  product(R, 3 * H, H, h, w.wqkv, w.pqkv, qkv, w.bqkv);
+  gemmPrepacked(R, 3 * H, H, h, w.wqkv, w.pqkv, qkv, w.bqkv);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   for (int i = 0; i < images; i++) {
     attendImage(qkv + static_cast<int64_t>(i) * T * 3 * H, a + static_cast<int64_t>(i) * T * H, H, nullptr, T, d.heads,
@@ -88,16 +73,16 @@ void blockTile(const float* x, float* out, float* out2, int images, const BlockW
   // The products after the first leave their bias to the pass that reads them (residual add, GELU) rather than
   // copying it into every row first; that pass adds it to the product before anything else, as the product's own
   // bias rows would.
-  product(R, H, H, a, w.wo, w.po, h, nullptr);
+  gemmPrepacked(R, H, H, a, w.wo, w.po, h, nullptr);
   addResidual(x, h, w.bo, x1, R, H);
   if (!d.mlp) {
     layerNormForward(x1, w.ln2s, w.ln2b, out2, R, H, d.eps);
     return;
   }
   layerNormForward(x1, w.ln2s, w.ln2b, h, R, H, d.eps);
-  product(R, F, H, h, w.w1, w.p1, f, nullptr);
+  gemmPrepacked(R, F, H, h, w.w1, w.p1, f, nullptr);
   geluBiasForward(f, w.b1, g, R, F);
-  product(R, H, F, g, w.w2, w.p2, h, nullptr);
+  gemmPrepacked(R, H, F, g, w.w2, w.p2, h, nullptr);
   addResidual(x1, h, w.b2, out, R, H);
 }
 

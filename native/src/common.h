@@ -48,6 +48,11 @@ extern bool useDnnl;
 
 // One row-major product C = op(A) op(B) (+ bias rows), then optional ReLU (gemm.cc).
 void gemm(bool ta, bool tb, int M, int N, int K, const float* a, const float* b, float* c, const float* bias, bool relu);
+struct PackedWeights;
+// C (M, N) = A (M, K) · B (+ bias rows) with B also given packed for oneDNN's matmul (packed.cc): the packed product
+// where it runs (packed not null, oneDNN active), else gemm() on the row-major b (gemm.cc).
+void gemmPrepacked(int M, int N, int K, const float* a, const float* b, const PackedWeights* packed, float* c,
+                   const float* bias);
 
 // Row softmax and its gradient over the last axis of row-major (rows, cols) (elementwise.cc;
 // target_clones, so callers in every unit run the same ISA variant).

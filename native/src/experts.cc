@@ -249,14 +249,18 @@ napi_value ExpertDenseGrad(napi_env env, napi_callback_info info) {
   const int32_t* rows = intsAt(heap, rowsOff);
   // Experts over the OpenMP threads as in expertDense; with tokens, each expert's rows of dx go to its own slice of
   // dxs (E, R, I) and are added into dx afterwards in expert, then row order — per value the order of one thread.
-  std::vector<float> dxs(gathered ? static_cast<size_t>(E * R * I) : 0);
+  // Reused between calls, and not zeroed: each expert writes its first rows_e rows, and only those are read.
+  static thread_local std::vector<float> dxs;
+  if (gathered && dxs.size() < static_cast<size_t>(E * R * I)) dxs.resize(static_cast<size_t>(E * R * I));
+  // A plain pointer for the lambda: inside it, the name dxs would be each OpenMP thread's own thread_local.
+  float* const dxRows = dxs.data();
   const int32_t* tokens = gathered ? intsAt(heap, tokOff) : nullptr;
   forExperts(E, [&](int64_t e) {
     static thread_local std::vector<float> xs;
     const int r = rows[e];
     const float* dye = heap + dy + e * R * O;
     const float* xe = heap + x + e * R * I;
-    float* dxe = gathered ? dxs.data() + e * R * I : heap + dx + e * R * I;
+    float* dxe = gathered ? dxRows + e * R * I : heap + dx + e * R * I;
     float* dwe = heap + dw + e * I * O;
     if (gathered && r > 0) {
       xs.resize(static_cast<size_t>(r) * I);
@@ -278,7 +282,7 @@ napi_value ExpertDenseGrad(napi_env env, napi_callback_info info) {
       const int32_t* tok = tokens + e * R;
       for (int64_t i = 0; i < rows[e]; i++) {
         float* dst = heap + dx + (tok[i] - 1) * I;
-        const float* src = dxs.data() + (e * R + i) * I;
+        const float* src = dxRows + (e * R + i) * I;
         for (int64_t j = 0; j < I; j++) dst[j] += src[j];
       }
     }

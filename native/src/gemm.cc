@@ -88,6 +88,15 @@ void gemm(bool ta, bool tb, int M, int N, int K, const float* a, const float* b,
   sgemmThreaded(ta, tb, M, N, K, a, ta ? M : K, b, tb ? K : N, c, N, bias, relu);
 }
 
+void gemmPrepacked(int M, int N, int K, const float* a, const float* b, const PackedWeights* packed, float* c,
+                   const float* bias) {
+  if (packed != nullptr && gemmPacked(M, a, packed, c)) {
+    epilogue(c, N, 0, M, 0, N, bias, false);
+    return;
+  }
+  gemm(false, false, M, N, K, a, b, c, bias, false);
+}
+
 // sgemm(heap, transA, transB, M, N, K, batch, aOff, aStride, bOff, bStride, cOff, cStride, biasOff, biasStride, relu)
 // A batch stride of 0 broadcasts that operand (or the bias row) over the batch; biasOff < 0 means no bias.
 napi_value Sgemm(napi_env env, napi_callback_info info) {

@@ -176,7 +176,8 @@ napi_value PackWeights(napi_env env, napi_callback_info info) {
     if (ok) {
       packed->desc.assign(reinterpret_cast<const unsigned char*>(wmd), reinterpret_cast<const unsigned char*>(wmd) + sizeof *wmd);
       packed->allocate(dnnl_memory_desc_get_size(wmd));
-      ok = dnnl_reorder_primitive_desc_create(&rpd, &plain, cpuEngine(), wmd, cpuEngine(), nullptr) == dnnl_success &&
+      ok = packed->data != nullptr &&
+           dnnl_reorder_primitive_desc_create(&rpd, &plain, cpuEngine(), wmd, cpuEngine(), nullptr) == dnnl_success &&
            dnnl_primitive_create(&reorder, rpd) == dnnl_success &&
            dnnl_memory_create(&from, &plain, cpuEngine(), heap + wOff) == dnnl_success &&
            dnnl_memory_create(&to, wmd, cpuEngine(), packed->data) == dnnl_success;

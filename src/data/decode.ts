@@ -282,7 +282,6 @@ const readPng = ${PNG_READER};
 (async () => {
   const images = new Uint8Array(buffer);
   const pixels = target.height * target.width * target.channels;
-  if (process.env.VMOE_DECODE_NICE !== '0') try { require('node:os').setPriority(19); } catch {}
   let failure = null;
   try {
     const sharp = require(sharpPath);
