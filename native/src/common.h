@@ -81,7 +81,7 @@ void columnSums(const float* x, int64_t rows, int64_t cols, double scale, float*
 #define VMOE_ENTRY(name) napi_value name(napi_env env, napi_callback_info info)
 VMOE_ENTRY(Sgemm); VMOE_ENTRY(SgemmOffsets); VMOE_ENTRY(SetThreads); VMOE_ENTRY(SetGemm); VMOE_ENTRY(Info);  // gemm.cc
 VMOE_ENTRY(CopyStrided); VMOE_ENTRY(ReduceMiddle);                                                    // strided.cc
-VMOE_ENTRY(Tanh); VMOE_ENTRY(Gelu); VMOE_ENTRY(GeluGrad); VMOE_ENTRY(LayerNorm); VMOE_ENTRY(LayerNormGrad);
+VMOE_ENTRY(Tanh); VMOE_ENTRY(AddTiled); VMOE_ENTRY(Gelu); VMOE_ENTRY(GeluGrad); VMOE_ENTRY(LayerNorm); VMOE_ENTRY(LayerNormGrad);
 VMOE_ENTRY(Softmax); VMOE_ENTRY(SoftmaxGrad);                                                         // elementwise.cc
 VMOE_ENTRY(Attention); VMOE_ENTRY(AttentionGrad);                                                     // attention.cc
 VMOE_ENTRY(EncoderBlock); VMOE_ENTRY(PatchEmbed);                                                     // block.cc

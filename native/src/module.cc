@@ -12,6 +12,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"sgemmOffsets", nullptr, SgemmOffsets, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"copyStrided", nullptr, CopyStrided, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"tanh", nullptr, Tanh, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"addTiled", nullptr, AddTiled, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"gelu", nullptr, Gelu, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"geluGrad", nullptr, GeluGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"layerNorm", nullptr, LayerNorm, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -108,6 +108,7 @@ describe('checkAddon', () => {
     'sgemmOffsets',
     'copyStrided',
     'tanh',
+    'addTiled',
     'gelu',
     'geluGrad',
     'layerNorm',
@@ -521,6 +522,78 @@ describe.skipIf(!blas.addon)('wasm-blas backend (needs the native addon)', () =>
     });
     expect(Object.is(y[xs.indexOf(-0)], -0)).toBe(true);
     expect(Number.isNaN(tf.tanh(tf.tensor1d([NaN])).dataSync()[0])).toBe(true);
+  });
+
+  it('Add: residual, bias and position shapes in either order give the float32 sums; other broadcasts too', () => {
+    // fround(a + b) is the float32 sum: a double holds the exact sum of two floats to within one rounding that the
+    // second rounding to float cannot turn (53 ≥ 2·24 + 2), so this is the IEEE single-precision add.
+    const rng = new Rng(11);
+    const fill = (n: number) =>
+      Float32Array.from({ length: n }, (_, i) => (i % 97 === 5 ? 1e30 : i % 89 === 3 ? -0 : (rng.uniform() - 0.5) * 8));
+    const cases: [number[], number[]][] = [
+      [
+        [3, 50, 64],
+        [3, 50, 64],
+      ], // residual; large enough for the threads (≥ 64 K values)
+      [[700, 130], [130]], // bias row over every row, 91 000 values
+      [[130], [700, 130]], // the repeated operand first
+      [
+        [2, 5, 4],
+        [1, 5, 4],
+      ], // position embedding, leading 1 kept in the output shape
+      [[4], [1, 1, 4]],
+      [[6, 3], [1]], // a scalar
+      [
+        [6, 3],
+        [6, 1],
+      ], // not a trailing shape: the wasm kernel
+      [
+        [2, 1],
+        [1, 2],
+      ],
+    ];
+    expect(tf.getKernel(tf.Add, 'wasm-blas')!.kernelFunc).not.toBe(tf.getKernel(tf.Add, 'wasm')!.kernelFunc);
+    // On 2 threads too: the chunks of a repeated operand start mid-row.
+    for (const threads of [1, 2]) {
+      blas.addon!.setThreads(threads);
+      for (const [sa, sb] of cases) {
+        const av = fill(sa.reduce((p, d) => p * d, 1));
+        const bv = fill(sb.reduce((p, d) => p * d, 1));
+        const y = tf.add(tf.tensor(av, sa), tf.tensor(bv, sb));
+        const shape = tf.backend_util.assertAndGetBroadcastShape(sa, sb);
+        expect(y.shape).toEqual(shape);
+        // The reference: index both operands through the broadcast by hand.
+        const strides = (s: number[]) => {
+          const padded = [...new Array<number>(shape.length - s.length).fill(1), ...s];
+          const st = new Array<number>(padded.length).fill(0);
+          for (let d = padded.length - 1, acc = 1; d >= 0; d--) {
+            st[d] = padded[d] === 1 ? 0 : acc;
+            acc *= padded[d]!;
+          }
+          return st;
+        };
+        const [ta, tb] = [strides(sa), strides(sb)];
+        const got = y.dataSync();
+        const total = shape.reduce((p, d) => p * d, 1);
+        for (let i = 0, mismatches = 0; i < total && mismatches < 3; i++) {
+          let rest = i,
+            ia = 0,
+            ib = 0;
+          for (let d = shape.length - 1; d >= 0; d--) {
+            const c = rest % shape[d]!;
+            rest = Math.floor(rest / shape[d]!);
+            ia += c * ta[d]!;
+            ib += c * tb[d]!;
+          }
+          const want = Math.fround(av[ia]! + bv[ib]!);
+          if (!Object.is(got[i], want)) {
+            mismatches++;
+            expect(`${sa}+${sb} @${i}: ${got[i]}`).toBe(`${sa}+${sb} @${i}: ${want}`);
+          }
+        }
+      }
+    }
+    blas.addon!.setThreads(1);
   });
 
   it('clone and same-dtype cast share data safely: the copy outlives the original', () => {

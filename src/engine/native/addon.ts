@@ -47,6 +47,8 @@ export interface BlasAddon {
   ): void;
   copyStrided(heap: Float32Array, srcOff: number, dstOff: number, shape: Int32Array, srcStrides: Int32Array): void;
   tanh(heap: Float32Array, srcOff: number, dstOff: number, n: number): void;
+  /** y = a + b, b's m values repeated over a's n (n a multiple of m). */
+  addTiled(heap: Float32Array, aOff: number, bOff: number, yOff: number, n: number, m: number): void;
   gelu(heap: Float32Array, srcOff: number, dstOff: number, n: number): void;
   geluGrad(heap: Float32Array, dyOff: number, xOff: number, dxOff: number, n: number): void;
   layerNorm(
@@ -464,6 +466,7 @@ const ADDON_FUNCTIONS = [
   'sgemmOffsets',
   'copyStrided',
   'tanh',
+  'addTiled',
   'gelu',
   'geluGrad',
   'layerNorm',

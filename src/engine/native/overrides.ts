@@ -10,6 +10,9 @@
  *   Sum, Mean                   float32 over a contiguous block of axes (reduceMiddle), where the wasm
  *                               kernels transpose the whole tensor first.
  *   Tanh                        the native vectorised tanh.
+ *   Add                         float32 where one operand has the other's shape or repeats over its leading axes
+ *                               (residual, bias and position adds): one native pass on the threads (the wasm
+ *                               kernel's sums, bit for bit, on one thread).
  *   Identity, Cast (same dtype) share the input's buffer instead of copying it.
  * replacement() maps a wasm kernel to its override (or itself).
  */
@@ -334,6 +337,40 @@ function tanhKernel(addon: BlasAddon, fallback: tf.KernelFunc): tf.KernelFunc {
   }) as tf.KernelFunc;
 }
 
+/**
+ * Add as one native pass where both operands are float32 and the smaller one's shape, leading 1s dropped, is
+ * the larger one's trailing shape (the same shape included): x + b with b repeated over x's leading axes. Adds
+ * commute in IEEE arithmetic, so either operand may be the repeated one. Other broadcasts go to the wasm kernel.
+ */
+function addKernel(addon: BlasAddon, fallback: tf.KernelFunc): tf.KernelFunc {
+  return ((args: KernelArgs) => {
+    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+    if (a.dtype !== 'float32' || b.dtype !== 'float32') return fallback(args as Parameters<tf.KernelFunc>[0]);
+    const na = tf.util.sizeFromShape(a.shape),
+      nb = tf.util.sizeFromShape(b.shape);
+    const [big, small] = na >= nb ? [a, b] : [b, a];
+    const first = small.shape.findIndex((d) => d !== 1);
+    const trailing = first < 0 ? [] : small.shape.slice(first); // the shape without its leading 1s
+    const fits =
+      trailing.length <= big.shape.length &&
+      trailing.every((d, i) => d === big.shape[big.shape.length - trailing.length + i]);
+    const n = Math.max(na, nb),
+      m = Math.min(na, nb);
+    if (!fits || n === 0 || m === 0) return fallback(args as Parameters<tf.KernelFunc>[0]);
+    const backend = args.backend as WasmBackendLike;
+    const out = backend.makeOutput(tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape), 'float32');
+    addon.addTiled(
+      heapF32(backend),
+      floatOffset(backend, big),
+      floatOffset(backend, small),
+      floatOffset(backend, out),
+      n,
+      m,
+    );
+    return out;
+  }) as tf.KernelFunc;
+}
+
 /** The wasm kernels this backend replaces, by kernel name. */
 export function replacement(addon: BlasAddon, name: string, original: tf.KernelFunc): tf.KernelFunc {
   switch (name) {
@@ -360,6 +397,8 @@ export function replacement(addon: BlasAddon, name: string, original: tf.KernelF
       return reduceKernel(addon, original, true);
     case tf.Tanh:
       return tanhKernel(addon, original);
+    case tf.Add:
+      return addKernel(addon, original);
     default:
       return original;
   }
