@@ -106,6 +106,8 @@ struct PackedWeights {
 bool gemmPacked(int M, const float* a, const PackedWeights* packed, float* c);
 // Reads an optional packWeights external for a (K, N) product: null / undefined → *out = nullptr.
 bool packedArg(napi_env env, napi_value value, const PackedWeights** out, int64_t K, int64_t N);
+bool packedListArg(napi_env env, napi_value value, int64_t count, int64_t K, int64_t N,
+                   std::vector<const PackedWeights*>& out);
 VMOE_ENTRY(RouterGates); VMOE_ENTRY(RouterGatesGrad); VMOE_ENTRY(RouterAux); VMOE_ENTRY(PlanTopK);     // router.cc
 VMOE_ENTRY(Normals);                                                                                  // rng.cc
 #undef VMOE_ENTRY

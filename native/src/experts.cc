@@ -290,19 +290,28 @@ napi_value ExpertDenseGrad(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// expertMlp(heap, xOff, tokensOff, rowsOff, w1Off, b1Off, w2Off, b2Off, gatesOff, gateIdxOff, yOff, E, R, H, F, N, G):
+// expertMlp(heap, xOff, tokensOff, rowsOff, w1Off, b1Off, w2Off, b2Off, gatesOff, gateIdxOff, yOff, E, R, H, F, N, G,
+//           block[, packed1, packed2]):
 // the MoE layer's expert side for inference in one call: y (N, H) = Σ over token t's filled rows i of
 // gates[gateIdx[i] − 1] · (gelu(x[tokens[i] − 1] w1_e + b1_e) w2_e + b2_e), e = i / R. Work items of up to 256 rows of
 // one expert run on the OpenMP threads (with oneDNN; one after another with OpenBLAS alone): gather, first product,
 // GELU and second product with the tile in cache; the combine then runs over token rows in the same call, each
 // token's rows added in row order — the order of combineRows, whose values it reproduces, as the products and GELU
-// reproduce expertDense's and the gelu kernel's.
+// reproduce expertDense's and the gelu kernel's. packed1 / packed2, where given, are arrays of E packWeights handles
+// (or nulls) for each expert's w1 (H, F) and w2 (F, H) (packed.cc): the work item's products then run on the packed
+// copies, its rows rounded up to a multiple of 16 (zero rows gathered in) so that oneDNN makes at most block / 16
+// primitives per shape, with values equal to the row-major products' to float rounding.
 napi_value ExpertMlp(napi_env env, napi_callback_info info) {
-  napi_value argv[18];
+  napi_value argv[20];
+  size_t argc = 20;
   float* heap;
   size_t length;
   int64_t v[17];
-  if (!heapKernelArgs(env, info, 18, argv, "vmoe_blas.expertMlp expects 18 arguments", &heap, &length, 17, v)) return nullptr;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || (argc != 18 && argc != 20)) {
+    napi_throw_type_error(env, nullptr, "vmoe_blas.expertMlp expects 18 arguments, or 20 with packed kernels");
+    return nullptr;
+  }
+  if (!heapArg(env, argv[0], &heap, &length) || !int64Args(env, argv, 1, 17, v)) return nullptr;
   const int64_t x = v[0], tokOff = v[1], rowsOff = v[2], w1 = v[3], b1 = v[4], w2 = v[5], b2 = v[6], gates = v[7];
   const int64_t gateIdx = v[8], y = v[9], E = v[10], R = v[11], H = v[12], F = v[13], N = v[14], G = v[15];
   const int64_t block = v[16];
@@ -322,6 +331,10 @@ napi_value ExpertMlp(napi_env env, napi_callback_info info) {
       !indicesInRange(env, intsAt(heap, gateIdx), E * R, G, "vmoe_blas.expertMlp: gate index out of range")) {
     return nullptr;
   }
+  std::vector<const PackedWeights*> packed1(static_cast<size_t>(E), nullptr), packed2(static_cast<size_t>(E), nullptr);
+  if (argc == 20 && (!packedListArg(env, argv[18], E, H, F, packed1) || !packedListArg(env, argv[19], E, F, H, packed2))) {
+    return nullptr;
+  }
   const int32_t* rows = intsAt(heap, rowsOff);
   const int32_t* tokens = intsAt(heap, tokOff);
   const int32_t* gi = intsAt(heap, gateIdx);
@@ -335,15 +348,27 @@ napi_value ExpertMlp(napi_env env, napi_callback_info info) {
   const auto run = [&](int64_t k, std::vector<float>& scratch) {
     const int64_t e = items[k].first, r0 = items[k].second;
     const int r = static_cast<int>(std::min(block, rows[e] - r0));
-    scratch.resize(static_cast<size_t>(r) * (H + 2 * F));
+    const bool packed = packed1[e] != nullptr && packed2[e] != nullptr;
+    const int rp = packed ? (r + 15) / 16 * 16 : r;  // rows computed: padded to 16 on the packed path
+    scratch.resize(static_cast<size_t>(rp) * (2 * H + 2 * F));
     float* xs = scratch.data();
-    float* f = xs + static_cast<int64_t>(r) * H;
-    float* g = f + static_cast<int64_t>(r) * F;
+    float* f = xs + static_cast<int64_t>(rp) * H;
+    float* g = f + static_cast<int64_t>(rp) * F;
+    float* dst = out.get() + (e * R + r0) * H;
     gatherTokens(heap + x, tokens + e * R + r0, r, H, xs);
+    if (packed) {
+      // The padding rows: zeros in, their (finite) outputs computed and dropped.
+      std::memset(xs + static_cast<int64_t>(r) * H, 0, sizeof(float) * static_cast<size_t>(rp - r) * H);
+      float* o = g + static_cast<int64_t>(rp) * F;
+      gemmPrepacked(rp, static_cast<int>(F), static_cast<int>(H), xs, heap + w1 + e * H * F, packed1[e], f, heap + b1 + e * F);
+      geluForward(f, g, static_cast<int64_t>(rp) * F);
+      gemmPrepacked(rp, static_cast<int>(H), static_cast<int>(F), g, heap + w2 + e * F * H, packed2[e], o, heap + b2 + e * H);
+      std::memcpy(dst, o, sizeof(float) * static_cast<size_t>(r) * H);
+      return;
+    }
     gemm(false, false, r, static_cast<int>(F), static_cast<int>(H), xs, heap + w1 + e * H * F, f, heap + b1 + e * F, false);
     geluForward(f, g, static_cast<int64_t>(r) * F);
-    gemm(false, false, r, static_cast<int>(H), static_cast<int>(F), g, heap + w2 + e * F * H, out.get() + (e * R + r0) * H,
-         heap + b2 + e * H, false);
+    gemm(false, false, r, static_cast<int>(H), static_cast<int>(F), g, heap + w2 + e * F * H, dst, heap + b2 + e * H, false);
   };
   // Each token's rows in row order (its first row, then a chain), for the combine.
   std::vector<int32_t> first(static_cast<size_t>(N), -1), next(static_cast<size_t>(E * R), -1), last(static_cast<size_t>(N), -1);

@@ -227,4 +227,30 @@ bool packedArg(napi_env env, napi_value value, const PackedWeights** out, int64_
   return true;
 }
 
+// A list of `count` packed weights (K, N): null / undefined for none, else an array of packWeights handles or nulls.
+bool packedListArg(napi_env env, napi_value value, int64_t count, int64_t K, int64_t N,
+                   std::vector<const PackedWeights*>& out) {
+  napi_valuetype type;
+  bool isArray = false;
+  if (napi_typeof(env, value, &type) != napi_ok || napi_is_array(env, value, &isArray) != napi_ok) {
+    napi_throw_error(env, nullptr, "vmoe_blas: N-API call failed: napi_typeof");
+    return false;
+  }
+  if (type == napi_null || type == napi_undefined) return true;
+  uint32_t n = 0;
+  if (!isArray || napi_get_array_length(env, value, &n) != napi_ok || n != count) {
+    napi_throw_type_error(env, nullptr, "vmoe_blas: packed expert weights must be an array of one handle per expert");
+    return false;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value item;
+    if (napi_get_element(env, value, i, &item) != napi_ok) {
+      napi_throw_error(env, nullptr, "vmoe_blas: N-API call failed: napi_get_element");
+      return false;
+    }
+    if (!packedArg(env, item, &out[i], K, N)) return false;
+  }
+  return true;
+}
+
 }  // namespace vmoe

@@ -195,6 +195,11 @@ describe.skipIf(!blas.addon)('VmoeEncoderBlock (inference encoder block)', () =>
     const args = [big, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 8, 2, 0, 1, 1e-6] as const;
     expect(() => blas.addon!.encoderBlock(...args, handle, null, null, null)).toThrow(/shape does not match/);
     expect(() => blas.addon!.encoderBlock(...args, {} as never, null, null, null)).toThrow(TypeError);
+    // The experts' lists: one handle (or null) per expert, each of its slice's shape (E 1, R 1, H 24, F 40, N 1).
+    const experts = [big, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, K, N, 1, 1, 256] as const;
+    expect(() => blas.addon!.expertMlp(...experts, [handle], [null])).not.toThrow();
+    expect(() => blas.addon!.expertMlp(...experts, [handle, handle], null)).toThrow(/one handle per expert/);
+    expect(() => blas.addon!.expertMlp(...experts, null, [handle])).toThrow(/shape does not match/);
   });
 
   it('packed weights at hidden 256 on 2 threads, tiles in parallel, give the row-major products to float rounding', () => {
@@ -289,7 +294,7 @@ describe.skipIf(!blas.addon)('VmoeEncoderBlock (inference encoder block)', () =>
 
   it('MoE experts and combine equal expertDenseOfTokens, GELU, expertDense and combineRows (threads, GEMM libraries)', async () => {
     expect(hasKernel(VMOE_EXPERT_MLP)).toBe(true);
-    const [N, H, F, E, R] = [37, 16, 24, 4, 300];
+    const [N, H, F, E, R] = [37, 256, 40, 4, 300]; // hidden 256: the packed weights path (fused.ts)
     const rng = new Rng(9);
     const arr = (n: number, s = 1) => Float32Array.from({ length: n }, () => rng.normal() * s);
     // Expert 0 over the 256-row work item (2 items), expert 2 empty, a filled row without a gate (gate index 0).
@@ -303,9 +308,9 @@ describe.skipIf(!blas.addon)('VmoeEncoderBlock (inference encoder block)', () =>
       }
     const data = {
       x: arr(N * H),
-      w1: arr(E * H * F, 0.3),
+      w1: arr(E * H * F, 1 / Math.sqrt(H)), // pre-activations and outputs of order 1
       b1: arr(E * F),
-      w2: arr(E * F * H, 0.3),
+      w2: arr(E * F * H, 1 / Math.sqrt(F)),
       b2: arr(E * H),
       g: arr(N * E),
     };
@@ -330,6 +335,16 @@ describe.skipIf(!blas.addon)('VmoeEncoderBlock (inference encoder block)', () =>
     });
     expect(Math.max(...want.map(Math.abs))).toBeGreaterThan(1); // not trivially zero
     const got = [fused()];
+    // The experts' weights packed for oneDNN's matmul (its work items' rows padded to 16: 34 → 48, 5 → 16, 17 → 32)
+    // where it is linked; the row-major weights with VMOE_PACKED_WEIGHTS=0.
+    const withOneDnn = blas.addon!.info().gemmLibraries.includes('onednn');
+    expect(blas.addon!.packWeights(new Float32Array(H * F), 0, H, F, 256) !== null).toBe(withOneDnn);
+    process.env[PACKED_WEIGHTS_ENV] = '0';
+    try {
+      got.push(fused());
+    } finally {
+      delete process.env[PACKED_WEIGHTS_ENV];
+    }
     blas.addon!.setThreads(2); // initEngine keeps the running engine's thread count
     for (const lib of blas.addon!.info().gemmLibraries) {
       blas.addon!.setGemm(lib);

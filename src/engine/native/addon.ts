@@ -145,6 +145,9 @@ export interface BlasAddon {
     N: number,
     G: number,
     block: number,
+    /** Per expert, its w1 / w2 slice packed by packWeights (or null); null: the row-major weights. */
+    packed1?: (PackedWeightHandle | null)[] | null,
+    packed2?: (PackedWeightHandle | null)[] | null,
   ): void;
   /** images (B, S, S, C) → tokens (B, T, H) (native/src/block.cc); clsOff −1 for no class token. */
   patchEmbed(

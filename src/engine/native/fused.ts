@@ -688,7 +688,10 @@ function encoderBlockTileImages(T: number, H: number, F: number): number {
 const BLOCK_VECTORS = ['ln1Scale', 'ln1Bias', 'wqkv', 'bqkv', 'wo', 'bo', 'ln2Scale', 'ln2Bias'] as const;
 const BLOCK_MLP = ['w1', 'b1', 'w2', 'b2'] as const;
 
-/** Environment switch: `VMOE_PACKED_WEIGHTS=0` runs the encoder block's products on row-major weights (comparisons). */
+/**
+ * Environment switch: `VMOE_PACKED_WEIGHTS=0` runs the encoder block's and the experts' products on row-major weights
+ * (comparisons).
+ */
 export const PACKED_WEIGHTS_ENV = 'VMOE_PACKED_WEIGHTS';
 
 /**
@@ -715,6 +718,33 @@ function packedWeight(
     packedWeights.set(key, p);
   }
   return p === false ? null : p;
+}
+
+/**
+ * packedWeight for each of the E experts' (K, N) slices of w (E, K, N), kept under w's data as one list; null where
+ * oneDNN packs none of them.
+ */
+const packedExpertLists = new WeakMap<object, (PackedWeightHandle | null)[] | false>();
+
+function packedExperts(
+  addon: BlasAddon,
+  backend: WasmBackendLike,
+  w: tf.TensorInfo,
+  E: number,
+  K: number,
+  N: number,
+  rows: number,
+): (PackedWeightHandle | null)[] | null {
+  if (process.env[PACKED_WEIGHTS_ENV] === '0') return null;
+  const key = w.dataId as object;
+  let list = packedExpertLists.get(key);
+  if (list === undefined) {
+    const base = floatOffset(backend, w);
+    const made = Array.from({ length: E }, (_, e) => addon.packWeights(heapF32(backend), base + e * K * N, K, N, rows));
+    list = made.some((p) => p !== null) ? made : false;
+    packedExpertLists.set(key, list);
+  }
+  return list === false ? null : list;
 }
 
 /**
@@ -842,6 +872,11 @@ function patchEmbedKernel(addon: BlasAddon): tf.KernelFunc {
   }) as tf.KernelFunc;
 }
 
+/** Rows per work item of VmoeExpertMlp (one expert's gather, products and GELU with the rows in cache). */
+const EXPERT_WORK_ROWS = 256;
+/** The smallest hidden size whose experts VmoeExpertMlp runs on packed weights. */
+const EXPERT_PACK_MIN_HIDDEN = 256;
+
 /** The MoE layer's experts and combine for inference (contract in ../fused-kernels.ts). */
 function expertMlpKernel(addon: BlasAddon): tf.KernelFunc {
   return ((args: KernelArgs) => {
@@ -869,6 +904,12 @@ function expertMlpKernel(addon: BlasAddon): tf.KernelFunc {
     const backend = args.backend as WasmBackendLike;
     const y = backend.makeOutput([N, H], 'float32');
     if (N * H > 0) {
+      // Views and offsets only after makeOutput (it can grow the wasm memory); packing allocates none. Packed from
+      // hidden 256 (docs/performance.md §5): there the experts ran 5-14 % faster packed, at the tiny model's
+      // hidden 64 up to 10 % slower (rows padded to 16 and a primitive call cost more than the saved packing).
+      const pack = H >= EXPERT_PACK_MIN_HIDDEN;
+      const packed1 = pack ? packedExperts(addon, backend, w1!, E, H, F, EXPERT_WORK_ROWS) : null;
+      const packed2 = pack ? packedExperts(addon, backend, w2!, E, F, H, EXPERT_WORK_ROWS) : null;
       addon.expertMlp(
         heapF32(backend),
         floatOffset(backend, x!),
@@ -887,7 +928,9 @@ function expertMlpKernel(addon: BlasAddon): tf.KernelFunc {
         F,
         N,
         tf.util.sizeFromShape(gates!.shape),
-        256,
+        EXPERT_WORK_ROWS,
+        packed1,
+        packed2,
       );
     }
     return y;
