@@ -205,6 +205,176 @@ export function encoderBlock(
   return tf.engine().runKernel(VMOE_ENCODER_BLOCK, { x, ...rest, ...(mlp ?? {}) }, { heads, epsilon: eps });
 }
 
+/** Environment switch: `VMOE_FUSED_TRAINING_BLOCK=0` records the encoder block op by op under a tape (comparisons). */
+export const FUSED_TRAINING_BLOCK_ENV = 'VMOE_FUSED_TRAINING_BLOCK';
+
+/**
+ * Whether a recording encoder block on x can take attentionResidual / mlpResidual: float32, a backend with the fused
+ * LayerNorm, attention and GELU kernels and their gradients, not plain wasm (the caller also checks that no dropout
+ * is active: these have none).
+ */
+export function canFuseTrainingBlock(x: tf.Tensor): boolean {
+  return (
+    process.env[FUSED_TRAINING_BLOCK_ENV] !== '0' &&
+    recording() &&
+    !isPlainWasm() &&
+    fusable(x, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD) &&
+    hasKernel(VMOE_ATTENTION) &&
+    hasKernel(VMOE_ATTENTION_GRAD) &&
+    hasKernel(VMOE_GELU) &&
+    hasKernel(VMOE_GELU_GRAD)
+  );
+}
+
+/** The attention half's weights for attentionResidual: q, k, v apart (their gradients go to three variables). */
+export interface AttentionHalfWeights {
+  ln1Scale: tf.Tensor1D;
+  ln1Bias: tf.Tensor1D;
+  wq: tf.Tensor2D;
+  wk: tf.Tensor2D;
+  wv: tf.Tensor2D;
+  bq: tf.Tensor1D;
+  bk: tf.Tensor1D;
+  bv: tf.Tensor1D;
+  wo: tf.Tensor2D;
+  bo: tf.Tensor1D;
+}
+
+/**
+ * x + out(attention(LN1(x) Wqkv + bqkv)) for x (B, T, H), as one node on the gradient tape (needs
+ * canFuseTrainingBlock). The forward runs the kernels the op-by-op block runs, in its order, and the gradient runs
+ * the kernels of those ops' gradients (dense: dy·Wᵀ, xᵀ·dy and the column sum; the concat's split; the residual's
+ * dy added to the LayerNorm's dx), so values and gradients are the op-by-op path's bit for bit
+ * (tests/vmoe/training-block.test.ts) — without its ~16 tape nodes per block, each with its own bookkeeping.
+ */
+export function attentionResidual(x: tf.Tensor3D, w: AttentionHalfWeights, heads: number, eps = 1e-6): tf.Tensor3D {
+  const [B, T, H] = x.shape;
+  const attrs = { batch: B, heads, scale: 1 / Math.sqrt(H / heads) };
+  const f = tf.customGrad(((...args: unknown[]) => {
+    const [xi, ls, lb, wq, wk, wv, bq, bk, bv, wo, bo] = args as [
+      tf.Tensor3D,
+      tf.Tensor1D,
+      tf.Tensor1D,
+      tf.Tensor2D,
+      tf.Tensor2D,
+      tf.Tensor2D,
+      tf.Tensor1D,
+      tf.Tensor1D,
+      tf.Tensor1D,
+      tf.Tensor2D,
+      tf.Tensor1D,
+    ];
+    const save = args[11] as tf.GradSaveFunc;
+    const x2 = tf.reshape(xi, [B * T, H]) as tf.Tensor2D;
+    const ln = tf.engine().runKernel(VMOE_LAYER_NORM, { x: x2, scale: ls, bias: lb }, { epsilon: eps }) as tf.Tensor2D;
+    const wqkv = tf.concat([wq, wk, wv], 1) as tf.Tensor2D;
+    const qkv = tf.fused.matMul({ a: ln, b: wqkv, bias: tf.concat([bq, bk, bv], 0) }) as tf.Tensor2D; // (B·T, 3H)
+    const [a, probs] = tf.engine().runKernel(VMOE_ATTENTION, { qkv }, attrs) as [tf.Tensor2D, tf.Tensor3D];
+    const o = tf.fused.matMul({ a, b: wo, bias: bo }) as tf.Tensor2D;
+    save([x2, ln, wqkv, qkv, probs, a, wo, ls]);
+    return {
+      value: tf.reshape(tf.add(x2, o), [B, T, H]),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, lns, wqkvs, qkvs, ps, as, wos, lss] = saved as [
+          tf.Tensor2D,
+          tf.Tensor2D,
+          tf.Tensor2D,
+          tf.Tensor2D,
+          tf.Tensor3D,
+          tf.Tensor2D,
+          tf.Tensor2D,
+          tf.Tensor1D,
+        ];
+        const dy2 = tf.reshape(dy, [B * T, H]) as tf.Tensor2D;
+        const [da, dwo] = denseGrads(dy2, as, wos);
+        const dqkv = tf.engine().runKernel(VMOE_ATTENTION_GRAD, { dy: da, qkv: qkvs, probs: ps }, attrs) as tf.Tensor2D;
+        const [dln, dwqkv] = denseGrads(dqkv, lns, wqkvs);
+        const [dxl, dls, dlb] = tf
+          .engine()
+          .runKernel(VMOE_LAYER_NORM_GRAD, { dy: dln, x: xs, scale: lss }, { epsilon: eps }) as tf.Tensor[];
+        const [dwq, dwk, dwv] = tf.split(dwqkv, 3, 1);
+        const [dbq, dbk, dbv] = tf.split(tf.sum(dqkv, 0), 3, 0);
+        return [
+          tf.reshape(tf.add(dy2, dxl!), [B, T, H]),
+          dls!,
+          dlb!,
+          dwq!,
+          dwk!,
+          dwv!,
+          dbq!,
+          dbk!,
+          dbv!,
+          dwo,
+          tf.sum(dy2, 0),
+        ];
+      },
+    };
+  }) as unknown as CustomGradFn);
+  const { ln1Scale, ln1Bias, wq, wk, wv, bq, bk, bv, wo, bo } = w;
+  return f(x, ln1Scale, ln1Bias, wq, wk, wv, bq, bk, bv, wo, bo) as tf.Tensor3D;
+}
+
+/**
+ * x + fc2(gelu(fc1(LN2(x)))) for x (B, T, H), as one node on the gradient tape (needs canFuseTrainingBlock); the
+ * op-by-op block's kernels and gradients, bit for bit, as attentionResidual.
+ */
+export function mlpResidual(
+  x: tf.Tensor3D,
+  w: {
+    ln2Scale: tf.Tensor1D;
+    ln2Bias: tf.Tensor1D;
+    w1: tf.Tensor2D;
+    b1: tf.Tensor1D;
+    w2: tf.Tensor2D;
+    b2: tf.Tensor1D;
+  },
+  eps = 1e-6,
+): tf.Tensor3D {
+  const [B, T, H] = x.shape;
+  const f = tf.customGrad(((...args: unknown[]) => {
+    const [xi, ls, lb, w1, b1, w2, b2] = args as [
+      tf.Tensor3D,
+      tf.Tensor1D,
+      tf.Tensor1D,
+      tf.Tensor2D,
+      tf.Tensor1D,
+      tf.Tensor2D,
+      tf.Tensor1D,
+    ];
+    const save = args[7] as tf.GradSaveFunc;
+    const x2 = tf.reshape(xi, [B * T, H]) as tf.Tensor2D;
+    const ln = tf.engine().runKernel(VMOE_LAYER_NORM, { x: x2, scale: ls, bias: lb }, { epsilon: eps }) as tf.Tensor2D;
+    const u = tf.fused.matMul({ a: ln, b: w1, bias: b1 }) as tf.Tensor2D; // (B·T, F)
+    const g = tf.engine().runKernel(VMOE_GELU, { x: u }) as tf.Tensor2D;
+    const m = tf.fused.matMul({ a: g, b: w2, bias: b2 }) as tf.Tensor2D;
+    save([x2, ln, u, g, w1, w2, ls]);
+    return {
+      value: tf.reshape(tf.add(x2, m), [B, T, H]),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, lns, us, gs, w1s, w2s, lss] = saved as [
+          tf.Tensor2D,
+          tf.Tensor2D,
+          tf.Tensor2D,
+          tf.Tensor2D,
+          tf.Tensor2D,
+          tf.Tensor2D,
+          tf.Tensor1D,
+        ];
+        const dy2 = tf.reshape(dy, [B * T, H]) as tf.Tensor2D;
+        const [dg, dw2] = denseGrads(dy2, gs, w2s);
+        const du = tf.engine().runKernel(VMOE_GELU_GRAD, { dy: dg, x: us }) as tf.Tensor2D;
+        const [dln, dw1] = denseGrads(du, lns, w1s);
+        const [dxl, dls, dlb] = tf
+          .engine()
+          .runKernel(VMOE_LAYER_NORM_GRAD, { dy: dln, x: xs, scale: lss }, { epsilon: eps }) as tf.Tensor[];
+        return [tf.reshape(tf.add(dy2, dxl!), [B, T, H]), dls!, dlb!, dw1, tf.sum(du, 0), dw2, tf.sum(dy2, 0)];
+      },
+    };
+  }) as unknown as CustomGradFn);
+  const { ln2Scale, ln2Bias, w1, b1, w2, b2 } = w;
+  return f(x, ln2Scale, ln2Bias, w1, b1, w2, b2) as tf.Tensor3D;
+}
+
 /**
  * Patch embedding for inference as one kernel, where the backend has it and no gradient tape records: images
  * (B, S, S, C) → (B, T, H) = patches · kernel + bias, the class token first when given, plus pos; null otherwise

@@ -6,7 +6,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { modelMembers, moeBlocks, tokensPerImage, type ModelConfig } from './config.js';
 import {
+  attentionResidual,
   canFuseEncoderBlock,
+  canFuseTrainingBlock,
   dense,
   dense2d,
   denseGelu,
@@ -14,6 +16,7 @@ import {
   encoderBlock,
   type EncoderBlockWeights,
   layerNorm,
+  mlpResidual,
   patchEmbed,
   recording,
   selfAttention,
@@ -266,6 +269,38 @@ export class VisionMoE {
       if (!moe) return encoderBlock(x, w, this.cfg.heads) as tf.Tensor3D;
       const [x1, h2] = encoderBlock(x, w, this.cfg.heads) as [tf.Tensor3D, tf.Tensor2D];
       return tf.add(x1, tf.reshape(this.moeMlp(h2, b, B, T, ctx), [B, T, H])) as tf.Tensor3D;
+    }
+    if (!ctx.dropout && canFuseTrainingBlock(x)) {
+      // Training without dropout: each half of the block one node on the gradient tape (the same kernels).
+      const a = `${p}/attn`;
+      x = attentionResidual(
+        x,
+        {
+          ln1Scale: this.p(`${p}/ln1/scale`),
+          ln1Bias: this.p(`${p}/ln1/bias`),
+          wq: this.p(`${a}/query/kernel`),
+          wk: this.p(`${a}/key/kernel`),
+          wv: this.p(`${a}/value/kernel`),
+          bq: this.p(`${a}/query/bias`),
+          bk: this.p(`${a}/key/bias`),
+          bv: this.p(`${a}/value/bias`),
+          wo: this.p(`${a}/out/kernel`),
+          bo: this.p(`${a}/out/bias`),
+        },
+        this.cfg.heads,
+      );
+      if (!moe) {
+        return mlpResidual(x, {
+          ln2Scale: this.p(`${p}/ln2/scale`),
+          ln2Bias: this.p(`${p}/ln2/bias`),
+          w1: this.p(`${p}/mlp/fc1/kernel`),
+          b1: this.p(`${p}/mlp/fc1/bias`),
+          w2: this.p(`${p}/mlp/fc2/kernel`),
+          b2: this.p(`${p}/mlp/fc2/bias`),
+        });
+      }
+      const h2 = tf.reshape(layerNorm(x, this.p(`${p}/ln2/scale`), this.p(`${p}/ln2/bias`)), [B * T, H]) as tf.Tensor2D;
+      return tf.add(x, tf.reshape(this.moeMlp(h2, b, B, T, ctx), [B, T, H])) as tf.Tensor3D;
     }
     const h1 = layerNorm(x, this.p(`${p}/ln1/scale`), this.p(`${p}/ln1/bias`)) as tf.Tensor3D;
     x = tf.add(x, dropout(this.attention(h1, `${p}/attn`), rate, ctx.dropSeed()));

@@ -23,29 +23,14 @@ import { ModelSchema, type ModelConfig } from '../../src/vmoe/config.js';
 import { VisionMoE } from '../../src/vmoe/model.js';
 import { CACHE_BATCH_IMAGES, computeOutputs, forwardBatchSize } from '../../src/vmoe/outputs.js';
 import type { ImageDataset } from '../../src/data/index.js';
+import { SMALL_MODEL, SMALL_MOE } from '../helpers/small-models.js';
 
 const blas = loadBlasAddon();
 const skipReason = blas.addon ? '' : `native addon unavailable: ${blas.reason}`;
 if (!blas.addon) console.warn(`[inference tests] wasm-blas cases skipped: ${skipReason}`);
 
-const SHARED = {
-  imageSize: 16,
-  channels: 1,
-  patchSize: 4,
-  hidden: 32,
-  depth: 3,
-  heads: 4,
-  mlpDim: 96,
-  numClasses: 7,
-  dropout: 0,
-  readout: 'token' as const,
-};
-const MOE = {
-  layers: { placement: 'list' as const, list: [1] },
-  numExperts: 4,
-  capacityFactor: 1.05,
-  groupImages: 4,
-};
+const SHARED = SMALL_MODEL;
+const MOE = SMALL_MOE;
 const CONFIGS: Record<string, ModelConfig> = {
   vit: ModelSchema.parse({ ...SHARED, type: 'vit' }),
   vmoe: ModelSchema.parse({ ...SHARED, type: 'vmoe', moe: { ...MOE, k: 2 } }),
