@@ -134,6 +134,7 @@ for (const backend of ['wasm-blas', 'wasm'] as const) {
         [300, 20, 256],
         [1, 3, 5],
         [517, 64, 100],
+        [1100, 16, 300], // blocks of 400 rows: 400, 400, 300
       ] as const) {
         tf.tidy(() => {
           const x = tf.randomNormal([N, I], 0, 1, 'float32', 1) as tf.Tensor2D;

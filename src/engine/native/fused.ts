@@ -628,10 +628,12 @@ function routerGatesGradKernel(addon: BlasAddon): tf.KernelFunc {
 
 /**
  * Rows per block of VmoeDenseGelu: about 64 K floats (256 KB) of product, which stays in the L2 cache
- * (1 MB a core on the reference machine) between the GEMM that writes it and the GELU that reads it.
+ * (1 MB a core on the reference machine) between the GEMM that writes it and the GELU that reads it — but at least
+ * 400 rows: the GEMM reads (packs) all of w once per block, and at S/32's fc1 (512 × 2048) blocks of 32 rows ran
+ * at 105 GFLOP/s on 2 threads, 200 rows at 154, 400 at 164, 800 at 172 (docs/performance.md §5).
  */
 function denseGeluBlockRows(outCols: number): number {
-  return Math.max(16, Math.floor(65536 / Math.max(1, outCols)));
+  return Math.max(400, Math.floor(65536 / Math.max(1, outCols)));
 }
 
 /**
