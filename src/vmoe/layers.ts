@@ -214,8 +214,10 @@ export const FUSED_TRAINING_BLOCK_ENV = 'VMOE_FUSED_TRAINING_BLOCK';
  * is active: these have none).
  */
 export function canFuseTrainingBlock(x: tf.Tensor): boolean {
+  // The switch is read through globalThis: this module also runs in the web page, which has no process.
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
   return (
-    process.env[FUSED_TRAINING_BLOCK_ENV] !== '0' &&
+    env?.[FUSED_TRAINING_BLOCK_ENV] !== '0' &&
     recording() &&
     !isPlainWasm() &&
     fusable(x, VMOE_LAYER_NORM, VMOE_LAYER_NORM_GRAD) &&
