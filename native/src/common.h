@@ -224,6 +224,22 @@ inline void sgemmRowMajor(bool ta, bool tb, int M, int N, int K, float alpha, co
               ldb, beta, c, ldc);
 }
 
+// f(lo, hi) over [0, n) cut into one chunk per OpenMP thread (64-value aligned) when n is large enough to pay for
+// the threads' start (~64 K values), else f(0, n). Elementwise results do not depend on the cut.
+template <typename F>
+inline void forChunks(int64_t n, const F& f) {
+#ifdef _OPENMP
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (threads > 1 && n >= 65536) {
+    const int64_t chunk = ((n + threads - 1) / threads + 63) / 64 * 64;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t lo = 0; lo < n; lo += chunk) f(lo, std::min(n, lo + chunk));
+    return;
+  }
+#endif
+  f(0, n);
+}
+
 // ---- SIMD helpers -------------------------------------------------------------------------
 
 inline int32_t bitsOf(float f) {

@@ -64,22 +64,6 @@ void geluGradLoop(const float* __restrict dy, const float* __restrict x, float* 
   }
 }
 
-// f(lo, hi) over [0, n) cut into one chunk per OpenMP thread (64-value aligned) when n is large enough to pay for
-// the threads' start (~64 K values), else f(0, n). Elementwise results do not depend on the cut.
-template <typename F>
-void forChunks(int64_t n, const F& f) {
-#ifdef _OPENMP
-  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  if (threads > 1 && n >= 65536) {
-    const int64_t chunk = ((n + threads - 1) / threads + 63) / 64 * 64;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t lo = 0; lo < n; lo += chunk) f(lo, std::min(n, lo + chunk));
-    return;
-  }
-#endif
-  f(0, n);
-}
-
 // An elementwise entry point (heap, srcOff, dstOff, n) over loop(src, dst, n).
 template <void (*loop)(const float*, float*, int64_t)>
 napi_value unaryEntry(napi_env env, napi_callback_info info, const char* name) {

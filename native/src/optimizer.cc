@@ -62,8 +62,13 @@ napi_value Adam(napi_env env, napi_callback_info info) {
     }
     c[i] = static_cast<float>(coefficients[i]);
   }
-  adamLoop(heap + v[0], heap + v[1], heap + v[2], heap + v[3], heap + v[4], heap + v[5], heap + v[6], n, c,
-           coefficients[8] != 1.0, coefficients[7] != 0.0);
+  // Elementwise, so the cut over the threads does not change a bit; it matters at S/32 (22 M parameters, seven
+  // streams of floats: 93 ms a step on one thread).
+  const bool scaled = coefficients[8] != 1.0, decayed = coefficients[7] != 0.0;
+  forChunks(n, [&](int64_t lo, int64_t hi) {
+    adamLoop(heap + v[0] + lo, heap + v[1] + lo, heap + v[2] + lo, heap + v[3] + lo, heap + v[4] + lo, heap + v[5] + lo,
+             heap + v[6] + lo, hi - lo, c, scaled, decayed);
+  });
   return nullptr;
 }
 

@@ -679,6 +679,7 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
       'a/bias': [33],
       'b/scale': [1, 1],
       'b/w': [3, 5, 37],
+      'c/w': [300, 250], // 75 000 values: cut over the threads at 2 (≥ 64 K)
     };
     /** Five optimiser steps with fixed pseudo-random gradients; parameters, moments and gradient norms as host arrays. */
     function steps(optim: Record<string, unknown>): { norms: number[]; state: Float32Array[] } {
@@ -715,6 +716,18 @@ describe.skipIf(!blas.addon)(`fused kernels on wasm-blas (${skipReason || 'addon
         const want = await onBackend(ref, () => steps(optim));
         fused.norms.forEach((g, i) => expect(Math.abs(g - want.norms[i]!)).toBeLessThan(1e-5 * g));
         fused.state.forEach((a, i) => expectClose(a, want.state[i]!, 1e-6));
+      }
+    });
+
+    it('on 2 threads, parameters and moments are the 1-thread bits', () => {
+      const optim = { optimizer: 'adamw', weightDecay: 0.1, gradClipNorm: 0.5 };
+      const one = steps(optim);
+      blas.addon!.setThreads(2); // initEngine keeps the running engine's thread count
+      try {
+        const two = steps(optim);
+        two.state.forEach((a, i) => expect(a).toEqual(one.state[i]!));
+      } finally {
+        blas.addon!.setThreads(1);
       }
     });
 
