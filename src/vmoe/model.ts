@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { modelMembers, moeBlocks, tokensPerImage, type ModelConfig } from './config.js';
 import {
   attentionResidual,
+  type AttentionHalfWeights,
   canFuseEncoderBlock,
   canFuseTrainingBlock,
   dense,
@@ -271,39 +272,30 @@ export class VisionMoE {
       return tf.add(x1, tf.reshape(this.moeMlp(h2, b, B, T, ctx), [B, T, H])) as tf.Tensor3D;
     }
     if (!ctx.dropout && canFuseTrainingBlock(x)) {
-      // Training without dropout: each half of the block one node on the gradient tape (the same kernels).
+      // Training without dropout: each half of the block one node on the gradient tape (the same kernels); an MoE
+      // block's MLP half goes on below as in the op-by-op block.
       const a = `${p}/attn`;
-      x = attentionResidual(
-        x,
-        {
-          ln1Scale: this.p(`${p}/ln1/scale`),
-          ln1Bias: this.p(`${p}/ln1/bias`),
-          wq: this.p(`${a}/query/kernel`),
-          wk: this.p(`${a}/key/kernel`),
-          wv: this.p(`${a}/value/kernel`),
-          bq: this.p(`${a}/query/bias`),
-          bk: this.p(`${a}/key/bias`),
-          bv: this.p(`${a}/value/bias`),
-          wo: this.p(`${a}/out/kernel`),
-          bo: this.p(`${a}/out/bias`),
-        },
-        this.cfg.heads,
-      );
+      const attn: AttentionHalfWeights = {
+        ln1Scale: this.p(`${p}/ln1/scale`),
+        ln1Bias: this.p(`${p}/ln1/bias`),
+        wq: this.p(`${a}/query/kernel`),
+        wk: this.p(`${a}/key/kernel`),
+        wv: this.p(`${a}/value/kernel`),
+        bq: this.p(`${a}/query/bias`),
+        bk: this.p(`${a}/key/bias`),
+        bv: this.p(`${a}/value/bias`),
+        wo: this.p(`${a}/out/kernel`),
+        bo: this.p(`${a}/out/bias`),
+      };
+      x = attentionResidual(x, attn, this.cfg.heads);
       if (!moe) {
-        return mlpResidual(x, {
-          ln2Scale: this.p(`${p}/ln2/scale`),
-          ln2Bias: this.p(`${p}/ln2/bias`),
-          w1: this.p(`${p}/mlp/fc1/kernel`),
-          b1: this.p(`${p}/mlp/fc1/bias`),
-          w2: this.p(`${p}/mlp/fc2/kernel`),
-          b2: this.p(`${p}/mlp/fc2/bias`),
-        });
+        const ln2 = { ln2Scale: this.p<tf.Tensor1D>(`${p}/ln2/scale`), ln2Bias: this.p<tf.Tensor1D>(`${p}/ln2/bias`) };
+        return mlpResidual(x, { ...ln2, ...this.mlpWeights(p) });
       }
-      const h2 = tf.reshape(layerNorm(x, this.p(`${p}/ln2/scale`), this.p(`${p}/ln2/bias`)), [B * T, H]) as tf.Tensor2D;
-      return tf.add(x, tf.reshape(this.moeMlp(h2, b, B, T, ctx), [B, T, H])) as tf.Tensor3D;
+    } else {
+      const h1 = layerNorm(x, this.p(`${p}/ln1/scale`), this.p(`${p}/ln1/bias`)) as tf.Tensor3D;
+      x = tf.add(x, dropout(this.attention(h1, `${p}/attn`), rate, ctx.dropSeed()));
     }
-    const h1 = layerNorm(x, this.p(`${p}/ln1/scale`), this.p(`${p}/ln1/bias`)) as tf.Tensor3D;
-    x = tf.add(x, dropout(this.attention(h1, `${p}/attn`), rate, ctx.dropSeed()));
     const h2 = tf.reshape(layerNorm(x, this.p(`${p}/ln2/scale`), this.p(`${p}/ln2/bias`)), [B * T, H]) as tf.Tensor2D;
     let y: tf.Tensor2D;
     if (moe) {
@@ -331,14 +323,17 @@ export class VisionMoE {
       bo: this.p(`${prefix}/attn/out/bias`),
       ln2Scale: this.p(`${prefix}/ln2/scale`),
       ln2Bias: this.p(`${prefix}/ln2/bias`),
-      mlp: mlp
-        ? {
-            w1: this.p(`${prefix}/mlp/fc1/kernel`),
-            b1: this.p(`${prefix}/mlp/fc1/bias`),
-            w2: this.p(`${prefix}/mlp/fc2/kernel`),
-            b2: this.p(`${prefix}/mlp/fc2/bias`),
-          }
-        : undefined,
+      mlp: mlp ? this.mlpWeights(prefix) : undefined,
+    };
+  }
+
+  /** @internal The dense MLP's weights of block `prefix`. */
+  mlpWeights(prefix: string): { w1: tf.Tensor2D; b1: tf.Tensor1D; w2: tf.Tensor2D; b2: tf.Tensor1D } {
+    return {
+      w1: this.p(`${prefix}/mlp/fc1/kernel`),
+      b1: this.p(`${prefix}/mlp/fc1/bias`),
+      w2: this.p(`${prefix}/mlp/fc2/kernel`),
+      b2: this.p(`${prefix}/mlp/fc2/bias`),
     };
   }
 
